@@ -1,0 +1,30 @@
+// The resource model: kinds (types, schemas, defaults, validation, conversion), the registry of kinds, the
+// settings catalogue. Everything other folders need from src/api is exported here.
+
+export * from './meta.js';
+export * from './kind.js';
+export * from './errors.js';
+export * from './field-errors.js';
+export * from './names.js';
+export * from './schema.js';
+export * from './common.js';
+export * from './settings.js';
+export * from './registry.js';
+export * from './validate.js';
+export * from './prune.js';
+
+export * from './backing-image.js';
+export { backingImageV1beta1ToV1beta2 } from './backing-image-v1beta1.js';
+export * from './backing-image-data-source.js';
+export * from './backing-image-manager.js';
+export * from './volume.js';
+export * from './instance.js';
+export * from './engine.js';
+export * from './replica.js';
+export * from './node.js';
+export * from './setting-resource.js';
+export * from './engine-image.js';
+export * from './instance-manager.js';
+export * from './pod.js';
+export * from './event.js';
+export * from './lease.js';

@@ -1,0 +1,13 @@
+// `stratum manager`: runs the control plane in the foreground until SIGINT/SIGTERM.
+
+import { resolve } from 'node:path';
+import { startManager } from '../../manager/index.js';
+
+export async function runManagerCommand(o: { host: string; port: string; dataDir: string }): Promise<void> {
+  const port = Number(o.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
+  const ac = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
+  const m = await startManager({ dataDir: resolve(o.dataDir), host: o.host, port, signal: ac.signal });
+  await m.done;
+}

@@ -1,0 +1,161 @@
+// The `stratum` command. Each subcommand is a thin layer over the API (src/client) or starts a process
+// (manager, node, up); errors print as one line naming what was wrong, exit status 1.
+
+import { Command, Option } from 'commander';
+import { findKind } from '../api/index.js';
+import type { KindInfo } from '../api/kind.js';
+import { DEFAULT_NAMESPACE } from '../api/meta.js';
+import { resourceUrl } from '../client/http-store.js';
+import { isNotFound, StoreError } from '../store/errors.js';
+import { request } from './api.js';
+import { applyDocument, readDocuments } from './commands/apply.js';
+import { describe } from './commands/describe.js';
+import { get } from './commands/get.js';
+import { addImagesCommand } from './commands/images.js';
+import { addLogsCommand } from './commands/logs.js';
+import { runManagerCommand } from './commands/manager.js';
+import { addNodeCommand } from './commands/node.js';
+import { addUpCommand } from './commands/up.js';
+import { fail, qualifiedName } from './output.js';
+
+const program = new Command('stratum')
+  .description('Stratum: backing images and the volumes built on them')
+  .addOption(
+    new Option('-s, --server <url>', 'API server URL').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
+  )
+  .showHelpAfterError('(run with --help for usage)');
+
+function server(): string {
+  return (program.opts<{ server: string }>().server ?? '').replace(/\/+$/, '');
+}
+
+function kindOf(arg: string): KindInfo {
+  const info = findKind(arg);
+  if (!info) throw new StoreError('NotFound', `the server doesn't have a resource type "${arg}"`);
+  return info;
+}
+
+/** Runs an action, turning any error into one line on stderr. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      fail(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+program
+  .command('manager')
+  .description('run the control plane: store, API server, controllers')
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--port <port>', 'port to listen on', '9500')
+  .option('--data-dir <dir>', 'where the state database lives', '.stratum/manager')
+  .action(action(async (o: { host: string; port: string; dataDir: string }) => runManagerCommand(o)));
+
+program
+  .command('apply')
+  .description('create or update resources from YAML (multi-document files, directories, - for stdin)')
+  .requiredOption('-f, --filename <path>', 'file, directory or -')
+  .option('-n, --namespace <ns>', 'namespace for namespaced objects that name none', DEFAULT_NAMESPACE)
+  .action(
+    action(async (o: { filename: string; namespace: string }) => {
+      const docs = readDocuments(o.filename);
+      let failed = 0;
+      for (const doc of docs) {
+        try {
+          process.stdout.write(`${await applyDocument(server(), doc, o.namespace)}\n`);
+        } catch (err) {
+          failed++;
+          process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+        }
+      }
+      if (failed > 0) process.exit(1);
+    }),
+  );
+
+program
+  .command('get')
+  .description('list resources, or show one')
+  .argument('<kind>', 'kind, plural or short name (bi, bim, bids, lhv, pods, ...)')
+  .argument('[name]')
+  .option('-n, --namespace <ns>', 'namespace', DEFAULT_NAMESPACE)
+  .option('-A, --all-namespaces', 'list across all namespaces', false)
+  .option('-o, --output <format>', 'wide, yaml, json or name')
+  .option('-l, --selector <selector>', 'label selector')
+  .option('-w, --watch', 'after listing, print changes as they happen', false)
+  .action(
+    action(async (kind: string, name: string | undefined, o: { namespace: string; allNamespaces: boolean; output?: string; selector?: string; watch: boolean }) => {
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      await get({
+        server: server(),
+        info: kindOf(kind),
+        name,
+        namespace: o.namespace,
+        allNamespaces: o.allNamespaces,
+        output: o.output,
+        selector: o.selector,
+        watch: o.watch,
+        signal: ac.signal,
+        write: (t) => process.stdout.write(t),
+      });
+    }),
+  );
+
+program
+  .command('describe')
+  .description('show one resource in detail, with its events')
+  .argument('<kind>')
+  .argument('<name>')
+  .option('-n, --namespace <ns>', 'namespace', DEFAULT_NAMESPACE)
+  .action(
+    action(async (kind: string, name: string, o: { namespace: string }) => {
+      process.stdout.write(await describe(server(), kindOf(kind), o.namespace, name));
+    }),
+  );
+
+program
+  .command('delete')
+  .description('delete resources (waits until finalizers let them go, unless --wait=false)')
+  .argument('<kind>')
+  .argument('<names...>')
+  .option('-n, --namespace <ns>', 'namespace', DEFAULT_NAMESPACE)
+  .option('--cascade <policy>', 'background, foreground or orphan', 'background')
+  .option('--wait <bool>', 'wait for the object to be gone', 'true')
+  .option('--timeout <seconds>', 'how long to wait', '60')
+  .action(
+    action(async (kind: string, names: string[], o: { namespace: string; cascade: string; wait: string; timeout: string }) => {
+      const info = kindOf(kind);
+      const policy = { background: 'Background', foreground: 'Foreground', orphan: 'Orphan' }[o.cascade];
+      if (!policy) throw new StoreError('BadRequest', `--cascade must be background, foreground or orphan, not "${o.cascade}"`);
+      for (const name of names) {
+        const url = resourceUrl(server(), info, o.namespace, name);
+        await request('DELETE', url, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: policy } });
+        process.stdout.write(`${qualifiedName(info, name).replace('/', ' "')}" deleted\n`);
+        if (o.wait === 'true') await waitGone(url, Number(o.timeout) * 1000, name);
+      }
+    }),
+  );
+
+async function waitGone(url: string, timeoutMs: number, name: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      await request('GET', url);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new StoreError('Internal', `timed out after ${timeoutMs / 1000}s waiting for "${name}" to be deleted (finalizers still pending; see describe)`);
+}
+
+addNodeCommand(program);
+addUpCommand(program);
+addImagesCommand(program);
+addLogsCommand(program);
+
+await program.parseAsync(process.argv);

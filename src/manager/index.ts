@@ -1,0 +1,74 @@
+// `stratum manager`: the control plane in one process — the durable store, the API server in front of it, and the
+// controllers. It owns no data-plane process; killing it stops no pod.
+
+import { join } from 'node:path';
+import { collectDefaultMetrics } from 'prom-client';
+import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../api/meta.js';
+import { SETTINGS } from '../api/settings.js';
+import { agentPodLogs } from '../agent/log-client.js';
+import { startApiServer, type ApiServer } from '../apiserver/server.js';
+import { metricsRegistry } from '../controller-kit/metrics.js';
+import { isAlreadyExists } from '../store/errors.js';
+import { openStore } from '../store/index.js';
+import type { ResourceStore } from '../store/resource-store.js';
+import { startControllers } from './controllers.js';
+
+export interface ManagerOptions {
+  dataDir: string;
+  host?: string;
+  port?: number;
+  signal: AbortSignal;
+  log?: (line: string) => void;
+}
+
+export interface RunningManager {
+  store: ResourceStore;
+  api: ApiServer;
+  /** Resolves once everything has stopped (after `signal` aborts). */
+  done: Promise<void>;
+}
+
+/** Creates every catalogued Setting that does not exist yet, with its default value. */
+export async function ensureSettings(store: ResourceStore): Promise<void> {
+  for (const def of SETTINGS) {
+    try {
+      await store.create({
+        apiVersion: LONGHORN_API_VERSION,
+        kind: 'Setting',
+        metadata: { name: def.name, namespace: DEFAULT_NAMESPACE },
+        value: def.default,
+      });
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  }
+}
+
+export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db') });
+  await ensureSettings(store);
+  // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
+  const metrics = metricsRegistry;
+  if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
+  const controllers = startControllers({ store, metrics, signal: opts.signal, log });
+  const api = await startApiServer({
+    store,
+    host: opts.host ?? '127.0.0.1',
+    port: opts.port ?? 9500,
+    metrics,
+    podLogs: agentPodLogs(store),
+  });
+  log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})`);
+  const done = new Promise<void>((resolve) => {
+    const stop = async () => {
+      await api.close().catch(() => undefined);
+      await controllers.stopped;
+      await closeStore();
+      resolve();
+    };
+    if (opts.signal.aborted) void stop();
+    else opts.signal.addEventListener('abort', () => void stop(), { once: true });
+  });
+  return { store, api, done };
+}

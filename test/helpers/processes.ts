@@ -1,0 +1,140 @@
+// Test helpers that start real Stratum processes (the compiled CLI) in temp dirs and real peers (kubectl).
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The repository root (tests run from dist/test/helpers). */
+export const REPO = resolve(here, '..', '..', '..');
+export const CLI = join(REPO, 'dist', 'src', 'cli', 'main.js');
+
+export function tempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), `stratum-${prefix}-`));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export function hasTool(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+}
+
+/** A `stratum manager` process on a free port over a data dir that outlives restarts. */
+export class ManagerProcess {
+  readonly dataDir: string;
+  port = 0;
+  #child: ChildProcess | undefined;
+  #log = '';
+
+  constructor(dataDir: string) {
+    this.dataDir = dataDir;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  get log(): string {
+    return this.#log;
+  }
+
+  async start(): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (d: Buffer) => (this.#log += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.#log += d.toString()));
+    this.#child = child;
+    await waitFor(`manager on port ${this.port} (log: ${this.#log})`, async () => {
+      if (child.exitCode !== null) throw new Error(`manager exited with ${child.exitCode}: ${this.#log}`);
+      const res = await fetch(`${this.url}/healthz`);
+      return res.ok;
+    });
+  }
+
+  /** SIGKILL, no chance to flush anything. */
+  async kill9(): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export async function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.on('error', rej);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export function stratum(server: string, args: string[], input?: string): Promise<RunResult> {
+  return run(process.execPath, [CLI, '--server', server, ...args], input === undefined ? {} : { input });
+}
+
+export function kubectl(server: string, args: string[], input?: string): Promise<RunResult> {
+  // An empty kubeconfig keeps the developer's own config out of the way.
+  const env = { ...process.env, KUBECONFIG: '/dev/null' };
+  return run('kubectl', ['--server', server, ...args], { env, ...(input === undefined ? {} : { input }) });
+}
