@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { hasTool, kubectl, ManagerProcess, REPO, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { hasTool, kubectl, ManagerProcess, REPO, run, stratum, tempDir, waitFor } from './helpers/processes.js';
 
 const SEED = join(REPO, 'test', 'fixtures', 'seed-backing-images.yaml');
 const NS = 'longhorn-system';
@@ -128,4 +128,24 @@ test('invalid inputs each get a clear 4xx', async () => {
   const cli = await stratum(manager.url, ['apply', '-f', '-'], 'kind: BackingImage\napiVersion: longhorn.io/v1beta2\nmetadata: {name: "x"\n');
   assert.equal(cli.code, 1);
   assert.match(cli.stderr, /^error: .*malformed YAML at line \d+/);
+});
+
+const legacy = process.env['KUBECTL_LEGACY'];
+test('Debian\'s kubectl 1.20 (kubernetes-client) applies, gets, patches and deletes', { skip: legacy ? false : 'KUBECTL_LEGACY does not point at a kubectl 1.20 binary (.ci/run unpacks one)' }, async () => {
+  const env = { ...process.env, KUBECONFIG: '/dev/null' };
+  const k = (args: string[], input?: string) => run(legacy ?? 'kubectl', ['--server', manager.url, ...args], { env, ...(input === undefined ? {} : { input }) });
+  const version = await k(['version', '--client', '--short']);
+  assert.match(version.stdout, /v1\.20\./);
+  const seed = readFileSync(SEED, 'utf8').replaceAll('bi-test', 'old-test');
+  const created = await k(['apply', '-f', '-'], seed);
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /backingimage\.longhorn\.io\/old-test1 created/);
+  const again = await k(['apply', '-f', '-'], seed);
+  assert.match(again.stdout, /old-test1 unchanged/);
+  const get = await k(['get', 'lhbi', '-n', NS]);
+  assert.match(get.stdout, /^old-test1\s+[0-9a-f]{8}\s+download/m);
+  const patch = await k(['patch', 'lhbi', 'old-test1', '-n', NS, '--type', 'merge', '-p', '{"spec":{"minNumberOfCopies":2}}']);
+  assert.equal(patch.code, 0, patch.stderr);
+  const del = await k(['delete', 'lhbi', 'old-test1', '-n', NS]);
+  assert.equal(del.code, 0, del.stderr);
 });

@@ -73,3 +73,24 @@ export function openApiGroupVersion(group: string, version: string): Record<stri
     components: { schemas },
   };
 }
+
+/** Protobuf length-delimited field (wire type 2). */
+function pbField(field: number, payload: Buffer): Buffer {
+  const len: number[] = [];
+  let n = payload.length;
+  do {
+    len.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    n >>>= 7;
+  } while (n > 0);
+  return Buffer.concat([Buffer.from([(field << 3) | 2, ...len]), payload]);
+}
+
+/**
+ * `GET /openapi/v2` as the protobuf `openapi_v2.Document` older kubectl (1.20, Debian's kubernetes-client) insists
+ * on before `apply`. It carries only `swagger` and `info`: with no definitions, kubectl skips client-side schema
+ * checks for our kinds and the server validates every write anyway.
+ */
+export function openApiV2Protobuf(): Buffer {
+  const info = Buffer.concat([pbField(1, Buffer.from('Stratum')), pbField(2, Buffer.from(SERVER_VERSION.gitVersion))]);
+  return Buffer.concat([pbField(1, Buffer.from('2.0')), pbField(2, info)]);
+}

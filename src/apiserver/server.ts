@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import type { Registry } from 'prom-client';
 import type { Store } from '../store/types.js';
 import { apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.js';
-import { openApiGroupVersion, openApiRoot } from './openapi.js';
+import { openApiGroupVersion, openApiRoot, openApiV2Protobuf } from './openapi.js';
 import { resourceHandler, type ResourceHandlerOptions } from './resources.js';
 import { statusFor, toStatus } from './status.js';
 
@@ -81,6 +81,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   // Anything else is kept as a stream for routes that want raw bytes (uploads); resource routes refuse it.
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
+  // An oversized body is refused before it is parsed, but still read off the socket (up to a bound) so the client
+  // receives the 413 instead of a connection reset in the middle of its upload.
+  app.addHook('onRequest', async (req, reply) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (!(declared > bodyLimit) || !req.url.startsWith('/api')) return;
+    if (declared <= 64 * 1024 * 1024) {
+      req.raw.resume();
+      await new Promise<void>((resolve) => {
+        req.raw.once('end', resolve);
+        req.raw.once('error', () => resolve());
+        setTimeout(resolve, 10_000).unref();
+      });
+    }
+    const st = statusFor(413, 'RequestEntityTooLarge', `request body is larger than the limit of ${bodyLimit} bytes`);
+    return reply.code(413).send(st);
+  });
   app.setErrorHandler((err, _req, reply) => {
     const e = err as { code?: string; statusCode?: number; message: string };
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -116,6 +132,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     return apiResourceList(group, version) ?? reply.callNotFound();
   });
   app.get('/openapi/v3', async () => openApiRoot());
+  app.get('/openapi/v2', async (req, reply) => {
+    if (!/protobuf/.test(req.headers.accept ?? '')) return { swagger: '2.0', info: { title: 'Stratum', version: SERVER_VERSION.gitVersion }, paths: {} };
+    return reply.type('application/com.github.proto-openapi.spec.v2@v1.0+protobuf').send(openApiV2Protobuf());
+  });
   app.get('/openapi/v3/*', async (req, reply) => {
     const path = new URL(req.url, 'http://localhost').pathname.replace(/^\/openapi\/v3\//, '').split('/');
     const doc = path[0] === 'api' ? openApiGroupVersion('', path[1] ?? '') : openApiGroupVersion(path[1] ?? '', path[2] ?? '');
