@@ -52,37 +52,40 @@ describe('controller kit over the SQLite store', () => {
     });
     const ac = new AbortController();
     const running = factory.run(ac.signal);
-    await factory.waitForSync(ac.signal);
+    // Abort even when an assertion fails: a running informer retries forever and keeps the process alive.
+    try {
+      await factory.waitForSync(ac.signal);
 
-    const registry = new Registry();
-    const recorder = new EventRecorder({ store, component: 'test', logger: silentLogger, registry });
-    recorder.event(bi, 'Warning', 'DownloadFailed', 'HTTP 503');
-    await recorder.flush();
-    recorder.event(bi, 'Warning', 'DownloadFailed', 'HTTP 503');
-    await recorder.flush();
-    await waitFor(() => seen.length === 2, 'add and update');
-    assert.deepEqual(seen, ['add DownloadFailed 1', 'update DownloadFailed 2']);
-    const [cached, ...more] = events.byIndex('involvedObject', 'BackingImage/bi-1');
-    assert.equal(more.length, 0);
-    assert.equal(cached?.count, 2);
-    assert.ok(Object.isFrozen(cached?.involvedObject));
-    assert.match(await registry.metrics(), /result="patched"\} 1\n/);
+      const registry = new Registry();
+      const recorder = new EventRecorder({ store, component: 'test', logger: silentLogger, registry });
+      recorder.event(bi, 'Warning', 'DownloadFailed', 'HTTP 503');
+      await recorder.flush();
+      recorder.event(bi, 'Warning', 'DownloadFailed', 'HTTP 503');
+      await recorder.flush();
+      await waitFor(() => seen.length === 2, 'add and update');
+      assert.deepEqual(seen, ['add DownloadFailed 1', 'update DownloadFailed 2']);
+      const [cached, ...more] = events.byIndex('involvedObject', 'BackingImage/bi-1');
+      assert.equal(more.length, 0);
+      assert.equal(cached?.count, 2);
+      assert.ok(Object.isFrozen(cached?.involvedObject));
+      assert.match(await registry.metrics(), /result="patched"\} 1\n/);
 
-    // The store shares nested objects between a writer's result and its watch events; the informer must have
-    // frozen its own copy, or this assignment would throw.
-    const { object } = await store.create<CoreEvent>({
-      apiVersion: 'v1',
-      kind: 'Event',
-      metadata: { name: 'manual.1', namespace: NS },
-      involvedObject: { kind: 'Pod', name: 'p' },
-      reason: 'Manual',
-    });
-    await waitFor(() => events.get(NS, 'manual.1') !== undefined, 'manual event cached');
-    object.involvedObject.name = 'changed-by-caller';
-    assert.equal(events.get(NS, 'manual.1')?.involvedObject.name, 'p');
-
-    ac.abort();
-    await running;
+      // The store shares nested objects between a writer's result and its watch events; the informer must have
+      // frozen its own copy, or this assignment would throw.
+      const { object } = await store.create<CoreEvent>({
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'manual.1', namespace: NS },
+        involvedObject: { kind: 'Pod', name: 'p' },
+        reason: 'Manual',
+      });
+      await waitFor(() => events.get(NS, 'manual.1') !== undefined, 'manual event cached');
+      object.involvedObject.name = 'changed-by-caller';
+      assert.equal(events.get(NS, 'manual.1')?.involvedObject.name, 'p');
+    } finally {
+      ac.abort();
+      await running;
+    }
   });
 
   it('controller retries a real Conflict quietly and converges', async () => {
@@ -91,18 +94,18 @@ describe('controller kit over the SQLite store', () => {
     const errors: string[] = [];
     const logger: Logger = { ...silentLogger, error: (m) => void errors.push(m) };
     const registry = new Registry();
-    let calls = 0;
+    let touched = false;
     const controller = new Controller({
       name: 'ack',
       workers: 2,
       registry,
       logger,
       reconcile: async (key) => {
-        calls++;
         const [ns, name] = splitKey(key);
         const cached = events.get(ns, name);
         if (!cached || cached.action === 'Acknowledged') return;
-        if (calls === 1) {
+        if (name === 'ack.1' && !touched) {
+          touched = true;
           // Someone else writes between our read and our write: our update carries a stale resourceVersion.
           await store.patch('Event', ns, name, 'merge', { message: 'touched' });
         }
@@ -114,24 +117,26 @@ describe('controller kit over the SQLite store', () => {
     events.addEventHandler({ onAdd: (e) => controller.enqueue(keyOf(e)), onUpdate: (_, e) => controller.enqueue(keyOf(e)) });
     const ac = new AbortController();
     const informers = factory.run(ac.signal);
-    await factory.waitForSync(ac.signal);
     const workers = controller.run(ac.signal);
+    try {
+      await factory.waitForSync(ac.signal);
 
-    await store.create<CoreEvent>({
-      apiVersion: 'v1',
-      kind: 'Event',
-      metadata: { name: 'ack.1', namespace: NS },
-      involvedObject: { kind: 'Pod', name: 'p' },
-      reason: 'Test',
-    });
-    await waitFor(() => events.get(NS, 'ack.1')?.action === 'Acknowledged', 'acknowledged');
-    const stored = await store.get<CoreEvent>('Event', NS, 'ack.1');
-    assert.equal(stored.action, 'Acknowledged');
-    assert.equal(stored.message, 'touched', 'the concurrent write was not lost');
-    assert.deepEqual(errors, []);
-    assert.match(await registry.metrics(), /stratum_controller_reconcile_total\{controller="ack",result="conflict"\} [1-9]/);
-
-    ac.abort();
-    await Promise.all([informers, workers]);
+      await store.create<CoreEvent>({
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'ack.1', namespace: NS },
+        involvedObject: { kind: 'Pod', name: 'p' },
+        reason: 'Test',
+      });
+      await waitFor(() => events.get(NS, 'ack.1')?.action === 'Acknowledged', 'acknowledged');
+      const stored = await store.get<CoreEvent>('Event', NS, 'ack.1');
+      assert.equal(stored.action, 'Acknowledged');
+      assert.equal(stored.message, 'touched', 'the concurrent write was not lost');
+      assert.deepEqual(errors, []);
+      assert.match(await registry.metrics(), /stratum_controller_reconcile_total\{controller="ack",result="conflict"\} [1-9]/);
+    } finally {
+      ac.abort();
+      await Promise.all([informers, workers]);
+    }
   });
 });
