@@ -9,6 +9,7 @@ import { apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './di
 import { openApiGroupVersion, openApiRoot, openApiV2Protobuf } from './openapi.js';
 import { resourceHandler, type ResourceHandlerOptions } from './resources.js';
 import { statusFor, toStatus } from './status.js';
+import { v1Error } from './longhorn-v1/common.js';
 
 export interface ApiServerOptions {
   store: Store;
@@ -97,7 +98,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const st = statusFor(413, 'RequestEntityTooLarge', `request body is larger than the limit of ${bodyLimit} bytes`);
     return reply.code(413).send(st);
   });
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
     const e = err as { code?: string; statusCode?: number; message: string };
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const st = statusFor(413, 'RequestEntityTooLarge', `request body is larger than the limit of ${bodyLimit} bytes`);
@@ -107,7 +108,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return reply.code(415).send(statusFor(415, 'UnsupportedMediaType', e.message));
     }
     const st = toStatus(err);
-    return reply.code(st.code).send(st);
+    return reply.code(st.code).send(req.url.startsWith('/v1/') ? v1Error(st) : st);
   });
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send(statusFor(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.url})`));

@@ -12,6 +12,8 @@ import { isAlreadyExists } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
+import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
+import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -46,7 +48,7 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db') });
+  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission] });
   await ensureSettings(store);
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
@@ -58,6 +60,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     port: opts.port ?? 9500,
     metrics,
     podLogs: agentPodLogs(store),
+    extend: (app) => registerLonghornV1(app, store),
   });
   log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})`);
   const done = new Promise<void>((resolve) => {

@@ -1,0 +1,542 @@
+// One pod on this node, from acceptance to deletion: a loop that looks at the pod (latest from the informer), its
+// record on disk and its live process, does the next thing, and publishes the resulting status.
+//
+//   accept ─► finalizer ─► ports ─► start ─► running ──exit──► restart? ─yes─► backoff ─► start …
+//     │ unknown image / unsupported spec                        └─no──► Succeeded / Failed (terminal)
+//     └─► Failed (terminal)
+//   deletionTimestamp (any time) ─► SIGTERM … grace … SIGKILL ─► free ports, files ─► remove finalizer
+//
+// The worker never blocks on the manager: status and finalizer writes that fail are retried on the next turn
+// of the loop (at most 2 s later), while the process keeps running.
+
+import type { ChildProcess } from 'node:child_process';
+import type { DeepReadonly } from '../api/meta.js';
+import type { Pod, Probe } from '../api/pod.js';
+import { errorMessage, type Logger } from '../controller-kit/log.js';
+import { isConflict, isInvalid, isNotFound } from '../store/errors.js';
+import type { Store } from '../store/types.js';
+import { failuresAfterExit, restartDelayMs, shouldRestart, type BackoffPolicy } from './backoff.js';
+import { AgentError, isAgentError } from './errors.js';
+import type { ImageCatalog } from './images.js';
+import {
+  instanceRunning, readExit, readPidFile, startInstance, stopInstance, waitForExit, type ExitRecord, type InstanceRecord,
+} from './instance.js';
+import type { LogSource } from './logs.js';
+import type { PodRecord, PodStore } from './pod-record.js';
+import { podArgv, podEnv, POD_FINALIZER, PORTS_ANNOTATION, resolvePod, type ResolvedPod } from './pod-spec.js';
+import { computePodStatus, sameStatus, type ContainerView } from './pod-status.js';
+import type { PortAllocator } from './ports.js';
+import { identityOf } from './proc.js';
+import { portKey, runProbe } from './probes.js';
+
+export interface WorkerDeps {
+  store: Store;
+  nodeName: string;
+  hostIP: string;
+  managerUrl: string;
+  catalog: ImageCatalog;
+  ports: PortAllocator;
+  pods: PodStore;
+  backoff: BackoffPolicy;
+  logger: Logger;
+}
+
+interface Live {
+  record: InstanceRecord;
+  child: ChildProcess | undefined;
+  /** Resolves with the exit record; undefined when the worker stopped watching (agent shutdown). */
+  exit: Promise<ExitRecord | undefined>;
+  ready: boolean;
+  notReadyMessage: string;
+  ac: AbortController;
+}
+
+const RETRY_MS = 2000;
+
+export class PodWorker {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly #d: WorkerDeps;
+  #pod: DeepReadonly<Pod>;
+  #record: PodRecord;
+  #live: Live | undefined;
+  #deleted = false;
+  #shutdown = false;
+  #kicked = false;
+  #wake: (() => void) | undefined;
+  #portsClaimed = false;
+  #lastStatus: unknown;
+  #lastError = '';
+
+  constructor(d: WorkerDeps, pod: DeepReadonly<Pod>, record: PodRecord | undefined) {
+    this.#d = d;
+    this.#pod = pod;
+    this.uid = pod.metadata.uid ?? '';
+    this.namespace = pod.metadata.namespace ?? '';
+    this.name = pod.metadata.name ?? '';
+    this.#record = record ?? this.#newRecord(pod);
+  }
+
+  get deleting(): boolean {
+    return this.#deleted || this.#pod.metadata.deletionTimestamp !== undefined;
+  }
+
+  update(pod: DeepReadonly<Pod>): void {
+    this.#pod = pod;
+    this.#kick();
+  }
+
+  /** The pod object is gone from the store (its finalizer was removed by someone, or it never had ours). */
+  deleted(): void {
+    this.#deleted = true;
+    this.#kick();
+  }
+
+  /** Node shutdown with "stop pods": the loop stops the process, records why, and ends. */
+  stopForShutdown(): void {
+    this.#shutdown = true;
+    this.#kick();
+  }
+
+  /**
+   * The log of the running (or last) instance, or with `previous` of the last one that ended — what the kubelet
+   * serves for `kubectl logs` and `kubectl logs --previous`.
+   */
+  logSource(previous: boolean): LogSource {
+    const liveN = this.#live?.record.n;
+    const last = this.#record.lastExit?.n;
+    if (previous) {
+      if (last === undefined || last === liveN) {
+        throw new AgentError('InvalidArgument', `previous terminated container "${this.#containerName()}" in pod "${this.name}" not found`);
+      }
+      return { file: this.#d.pods.logFile(this.#record, last), ended: () => true };
+    }
+    const n = liveN ?? last ?? this.#record.restartCount;
+    return { file: this.#d.pods.logFile(this.#record, n), ended: () => this.#live?.record.n !== n };
+  }
+
+  /** Runs until the pod is gone and cleaned up, or until `signal` (agent shutdown: processes keep running). */
+  async run(signal: AbortSignal): Promise<void> {
+    try {
+      await this.#adopt(signal);
+      while (!signal.aborted) {
+        try {
+          if (await this.#step(signal)) return;
+          this.#lastError = '';
+        } catch (err) {
+          if (signal.aborted) break;
+          const msg = errorMessage(err);
+          if (msg !== this.#lastError) this.#d.logger.warn(`pod ${this.namespace}/${this.name}: ${msg}; retrying`);
+          this.#lastError = msg;
+          await this.#sleep(RETRY_MS, signal);
+        }
+      }
+    } finally {
+      // Agent shutdown: stop probing and watching, leave the process running for the next agent to adopt.
+      this.#live?.ac.abort();
+    }
+  }
+
+  /** One turn of the loop; true when the worker is done. */
+  async #step(signal: AbortSignal): Promise<boolean> {
+    if (this.deleting) {
+      await this.#finishDeletion();
+      return true;
+    }
+    if (this.#shutdown) {
+      await this.#stopForShutdown();
+      return true;
+    }
+    if (this.#record.terminal) {
+      await this.#publish({ kind: 'terminal' });
+      await this.#releasePorts();
+      await this.#setFinalizer(false);
+      await this.#sleep(undefined, signal);
+      return false;
+    }
+    let resolved: ResolvedPod;
+    try {
+      resolved = resolvePod(this.#pod, this.#d.catalog, this.#d.nodeName);
+    } catch (err) {
+      if (!isAgentError(err)) throw err;
+      const reason = err.code === 'ImageNotFound' ? 'ErrImageNeverPull' : 'UnsupportedPodSpec';
+      await this.#becomeTerminal({ phase: 'Failed', reason, message: err.message });
+      return false;
+    }
+    await this.#setFinalizer(true);
+    if (!(await this.#ensurePorts(resolved))) {
+      await this.#sleep(5000, signal);
+      return false;
+    }
+    const live = this.#live;
+    if (live) {
+      await this.#publish({ kind: 'running', startedAt: live.record.startedAt, pid: live.record.process?.pid, ready: live.ready, notReadyMessage: live.notReadyMessage });
+      const exit = await Promise.race([live.exit, this.#sleep(undefined, signal).then(() => undefined)]);
+      if (exit !== undefined && this.#live === live) await this.#onExit(exit, false);
+      return false;
+    }
+    const until = this.#record.backoffUntil ? Date.parse(this.#record.backoffUntil) : 0;
+    if (this.#record.everStarted && until > Date.now()) {
+      const delay = restartDelayMs(this.#record.failures, this.#d.backoff);
+      const e = this.#record.lastExit;
+      await this.#publish({
+        kind: 'backoff',
+        delayMs: delay,
+        message: `back-off ${formatMs(delay)} restarting failed container "${this.#containerName()}" of pod ${this.namespace}/${this.name}` +
+          `${e ? ` (last exit code ${e.exitCode})` : ''}; next start at ${new Date(until).toISOString().replace(/\.\d+Z$/, 'Z')}`,
+      });
+      await this.#sleep(until - Date.now(), signal);
+      return false;
+    }
+    await this.#start(resolved, signal);
+    return false;
+  }
+
+  async #adopt(signal: AbortSignal): Promise<void> {
+    const cur = this.#record.current;
+    if (cur === undefined) return;
+    if (instanceRunning(cur)) {
+      if (cur.process === undefined) {
+        const pid = await readPidFile(this.#d.pods.dirOf(this.#record), cur.n);
+        const id = pid === undefined ? undefined : identityOf(pid);
+        if (id) cur.process = id;
+      }
+      // A process that was ready before the agent restarted stays ready until its probe says otherwise.
+      const wasReady = this.#pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      this.#watch(cur, undefined, wasReady, signal);
+      this.#d.logger.info(`pod ${this.namespace}/${this.name}: adopted running process ${cur.process?.pid ?? '?'} (restart count ${this.#record.restartCount})`);
+      return;
+    }
+    // It ended while no agent was watching; its shim wrote down how.
+    await this.#onExit(await readExit(this.#d.pods.dirOf(this.#record), cur), false);
+  }
+
+  async #start(r: ResolvedPod, signal: AbortSignal): Promise<void> {
+    if (this.#record.everStarted) this.#record.restartCount++;
+    const n = this.#record.restartCount;
+    delete this.#record.backoffUntil;
+    await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: `starting ${r.image.name}` });
+    const dir = this.#d.pods.dirOf(this.#record);
+    await this.#d.pods.prune(this.#record, n - 1);
+    try {
+      const started = await startInstance({
+        dir,
+        n,
+        argv: podArgv(r.image, r.container),
+        env: podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl }),
+        cwd: r.container.workingDir ?? dir,
+        logFile: this.#d.pods.logFile(this.#record, n),
+        signal,
+      });
+      this.#record.current = started.record;
+      this.#record.everStarted = true;
+      await this.#d.pods.save(this.#record);
+      const owner = this.#owner();
+      for (const port of Object.values(this.#record.ports)) await this.#d.ports.setHolder(port, owner, started.record.shim);
+      this.#watch(started.record, started.child, false, signal);
+      this.#d.logger.info(`pod ${this.namespace}/${this.name}: started ${r.image.name} as pid ${started.record.process?.pid ?? '?'} (instance ${n})`);
+    } catch (err) {
+      const now = new Date().toISOString();
+      this.#record.everStarted = true;
+      await this.#onExit({ n, exitCode: 128, reason: 'StartError', message: errorMessage(err), startedAt: now, finishedAt: now }, false);
+    }
+  }
+
+  /** Follows a live instance: its exit and, when the container has one, its readiness probe. */
+  #watch(record: InstanceRecord, child: ChildProcess | undefined, ready: boolean, signal: AbortSignal): void {
+    const ac = new AbortController();
+    const stop = AbortSignal.any([ac.signal, signal]);
+    const dir = this.#d.pods.dirOf(this.#record);
+    const live: Live = {
+      record,
+      child,
+      ready,
+      notReadyMessage: ready ? '' : 'waiting for the readiness probe',
+      ac,
+      exit: waitForExit(dir, record, child, stop).catch(() => undefined),
+    };
+    const probe = this.#pod.spec?.containers[0]?.readinessProbe;
+    if (probe === undefined) {
+      live.ready = true;
+      live.notReadyMessage = '';
+    } else {
+      void this.#probeLoop(live, stop);
+    }
+    this.#live = live;
+  }
+
+  async #probeLoop(live: Live, signal: AbortSignal): Promise<void> {
+    const c = this.#pod.spec?.containers[0];
+    const probe = c?.readinessProbe;
+    if (!c || !probe) return;
+    const target = { host: this.#d.hostIP, declared: c.ports ?? [], allocated: this.#record.ports, env: {}, cwd: this.#d.pods.dirOf(this.#record) };
+    let ok = 0;
+    let bad = 0;
+    try {
+      await sleepFor((probe.initialDelaySeconds ?? 0) * 1000, signal);
+      while (!signal.aborted) {
+        const r = await runProbe(structuredClone(probe) as Probe, target, signal);
+        if (signal.aborted) return;
+        const before = [live.ready, live.notReadyMessage].join();
+        if (r.ok) {
+          ok++;
+          bad = 0;
+          if (ok >= (probe.successThreshold ?? 1)) {
+            live.ready = true;
+            live.notReadyMessage = '';
+          }
+        } else {
+          bad++;
+          ok = 0;
+          if (!live.ready || bad >= (probe.failureThreshold ?? 3)) {
+            live.ready = false;
+            live.notReadyMessage = r.message;
+          }
+        }
+        if ([live.ready, live.notReadyMessage].join() !== before) this.#kick();
+        await sleepFor((probe.periodSeconds ?? 10) * 1000, signal);
+      }
+    } catch {
+      // aborted: the instance ended or the agent stops
+    }
+  }
+
+  /** Records an ended instance and decides what comes next (restart after backoff, or the final phase). */
+  async #onExit(exit: ExitRecord, shutdown: boolean): Promise<void> {
+    this.#live?.ac.abort();
+    this.#live = undefined;
+    const rec = this.#record;
+    delete rec.current;
+    rec.lastExit = exit;
+    const policy = this.#pod.spec?.restartPolicy;
+    if (!shouldRestart(policy, exit.exitCode)) {
+      const failed = exit.exitCode !== 0;
+      await this.#becomeTerminal({
+        phase: failed ? 'Failed' : 'Succeeded',
+        reason: shutdown ? 'NodeShutdown' : failed ? 'Error' : 'Completed',
+        message: `container "${this.#containerName()}" exited with code ${exit.exitCode}` +
+          `${exit.message ? ` (${exit.message})` : ''}; restartPolicy ${policy ?? 'Always'} does not restart it`,
+      });
+      return;
+    }
+    if (!shutdown) {
+      const ran = Date.parse(exit.finishedAt) - Date.parse(exit.startedAt);
+      rec.failures = failuresAfterExit(rec.failures, Number.isFinite(ran) ? ran : 0, this.#d.backoff);
+      rec.backoffUntil = new Date(Date.parse(exit.finishedAt) + restartDelayMs(rec.failures, this.#d.backoff)).toISOString();
+    }
+    await this.#d.pods.save(rec);
+    this.#d.logger.info(`pod ${this.namespace}/${this.name}: instance ${exit.n} exited with ${exit.exitCode} (${exit.reason})`);
+  }
+
+  async #becomeTerminal(t: NonNullable<PodRecord['terminal']>): Promise<void> {
+    this.#record.terminal = t;
+    delete this.#record.backoffUntil;
+    await this.#d.pods.save(this.#record);
+  }
+
+  async #finishDeletion(): Promise<void> {
+    const live = this.#live;
+    if (live) {
+      const grace = (this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
+      this.#d.logger.info(`pod ${this.namespace}/${this.name}: deleting; stopping pid ${live.record.process?.pid ?? '?'} (grace ${grace / 1000} s)`);
+      live.ac.abort();
+      const exit = await stopInstance(this.#d.pods.dirOf(this.#record), live.record, live.child, grace);
+      if (exit === undefined) throw new AgentError('StartFailed', `pid ${live.record.process?.pid ?? live.record.shim.pid} did not end even after SIGKILL`);
+      this.#live = undefined;
+    }
+    await this.#releasePorts(true);
+    await this.#d.pods.remove(this.#record);
+    if (!this.#deleted) await this.#setFinalizer(false);
+  }
+
+  async #stopForShutdown(): Promise<void> {
+    const live = this.#live;
+    if (!live) return;
+    live.ac.abort();
+    const grace = (this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
+    const exit = await stopInstance(this.#d.pods.dirOf(this.#record), live.record, live.child, grace);
+    if (exit === undefined) return;
+    await this.#onExit({ ...exit, message: 'stopped because its node agent shut down with its pods' }, true);
+    if (this.#record.terminal) {
+      await this.#publish({ kind: 'terminal' }).catch(() => undefined);
+    } else {
+      await this.#publish({ kind: 'waiting', reason: 'NodeShutdown', message: 'stopped with its node agent; it starts again when the agent does' }).catch(() => undefined);
+    }
+  }
+
+  /** Reserves (or re-claims after an agent restart) a host port per declared container port. False: retry later. */
+  async #ensurePorts(r: ResolvedPod): Promise<boolean> {
+    const owner = this.#owner();
+    const holder = this.#live?.record.shim ?? null;
+    const wanted = (r.container.ports ?? []).map(portKey);
+    let changed = false;
+    try {
+      for (const key of wanted) {
+        const have = this.#record.ports[key];
+        if (have !== undefined && !this.#portsClaimed && !(await this.#d.ports.reclaimOwn(have, owner, holder))) {
+          this.#d.logger.warn(`pod ${this.namespace}/${this.name}: port ${have} (${key}) was taken by someone else meanwhile; reserving another`);
+          delete this.#record.ports[key];
+        }
+        if (this.#record.ports[key] === undefined) {
+          this.#record.ports[key] = await this.#d.ports.reserve(owner);
+          changed = true;
+        }
+      }
+    } catch (err) {
+      if (!isAgentError(err, 'PortsExhausted')) throw err;
+      await this.#publish({ kind: 'waiting', reason: 'PortsExhausted', message: err.message });
+      return false;
+    }
+    this.#portsClaimed = true;
+    if (changed) await this.#d.pods.save(this.#record);
+    const text = JSON.stringify(this.#record.ports);
+    if (wanted.length > 0 && this.#pod.metadata.annotations?.[PORTS_ANNOTATION] !== text) {
+      // A merge patch leaves other annotations alone, whatever this worker's copy of the pod has.
+      await this.#d.store.patch('Pod', this.namespace, this.name, 'merge', { metadata: { annotations: { [PORTS_ANNOTATION]: text } } });
+    }
+    return true;
+  }
+
+  async #releasePorts(all = false): Promise<void> {
+    if (!all && this.#live) return;
+    const owner = this.#owner();
+    for (const port of Object.values(this.#record.ports)) await this.#d.ports.release(port, owner);
+  }
+
+  /** Adds or removes the agent's finalizer, on this very pod (uid) and with optimistic concurrency. */
+  async #setFinalizer(present: boolean): Promise<void> {
+    const has = (this.#pod.metadata.finalizers ?? []).includes(POD_FINALIZER);
+    if (has === present) return;
+    for (let attempt = 0; ; attempt++) {
+      let pod: Pod;
+      try {
+        pod = await this.#d.store.get<Pod>('Pod', this.namespace, this.name);
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+      if (pod.metadata.uid !== this.uid) return;
+      const list = (pod.metadata.finalizers ?? []).filter((f) => f !== POD_FINALIZER);
+      if (present) {
+        if (pod.metadata.deletionTimestamp) return;
+        list.push(POD_FINALIZER);
+      }
+      if (isEqualList(list, pod.metadata.finalizers ?? [])) return;
+      pod.metadata.finalizers = list;
+      try {
+        await this.#d.store.update(pod);
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (!isConflict(err) || attempt >= 5) throw err;
+      }
+    }
+  }
+
+  async #publish(view: ContainerView): Promise<void> {
+    const base = (this.#lastStatus ?? this.#pod.status) as Pod['status'];
+    const status = computePodStatus({
+      pod: { spec: this.#pod.spec as Pod['spec'], status: base },
+      record: this.#record,
+      view,
+      hostIP: this.#d.hostIP,
+      imageID: this.#imageID(),
+      now: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    });
+    if (sameStatus(status, base)) return;
+    try {
+      await this.#d.store.patch('Pod', this.namespace, this.name, 'json', [
+        { op: 'test', path: '/metadata/uid', value: this.uid },
+        { op: 'add', path: '/status', value: status },
+      ], { subresource: 'status' });
+      this.#lastStatus = status;
+    } catch (err) {
+      // NotFound: gone; Invalid: the uid test failed, so the name now belongs to a new pod. Either way not ours.
+      if (isNotFound(err) || isInvalid(err)) return;
+      throw err;
+    }
+  }
+
+  #imageID(): string {
+    const image = this.#d.catalog.get(this.#pod.spec?.containers[0]?.image ?? '');
+    return image ? `stratum://${image.name}@${image.version}` : '';
+  }
+
+  #containerName(): string {
+    return this.#pod.spec?.containers[0]?.name ?? 'main';
+  }
+
+  #owner(): string {
+    return `${this.#d.nodeName}/${this.namespace}/${this.name}/${this.uid}`;
+  }
+
+  #newRecord(pod: DeepReadonly<Pod>): PodRecord {
+    const st = pod.status;
+    const r: PodRecord = {
+      uid: this.uid,
+      namespace: this.namespace,
+      name: this.name,
+      // An agent that lost its data directory still continues the count the pod shows.
+      restartCount: st?.containerStatuses?.[0]?.restartCount ?? 0,
+      failures: 0,
+      ports: {},
+      startTime: st?.startTime ?? new Date().toISOString(),
+      everStarted: false,
+    };
+    if (st?.phase === 'Succeeded' || st?.phase === 'Failed') {
+      r.terminal = { phase: st.phase, reason: st.reason ?? '', message: st.message ?? '' };
+    }
+    return r;
+  }
+
+  #kick(): void {
+    this.#kicked = true;
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  /** Waits for a kick (pod update, probe change), `ms` (when given) or the signal; never rejects. */
+  #sleep(ms: number | undefined, signal: AbortSignal): Promise<void> {
+    if (this.#kicked || signal.aborted) {
+      this.#kicked = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#kicked = false;
+        if (this.#wake === done) this.#wake = undefined;
+        resolve();
+      };
+      const timer = ms === undefined ? undefined : setTimeout(done, Math.max(0, ms));
+      this.#wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+function isEqualList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
+}
+
+function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,21 @@
+// Shapes shared by the Longhorn /v1 API: collections and error bodies in the Rancher API style Longhorn's UI and
+// clients expect.
+
+import { StoreError } from '../../store/errors.js';
+import type { KubeStatus } from '../status.js';
+
+export function collection(resourceType: string, data: unknown[], self: string) {
+  return { type: 'collection', resourceType, data, links: { self } };
+}
+
+export function requireObject(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new StoreError('BadRequest', 'the request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+/** The /v1 error body for a Status: same message and HTTP code, Rancher-style fields. */
+export function v1Error(st: KubeStatus) {
+  return { type: 'error', status: st.code, code: st.reason, message: st.message, detail: st.details ?? {} };
+}
