@@ -1,7 +1,7 @@
 // longhorn.io/v1beta1 BackingImage, accepted on write and converted to v1beta2 (the seed test plans still use it).
 // v1beta1 had `spec.disks` (disk UUID → empty struct) where v1beta2 has `spec.diskFileSpecMap`, and a deprecated
-// `spec.imageURL` that v1beta2 expresses as a download source. Longhorn's own converter wrote into a nil map
-// (longhorn-manager-backing-images.md §1.1), so this one is written from the field semantics, not ported.
+// `spec.imageURL` that v1beta2 expresses as a download source. Longhorn's own converter (v1.8) appears to write
+// into a nil map, so this one is written from the field semantics rather than ported.
 
 import type { KubeObject } from './meta.js';
 import { LONGHORN_API_VERSION } from './meta.js';

@@ -164,5 +164,10 @@ describe('BackingImage validation', () => {
     const c = manifest('BackingImage') as BackingImage;
     c.spec!.checksum = FIXTURE_SHA512.toUpperCase();
     assert.deepEqual(errors(c, old), []);
+    const oldTwo = manifest('BackingImage') as BackingImage;
+    oldTwo.spec!.sourceParameters = { url: URL, extra: 'x' };
+    const reordered = manifest('BackingImage') as BackingImage;
+    reordered.spec!.sourceParameters = { extra: 'x', url: URL };
+    assert.deepEqual(errors(reordered, oldTwo), [], 'key order is not a change');
   });
 });

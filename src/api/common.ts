@@ -1,6 +1,8 @@
 // Pieces shared by several kinds: data engines, instance states, the Age column, and small helpers for the
 // `validate` hooks (which receive untyped objects that only the schema has vouched for).
 
+import { isDeepStrictEqual } from 'node:util';
+
 import { immutable, notSupported } from './field-errors.js';
 import type { FieldError, PrinterColumn } from './kind.js';
 import type { KubeObject } from './meta.js';
@@ -42,9 +44,9 @@ export function immutableOnceSet(field: string, now: string, before: string | un
   return [immutable(field, now)];
 }
 
-/** A field that may never change after create (empty counts as a value). */
+/** A field that may never change after create (empty counts as a value); map key order is not a change. */
 export function immutableField(field: string, now: unknown, before: unknown): FieldError[] {
-  return JSON.stringify(now ?? null) === JSON.stringify(before ?? null) ? [] : [immutable(field, now ?? null)];
+  return isDeepStrictEqual(now ?? null, before ?? null) ? [] : [immutable(field, now ?? null)];
 }
 
 /** Refuses data engines Stratum cannot run, on create only: stored objects keep validating. */

@@ -6,8 +6,9 @@ export * from './kind.js';
 export * from './errors.js';
 export * from './field-errors.js';
 export * from './names.js';
-export * from './schema.js';
-export * from './common.js';
+// Schema builders and the validate-hook helpers stay internal; only what other folders act on is exported.
+export { INT_OR_STRING, PRESERVE_UNKNOWN, type Schema } from './schema.js';
+export { DATA_ENGINES, INSTANCE_STATES, SUPPORTED_DATA_ENGINES, type DataEngine, type InstanceState } from './common.js';
 export * from './settings.js';
 export * from './registry.js';
 export * from './validate.js';

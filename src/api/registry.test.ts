@@ -83,9 +83,13 @@ describe('registry', () => {
   });
 
   it('has unique names across kinds, so no alias is ambiguous', () => {
-    const names = allKinds().flatMap((k) => [k.kind.toLowerCase(), k.plural, ...k.shortNames]);
-    const dupes = names.filter((n, i) => names.indexOf(n) !== i && n !== names[i - 1]);
-    assert.deepEqual(dupes.filter((n) => allKinds().filter((k) => k.plural === n || k.shortNames.includes(n)).length > 1), []);
+    const owner = new Map<string, string>();
+    for (const k of allKinds()) {
+      for (const n of new Set([k.kind.toLowerCase(), k.plural, k.singular, ...k.shortNames])) {
+        assert.equal(owner.get(n) ?? k.kind, k.kind, `"${n}" names both ${owner.get(n) ?? ''} and ${k.kind}`);
+        owner.set(n, k.kind);
+      }
+    }
   });
 
   it('every kind has a compilable schema, an Age-like column and well-formed printer columns', () => {

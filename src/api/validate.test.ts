@@ -47,10 +47,15 @@ describe('metadata.name', () => {
   for (const bad of ['../x', 'Foo', 'a_b', '-a', 'a'.repeat(254)]) {
     it(`refuses ${JSON.stringify(bad.length > 20 ? `${bad.slice(0, 5)}…` : bad)}`, () => {
       for (const kind of ['BackingImage', 'Volume', 'Pod']) {
-        const e = only(errorsOf(kind, (o) => (o.metadata.name = bad)), 'metadata.name');
-        assert.equal(e.reason, 'FieldValueInvalid');
-        assert.match(e.message, bad.length > 253 ? /no more than 253 characters/ : /lowercase RFC 1123 subdomain/);
+        // A BackingImage name may also get a second error saying why: it becomes a file path component.
+        const errs = errorsOf(kind, (o) => (o.metadata.name = bad));
+        assert.ok(errs.length > 0 && errs.every((e) => e.field === 'metadata.name' && e.reason === 'FieldValueInvalid'),
+          JSON.stringify(errs));
+        const why = bad.length > 253 ? /no more than 253 characters/ : /lowercase RFC 1123 subdomain/;
+        assert.ok(errs.some((e) => why.test(e.message)), JSON.stringify(errs));
       }
+      const path = errorsOf('BackingImage', (o) => (o.metadata.name = bad)).filter((e) => /path component/.test(e.message));
+      assert.equal(path.length, bad.includes('..') ? 1 : 0);
     });
   }
   it('accepts dotted names and checks generateName as a prefix', () => {
@@ -64,6 +69,9 @@ describe('metadata.name', () => {
       o.metadata.generateName = 'Vol-';
     }), 'metadata.generateName');
     assert.equal(e.reason, 'FieldValueInvalid');
+  });
+  it('reports a name of the wrong type once, as a type error', () => {
+    assert.equal(only(errorsOf('Volume', (o) => (o.metadata.name = 5)), 'metadata.name').reason, 'FieldValueTypeInvalid');
   });
   it('requires a name or generateName', () => {
     assert.equal(only(errorsOf('Volume', (o) => delete o.metadata.name), 'metadata.name').reason, 'FieldValueRequired');

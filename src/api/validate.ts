@@ -172,13 +172,11 @@ export function validateObject(info: KindInfo, obj: unknown, old?: KubeObject): 
     if (meta === undefined) errs.push(required('metadata'));
     return dedupe(errs);
   }
-  errs.push(...validateMetadata(info, meta as Record<string, unknown>));
-
-  if (info.validate !== undefined) {
-    // A field the schema already refused (say, a string where an integer belongs) would only produce a second,
-    // more confusing error from the semantic rules.
-    const refused = new Set(errs.map((e) => e.field));
-    for (const e of info.validate(o as KubeObject, old)) if (!refused.has(e.field)) errs.push(e);
-  }
+  // A field the schema already refused (say, a string where an integer belongs) would only produce a second,
+  // more confusing error from the metadata or semantic rules.
+  const refused = new Set(errs.map((e) => e.field));
+  const more = validateMetadata(info, meta as Record<string, unknown>);
+  if (info.validate !== undefined) more.push(...info.validate(o as KubeObject, old));
+  for (const e of more) if (!refused.has(e.field)) errs.push(e);
   return dedupe(errs);
 }
