@@ -24,26 +24,27 @@ after(async () => {
   dir.remove();
 });
 
+// Leases have no controller of their own, so only the garbage collector acts on them here.
 async function owner(name: string): Promise<KubeObject> {
   const { object } = await client.create({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'BackingImage',
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
     metadata: { name, namespace: NS },
-    spec: { sourceType: 'download', sourceParameters: { url: 'https://example.com/o.raw' } },
+    spec: { holderIdentity: 'owner' },
   });
   return object;
 }
 
 async function dependent(name: string, of: KubeObject): Promise<KubeObject> {
   const { object } = await client.create({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'BackingImageDataSource',
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
     metadata: {
-      name,
+      name: `${name}-dep`,
       namespace: NS,
       ownerReferences: [{ apiVersion: of.apiVersion, kind: of.kind, name: of.metadata.name ?? '', uid: of.metadata.uid ?? '', blockOwnerDeletion: true }],
     },
-    spec: { sourceType: 'download', parameters: { url: 'https://example.com/o.raw' } },
+    spec: { holderIdentity: 'dependent' },
   });
   return object;
 }
@@ -60,9 +61,9 @@ const gone = (kind: string, name: string) => async () => {
 test('deleting an owner (background) deletes its dependents', async () => {
   const o = await owner('bg-owner');
   await dependent('bg-owner', o);
-  const res = await client.delete('BackingImage', NS, 'bg-owner');
+  const res = await client.delete('Lease', NS, 'bg-owner');
   assert.equal(res.deleted, true);
-  await waitFor('the dependent to be collected', gone('BackingImageDataSource', 'bg-owner'));
+  await waitFor('the dependent to be collected', gone('Lease', 'bg-owner-dep'));
 });
 
 test('foreground deletion keeps the owner until its dependents are gone', async () => {
@@ -71,27 +72,32 @@ test('foreground deletion keeps the owner until its dependents are gone', async 
   // A finalizer on the dependent holds it, and so the owner, in deletion.
   d.metadata.finalizers = ['test.stratum.io/hold'];
   await client.update(d);
-  const res = await client.delete('BackingImage', NS, 'fg-owner', { propagationPolicy: 'Foreground' });
+  const res = await client.delete('Lease', NS, 'fg-owner', { propagationPolicy: 'Foreground' });
   assert.equal(res.deleted, false);
-  await waitFor('the dependent to be marked for deletion', async () => !!(await client.get('BackingImageDataSource', NS, 'fg-owner')).metadata.deletionTimestamp);
-  const held = await client.get('BackingImage', NS, 'fg-owner');
+  await waitFor('the dependent to be marked for deletion', async () => !!(await client.get('Lease', NS, 'fg-owner-dep')).metadata.deletionTimestamp);
+  const held = await client.get('Lease', NS, 'fg-owner');
   assert.ok(held.metadata.deletionTimestamp);
   assert.deepEqual(held.metadata.finalizers, ['foregroundDeletion']);
-  await client.patch('BackingImageDataSource', NS, 'fg-owner', 'merge', { metadata: { finalizers: null } });
-  await waitFor('the owner to go once its dependent is gone', gone('BackingImage', 'fg-owner'));
+  await client.patch('Lease', NS, 'fg-owner-dep', 'merge', { metadata: { finalizers: null } });
+  await waitFor('the owner to go once its dependent is gone', gone('Lease', 'fg-owner'));
 });
 
 test('orphan deletion leaves dependents without the owner reference', async () => {
   const o = await owner('or-owner');
   await dependent('or-owner', o);
-  await client.delete('BackingImage', NS, 'or-owner', { propagationPolicy: 'Orphan' });
-  await waitFor('the owner to go', gone('BackingImage', 'or-owner'));
-  const d = await client.get('BackingImageDataSource', NS, 'or-owner');
+  await client.delete('Lease', NS, 'or-owner', { propagationPolicy: 'Orphan' });
+  await waitFor('the owner to go', gone('Lease', 'or-owner'));
+  const d = await client.get('Lease', NS, 'or-owner-dep');
   assert.equal(d.metadata.ownerReferences, undefined);
 });
 
 test('stratum get/describe/delete with short names; errors are one line', async () => {
-  await owner('cli-bi');
+  await client.create({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'BackingImage',
+    metadata: { name: 'cli-bi', namespace: NS },
+    spec: { sourceType: 'download', sourceParameters: { url: 'https://example.com/o.raw' } },
+  });
   const table = await stratum(manager.url, ['get', 'bi']);
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /^NAME\s+UUID\s+SOURCETYPE/m);

@@ -1,10 +1,15 @@
-// Starts every controller of the manager on the in-process store, sharing one informer per kind. Controllers are
-// added here issue by issue.
+// Starts every controller of the manager on the in-process store, sharing one informer per kind and one event
+// recorder. Controllers are added here issue by issue.
 
 import { setMaxListeners } from 'node:events';
 import type { Registry } from 'prom-client';
+import { DEFAULT_NAMESPACE } from '../api/meta.js';
 import { Controller } from '../controller-kit/controller.js';
+import { EventRecorder } from '../controller-kit/events.js';
 import { InformerFactory } from '../controller-kit/informer-factory.js';
+import { backingImageController } from '../controllers/backing-image/index.js';
+import { backingImageManagerController } from '../controllers/backing-image-manager/index.js';
+import { dataSourceController } from '../controllers/backing-image-data-source/index.js';
 import { garbageCollector } from '../controllers/gc/index.js';
 import { nodeController } from '../controllers/node/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
@@ -19,15 +24,24 @@ export interface ControllerSetOptions {
 export function startControllers(opts: ControllerSetOptions): { informers: InformerFactory; stopped: Promise<void> } {
   // One informer watch per kind listens on the same signal.
   setMaxListeners(0, opts.signal);
-  const informers = new InformerFactory({ store: opts.store });
+  const { store } = opts;
+  const informers = new InformerFactory({ store });
+  const events = new EventRecorder({ store, component: 'stratum-manager' });
+  const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const bids = dataSourceController({ store, informers, events });
   const controllers: Controller[] = [
-    garbageCollector({ store: opts.store, informers }),
-    nodeController({ store: opts.store, informers }),
+    garbageCollector({ store, informers }),
+    nodeController({ store, informers }),
+    backingImageController({ store, informers, events }),
+    bim.controller,
+    bids.controller,
   ];
   const informersDone = informers.run(opts.signal);
   const stopped = (async () => {
     await informers.waitForSync(opts.signal).catch(() => undefined);
     await Promise.all(controllers.map((c) => c.run(opts.signal)));
+    await Promise.all([bim.stop(), bids.stop()]);
+    await events.close().catch(() => undefined);
     await informersDone;
   })();
   return { informers, stopped };

@@ -25,7 +25,15 @@ function ipv6Private(ip: string): string | undefined {
   if (/^fe[89ab]/.test(v)) return 'a link-local address';
   if (/^f[cd]/.test(v)) return 'a private (unique local) address';
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v);
-  return mapped?.[1] ? ipv4Private(mapped[1]) : undefined;
+  if (mapped?.[1]) return ipv4Private(mapped[1]);
+  // The URL parser normalises ::ffff:127.0.0.1 to ::ffff:7f00:1.
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v);
+  if (hex?.[1] && hex[2]) {
+    const hi = Number.parseInt(hex[1], 16);
+    const lo = Number.parseInt(hex[2], 16);
+    return ipv4Private(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  return undefined;
 }
 
 /** Returns why `raw` is not an acceptable download URL, or undefined when it is. */

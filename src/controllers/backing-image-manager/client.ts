@@ -1,0 +1,82 @@
+// The manager side of the backing-image manager's HTTP API (docs/bim-api.md): what the controllers call on a
+// running manager pod. Every call has a timeout; errors carry the pod's own message.
+
+import type { BackingImageState } from '../../api/backing-image.js';
+
+export interface BimFile {
+  name: string;
+  uuid: string;
+  state: BackingImageState;
+  progress: number;
+  processedSize?: number;
+  size: number;
+  virtualSize: number;
+  realSize: number;
+  currentChecksum: string;
+  expectedChecksum?: string;
+  message: string;
+  senders?: unknown[];
+}
+
+export class BimClient {
+  readonly #base: string;
+  readonly #timeoutMs: number;
+
+  constructor(base: string, timeoutMs = 10_000) {
+    this.#base = base.replace(/\/+$/, '');
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get base(): string {
+    return this.#base;
+  }
+
+  async #call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const res = await fetch(`${this.#base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      let msg = text;
+      try {
+        msg = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        // plain-text error body
+      }
+      throw new Error(`${method} ${this.#base}${path}: HTTP ${res.status}: ${msg}`);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  version(signal?: AbortSignal) {
+    return this.#call<{ apiVersion: number; apiMinVersion: number; diskUUID?: string }>('GET', '/v1/version', undefined, signal);
+  }
+
+  async list(signal?: AbortSignal): Promise<BimFile[]> {
+    return (await this.#call<{ files: BimFile[] }>('GET', '/v1/files', undefined, signal)).files;
+  }
+
+  fetchFile(name: string, req: { uuid: string; sourcePath: string; size: number; expectedChecksum?: string; sha512?: string; identity?: unknown }, signal?: AbortSignal) {
+    return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/fetch`, req, signal);
+  }
+
+  syncFile(name: string, req: { uuid: string; size: number; expectedChecksum: string; sources: string[] }, signal?: AbortSignal) {
+    return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/sync`, req, signal);
+  }
+
+  deleteFile(name: string, uuid: string, signal?: AbortSignal) {
+    return this.#call<void>('DELETE', `/v1/files/${encodeURIComponent(name)}?uuid=${encodeURIComponent(uuid)}`, undefined, signal);
+  }
+
+  downloadUrl(name: string): string {
+    return `${this.#base}/v1/files/${encodeURIComponent(name)}/download`;
+  }
+
+  watchUrl(): string {
+    return `${this.#base}/v1/watch`;
+  }
+}

@@ -1,0 +1,109 @@
+// Which disks must hold a copy of a backing image (`spec.diskFileSpecMap`), decided in one pure function:
+//   1. the data source's disk while the first file is being prepared;
+//   2. every disk where a replica uses the image;
+//   3. one more healthy copy per pass while fewer than minNumberOfCopies are healthy (best disk by failure domain,
+//      then free space);
+//   4. minus copies no replica has used for `backing-image-cleanup-wait-interval`, never going below
+//      minNumberOfCopies (Longhorn's ready / in-progress / failed floor).
+// It also maintains `status.diskLastRefAtMap` (when each unused copy was last used).
+
+import type { BackingImage, BackingImageDiskFileSpec, BackingImageDiskFileStatus } from '../../api/backing-image.js';
+import type { BackingImageDataSource } from '../../api/backing-image-data-source.js';
+import type { DeepReadonly } from '../../api/meta.js';
+import { rankDisks, type DiskCandidate } from '../scheduling.js';
+import { isUnhealthy } from './status.js';
+
+export interface CopyInputs {
+  bi: DeepReadonly<BackingImage>;
+  bids: DeepReadonly<BackingImageDataSource> | undefined;
+  /** The freshly computed per-disk file states. */
+  fileStatus: Readonly<Record<string, BackingImageDiskFileStatus>>;
+  /** Disks where some replica uses this image. */
+  usedDisks: ReadonlySet<string>;
+  candidates: readonly DiskCandidate[];
+  /** Disk UUID → node name, for every known disk. */
+  nodeOfDisk: ReadonlyMap<string, string>;
+  minCopies: number;
+  replenishEnabled: boolean;
+  cleanupWaitMs: number;
+  now: Date;
+}
+
+export interface CopyDecision {
+  diskFileSpecMap: Record<string, BackingImageDiskFileSpec>;
+  diskLastRefAtMap: Record<string, string>;
+  added: { disk: string; why: string }[];
+  removed: { disk: string; why: string }[];
+  /** When the next unused copy becomes old enough to clean up. */
+  requeueAfterMs: number | undefined;
+}
+
+type Bucket = 'ready' | 'handling' | 'failed';
+const bucketOf = (s: string | undefined): Bucket =>
+  s === 'ready' || s === 'ready-for-transfer' ? 'ready' : s === 'failed' || s === 'failed-and-cleanup' ? 'failed' : 'handling';
+
+export function decideCopies(inp: CopyInputs): CopyDecision {
+  const { bi, bids, fileStatus, usedDisks, now } = inp;
+  const map: Record<string, BackingImageDiskFileSpec> = structuredClone({ ...(bi.spec?.diskFileSpecMap ?? {}) }) as Record<string, BackingImageDiskFileSpec>;
+  const added: CopyDecision['added'] = [];
+  const removed: CopyDecision['removed'] = [];
+  const transferred = bids?.spec?.fileTransferred === true;
+  const sourceDisk = !transferred ? bids?.spec?.diskUUID : undefined;
+  const add = (disk: string, why: string) => {
+    if (map[disk]) return;
+    map[disk] = { dataEngine: 'v1' };
+    added.push({ disk, why });
+  };
+
+  if (sourceDisk) add(sourceDisk, 'the first file is prepared there');
+  for (const disk of usedDisks) add(disk, 'a replica uses the image there');
+
+  const min = Math.max(1, inp.minCopies);
+  if (transferred && inp.replenishEnabled) {
+    const healthy = Object.keys(map).filter((d) => !isUnhealthy(fileStatus[d]?.state) && !map[d]?.evictionRequested);
+    if (healthy.length > 0 && healthy.length < min) {
+      const nodesWithCopy = new Set(Object.keys(map).map((d) => inp.nodeOfDisk.get(d) ?? ''));
+      const best = rankDisks(inp.candidates, {
+        nodeSelector: bi.spec?.nodeSelector,
+        diskSelector: bi.spec?.diskSelector,
+        excludeDisks: new Set(Object.keys(map)),
+        avoidNodes: nodesWithCopy,
+        needBytes: bi.status?.size ?? 0,
+      })[0];
+      if (best) add(best.diskUUID, `${healthy.length} healthy of minNumberOfCopies ${min}`);
+    }
+  }
+
+  // When each copy was last used; used copies have no entry.
+  const lastRef: Record<string, string> = {};
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  for (const disk of Object.keys(map)) {
+    if (usedDisks.has(disk)) continue;
+    lastRef[disk] = bi.status?.diskLastRefAtMap?.[disk] ?? stamp;
+  }
+
+  let requeueAfterMs: number | undefined;
+  if (transferred) {
+    const count: Record<Bucket, number> = { ready: 0, handling: 0, failed: 0 };
+    for (const d of Object.keys(map)) count[bucketOf(fileStatus[d]?.state)]++;
+    // Failed copies go first, then in-progress ones, then ready ones: the floor protects the useful ones longest.
+    const order: Bucket[] = ['failed', 'handling', 'ready'];
+    const unused = Object.keys(lastRef).sort((a, b) => order.indexOf(bucketOf(fileStatus[a]?.state)) - order.indexOf(bucketOf(fileStatus[b]?.state)));
+    for (const disk of unused) {
+      const since = Date.parse(lastRef[disk] ?? '');
+      const due = since + inp.cleanupWaitMs - now.getTime();
+      if (due > 0) {
+        requeueAfterMs = requeueAfterMs === undefined ? due : Math.min(requeueAfterMs, due);
+        continue;
+      }
+      const b = bucketOf(fileStatus[disk]?.state);
+      const keep = b === 'ready' ? count.ready : b === 'handling' ? count.ready + count.handling : count.ready + count.handling + count.failed;
+      if (min >= keep) continue;
+      delete map[disk];
+      delete lastRef[disk];
+      count[b]--;
+      removed.push({ disk, why: `unused for ${Math.round((now.getTime() - since) / 60000)} min (backing-image-cleanup-wait-interval)` });
+    }
+  }
+  return { diskFileSpecMap: map, diskLastRefAtMap: lastRef, added, removed, requeueAfterMs };
+}

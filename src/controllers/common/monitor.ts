@@ -1,0 +1,102 @@
+// Push monitors of data-plane processes: one long-lived change stream per process (`GET <url>`, one line per
+// change), each line triggering a coalesced refresh of the object's status. Longhorn polls every 1–3 s per object
+// and backs that with 30 s resyncs; a stream costs nothing while nothing changes and reacts at once when it does.
+
+export interface MonitorHandlers {
+  /** Called (coalesced, never concurrently) after any change line, and once when the stream (re)connects. */
+  refresh(signal: AbortSignal): Promise<void>;
+  /** The stream broke; it is retried after `retryMs`. */
+  down?(err: unknown): void;
+}
+
+interface Running {
+  url: string;
+  ac: AbortController;
+  done: Promise<void>;
+}
+
+export class Monitors {
+  readonly #running = new Map<string, Running>();
+  readonly #retryMs: number;
+  readonly #minIntervalMs: number;
+
+  constructor(opts: { retryMs?: number; minIntervalMs?: number } = {}) {
+    this.#retryMs = opts.retryMs ?? 1000;
+    this.#minIntervalMs = opts.minIntervalMs ?? 200;
+  }
+
+  has(key: string, url: string): boolean {
+    return this.#running.get(key)?.url === url;
+  }
+
+  /** Starts a monitor for `key` on `url` (restarting it if the URL changed). */
+  ensure(key: string, url: string, h: MonitorHandlers): void {
+    const cur = this.#running.get(key);
+    if (cur?.url === url) return;
+    if (cur) cur.ac.abort();
+    const ac = new AbortController();
+    const done = this.#loop(url, h, ac.signal);
+    this.#running.set(key, { url, ac, done });
+  }
+
+  stop(key: string): void {
+    const cur = this.#running.get(key);
+    if (!cur) return;
+    cur.ac.abort();
+    this.#running.delete(key);
+  }
+
+  async stopAll(): Promise<void> {
+    const all = [...this.#running.values()];
+    this.#running.clear();
+    for (const r of all) r.ac.abort();
+    await Promise.allSettled(all.map((r) => r.done));
+  }
+
+  async #loop(url: string, h: MonitorHandlers, signal: AbortSignal): Promise<void> {
+    const refresh = coalesce((s) => h.refresh(s), this.#minIntervalMs, signal);
+    while (!signal.aborted) {
+      try {
+        const res = await fetch(url, { signal, headers: { accept: 'application/x-ndjson, application/json' } });
+        if (!res.ok || !res.body) throw new Error(`${url} answered HTTP ${res.status}`);
+        refresh();
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body) {
+          if (decoder.decode(chunk as Uint8Array, { stream: true }).includes('\n')) refresh();
+        }
+        throw new Error(`${url}: the change stream ended`);
+      } catch (err) {
+        if (signal.aborted) return;
+        h.down?.(err);
+        await new Promise((r) => setTimeout(r, this.#retryMs));
+      }
+    }
+  }
+}
+
+/** Returns a trigger that runs `fn` soon, never twice at once, at most once per `minIntervalMs`, and once more if triggered while running. */
+export function coalesce(fn: (signal: AbortSignal) => Promise<void>, minIntervalMs: number, signal: AbortSignal): () => void {
+  let running = false;
+  let dirty = false;
+  let last = 0;
+  const run = async () => {
+    if (running) {
+      dirty = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        dirty = false;
+        const wait = last + minIntervalMs - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (signal.aborted) return;
+        last = Date.now();
+        await fn(signal).catch(() => undefined);
+      } while (dirty && !signal.aborted);
+    } finally {
+      running = false;
+    }
+  };
+  return () => void run();
+}

@@ -1,0 +1,24 @@
+// Names of objects controllers create, derived so that every controller (and every manager restart) computes
+// the same one.
+
+import { createHash } from 'node:crypto';
+
+/** Longhorn's BackingImageManager name: one per (manager image, disk), so a new image gets new managers. */
+export function backingImageManagerName(image: string, diskUUID: string): string {
+  return `bim-${createHash('sha224').update(`${image}-${diskUUID}`).digest('hex')}`;
+}
+
+/** Pod names of data-plane processes. */
+export const bimPodName = (bimName: string) => bimName;
+export const dataSourcePodName = (biName: string) => `backing-image-ds-${biName}`;
+
+/** Labels on every object a controller creates, so they can be found by selector. */
+export const LABEL_COMPONENT = 'longhorn.io/component';
+export const LABEL_NODE = 'longhorn.io/node';
+export const LABEL_DISK_UUID = 'longhorn.io/disk-uuid';
+export const LABEL_BACKING_IMAGE = 'longhorn.io/backing-image';
+export const LABEL_BIM = 'longhorn.io/backing-image-manager';
+export const LABEL_BIDS = 'longhorn.io/backing-image-data-source';
+
+/** The finalizer Longhorn puts on its objects. */
+export const LONGHORN_FINALIZER = 'longhorn.io';

@@ -1,0 +1,28 @@
+// Setting values as controllers read them: from the shared Setting informer, falling back to the catalogue's
+// default, parsed once per read. Controllers never cache a value across reconciles, so a change applies at once.
+
+import { settingDefault } from '../../api/settings.js';
+import { DEFAULT_NAMESPACE } from '../../api/meta.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+
+export interface Settings {
+  string(name: string): string;
+  int(name: string): number;
+  bool(name: string): boolean;
+}
+
+export function settingsFrom(informers: InformerFactory): Settings {
+  const inf = informers.informerFor('Setting');
+  const raw = (name: string): string => {
+    const v = inf.get(DEFAULT_NAMESPACE, name)?.['value'];
+    return typeof v === 'string' ? v : (settingDefault(name) ?? '');
+  };
+  return {
+    string: raw,
+    int: (name) => {
+      const n = Number.parseInt(raw(name), 10);
+      return Number.isFinite(n) ? n : Number.parseInt(settingDefault(name) ?? '0', 10);
+    },
+    bool: (name) => raw(name) === 'true',
+  };
+}

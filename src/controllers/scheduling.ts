@@ -1,0 +1,84 @@
+// Choosing disks: which disks can take a backing image copy or a replica, and which of them is best. Longhorn
+// picks a random first fit and ignores free space (longhorn-manager-backing-images.md §8.4); we score eligible
+// disks by failure domain first (a node that holds no copy yet), then by free space.
+
+import type { DeepReadonly } from '../api/meta.js';
+import type { Node } from '../api/node.js';
+
+export interface DiskCandidate {
+  nodeName: string;
+  diskName: string;
+  diskUUID: string;
+  diskPath: string;
+  /** Bytes free for new data: available minus reserved minus what is already scheduled. */
+  free: number;
+  diskTags: readonly string[];
+  nodeTags: readonly string[];
+}
+
+export interface DiskFilter {
+  nodeSelector?: readonly string[] | undefined;
+  diskSelector?: readonly string[] | undefined;
+  /** Disk UUIDs that must not be chosen (they hold a copy already). */
+  excludeDisks?: ReadonlySet<string> | undefined;
+  /** Nodes preferred against (they hold a copy already): chosen only when nothing else fits. */
+  avoidNodes?: ReadonlySet<string> | undefined;
+  /** Bytes the disk must have free. */
+  needBytes?: number | undefined;
+}
+
+const isTrue = (conds: DeepReadonly<{ type: string; status: string }[]> | null | undefined, type: string) =>
+  (conds ?? []).some((c) => c.type === type && c.status === 'True');
+
+export function nodeIsReady(node: DeepReadonly<Node>): boolean {
+  return isTrue(node.status?.conditions, 'Ready');
+}
+
+/** Every disk of a Ready, schedulable node that is itself Ready, schedulable and not being evicted. */
+export function schedulableDisks(nodes: readonly DeepReadonly<Node>[]): DiskCandidate[] {
+  const out: DiskCandidate[] = [];
+  for (const node of nodes) {
+    if (!nodeIsReady(node) || node.spec?.allowScheduling === false || node.spec?.evictionRequested) continue;
+    for (const [diskName, spec] of Object.entries(node.spec?.disks ?? {})) {
+      const st = node.status?.diskStatus?.[diskName];
+      if (!st?.diskUUID || spec.allowScheduling === false || spec.evictionRequested) continue;
+      if (!isTrue(st.conditions, 'Ready') || !isTrue(st.conditions, 'Schedulable')) continue;
+      out.push({
+        nodeName: node.metadata.name ?? '',
+        diskName,
+        diskUUID: st.diskUUID,
+        diskPath: st.diskPath ?? spec.path ?? '',
+        free: (st.storageAvailable ?? 0) - (spec.storageReserved ?? 0) - (st.storageScheduled ?? 0),
+        diskTags: spec.tags ?? [],
+        nodeTags: node.spec?.tags ?? [],
+      });
+    }
+  }
+  return out;
+}
+
+/** Disks passing the filter, best first: nodes not avoided first, then most free space, then name for stability. */
+export function rankDisks(cands: readonly DiskCandidate[], f: DiskFilter): DiskCandidate[] {
+  const hasAll = (have: readonly string[], want: readonly string[] | undefined) => (want ?? []).every((t) => have.includes(t));
+  return cands
+    .filter((c) => !f.excludeDisks?.has(c.diskUUID))
+    .filter((c) => hasAll(c.nodeTags, f.nodeSelector) && hasAll(c.diskTags, f.diskSelector))
+    .filter((c) => f.needBytes === undefined || c.free >= f.needBytes)
+    .sort((a, b) => {
+      const av = f.avoidNodes?.has(a.nodeName) ? 1 : 0;
+      const bv = f.avoidNodes?.has(b.nodeName) ? 1 : 0;
+      if (av !== bv) return av - bv;
+      if (a.free !== b.free) return b.free - a.free;
+      return `${a.nodeName}/${a.diskName}`.localeCompare(`${b.nodeName}/${b.diskName}`);
+    });
+}
+
+/** Finds a disk by UUID across nodes (with its node), or undefined. */
+export function findDisk(nodes: readonly DeepReadonly<Node>[], diskUUID: string): { node: DeepReadonly<Node>; diskName: string; path: string } | undefined {
+  for (const node of nodes) {
+    for (const [diskName, st] of Object.entries(node.status?.diskStatus ?? {})) {
+      if (st.diskUUID === diskUUID) return { node, diskName, path: st.diskPath ?? node.spec?.disks?.[diskName]?.path ?? '' };
+    }
+  }
+  return undefined;
+}
