@@ -42,17 +42,48 @@ export function humanAge(from: string | undefined, now: number = Date.now()): st
   return `${d}d`;
 }
 
+/**
+ * Columns computed from several fields, which a JSONPath cannot express. BackingImage's `Copies` puts every disk's
+ * state on one line: `ready:2 in-progress:1(45%) failed:1`.
+ */
+const COMPUTED: Record<string, { column: PrinterColumn; value(obj: KubeObject): string }[]> = {
+  BackingImage: [
+    {
+      column: { name: 'Copies', jsonPath: '.status.diskFileStatusMap', type: 'string', description: 'copies by state' },
+      value(obj) {
+        const files = (obj.status as { diskFileStatusMap?: Record<string, { state?: string; progress?: number }> } | undefined)?.diskFileStatusMap ?? {};
+        const wanted = Object.keys((obj.spec as { diskFileSpecMap?: Record<string, unknown> } | undefined)?.diskFileSpecMap ?? {});
+        const counts = new Map<string, { n: number; progress: number[] }>();
+        for (const disk of new Set([...wanted, ...Object.keys(files)])) {
+          const f = files[disk];
+          const state = f?.state || 'not-started';
+          const c = counts.get(state) ?? { n: 0, progress: [] };
+          c.n++;
+          if (state === 'in-progress' && f?.progress !== undefined) c.progress.push(f.progress);
+          counts.set(state, c);
+        }
+        if (counts.size === 0) return '<none>';
+        return [...counts.entries()]
+          .map(([state, c]) => `${state}:${c.n}${c.progress.length ? `(${Math.min(...c.progress)}%)` : ''}`)
+          .join(' ');
+      },
+    },
+  ],
+};
+
 export function columnsOf(info: KindInfo): PrinterColumn[] {
+  const age = info.printerColumns.find((c) => c.name === 'Age') ?? { name: 'Age', jsonPath: '.metadata.creationTimestamp', type: 'date' as const };
   return [
     { name: 'Name', jsonPath: '.metadata.name', type: 'string' },
-    ...info.printerColumns,
-    ...(info.printerColumns.some((c) => c.name === 'Age')
-      ? []
-      : [{ name: 'Age', jsonPath: '.metadata.creationTimestamp', type: 'date' as const }]),
+    ...info.printerColumns.filter((c) => c !== age),
+    ...(COMPUTED[info.kind] ?? []).map((c) => c.column),
+    age,
   ];
 }
 
 export function cellValue(obj: KubeObject, col: PrinterColumn, now = Date.now()): unknown {
+  const computed = COMPUTED[obj.kind]?.find((c) => c.column === col);
+  if (computed) return computed.value(obj);
   const raw = fieldValue(obj, col.jsonPath.replace(/^\./, ''));
   if (col.type === 'date') return raw === undefined ? '<unknown>' : humanAge(raw, now);
   if (raw === undefined) return col.type === 'string' ? '' : null;

@@ -2,14 +2,18 @@
 
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../../store/types.js';
-import { registerBackingImageRoutes, type DownloadProxy, type UploadProxy } from './backing-images.js';
+import { registerBackingImageRoutes } from './backing-images.js';
 import { registerSettingRoutes } from './settings.js';
+import { downloadProxy, registerUploadRoutes, uploadAction } from './transfer.js';
 
 export { backingImageResource } from './backing-images.js';
 export { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from './download-url.js';
-export type { DownloadProxy, UploadProxy } from './backing-images.js';
 
-export function registerLonghornV1(app: FastifyInstance, store: Store, opts: { download?: DownloadProxy; upload?: UploadProxy } = {}): void {
-  registerBackingImageRoutes(app, store, opts);
+export function registerLonghornV1(app: FastifyInstance, store: Store): void {
+  registerBackingImageRoutes(app, store, {
+    upload: (req, reply, bi) => uploadAction(store, req, reply, bi),
+    download: (req, reply, bi) => downloadProxy(store, req, reply, bi),
+  });
+  registerUploadRoutes(app, store);
   registerSettingRoutes(app, store);
 }

@@ -1,0 +1,150 @@
+// `stratum bi create|upload|download|cleanup`: backing images through the Longhorn /v1 API. Uploads and downloads
+// stream with a progress bar (bytes, rate, ETA) and resume after an interruption: re-running the same command
+// continues from the last durable offset (upload) or the bytes already on disk (download).
+
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StoreError, isNotFound } from '../../store/errors.js';
+import { errorFromResponse, describeFetchError } from '../../client/http-store.js';
+import { request } from '../api.js';
+import { Progress } from '../progress.js';
+
+const CHUNK = 256 * 1024 * 1024;
+
+interface V1Image {
+  name: string;
+  sourceType: string;
+  currentChecksum: string;
+  size: number;
+  diskFileStatusMap: Record<string, { state: string; progress: number; message: string }>;
+}
+
+const imageUrl = (server: string, name: string) => `${server}/v1/backingimages/${encodeURIComponent(name)}`;
+
+export async function createImage(server: string, name: string, o: { url: string; checksum?: string; minCopies?: string }): Promise<V1Image> {
+  const body: Record<string, unknown> = { name, sourceType: 'download', parameters: { url: o.url } };
+  if (o.checksum) body['expectedChecksum'] = o.checksum;
+  if (o.minCopies !== undefined) body['minNumberOfCopies'] = Number(o.minCopies);
+  return (await request('POST', `${server}/v1/backingimages`, { body })).body as V1Image;
+}
+
+export async function cleanupImage(server: string, name: string, disks: string[]): Promise<V1Image> {
+  return (await request('POST', `${imageUrl(server, name)}?action=backingImageCleanup`, { body: { disks } })).body as V1Image;
+}
+
+async function sha512File(path: string, progress: Progress): Promise<string> {
+  const hash = createHash('sha512');
+  const stream = createReadStream(path, { highWaterMark: 4 * 1024 * 1024 });
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+    progress.add((chunk as Buffer).length);
+  }
+  return hash.digest('hex');
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Uploads FILE as backing image NAME, creating the image when it does not exist; resumes where a previous run stopped. */
+export async function uploadImage(server: string, name: string, file: string, o: { checksum?: string; timeoutSeconds?: number; log: (line: string) => void }): Promise<void> {
+  const size = (await stat(file)).size;
+  let image: V1Image | undefined;
+  try {
+    image = (await request('GET', imageUrl(server, name))).body as V1Image;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  let checksum = o.checksum ?? image?.currentChecksum;
+  if (!checksum) {
+    const p = new Progress('hashing', size);
+    checksum = await sha512File(file, p);
+    p.done();
+  }
+  if (!image) {
+    image = (await request('POST', `${server}/v1/backingimages`, { body: { name, sourceType: 'upload', parameters: {}, expectedChecksum: checksum } })).body as V1Image;
+    o.log(`backingimage.longhorn.io/${name} created`);
+  } else if (image.sourceType !== 'upload') {
+    throw new StoreError('BadRequest', `backing image "${name}" exists and is a ${image.sourceType} image, not an upload`);
+  }
+  // The data source pod takes a moment to start: declaring is refused (409) until it can take bytes.
+  const deadline = Date.now() + (o.timeoutSeconds ?? 120) * 1000;
+  for (;;) {
+    try {
+      await request('POST', `${imageUrl(server, name)}?action=upload&size=${size}&checksum=${checksum}`);
+      break;
+    } catch (err) {
+      const e = err as StoreError;
+      if (e.code !== 'Conflict' || !/cannot take an upload yet/.test(e.message) || Date.now() > deadline) throw err;
+      await sleep(500);
+    }
+  }
+  let offset = Number(((await request('GET', `${imageUrl(server, name)}/upload`)).body as { offset: number }).offset);
+  if (offset > 0) o.log(`resuming the upload at ${offset} of ${size} bytes`);
+  const progress = new Progress('uploading', size, offset);
+  while (offset < size) {
+    const end = Math.min(size, offset + CHUNK);
+    const body = Readable.toWeb(createReadStream(file, { start: offset, end: end - 1, highWaterMark: 4 * 1024 * 1024 }).on('data', (c) => progress.add((c as Buffer).length)));
+    let res: Response;
+    try {
+      res = await fetch(`${imageUrl(server, name)}/upload?offset=${offset}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - offset) },
+        body: body as ReadableStream,
+        duplex: 'half',
+      } as RequestInit);
+    } catch (err) {
+      throw new StoreError('Internal', `the upload broke at about ${offset} bytes (${describeFetchError(err)}): run the same command again to resume`);
+    }
+    if (!res.ok) throw await errorFromResponse(res, 'upload');
+    offset = Number(((await res.json()) as { offset: number }).offset);
+    progress.set(offset);
+  }
+  progress.done();
+  o.log(`uploaded ${size} bytes; waiting for the first copy to be ready`);
+  for (;;) {
+    const img = (await request('GET', imageUrl(server, name))).body as V1Image;
+    const states = Object.values(img.diskFileStatusMap);
+    if (states.some((s) => s.state === 'ready')) {
+      o.log(`backing image ${name} is ready (sha512 ${img.currentChecksum.slice(0, 16)}…)`);
+      return;
+    }
+    const failed = states.find((s) => s.state === 'failed');
+    if (failed) throw new StoreError('Internal', `backing image ${name} failed: ${failed.message}`);
+    if (Date.now() > deadline + 600_000) throw new StoreError('Internal', `backing image ${name} is not ready after the upload; see stratum describe bi ${name}`);
+    await sleep(500);
+  }
+}
+
+/** Downloads a ready copy of NAME to OUT (via OUT.part, resumed by Range), verifying the image's SHA-512. */
+export async function downloadImage(server: string, name: string, out: string): Promise<void> {
+  const img = (await request('GET', imageUrl(server, name))).body as V1Image;
+  const part = `${out}.part`;
+  const have = await stat(part).then((s) => s.size, () => 0);
+  const hash = createHash('sha512');
+  if (have > 0) for await (const c of createReadStream(part)) hash.update(c as Buffer);
+  const res = await fetch(`${imageUrl(server, name)}/download`, { headers: have > 0 ? { range: `bytes=${have}-` } : {} }).catch((err: unknown) => {
+    throw new StoreError('Internal', `cannot reach the API server at ${server}: ${describeFetchError(err)}`);
+  });
+  if (!res.ok || !res.body) throw await errorFromResponse(res, 'download');
+  const resumed = res.status === 206;
+  const start = resumed ? have : 0;
+  const total = start + Number(res.headers.get('content-length') ?? 0) || img.size;
+  const fresh = !resumed ? createHash('sha512') : hash;
+  const progress = new Progress('downloading', total, start);
+  const body = Readable.fromWeb(res.body as never);
+  body.on('data', (c: Buffer) => {
+    fresh.update(c);
+    progress.add(c.length);
+  });
+  await pipeline(body, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
+  progress.done();
+  const sum = fresh.digest('hex');
+  if (img.currentChecksum && sum !== img.currentChecksum) {
+    throw new StoreError('Internal', `downloaded ${part} has sha512 ${sum} but the image's is ${img.currentChecksum}; delete the .part file and retry`);
+  }
+  await rename(part, out);
+}

@@ -1,0 +1,34 @@
+// The last step of every source: the SHA-512 (already computed as the bytes arrived) against the expected one,
+// the format through imagefmt (no backing file, no external data file, sizes in whole sectors), then fsync and
+// rename to the final name. A file that fails here is removed: it is wrong, not merely incomplete.
+
+import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
+import { DataSourceError } from './errors.js';
+import type { CompleteInfo, WorkFile } from './workfile.js';
+
+export async function verifyAndSeal(file: WorkFile, expected: string | undefined, { signal }: { signal: AbortSignal }): Promise<CompleteInfo> {
+  await file.ensureHash({ signal });
+  const checksum = file.digest();
+  if (expected !== undefined && checksum !== expected) {
+    await file.removeData();
+    throw new DataSourceError('ChecksumMismatch', `expected sha512 ${expected} but the file has ${checksum}`);
+  }
+  if (file.offset === 0) {
+    await file.removeData();
+    throw new DataSourceError('ImageRefused', 'the file is empty');
+  }
+  let format: string;
+  let virtualSize: number;
+  try {
+    ({ format, virtualSize } = await inspectImage(file.partPath, { signal }));
+  } catch (err) {
+    if (!isImageFormatError(err)) throw err;
+    await file.removeData();
+    throw new DataSourceError('ImageRefused', `the file is not a usable backing image: ${err.message}`, { cause: err });
+  }
+  const identity = await file.finish({ signal });
+  const complete: CompleteInfo = { checksum, size: identity.size, format, virtualSize, identity };
+  file.patch({ complete });
+  await file.persist();
+  return complete;
+}
