@@ -125,6 +125,8 @@ export async function run(cmd: string, args: string[], opts: { input?: string; e
       clearTimeout(timer);
       res({ code, stdout, stderr });
     });
+    // A command that never reads stdin must not fail the test with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }

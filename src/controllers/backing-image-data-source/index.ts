@@ -187,7 +187,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
         namespace: ns,
         nodeName: ds.spec?.nodeID ?? '',
         image: settings.string('default-backing-image-manager-image'),
-        args: ['data-source', '--disk', ds.spec?.diskPath ?? '', '--name', name, '--uuid', ds.spec?.uuid ?? '', '--source-type', ds.spec?.sourceType ?? 'download', ...params, ...(checksum ? ['--checksum', checksum] : [])],
+        args: ['data-source', '--host', '$(POD_IP)', '--port', '$(PORT)', '--disk', ds.spec?.diskPath ?? '', '--name', name, '--uuid', ds.spec?.uuid ?? '', '--source-type', ds.spec?.sourceType ?? 'download', ...params, ...(checksum ? ['--checksum', checksum] : [])],
         labels: { [LABEL_COMPONENT]: 'backing-image-data-source', [LABEL_BIDS]: name, [LABEL_BACKING_IMAGE]: name, [LABEL_NODE]: ds.spec?.nodeID ?? '', [LABEL_DISK_UUID]: ds.spec?.diskUUID ?? '' },
         owner: ownerRef('BackingImageDataSource', name, ds.metadata.uid ?? ''),
         readinessPath: '/v1/file',

@@ -258,7 +258,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
         namespace: ns,
         nodeName: m.spec?.nodeID ?? '',
         image,
-        args: ['bim', '--disk', m.spec?.diskPath ?? '', '--disk-uuid', m.spec?.diskUUID ?? ''],
+        args: ['bim', '--disk', m.spec?.diskPath ?? '', '--disk-uuid', m.spec?.diskUUID ?? '', '--host', '$(POD_IP)', '--port', '$(PORT)'],
         labels: { [LABEL_COMPONENT]: 'backing-image-manager', [LABEL_BIM]: name, [LABEL_NODE]: m.spec?.nodeID ?? '', [LABEL_DISK_UUID]: m.spec?.diskUUID ?? '' },
         owner: ownerRef('BackingImageManager', name, m.metadata.uid ?? ''),
         readinessPath: '/v1/version',

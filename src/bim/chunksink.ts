@@ -1,0 +1,112 @@
+// Writes one received chunk into the partial file while hashing it, keeping holes. Bytes are staged in a 1 MiB
+// buffer (reused, so memory is fixed per worker; the HTTP client pauses the socket while it drains), and 64 KiB
+// blocks that are all zero are not written. A hole already reads as zeros, but a block of a "dirty" chunk (one a
+// previous, unverified attempt may have written) can hold old bytes: for those, the zero block is read back and
+// overwritten with zeros only when it is not zero.
+
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { BimError } from './errors.js';
+import { isAllZero, zeros } from './manifest.js';
+
+const STAGE = 1024 * 1024;
+const BLOCK = 64 * 1024;
+// Room for one more piece of up to 64 KiB after the stage reports full.
+const CAPACITY = STAGE + BLOCK;
+
+export class ChunkSink {
+  readonly #fh: FileHandle;
+  readonly #stage = Buffer.allocUnsafe(CAPACITY);
+  readonly #scratch = Buffer.allocUnsafe(BLOCK);
+  #fill = 0;
+  #pos = 0;
+  #dirty = false;
+  #hash: Hash | undefined;
+  /** Bytes written to the file (not counting skipped zero blocks), for tests and statistics. */
+  written = 0;
+
+  constructor(fh: FileHandle) {
+    this.#fh = fh;
+  }
+
+  /** Starts a chunk at `offset` (a multiple of 64 KiB). */
+  begin(offset: number, dirty: boolean): void {
+    this.#pos = offset;
+    this.#fill = 0;
+    this.#dirty = dirty;
+    this.#hash = createHash('sha256');
+  }
+
+  /**
+   * Copies a piece (at most 64 KiB, as the HTTP client delivers them) into the stage. Returns false when the stage is
+   * full enough that `drain()` must run before the next piece.
+   */
+  accept(piece: Uint8Array): boolean {
+    if (this.#fill + piece.length > this.#stage.length) {
+      throw new BimError('Internal', `chunk writer stage overflow: ${this.#fill} + ${piece.length} bytes`);
+    }
+    this.#hash?.update(piece);
+    this.#stage.set(piece, this.#fill);
+    this.#fill += piece.length;
+    return this.#fill < STAGE;
+  }
+
+  /** Writes the whole 64 KiB blocks staged; a partial block stays staged, so zero detection stays block-aligned. */
+  async drain(): Promise<void> {
+    const whole = this.#fill - (this.#fill % BLOCK);
+    if (whole === 0) return;
+    await this.#flush(whole);
+    this.#stage.copyWithin(0, whole, this.#fill);
+    this.#fill -= whole;
+    this.#pos += whole;
+  }
+
+  /** Accepts any amount, draining as needed (tests, and callers without a fixed piece size). */
+  async push(piece: Uint8Array): Promise<void> {
+    for (let at = 0; at < piece.length; ) {
+      const n = Math.min(BLOCK, piece.length - at);
+      if (!this.accept(piece.subarray(at, at + n))) await this.drain();
+      at += n;
+    }
+  }
+
+  /** Writes everything staged and returns the chunk's SHA-256 (hex). */
+  async end(): Promise<string> {
+    await this.#flush(this.#fill);
+    this.#pos += this.#fill;
+    this.#fill = 0;
+    const digest = this.#hash?.digest('hex') ?? '';
+    this.#hash = undefined;
+    return digest;
+  }
+
+  async #flush(upto: number): Promise<void> {
+    // Consecutive non-zero blocks go out in one write; zero blocks end the run.
+    let runStart = -1;
+    for (let b = 0; b < upto; b += BLOCK) {
+      const block = this.#stage.subarray(b, Math.min(b + BLOCK, upto));
+      if (!isAllZero(block)) {
+        if (runStart < 0) runStart = b;
+        continue;
+      }
+      if (runStart >= 0) await this.#write(this.#stage.subarray(runStart, b), this.#pos + runStart);
+      runStart = -1;
+      if (this.#dirty) await this.#clearBlock(this.#pos + b, block.length);
+    }
+    if (runStart >= 0) await this.#write(this.#stage.subarray(runStart, upto), this.#pos + runStart);
+  }
+
+  async #clearBlock(position: number, length: number): Promise<void> {
+    const { bytesRead } = await this.#fh.read(this.#scratch, 0, length, position);
+    if (!isAllZero(this.#scratch.subarray(0, bytesRead))) await this.#write(zeros(length), position);
+  }
+
+  async #write(buf: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesWritten } = await this.#fh.write(buf, done, buf.length - done, position + done);
+      done += bytesWritten;
+    }
+    this.written += buf.length;
+  }
+}

@@ -1,0 +1,267 @@
+// The per-disk backing-image manager: owns `<disk>/backing-images/`, runs one job per file (fetch, sync or
+// re-verification), fails any non-terminal state that outlives its deadline, and serves ready files to peers.
+// Requests are idempotent: asking again for what is running or ready returns its state, asking again for a failed
+// file starts over (reusing verified partial data).
+
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { TokenBucket } from './bucket.js';
+import { BimError, isBimError, messageOf } from './errors.js';
+import { allocatedBytes, fsyncDir } from './fsutil.js';
+import { runFetch, type FetchRequest } from './fetch.js';
+import { DEFAULT_CHUNK_SIZE } from './manifest.js';
+import { readMeta } from './meta.js';
+import { DiskLayout, FILES, fileDirName } from './names.js';
+import { runVerify, scanDisk } from './scan.js';
+import { Sender } from './sender.js';
+import { DEFAULT_TIMEOUTS, systemClock, type Clock, type Timeouts } from './states.js';
+import { BimStats } from './stats.js';
+import { removePartial, runSync, type SyncContext, type SyncRequest } from './sync.js';
+import { FileRecord, FileTable, type FileInfo, type Job } from './table.js';
+
+export interface ManagerOptions {
+  disk: string;
+  diskUUID: string;
+  maxConcurrentSends?: number;
+  /** Bytes per second for everything the manager sends (chunks and downloads); none when undefined. */
+  bandwidthLimit?: number | undefined;
+  chunkSize?: number;
+  /** Chunks a sync fetches at once. */
+  parallelChunks?: number;
+  chunkIdleMs?: number;
+  timeouts?: Partial<Timeouts>;
+  clock?: Clock;
+  /** How often deadlines are checked (ms). */
+  tickMs?: number;
+  /** Aborts opening (the start-up scan). */
+  signal?: AbortSignal | undefined;
+}
+
+/** Reads `<disk>/longhorn-disk.cfg` and refuses a disk whose UUID is not `diskUUID`. */
+export async function checkDiskIdentity(layout: DiskLayout, diskUUID: string): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(layout.configPath, 'utf8');
+  } catch (err) {
+    throw new BimError('DiskMismatch', `cannot read ${layout.configPath} (${messageOf(err)}); is ${layout.disk} a disk prepared by the node agent?`, { cause: err });
+  }
+  let cfg: { diskUUID?: unknown };
+  try {
+    cfg = JSON.parse(text) as { diskUUID?: unknown };
+  } catch (err) {
+    throw new BimError('DiskMismatch', `${layout.configPath} is not JSON: ${messageOf(err)}`);
+  }
+  if (cfg.diskUUID !== diskUUID) {
+    throw new BimError('DiskMismatch', `${layout.configPath} names disk ${JSON.stringify(cfg.diskUUID)}, but this manager was started for disk ${diskUUID}; refusing to manage another disk's files`);
+  }
+}
+
+export class BackingImageManager {
+  readonly layout: DiskLayout;
+  readonly diskUUID: string;
+  readonly stats = new BimStats();
+  readonly table: FileTable;
+  readonly sender: Sender;
+  readonly #timeouts: Timeouts;
+  readonly #ctx: SyncContext;
+  readonly #ticker: NodeJS.Timeout;
+  #closing = false;
+
+  private constructor(opts: ManagerOptions) {
+    this.layout = new DiskLayout(opts.disk);
+    this.diskUUID = opts.diskUUID;
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    this.table = new FileTable({ clock: opts.clock ?? systemClock });
+    const bucket = opts.bandwidthLimit ? new TokenBucket(opts.bandwidthLimit) : undefined;
+    this.sender = new Sender({
+      layout: this.layout,
+      table: this.table,
+      stats: this.stats,
+      maxConcurrentSends: opts.maxConcurrentSends ?? 3,
+      bucket,
+      onSuspect: (rec, why) => this.#suspect(rec, why),
+    });
+    this.#ctx = {
+      layout: this.layout,
+      table: this.table,
+      stats: this.stats,
+      diskUUID: this.diskUUID,
+      chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      parallel: opts.parallelChunks ?? 4,
+      chunkIdleMs: opts.chunkIdleMs ?? 30_000,
+      manifestTimeoutMs: 30_000,
+      checkpointChunks: 4,
+      checkpointMs: 200,
+    };
+    this.#ticker = setInterval(() => this.#checkDeadlines(), opts.tickMs ?? 1000);
+    this.#ticker.unref();
+  }
+
+  /** Checks the disk, scans it, and starts re-verifying files whose identity changed. */
+  static async open(opts: ManagerOptions): Promise<BackingImageManager> {
+    const layout = new DiskLayout(opts.disk);
+    await checkDiskIdentity(layout, opts.diskUUID);
+    await mkdir(layout.images, { recursive: true });
+    opts.signal?.throwIfAborted();
+    const m = new BackingImageManager(opts);
+    let scan;
+    try {
+      scan = await scanDisk(m.#ctx, { signal: opts.signal });
+    } catch (err) {
+      await m.close();
+      throw err;
+    }
+    for (const rec of scan.records) m.table.add(rec);
+    // One at a time: re-hashing several files at once only makes them all slow.
+    let chain = Promise.resolve();
+    for (const { rec, meta } of scan.toVerify) {
+      chain = chain.then(() => {
+        // A request may have taken the file over meanwhile (a sync replacing it): then it is not ours to verify.
+        if (m.#closing || m.table.get(rec.key) !== rec || rec.job || rec.state !== 'unknown') return;
+        return m.#startJob(rec, 'verify', (signal) => runVerify(m.#ctx, rec, meta, signal)).done;
+      });
+    }
+    return m;
+  }
+
+  async list(): Promise<FileInfo[]> {
+    const recs = this.table.all();
+    await Promise.all(recs.map((r) => this.#refreshRealSize(r)));
+    return recs.map((r) => r.info());
+  }
+
+  async get(name: string, uuid?: string): Promise<FileInfo> {
+    const rec = this.table.find(name, uuid);
+    await this.#refreshRealSize(rec);
+    return rec.info();
+  }
+
+  async #refreshRealSize(rec: FileRecord): Promise<void> {
+    if (!rec.uuid) return;
+    const file = rec.state === 'ready' ? FILES.backing : FILES.partial;
+    rec.realSize = await allocatedBytes(join(this.layout.images, rec.key, file));
+  }
+
+  /** Starts (or joins) receiving a copy from peers. `started` is false when nothing new had to be done. */
+  startSync(req: SyncRequest): { info: FileInfo; started: boolean } {
+    const rec = this.#prepare(req.name, req.uuid, 'sync', req.expectedChecksum, req.size);
+    if (!rec) return { info: this.table.find(req.name, req.uuid).info(), started: false };
+    rec.size = req.size;
+    rec.expectedChecksum = req.expectedChecksum;
+    rec.sources = req.sources;
+    rec.activity = `sync of ${req.name} from ${req.sources.join(', ')}`;
+    this.#startJob(rec, 'sync', (signal) => runSync(this.#ctx, rec, req, signal));
+    return { info: rec.info(), started: true };
+  }
+
+  /** Starts (or joins) taking over a data source's finished file on this disk. */
+  startFetch(req: FetchRequest): { info: FileInfo; started: boolean } {
+    const rec = this.#prepare(req.name, req.uuid, 'fetch', req.expectedChecksum, req.size);
+    if (!rec) return { info: this.table.find(req.name, req.uuid).info(), started: false };
+    rec.size = req.size;
+    rec.expectedChecksum = req.expectedChecksum ?? '';
+    rec.sources = [];
+    rec.activity = `take-over of ${req.sourcePath} as ${req.name}`;
+    this.#startJob(rec, 'fetch', (signal) => runFetch(this.#ctx, rec, req, signal));
+    return { info: rec.info(), started: true };
+  }
+
+  /** The record to start a job on, or undefined when the request is already satisfied or under way. */
+  #prepare(name: string, uuid: string, kind: Job['kind'], expected: string | undefined, size: number): FileRecord | undefined {
+    if (this.#closing) throw new BimError('NotReady', 'the manager is shutting down');
+    let rec = this.table.tryFind(name, uuid);
+    if (!rec) {
+      rec = new FileRecord(fileDirName(name, uuid), name, uuid, this.table.now());
+      rec.message = `${kind} requested`;
+      this.table.add(rec);
+      return rec;
+    }
+    const sameTarget = (!expected || !rec.expectedChecksum || rec.expectedChecksum === expected) && (rec.size === 0 || rec.size === size);
+    if (rec.state === 'ready') {
+      if (expected && rec.currentChecksum !== expected) {
+        throw new BimError('Conflict', `${name} (uuid ${uuid}) is ready with SHA-512 ${rec.currentChecksum}, the request expects ${expected}; delete it first`);
+      }
+      return undefined;
+    }
+    if (rec.job) {
+      if (rec.job.kind === kind && sameTarget) return undefined;
+      throw new BimError('Conflict', `${name} (uuid ${uuid}) is busy with a ${rec.job.kind} (${rec.state}); wait for it or delete the file`);
+    }
+    this.table.transition(rec, 'pending', `${kind} requested`);
+    return rec;
+  }
+
+  #startJob(rec: FileRecord, kind: Job['kind'], fn: (signal: AbortSignal) => Promise<void>): Job {
+    const abort = new AbortController();
+    const job: Job = { kind, abort, done: Promise.resolve() };
+    rec.job = job;
+    rec.lastError = undefined;
+    job.done = (async () => {
+      try {
+        await fn(abort.signal);
+      } catch (err) {
+        await this.#jobFailed(rec, kind, err, abort.signal);
+      } finally {
+        if (rec.job === job) rec.job = undefined;
+      }
+    })();
+    return job;
+  }
+
+  async #jobFailed(rec: FileRecord, kind: Job['kind'], err: unknown, signal: AbortSignal): Promise<void> {
+    // Shut down or deleted: leave the disk as it is (partial data stays for resume). Timed out: already failed.
+    if (this.#closing || this.table.get(rec.key) !== rec || rec.state === 'failed') return;
+    if (signal.aborted && !isBimError(signal.reason, 'Timeout')) return;
+    if (kind === 'sync' && isBimError(err, 'ChecksumMismatch')) await removePartial(this.#ctx, rec).catch(() => undefined);
+    const msg = rec.activity && !isBimError(err) ? `${rec.activity} failed: ${messageOf(err)}` : messageOf(err);
+    if (rec.state !== 'ready') this.table.transition(rec, 'failed', msg);
+  }
+
+  #checkDeadlines(): void {
+    for (const [rec, msg] of this.table.expired(this.#timeouts)) {
+      rec.job?.abort.abort(new BimError('Timeout', msg));
+      this.table.transition(rec, 'failed', msg);
+    }
+    this.sender.sweep();
+  }
+
+  /** A ready file's bytes look changed: re-verify it before serving it again. */
+  #suspect(rec: FileRecord, why: string): void {
+    if (rec.state !== 'ready' || rec.job || this.#closing) return;
+    this.table.transition(rec, 'unknown', `${rec.name} is being re-verified: ${why}`);
+    rec.identity = undefined;
+    this.#startJob(rec, 'verify', async (signal) => {
+      const meta = await readMeta(this.layout.path(rec.key, FILES.meta));
+      if (!meta) throw new BimError('Internal', `the metadata of ${rec.name} is gone; delete the file and sync it again`);
+      await runVerify(this.#ctx, rec, meta, signal);
+    });
+  }
+
+  /** Stops any job on the file and removes its directory with everything in it. */
+  async delete(name: string, uuid?: string): Promise<void> {
+    const rec = this.table.find(name, uuid);
+    const job = rec.job;
+    if (job) {
+      job.abort.abort(new BimError('Conflict', `${name} was deleted`));
+      await job.done;
+    }
+    const dir = join(this.layout.images, rec.key);
+    // The key is a directory entry or a checked `<name>-<uuid>`: it cannot climb out of backing-images/.
+    if (dirname(dir) !== this.layout.images) throw new BimError('Internal', `refusing to delete ${dir}: not directly inside ${this.layout.images}`);
+    await rm(dir, { recursive: true, force: true });
+    await fsyncDir(this.layout.images);
+    this.table.remove(rec);
+  }
+
+  /** Aborts jobs (their on-disk state stays for resume) and waits for them to stop. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearInterval(this.#ticker);
+    const jobs = this.table.all().flatMap((r) => (r.job ? [r.job] : []));
+    for (const j of jobs) j.abort.abort(new BimError('NotReady', 'the manager is shutting down'));
+    await Promise.all(jobs.map((j) => j.done));
+    await this.sender.close();
+    this.table.close();
+  }
+}

@@ -1,0 +1,208 @@
+// The sending side: chunk manifests of ready files (computed once, persisted beside the file, reused after a
+// restart while the file's identity is unchanged), ranges of bytes for peers and downloads, the per-file limit on
+// concurrent sends (429 beyond it) and the process-wide bandwidth cap.
+
+import { createReadStream } from 'node:fs';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { BimError, messageOf } from './errors.js';
+import { identityOf, readIfExists, sameIdentity, writeFileAtomic, parseIdentity, type FileIdentity } from './fsutil.js';
+import { hashFile } from './hashing.js';
+import { checkManifest, type ChunkManifest } from './manifest.js';
+import { FILES, manifestFileName, type DiskLayout } from './names.js';
+import { meteredStream, type TokenBucket } from './bucket.js';
+import type { BimStats } from './stats.js';
+import type { FileRecord, FileTable } from './table.js';
+
+export interface SenderOptions {
+  layout: DiskLayout;
+  table: FileTable;
+  stats: BimStats;
+  maxConcurrentSends: number;
+  bucket: TokenBucket | undefined;
+  /** A sync session with nothing in flight for this long stops counting against the limit. */
+  sessionIdleMs?: number;
+  /** Called when a ready file is found changed or corrupt: the manager re-verifies it. */
+  onSuspect: (rec: FileRecord, why: string) => void;
+}
+
+export interface SendLease {
+  readonly session: string;
+  release(): void;
+}
+
+interface Computation {
+  progress: number;
+  done: Promise<void>;
+}
+
+/** Writes a manifest cache file: the manifest plus the identity of the bytes it describes. */
+export async function saveManifest(layout: DiskLayout, dir: string, identity: FileIdentity, manifest: ChunkManifest): Promise<void> {
+  await writeFileAtomic(layout.path(dir, manifestFileName(manifest.chunkSize)), JSON.stringify({ identity, manifest }));
+}
+
+export class Sender {
+  readonly #o: SenderOptions;
+  readonly #idleMs: number;
+  readonly #computing = new Map<string, Computation>();
+  readonly #closing = new AbortController();
+  #nextId = 0;
+
+  constructor(opts: SenderOptions) {
+    this.#o = opts;
+    this.#idleMs = opts.sessionIdleMs ?? 10_000;
+  }
+
+  /**
+   * Refuses files that are not ready, and ready files whose bytes changed since they were verified (compared by
+   * identity, one stat): those are handed back for re-verification and never served.
+   */
+  async checkServable(rec: FileRecord): Promise<FileIdentity> {
+    if (rec.state !== 'ready' || !rec.identity) {
+      throw new BimError('NotReady', `${rec.name} is ${rec.state}, not ready${rec.message ? `: ${rec.message}` : ''}`);
+    }
+    const now = await identityOf(this.#o.layout.path(rec.key, FILES.backing)).catch(() => undefined);
+    if (!now || !sameIdentity(now, rec.identity)) {
+      const why = now ? `its size, mtime or inode changed since it was verified` : `it is gone`;
+      this.#o.onSuspect(rec, why);
+      throw new BimError('NotReady', `${rec.name} cannot be served: ${why}; it is being re-verified`);
+    }
+    return now;
+  }
+
+  /** The manifest for `chunkSize`, from the cache file; when absent, starts computing it and throws ManifestPending. */
+  async manifest(rec: FileRecord, chunkSize: number): Promise<ChunkManifest> {
+    this.#o.stats.sent.manifestRequests++;
+    const identity = await this.checkServable(rec);
+    const cached = await this.#load(rec, chunkSize, identity);
+    if (cached) return cached;
+    const key = `${rec.key}/${chunkSize}`;
+    let c = this.#computing.get(key);
+    if (!c) {
+      const comp: Computation = { progress: 0, done: Promise.resolve() };
+      comp.done = this.#compute(rec, chunkSize, identity, comp).finally(() => this.#computing.delete(key));
+      this.#computing.set(key, comp);
+      c = comp;
+    }
+    throw new BimError('ManifestPending', `the chunk manifest of ${rec.name} (chunks of ${chunkSize} bytes) is being computed: ${c.progress}% done; ask again shortly`);
+  }
+
+  async #load(rec: FileRecord, chunkSize: number, identity: FileIdentity): Promise<ChunkManifest | undefined> {
+    const buf = await readIfExists(this.#o.layout.path(rec.key, manifestFileName(chunkSize)));
+    if (!buf) return undefined;
+    try {
+      const o = JSON.parse(buf.toString('utf8')) as { identity?: unknown; manifest?: unknown };
+      const id = parseIdentity(o.identity);
+      if (!id || !sameIdentity(id, identity)) return undefined;
+      const m = checkManifest(o.manifest, { size: rec.size, chunkSize }, 'the cache file');
+      return m.sha512 === rec.currentChecksum ? { ...m, name: rec.name, uuid: rec.uuid } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #compute(rec: FileRecord, chunkSize: number, identity: FileIdentity, c: Computation): Promise<void> {
+    const path = this.#o.layout.path(rec.key, FILES.backing);
+    try {
+      const r = await hashFile(path, {
+        signal: this.#closing.signal,
+        chunkSize,
+        ids: { name: rec.name, uuid: rec.uuid },
+        onRead: (n) => (this.#o.stats.hashedBytes += n),
+        onProgress: (n) => (c.progress = rec.size > 0 ? Math.floor((n / rec.size) * 100) : 100),
+      });
+      // The same pass re-checked the whole file: a ready file that no longer hashes to its checksum is not served.
+      if (r.sha512 !== rec.currentChecksum) {
+        this.#o.onSuspect(rec, `its bytes hash to ${r.sha512}, not to the recorded ${rec.currentChecksum}`);
+        return;
+      }
+      const after = await identityOf(path);
+      if (!sameIdentity(after, identity) || !r.manifest) return;
+      await saveManifest(this.#o.layout, rec.key, identity, r.manifest);
+    } catch (err) {
+      // The next manifest request starts over; the failure is visible to it as a missing manifest only, so say it.
+      rec.lastError = `computing the chunk manifest failed: ${messageOf(err)}`;
+    }
+  }
+
+  /** Stops manifest computations and waits for them (shutdown). */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await Promise.all([...this.#computing.values()].map((c) => c.done));
+  }
+
+  /** Forgets sync sessions idle for longer than the idle limit, so they stop counting against the send limit. */
+  sweep(): void {
+    const now = this.#o.table.now();
+    for (const rec of this.#o.table.all()) this.#sweepRecord(rec, now);
+  }
+
+  #sweepRecord(rec: FileRecord, now: number): void {
+    let changed = false;
+    for (const [id, s] of rec.sessions) {
+      if (s.inflight === 0 && now - s.lastActive > this.#idleMs) {
+        rec.sessions.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) this.#o.table.changed(rec);
+  }
+
+  /**
+   * Counts one request against the file's send limit. Requests of one sync carry the same session id and count once;
+   * a session stays counted until idle for a while, so a receiver between chunks keeps its place.
+   */
+  acquire(rec: FileRecord, opts: { session?: string | undefined; to: string; kind: 'sync' | 'download' }): SendLease {
+    const now = this.#o.table.now();
+    this.#sweepRecord(rec, now);
+    const id = opts.session ? `${opts.kind}:${opts.session}` : `${opts.kind}:#${++this.#nextId}`;
+    let s = rec.sessions.get(id);
+    if (!s) {
+      if (rec.sessions.size >= this.#o.maxConcurrentSends) {
+        this.#o.stats.sent.busyRejections++;
+        const to = [...rec.sessions.values()].map((x) => x.to).join(', ');
+        throw new BimError('Busy', `${rec.name} is already being sent to ${rec.sessions.size} receivers (${to}), the limit is ${this.#o.maxConcurrentSends}; retry later or use another peer`);
+      }
+      s = { id, to: opts.to, kind: opts.kind, bytes: 0, since: new Date().toISOString(), inflight: 0, lastActive: now };
+      rec.sessions.set(id, s);
+      this.#o.table.changed(rec);
+    }
+    s.inflight++;
+    const session = s;
+    let released = false;
+    return {
+      session: id,
+      release: () => {
+        if (released) return;
+        released = true;
+        session.inflight--;
+        session.lastActive = this.#o.table.now();
+        // Only a sync that names its session keeps its slot between requests; anything else lets go at once.
+        if ((session.kind === 'download' || !opts.session) && session.inflight === 0) rec.sessions.delete(id);
+        this.#o.table.changed(rec);
+      },
+    };
+  }
+
+  /** Bytes [start, end] (inclusive) of a ready file, metered and paced; the lease is released when the stream ends. */
+  stream(rec: FileRecord, start: number, end: number, lease: SendLease, kind: 'data' | 'download'): Readable {
+    const session = rec.sessions.get(lease.session);
+    const stats = this.#o.stats.sent;
+    const metered = meteredStream({
+      bucket: this.#o.bucket,
+      onBytes: (n) => {
+        if (kind === 'data') stats.dataBytes += n;
+        else stats.downloadBytes += n;
+        if (session) session.bytes += n;
+      },
+    });
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    out.once('close', () => lease.release());
+    if (end < start) {
+      out.end();
+      return out;
+    }
+    const file = createReadStream(this.#o.layout.path(rec.key, FILES.backing), { start, end, highWaterMark: 1024 * 1024 });
+    pipeline(file, metered, out, () => lease.release());
+    return out;
+  }
+}
