@@ -18,6 +18,8 @@ export type AgentErrorCode =
   | 'StartFailed'
   /** The agent runs no pod of that name (log requests). */
   | 'PodNotFound'
+  /** A pod's process did not end even after SIGKILL (stuck in the kernel); deletion is retried. */
+  | 'StopFailed'
   /** A pod spec asks for something the agent does not do. */
   | 'UnsupportedPodSpec'
   /** The node agent that serves a pod's log cannot be found or reached. */

@@ -60,6 +60,16 @@ export const REPO_ROOT = resolve(here, '..', '..', '..');
 
 export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
   {
+    name: 'stratum-bim:v1',
+    component: 'backing-image-manager',
+    version: '1.0.0',
+    apiVersion: 1,
+    apiMinVersion: 1,
+    command: ['{node}', '{cli}'],
+    env: { STRATUM_BIM_API_VERSION: '1', STRATUM_BIM_API_MIN_VERSION: '1' },
+    description: 'backing-image manager (args: bim …) and data source (args: data-source …) of one disk',
+  },
+  {
     name: 'stratum-test-http:v1',
     component: 'test-http',
     version: '1.0.0',
@@ -229,7 +239,8 @@ export function resolveEntries(base: RawImageEntry[], extra: RawImageEntry[], so
     const out: ImageEntry = {
       name,
       component,
-      version: e.version ?? parent?.version ?? (name.split(':')[1] ?? 'latest'),
+      // An entry without a version is known by its tag, even when it inherits the rest: v2 is not its base's 1.0.0.
+      version: e.version ?? name.split(':')[1] ?? parent?.version ?? 'latest',
       apiVersion,
       apiMinVersion,
       command,

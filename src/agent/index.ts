@@ -21,12 +21,13 @@ import { PortAllocator } from './ports.js';
 import { NodeRegistration } from './registration.js';
 import { PodRuntime } from './runtime.js';
 import { startAgentServer } from './server.js';
+import { pause } from './sleep.js';
 
 export { AgentError, isAgentError, type AgentErrorCode } from './errors.js';
 export { agentPodLogs } from './log-client.js';
 export { formatCatalog, loadCatalog, BUILTIN_IMAGES, type ImageEntry } from './images.js';
 export { parseDiskFlag, type DiskFlag } from './disks.js';
-export { parsePortRange } from './ports.js';
+export { parsePortRange, portIsFree } from './ports.js';
 export { lockDataDir } from './lock.js';
 export { PORTS_ANNOTATION, POD_FINALIZER } from './pod-spec.js';
 
@@ -119,6 +120,6 @@ async function registerUntilDone(r: NodeRegistration, managerUrl: string, logger
       if (msg !== last) logger.warn(`cannot register with the manager at ${managerUrl} yet; retrying (is \`stratum manager\` running?)`, { error: msg });
       last = msg;
     }
-    await new Promise((res) => setTimeout(res, delay));
+    await pause(delay, signal);
   }
 }

@@ -19,6 +19,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AgentError } from './errors.js';
 import { identityOf, isRunning, isRunningAsync, readStatSync, type ProcessIdentity } from './proc.js';
+import { sleep } from './sleep.js';
 
 const SHIM = [
   'dir=$1; n=$2; shift 2',
@@ -242,19 +243,4 @@ export async function stopInstance(dir: string, r: InstanceRecord, child: ChildP
     reason: 'Error',
     message: `did not stop within ${Math.round(graceMs / 1000)} s of SIGTERM (terminationGracePeriodSeconds); killed`,
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -49,6 +49,7 @@ export function agentPodLogs(store: Store, opts: { connectTimeoutMs?: number } =
       const connect = AbortSignal.timeout(opts.connectTimeoutMs ?? 10_000);
       const ac = new AbortController();
       const onAbort = (): void => ac.abort();
+      if (req.signal.aborted) ac.abort();
       req.signal.addEventListener('abort', onAbort, { once: true });
       connect.addEventListener('abort', onAbort, { once: true });
       res = await fetch(url, { signal: ac.signal });

@@ -4,6 +4,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { pause } from './sleep.js';
 
 const CHUNK = 64 * 1024;
 
@@ -75,20 +76,4 @@ async function* readLog(src: LogSource, o: LogStreamOptions): AsyncGenerator<Buf
   } finally {
     await fh?.close();
   }
-}
-
-/** Sleeps; false when aborted. */
-function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -9,6 +9,8 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DeepReadonly } from '../api/meta.js';
+import type { Pod } from '../api/pod.js';
 import type { ExitRecord, InstanceRecord } from './instance.js';
 
 export interface PodRecord {
@@ -31,6 +33,27 @@ export interface PodRecord {
   terminal?: { phase: 'Succeeded' | 'Failed'; reason: string; message: string };
   /** Earliest time (ISO) of the next start while backing off. */
   backoffUntil?: string;
+}
+
+/** The record of a pod this agent has not run before. */
+export function newPodRecord(pod: DeepReadonly<Pod>): PodRecord {
+  const st = pod.status;
+  const r: PodRecord = {
+    uid: pod.metadata.uid ?? '',
+    namespace: pod.metadata.namespace ?? '',
+    name: pod.metadata.name ?? '',
+    // An agent that lost its data directory still continues the count the pod shows.
+    restartCount: st?.containerStatuses?.[0]?.restartCount ?? 0,
+    failures: 0,
+    ports: {},
+    startTime: st?.startTime ?? new Date().toISOString(),
+    everStarted: false,
+  };
+  // A pod that already ended (by another agent's account) is not run again.
+  if (st?.phase === 'Succeeded' || st?.phase === 'Failed') {
+    r.terminal = { phase: st.phase, reason: st.reason ?? '', message: st.message ?? '' };
+  }
+  return r;
 }
 
 export function podDirName(namespace: string, name: string, uid: string): string {

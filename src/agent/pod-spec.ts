@@ -93,8 +93,14 @@ export function podEnv(c: EnvContext): Record<string, string> {
   return env;
 }
 
-export function podArgv(image: ImageEntry, container: DeepReadonly<Container>): string[] {
-  return [...image.command, ...(container.args ?? [])];
+/**
+ * The process argv: the image's command plus the container's args, with `$(VAR)` in args expanded from the pod's
+ * environment as Kubernetes does (`$$(VAR)` stays literal; unknown variables are left as written). This is how a
+ * pod passes its agent-allocated port: `args: ['--port', '$(PORT)']`.
+ */
+export function podArgv(image: ImageEntry, container: DeepReadonly<Container>, env: Readonly<Record<string, string>> = {}): string[] {
+  const expand = (a: string) => a.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m: string, name: string | undefined) => (name === undefined ? '$' : (env[name] ?? m)));
+  return [...image.command, ...(container.args ?? []).map(expand)];
 }
 
 /** The pod's published ports, as written in the annotation. */

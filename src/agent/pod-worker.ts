@@ -11,9 +11,8 @@
 
 import type { ChildProcess } from 'node:child_process';
 import type { DeepReadonly } from '../api/meta.js';
-import type { Pod, Probe } from '../api/pod.js';
+import type { ContainerPort, Pod, Probe } from '../api/pod.js';
 import { errorMessage, type Logger } from '../controller-kit/log.js';
-import { isConflict, isInvalid, isNotFound } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 import { failuresAfterExit, restartDelayMs, shouldRestart, type BackoffPolicy } from './backoff.js';
 import { AgentError, isAgentError } from './errors.js';
@@ -22,12 +21,14 @@ import {
   instanceRunning, readExit, readPidFile, startInstance, stopInstance, waitForExit, type ExitRecord, type InstanceRecord,
 } from './instance.js';
 import type { LogSource } from './logs.js';
-import type { PodRecord, PodStore } from './pod-record.js';
+import { newPodRecord, type PodRecord, type PodStore } from './pod-record.js';
+import { setPodFinalizer, writePodPorts, writePodStatus } from './pod-api.js';
 import { podArgv, podEnv, POD_FINALIZER, PORTS_ANNOTATION, resolvePod, type ResolvedPod } from './pod-spec.js';
 import { computePodStatus, sameStatus, type ContainerView } from './pod-status.js';
 import type { PortAllocator } from './ports.js';
 import { identityOf } from './proc.js';
-import { portKey, runProbe } from './probes.js';
+import { portKey, readinessLoop } from './probes.js';
+import { Waker } from './sleep.js';
 
 export interface WorkerDeps {
   store: Store;
@@ -63,8 +64,7 @@ export class PodWorker {
   #live: Live | undefined;
   #deleted = false;
   #shutdown = false;
-  #kicked = false;
-  #wake: (() => void) | undefined;
+  readonly #waker = new Waker();
   #portsClaimed = false;
   #lastStatus: unknown;
   #lastError = '';
@@ -75,7 +75,7 @@ export class PodWorker {
     this.uid = pod.metadata.uid ?? '';
     this.namespace = pod.metadata.namespace ?? '';
     this.name = pod.metadata.name ?? '';
-    this.#record = record ?? this.#newRecord(pod);
+    this.#record = record ?? newPodRecord(pod);
   }
 
   get deleting(): boolean {
@@ -84,19 +84,19 @@ export class PodWorker {
 
   update(pod: DeepReadonly<Pod>): void {
     this.#pod = pod;
-    this.#kick();
+    this.#waker.kick();
   }
 
   /** The pod object is gone from the store (its finalizer was removed by someone, or it never had ours). */
   deleted(): void {
     this.#deleted = true;
-    this.#kick();
+    this.#waker.kick();
   }
 
   /** Node shutdown with "stop pods": the loop stops the process, records why, and ends. */
   stopForShutdown(): void {
     this.#shutdown = true;
-    this.#kick();
+    this.#waker.kick();
   }
 
   /**
@@ -129,7 +129,7 @@ export class PodWorker {
           const msg = errorMessage(err);
           if (msg !== this.#lastError) this.#d.logger.warn(`pod ${this.namespace}/${this.name}: ${msg}; retrying`);
           this.#lastError = msg;
-          await this.#sleep(RETRY_MS, signal);
+          await this.#waker.wait(RETRY_MS, signal);
         }
       }
     } finally {
@@ -152,7 +152,7 @@ export class PodWorker {
       await this.#publish({ kind: 'terminal' });
       await this.#releasePorts();
       await this.#setFinalizer(false);
-      await this.#sleep(undefined, signal);
+      await this.#waker.wait(undefined, signal);
       return false;
     }
     let resolved: ResolvedPod;
@@ -166,13 +166,13 @@ export class PodWorker {
     }
     await this.#setFinalizer(true);
     if (!(await this.#ensurePorts(resolved))) {
-      await this.#sleep(5000, signal);
+      await this.#waker.wait(5000, signal);
       return false;
     }
     const live = this.#live;
     if (live) {
       await this.#publish({ kind: 'running', startedAt: live.record.startedAt, pid: live.record.process?.pid, ready: live.ready, notReadyMessage: live.notReadyMessage });
-      const exit = await Promise.race([live.exit, this.#sleep(undefined, signal).then(() => undefined)]);
+      const exit = await Promise.race([live.exit, this.#waker.wait(undefined, signal).then(() => undefined)]);
       if (exit !== undefined && this.#live === live) await this.#onExit(exit, false);
       return false;
     }
@@ -186,7 +186,7 @@ export class PodWorker {
         message: `back-off ${formatMs(delay)} restarting failed container "${this.#containerName()}" of pod ${this.namespace}/${this.name}` +
           `${e ? ` (last exit code ${e.exitCode})` : ''}; next start at ${new Date(until).toISOString().replace(/\.\d+Z$/, 'Z')}`,
       });
-      await this.#sleep(until - Date.now(), signal);
+      await this.#waker.wait(until - Date.now(), signal);
       return false;
     }
     await this.#start(resolved, signal);
@@ -219,12 +219,14 @@ export class PodWorker {
     await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: `starting ${r.image.name}` });
     const dir = this.#d.pods.dirOf(this.#record);
     await this.#d.pods.prune(this.#record, n - 1);
+    const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl });
     try {
       const started = await startInstance({
         dir,
         n,
-        argv: podArgv(r.image, r.container),
-        env: podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl }),
+        // Args may refer to the environment, e.g. the allocated port as $(PORT).
+        argv: podArgv(r.image, r.container, env),
+        env,
         cwd: r.container.workingDir ?? dir,
         logFile: this.#d.pods.logFile(this.#record, n),
         signal,
@@ -256,50 +258,19 @@ export class PodWorker {
       ac,
       exit: waitForExit(dir, record, child, stop).catch(() => undefined),
     };
-    const probe = this.#pod.spec?.containers[0]?.readinessProbe;
-    if (probe === undefined) {
+    const c = this.#pod.spec?.containers[0];
+    if (c?.readinessProbe === undefined) {
       live.ready = true;
       live.notReadyMessage = '';
     } else {
-      void this.#probeLoop(live, stop);
+      const target = { host: this.#d.hostIP, declared: structuredClone(c.ports ?? []) as ContainerPort[], allocated: this.#record.ports, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: dir };
+      void readinessLoop(structuredClone(c.readinessProbe) as Probe, target, ready, (r, message) => {
+        live.ready = r;
+        live.notReadyMessage = message;
+        this.#waker.kick();
+      }, stop);
     }
     this.#live = live;
-  }
-
-  async #probeLoop(live: Live, signal: AbortSignal): Promise<void> {
-    const c = this.#pod.spec?.containers[0];
-    const probe = c?.readinessProbe;
-    if (!c || !probe) return;
-    const target = { host: this.#d.hostIP, declared: c.ports ?? [], allocated: this.#record.ports, env: {}, cwd: this.#d.pods.dirOf(this.#record) };
-    let ok = 0;
-    let bad = 0;
-    try {
-      await sleepFor((probe.initialDelaySeconds ?? 0) * 1000, signal);
-      while (!signal.aborted) {
-        const r = await runProbe(structuredClone(probe) as Probe, target, signal);
-        if (signal.aborted) return;
-        const before = [live.ready, live.notReadyMessage].join();
-        if (r.ok) {
-          ok++;
-          bad = 0;
-          if (ok >= (probe.successThreshold ?? 1)) {
-            live.ready = true;
-            live.notReadyMessage = '';
-          }
-        } else {
-          bad++;
-          ok = 0;
-          if (!live.ready || bad >= (probe.failureThreshold ?? 3)) {
-            live.ready = false;
-            live.notReadyMessage = r.message;
-          }
-        }
-        if ([live.ready, live.notReadyMessage].join() !== before) this.#kick();
-        await sleepFor((probe.periodSeconds ?? 10) * 1000, signal);
-      }
-    } catch {
-      // aborted: the instance ended or the agent stops
-    }
   }
 
   /** Records an ended instance and decides what comes next (restart after backoff, or the final phase). */
@@ -342,7 +313,7 @@ export class PodWorker {
       this.#d.logger.info(`pod ${this.namespace}/${this.name}: deleting; stopping pid ${live.record.process?.pid ?? '?'} (grace ${grace / 1000} s)`);
       live.ac.abort();
       const exit = await stopInstance(this.#d.pods.dirOf(this.#record), live.record, live.child, grace);
-      if (exit === undefined) throw new AgentError('StartFailed', `pid ${live.record.process?.pid ?? live.record.shim.pid} did not end even after SIGKILL`);
+      if (exit === undefined) throw new AgentError('StopFailed', `pid ${live.record.process?.pid ?? live.record.shim.pid} did not end even after SIGKILL; retrying`);
       this.#live = undefined;
     }
     await this.#releasePorts(true);
@@ -392,8 +363,7 @@ export class PodWorker {
     if (changed) await this.#d.pods.save(this.#record);
     const text = JSON.stringify(this.#record.ports);
     if (wanted.length > 0 && this.#pod.metadata.annotations?.[PORTS_ANNOTATION] !== text) {
-      // A merge patch leaves other annotations alone, whatever this worker's copy of the pod has.
-      await this.#d.store.patch('Pod', this.namespace, this.name, 'merge', { metadata: { annotations: { [PORTS_ANNOTATION]: text } } });
+      await writePodPorts(this.#d.store, this, this.#record.ports);
     }
     return true;
   }
@@ -404,34 +374,9 @@ export class PodWorker {
     for (const port of Object.values(this.#record.ports)) await this.#d.ports.release(port, owner);
   }
 
-  /** Adds or removes the agent's finalizer, on this very pod (uid) and with optimistic concurrency. */
   async #setFinalizer(present: boolean): Promise<void> {
-    const has = (this.#pod.metadata.finalizers ?? []).includes(POD_FINALIZER);
-    if (has === present) return;
-    for (let attempt = 0; ; attempt++) {
-      let pod: Pod;
-      try {
-        pod = await this.#d.store.get<Pod>('Pod', this.namespace, this.name);
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
-      if (pod.metadata.uid !== this.uid) return;
-      const list = (pod.metadata.finalizers ?? []).filter((f) => f !== POD_FINALIZER);
-      if (present) {
-        if (pod.metadata.deletionTimestamp) return;
-        list.push(POD_FINALIZER);
-      }
-      if (isEqualList(list, pod.metadata.finalizers ?? [])) return;
-      pod.metadata.finalizers = list;
-      try {
-        await this.#d.store.update(pod);
-        return;
-      } catch (err) {
-        if (isNotFound(err)) return;
-        if (!isConflict(err) || attempt >= 5) throw err;
-      }
-    }
+    if ((this.#pod.metadata.finalizers ?? []).includes(POD_FINALIZER) === present) return;
+    await setPodFinalizer(this.#d.store, this, present);
   }
 
   async #publish(view: ContainerView): Promise<void> {
@@ -445,17 +390,7 @@ export class PodWorker {
       now: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     });
     if (sameStatus(status, base)) return;
-    try {
-      await this.#d.store.patch('Pod', this.namespace, this.name, 'json', [
-        { op: 'test', path: '/metadata/uid', value: this.uid },
-        { op: 'add', path: '/status', value: status },
-      ], { subresource: 'status' });
-      this.#lastStatus = status;
-    } catch (err) {
-      // NotFound: gone; Invalid: the uid test failed, so the name now belongs to a new pod. Either way not ours.
-      if (isNotFound(err) || isInvalid(err)) return;
-      throw err;
-    }
+    if (await writePodStatus(this.#d.store, this, status)) this.#lastStatus = status;
   }
 
   #imageID(): string {
@@ -470,73 +405,8 @@ export class PodWorker {
   #owner(): string {
     return `${this.#d.nodeName}/${this.namespace}/${this.name}/${this.uid}`;
   }
-
-  #newRecord(pod: DeepReadonly<Pod>): PodRecord {
-    const st = pod.status;
-    const r: PodRecord = {
-      uid: this.uid,
-      namespace: this.namespace,
-      name: this.name,
-      // An agent that lost its data directory still continues the count the pod shows.
-      restartCount: st?.containerStatuses?.[0]?.restartCount ?? 0,
-      failures: 0,
-      ports: {},
-      startTime: st?.startTime ?? new Date().toISOString(),
-      everStarted: false,
-    };
-    if (st?.phase === 'Succeeded' || st?.phase === 'Failed') {
-      r.terminal = { phase: st.phase, reason: st.reason ?? '', message: st.message ?? '' };
-    }
-    return r;
-  }
-
-  #kick(): void {
-    this.#kicked = true;
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
-  }
-
-  /** Waits for a kick (pod update, probe change), `ms` (when given) or the signal; never rejects. */
-  #sleep(ms: number | undefined, signal: AbortSignal): Promise<void> {
-    if (this.#kicked || signal.aborted) {
-      this.#kicked = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.#kicked = false;
-        if (this.#wake === done) this.#wake = undefined;
-        resolve();
-      };
-      const timer = ms === undefined ? undefined : setTimeout(done, Math.max(0, ms));
-      this.#wake = done;
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-}
-
-function isEqualList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function formatMs(ms: number): string {
   return ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
-}
-
-function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { ContainerPort, Probe } from '../api/pod.js';
 import { describeFetchError } from '../client/http-store.js';
+import { sleep } from './sleep.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -64,6 +65,7 @@ export async function runProbe(probe: Probe, t: ProbeTarget, signal: AbortSignal
 }
 
 function tcpProbe(host: string, port: number, signal: AbortSignal, timeoutMs: number): Promise<ProbeResult> {
+  if (signal.aborted) return Promise.resolve({ ok: false, message: `readiness probe failed: TCP ${host}:${port}: cancelled` });
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     const done = (r: ProbeResult): void => {
@@ -89,4 +91,49 @@ function execProbe(argv: readonly string[], t: ProbeTarget, signal: AbortSignal,
       resolve(code === 0 ? { ok: true, message: '' } : { ok: false, message: `readiness probe failed: ${argv.join(' ')} exited with ${code ?? 'a signal'}` }),
     );
   });
+}
+
+/**
+ * Probes every `periodSeconds` after `initialDelaySeconds` until `signal` aborts, applying the success and
+ * failure thresholds, and calls `onChange` whenever readiness or its message changes. `ready` is the starting
+ * state (true for a process that was ready before the agent restarted).
+ */
+export async function readinessLoop(
+  probe: Probe,
+  target: ProbeTarget,
+  ready: boolean,
+  onChange: (ready: boolean, message: string) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  let ok = 0;
+  let bad = 0;
+  let message = ready ? '' : 'waiting for the readiness probe';
+  try {
+    await sleep((probe.initialDelaySeconds ?? 0) * 1000, signal);
+    while (!signal.aborted) {
+      const r = await runProbe(probe, target, signal);
+      if (signal.aborted) return;
+      const before = `${ready} ${message}`;
+      if (r.ok) {
+        ok++;
+        bad = 0;
+        if (ok >= (probe.successThreshold ?? 1)) {
+          ready = true;
+          message = '';
+        }
+      } else {
+        bad++;
+        ok = 0;
+        // A ready container turns unready only after failureThreshold failures; an unready one shows why at once.
+        if (!ready || bad >= (probe.failureThreshold ?? 3)) {
+          ready = false;
+          message = r.message;
+        }
+      }
+      if (`${ready} ${message}` !== before) onChange(ready, message);
+      await sleep((probe.periodSeconds ?? 10) * 1000, signal);
+    }
+  } catch {
+    // aborted: the instance ended or the agent stops
+  }
 }

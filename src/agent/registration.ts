@@ -19,6 +19,7 @@ import type { Store } from '../store/types.js';
 import { diskStatusFor, flagDuplicateDisks, probeDisk, readDiskConfig, type DiskFlag, type DiskProbe } from './disks.js';
 import { AgentError } from './errors.js';
 import { sameStatus } from './pod-status.js';
+import { Waker } from './sleep.js';
 
 export interface RegistrationOptions {
   store: Store;
@@ -41,7 +42,8 @@ export class NodeRegistration {
   readonly #leaseSeconds: number;
   readonly #diskSyncMs: number;
   #lastError = new Map<string, string>();
-  #wakeSync: (() => void) | undefined;
+  /** Wakes the disk status loop when someone edits the Node. */
+  readonly #diskSync = new Waker();
 
   constructor(o: RegistrationOptions) {
     this.#o = o;
@@ -72,19 +74,19 @@ export class NodeRegistration {
     own.addEventHandler({
       onUpdate: (a, b) => {
         if (a.metadata.generation !== b.metadata.generation || a.metadata.annotations?.[AGENT_URL_ANNOTATION] !== b.metadata.annotations?.[AGENT_URL_ANNOTATION]) {
-          this.#wakeSync?.();
+          this.#diskSync.kick();
         }
       },
-      onDelete: () => this.#wakeSync?.(),
+      onDelete: () => this.#diskSync.kick(),
     });
     await Promise.all([
       own.run(signal),
-      this.#loop('heartbeat', this.#heartbeatMs, signal, () => this.#renew()),
-      this.#loop('disk status', this.#diskSyncMs, signal, () => this.syncStatus()),
+      this.#loop('heartbeat', this.#heartbeatMs, new Waker(), signal, () => this.#renew()),
+      this.#loop('disk status', this.#diskSyncMs, this.#diskSync, signal, () => this.syncStatus()),
     ]);
   }
 
-  async #loop(what: string, everyMs: number, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
+  async #loop(what: string, everyMs: number, waker: Waker, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
     while (!signal.aborted) {
       try {
         await fn();
@@ -94,17 +96,9 @@ export class NodeRegistration {
         if (this.#lastError.get(what) !== msg) this.#o.logger.warn(`${what} of ${this.#o.nodeName} failed; retrying`, { error: msg });
         this.#lastError.set(what, msg);
       }
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(t);
-          signal.removeEventListener('abort', done);
-          if (what === 'disk status') this.#wakeSync = undefined;
-          resolve();
-        };
-        const t = setTimeout(done, everyMs);
-        signal.addEventListener('abort', done, { once: true });
-        if (what === 'disk status') this.#wakeSync = done;
-      });
+      // Waker.wait also returns at once when `signal` aborted while fn() ran (a plain abort listener added
+      // then would never fire, and shutdown would wait out the whole interval).
+      await waker.wait(everyMs, signal);
     }
   }
 

@@ -81,10 +81,31 @@ export function columnsOf(info: KindInfo): PrinterColumn[] {
   ];
 }
 
+/**
+ * The subset of JSONPath that printer columns use: `.a.b`, `[N]`, and the filter `[?(@.key=='value')]`
+ * (first match). Returns the value as a string, or undefined when absent.
+ */
+export function jsonPathValue(obj: unknown, path: string): string | undefined {
+  const tokens = path.match(/\.[A-Za-z0-9_-]+|\[\d+\]|\[\?\(@\.[A-Za-z0-9_-]+\s*==\s*['"][^'"]*['"]\)\]/g) ?? [];
+  if (tokens.join('') !== path) return fieldValue(obj, path.replace(/^\./, ''));
+  let cur: unknown = obj;
+  for (const t of tokens) {
+    if (cur === null || cur === undefined) return undefined;
+    if (t.startsWith('.')) cur = (cur as Record<string, unknown>)[t.slice(1)];
+    else if (/^\[\d+\]$/.test(t)) cur = Array.isArray(cur) ? cur[Number(t.slice(1, -1))] : undefined;
+    else {
+      const m = /^\[\?\(@\.([A-Za-z0-9_-]+)\s*==\s*['"]([^'"]*)['"]\)\]$/.exec(t);
+      cur = Array.isArray(cur) && m ? cur.find((e) => String((e as Record<string, unknown>)?.[m[1] ?? '']) === m[2]) : undefined;
+    }
+  }
+  if (cur === undefined || cur === null) return undefined;
+  return typeof cur === 'object' ? JSON.stringify(cur) : String(cur);
+}
+
 export function cellValue(obj: KubeObject, col: PrinterColumn, now = Date.now()): unknown {
   const computed = COMPUTED[obj.kind]?.find((c) => c.column === col);
   if (computed) return computed.value(obj);
-  const raw = fieldValue(obj, col.jsonPath.replace(/^\./, ''));
+  const raw = jsonPathValue(obj, col.jsonPath);
   if (col.type === 'date') return raw === undefined ? '<unknown>' : humanAge(raw, now);
   if (raw === undefined) return col.type === 'string' ? '' : null;
   if (col.type === 'integer' || col.type === 'number') return Number(raw);

@@ -7,7 +7,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TokenBucket } from './bucket.js';
 import { BimError, isBimError, messageOf } from './errors.js';
-import { allocatedBytes, fsyncDir } from './fsutil.js';
+import { allocatedBytes, fsyncDir, identityOf, sameIdentity } from './fsutil.js';
 import { runFetch, type FetchRequest } from './fetch.js';
 import { DEFAULT_CHUNK_SIZE } from './manifest.js';
 import { readMeta } from './meta.js';
@@ -66,6 +66,8 @@ export class BackingImageManager {
   readonly #ctx: SyncContext;
   readonly #ticker: NodeJS.Timeout;
   #closing = false;
+  #ticks = 0;
+  #checking = false;
 
   private constructor(opts: ManagerOptions) {
     this.layout = new DiskLayout(opts.disk);
@@ -223,6 +225,34 @@ export class BackingImageManager {
       this.table.transition(rec, 'failed', msg);
     }
     this.sender.sweep();
+    if (++this.#ticks % 5 === 0 && !this.#checking) {
+      this.#checking = true;
+      void this.#checkReadyFiles().finally(() => (this.#checking = false));
+    }
+  }
+
+  /**
+   * A ready file someone removed or rewrote behind our back must not stay `ready`: a missing file fails at once
+   * (the controller syncs it again from a peer); a changed identity (size, mtime, inode) is re-verified.
+   */
+  async #checkReadyFiles(): Promise<void> {
+    for (const rec of this.table.all()) {
+      if (rec.state !== 'ready' || rec.job || !rec.uuid || this.#closing) continue;
+      const path = this.layout.path(rec.key, FILES.backing);
+      let now;
+      try {
+        now = await identityOf(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') continue;
+        if (rec.state !== 'ready' || rec.job) continue;
+        // ready → unknown → failed: the state machine only leaves `ready` through `unknown`.
+        const msg = `${path} disappeared from the disk; the copy must be synced again`;
+        this.table.transition(rec, 'unknown', msg);
+        this.table.transition(rec, 'failed', msg);
+        continue;
+      }
+      if (rec.identity && !sameIdentity(rec.identity, now)) this.#suspect(rec, 'its size, mtime or inode changed on disk');
+    }
   }
 
   /** A ready file's bytes look changed: re-verify it before serving it again. */

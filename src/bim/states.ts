@@ -1,7 +1,7 @@
 // File states (Longhorn's strings), the allowed transitions, and the deadlines of the non-terminal states. Deadlines
 // are a pure function of the record and an injected clock's `now`, so tests drive time without waiting.
 //
-//   pending ──► starting ──► in-progress ──► ready ──► unknown (its bytes changed on disk: re-verify)
+//   pending ──► starting ──► in-progress ──► ready ──► unknown (its bytes changed on disk: re-verify; or it vanished: failed)
 //      │            │             │
 //      └────────────┴─────────────┴──► failed ──► pending (a new request; partial data is reused)
 //   unknown ──► in-progress (re-verify) ──► ready | failed;  unknown ──► pending (a new request)

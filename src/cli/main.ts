@@ -14,6 +14,9 @@ import { get } from './commands/get.js';
 import { addImagesCommand } from './commands/images.js';
 import { addLogsCommand } from './commands/logs.js';
 import { runManagerCommand } from './commands/manager.js';
+import { cleanupImage, createImage, downloadImage, uploadImage } from './commands/backing-image.js';
+import { bimCommand } from './commands/bim.js';
+import { dataSourceCommand } from './commands/datasource.js';
 import { addNodeCommand } from './commands/node.js';
 import { addUpCommand } from './commands/up.js';
 import { fail, qualifiedName } from './output.js';
@@ -139,6 +142,49 @@ program
     }),
   );
 
+const bi = program.command('bi').alias('backingimage').description('backing images: create, upload, download, clean up copies');
+
+bi.command('create')
+  .description('create a backing image downloaded from a URL')
+  .argument('<name>')
+  .requiredOption('--url <url>', 'http or https URL of the image (qcow2 or raw)')
+  .option('--checksum <sha512>', 'expected SHA-512 of the file')
+  .option('--min-copies <n>', 'minNumberOfCopies')
+  .action(
+    action(async (name: string, o: { url: string; checksum?: string; minCopies?: string }) => {
+      await createImage(server(), name, o);
+      process.stdout.write(`backingimage.longhorn.io/${name} created\n`);
+    }),
+  );
+
+bi.command('upload')
+  .description('upload a local file as a backing image (created if missing); re-run to resume an interrupted upload')
+  .argument('<name>')
+  .argument('<file>')
+  .option('--checksum <sha512>', 'expected SHA-512 (computed from the file when omitted)')
+  .action(
+    action(async (name: string, file: string, o: { checksum?: string }) => {
+      await uploadImage(server(), name, file, { ...(o.checksum ? { checksum: o.checksum } : {}), log: (l) => process.stdout.write(`${l}\n`) });
+    }),
+  );
+
+bi.command('download')
+  .description('download a ready copy to a local file (resumes a partial download)')
+  .argument('<name>')
+  .requiredOption('-o, --output <file>', 'where to write the image')
+  .action(action(async (name: string, o: { output: string }) => downloadImage(server(), name, o.output)));
+
+bi.command('cleanup')
+  .description('remove copies of a backing image from chosen disks')
+  .argument('<name>')
+  .requiredOption('--disk <uuid...>', 'disk UUID(s) to remove the copy from')
+  .action(
+    action(async (name: string, o: { disk: string[] }) => {
+      await cleanupImage(server(), name, o.disk);
+      process.stdout.write(`backingimage.longhorn.io/${name} cleaned up on ${o.disk.join(', ')}\n`);
+    }),
+  );
+
 async function waitGone(url: string, timeoutMs: number, name: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -157,5 +203,8 @@ addNodeCommand(program);
 addUpCommand(program);
 addImagesCommand(program);
 addLogsCommand(program);
+
+program.addCommand(bimCommand());
+program.addCommand(dataSourceCommand());
 
 await program.parseAsync(process.argv);

@@ -21,6 +21,10 @@ export class CopyBackoff {
     return e ? Math.max(0, e.next - this.#now()) : 0;
   }
 
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
   /** Records an attempt: the next one waits the current delay, which then doubles up to the maximum. */
   next(key: string): void {
     const e = this.#entries.get(key);

@@ -175,13 +175,14 @@ export function backingImageManagerController(opts: BimControllerOptions) {
         // The last failed copy is kept: the backing image controller's recovery needs to see it.
         const othersHealthy = Object.entries(bi.status?.diskFileStatusMap ?? {}).some(([d, s]) => d !== m.spec?.diskUUID && s.state !== 'failed');
         if (!othersHealthy) continue;
+        // The first sight of a failure starts the backoff; the copy is deleted (and synced again) when it ends.
+        if (!backoff.has(copyKey)) backoff.next(copyKey);
         const wait = backoff.remaining(copyKey);
         if (wait > 0) {
           later(wait);
           continue;
         }
         await c.deleteFile(biName, uuid);
-        backoff.next(copyKey);
         events.event(m as never, 'Warning', 'FailedCopyDeleted', `deleted the failed copy of ${biName}; it is synced again from a ready copy`);
         continue;
       }

@@ -73,15 +73,17 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
 
     // The files this image has on each disk, from the default-image managers.
     const files = new Map<string, RO<BackingImageFileInfo>>();
+    const managers = new Map<string, string>();
     for (const m of bims.byIndex(BY_BACKING_IMAGE, name)) {
       if (m.metadata.namespace !== ns || m.spec?.image !== defaultImage || !m.spec?.diskUUID) continue;
+      managers.set(m.spec.diskUUID, m.status?.currentState ?? '');
       const f = m.status?.backingImageFileMap?.[name];
       if (f) files.set(m.spec.diskUUID, f);
     }
 
     if (!bids) return ensureDataSource(bi, files, nodeList);
 
-    const status = computeStatus({ bi, bids, files, now: now() });
+    const status = computeStatus({ bi, bids, files, managers, now: now() });
     const fileStatus = status.diskFileStatusMap ?? {};
     const usedDisks = new Set<string>();
     for (const r of replicas.byIndex(REPLICA_BY_IMAGE, name)) {

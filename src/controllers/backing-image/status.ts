@@ -12,6 +12,8 @@ export interface StatusInputs {
   bids: DeepReadonly<BackingImageDataSource> | undefined;
   /** Disk UUID → this image's file as reported by that disk's (default-image) manager. */
   files: ReadonlyMap<string, DeepReadonly<BackingImageFileInfo>>;
+  /** Disk UUID → state of that disk's default-image manager (`running`, `starting`, ...). */
+  managers?: ReadonlyMap<string, string>;
   now: Date;
 }
 
@@ -51,6 +53,15 @@ export function computeStatus(inp: StatusInputs): BackingImageStatus {
           message: `checksum mismatch: the image's checksum is ${status.checksum} but this copy has ${file.currentChecksum}`,
         };
       }
+    }
+    if (!next && transferred && inp.managers?.get(disk) === 'running') {
+      // The manager runs and has no file: it is about to sync one, or nothing can be synced. A missing copy
+      // with no ready copy anywhere must not look like work in progress forever: it is failed, which the
+      // recovery (a new download after backing-image-recovery-wait-interval) acts on.
+      const anyReady = [...files.values()].some((f) => f.state === 'ready' && f.uuid === uuid);
+      next = anyReady
+        ? { state: 'pending', progress: 0, message: 'waiting to sync from a ready copy' }
+        : { state: 'failed', progress: 0, message: 'the copy is missing on this disk and no ready copy exists to sync it from' };
     }
     if (!next) continue;
     next.dataEngine = 'v1';

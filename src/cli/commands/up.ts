@@ -1,0 +1,231 @@
+// `stratum up`: a whole cluster on this machine — the manager and N node agents as separate processes — over
+// one data directory, until Ctrl-C, which stops the agents with their pods and then the manager. Running it
+// again over the same directory resumes the same cluster (node names, disk UUIDs, resources).
+//
+//   DIR/cluster.json          node and disk counts and port (so a second run needs no flags), and the
+//                             processes of the current run (pid, argv, log) for tools and tests
+//   DIR/manager/              the manager's state; manager.log
+//   DIR/node-<i>/agent/       the agent's records and pod logs; agent.log
+//   DIR/node-<i>/disk-<j>/    a disk (holds longhorn-disk.cfg)
+//
+// Children run in their own process groups, so a terminal's Ctrl-C reaches only `up`, which then stops them in
+// order. Agents get an IPC channel: `up` tells them to stop their pods over it, and if `up` itself dies the
+// channel closes and they stop their pods on their own (see node.ts). The manager gets one too, for the same
+// reason; it exits on its close only if `stratum manager` listens for that.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { lockDataDir, portIsFree } from '../../agent/index.js';
+import { fail } from '../output.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
+
+interface UpFlags {
+  nodes?: string;
+  disksPerNode?: string;
+  dataDir: string;
+  port?: string;
+  host: string;
+  images?: string;
+  restartBackoffMs?: string;
+  readyTimeout: string;
+}
+
+interface ClusterFile {
+  nodes: number;
+  disksPerNode: number;
+  port: number;
+  processes?: Record<string, { pid: number; argv: string[]; log: string }>;
+}
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  argv: string[];
+  log: string;
+  exited: Promise<void>;
+}
+
+export function addUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description('run a cluster on this machine: the manager and N node agents, until Ctrl-C')
+    .option('--nodes <n>', 'number of nodes (default 3, or what the data dir was created with)')
+    .option('--disks-per-node <n>', 'disks per node (default 1, or what the data dir was created with)')
+    .option('--data-dir <dir>', 'where the cluster lives', '.stratum')
+    .option('--port <port>', 'API server port (default 9500, or what the data dir was created with)')
+    .option('--host <addr>', 'API server address', '127.0.0.1')
+    .option('--images <file>', 'image catalog for the agents (added to the built-in one)')
+    .option('--restart-backoff-ms <ms>', "agents' first crash-loop backoff step")
+    .option('--ready-timeout <seconds>', 'how long to wait for every node to become Ready', '30')
+    .action(async (o: UpFlags) => {
+      try {
+        await up(o);
+      } catch (err) {
+        fail(err instanceof Error ? err.message : String(err));
+      }
+    });
+}
+
+function count(flag: string, v: string | undefined, stored: number | undefined, def: number, min = 1): number {
+  if (v === undefined) return stored ?? def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > 65535) fail(`${flag} must be an integer of at least ${min}, not "${v}"`);
+  return n;
+}
+
+async function up(o: UpFlags): Promise<void> {
+  const dir = resolve(o.dataDir);
+  mkdirSync(dir, { recursive: true });
+  const lock = await lockDataDir(dir, 'stratum up', 'up.lock');
+  const clusterPath = join(dir, 'cluster.json');
+  const stored = existsSync(clusterPath) ? (JSON.parse(readFileSync(clusterPath, 'utf8')) as ClusterFile) : undefined;
+  const cluster: ClusterFile = {
+    nodes: count('--nodes', o.nodes, stored?.nodes, 3),
+    disksPerNode: count('--disks-per-node', o.disksPerNode, stored?.disksPerNode, 1),
+    port: count('--port', o.port, stored?.port, 9500),
+    processes: {},
+  };
+  const url = `http://${o.host === '0.0.0.0' ? '127.0.0.1' : o.host}:${cluster.port}`;
+  // Checked first: with another server on the port, the health check below would succeed against the wrong one.
+  if (!(await portIsFree(cluster.port))) {
+    await lock.release();
+    throw new Error(`port ${cluster.port} is in use (another stratum up or manager?); stop it or choose another --port`);
+  }
+  const children: Child[] = [];
+  const save = (): void => writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
+  let shuttingDown = false;
+  const shutdown = async (): Promise<void> => {
+    shuttingDown = true;
+    process.stdout.write('stratum up: stopping the node agents and their pods, then the manager (Ctrl-C again to force)\n');
+    const agents = children.filter((c) => c.name !== 'manager');
+    for (const a of agents) {
+      if (a.proc.connected) a.proc.send({ type: 'shutdown', stopPods: true });
+      else signal(a.proc, 'SIGUSR2');
+    }
+    // Pods get their grace period (30 s by default) before SIGKILL; allow for it.
+    await Promise.all(agents.map((a) => waitOrKill(a, 60_000)));
+    const manager = children.find((c) => c.name === 'manager');
+    if (manager) {
+      signal(manager.proc, 'SIGTERM');
+      await waitOrKill(manager, 10_000);
+    }
+    delete cluster.processes;
+    save();
+    await lock.release();
+    process.stdout.write('stratum up: stopped\n');
+    process.exit(0);
+  };
+  let firstSignal = 0;
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      // One Ctrl-C can arrive twice (from the terminal and forwarded by `npm start`): only a second press, a
+      // moment later, means "force".
+      if (firstSignal > 0 && Date.now() - firstSignal > 1000) {
+        // Forced: kill what is left; pods that were not stopped yet keep running until the next `up` adopts them.
+        for (const c of children) signal(c.proc, 'SIGKILL');
+        process.exit(1);
+      }
+      if (firstSignal > 0) return;
+      firstSignal = Date.now();
+      void shutdown();
+    });
+  }
+
+  const start = (name: string, args: string[], log: string, ipc: boolean): Child => {
+    mkdirSync(dirname(log), { recursive: true });
+    const fd = openSync(log, 'a');
+    const argv = [process.execPath, CLI, ...args];
+    const proc = spawn(argv[0] ?? process.execPath, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd, ...(ipc ? ['ipc' as const] : [])] });
+    closeSync(fd);
+    const child: Child = { name, proc, argv, log, exited: new Promise((r) => proc.once('exit', () => r())) };
+    proc.once('exit', (code, sig) => {
+      if (!shuttingDown) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
+    });
+    children.push(child);
+    (cluster.processes ??= {})[name] = { pid: proc.pid ?? 0, argv, log };
+    return child;
+  };
+
+  // The manager gets an IPC channel too, so that it can notice when `up` is gone (the channel closes).
+  const manager = start('manager', ['manager', '--host', o.host, '--port', String(cluster.port), '--data-dir', join(dir, 'manager')], join(dir, 'manager', 'manager.log'), true);
+  save();
+  await waitHealthy(url, manager, 20_000);
+  for (let i = 1; i <= cluster.nodes; i++) {
+    const name = `node-${i}`;
+    const disks: string[] = [];
+    for (let j = 1; j <= cluster.disksPerNode; j++) {
+      const d = join(dir, name, `disk-${j}`);
+      mkdirSync(d, { recursive: true });
+      disks.push('--disk', d);
+    }
+    const args = ['node', '--name', name, '--manager', url, ...disks, '--data-dir', join(dir, name, 'agent')];
+    if (o.images) args.push('--images', resolve(o.images));
+    if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
+    start(name, args, join(dir, name, 'agent', 'agent.log'), true);
+  }
+  save();
+  const ready = await waitNodesReady(url, cluster.nodes, Number(o.readyTimeout) * 1000);
+  const lines = [
+    `stratum up: ${cluster.nodes} node(s) × ${cluster.disksPerNode} disk(s) in ${dir}`,
+    ...children.map((c) => `  ${c.name.padEnd(8)} pid ${String(c.proc.pid).padEnd(8)} log ${c.log}`),
+    ready ? `  all ${cluster.nodes} nodes are Ready` : `  not every node is Ready after ${o.readyTimeout} s: see the agent logs above`,
+    '',
+    `API: ${url}`,
+    'Try:',
+    `  kubectl --server ${url} get nodes.longhorn.io -n longhorn-system`,
+    `  stratum ${cluster.port === 9500 && o.host === '127.0.0.1' ? '' : `--server ${url} `}get lhn`,
+    `  stratum images`,
+    'Ctrl-C stops the cluster (manager, node agents and their pods); `stratum up` again resumes it.',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  await new Promise(() => undefined);
+}
+
+function signal(p: ChildProcess, sig: NodeJS.Signals): void {
+  if (p.exitCode === null && p.signalCode === null) p.kill(sig);
+}
+
+async function waitOrKill(c: Child, ms: number): Promise<void> {
+  if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+  const timer = setTimeout(() => {
+    process.stdout.write(`stratum up: ${c.name} did not stop within ${ms / 1000} s; killing it\n`);
+    signal(c.proc, 'SIGKILL');
+  }, ms);
+  await c.exited;
+  clearTimeout(timer);
+}
+
+async function waitHealthy(url: string, manager: Child, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (manager.proc.exitCode !== null) throw new Error(`the manager exited with code ${manager.proc.exitCode}; see ${manager.log}`);
+    try {
+      if ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) })).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  signal(manager.proc, 'SIGKILL');
+  throw new Error(`the manager did not answer on ${url} within ${ms / 1000} s (port in use?); see ${manager.log}`);
+}
+
+async function waitNodesReady(url: string, n: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { signal: AbortSignal.timeout(2000) });
+      const list = (await res.json()) as { items?: { status?: { conditions?: { type: string; status: string }[] } }[] };
+      const ready = (list.items ?? []).filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      if (ready.length >= n) return true;
+    } catch {
+      // the manager may be busy starting
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
