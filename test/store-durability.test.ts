@@ -12,12 +12,13 @@ const NS = 'longhorn-system';
 const dirs: { remove(): void }[] = [];
 after(() => dirs.forEach((d) => d.remove()));
 
+/** Leases: no controller acts on them, so every change a watcher sees is one the test made. */
 function bi(name: string): KubeObject {
   return {
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'BackingImage',
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
     metadata: { name, namespace: NS },
-    spec: { sourceType: 'download', sourceParameters: { url: 'https://example.com/a.raw' } },
+    spec: { holderIdentity: 'durability-test' },
   };
 }
 
@@ -64,7 +65,7 @@ test('1,000 writes with a kill -9 at a random moment: every acknowledged write s
   await writers;
   assert.ok(acked.size >= killAfter, `seed ${seed}: ${acked.size} writes acknowledged before the kill`);
   await manager.start();
-  const list = await client.list('BackingImage', { namespace: NS });
+  const list = await client.list('Lease', { namespace: NS });
   const stored = new Map(list.items.map((o) => [o.metadata.name ?? '', Number(o.metadata.resourceVersion)]));
   for (const [name, rv] of acked) {
     assert.equal(stored.get(name), rv, `seed ${seed}: acknowledged write ${name}@${rv} lost after kill -9`);
@@ -89,7 +90,7 @@ test('a watch resumed from its last resourceVersion across a manager restart see
   let last = from;
   const consume = async (count: number) => {
     const ac = new AbortController();
-    for await (const ev of client.watch('BackingImage', { namespace: NS, resourceVersion: last, signal: ac.signal })) {
+    for await (const ev of client.watch('Lease', { namespace: NS, resourceVersion: last, signal: ac.signal })) {
       seen.push(Number(ev.object.metadata.resourceVersion));
       last = ev.object.metadata.resourceVersion ?? last;
       if (seen.length === count) break;

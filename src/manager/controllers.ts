@@ -31,7 +31,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const bids = dataSourceController({ store, informers, events });
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),
-    nodeController({ store, informers }),
+    nodeController({ store, informers, recorder: events }),
     backingImageController({ store, informers, events }),
     bim.controller,
     bids.controller,

@@ -8,6 +8,8 @@ export async function runManagerCommand(o: { host: string; port: string; dataDir
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
+  // Started by `stratum up` with an IPC channel: when `up` dies, so does its manager.
+  if (process.send) process.on('disconnect', () => ac.abort());
   const m = await startManager({ dataDir: resolve(o.dataDir), host: o.host, port, signal: ac.signal });
   await m.done;
 }

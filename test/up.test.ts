@@ -1,0 +1,96 @@
+// End-to-end: `stratum up` in an empty directory gives three Ready nodes with one disk each (checked with the
+// real kubectl against the disks' longhorn-disk.cfg); Ctrl-C stops everything including pods; a second run over
+// the same directory resumes the same cluster: node names, disk UUIDs, resources, and pods running again.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import {
+  alive, createPod, getPod, httpPod, killRecordedCluster, killRecordedPods, podPid, readCluster, startUp, type Proc,
+} from './helpers/cluster.js';
+import { freePort, hasTool, kubectl, tempDir, waitFor } from './helpers/processes.js';
+
+const skipKubectl = hasTool('kubectl') ? false : 'kubectl is not installed';
+const dir = tempDir('up');
+let port = 0;
+let up: Proc | undefined;
+
+after(async () => {
+  await up?.stop('SIGINT');
+  killRecordedPods(dir.path);
+  killRecordedCluster(dir.path);
+  dir.remove();
+});
+
+/** node name → diskUUID as kubectl shows them, only for Ready nodes. */
+async function readyNodesAndDisks(url: string): Promise<Map<string, string>> {
+  const res = await kubectl(url, [
+    'get', 'nodes.longhorn.io', '-n', 'longhorn-system', '-o',
+    'jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{" "}{.status.diskStatus.*.diskUUID}{"\\n"}{end}',
+  ]);
+  assert.equal(res.code, 0, res.stderr);
+  const out = new Map<string, string>();
+  for (const line of res.stdout.trim().split('\n').filter(Boolean)) {
+    const [name = '', ready, ...uuids] = line.split(' ');
+    assert.equal(uuids.length, 1, `node ${name} has exactly one disk: ${line}`);
+    if (ready === 'True') out.set(name, uuids[0] ?? '');
+  }
+  return out;
+}
+
+function cfgUUID(node: string): string {
+  return (JSON.parse(readFileSync(join(dir.path, node, 'disk-1', 'longhorn-disk.cfg'), 'utf8')) as { diskUUID: string }).diskUUID;
+}
+
+let firstRun = new Map<string, string>();
+
+test('stratum up in an empty directory: three Ready nodes within 15 s, each disk UUID from its longhorn-disk.cfg', { skip: skipKubectl }, async () => {
+  port = await freePort();
+  const t0 = Date.now();
+  up = await startUp(dir.path, port);
+  const url = `http://127.0.0.1:${port}`;
+  assert.match(up.output, new RegExp(`kubectl --server ${url} get nodes.longhorn.io -n longhorn-system`));
+  assert.match(up.output, /stratum --server \S+ get lhn/);
+  firstRun = await waitFor('three Ready nodes in kubectl', async () => {
+    const m = await readyNodesAndDisks(url);
+    return m.size === 3 ? m : undefined;
+  }, 15_000 - (Date.now() - t0));
+  assert.ok(Date.now() - t0 < 15_000, `took ${Date.now() - t0} ms`);
+  assert.deepEqual([...firstRun.keys()].sort(), ['node-1', 'node-2', 'node-3']);
+  for (const [node, uuid] of firstRun) assert.equal(uuid, cfgUUID(node), `${node}'s diskUUID matches its longhorn-disk.cfg`);
+  const table = await kubectl(url, ['get', 'nodes.longhorn.io', '-n', 'longhorn-system']);
+  assert.equal(table.stdout.trim().split('\n').length, 4, table.stdout);
+});
+
+test('Ctrl-C stops pods too; a second stratum up resumes the same cluster', { skip: skipKubectl }, async () => {
+  assert.ok(up, 'the first test started the cluster');
+  const url = `http://127.0.0.1:${port}`;
+  await createPod(url, httpPod('survivor', 'node-1'));
+  const pod = await waitFor('pod running', async () => {
+    const p = await getPod(url, 'default', 'survivor');
+    return p.status?.phase === 'Running' && podPid(p) ? p : undefined;
+  });
+  const pid = podPid(pod) ?? 0;
+  assert.ok(alive(pid));
+  const managerPid = readCluster(dir.path).processes?.['manager']?.pid ?? 0;
+
+  await up.stop('SIGINT');
+  assert.match(up.output, /stratum up: stopped/);
+  assert.equal(alive(pid), false, 'the pod process was stopped with the cluster');
+  assert.equal(alive(managerPid), false, 'the manager was stopped');
+
+  up = await startUp(dir.path, port);
+  assert.equal(readCluster(dir.path).port, port, 'the port is remembered');
+  const second = await waitFor('three Ready nodes again', async () => {
+    const m = await readyNodesAndDisks(url);
+    return m.size === 3 ? m : undefined;
+  });
+  assert.deepEqual([...second.entries()].sort(), [...firstRun.entries()].sort(), 'same node names and disk UUIDs');
+  const again = await waitFor('the pod running again', async () => {
+    const p = await getPod(url, 'default', 'survivor');
+    return p.status?.phase === 'Running' && podPid(p) && podPid(p) !== pid ? p : undefined;
+  });
+  assert.equal(again.metadata.uid, pod.metadata.uid, 'the same Pod resource');
+  assert.equal(again.status?.containerStatuses?.[0]?.restartCount, 1, 'restarted once, after the cluster stopped');
+});
