@@ -1,6 +1,6 @@
 // The last step of every source: the SHA-512 (already computed as the bytes arrived) against the expected one,
 // the format through imagefmt (no backing file, no external data file, sizes in whole sectors), then fsync and
-// rename to the final name. A file that fails here is removed: it is wrong, not merely incomplete.
+// rename to the final name. A file that fails here is removed with its work directory: it is wrong, not merely incomplete.
 
 import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
 import { DataSourceError } from './errors.js';
@@ -10,11 +10,11 @@ export async function verifyAndSeal(file: WorkFile, expected: string | undefined
   await file.ensureHash({ signal });
   const checksum = file.digest();
   if (expected !== undefined && checksum !== expected) {
-    await file.removeData();
+    await file.removeAll();
     throw new DataSourceError('ChecksumMismatch', `expected sha512 ${expected} but the file has ${checksum}`);
   }
   if (file.offset === 0) {
-    await file.removeData();
+    await file.removeAll();
     throw new DataSourceError('ImageRefused', 'the file is empty');
   }
   let format: string;
@@ -23,7 +23,7 @@ export async function verifyAndSeal(file: WorkFile, expected: string | undefined
     ({ format, virtualSize } = await inspectImage(file.partPath, { signal }));
   } catch (err) {
     if (!isImageFormatError(err)) throw err;
-    await file.removeData();
+    await file.removeAll();
     throw new DataSourceError('ImageRefused', `the file is not a usable backing image: ${err.message}`, { cause: err });
   }
   const identity = await file.finish({ signal });

@@ -55,6 +55,7 @@ export interface HashMark {
 }
 
 export class WorkFile {
+  #removed = false;
   readonly dir: string;
   readonly partPath: string;
   readonly filePath: string;
@@ -116,6 +117,8 @@ export class WorkFile {
   /** Writes the checkpoint atomically (tmp, fsync, rename). */
   async persist({ signal }: Opts = {}): Promise<void> {
     signal?.throwIfAborted();
+    // After removeAll nothing may bring the directory back.
+    if (this.#removed) return;
     const tmp = `${this.#checkpointPath}.tmp`;
     await writeFile(tmp, JSON.stringify(this.#checkpoint), { flush: true });
     await rename(tmp, this.#checkpointPath);
@@ -245,6 +248,16 @@ export class WorkFile {
     this.#hashedTo = 0;
     this.#checkpoint = { version: 1, sourceKey: this.#checkpoint.sourceKey, offset: 0 };
     await this.persist();
+  }
+
+  /**
+   * A file that failed verification is wrong, not incomplete: nothing is worth keeping for a resume, so the
+   * whole work directory goes (data and checkpoint) and no later persist recreates it.
+   */
+  async removeAll(): Promise<void> {
+    await this.close();
+    this.#removed = true;
+    await rm(this.dir, { recursive: true, force: true });
   }
 
   /** After the manager took the file: drop our metadata and the directory if nothing else is left in it. */

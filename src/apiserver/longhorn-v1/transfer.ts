@@ -6,6 +6,7 @@
 //   GET  /v1/backingimages/{name}/download                            Range and gzip pass through
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
@@ -19,34 +20,34 @@ import type { Store } from '../../store/types.js';
 const PASS_REQUEST = ['content-length', 'content-type', 'upload-offset', 'range', 'accept-encoding', 'if-range'];
 const PASS_RESPONSE = ['content-length', 'content-type', 'content-range', 'content-encoding', 'accept-ranges', 'upload-offset', 'upload-length', 'content-disposition', 'etag', 'last-modified'];
 
+/**
+ * Streams one request to a pod and its answer back, bytes untouched. `node:http` rather than fetch: fetch
+ * decodes gzip on its own, and a download asked for with `Accept-Encoding: gzip` must reach the client still
+ * compressed.
+ */
 async function forward(req: FastifyRequest, reply: FastifyReply, url: string, method: string, body?: Readable): Promise<FastifyReply> {
   const headers: Record<string, string> = {};
   for (const h of PASS_REQUEST) {
     const v = req.headers[h];
     if (typeof v === 'string') headers[h] = v;
   }
-  const ac = new AbortController();
-  req.raw.once('close', () => {
-    if (!req.raw.complete || !reply.raw.writableEnded) ac.abort();
+  const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
+    const out = httpRequest(url, { method, headers }, resolve);
+    out.once('error', (err) => reject(new StoreError('Internal', `cannot reach the pod at ${new URL(url).origin}: ${err.message}`)));
+    // The client went away before our answer was written: stop the transfer to the pod too. (A request's own
+    // 'close' fires as soon as its body was read, so it says nothing about the client.)
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) out.destroy();
+    });
+    if (body) body.pipe(out);
+    else out.end();
   });
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers,
-      signal: ac.signal,
-      ...(body ? { body: Readable.toWeb(body) as ReadableStream, duplex: 'half' } : {}),
-    } as RequestInit);
-  } catch (err) {
-    throw new StoreError('Internal', `cannot reach the pod at ${new URL(url).origin}: ${(err as Error).message}`);
-  }
-  reply.code(res.status);
+  reply.code(upstream.statusCode ?? 502);
   for (const h of PASS_RESPONSE) {
-    const v = res.headers.get(h);
-    if (v !== null) void reply.header(h, v);
+    const v = upstream.headers[h];
+    if (typeof v === 'string') void reply.header(h, v);
   }
-  if (!res.body) return reply.send();
-  return reply.send(Readable.fromWeb(res.body as never));
+  return reply.send(upstream);
 }
 
 async function dataSourceEndpoint(store: Store, bi: BackingImage): Promise<string> {

@@ -128,7 +128,10 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
       if (pod && !pod.metadata.deletionTimestamp) {
         await store.delete('Pod', ns, podName).catch(ignoreNotFound);
         events.event(ds as never, 'Warning', 'Failed', `preparing the first file failed: ${ds.status.message ?? ''}`);
-        retryAt.set(key, now() + settings.int('backing-image-recovery-wait-interval') * 1000);
+        // Retries back off exponentially from backing-image-recovery-wait-interval up to an hour: a wrong
+        // checksum fails the same way every time, a flaky server may not.
+        const base = settings.int('backing-image-recovery-wait-interval') * 1000;
+        retryAt.set(key, now() + Math.min(3_600_000, base * 2 ** Math.min(10, ds.status.retryCount ?? 0)));
         return;
       }
       const at = retryAt.get(key) ?? 0;

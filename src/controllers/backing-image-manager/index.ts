@@ -310,7 +310,10 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       for (const [biName, uuid] of Object.entries(m.spec?.backingImages ?? {})) {
         const f = map[biName];
         if (f?.state === 'failed') continue;
-        map[biName] = { ...(f ?? { name: biName, uuid, progress: 0 }), state: 'unknown', message };
+        // A copy this manager never reported is not unknown but not started yet: counting it as unknown would
+        // make replenishing add yet another copy while a new manager pod starts.
+        const state = f && f.state !== 'pending' ? 'unknown' : 'pending';
+        map[biName] = { ...(f ?? { name: biName, uuid, progress: 0 }), state, message };
       }
       st.backingImageFileMap = map;
       st.apiVersion = 0;

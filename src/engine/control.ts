@@ -1,0 +1,134 @@
+// The engine process's control API, for the engine and volume controllers: a small JSON-over-HTTP surface on a
+// loopback port or Unix socket (documented in docs/replica-protocol.md, "Engine control API").
+//
+//   GET    /v1/engine                    → 200 EngineStatus
+//   POST   /v1/engine/replicas           {name, address} → 202 EngineStatus: added in WO mode, rebuild started
+//   DELETE /v1/engine/replicas/{name}    → 200 EngineStatus
+//
+// Errors are {code, message} with the engine's error codes; statusFor() is the one place mapping codes to HTTP.
+
+import * as http from 'node:http';
+import { ReplicaClient, type ReplicaEndpoint } from '../replica/index.js';
+import type { Engine } from './engine.js';
+import { EngineError, isEngineError, type EngineErrorCode } from './errors.js';
+
+export type ControlListenOptions = { host?: string; port: number } | { path: string };
+
+const HTTP_STATUS: Record<EngineErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  NO_HEALTHY_REPLICA: 503,
+  REPLICA_EXISTS: 409,
+  REPLICA_UNKNOWN: 404,
+  REPLICA_MISMATCH: 409,
+  INVALID_STATE: 409,
+  REBUILD_RUNNING: 409,
+  REBUILD_FAILED: 500,
+  CLOSED: 503,
+};
+
+export function statusFor(err: unknown): number {
+  return isEngineError(err) ? HTTP_STATUS[err.code] : 500;
+}
+
+/** "host:port", "[v6]:port", or "unix:/path" (also a bare absolute path) → an endpoint. */
+export function parseEndpoint(address: string): ReplicaEndpoint {
+  if (address.startsWith('unix:')) return { path: address.slice(5) };
+  if (address.startsWith('/')) return { path: address };
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new EngineError('INVALID_ARGUMENT', `replica address "${address}" is not host:port or unix:/path`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+async function body(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > 64 * 1024) throw new EngineError('INVALID_ARGUMENT', 'request body over 64 KiB');
+    chunks.push(c);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new EngineError('INVALID_ARGUMENT', `request body is not JSON: ${(err as Error).message}`);
+  }
+}
+
+export interface ControlServerOptions {
+  /** Request timeout of clients to added replicas (ms). */
+  requestTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export class ControlServer {
+  readonly #server: http.Server;
+  readonly #engine: Engine;
+  readonly #opts: ControlServerOptions;
+
+  constructor(engine: Engine, opts: ControlServerOptions = {}) {
+    this.#engine = engine;
+    this.#opts = opts;
+    this.#server = http.createServer((req, res) => void this.#handle(req, res));
+    this.#server.requestTimeout = 30_000;
+  }
+
+  async listen(where: ControlListenOptions, { signal }: { signal?: AbortSignal } = {}): Promise<{ host: string; port: number } | { path: string }> {
+    signal?.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen('path' in where ? { path: where.path } : { host: where.host ?? '127.0.0.1', port: where.port }, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.#server.address();
+    return typeof a === 'string' || a === null ? { path: String(a) } : { host: a.address, port: a.port };
+  }
+
+  /** Stop accepting and close idle connections; requests in progress finish. */
+  async close(): Promise<void> {
+    this.#server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  destroy(): void {
+    this.#server.closeAllConnections();
+    this.#server.close();
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (status: number, value: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(value)}\n`);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://engine');
+      const path = url.pathname.replace(/\/+$/, '');
+      const one = /^\/v1\/engine\/replicas\/([^/]+)$/.exec(path);
+      if (req.method === 'GET' && path === '/v1/engine') return send(200, this.#engine.status());
+      if (req.method === 'POST' && path === '/v1/engine/replicas') return send(202, await this.#addReplica(await body(req)));
+      if (req.method === 'DELETE' && one) {
+        await this.#engine.removeReplica(decodeURIComponent(one[1]!));
+        return send(200, this.#engine.status());
+      }
+      send(404, { code: 'NotFound', message: `no route ${req.method} ${path}` });
+    } catch (err) {
+      send(statusFor(err), { code: isEngineError(err) ? err.code : 'Internal', message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  async #addReplica(input: unknown): Promise<unknown> {
+    const { name, address } = (input ?? {}) as { name?: unknown; address?: unknown };
+    if (typeof name !== 'string' || name === '' || typeof address !== 'string') {
+      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name": string, "address": "host:port" | "unix:/path"}');
+    }
+    const client = await ReplicaClient.connect(parseEndpoint(address), { timeoutMs: this.#opts.requestTimeoutMs ?? 8000 }).catch((err: unknown) => {
+      throw new EngineError('INVALID_ARGUMENT', `Cannot add replica "${name}": ${(err as Error).message}`, { cause: err });
+    });
+    await this.#engine.addReplica(name, client);
+    // The rebuild runs on; its progress and outcome are in GET /v1/engine.
+    this.#engine.rebuild(name).catch((err: unknown) => this.#opts.log?.(`engine: ${(err as Error).message}`));
+    return this.#engine.status();
+  }
+}

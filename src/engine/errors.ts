@@ -1,0 +1,47 @@
+// The one error class of the engine. Callers classify by `code` through `isEngineError(err, code)`. I/O failures
+// that reach the NBD frontend carry `nbdErrno` (EIO, or ENOSPC when every replica ran out of space), which the NBD
+// server answers as is.
+
+export const ENGINE_ERROR_CODES = [
+  /** An argument of the engine's API is invalid (replica name, address, size). */
+  'INVALID_ARGUMENT',
+  /** No replica in mode RW could serve the operation: the volume is faulted. */
+  'NO_HEALTHY_REPLICA',
+  /** `addReplica` with a name the engine already has. */
+  'REPLICA_EXISTS',
+  /** The replica named is not part of the engine. */
+  'REPLICA_UNKNOWN',
+  /** A replica that does not belong to this volume: different size, block size or backing image. */
+  'REPLICA_MISMATCH',
+  /** `removeReplica` of the last RW replica, or `rebuild` of a replica that is not WO. */
+  'INVALID_STATE',
+  /** A rebuild is already running (one at a time), or the rebuild failed (`cause` says why). */
+  'REBUILD_RUNNING',
+  'REBUILD_FAILED',
+  /** The engine is closing or closed. */
+  'CLOSED',
+] as const;
+
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
+
+/** NBD error values used here (from the NBD protocol; the frontend maps them on the wire). */
+export const NBD_EIO = 5;
+export const NBD_EINVAL = 22;
+export const NBD_ENOSPC = 28;
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+  readonly code: EngineErrorCode;
+  /** For the NBD frontend: the error value to answer with. */
+  readonly nbdErrno: number | undefined;
+
+  constructor(code: EngineErrorCode, message: string, details: { cause?: unknown; nbdErrno?: number } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    this.nbdErrno = details.nbdErrno;
+  }
+}
+
+export function isEngineError(err: unknown, code?: EngineErrorCode): err is EngineError {
+  return err instanceof EngineError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,66 @@
+// Shapes of the engine's public surface: the replica backend it drives (ReplicaClient fits it), replica modes, and
+// the status it exposes to controllers.
+
+import type { ExtentData, ReplicaInfo, RequestOptions, WrittenExtents } from '../replica/index.js';
+
+/** RW: receives writes and serves reads. WO: rebuilding, receives writes only. ERR: failed, receives nothing. */
+export type ReplicaMode = 'RW' | 'WO' | 'ERR';
+
+/** What the engine needs from a replica; `ReplicaClient` implements it. */
+export interface ReplicaBackend {
+  readonly address: string;
+  /** Resolves when the connection is gone. */
+  readonly closed: Promise<void>;
+  info(opts?: RequestOptions): Promise<ReplicaInfo>;
+  ping(opts?: RequestOptions): Promise<void>;
+  read(offset: number, length: number, opts?: RequestOptions): Promise<Uint8Array>;
+  write(offset: number, data: Uint8Array, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
+  flush(opts?: RequestOptions): Promise<void>;
+  trim(offset: number, length: number, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
+  listExtents(offset: number, maxExtents?: number, opts?: RequestOptions): Promise<WrittenExtents>;
+  readExtent(offset: number, length: number, opts?: RequestOptions): Promise<ExtentData>;
+  setRevision(revision: number, opts?: RequestOptions): Promise<void>;
+  close(): Promise<void>;
+  destroy(err?: Error): void;
+}
+
+export interface ReplicaStatus {
+  name: string;
+  address: string;
+  mode: ReplicaMode;
+  /** Revision reported when the replica joined. */
+  revision: number;
+  /** Why the replica is ERR. */
+  error?: string;
+  /** When the mode last changed (ISO 8601). */
+  since: string;
+}
+
+export interface RebuildStatus {
+  replica: string;
+  /** The RW replica currently copied from (changes if a source fails). */
+  source: string;
+  state: 'running' | 'complete' | 'failed';
+  startedAt: string;
+  finishedAt?: string;
+  /** Written bytes (data and zero extents) listed on the source so far. */
+  bytesListed: number;
+  /** Data bytes copied to the new replica. */
+  bytesCopied: number;
+  /** Bytes of zero extents reproduced on the new replica with write-zeroes (no data sent). */
+  zeroBytes: number;
+  /** Copy windows done. */
+  chunks: number;
+  error?: string;
+}
+
+export interface EngineStatus {
+  volume: string;
+  size: number;
+  blockSize: number;
+  /** 'healthy': every replica RW; 'degraded': some replica WO or ERR but one RW; 'faulted': no RW replica. */
+  state: 'healthy' | 'degraded' | 'faulted';
+  replicas: ReplicaStatus[];
+  rebuild?: RebuildStatus;
+}

@@ -1,0 +1,283 @@
+// ReplicaClient: the engine's end of the replica protocol. One connection, requests pipelined with ids, answers
+// matched in any order. Every request has a timeout (a replica that stops answering must not stall the volume);
+// a request that times out or is aborted is forgotten, and its late answer, if any, is dropped. The connection is
+// never re-established here: a replica that failed is marked ERR by the engine and rebuilt, not silently resumed.
+
+import * as net from 'node:net';
+import { protocolError, ReplicaError } from './errors.js';
+import {
+  decodeExtentData,
+  decodeExtents,
+  decodeInfo,
+  encodeRequestHeader,
+  MAX_EXTENTS_PER_PAGE,
+  MAX_IO,
+  Op,
+  OP_NAMES,
+  RequestFlag,
+  ResponseParser,
+  WireStatus,
+  type ReplicaResponse,
+} from './protocol.js';
+import type { ExtentData, ReplicaInfo, WrittenExtents } from './types.js';
+
+export type ReplicaEndpoint = { host?: string; port: number } | { path: string };
+
+export interface ReplicaClientOptions {
+  /** Default per-request timeout in ms (default 8000, Longhorn's engine-replica-timeout). */
+  timeoutMs?: number;
+  /** Time allowed to establish the connection (default 5000 ms). */
+  connectTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal | undefined;
+  /** Overrides the client's default timeout for this request. */
+  timeoutMs?: number | undefined;
+}
+
+interface Pending {
+  readonly op: number;
+  readonly resolve: (r: ReplicaResponse) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(WireStatus).map(([k, v]) => [v, k]));
+
+/** Why a request cannot be encoded (fields out of range), or undefined. */
+function checkRequest(op: Op, offset: number, length: number): string | undefined {
+  if (!Number.isSafeInteger(offset) || offset < 0) return `offset ${offset} is not a non-negative integer below 2^53`;
+  if (!Number.isInteger(length) || length < 0 || length > 0xffff_ffff) return `length ${length} does not fit 32 bits`;
+  if ((op === Op.READ || op === Op.READ_EXTENT || op === Op.WRITE) && length > MAX_IO) return `length ${length} exceeds the ${MAX_IO}-byte limit`;
+  return undefined;
+}
+
+/** "host:port" or the socket path, for messages and status. */
+export function formatEndpoint(e: ReplicaEndpoint): string {
+  return 'path' in e ? e.path : `${e.host ?? '127.0.0.1'}:${e.port}`;
+}
+
+export class ReplicaClient {
+  readonly address: string;
+  readonly #socket: net.Socket;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<number, Pending>();
+  readonly #parser = new ResponseParser();
+  readonly closed: Promise<void>;
+  #nextId = 1;
+  #error: Error | undefined;
+  #ending = false;
+
+  private constructor(socket: net.Socket, address: string, timeoutMs: number) {
+    this.#socket = socket;
+    this.address = address;
+    this.#timeoutMs = timeoutMs;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => (this.#error ??= err));
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        const err = this.closeReason;
+        for (const p of this.#pending.values()) p.reject(err);
+        this.#pending.clear();
+        resolve();
+      }),
+    );
+  }
+
+  static async connect(endpoint: ReplicaEndpoint, opts: ReplicaClientOptions = {}): Promise<ReplicaClient> {
+    const address = formatEndpoint(endpoint);
+    opts.signal?.throwIfAborted();
+    const socket = 'path' in endpoint ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host ?? '127.0.0.1', port: endpoint.port });
+    const timeout = AbortSignal.timeout(opts.connectTimeoutMs ?? 5000);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        socket.off('error', onError);
+      };
+      const onAbort = (): void => {
+        done();
+        socket.destroy();
+        reject(opts.signal?.aborted ? opts.signal.reason : new ReplicaError('TIMEOUT', `Cannot connect to replica at ${address}: no answer within ${opts.connectTimeoutMs ?? 5000} ms`));
+      };
+      const onError = (err: Error): void => {
+        done();
+        reject(new ReplicaError('CONNECTION_CLOSED', `Cannot connect to replica at ${address}: ${err.message}`, { cause: err }));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        done();
+        resolve();
+      });
+    });
+    return new ReplicaClient(socket, address, opts.timeoutMs ?? 8000);
+  }
+
+  /** Why the connection closed (or will report once it has). */
+  get closeReason(): Error {
+    if (this.#error instanceof ReplicaError) return this.#error;
+    return new ReplicaError('CONNECTION_CLOSED', `connection to replica at ${this.address} closed`, { cause: this.#error });
+  }
+
+  get isOpen(): boolean {
+    return !this.#socket.destroyed && !this.#ending;
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  async ping(opts: RequestOptions = {}): Promise<void> {
+    await this.#request(Op.PING, {}, opts);
+  }
+
+  async info(opts: RequestOptions = {}): Promise<ReplicaInfo> {
+    const r = await this.#request(Op.INFO, {}, opts);
+    return this.#decode(r, decodeInfo);
+  }
+
+  async read(offset: number, length: number, opts: RequestOptions = {}): Promise<Uint8Array> {
+    const r = await this.#request(Op.READ, { offset, length }, opts);
+    if (r.payload.byteLength !== length) this.#violation(r.streamOffset + 16, `READ of ${length} bytes answered with ${r.payload.byteLength}`);
+    return r.payload;
+  }
+
+  async write(offset: number, data: Uint8Array, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
+    await this.#request(Op.WRITE, { offset, length: data.byteLength, payload: data, flags: opts.fua ? RequestFlag.FUA : 0 }, opts);
+  }
+
+  async flush(opts: RequestOptions = {}): Promise<void> {
+    await this.#request(Op.FLUSH, {}, opts);
+  }
+
+  async trim(offset: number, length: number, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
+    await this.#request(Op.TRIM, { offset, length, flags: opts.fua ? RequestFlag.FUA : 0 }, opts);
+  }
+
+  async writeZeroes(offset: number, length: number, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
+    await this.#request(Op.WRITE_ZEROES, { offset, length, flags: opts.fua ? RequestFlag.FUA : 0 }, opts);
+  }
+
+  /** One page of written extents from `offset` on. */
+  async listExtents(offset: number, maxExtents = 1024, opts: RequestOptions = {}): Promise<WrittenExtents> {
+    const max = Math.min(Math.max(1, maxExtents), MAX_EXTENTS_PER_PAGE);
+    const r = await this.#request(Op.LIST_EXTENTS, { offset, length: max }, opts);
+    return this.#decode(r, decodeExtents);
+  }
+
+  async readExtent(offset: number, length: number, opts: RequestOptions = {}): Promise<ExtentData> {
+    const r = await this.#request(Op.READ_EXTENT, { offset, length }, opts);
+    const e = this.#decode(r, decodeExtentData);
+    const covered = e.runs.reduce((n, run) => n + run.length, 0);
+    if (covered !== length) this.#violation(r.streamOffset + 24, `READ_EXTENT of ${length} bytes answered with runs covering ${covered}`);
+    return e;
+  }
+
+  async setRevision(revision: number, opts: RequestOptions = {}): Promise<void> {
+    await this.#request(Op.SET_REVISION, { offset: revision }, opts);
+  }
+
+  /** Graceful: wait for the answers in flight, then close. */
+  async close(): Promise<void> {
+    this.#ending = true;
+    while (this.#pending.size > 0 && !this.#socket.destroyed) {
+      await Promise.race([this.closed, new Promise((r) => setTimeout(r, 10))]);
+    }
+    this.#socket.end();
+    const timer = setTimeout(() => this.#socket.destroy(), 2000).unref();
+    await this.closed;
+    clearTimeout(timer);
+  }
+
+  /** Abrupt: fail everything in flight with `err` and drop the connection. */
+  destroy(err?: Error): void {
+    if (err) this.#error ??= err;
+    this.#socket.destroy();
+  }
+
+  #request(op: Op, h: { offset?: number; length?: number; flags?: number; payload?: Uint8Array }, opts: RequestOptions): Promise<ReplicaResponse> {
+    const what = `${OP_NAMES[op]} to replica at ${this.address}`;
+    if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
+    const bad = checkRequest(op, h.offset ?? 0, h.length ?? 0);
+    // Refused here, not sent: the replica would drop the connection on a header it cannot accept.
+    if (bad) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', `Cannot send ${what}: ${bad}`));
+    if (this.#socket.destroyed || this.#ending) {
+      return Promise.reject(new ReplicaError('CONNECTION_CLOSED', `Cannot send ${what}: the connection is closed`, { cause: this.#error }));
+    }
+    const id = this.#nextId++;
+    const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
+    const promise = new Promise<ReplicaResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        settle();
+        reject(new ReplicaError('TIMEOUT', `${what} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onAbort = (): void => {
+        settle();
+        reject(opts.signal?.reason);
+      };
+      const settle = (): void => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        this.#pending.delete(id);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(id, {
+        op,
+        resolve: (r) => {
+          settle();
+          resolve(r);
+        },
+        reject: (err) => {
+          settle();
+          reject(err);
+        },
+      });
+    });
+    const payload = h.payload ?? new Uint8Array(0);
+    this.#socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload.byteLength }));
+    if (payload.byteLength > 0) this.#socket.write(payload);
+    return promise;
+  }
+
+  #onData(chunk: Buffer): void {
+    let responses: ReplicaResponse[];
+    try {
+      responses = this.#parser.push(chunk);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    for (const r of responses) {
+      const p = this.#pending.get(r.id);
+      if (!p) continue; // timed out or aborted: the answer has nobody waiting
+      if (p.op !== r.op) {
+        this.destroy(protocolError(r.streamOffset + 4, `answer to request ${r.id} is for ${OP_NAMES[r.op]}, the request was ${OP_NAMES[p.op]}`));
+        return;
+      }
+      if (r.status === WireStatus.OK) p.resolve(r);
+      else {
+        const message = Buffer.from(r.payload).toString('utf8');
+        p.reject(new ReplicaError('REMOTE', `${OP_NAMES[r.op]} failed on replica at ${this.address} (${STATUS_NAMES[r.status]}): ${message}`, { status: r.status }));
+      }
+    }
+  }
+
+  #decode<T>(r: ReplicaResponse, decode: (bytes: Uint8Array, at: number) => T): T {
+    try {
+      return decode(r.payload, r.streamOffset + 24);
+    } catch (err) {
+      this.destroy(err as Error);
+      throw err;
+    }
+  }
+
+  /** The replica broke the protocol: nothing more from this connection can be trusted. */
+  #violation(at: number, message: string): never {
+    const err = protocolError(at, message);
+    this.destroy(err);
+    throw err;
+  }
+}

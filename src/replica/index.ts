@@ -1,0 +1,37 @@
+// replica: one replica of a volume on one disk, and the engine ↔ replica wire protocol. A replica is a directory
+// with a sparse head file and a crash-consistent written-block map over a read-only backing file read natively
+// (raw or qcow2). ReplicaServer serves it to engines; ReplicaClient is the engine's end; runReplica is the
+// `stratum replica` process body. docs/replica-protocol.md describes the protocol and the on-disk layout.
+
+export { REPLICA_ERROR_CODES, ReplicaError, isReplicaError } from './errors.js';
+export type { ReplicaErrorCode, ReplicaErrorDetails } from './errors.js';
+
+export { BlockState, blockStateName } from './block-map.js';
+export type { StateRun } from './block-map.js';
+export { DEFAULT_BLOCK_SIZE, ReplicaStore } from './store.js';
+export type { CreateReplicaOptions, ReplicaStoreOptions } from './store.js';
+export type { BackingIdentity, ReplicaMeta } from './meta.js';
+export type { MapJournalOptions } from './map-journal.js';
+export { fsStorage } from './storage.js';
+export type { StorageDir, StorageFile } from './storage.js';
+export { RangeLock } from './range-lock.js';
+export type { LockMode } from './range-lock.js';
+export type {
+  ExtentData,
+  ExtentRun,
+  ReplicaBackingInfo,
+  ReplicaDevice,
+  ReplicaInfo,
+  WrittenExtent,
+  WrittenExtents,
+} from './types.js';
+
+export { ReplicaServer, statusOf } from './server.js';
+export type { ReplicaAddress, ReplicaListenOptions, ReplicaServerOptions } from './server.js';
+export { ReplicaClient, formatEndpoint } from './client.js';
+export type { ReplicaClientOptions, ReplicaEndpoint, RequestOptions } from './client.js';
+export * as replicaProtocol from './protocol.js';
+export { WireStatus } from './protocol.js';
+
+export { runReplica } from './run.js';
+export type { RunReplicaOptions } from './run.js';

@@ -1,0 +1,262 @@
+// ReplicaServer: serves one replica (a ReplicaDevice, normally the ReplicaStore) to engines over TCP and/or a Unix
+// socket with the pipelined protocol of protocol.ts. Every request is handed to the device as soon as it is parsed
+// and answered when it completes, in any order. A connection stops reading its socket while it has too many
+// requests or bytes in flight, so a fast engine cannot make the replica buffer without bound.
+
+import * as net from 'node:net';
+import { isReplicaError, ReplicaError } from './errors.js';
+import {
+  encodeErrorMessage,
+  encodeExtentData,
+  encodeExtents,
+  encodeInfo,
+  encodeResponseHeader,
+  Op,
+  RequestFlag,
+  RequestParser,
+  WireStatus,
+  type ReplicaRequest,
+} from './protocol.js';
+import type { ReplicaDevice } from './types.js';
+
+export interface ReplicaServerOptions {
+  /** Requests one connection may have in flight before the server stops reading it (default 256). */
+  maxInFlightRequests?: number;
+  /** Payload and answer bytes one connection may pin before the server stops reading it (default 128 MiB). */
+  maxInFlightBytes?: number;
+  /** Connection-level failures: protocol errors (with their stream offset), socket errors. */
+  onError?: (err: Error) => void;
+}
+
+export type ReplicaListenOptions = { host?: string; port: number } | { path: string };
+export type ReplicaAddress = { host: string; port: number } | { path: string };
+
+/** The wire status for a device failure. */
+export function statusOf(err: unknown): WireStatus {
+  if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT')) return WireStatus.EINVAL;
+  if (isReplicaError(err, 'CLOSED')) return WireStatus.ESHUTDOWN;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return WireStatus.ENOSPC;
+  return WireStatus.EIO;
+}
+
+class Connection {
+  readonly #socket: net.Socket;
+  readonly #device: ReplicaDevice;
+  readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
+  readonly #onError: (err: Error) => void;
+  readonly #parser = new RequestParser();
+  readonly #abort = new AbortController();
+  readonly closed: Promise<void>;
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  #draining = false;
+  #paused = false;
+  #corked = false;
+  #ended = false;
+
+  constructor(socket: net.Socket, device: ReplicaDevice, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
+    this.#socket = socket;
+    this.#device = device;
+    this.#limits = limits;
+    this.#onError = onError;
+    socket.setNoDelay(true);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', (err) => onError(err));
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.drain());
+  }
+
+  /** Graceful: stop reading, answer everything received, then close. */
+  drain(): void {
+    this.#draining = true;
+    this.#socket.pause();
+    this.#maybeEnd();
+  }
+
+  destroy(reason: Error): void {
+    this.#abort.abort(reason);
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    let requests: ReplicaRequest[];
+    try {
+      requests = this.#parser.push(chunk);
+    } catch (err) {
+      this.#onError(err as Error);
+      this.destroy(err as Error);
+      return;
+    }
+    // Dispatch in arrival order, synchronously: the device registers each range lock before yielding (range-lock.ts).
+    for (const r of requests) void this.#execute(r);
+    this.#pump();
+  }
+
+  async #execute(r: ReplicaRequest): Promise<void> {
+    const cost = r.payloadLength + (r.op === Op.READ || r.op === Op.READ_EXTENT ? r.length : 0);
+    this.#inFlight++;
+    this.#inFlightBytes += cost;
+    let status: WireStatus = WireStatus.OK;
+    let payload: Uint8Array[];
+    try {
+      payload = await this.#call(r);
+    } catch (err) {
+      status = statusOf(err);
+      payload = [encodeErrorMessage(err instanceof Error ? err.message : String(err))];
+    }
+    const payloadLength = payload.reduce((n, p) => n + p.byteLength, 0);
+    const socket = this.#socket;
+    if (!socket.destroyed && !socket.writableEnded) {
+      // Cork for the rest of this tick so a burst of small answers leaves in one writev.
+      if (!this.#corked) {
+        this.#corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          this.#corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(encodeResponseHeader({ op: r.op, status, id: r.id, payloadLength }));
+      for (const p of payload) if (p.byteLength > 0) socket.write(p);
+    }
+    this.#inFlight--;
+    this.#inFlightBytes -= cost;
+    this.#pump();
+  }
+
+  #call(r: ReplicaRequest): Promise<Uint8Array[]> | Uint8Array[] {
+    const d = this.#device;
+    const signal = this.#abort.signal;
+    const fua = (r.flags & RequestFlag.FUA) !== 0;
+    const none = (): Uint8Array[] => [];
+    switch (r.op) {
+      case Op.PING:
+        return [];
+      case Op.INFO:
+        return [encodeInfo(d.info())];
+      case Op.READ:
+        return d.read(r.offset, r.length, { signal }).then((data) => [data]);
+      case Op.WRITE:
+        return d.write(r.offset, r.payload, { fua, signal }).then(none);
+      case Op.FLUSH:
+        return d.flush({ signal }).then(none);
+      case Op.TRIM:
+        return d.trim(r.offset, r.length, { fua, signal }).then(none);
+      case Op.WRITE_ZEROES:
+        return d.writeZeroes(r.offset, r.length, { fua, signal }).then(none);
+      case Op.LIST_EXTENTS:
+        return [encodeExtents(d.writtenExtents({ offset: r.offset, maxExtents: r.length }))];
+      case Op.READ_EXTENT:
+        return d.readExtent(r.offset, r.length, { signal }).then(encodeExtentData);
+      case Op.SET_REVISION:
+        d.setRevision(r.offset);
+        return [];
+    }
+  }
+
+  #pump(): void {
+    const full = this.#inFlight >= this.#limits.maxInFlightRequests || this.#inFlightBytes >= this.#limits.maxInFlightBytes;
+    if (!this.#draining && full !== this.#paused) {
+      this.#paused = full;
+      if (full) this.#socket.pause();
+      else this.#socket.resume();
+    }
+    this.#maybeEnd();
+  }
+
+  #maybeEnd(): void {
+    if (this.#draining && this.#inFlight === 0 && !this.#ended) {
+      this.#ended = true;
+      this.#socket.end();
+      // A peer that never closes its side must not hold close() forever.
+      setTimeout(() => this.#socket.destroy(), 2000).unref();
+    }
+  }
+}
+
+export class ReplicaServer {
+  readonly #device: ReplicaDevice;
+  readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
+  readonly #onError: (err: Error) => void;
+  readonly #connections = new Set<Connection>();
+  readonly #listeners: net.Server[] = [];
+  #closing = false;
+
+  constructor(device: ReplicaDevice, opts: ReplicaServerOptions = {}) {
+    this.#device = device;
+    this.#limits = { maxInFlightRequests: opts.maxInFlightRequests ?? 256, maxInFlightBytes: opts.maxInFlightBytes ?? 128 * 1024 * 1024 };
+    this.#onError = opts.onError ?? (() => {});
+  }
+
+  /** Listen on one more endpoint (TCP: host defaults to 127.0.0.1, port 0 picks one; or a Unix socket path). */
+  async listen(endpoint: ReplicaListenOptions, { signal }: { signal?: AbortSignal } = {}): Promise<ReplicaAddress> {
+    if (this.#closing) throw new ReplicaError('CLOSED', 'Cannot listen: the replica server is closed');
+    signal?.throwIfAborted();
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
+    const where = 'path' in endpoint ? endpoint.path : `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(new ReplicaError('INVALID_ARGUMENT', `Cannot listen on ${where}: ${err.message}`, { cause: err }));
+      };
+      const onAbort = (): void => {
+        server.off('error', onError);
+        server.close();
+        reject(signal?.reason);
+      };
+      server.once('error', onError);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      server.listen('path' in endpoint ? { path: endpoint.path } : { host: endpoint.host ?? '127.0.0.1', port: endpoint.port }, () => {
+        server.off('error', onError);
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.#onError(err));
+    this.#listeners.push(server);
+    const a = server.address();
+    return typeof a === 'string' || a === null ? { path: 'path' in endpoint ? endpoint.path : String(a) } : { host: a.address, port: a.port };
+  }
+
+  /** Graceful: stop accepting, answer every request already received, close connections. */
+  async close({ signal }: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#closing = true;
+    const conns = [...this.#connections];
+    for (const c of conns) c.drain();
+    const onAbort = (): void => void this.destroy(new ReplicaError('CLOSED', 'replica server close aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.all([...conns.map((c) => c.closed), this.#closeListeners()]);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Abrupt: drop every connection now (device calls in flight see their signal abort). */
+  async destroy(err?: Error): Promise<void> {
+    this.#closing = true;
+    const reason = err ?? new ReplicaError('CLOSED', 'replica server destroyed');
+    const conns = [...this.#connections];
+    for (const c of conns) c.destroy(reason);
+    await Promise.all([...conns.map((c) => c.closed), this.#closeListeners()]);
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, this.#device, this.#limits, this.#onError);
+    this.#connections.add(conn);
+    void conn.closed.then(() => this.#connections.delete(conn));
+  }
+
+  #closeListeners(): Promise<void> {
+    return Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve())))).then(() => {});
+  }
+}

@@ -1,0 +1,406 @@
+// ReplicaStore: one replica of a volume on one disk. A directory holds the metadata (`replica.json`), a sparse head
+// file the size of the volume (`head.img`), and the written-block map (`map.ckpt` + `map.journal`, see
+// map-journal.ts), over a read-only backing file on the same disk read natively through imagefmt (raw or qcow2;
+// never converted, copied or written).
+//
+// Reads take each block from where the map says: DATA from the head, UNWRITTEN from the backing image (zeros past
+// its virtual size, or with no backing image), ZERO as zeros. A write covering part of a block that is not DATA
+// merges with the block's current content (read-modify-write) so the head always holds whole, true blocks. TRIM
+// and WRITE_ZEROES mark whole blocks ZERO (hiding the backing image without writing anything) and zero the edges.
+// A write is acknowledged once in the page cache with the map updated in memory; FLUSH and FUA make it durable.
+
+import { resolve } from 'node:path';
+import { openImageReader, type ImageReader } from '../imagefmt/index.js';
+import { BlockMap, BlockState, planWrite, type StateRun } from './block-map.js';
+import { ReplicaError } from './errors.js';
+import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
+import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
+import { RangeLock } from './range-lock.js';
+import { fsStorage, type StorageDir, type StorageFile } from './storage.js';
+import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
+
+export const DEFAULT_BLOCK_SIZE = 4096;
+
+export interface ReplicaStoreOptions {
+  /** The directory as a StorageDir (default: the real directory); tests pass a crash-simulating one. */
+  storage?: StorageDir;
+  journal?: MapJournalOptions;
+  signal?: AbortSignal;
+}
+
+export interface CreateReplicaOptions extends ReplicaStoreOptions {
+  name: string;
+  size: number;
+  blockSize?: number;
+  /** The backing image; `path` absolute or relative to the replica directory. Omit for a blank volume. */
+  backing?: { name: string; uuid: string; path: string } | undefined;
+}
+
+interface Signal {
+  signal?: AbortSignal | undefined;
+}
+
+export class ReplicaStore implements ReplicaDevice {
+  readonly dir: string;
+  readonly meta: ReplicaMeta;
+  /** What opening found in the map journal: batches replayed, bytes of a torn tail dropped, a stale journal. */
+  readonly recovery: OpenedMap['replayed'];
+  readonly #head: StorageFile;
+  readonly #backing: ImageReader | undefined;
+  readonly #map: BlockMap;
+  readonly #journal: MapJournal;
+  readonly #lock = new RangeLock();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #revision: number;
+  #failed: unknown;
+  #closing: Promise<void> | undefined;
+  #runningFlush: Promise<void> | undefined;
+  #queuedFlush: Promise<void> | undefined;
+
+  private constructor(dir: string, meta: ReplicaMeta, head: StorageFile, backing: ImageReader | undefined, opened: OpenedMap) {
+    this.dir = dir;
+    this.meta = meta;
+    this.recovery = opened.replayed;
+    this.#head = head;
+    this.#backing = backing;
+    this.#map = new BlockMap(meta.blockSize, opened.states);
+    this.#journal = opened.journal;
+    this.#revision = opened.revision;
+  }
+
+  /** Create a replica in `dir` (which must not hold one yet). */
+  static async create(dir: string, opts: CreateReplicaOptions): Promise<ReplicaStore> {
+    const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    checkName('replica name', opts.name);
+    checkGeometry(opts.size, blockSize);
+    const storage = opts.storage ?? (await fsStorage(dir));
+    if ((await storage.readFile(META_FILE)) !== undefined) {
+      throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
+    }
+    let backing: ImageReader | undefined;
+    let meta: ReplicaMeta | undefined;
+    try {
+      if (opts.backing) {
+        checkName('backing image name', opts.backing.name);
+        backing = await openImageReader(resolve(dir, opts.backing.path), { signal: opts.signal });
+        if (backing.virtualSize > opts.size) {
+          throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
+        }
+      }
+      meta = {
+        version: 1,
+        name: opts.name,
+        size: opts.size,
+        blockSize,
+        backing: opts.backing && backing ? { ...opts.backing, format: backing.format, virtualSize: backing.virtualSize } : null,
+        createdAt: new Date().toISOString(),
+      };
+      const head = await storage.open(HEAD_FILE, { create: true });
+      // A create interrupted earlier may have left bytes in the head: start from an empty sparse file.
+      await head.truncate(0);
+      await head.truncate(opts.size);
+      await head.datasync();
+      const opened = await MapJournal.create(storage, { blockSize, blockCount: opts.size / blockSize }, opts.journal);
+      await storage.syncDir();
+      await storage.writeFileAtomic(META_FILE, encodeMeta(meta));
+      return new ReplicaStore(dir, meta, head, backing, opened);
+    } catch (err) {
+      await backing?.close();
+      throw err;
+    }
+  }
+
+  /** Open the replica in `dir`, replaying and compacting its map. */
+  static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
+    const storage = opts.storage ?? (await fsStorage(dir));
+    const bytes = await storage.readFile(META_FILE);
+    if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
+    const meta = decodeMeta(bytes);
+    let backing: ImageReader | undefined;
+    let head: StorageFile | undefined;
+    try {
+      if (meta.backing) {
+        const b = meta.backing;
+        backing = await openImageReader(resolve(dir, b.path), { signal: opts.signal });
+        if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
+          throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
+        }
+      }
+      head = await storage.open(HEAD_FILE, { create: false });
+      const headSize = await head.size();
+      if (headSize !== meta.size) {
+        throw new ReplicaError('CORRUPT', `replica ${dir}: ${HEAD_FILE} is ${headSize} bytes, the volume is ${meta.size}`, { file: HEAD_FILE, offset: 0 });
+      }
+      opts.signal?.throwIfAborted();
+      const opened = await MapJournal.open(storage, { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize }, opts.journal);
+      return new ReplicaStore(dir, meta, head, backing, opened);
+    } catch (err) {
+      await head?.close();
+      await backing?.close();
+      throw err;
+    }
+  }
+
+  get size(): number {
+    return this.meta.size;
+  }
+
+  info(): ReplicaInfo {
+    const b = this.meta.backing;
+    return {
+      name: this.meta.name,
+      size: this.meta.size,
+      blockSize: this.meta.blockSize,
+      revision: this.#revision,
+      generation: this.#journal.generation,
+      backing: b ? { name: b.name, uuid: b.uuid, format: b.format, virtualSize: b.virtualSize } : null,
+    };
+  }
+
+  /** Written bytes by state and the journal's size (status, tests). */
+  stats(): { dataBytes: number; zeroBytes: number; journalBytes: number } {
+    const { dataBlocks, zeroBlocks } = this.#map.countWritten();
+    const bs = this.meta.blockSize;
+    return { dataBytes: dataBlocks * bs, zeroBytes: zeroBlocks * bs, journalBytes: this.#journal.journalBytes };
+  }
+
+  read(offset: number, length: number, { signal }: Signal = {}): Promise<Uint8Array> {
+    return this.#run('read', offset, length, undefined, async () => {
+      signal?.throwIfAborted();
+      const out = Buffer.alloc(length); // zero-filled: ZERO runs and reads past the backing image need no work
+      await this.#readInto(out, offset, signal);
+      return out;
+    });
+  }
+
+  write(offset: number, data: Uint8Array, { fua, signal }: { fua: boolean } & Signal): Promise<void> {
+    return this.#run('write', offset, data.byteLength, 'exclusive', async () => {
+      signal?.throwIfAborted();
+      if (data.byteLength === 0) return;
+      const bs = this.meta.blockSize;
+      for (const seg of planWrite(offset, data.byteLength, bs)) {
+        const part = data.subarray(seg.dataStart, seg.dataEnd);
+        if (seg.kind === 'full' || this.#map.get(seg.block) === BlockState.DATA) {
+          // Whole blocks, or a DATA block whose other bytes in the head are already true: write as is.
+          await this.#head.write(part, seg.kind === 'full' ? seg.block * bs : seg.block * bs + seg.within);
+        } else {
+          const block = await this.#blockContent(seg.block, signal);
+          block.set(part, seg.within);
+          await this.#head.write(block, seg.block * bs);
+        }
+      }
+      // Only after the head writes: the map must never point at head bytes that were not written (crash order).
+      const first = Math.floor(offset / bs);
+      this.#map.set(first, Math.ceil((offset + data.byteLength) / bs) - first, BlockState.DATA);
+      this.#revision++;
+    }, fua);
+  }
+
+  trim(offset: number, length: number, { fua, signal }: { fua: boolean } & Signal): Promise<void> {
+    return this.#zero('trim', offset, length, fua, signal);
+  }
+
+  writeZeroes(offset: number, length: number, { fua, signal }: { fua: boolean } & Signal): Promise<void> {
+    return this.#zero('write zeroes', offset, length, fua, signal);
+  }
+
+  /**
+   * Make every write acknowledged before this call durable. Concurrent flushes share work: a flush arriving while
+   * one runs joins the next one queued behind it, whose snapshot of the map is taken after the caller's writes.
+   */
+  flush({ signal }: Signal = {}): Promise<void> {
+    if (this.#closing) return Promise.reject(this.#closedError('flush'));
+    signal?.throwIfAborted();
+    return this.#flushGroup();
+  }
+
+  writtenExtents({ offset = 0, maxExtents = 1024 }: { offset?: number; maxExtents?: number } = {}): WrittenExtents {
+    this.#checkRange('list written extents', offset, 0);
+    const bs = this.meta.blockSize;
+    const { runs, next } = this.#map.written(Math.floor(offset / bs), Math.max(1, maxExtents));
+    return {
+      extents: runs.map((r) => ({ offset: r.start * bs, length: r.count * bs, state: r.state === BlockState.DATA ? 'data' : 'zero' })),
+      nextOffset: next === undefined ? undefined : next * bs,
+    };
+  }
+
+  /** The written state of a block-aligned range and the head's bytes of its DATA runs (the rebuild copy unit). */
+  readExtent(offset: number, length: number, { signal }: Signal = {}): Promise<ExtentData> {
+    const bs = this.meta.blockSize;
+    if (offset % bs !== 0 || length % bs !== 0) {
+      return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot read extent ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
+    }
+    return this.#run('read extent', offset, length, 'shared', async () => {
+      signal?.throwIfAborted();
+      const runs: StateRun[] = [...this.#map.runs(offset / bs, (offset + length) / bs)];
+      const dataBytes = runs.reduce((n, r) => n + (r.state === BlockState.DATA ? r.count * bs : 0), 0);
+      const data = Buffer.allocUnsafe(dataBytes);
+      let at = 0;
+      const reads: Promise<void>[] = [];
+      for (const r of runs) {
+        if (r.state !== BlockState.DATA) continue;
+        reads.push(this.#readHead(data.subarray(at, at + r.count * bs), r.start * bs));
+        at += r.count * bs;
+      }
+      await Promise.all(reads);
+      return { runs: runs.map((r) => ({ length: r.count * bs, state: r.state })), data };
+    });
+  }
+
+  /** Set the revision counter (a rebuilt replica takes its source's); durable at the next flush. */
+  setRevision(revision: number): void {
+    if (!Number.isSafeInteger(revision) || revision < 0) throw new ReplicaError('INVALID_ARGUMENT', `revision ${revision} must be a non-negative integer`);
+    this.#revision = revision;
+  }
+
+  /** Wait for calls in flight, flush, and close the files. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      try {
+        if (this.#failed === undefined) await this.#flushGroup();
+      } finally {
+        await Promise.allSettled([this.#journal.close(), this.#head.close(), this.#backing?.close()]);
+      }
+    })();
+    return this.#closing;
+  }
+
+  #zero(what: string, offset: number, length: number, fua: boolean, signal: AbortSignal | undefined): Promise<void> {
+    return this.#run(what, offset, length, 'exclusive', async () => {
+      signal?.throwIfAborted();
+      if (length === 0) return;
+      const bs = this.meta.blockSize;
+      for (const seg of planWrite(offset, length, bs)) {
+        if (seg.kind === 'full') {
+          this.#map.set(seg.block, seg.count, BlockState.ZERO);
+          continue;
+        }
+        const state = this.#map.get(seg.block);
+        if (state === BlockState.ZERO) continue;
+        const n = seg.dataEnd - seg.dataStart;
+        const block = state === BlockState.DATA ? undefined : await this.#blockContent(seg.block, signal);
+        if (block === undefined) {
+          await this.#head.write(new Uint8Array(n), seg.block * bs + seg.within);
+        } else {
+          block.fill(0, seg.within, seg.within + n);
+          // A backing block that is now all zeros needs no head bytes at all.
+          if (block.every((b) => b === 0)) {
+            this.#map.set(seg.block, 1, BlockState.ZERO);
+            continue;
+          }
+          await this.#head.write(block, seg.block * bs);
+        }
+        this.#map.set(seg.block, 1, BlockState.DATA);
+      }
+      this.#revision++;
+    }, fua);
+  }
+
+  /**
+   * Common frame of every I/O call: checks, the range lock (taken synchronously, before any await, so requests
+   * handed over in order are applied in order), tracking for close(), and FUA as a flush after the operation.
+   */
+  #run<T>(what: string, offset: number, length: number, lock: 'shared' | 'exclusive' | undefined, op: () => Promise<T>, fua = false): Promise<T> {
+    try {
+      if (this.#closing) throw this.#closedError(what);
+      this.#checkFailed(what);
+      this.#checkRange(what, offset, length);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const bs = this.meta.blockSize;
+    const locked = lock && this.#lock.acquire(Math.floor(offset / bs), Math.ceil((offset + length) / bs), lock);
+    const p = (async () => {
+      const release = await locked;
+      let result: T;
+      try {
+        result = await op();
+      } finally {
+        release?.();
+      }
+      if (fua) await this.#flushGroup();
+      return result;
+    })();
+    this.#inFlight.add(p);
+    const done = (): void => void this.#inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  #flushGroup(): Promise<void> {
+    if (this.#queuedFlush) return this.#queuedFlush;
+    const before = this.#runningFlush ?? Promise.resolve();
+    const p = before
+      .catch(() => {})
+      .then(() => {
+        this.#queuedFlush = undefined;
+        this.#runningFlush = p;
+        return this.#flushOnce();
+      })
+      .finally(() => {
+        if (this.#runningFlush === p) this.#runningFlush = undefined;
+      });
+    this.#queuedFlush = p;
+    return p;
+  }
+
+  /** Snapshot the map changes, fdatasync the head, then commit the snapshot (map-journal.ts, point 2). */
+  async #flushOnce(): Promise<void> {
+    this.#checkFailed('flush');
+    const revision = this.#revision;
+    if (!this.#map.hasDirty && revision === this.#journal.revision) return;
+    const runs = this.#map.takeDirty();
+    try {
+      await this.#head.datasync();
+      await this.#journal.commit(runs, revision);
+    } catch (err) {
+      // After a failed fdatasync the page cache may have dropped the data: nothing about the head can be trusted.
+      this.#failed = err;
+      this.#map.restoreDirty(runs);
+      throw new ReplicaError('FAILED', `Cannot flush replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async #readInto(out: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<void> {
+    const bs = this.meta.blockSize;
+    const end = offset + out.length;
+    const jobs: Promise<unknown>[] = [];
+    for (const run of this.#map.runs(Math.floor(offset / bs), Math.ceil(end / bs))) {
+      const a = Math.max(offset, run.start * bs);
+      const b = Math.min(end, (run.start + run.count) * bs);
+      const slice = out.subarray(a - offset, b - offset);
+      if (run.state === BlockState.DATA) jobs.push(this.#readHead(slice, a));
+      else if (run.state === BlockState.UNWRITTEN && this.#backing) jobs.push(this.#backing.read(slice, a, { signal }));
+    }
+    await Promise.all(jobs);
+  }
+
+  async #readHead(buf: Uint8Array, position: number): Promise<void> {
+    const n = await this.#head.read(buf, position);
+    if (n < buf.length) buf.fill(0, n);
+  }
+
+  /** A fresh copy of one block's current content, as a read would return it. */
+  async #blockContent(block: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const bs = this.meta.blockSize;
+    const buf = new Uint8Array(bs);
+    await this.#readInto(buf, block * bs, signal);
+    return buf;
+  }
+
+  #checkRange(what: string, offset: number, length: number): void {
+    const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.meta.size;
+    if (!ok) throw new ReplicaError('OUT_OF_RANGE', `Cannot ${what} ${offset}+${length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume`);
+  }
+
+  #checkFailed(what: string): void {
+    if (this.#failed !== undefined) {
+      throw new ReplicaError('FAILED', `Cannot ${what} on replica "${this.meta.name}": an earlier flush failed`, { cause: this.#failed });
+    }
+  }
+
+  #closedError(what: string): ReplicaError {
+    return new ReplicaError('CLOSED', `Cannot ${what} on replica "${this.meta.name}": it is closed`);
+  }
+}
