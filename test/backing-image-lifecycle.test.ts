@@ -126,6 +126,11 @@ test('a Volume blocks deletion (409 naming it); a Replica blocks cleanup of its 
     apiVersion: 'longhorn.io/v1beta2', kind: 'Replica', metadata: { name: 'vol-mc-r-1', namespace: NS },
     spec: { volumeName: 'vol-mc', nodeID: node, diskID: disk, diskPath: cluster.diskDir(node), dataDirectoryName: 'vol-mc-1', backingImage: 'mc', volumeSize: '67108864' },
   } as KubeObject);
+  // The replica gate: the copy on the replica's disk is ready, so the replica need not wait, and says so.
+  const cond = (o: KubeObject) => ((o.status as { conditions?: { type: string; status: string; message?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'WaitForBackingImage');
+  await waitFor('the replica\'s WaitForBackingImage condition', async () => cond(await client.get('Replica', NS, 'vol-mc-r-1'))?.status === 'False');
+  assert.match(cond(await client.get('Replica', NS, 'vol-mc-r-1'))?.message ?? '', new RegExp(`disk ${disk} is ready`));
+  await waitFor('the volume\'s WaitForBackingImage condition', async () => cond(await client.get('Volume', NS, 'vol-mc'))?.status === 'False');
   const cleanup = await cluster.v1('POST', '/v1/backingimages/mc?action=backingImageCleanup', { disks: [disk] });
   assert.equal(cleanup.status, 409);
   assert.match(String(cleanup.json['message']), /vol-mc-r-1/);

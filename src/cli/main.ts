@@ -55,7 +55,9 @@ program
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
   .option('--port <port>', 'port to listen on', '9500')
   .option('--data-dir <dir>', 'where the state database lives', '.stratum/manager')
-  .action(action(async (o: { host: string; port: string; dataDir: string }) => runManagerCommand(o)));
+  .option('--backing-image-manager-image <image>', 'catalog image of backing-image managers (an upgrade changes it)')
+  .option('--instance-manager-image <image>', 'catalog image of instance managers')
+  .action(action(async (o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }) => runManagerCommand(o)));
 
 program
   .command('apply')

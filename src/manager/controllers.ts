@@ -8,6 +8,7 @@ import { Controller } from '../controller-kit/controller.js';
 import { EventRecorder } from '../controller-kit/events.js';
 import { InformerFactory } from '../controller-kit/informer-factory.js';
 import { backingImageController } from '../controllers/backing-image/index.js';
+import { replicaGateController } from '../controllers/backing-image/replica-gate.js';
 import { backingImageManagerController } from '../controllers/backing-image-manager/index.js';
 import { dataSourceController } from '../controllers/backing-image-data-source/index.js';
 import { garbageCollector } from '../controllers/gc/index.js';
@@ -32,7 +33,9 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),
     nodeController({ store, informers, recorder: events }),
+    // Registers the replica-by-image index the replica gate reads, so it is built first.
     backingImageController({ store, informers, events }),
+    replicaGateController({ store, informers }),
     bim.controller,
     bids.controller,
   ];

@@ -21,6 +21,8 @@ export interface ManagerOptions {
   port?: number;
   signal: AbortSignal;
   log?: (line: string) => void;
+  /** Catalog images of data-plane components (Longhorn's --backing-image-manager-image); written to their settings. */
+  images?: { backingImageManager?: string | undefined; instanceManager?: string | undefined };
 }
 
 export interface RunningManager {
@@ -50,6 +52,13 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission] });
   await ensureSettings(store);
+  // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
+  // ones, and the controllers then retire managers of the old image.
+  const pin = async (name: string, value: string | undefined) => {
+    if (value) await store.patch('Setting', DEFAULT_NAMESPACE, name, 'merge', { value });
+  };
+  await pin('default-backing-image-manager-image', opts.images?.backingImageManager);
+  await pin('default-instance-manager-image', opts.images?.instanceManager);
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });

@@ -8,6 +8,7 @@ import type { BackingImage, BackingImageDiskFileStatus } from '../../api/backing
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
 import { StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
+import { recordRefusal } from '../../controllers/common/refusal.js';
 import { cleanupProblems } from './cleanup.js';
 import { collection, requireObject } from './common.js';
 
@@ -148,7 +149,10 @@ async function cleanup(store: Store, name: string, disks: string[]): Promise<Bac
   for (let attempt = 0; ; attempt++) {
     const bi = await store.get<BackingImage>('BackingImage', DEFAULT_NAMESPACE, name);
     const problems = await cleanupProblems(store, bi, disks);
-    if (problems) throw problems;
+    if (problems) {
+      recordRefusal(store, bi, 'CleanupRefused', problems.message);
+      throw problems;
+    }
     const next = structuredClone(bi);
     const map = { ...(next.spec?.diskFileSpecMap ?? {}) };
     for (const d of disks) delete map[d];

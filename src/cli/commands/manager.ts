@@ -3,13 +3,19 @@
 import { resolve } from 'node:path';
 import { startManager } from '../../manager/index.js';
 
-export async function runManagerCommand(o: { host: string; port: string; dataDir: string }): Promise<void> {
+export async function runManagerCommand(o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }): Promise<void> {
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
   // Started by `stratum up` with an IPC channel: when `up` dies, so does its manager.
   if (process.send) process.on('disconnect', () => ac.abort());
-  const m = await startManager({ dataDir: resolve(o.dataDir), host: o.host, port, signal: ac.signal });
+  const m = await startManager({
+    dataDir: resolve(o.dataDir),
+    host: o.host,
+    port,
+    signal: ac.signal,
+    images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
+  });
   await m.done;
 }

@@ -8,6 +8,7 @@ import { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from '../../apiserver/longh
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { AdmissionPlugin } from '../../store/resource-store.js';
 import type { Store } from '../../store/types.js';
+import { recordRefusal } from '../common/refusal.js';
 
 export async function settingValue(store: Store, name: string): Promise<string | undefined> {
   try {
@@ -49,7 +50,9 @@ export const backingImageAdmission: AdmissionPlugin = {
       ...(volumes.length ? [`volume${volumes.length > 1 ? 's' : ''} ${volumes.join(', ')}`] : []),
       ...(replicas.length ? [`replica${replicas.length > 1 ? 's' : ''} ${replicas.join(', ')}`] : []),
     ];
-    throw new StoreError('Conflict', `Cannot delete backing image "${name}": ${parts.join(' and ')} use${volumes.length + replicas.length > 1 ? '' : 's'} it`, {
+    const message = `Cannot delete backing image "${name}": ${parts.join(' and ')} use${volumes.length + replicas.length > 1 ? '' : 's'} it`;
+    recordRefusal(store, obj, 'DeletionRefused', message);
+    throw new StoreError('Conflict', message, {
       details: { kind: 'backingimages.longhorn.io', name },
     });
   },
