@@ -3,6 +3,7 @@
 
 const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   store: () => import('./store.js'),
+  'image-transfer': () => import('./image-transfer.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

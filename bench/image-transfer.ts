@@ -1,0 +1,390 @@
+// Image-transfer benchmark: moving a backing image's bytes, ours against the plain tools a person would use instead,
+// side by side in one run on the same disk, the same loopback network and the same page cache.
+//
+//   download   `stratum data-source --source-type download --checksum` of a 2 GiB random file from a local web
+//              server, timed from process start to `ready-for-transfer`, against `curl | tee FILE | sha512sum`
+//              from the same server. The baseline also gets an fsync of its copy, because `ready-for-transfer`
+//              means fsynced: without it the baseline would be timed against the page cache, not the disk.
+//   peer-sync  the same file from one `stratum bim` to a fresh one on another disk (chunked, every chunk SHA-256
+//              checked, whole-file SHA-512 and fsync before `ready`), against `curl -o FILE` of the sender's own
+//              download endpoint plus fsync (the plain HTTP copy), and that copy followed by `sha512sum` (the same
+//              guarantee ours gives). The sender's chunk manifest is computed before the clock starts: it is made
+//              once per file and cached, and is reported on its own line.
+//   sparse-sync a 4 GiB raw image holding 256 MiB of data, synced between two managers, against `curl -o` of the
+//              whole download: bytes sent (the sender's /v1/stats), wall time and the copy's allocated size.
+//
+// Every receiving process (and the sender, restarted over its disk) is fresh per phase, so its VmHWM from
+// /proc/PID/status is that phase's peak resident set. Sources are always served from the page cache (they were just
+// written and hashed), so both sides read them at the same cost.
+//
+//   npm run bench -- image-transfer [download] [peer-sync] [sparse-sync] [--size 2G] [--sparse-size 4G] [--limit 600]
+
+import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  allocatedBytes,
+  Budget,
+  check,
+  Children,
+  exec,
+  FileServer,
+  fsyncFile,
+  GiB,
+  hasTool,
+  memoryOf,
+  MiB,
+  Service,
+  startBim,
+  waitUntil,
+} from './transfer-kit.js';
+
+const PHASES = ['download', 'peer-sync', 'sparse-sync'] as const;
+type Phase = (typeof PHASES)[number];
+
+/** Tools each phase runs besides our own processes (coreutils `head`, `tee`, `du` are taken as given). */
+const NEEDS: Record<Phase, string[]> = {
+  download: ['curl', 'sha512sum'],
+  'peer-sync': ['curl', 'sha512sum'],
+  'sparse-sync': ['curl', 'qemu-img', 'dd'],
+};
+
+const CHUNK = 4 * MiB;
+
+interface Options {
+  phases: Phase[];
+  size: number;
+  sparseSize: number;
+  limitMs: number;
+}
+
+function parseSize(flag: string, v: string | undefined): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(v ?? '');
+  if (!m) throw new Error(`${flag} takes a size such as 512M or 2G, not ${JSON.stringify(v)}`);
+  return Number(m[1]) * ({ '': 1, K: 1024, M: MiB, G: GiB }[(m[2] ?? '').toUpperCase()] ?? 1);
+}
+
+function parseArgs(args: string[]): Options {
+  const o: Options = { phases: [], size: 2 * GiB, sparseSize: 4 * GiB, limitMs: 600_000 };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--size') o.size = parseSize(a, args[++i]);
+    else if (a === '--sparse-size') o.sparseSize = parseSize(a, args[++i]);
+    else if (a === '--limit') o.limitMs = parseSize(a, args[++i]) * 1000;
+    else if ((PHASES as readonly string[]).includes(a)) o.phases.push(a as Phase);
+    else throw new Error(`unknown argument ${JSON.stringify(a)}; phases: ${PHASES.join(', ')}`);
+  }
+  if (o.phases.length === 0) o.phases = [...PHASES];
+  if (o.size < CHUNK) throw new Error('--size must be at least 4M');
+  // 16 runs of sparseSize/256 bytes written by dd in 1 MiB blocks, each 3 MiB into its sixteenth of the file.
+  if (o.sparseSize < 256 * MiB || o.sparseSize % (256 * MiB) !== 0) throw new Error('--sparse-size must be a multiple of 256M');
+  return o;
+}
+
+const gib = (n: number) => (n >= GiB && n % GiB === 0 ? `${n / GiB} GiB` : `${(n / MiB).toFixed(0)} MiB`);
+const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
+const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
+const ratio = (r: number) => (r >= 0.1 ? r.toFixed(2) : r.toFixed(3));
+
+function figure(name: string, unit: string, ours: number, baseline: number, digits = 1): void {
+  console.log(`${name}: ours ${ours.toFixed(digits)} ${unit}, baseline ${baseline.toFixed(digits)} ${unit}, ratio ${ratio(ours / baseline)}`);
+}
+
+function rss(phase: string, who: string, pid: number): void {
+  console.log(`rss: ${phase} ${who} peak ${mib(memoryOf(pid).hwm)}`);
+}
+
+interface DsFile {
+  state: string;
+  message: string;
+  filePath: string | null;
+  currentChecksum: string;
+  identity: unknown;
+}
+
+interface FileInfo {
+  state: string;
+  message: string;
+  currentChecksum: string;
+  realSize: number;
+}
+
+interface Stats {
+  sent: { dataBytes: number; downloadBytes: number };
+}
+
+async function waitReady(bim: Service, budget: Budget, name: string): Promise<FileInfo> {
+  return waitUntil(`${name} to be ready on ${bim.what}`, budget, async () => {
+    const r = await bim.api<FileInfo>('GET', `/v1/files/${name}`);
+    if (r.status !== 200) throw new Error(`GET ${name} on ${bim.what}: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.body.state === 'failed') throw new Error(`${name} failed on ${bim.what}: ${r.body.message}`);
+    return r.body.state === 'ready' ? r.body : undefined;
+  });
+}
+
+async function post(bim: Service, path: string, body: unknown): Promise<void> {
+  const r = await bim.api('POST', path, body);
+  if (r.status !== 200 && r.status !== 202) throw new Error(`POST ${path} on ${bim.what}: ${r.status} ${JSON.stringify(r.body)}`);
+}
+
+async function stats(bim: Service): Promise<Stats> {
+  return (await bim.api<Stats>('GET', '/v1/stats')).body;
+}
+
+function makeDisk(root: string, label: string): { path: string; uuid: string } {
+  const path = join(root, label);
+  mkdirSync(join(path, 'tmp'), { recursive: true });
+  const uuid = randomUUID();
+  writeFileSync(join(path, 'longhorn-disk.cfg'), JSON.stringify({ diskUUID: uuid }));
+  return { path, uuid };
+}
+
+/** State shared by the phases of one run. */
+interface Run {
+  o: Options;
+  root: string;
+  budget: Budget;
+  kids: Children;
+  server: FileServer;
+  /** The random file the web server serves, and its SHA-512 (by sha512sum). */
+  origin: { path: string; name: string; sha: string } | undefined;
+  diskA: { path: string; uuid: string };
+  /** The sending manager; it holds `img` (the random file) once the download or peer-sync phase put it there. */
+  bimA: Service | undefined;
+}
+
+async function makeOrigin(run: Run): Promise<NonNullable<Run['origin']>> {
+  if (run.origin) return run.origin;
+  const { root, kids, budget, o } = run;
+  const dir = join(root, 'origin');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'image.raw');
+  check(await exec(kids, budget, 'sh', ['-c', 'head -c "$1" /dev/urandom > "$0"', path, String(o.size)]), 'head -c /dev/urandom');
+  // Its writeback would otherwise still be running while the first side is timed.
+  fsyncFile(path);
+  const sha = check(await exec(kids, budget, 'sha512sum', [path]), 'sha512sum').stdout.split(' ')[0] ?? '';
+  return (run.origin = { path, name: 'image.raw', sha });
+}
+
+/** The sending manager with `img` ready; without the download phase it takes the origin file over directly. */
+async function senderWithImage(run: Run): Promise<Service> {
+  if (run.bimA) return run.bimA;
+  const { kids, budget, diskA } = run;
+  const origin = await makeOrigin(run);
+  const bimA = (run.bimA = await startBim(kids, budget, diskA));
+  // A hard link on the same file system: fetch renames it away and the origin stays for later phases.
+  const src = join(diskA.path, 'tmp', 'img.raw');
+  check(await exec(kids, budget, 'ln', [origin.path, src]), 'ln');
+  await post(bimA, '/v1/files/img/fetch', { uuid: 'u1', sourcePath: src, size: run.o.size, expectedChecksum: origin.sha });
+  await waitReady(bimA, budget, 'img');
+  return bimA;
+}
+
+async function downloadPhase(run: Run): Promise<void> {
+  const { kids, budget, server, diskA, o, root } = run;
+  const origin = await makeOrigin(run);
+  const url = `${server.url}/${origin.name}`;
+  const label = `download+sha512 ${gib(o.size)} [MB/s; baseline curl | tee | sha512sum, + fsync]`;
+
+  const copy = join(root, 'disk-b', 'baseline-download.raw');
+  const t0 = performance.now();
+  const b = await exec(kids, budget, 'sh', ['-c', 'curl -sS --fail "$0" | tee "$1" | sha512sum', url, copy], { group: true });
+  fsyncFile(copy);
+  const baseMs = performance.now() - t0;
+  // The shell has no pipefail: a failed curl shows up as a wrong checksum or size.
+  if (b.code !== 0 || b.stdout.split(' ')[0] !== origin.sha || statSync(copy).size !== o.size) {
+    throw new Error(`the baseline download went wrong (exit ${b.code}): ${b.stderr.trim() || b.stdout.trim()}`);
+  }
+  rmSync(copy);
+
+  const ds = new Service(
+    'stratum data-source',
+    kids,
+    ['data-source', '--disk', diskA.path, '--name', 'img', '--uuid', 'u1', '--source-type', 'download', '--parameters', `url=${url}`, '--checksum', origin.sha, '--port', '0'],
+    /listening on (http:\/\/\S+)/,
+  );
+  const t1 = performance.now();
+  await ds.start(budget);
+  const f = await waitUntil('the data source to be ready-for-transfer', budget, async () => {
+    const r = await ds.api<DsFile>('GET', '/v1/file');
+    if (r.body.state === 'failed') throw new Error(`the data source failed: ${r.body.message}`);
+    return r.body.state === 'ready-for-transfer' ? r.body : undefined;
+  });
+  const oursMs = performance.now() - t1;
+  if (f.currentChecksum !== origin.sha || f.filePath === null) throw new Error(`the data source finished with ${JSON.stringify(f)}`);
+  figure(label, 'MB/s', mbps(o.size, oursMs), mbps(o.size, baseMs));
+  rss('download', 'data-source', ds.pid);
+
+  // Hand the file to the sending manager the way the controller does (rename, not read), for the next phases.
+  const bimA = (run.bimA = await startBim(kids, budget, diskA));
+  await post(bimA, '/v1/files/img/fetch', {
+    uuid: 'u1',
+    sourcePath: f.filePath,
+    size: o.size,
+    expectedChecksum: origin.sha,
+    sha512: f.currentChecksum,
+    identity: f.identity,
+  });
+  await waitReady(bimA, budget, 'img');
+  const t = await ds.api('POST', '/v1/transfer');
+  if (t.status !== 200) throw new Error(`POST /v1/transfer: ${t.status} ${JSON.stringify(t.body)}`);
+  await ds.stop();
+}
+
+async function peerSyncPhase(run: Run): Promise<void> {
+  const { kids, budget, root, o } = run;
+  const origin = await makeOrigin(run);
+  const bimA = await senderWithImage(run);
+
+  const tm = performance.now();
+  await waitUntil('the sender chunk manifest', budget, async () => {
+    const r = await bimA.api('GET', `/v1/files/img/chunks?size=${CHUNK}`);
+    if (r.status === 200) return true;
+    if (r.status === 503) return undefined; // ManifestPending: being computed
+    throw new Error(`GET chunks: ${r.status} ${JSON.stringify(r.body)}`);
+  }, 200);
+  console.log(`note: the sender's chunk manifest of ${gib(o.size)} (SHA-512 + SHA-256 per 4 MiB, once per file, cached) took ${((performance.now() - tm) / 1000).toFixed(1)} s, before the clock`);
+  await bimA.restart(budget);
+
+  const diskB = makeDisk(root, 'disk-b');
+  const bimB = await startBim(kids, budget, diskB);
+  const sent0 = (await stats(bimA)).sent.dataBytes;
+  const t0 = performance.now();
+  await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url] });
+  const f = await waitReady(bimB, budget, 'img');
+  const oursMs = performance.now() - t0;
+  if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
+  const sent = (await stats(bimA)).sent.dataBytes - sent0;
+  rss('peer-sync', 'receiver', bimB.pid);
+  rss('peer-sync', 'sender', bimA.pid);
+  await bimB.stop();
+  rmSync(join(diskB.path, 'backing-images'), { recursive: true, force: true });
+
+  const copy = join(diskB.path, 'baseline-copy.raw');
+  const downloaded0 = (await stats(bimA)).sent.downloadBytes;
+  const t1 = performance.now();
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
+  fsyncFile(copy);
+  const copyMs = performance.now() - t1;
+  if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
+  const downloaded = (await stats(bimA)).sent.downloadBytes - downloaded0;
+  const v = check(await exec(kids, budget, 'sha512sum', [copy]), 'sha512sum');
+  if (v.stdout.split(' ')[0] !== origin.sha) throw new Error('the plain copy does not match the source checksum');
+  rmSync(copy);
+
+  const ours = mbps(o.size, oursMs);
+  console.log(`note: the sender sent ${mib(sent)} of chunk data to the syncing manager and ${mib(downloaded)} to curl`);
+  figure(`peer sync ${gib(o.size)} [MB/s; baseline curl -o of the sender's download + fsync]`, 'MB/s', ours, mbps(o.size, copyMs));
+  figure(`peer sync ${gib(o.size)} [MB/s; baseline curl -o + fsync, then sha512sum]`, 'MB/s', ours, mbps(o.size, copyMs + v.ms));
+}
+
+async function sparseSyncPhase(run: Run): Promise<void> {
+  const { kids, budget, root, o, diskA } = run;
+  const size = o.sparseSize;
+  const run16 = size / 256;
+  const bimA = run.bimA ?? (run.bimA = await startBim(kids, budget, diskA));
+
+  const src = join(diskA.path, 'tmp', 'sparse.raw');
+  check(await exec(kids, budget, 'qemu-img', ['create', '-q', '-f', 'raw', src, String(size)]), 'qemu-img create');
+  // 16 runs, each starting 3 MiB into its sixteenth, so runs begin and end inside 4 MiB chunks.
+  for (let k = 0; k < 16; k++) {
+    const seek = (k * size) / 16 / MiB + 3;
+    const args = ['if=/dev/urandom', `of=${src}`, 'bs=1M', `count=${run16 / MiB}`, `seek=${seek}`, 'conv=notrunc', 'status=none'];
+    check(await exec(kids, budget, 'dd', args), 'dd');
+  }
+  fsyncFile(src);
+  const srcAllocated = allocatedBytes(src);
+  const tf = performance.now();
+  // Without a checksum the manager reads the file once for its SHA-512 and the chunk manifest: that is the sync's
+  // expected checksum, and the manifest is cached before the clock starts, as in peer-sync.
+  await post(bimA, '/v1/files/sparse/fetch', { uuid: 'u2', sourcePath: src, size });
+  const a = await waitReady(bimA, budget, 'sparse');
+  console.log(`note: sparse source ${gib(size)} raw, ${mib(srcAllocated)} allocated; the sender hashed it on fetch in ${((performance.now() - tf) / 1000).toFixed(1)} s, before the clock`);
+  await bimA.restart(budget);
+
+  const diskC = makeDisk(root, 'disk-c');
+  const bimC = await startBim(kids, budget, diskC);
+  const before = await stats(bimA);
+  const t0 = performance.now();
+  await post(bimC, '/v1/files/sparse/sync', { uuid: 'u2', size, expectedChecksum: a.currentChecksum, sources: [bimA.url] });
+  const f = await waitReady(bimC, budget, 'sparse');
+  const oursMs = performance.now() - t0;
+  const mid = await stats(bimA);
+  if (f.currentChecksum !== a.currentChecksum) throw new Error(`the sparse copy has checksum ${f.currentChecksum}`);
+  const oursAllocated = allocatedBytes(join(diskC.path, 'backing-images', 'sparse-u2', 'backing'));
+  rss('sparse-sync', 'receiver', bimC.pid);
+  rss('sparse-sync', 'sender', bimA.pid);
+  await bimC.stop();
+
+  const copy = join(diskC.path, 'baseline-sparse.raw');
+  const t1 = performance.now();
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/sparse/download`]), 'curl');
+  fsyncFile(copy);
+  const copyMs = performance.now() - t1;
+  if (statSync(copy).size !== size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
+  const after = await stats(bimA);
+  const baseAllocated = allocatedBytes(copy);
+  rmSync(copy);
+
+  const what = `sparse sync ${gib(size)} raw holding ${gib(16 * run16)}`;
+  const sent = mid.sent.dataBytes - before.sent.dataBytes;
+  const curlSent = after.sent.downloadBytes - mid.sent.downloadBytes;
+  figure(`${what} [MiB sent by the sender; baseline curl -o of the whole download; lower is better]`, 'MiB', sent / MiB, curlSent / MiB);
+  figure(`${what} [wall s; baseline curl -o + fsync; lower is better]`, 's', oursMs / 1000, copyMs / 1000, 2);
+  figure(`${what} [MiB allocated by the copy (st_blocks); baseline curl -o; lower is better]`, 'MiB', oursAllocated / MiB, baseAllocated / MiB);
+}
+
+async function header(run: Run): Promise<void> {
+  const { o, kids, budget, root } = run;
+  const cpu = cpus();
+  const fs = await exec(kids, budget, 'stat', ['-f', '-c', '%T', root]);
+  console.log(
+    `image-transfer: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), ${gib(Math.round(totalmem() / GiB) * GiB)} RAM ` +
+      `(${(freemem() / GiB).toFixed(1)} GiB free), Node ${process.version}, Linux ${release()}, temp dir on ${fs.code === 0 ? fs.stdout.trim() : 'unknown fs'}`,
+  );
+  console.log(
+    `files: ${gib(o.size)} random (head -c /dev/urandom) for download and peer-sync; ${gib(o.sparseSize)} sparse raw holding ` +
+      `${gib(o.sparseSize / 16)} in 16 runs of ${gib(o.sparseSize / 256)} for sparse-sync; sources served from the page cache; MB = 10^6 bytes`,
+  );
+}
+
+export async function run(args: string[]): Promise<void> {
+  const o = parseArgs(args);
+  const budget = new Budget(o.limitMs);
+  const kids = new Children();
+  const root = mkdtempSync(join(tmpdir(), 'stratum-bench-image-transfer-'));
+  const server = new FileServer(join(root, 'origin'));
+  // Ctrl-C or a kill reaches the cleanup below: every wait throws and every child of this run is stopped.
+  const onSignal = (sig: NodeJS.Signals) => {
+    budget.abort(`interrupted by ${sig}`);
+    void kids.stopAll();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await server.start();
+    const r: Run = { o, root, budget, kids, server, origin: undefined, diskA: makeDisk(root, 'disk-a'), bimA: undefined };
+    mkdirSync(join(root, 'disk-b'), { recursive: true });
+    await header(r);
+    for (const phase of o.phases) {
+      const missing = NEEDS[phase].filter((t) => !hasTool(t));
+      if (missing.length > 0) {
+        console.log(`skip: ${phase} needs ${missing.join(' and ')}, which this machine does not have`);
+        continue;
+      }
+      const t0 = performance.now();
+      if (phase === 'download') await downloadPhase(r);
+      else if (phase === 'peer-sync') await peerSyncPhase(r);
+      else await sparseSyncPhase(r);
+      console.log(`phase ${phase} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await kids.stopAll();
+    await server.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
