@@ -176,28 +176,34 @@ export class HttpStore implements Store {
       throw new StoreError('Internal', `cannot reach the API server at ${this.#server}: ${describeFetchError(err)}`, { cause: err });
     }
     if (!res.ok || !res.body) throw await errorFromResponse(res, `watch ${info.plural}`);
-    const decoder = new TextDecoder();
-    let buf = '';
     try {
-      for await (const chunk of res.body) {
-        buf += decoder.decode(chunk as Uint8Array, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (!line) continue;
-          const ev = JSON.parse(line) as { type: string; object: KubeObject & { code?: number; message?: string; reason?: string } };
-          if (ev.type === 'ERROR') {
-            const code = ev.object.code === 410 ? 'Gone' : (CODE_BY_HTTP[ev.object.code ?? 0] ?? 'Internal');
-            throw new StoreError(code, ev.object.message ?? 'watch error');
-          }
-          yield { type: ev.type as WatchEvent['type'], object: { ...ev.object, kind: info.kind } as T };
+      for await (const value of ndjson(res.body)) {
+        const ev = value as { type: string; object: KubeObject & { code?: number; message?: string; reason?: string } };
+        if (ev.type === 'ERROR') {
+          const code = ev.object.code === 410 ? 'Gone' : (CODE_BY_HTTP[ev.object.code ?? 0] ?? 'Internal');
+          throw new StoreError(code, ev.object.message ?? 'watch error');
         }
+        yield { type: ev.type as WatchEvent['type'], object: { ...ev.object, kind: info.kind } as T };
       }
     } catch (err) {
       if (opts.signal.aborted) return;
       if (err instanceof StoreError) throw err;
       throw new StoreError('Internal', `watch of ${info.plural} broke: ${describeFetchError(err)}`, { cause: err });
+    }
+  }
+}
+
+/** The JSON values of a newline-delimited JSON stream (a watch), one per non-empty line. */
+export async function* ndjson(body: AsyncIterable<Uint8Array>): AsyncIterable<unknown> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) yield JSON.parse(line) as unknown;
     }
   }
 }

@@ -4,7 +4,7 @@
 import { stringify } from 'yaml';
 import type { KindInfo } from '../../api/kind.js';
 import type { KubeObject } from '../../api/meta.js';
-import { resourceUrl } from '../../client/http-store.js';
+import { ndjson, resourceUrl } from '../../client/http-store.js';
 import { StoreError } from '../../store/errors.js';
 import { request, TABLE_ACCEPT } from '../api.js';
 import { renderTable, type TableLike } from '../output.js';
@@ -68,22 +68,13 @@ async function watchRows(o: GetOptions, rv: string, fmt: string, withNamespace: 
     throw err;
   });
   if (!res?.body) return;
-  const decoder = new TextDecoder();
-  let buf = '';
   try {
-    for await (const chunk of res.body) {
-      buf += decoder.decode(chunk as Uint8Array, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        const ev = JSON.parse(line) as { type: string; object: unknown };
-        if (ev.type === 'ERROR') throw new StoreError('Internal', (ev.object as { message?: string }).message ?? 'watch failed');
-        if (table) o.write(`${renderTable(ev.object as TableLike, { wide: fmt === 'wide', withNamespace, header: false })}\n`);
-        else if (fmt === 'json') o.write(`${JSON.stringify(ev.object, null, 4)}\n`);
-        else o.write(`---\n${stringify(ev.object)}`);
-      }
+    for await (const value of ndjson(res.body as AsyncIterable<Uint8Array>)) {
+      const ev = value as { type: string; object: unknown };
+      if (ev.type === 'ERROR') throw new StoreError('Internal', (ev.object as { message?: string }).message ?? 'watch failed');
+      if (table) o.write(`${renderTable(ev.object as TableLike, { wide: fmt === 'wide', withNamespace, header: false })}\n`);
+      else if (fmt === 'json') o.write(`${JSON.stringify(ev.object, null, 4)}\n`);
+      else o.write(`---\n${stringify(ev.object)}`);
     }
   } catch (err) {
     if (!o.signal.aborted) throw err;
