@@ -159,6 +159,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
 
     for (const f of live) {
       if (wanted[f.name] === f.uuid) continue;
+      // A directory the manager could not attribute (no uuid) is left for a human: it is not ours to guess at.
+      if (!f.uuid) continue;
       await c.deleteFile(f.name, f.uuid);
       events.event(m as never, 'Normal', 'FileDeleted', `deleted ${f.name}-${f.uuid}: no backing image on this disk needs it`);
     }
