@@ -155,11 +155,15 @@ export class LifecycleCluster {
     return out;
   }
 
+  /** Stops agents with SIGUSR2 (which stops their pods too), the manager, then kills any pod process left. */
   async stop(): Promise<void> {
-    for (const a of this.agents.values()) await a.stop('SIGTERM');
-    await this.manager.stop();
-    killRecordedPods(this.dir.path);
-    this.dir.remove();
+    try {
+      for (const a of this.agents.values()) await a.stop('SIGUSR2', 30_000);
+      await this.manager.stop();
+    } finally {
+      killRecordedPods(this.dir.path);
+      this.dir.remove();
+    }
   }
 }
 
