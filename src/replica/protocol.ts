@@ -4,7 +4,7 @@
 // pairs them up. All integers are little-endian; 64-bit fields must stay below 2^53 (JavaScript numbers), and a
 // peer that sends more is answered with a protocol error naming the byte offset of the field.
 
-import { ChunkQueue } from './chunk-queue.js';
+import { ByteQueue } from '../util/byte-queue.js';
 import { protocolError } from './errors.js';
 import { getU64, setU64, view } from './wire.js';
 
@@ -200,7 +200,7 @@ export function encodeErrorMessage(message: string): Uint8Array {
 
 /** Server side: bytes in, requests out. */
 export class RequestParser {
-  readonly #queue = new ChunkQueue();
+  readonly #queue = new ByteQueue();
   #header: RequestHeader | undefined;
   #headerAt = 0;
 
@@ -228,7 +228,7 @@ export class RequestParser {
 
 /** Client side: bytes in, responses out. */
 export class ResponseParser {
-  readonly #queue = new ChunkQueue();
+  readonly #queue = new ByteQueue();
   #header: ResponseHeader | undefined;
   #headerAt = 0;
 

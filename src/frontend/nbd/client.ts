@@ -3,7 +3,7 @@
 // raw error value, `sendRaw` writes arbitrary bytes); real consumers use qemu, libnbd tools or the kernel.
 
 import * as net from 'node:net';
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import {
   NBD_EXPORT_NAME_ZEROES,
   NBD_GREETING_SIZE,

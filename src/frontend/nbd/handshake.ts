@@ -3,7 +3,7 @@
 // NBD_OPT_EXPORT_NAME answer. `NbdHandshakeParser` splits the client's side of the handshake into messages from a
 // byte stream cut at arbitrary points. No sockets here; the server and the client drive these.
 
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import {
   NBD_EXPORT_NAME_ZEROES,
   NBD_GREETING_SIZE,

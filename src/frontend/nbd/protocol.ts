@@ -5,4 +5,4 @@
 export * from './constants.js';
 export * from './handshake.js';
 export * from './transmission.js';
-export { ByteQueue } from './byte-queue.js';
+export { ByteQueue } from '../../util/byte-queue.js';

@@ -3,7 +3,7 @@
 // arbitrary points into requests, handing WRITE payloads out as views of the received chunks whenever a payload
 // arrived in one piece; `NbdSimpleReplyParser` is its mirror for clients.
 
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import {
   NBD_DEFAULT_MAX_PAYLOAD,
   NBD_REQUEST_HEADER_SIZE,

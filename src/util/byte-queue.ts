@@ -1,6 +1,6 @@
-// A FIFO of received byte chunks for the incremental parsers. Bytes are handed out as views of the received chunks
-// whenever they lie inside one chunk; only data that straddles chunk boundaries is copied (once). It also counts
-// consumed bytes so parsers can report absolute stream offsets in their errors.
+// A FIFO of received byte chunks for the incremental protocol parsers (NBD, the replica wire protocol). Bytes are
+// handed out as views of the received chunks whenever they lie inside one chunk; only data that straddles chunk
+// boundaries is copied (once). It counts consumed bytes so parsers can report absolute stream offsets in errors.
 
 export class ByteQueue {
   #chunks: Uint8Array[] = [];
