@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import type { KubeObject } from '../src/api/meta.js';
 import { HttpStore } from '../src/client/http-store.js';
 import { ManagerProcess, tempDir } from './helpers/processes.js';
+import { mulberry32 as prng } from '../src/util/prng.js';
 
 const NS = 'longhorn-system';
 const dirs: { remove(): void }[] = [];
@@ -22,17 +23,6 @@ function bi(name: string): KubeObject {
   };
 }
 
-/** Seeded PRNG (mulberry32) so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('1,000 writes with a kill -9 at a random moment: every acknowledged write survives', async () => {
   const seed = Number(process.env['STRATUM_TEST_SEED'] ?? Date.now() % 1_000_000);

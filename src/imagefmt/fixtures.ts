@@ -6,6 +6,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mulberry32 } from '../util/prng.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -52,18 +53,14 @@ export function fuzzSeed(): number {
 
 /** mulberry32: small, fast, good enough to pick fuzz cases, and reproducible from one 32-bit seed. */
 export class Rng {
-  #state: number;
+  readonly #next: () => number;
 
   constructor(seed: number) {
-    this.#state = seed >>> 0;
+    this.#next = mulberry32(seed);
   }
 
   u32(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    return Math.floor(this.#next() * 2 ** 32);
   }
 
   /** Integer in [0, n). */

@@ -6,18 +6,16 @@
 
 import type { StorageDir, StorageFile } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
+import { mulberry32 } from '../util/prng.js';
 
 /** mulberry32: small, fast, seedable; good enough for test workloads. */
 export class Rng {
-  #s: number;
+  readonly #next: () => number;
   constructor(seed: number) {
-    this.#s = seed >>> 0;
+    this.#next = mulberry32(seed);
   }
   next(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.#next();
   }
   int(n: number): number {
     return Math.floor(this.next() * n);

@@ -19,18 +19,8 @@ import {
   encodeRequestHeader,
 } from './protocol.js';
 import { isProtocolError } from './errors.js';
+import { mulberry32 as prng } from '../../util/prng.js';
 
-/** mulberry32: small, fast, good enough to pick split points. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const baseSeed = process.env['NBD_FUZZ_SEED'] ? Number(process.env['NBD_FUZZ_SEED']) : (Date.now() ^ 0x5bd1e995) >>> 0;
 const CASES = 2500;
