@@ -13,6 +13,9 @@ test('built-in images resolve with the repository and node binary', () => {
   assert.deepEqual(http?.command, ['/bin/node', '/repo/dist/src/agent/test-images/http.js']);
   assert.equal(http?.component, 'test-http');
   assert.equal(http?.source, 'built-in');
+  const im = entries.find((e) => e.name === 'stratum-im:v1');
+  assert.deepEqual(im?.command, ['/bin/node', '/repo/dist/src/cli/main.js']);
+  assert.equal(im?.component, 'instance-manager');
 });
 
 test('a YAML catalog adds images, and "from" inherits command and env with overrides', () => {

@@ -70,6 +70,16 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     description: 'backing-image manager (args: bim …) and data source (args: data-source …) of one disk',
   },
   {
+    // Pod args: instance-manager --node $(NODE_NAME) --host $(POD_IP) --port $(PORT) [--data-root DIR …]
+    name: 'stratum-im:v1',
+    component: 'instance-manager',
+    version: '1.0.0',
+    apiVersion: 1,
+    apiMinVersion: 1,
+    command: ['{node}', '{cli}'],
+    description: 'instance manager of a node (args: instance-manager --node … --port …): hosts replicas and engines',
+  },
+  {
     name: 'stratum-test-http:v1',
     component: 'test-http',
     version: '1.0.0',

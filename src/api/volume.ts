@@ -23,7 +23,8 @@ export const VOLUME_STATES = ['creating', 'attached', 'detached', 'attaching', '
 export type VolumeState = (typeof VOLUME_STATES)[number];
 export const VOLUME_ROBUSTNESS = ['healthy', 'degraded', 'faulted', 'unknown'] as const;
 export type VolumeRobustness = (typeof VOLUME_ROBUSTNESS)[number];
-export const VOLUME_FRONTENDS = ['blockdev', 'iscsi', 'nvmf', 'ublk', ''] as const;
+// `nbd` is Stratum's: the engine's NBD export is the frontend (its URI is in the engine's status.endpoint).
+export const VOLUME_FRONTENDS = ['blockdev', 'nbd', 'iscsi', 'nvmf', 'ublk', ''] as const;
 export type VolumeFrontend = (typeof VOLUME_FRONTENDS)[number];
 export const DATA_LOCALITIES = ['disabled', 'best-effort', 'strict-local'] as const;
 export const ACCESS_MODES = ['rwo', 'rwop', 'rwx'] as const;

@@ -32,5 +32,6 @@ export async function request(
     throw new StoreError('Internal', `cannot reach the API server (${new URL(url).origin}): ${describeFetchError(err)}`);
   }
   if (!res.ok) throw await errorFromResponse(res, `${method} ${url}`);
-  return { status: res.status, body: await res.json(), headers: res.headers };
+  // 204 (a /v1 delete) has no body to parse.
+  return { status: res.status, body: res.status === 204 ? undefined : await res.json(), headers: res.headers };
 }

@@ -17,8 +17,10 @@ import { runManagerCommand } from './commands/manager.js';
 import { cleanupImage, createImage, downloadImage, uploadImage } from './commands/backing-image.js';
 import { bimCommand } from './commands/bim.js';
 import { dataSourceCommand } from './commands/datasource.js';
+import { instanceCommands } from './commands/instances.js';
 import { addNodeCommand } from './commands/node.js';
 import { addUpCommand } from './commands/up.js';
+import { addVolumeCommand } from './commands/volume.js';
 import { fail, qualifiedName } from './output.js';
 
 const program = new Command('stratum')
@@ -203,10 +205,12 @@ async function waitGone(url: string, timeoutMs: number, name: string): Promise<v
 
 addNodeCommand(program);
 addUpCommand(program);
+addVolumeCommand(program);
 addImagesCommand(program);
 addLogsCommand(program);
 
 program.addCommand(bimCommand());
 program.addCommand(dataSourceCommand());
+for (const c of instanceCommands()) program.addCommand(c);
 
 await program.parseAsync(process.argv);

@@ -1,7 +1,10 @@
 // runEngine: the engine process body, for `stratum engine` (and tests that start it as a child process). Connects
 // the volume's replicas, starts the Engine, serves it as an NBD export and exposes the control API, until `signal`
-// aborts; then shuts down gracefully: NBD clients drained, replicas flushed, connections closed.
+// aborts; then shuts down gracefully: NBD clients drained, replicas flushed, connections closed. With `blockdev`, the
+// export is also made a block device (nbdfuse + loop, src/frontend/blockdev) once NBD listens, and removed first on
+// shutdown, while NBD still serves it, so the loop device's last writes reach the replicas.
 
+import { NbdLoopDevice } from '../frontend/blockdev/index.js';
 import { NbdServer, type NbdListenOptions } from '../frontend/nbd/index.js';
 import { ReplicaClient, type ReplicaInfo } from '../replica/index.js';
 import { ControlServer, parseEndpoint, type ControlListenOptions } from './control.js';
@@ -19,13 +22,15 @@ export interface RunEngineOptions {
   nbd: NbdListenOptions;
   /** Where the control API listens (omit for none). */
   control?: ControlListenOptions;
+  /** Also expose the volume as a block device `<deviceDir>/<volume>` (frontend "blockdev"). */
+  blockdev?: { deviceDir: string; fuseDir?: string };
   /** Per-request timeout towards replicas (default 8000 ms). */
   requestTimeoutMs?: number;
   pingIntervalMs?: number;
   shutdownTimeoutMs?: number;
   log?: (line: string) => void;
   /** Called once serving, with the NBD URI and the control address. */
-  onReady?: (ready: { engine: Engine; nbdUri: string; control?: { host: string; port: number } | { path: string } }) => void;
+  onReady?: (ready: { engine: Engine; nbdUri: string; control?: { host: string; port: number } | { path: string }; device?: string }) => void;
 }
 
 /** A replica that could not be reached at start: the engine lists it as ERR with the reason. */
@@ -74,19 +79,26 @@ export async function runEngine(opts: RunEngineOptions, signal: AbortSignal): Pr
   });
   const nbd = new NbdServer({ onError: (err) => log(`engine ${opts.volume}: nbd: ${err.message}`) });
   const control = new ControlServer(engine, { requestTimeoutMs: timeoutMs, log });
+  let device: NbdLoopDevice | undefined;
   try {
     nbd.addExport(opts.volume, engine, { description: `Stratum volume ${opts.volume}` });
     await nbd.listen(opts.nbd, { signal });
     const controlAddress = opts.control ? await control.listen(opts.control, { signal }) : undefined;
     const nbdUri = nbd.uri(opts.volume);
+    if (opts.blockdev) {
+      const b = opts.blockdev;
+      device = await NbdLoopDevice.create({ volume: opts.volume, nbdUri, deviceDir: b.deviceDir, ...(b.fuseDir ? { fuseDir: b.fuseDir } : {}), size: engine.status().size, log, signal });
+    }
     const s = engine.status();
     log(`engine ${opts.volume}: serving ${nbdUri} (${s.size} B, ${s.state}: ${s.replicas.map((r) => `${r.name} ${r.mode}`).join(', ')})`);
-    opts.onReady?.({ engine, nbdUri, ...(controlAddress ? { control: controlAddress } : {}) });
+    opts.onReady?.({ engine, nbdUri, ...(controlAddress ? { control: controlAddress } : {}), ...(device ? { device: device.path } : {}) });
     if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
     const deadline = AbortSignal.timeout(opts.shutdownTimeoutMs ?? 10_000);
+    await device?.close();
     await Promise.all([nbd.close({ signal: deadline }), opts.control ? control.close() : Promise.resolve()]);
     await engine.close({ signal: deadline });
   } catch (err) {
+    await device?.close().catch((e: unknown) => log(`engine ${opts.volume}: removing the block device: ${(e as Error).message}`));
     engine.destroy(err instanceof Error ? err : undefined);
     throw err;
   } finally {

@@ -13,6 +13,10 @@ import { backingImageManagerController } from '../controllers/backing-image-mana
 import { dataSourceController } from '../controllers/backing-image-data-source/index.js';
 import { garbageCollector } from '../controllers/gc/index.js';
 import { nodeController } from '../controllers/node/index.js';
+import { engineController } from '../controllers/engine/index.js';
+import { instanceManagerController } from '../controllers/instance-manager/index.js';
+import { replicaController } from '../controllers/replica/index.js';
+import { volumeController } from '../controllers/volume/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 
 export interface ControllerSetOptions {
@@ -30,6 +34,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const events = new EventRecorder({ store, component: 'stratum-manager' });
   const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
   const bids = dataSourceController({ store, informers, events });
+  const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),
     nodeController({ store, informers, recorder: events }),
@@ -38,12 +43,16 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     replicaGateController({ store, informers }),
     bim.controller,
     bids.controller,
+    ims.controller,
+    replicaController({ store, informers, events, managers: ims }),
+    engineController({ store, informers, events, managers: ims }),
+    volumeController({ store, informers, events }),
   ];
   const informersDone = informers.run(opts.signal);
   const stopped = (async () => {
     await informers.waitForSync(opts.signal).catch(() => undefined);
     await Promise.all(controllers.map((c) => c.run(opts.signal)));
-    await Promise.all([bim.stop(), bids.stop()]);
+    await Promise.all([bim.stop(), bids.stop(), ims.stop()]);
     await events.close().catch(() => undefined);
     await informersDone;
   })();

@@ -14,6 +14,7 @@ import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
+import { volumeAdmission } from '../controllers/volume/admission.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -50,7 +51,7 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission] });
+  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission, volumeAdmission] });
   await ensureSettings(store);
   // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
   // ones, and the controllers then retire managers of the old image.

@@ -22,3 +22,17 @@ export const LABEL_BIDS = 'longhorn.io/backing-image-data-source';
 
 /** The finalizer Longhorn puts on its objects. */
 export const LONGHORN_FINALIZER = 'longhorn.io';
+
+/** Longhorn's InstanceManager name: one per (instance-manager image, node), so a new image gets new managers. */
+export function instanceManagerName(image: string, nodeName: string): string {
+  return `instance-manager-${createHash('sha224').update(`${image}-${nodeName}`).digest('hex').slice(0, 32)}`;
+}
+export const imPodName = (imName: string) => imName;
+
+/** A volume's engine; one per volume (a live migration would add a second). */
+export const engineNameFor = (volume: string) => `${volume}-e-0`;
+/** A new replica of a volume: a random suffix, as Longhorn does, so a replacement never reuses a failed name. */
+export const replicaNameFor = (volume: string, suffix: string) => `${volume}-r-${suffix}`;
+
+export const LABEL_VOLUME = 'longhorn.io/volume';
+export const LABEL_INSTANCE_MANAGER = 'longhorn.io/instance-manager';

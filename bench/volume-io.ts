@@ -1,0 +1,435 @@
+// Volume I/O benchmark: fio's nbd engine against a Stratum volume over a qcow2 backing image, and against `qemu-nbd`
+// serving a qcow2 overlay on the same backing file, side by side in one run.
+//
+//   setup      a 1 GiB qcow2 backing image holding 512 MiB of random data (the first MiB of every 2 MiB, so reads
+//              meet both allocated clusters and holes), converted from a raw file by `qemu-img convert`, then read
+//              once so both sides start from a warm page cache.
+//   ours       N replica processes (each its own directory, all over the same backing file path: in production
+//              each disk has its own copy) listening on loopback TCP, and an engine process connected to them that
+//              serves the volume as an NBD export on a unix socket. Every replica and the engine is a separate
+//              process (bench/volume-io-child.ts), not the `stratum` CLI.
+//   baseline   `qemu-img create -f qcow2 -b backing.qcow2 -F qcow2 overlay.qcow2` served by `qemu-nbd -f qcow2
+//              --cache=writeback --aio=threads` on a unix socket. writeback is qemu-nbd's default and the mode
+//              comparable to ours: both write through the page cache and make writes durable (fdatasync) when the
+//              client sends NBD_CMD_FLUSH, and neither syncs otherwise.
+//   workloads  fio --ioengine=nbd over the whole 1 GiB, time based: sequential read and write with 1 MiB blocks at
+//              queue depth 4, random read and write with 4 KiB blocks at queue depth 16, and random write again with
+//              a flush every 32 writes (the durability path). Each workload runs on both sides back to back, the
+//              order alternating, each on a fresh volume / fresh overlay and fresh processes, for 1 and 3 replicas.
+//
+// Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat) and
+// their peak resident set (VmHWM from /proc/PID/status).
+//
+//   npm run bench -- volume-io [seq-read] [seq-write] [rand-read] [rand-write] [rand-write-flush]
+//                              [--replicas 1,3] [--runtime 8] [--limit 900]
+
+import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Budget, check, Children, exec, GiB, hasTool, memoryOf, MiB, waitUntil } from './transfer-kit.js';
+import type { ChildSpec } from './volume-io-child.js';
+
+const CHILD = resolve(dirname(fileURLToPath(import.meta.url)), 'volume-io-child.js');
+
+const VOLUME_SIZE = GiB;
+/** Random data in the backing image: the first half of every 2 MiB stride. */
+const STRIDE = 2 * MiB;
+const EXPORT = 'vol';
+
+interface Workload {
+  key: string;
+  label: string;
+  rw: 'read' | 'write' | 'randread' | 'randwrite';
+  bs: string;
+  depth: number;
+  /** fio --fsync: a flush after every N writes. */
+  fsync?: number;
+  random: boolean;
+}
+
+const WORKLOADS: Workload[] = [
+  { key: 'seq-read', label: 'seq read 1MiB QD4', rw: 'read', bs: '1M', depth: 4, random: false },
+  { key: 'seq-write', label: 'seq write 1MiB QD4', rw: 'write', bs: '1M', depth: 4, random: false },
+  { key: 'rand-read', label: 'rand read 4KiB QD16', rw: 'randread', bs: '4k', depth: 16, random: true },
+  { key: 'rand-write', label: 'rand write 4KiB QD16', rw: 'randwrite', bs: '4k', depth: 16, random: true },
+  { key: 'rand-write-flush', label: 'rand write 4KiB QD16 + flush every 32', rw: 'randwrite', bs: '4k', depth: 16, fsync: 32, random: true },
+];
+
+interface Options {
+  workloads: Workload[];
+  replicas: number[];
+  runtimeS: number;
+  limitMs: number;
+}
+
+function parseArgs(args: string[]): Options {
+  const o: Options = { workloads: [], replicas: [1, 3], runtimeS: 8, limitMs: 900_000 };
+  const int = (flag: string, v: string | undefined): number => {
+    if (!/^\d+$/.test(v ?? '') || Number(v) < 1) throw new Error(`${flag} takes a positive whole number, not ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    const w = WORKLOADS.find((x) => x.key === a);
+    if (w) o.workloads.push(w);
+    else if (a === '--runtime') o.runtimeS = int(a, args[++i]);
+    else if (a === '--limit') o.limitMs = int(a, args[++i]) * 1000;
+    else if (a === '--replicas') o.replicas = (args[++i] ?? '').split(',').map((v) => int(a, v));
+    else throw new Error(`unknown argument ${JSON.stringify(a)}; workloads: ${WORKLOADS.map((x) => x.key).join(', ')}`);
+  }
+  if (o.workloads.length === 0) o.workloads = [...WORKLOADS];
+  return o;
+}
+
+const ratio = (r: number) => (r >= 0.1 ? r.toFixed(2) : r.toFixed(3));
+const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
+const plural = (n: number) => `${n} replica${n === 1 ? '' : 's'}`;
+
+function figure(name: string, unit: string, ours: number, baseline: number, digits = 1): void {
+  console.log(`${name}: ours ${ours.toFixed(digits)} ${unit}, baseline (qemu-nbd qcow2 overlay) ${baseline.toFixed(digits)} ${unit}, ratio ${ratio(ours / baseline)}`);
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** User + system CPU seconds a process has used so far, from /proc/PID/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are fields 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** One long-running child: spawned, waited for until it is ready, stopped by pid. */
+class Proc {
+  readonly what: string;
+  readonly child: ChildProcess;
+  #log = '';
+
+  constructor(what: string, kids: Children, cmd: string, args: string[]) {
+    this.what = what;
+    this.child = kids.spawn(cmd, args);
+    const keep = (d: Buffer) => (this.#log = (this.#log + d.toString()).slice(-20_000));
+    this.child.stdout?.on('data', keep);
+    this.child.stderr?.on('data', keep);
+  }
+
+  get log(): string {
+    return this.#log.slice(-2000);
+  }
+
+  get pid(): number {
+    if (this.child.pid === undefined || this.exited) throw new Error(`${this.what} is not running: ${this.log}`);
+    return this.child.pid;
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Waits until `ready()` returns a value; the process exiting first is an error. */
+  async waitFor<T>(budget: Budget, ready: (log: string) => T | undefined): Promise<T> {
+    return waitUntil(`${this.what} to be ready`, budget, async () => {
+      const v = ready(this.#log);
+      if (v !== undefined) return v;
+      if (this.exited) throw new Error(`${this.what} exited with ${this.child.exitCode ?? this.child.signalCode}: ${this.log}`);
+      return undefined;
+    }, 20);
+  }
+}
+
+/** A serving side of one run: its processes, the NBD URI, and how to stop it. */
+interface Side {
+  uri: string;
+  procs: { role: string; proc: Proc }[];
+  stop(): Promise<void>;
+}
+
+interface Ctx {
+  o: Options;
+  root: string;
+  budget: Budget;
+  kids: Children;
+  backing: string;
+  /** Peak VmHWM per "side/role", over all runs. */
+  hwm: Map<string, number>;
+  seq: number;
+}
+
+async function startChild(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc: Proc; address: string }> {
+  const proc = new Proc(what, ctx.kids, process.execPath, [CHILD, JSON.stringify(spec)]);
+  const address = await proc.waitFor(ctx.budget, (log) => /^ready (\S+)$/m.exec(log)?.[1]);
+  return { proc, address };
+}
+
+async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
+  const dir = join(ctx.root, `ours-${++ctx.seq}`);
+  mkdirSync(dir, { recursive: true });
+  const backing = { name: 'backing', uuid: 'bench', path: ctx.backing };
+  const procs: Side['procs'] = [];
+  const stop = async () => {
+    // The engine first: it drains the NBD client and flushes the replicas on its way out.
+    for (const p of procs.filter((x) => x.role === 'engine')) await ctx.kids.stop(p.proc.child);
+    await Promise.all(procs.filter((x) => x.role !== 'engine').map((p) => ctx.kids.stop(p.proc.child)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const started = await Promise.all(
+      Array.from({ length: replicas }, (_, i) =>
+        startChild(ctx, `replica r${i}`, { role: 'replica', dir: join(dir, `r${i}`), name: `r${i}`, size: VOLUME_SIZE, backing }),
+      ),
+    );
+    started.forEach((s) => procs.push({ role: 'replica', proc: s.proc }));
+    const engine = await startChild(ctx, 'engine', {
+      role: 'engine',
+      volume: EXPORT,
+      size: VOLUME_SIZE,
+      replicas: started.map((s, i) => ({ name: `r${i}`, address: s.address })),
+      nbdSocket: join(dir, 'nbd.sock'),
+    });
+    procs.push({ role: 'engine', proc: engine.proc });
+    return { uri: engine.address, procs, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function startBaseline(ctx: Ctx): Promise<Side> {
+  const dir = join(ctx.root, `base-${++ctx.seq}`);
+  mkdirSync(dir, { recursive: true });
+  const overlay = join(dir, 'overlay.qcow2');
+  const sock = join(dir, 'nbd.sock');
+  check(await exec(ctx.kids, ctx.budget, 'qemu-img', ['create', '-q', '-f', 'qcow2', '-b', ctx.backing, '-F', 'qcow2', overlay]), 'qemu-img create');
+  const proc = new Proc('qemu-nbd', ctx.kids, 'qemu-nbd', [
+    '--persistent', '--shared=4', '-f', 'qcow2', '--cache=writeback', '--aio=threads', '-x', EXPORT, '-k', sock, overlay,
+  ]);
+  const stop = async () => {
+    await ctx.kids.stop(proc.child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await proc.waitFor(ctx.budget, () => (existsSync(sock) ? true : undefined));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { uri: `nbd+unix:///${EXPORT}?socket=${sock}`, procs: [{ role: 'qemu-nbd', proc }], stop };
+}
+
+interface FioResult {
+  bwBytes: number;
+  iops: number;
+  p99Ns: number;
+}
+
+interface FioJson {
+  jobs?: { error?: number; read?: FioDir; write?: FioDir }[];
+}
+interface FioDir {
+  bw_bytes: number;
+  iops: number;
+  clat_ns?: { percentile?: Record<string, number> };
+}
+
+async function fio(ctx: Ctx, w: Workload, uri: string): Promise<FioResult> {
+  const out = join(ctx.root, `fio-${++ctx.seq}.json`);
+  const args = [
+    `--name=${w.key}`, '--ioengine=nbd', `--uri=${uri}`, `--rw=${w.rw}`, `--bs=${w.bs}`, `--iodepth=${w.depth}`,
+    `--size=${VOLUME_SIZE}`, '--time_based', '--ramp_time=1', `--runtime=${ctx.o.runtimeS}`,
+    '--output-format=json', `--output=${out}`,
+    ...(w.fsync ? [`--fsync=${w.fsync}`] : []),
+  ];
+  const r = await exec(ctx.kids, ctx.budget, 'fio', args);
+  let json: FioJson;
+  try {
+    json = JSON.parse(readFileSync(out, 'utf8')) as FioJson;
+  } catch {
+    throw new Error(`fio ${w.key} on ${uri} exited with ${r.code} and no JSON: ${r.stderr.trim() || r.stdout.trim()}`);
+  } finally {
+    rmSync(out, { force: true });
+  }
+  const job = json.jobs?.[0];
+  const d = w.rw === 'read' || w.rw === 'randread' ? job?.read : job?.write;
+  if (r.code !== 0 || !job || job.error || !d || d.iops <= 0) {
+    throw new Error(`fio ${w.key} on ${uri} failed (exit ${r.code}, error ${job?.error}): ${r.stderr.trim()}`);
+  }
+  return { bwBytes: d.bw_bytes, iops: d.iops, p99Ns: d.clat_ns?.percentile?.['99.000000'] ?? NaN };
+}
+
+interface Measured {
+  fio: FioResult;
+  /** CPU seconds per role during the fio run. */
+  cpu: Map<string, number>;
+}
+
+/** One workload on one freshly started side: fio, then the CPU used and the memory peaks, then stop. */
+async function measure(ctx: Ctx, w: Workload, label: string, start: () => Promise<Side>): Promise<Measured> {
+  const side = await start();
+  try {
+    const before = side.procs.map((p) => cpuSeconds(p.proc.pid));
+    const result = await fio(ctx, w, side.uri);
+    const cpu = new Map<string, number>();
+    side.procs.forEach((p, i) => cpu.set(p.role, (cpu.get(p.role) ?? 0) + cpuSeconds(p.proc.pid) - (before[i] ?? 0)));
+    for (const p of side.procs) {
+      const key = `${label}/${p.role}`;
+      ctx.hwm.set(key, Math.max(ctx.hwm.get(key) ?? 0, memoryOf(p.proc.pid).hwm));
+    }
+    return { fio: result, cpu };
+  } finally {
+    await side.stop();
+  }
+}
+
+function cpuText(m: Measured): string {
+  return [...m.cpu].map(([role, s]) => `${role} ${s.toFixed(1)} s`).join(' + ');
+}
+
+async function workload(ctx: Ctx, w: Workload, replicas: number, oursFirst: boolean): Promise<void> {
+  const label = plural(replicas);
+  const runOurs = () => measure(ctx, w, label, () => startOurs(ctx, replicas));
+  const runBase = () => measure(ctx, w, 'qemu-nbd', () => startBaseline(ctx));
+  let ours: Measured;
+  let base: Measured;
+  if (oursFirst) {
+    ours = await runOurs();
+    base = await runBase();
+  } else {
+    base = await runBase();
+    ours = await runOurs();
+  }
+  const name = `${w.label}, ${label}`;
+  if (w.random) {
+    figure(`${name} [IOPS]`, 'IOPS', ours.fio.iops, base.fio.iops, 0);
+    figure(`${name} [p99 completion latency; lower is better]`, 'ms', ours.fio.p99Ns / 1e6, base.fio.p99Ns / 1e6, 2);
+  } else {
+    figure(`${name} [MiB/s]`, 'MiB/s', ours.fio.bwBytes / MiB, base.fio.bwBytes / MiB, 0);
+  }
+  console.log(`cpu: ${name}, ${oursFirst ? 'ours ran first' : 'baseline ran first'}: ours ${cpuText(ours)}, baseline ${cpuText(base)} (CPU s during the ${ctx.o.runtimeS + 1} s fio run)`);
+}
+
+/** A raw image of random data in the first half of every stride, converted to qcow2; then read once into the cache. */
+async function makeBacking(ctx: Ctx): Promise<string> {
+  const raw = join(ctx.root, 'backing.raw');
+  const qcow = join(ctx.root, 'backing.qcow2');
+  const t0 = performance.now();
+  const fd = openSync(raw, 'w');
+  try {
+    const buf = Buffer.alloc(MiB);
+    for (let off = 0; off < VOLUME_SIZE; off += STRIDE) {
+      ctx.budget.left('writing the backing image');
+      randomFillSync(buf);
+      writeSync(fd, buf, 0, buf.length, off);
+    }
+    // Sized to the whole volume: the last stride's hole is part of the image.
+    writeSync(fd, Buffer.alloc(1), 0, 1, VOLUME_SIZE - 1);
+  } finally {
+    closeSync(fd);
+  }
+  check(await exec(ctx.kids, ctx.budget, 'qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow]), 'qemu-img convert');
+  rmSync(raw);
+  const info = JSON.parse(check(await exec(ctx.kids, ctx.budget, 'qemu-img', ['info', '--output=json', qcow]), 'qemu-img info').stdout) as {
+    'virtual-size': number;
+    'actual-size': number;
+    'cluster-size': number;
+  };
+  const r = openSync(qcow, 'r');
+  try {
+    const buf = Buffer.alloc(8 * MiB);
+    while (readSync(r, buf, 0, buf.length, null) > 0);
+  } finally {
+    closeSync(r);
+  }
+  console.log(
+    `setup: backing image qcow2 ${info['virtual-size'] / GiB} GiB virtual, ${mib(info['actual-size'])} on disk, ` +
+      `${info['cluster-size'] / 1024} KiB clusters, random data in the first 1 MiB of every 2 MiB; made and cached in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return qcow;
+}
+
+/** Once: the Stratum volume must read exactly what the backing image holds, or the figures mean nothing. */
+async function verify(ctx: Ctx): Promise<void> {
+  const side = await startOurs(ctx, 1);
+  try {
+    const r = await exec(ctx.kids, ctx.budget, 'qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'qcow2', side.uri, ctx.backing]);
+    if (r.code !== 0) throw new Error(`a fresh Stratum volume does not read as its backing image (qemu-img compare exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    console.log(`check: a fresh 1-replica Stratum volume reads the same bytes as the backing image (qemu-img compare, ${(r.ms / 1000).toFixed(1)} s)`);
+  } finally {
+    await side.stop();
+  }
+}
+
+function missingTools(): string[] {
+  const missing = ['fio', 'qemu-nbd', 'qemu-img'].filter((t) => !hasTool(t));
+  if (!missing.includes('fio')) {
+    const help = spawnSync('fio', ['--enghelp'], { encoding: 'utf8' });
+    if (!/^\s*nbd\s*$/m.test(`${help.stdout}`)) missing.push("fio's nbd engine (fio --enghelp does not list nbd; fio needs libnbd)");
+  }
+  return missing;
+}
+
+async function header(ctx: Ctx): Promise<void> {
+  const { o, kids, budget, root } = ctx;
+  const cpu = cpus();
+  const fs = await exec(kids, budget, 'stat', ['-f', '-c', '%T', root]);
+  const fioV = (await exec(kids, budget, 'fio', ['--version'])).stdout.trim();
+  const qemuV = (await exec(kids, budget, 'qemu-nbd', ['--version'])).stdout.split('\n')[0]?.trim() ?? '';
+  console.log(
+    `volume-io: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), ${Math.round(totalmem() / GiB)} GiB RAM ` +
+      `(${(freemem() / GiB).toFixed(1)} GiB free), Node ${process.version}, Linux ${release()}, temp dir on ${fs.code === 0 ? fs.stdout.trim() : 'unknown fs'}, ${fioV}, ${qemuV}`,
+  );
+  console.log(
+    `setup: fio --ioengine=nbd over the whole ${VOLUME_SIZE / GiB} GiB, ${o.runtimeS} s per run after 1 s ramp, fresh volume/overlay and processes per run; ` +
+      `ours: engine process with NBD on a unix socket, replica processes on loopback TCP, all replicas over the same backing file ` +
+      `(in production each disk has its own copy), 4 KiB replica blocks; baseline: qemu-nbd -f qcow2 --cache=writeback --aio=threads ` +
+      `on a unix socket serving a fresh qcow2 overlay (64 KiB clusters) of the same backing file; both sides write through the page cache and fdatasync only on NBD flush`,
+  );
+}
+
+export async function run(args: string[]): Promise<void> {
+  const o = parseArgs(args);
+  const missing = missingTools();
+  if (missing.length > 0) {
+    process.stderr.write(`volume-io: this machine lacks ${missing.join(', ')}; install them (Debian: apt-get install fio qemu-utils) and run again\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const budget = new Budget(o.limitMs);
+  const kids = new Children();
+  const root = mkdtempSync(join(tmpdir(), 'stratum-bench-volume-io-'));
+  // Ctrl-C or a kill reaches the cleanup below: every wait throws and every child of this run is stopped.
+  const onSignal = (sig: NodeJS.Signals) => {
+    budget.abort(`interrupted by ${sig}`);
+    void kids.stopAll();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const ctx: Ctx = { o, root, budget, kids, backing: '', hwm: new Map(), seq: 0 };
+    await header(ctx);
+    ctx.backing = await makeBacking(ctx);
+    await verify(ctx);
+    let k = 0;
+    for (const replicas of o.replicas) {
+      for (const w of o.workloads) {
+        await workload(ctx, w, replicas, k++ % 2 === 0);
+      }
+    }
+    const base = ctx.hwm.get('qemu-nbd/qemu-nbd') ?? NaN;
+    for (const replicas of o.replicas) {
+      const label = plural(replicas);
+      const engine = ctx.hwm.get(`${label}/engine`) ?? NaN;
+      const replica = ctx.hwm.get(`${label}/replica`) ?? NaN;
+      console.log(`rss: ${label}: engine peak ${mib(engine)}, each replica peak up to ${mib(replica)}; qemu-nbd peak ${mib(base)} (VmHWM, highest over the runs)`);
+      figure(`peak RSS engine + ${label} [MiB; lower is better]`, 'MiB', (engine + replicas * replica) / MiB, base / MiB);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await kids.stopAll();
+    rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,191 @@
+// The Engine controller: runs a volume's engine process (with its frontend) on the instance manager of
+// `spec.nodeID` while `spec.desireState` is `running`. Per engine:
+//   desired stopped? stopInstance → startInstance (with the replicas of spec.replicaAddressMap) → once running:
+//   syncMembership (replicas added to the spec are added live and rebuilt; removed ones are dropped) →
+//   updateStatus (endpoint, replicaModeMap, rebuildStatus) from the engine's control API.
+// The engine has no change stream, so a running engine is polled every ENGINE_POLL_MS; the volume controller
+// reacts to what this writes.
+
+import type { Engine } from '../../api/engine.js';
+import type { InstanceManager } from '../../api/instance-manager.js';
+import type { DeepReadonly } from '../../api/meta.js';
+import { Controller } from '../../controller-kit/controller.js';
+import type { EventRecorder } from '../../controller-kit/events.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import type { EngineStatus as LiveStatus } from '../../engine/types.js';
+import type { Store } from '../../store/types.js';
+import { mutateStatus } from '../common/status.js';
+import { EngineControlClient, type Instance, type InstanceManagerClient } from '../instance-manager/client.js';
+import type { InstanceManagers } from '../instance-manager/index.js';
+
+type RO<T> = DeepReadonly<T>;
+
+export const ENGINE_POLL_MS = 1000;
+const ENGINE_BY_NODE = 'engineByNode';
+
+export interface EngineControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  events: EventRecorder;
+  managers: InstanceManagers;
+  now?: () => Date;
+}
+
+export function engineController(opts: EngineControllerOptions): Controller {
+  const { store, informers, events, managers } = opts;
+  const now = () => (opts.now ?? (() => new Date()))().toISOString();
+  const engines = informers.informerFor<Engine>('Engine');
+  const ims = informers.informerFor<InstanceManager>('InstanceManager');
+  engines.addIndex(ENGINE_BY_NODE, (e) => (e.spec?.nodeID ? [e.spec.nodeID] : []));
+
+  const reconcile = async (key: string) => {
+    const [ns = '', name = ''] = key.split('/');
+    const e = engines.get(ns, name);
+    if (!e) return;
+    const nodeName = e.spec?.nodeID ?? '';
+    const m = nodeName ? managers.managerFor(nodeName) : { problem: 'the engine has no node' };
+    // An engine left running on another node (the volume moved) is stopped there first.
+    const ran = e.status?.currentTargetNodeID || '';
+    if (ran && ran !== nodeName) {
+      const old = managers.managerFor(ran);
+      if ('client' in old) await old.client.delete(name);
+      await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => void (st.currentTargetNodeID = ''));
+      return;
+    }
+    const inst = nodeName ? managers.instanceOn(nodeName, name) : undefined;
+    if (e.spec?.desireState !== 'running' || e.metadata.deletionTimestamp) {
+      if ('client' in m && inst) await m.client.delete(name);
+      else if (inst && 'problem' in m) return { requeueAfter: 2000 };
+      await setStopped(e, '');
+      return;
+    }
+    if ('problem' in m) {
+      await setStopped(e, m.problem, e.status?.currentState === 'running' ? 'unknown' : 'stopped');
+      return { requeueAfter: 2000 };
+    }
+    if (!inst || inst.state === 'stopped') return startInstance(e, m.client, m.im.metadata.name ?? '');
+    if (inst.state === 'error') {
+      // The replicas hold every acknowledged write, so a failed engine is simply started again.
+      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it`);
+      await m.client.delete(name);
+      await setStopped(e, inst.errorMsg ?? 'the engine process failed', 'error');
+      return { requeueAfter: 1000 };
+    }
+    if (inst.state !== 'running' || !inst.control) {
+      await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => {
+        st.currentState = 'starting';
+        st.starting = true;
+      });
+      return;
+    }
+    const control = new EngineControlClient(inst.control);
+    let live = await control.status();
+    live = await syncMembership(e, control, live);
+    await updateStatus(e, inst, live, m.im.metadata.name ?? '');
+    return { requeueAfter: ENGINE_POLL_MS };
+  };
+
+  async function startInstance(e: RO<Engine>, client: InstanceManagerClient, imName: string) {
+    const spec = e.spec ?? {};
+    const frontend = spec.disableFrontend || !spec.frontend ? 'none' : spec.frontend === 'blockdev' ? 'blockdev' : 'nbd';
+    const replicas = Object.entries(spec.replicaAddressMap ?? {}).map(([name, address]) => ({ name, address }));
+    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend });
+    events.event(e as never, 'Normal', 'Start', `starting engine on node ${spec.nodeID} with ${replicas.length} replica(s), frontend ${frontend}`);
+    await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
+      st.currentState = 'starting';
+      st.starting = true;
+      st.instanceManagerName = imName;
+      st.currentTargetNodeID = spec.nodeID ?? '';
+    });
+  }
+
+  /** Adds the spec's new replicas (the engine rebuilds them) and drops the ones the spec no longer lists. */
+  async function syncMembership(e: RO<Engine>, control: EngineControlClient, live: LiveStatus): Promise<LiveStatus> {
+    const want = e.spec?.replicaAddressMap ?? {};
+    const have = new Map(live.replicas.map((r) => [r.name, r]));
+    for (const r of live.replicas) {
+      if (want[r.name] !== undefined) continue;
+      live = await control.removeReplica(r.name);
+      events.event(e as never, 'Normal', 'ReplicaRemoved', `removed replica ${r.name} (${r.mode}) from the engine`);
+    }
+    // One rebuild at a time: the engine refuses a second while one runs.
+    if (live.rebuild?.state === 'running') return live;
+    for (const [name, address] of Object.entries(want)) {
+      if (have.has(name)) continue;
+      live = await control.addReplica(name, address);
+      events.event(e as never, 'Normal', 'RebuildStarted', `added replica ${name} at ${address}: rebuilding it from a healthy replica`);
+      break;
+    }
+    return live;
+  }
+
+  async function updateStatus(e: RO<Engine>, inst: Instance, live: LiveStatus, imName: string) {
+    await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
+      const modes: Record<string, 'RW' | 'WO' | 'ERR'> = {};
+      const addrs: Record<string, string> = {};
+      const times = { ...(st.replicaTransitionTimeMap ?? {}) };
+      for (const r of live.replicas) {
+        modes[r.name] = r.mode;
+        addrs[r.name] = r.address;
+        if (st.replicaModeMap?.[r.name] !== r.mode) times[r.name] = r.since || now();
+      }
+      st.currentState = 'running';
+      st.started = true;
+      st.starting = false;
+      st.instanceManagerName = imName;
+      st.currentTargetNodeID = e.spec?.nodeID ?? '';
+      st.replicaModeMap = modes;
+      st.currentReplicaAddressMap = addrs;
+      st.replicaTransitionTimeMap = Object.fromEntries(Object.entries(times).filter(([n]) => n in modes));
+      st.currentSize = String(live.size);
+      st.endpoint = inst.device ?? inst.nbd ?? '';
+      (st as Record<string, unknown>)['nbdEndpoint'] = inst.nbd ?? '';
+      const [host, port] = splitAddress(inst.control ?? '');
+      st.ip = host;
+      st.port = port;
+      const errors = Object.fromEntries(live.replicas.filter((r) => r.error).map((r) => [r.name, r.error ?? '']));
+      (st as Record<string, unknown>)['replicaErrorMap'] = errors;
+      st.rebuildStatus = live.rebuild
+        ? { [live.rebuild.replica]: { ...live.rebuild, isRebuilding: live.rebuild.state === 'running', progress: 0 } }
+        : {};
+      st.conditions = [];
+    });
+  }
+
+  async function setStopped(e: RO<Engine>, message: string, state: 'stopped' | 'error' | 'unknown' = 'stopped') {
+    await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
+      st.currentState = state;
+      st.started = false;
+      st.starting = false;
+      st.endpoint = '';
+      (st as Record<string, unknown>)['nbdEndpoint'] = '';
+      st.replicaModeMap = {};
+      st.currentReplicaAddressMap = {};
+      st.rebuildStatus = {};
+      st.ip = '';
+      st.port = 0;
+      if (state === 'stopped') st.currentTargetNodeID = '';
+      st.conditions = message ? [{ type: 'InstanceReady', status: 'False', reason: state, message, lastProbeTime: '', lastTransitionTime: now() }] : [];
+    });
+  }
+
+  const controller = new Controller({ name: 'engine', workers: 4, reconcile });
+  engines.addEventHandler({
+    onAdd: (o) => controller.enqueueObject(o),
+    onUpdate: (a, b) => {
+      if (JSON.stringify(a.spec) !== JSON.stringify(b.spec) || a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp) controller.enqueueObject(b);
+    },
+  });
+  const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
+    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceEngines) === JSON.stringify(b.status?.instanceEngines)) return;
+    for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(e);
+  };
+  ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
+  return controller;
+}
+
+function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  if (i < 0) return ['', 0];
+  return [address.slice(0, i).replace(/^\[|\]$/g, ''), Number(address.slice(i + 1))];
+}

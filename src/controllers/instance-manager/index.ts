@@ -1,0 +1,225 @@
+// The InstanceManager controller: one instance-manager pod per node (of the default instance-manager image) that
+// hosts the node's replica and engine processes. Per node:
+//   ensureManager (the InstanceManager object) → node down? mark unknown → ensurePod → monitor (the pod's
+//   instance watch stream keeps status.instanceReplicas / instanceEngines current).
+// The replica and engine controllers read those maps from the cache and call the pod through `managerFor`.
+
+import type { InstanceManager, InstanceProcess } from '../../api/instance-manager.js';
+import type { DeepReadonly } from '../../api/meta.js';
+import type { Node } from '../../api/node.js';
+import type { Pod } from '../../api/pod.js';
+import { Controller } from '../../controller-kit/controller.js';
+import type { EventRecorder } from '../../controller-kit/events.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { isAlreadyExists, isNotFound } from '../../store/errors.js';
+import type { Store } from '../../store/types.js';
+import { Monitors } from '../common/monitor.js';
+import { imPodName, instanceManagerName, LABEL_COMPONENT, LABEL_INSTANCE_MANAGER, LABEL_NODE } from '../common/names.js';
+import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../common/pods.js';
+import { settingsFrom } from '../common/settings.js';
+import { mutateStatus } from '../common/status.js';
+import { nodeIsReady } from '../scheduling.js';
+import { InstanceManagerClient, type Instance } from './client.js';
+
+type RO<T> = DeepReadonly<T>;
+
+/** The instance-manager API range this controller speaks. */
+export const IM_API = { min: 1, current: 1 };
+
+const IM_BY_NODE = 'imByNode';
+
+export interface InstanceManagerControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  events: EventRecorder;
+  namespace: string;
+}
+
+export interface InstanceManagers {
+  controller: Controller;
+  /** The running default-image manager of a node and a client to its pod, or why there is none. */
+  managerFor(nodeName: string): { im: RO<InstanceManager>; client: InstanceManagerClient } | { problem: string };
+  /** The instance `name` as the node's manager last reported it. */
+  instanceOn(nodeName: string, name: string): Instance | undefined;
+  stop(): Promise<void>;
+}
+
+/** An instance as stored in the InstanceManager status maps (Longhorn's process shape, our fields kept). */
+function toProcess(i: Instance & { spec?: unknown }): InstanceProcess {
+  const { spec: _spec, ...shown } = i;
+  return { spec: { name: i.name, dataEngine: 'v1' }, status: { ...shown, endpoint: i.nbd ?? i.address ?? '', listen: i.address ?? i.control ?? '', type: i.type, errorMsg: i.errorMsg ?? '' } };
+}
+
+function fromProcess(p: RO<InstanceProcess> | undefined): Instance | undefined {
+  const s = p?.status as (Instance & Record<string, unknown>) | undefined;
+  return s?.name ? (s as Instance) : undefined;
+}
+
+export function instanceManagerController(opts: InstanceManagerControllerOptions): InstanceManagers {
+  const { store, informers, events, namespace } = opts;
+  const settings = settingsFrom(informers);
+  const ims = informers.informerFor<InstanceManager>('InstanceManager');
+  const nodes = informers.informerFor<Node>('Node');
+  const pods = informers.informerFor<Pod>('Pod');
+  const monitors = new Monitors();
+  ims.addIndex(IM_BY_NODE, (m) => (m.spec?.nodeID ? [m.spec.nodeID] : []));
+
+  const defaultImage = () => settings.string('default-instance-manager-image');
+  const currentFor = (nodeName: string) => ims.get(namespace, instanceManagerName(defaultImage(), nodeName));
+
+  const reconcile = async (nodeName: string) => {
+    const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
+    const image = defaultImage();
+    const name = instanceManagerName(image, nodeName);
+    if (!node) {
+      monitors.stop(nodeName);
+      return;
+    }
+    const im = ims.get(namespace, name);
+    if (!im) return createManager(name, image, nodeName);
+    if (!nodeIsReady(node)) {
+      monitors.stop(nodeName);
+      await setState(im, 'unknown', `node ${nodeName} is down or not Ready: its replicas and engines are unknown until it is back`);
+      return;
+    }
+    const pod = pods.get(namespace, imPodName(name));
+    if (!pod) {
+      await createPod(im, image);
+      await setState(im, 'starting');
+      return;
+    }
+    const ep = podEndpoint(pod);
+    if (!podReady(pod) || !ep || pod.metadata.deletionTimestamp) {
+      monitors.stop(nodeName);
+      const failed = pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
+      await setState(im, im.status?.currentState === 'running' || failed ? 'error' : 'starting', podProblem(pod, imPodName(name)));
+      if (failed) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
+      return;
+    }
+    const c = new InstanceManagerClient(ep);
+    let api = { min: im.status?.apiMinVersion ?? 0, current: im.status?.apiVersion ?? 0 };
+    if (!api.current) {
+      const v = await c.version();
+      api = { min: v.apiMinVersion, current: v.apiVersion };
+      await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
+        st.apiVersion = v.apiVersion;
+        st.apiMinVersion = v.apiMinVersion;
+        st.ip = pod.status?.podIP ?? '';
+      });
+    }
+    if (IM_API.min > api.current || IM_API.current < api.min) {
+      await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${IM_API.min}..${IM_API.current}`);
+      return;
+    }
+    monitors.ensure(nodeName, c.watchUrl(), {
+      refresh: (signal) => refreshInstances(name, c, signal),
+      down: () => controller.enqueue(nodeName),
+    });
+  };
+
+  async function refreshInstances(name: string, c: InstanceManagerClient, signal: AbortSignal) {
+    const list = await c.list(signal);
+    const replicas: Record<string, InstanceProcess> = {};
+    const engines: Record<string, InstanceProcess> = {};
+    for (const i of list) (i.type === 'engine' ? engines : replicas)[i.name] = toProcess(i);
+    await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
+      st.instanceReplicas = replicas;
+      st.instanceEngines = engines;
+      st.currentState = 'running';
+      st.conditions = [];
+    });
+  }
+
+  async function setState(im: RO<InstanceManager>, state: 'unknown' | 'starting' | 'error', message = '') {
+    await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, im.metadata.name ?? '', (st) => {
+      st.currentState = state;
+      st.conditions = message
+        ? [{ type: 'Ready', status: 'False', reason: state === 'starting' ? 'Starting' : 'NotRunning', message, lastProbeTime: '', lastTransitionTime: '' }]
+        : [];
+    });
+  }
+
+  async function createManager(name: string, image: string, nodeName: string) {
+    try {
+      await store.create<InstanceManager>({
+        apiVersion: 'longhorn.io/v1beta2',
+        kind: 'InstanceManager',
+        metadata: { name, namespace, labels: { [LABEL_COMPONENT]: 'instance-manager', [LABEL_NODE]: nodeName } },
+        spec: { image, nodeID: nodeName, type: 'aio', dataEngine: 'v1' },
+      } as InstanceManager);
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  }
+
+  async function createPod(im: RO<InstanceManager>, image: string) {
+    const name = im.metadata.name ?? '';
+    try {
+      await store.create(
+        buildPod({
+          name: imPodName(name),
+          namespace,
+          nodeName: im.spec?.nodeID ?? '',
+          image,
+          args: ['instance-manager', '--node', '$(NODE_NAME)', '--host', '$(POD_IP)', '--port', '$(PORT)'],
+          labels: { [LABEL_COMPONENT]: 'instance-manager', [LABEL_INSTANCE_MANAGER]: name, [LABEL_NODE]: im.spec?.nodeID ?? '' },
+          owner: ownerRef('InstanceManager', name, im.metadata.uid ?? ''),
+          readinessPath: '/v1/version',
+        }),
+      );
+      events.event(im as never, 'Normal', 'PodCreated', `created instance-manager pod ${imPodName(name)} on node ${im.spec?.nodeID}`);
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  }
+
+  const controller = new Controller({ name: 'instance-manager', workers: 2, reconcile });
+  nodes.addEventHandler({
+    onAdd: (n) => controller.enqueue(n.metadata.name ?? ''),
+    onUpdate: (a, b) => {
+      if (nodeIsReady(a) !== nodeIsReady(b)) controller.enqueue(b.metadata.name ?? '');
+    },
+  });
+  ims.addEventHandler({
+    onAdd: (m) => controller.enqueue(m.spec?.nodeID ?? ''),
+    onUpdate: (a, b) => {
+      if (a.metadata.resourceVersion !== b.metadata.resourceVersion && JSON.stringify(a.spec) !== JSON.stringify(b.spec)) controller.enqueue(b.spec?.nodeID ?? '');
+    },
+    onDelete: (m) => controller.enqueue(m.spec?.nodeID ?? ''),
+  });
+  pods.addEventHandler({
+    onAdd: (p) => podNode(p) && controller.enqueue(podNode(p)!),
+    onUpdate: (_a, p) => podNode(p) && controller.enqueue(podNode(p)!),
+    onDelete: (p) => podNode(p) && controller.enqueue(podNode(p)!),
+  });
+  const podNode = (p: RO<Pod>) => (p.metadata.labels?.[LABEL_COMPONENT] === 'instance-manager' ? p.metadata.labels[LABEL_NODE] : undefined);
+
+  return {
+    controller,
+    managerFor(nodeName) {
+      const im = currentFor(nodeName);
+      if (!im) return { problem: `no instance manager on node ${nodeName} yet` };
+      if (im.status?.currentState !== 'running') {
+        const why = im.status?.conditions?.[0]?.message;
+        return { problem: `instance manager ${im.metadata.name} on node ${nodeName} is ${im.status?.currentState || 'starting'}${why ? `: ${why}` : ''}` };
+      }
+      const ep = podEndpoint(pods.get(namespace, imPodName(im.metadata.name ?? '')));
+      if (!ep) return { problem: `instance manager ${im.metadata.name} on node ${nodeName} has no endpoint yet` };
+      return { im, client: new InstanceManagerClient(ep) };
+    },
+    instanceOn(nodeName, name) {
+      const im = currentFor(nodeName);
+      return fromProcess(im?.status?.instanceReplicas?.[name]) ?? fromProcess(im?.status?.instanceEngines?.[name]);
+    },
+    stop: () => monitors.stopAll(),
+  };
+}
+
+/** Instance managers on a node (any image), for controllers that react to their status changes. */
+export function instanceManagersByNode(informers: InformerFactory, nodeName: string): readonly RO<InstanceManager>[] {
+  return informers.informerFor<InstanceManager>('InstanceManager').byIndex(IM_BY_NODE, nodeName);
+}
+
+function ignoreNotFound(err: unknown): void {
+  if (!isNotFound(err)) throw err;
+}

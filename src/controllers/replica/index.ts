@@ -1,0 +1,159 @@
+// The Replica controller: runs a replica process on its node's instance manager while `spec.desireState` is
+// `running`, and stops it otherwise. Per replica:
+//   ensureFinalizer → (deleting? stop the process and remove its data directory) → desired stopped? stopInstance →
+//   backing-image gate (the copy on the replica's own disk must be ready) → startInstance → updateStatus from the
+//   instance manager's report (running with its address, or error with the process's exit reason).
+// Whether a failed replica is replaced is the volume controller's decision, never this one's.
+
+import { join } from 'node:path';
+import type { BackingImage } from '../../api/backing-image.js';
+import type { DeepReadonly } from '../../api/meta.js';
+import type { Node } from '../../api/node.js';
+import type { Replica } from '../../api/replica.js';
+import { Controller } from '../../controller-kit/controller.js';
+import type { EventRecorder } from '../../controller-kit/events.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import type { InstanceManager } from '../../api/instance-manager.js';
+import type { Store } from '../../store/types.js';
+import { gateFor } from '../backing-image/replica-gate.js';
+import { LONGHORN_FINALIZER } from '../common/names.js';
+import { mutateStatus } from '../common/status.js';
+import type { Instance, InstanceManagerClient } from '../instance-manager/client.js';
+import type { InstanceManagers } from '../instance-manager/index.js';
+import { nodeIsReady } from '../scheduling.js';
+
+type RO<T> = DeepReadonly<T>;
+
+export const REPLICA_BY_NODE = 'replicaByNode';
+
+/** Where a replica's files live on its disk. */
+export function replicaDataPath(r: RO<Replica>): string {
+  return join(r.spec?.diskPath ?? '', 'replicas', r.spec?.dataDirectoryName ?? '');
+}
+
+export interface ReplicaControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  events: EventRecorder;
+  managers: InstanceManagers;
+  now?: () => Date;
+}
+
+export function replicaController(opts: ReplicaControllerOptions): Controller {
+  const { store, informers, events, managers } = opts;
+  const now = () => (opts.now ?? (() => new Date()))().toISOString();
+  const replicas = informers.informerFor<Replica>('Replica');
+  const bis = informers.informerFor<BackingImage>('BackingImage');
+  const nodes = informers.informerFor<Node>('Node');
+  const ims = informers.informerFor<InstanceManager>('InstanceManager');
+  replicas.addIndex(REPLICA_BY_NODE, (r) => (r.spec?.nodeID ? [r.spec.nodeID] : []));
+
+  const reconcile = async (key: string) => {
+    const [ns = '', name = ''] = key.split('/');
+    const r = replicas.get(ns, name);
+    if (!r) return;
+    if (r.metadata.deletionTimestamp) return finalize(r);
+    if (!(r.metadata.finalizers ?? []).includes(LONGHORN_FINALIZER)) {
+      await store.patch('Replica', ns, name, 'merge', { metadata: { finalizers: [...(r.metadata.finalizers ?? []), LONGHORN_FINALIZER], resourceVersion: r.metadata.resourceVersion } });
+      return;
+    }
+    const nodeName = r.spec?.nodeID ?? '';
+    const m = managers.managerFor(nodeName);
+    const inst = managers.instanceOn(nodeName, name);
+    if (r.spec?.desireState !== 'running') {
+      if ('client' in m && inst) await m.client.delete(name);
+      await setStatus(r, { currentState: 'stopped' });
+      return;
+    }
+    if (r.spec.backingImage) {
+      const g = gateFor(bis.get(ns, r.spec.backingImage), r.spec.backingImage, r.spec.diskID, r.spec.diskPath);
+      // The replica gate keeps the WaitForBackingImage condition; this only holds the start back.
+      if (g.waiting || !g.path) return setStatus(r, { currentState: 'stopped' });
+    }
+    if ('problem' in m) {
+      const wasUp = r.status?.currentState === 'running' || r.status?.currentState === 'starting';
+      await setStatus(r, { currentState: wasUp ? 'unknown' : 'stopped', message: m.problem });
+      return { requeueAfter: 2000 };
+    }
+    if (!inst || inst.state === 'stopped') {
+      await startInstance(r, m.client, m.im.metadata.name ?? '');
+      return;
+    }
+    if (inst.state === 'error') {
+      await setStatus(r, { currentState: 'error', message: inst.errorMsg ?? 'the replica process failed', im: m.im.metadata.name ?? '' });
+      return;
+    }
+    await setStatus(r, { currentState: inst.state === 'running' ? 'running' : 'starting', inst, im: m.im.metadata.name ?? '' });
+    return undefined;
+  };
+
+  async function startInstance(r: RO<Replica>, client: InstanceManagerClient, imName: string) {
+    const ns = r.metadata.namespace ?? '';
+    const biName = r.spec?.backingImage;
+    let backing: { name: string; uuid: string; path: string } | undefined;
+    if (biName) {
+      const bi = bis.get(ns, biName);
+      const g = gateFor(bi, biName, r.spec?.diskID, r.spec?.diskPath);
+      if (!bi?.status?.uuid || !g.path) return;
+      backing = { name: biName, uuid: bi.status.uuid, path: g.path };
+    }
+    const size = Number(r.spec?.volumeSize ?? '0');
+    await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) });
+    events.event(r as never, 'Normal', 'Start', `starting replica process on node ${r.spec?.nodeID} in ${replicaDataPath(r)}`);
+    await setStatus(r, { currentState: 'starting', im: imName });
+  }
+
+  async function setStatus(r: RO<Replica>, s: { currentState: 'running' | 'starting' | 'stopped' | 'error' | 'unknown'; inst?: Instance; im?: string; message?: string }) {
+    const [host, port] = s.currentState === 'running' && s.inst?.address ? splitAddress(s.inst.address) : ['', 0];
+    await mutateStatus<Replica>(store, 'Replica', r.metadata.namespace ?? '', r.metadata.name ?? '', (st) => {
+      st.currentState = s.currentState;
+      st.started = s.currentState === 'running';
+      st.ip = host;
+      st.storageIP = host;
+      st.port = port;
+      if (s.im !== undefined) st.instanceManagerName = s.im;
+      const others = (st.conditions ?? []).filter((c) => c.type !== 'InstanceReady');
+      const ready = s.currentState === 'running';
+      const prev = (st.conditions ?? []).find((c) => c.type === 'InstanceReady');
+      const status = ready ? 'True' : 'False';
+      const message = ready ? '' : (s.message ?? `the replica process is ${s.currentState}`);
+      st.conditions = [
+        ...others,
+        { type: 'InstanceReady', status, reason: ready ? '' : s.currentState, message, lastProbeTime: '', lastTransitionTime: prev?.status === status ? (prev.lastTransitionTime ?? now()) : now() },
+      ];
+    });
+  }
+
+  /** Deletion: stop the process and remove the data directory; a replica on a node that is gone leaves it behind. */
+  async function finalize(r: RO<Replica>) {
+    const ns = r.metadata.namespace ?? '';
+    const name = r.metadata.name ?? '';
+    const nodeName = r.spec?.nodeID ?? '';
+    const node = nodes.get('', nodeName) ?? nodes.get(ns, nodeName);
+    const m = managers.managerFor(nodeName);
+    if ('client' in m) {
+      await m.client.delete(name, { cleanup: !!r.spec?.dataDirectoryName });
+    } else if (node && nodeIsReady(node) && r.status?.currentState !== 'stopped') {
+      return { requeueAfter: 2000 };
+    } else if (r.spec?.dataDirectoryName && nodeName) {
+      events.event(r as never, 'Warning', 'DataLeftBehind', `node ${nodeName} is unavailable (${m.problem}): ${replicaDataPath(r)} is left on it`);
+    }
+    const finalizers = (r.metadata.finalizers ?? []).filter((f) => f !== LONGHORN_FINALIZER);
+    await store.patch('Replica', ns, name, 'merge', { metadata: { finalizers, resourceVersion: r.metadata.resourceVersion } });
+    return undefined;
+  }
+
+  const controller = new Controller({ name: 'replica', workers: 4, reconcile });
+  replicas.addEventHandler({ onAdd: (o) => controller.enqueueObject(o), onUpdate: (_a, b) => controller.enqueueObject(b) });
+  const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
+    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceReplicas) === JSON.stringify(b.status?.instanceReplicas)) return;
+    for (const r of replicas.byIndex(REPLICA_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(r);
+  };
+  ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
+  return controller;
+}
+
+function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i).replace(/^\[|\]$/g, ''), Number(address.slice(i + 1))];
+}

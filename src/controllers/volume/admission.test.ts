@@ -1,0 +1,119 @@
+// The volume admission checks through the real store and API server (in-memory SQLite, no controllers): a volume
+// on a backing image must name an existing image and be at least its virtual size, on create and when grown, via
+// both the Kubernetes API and Longhorn's /v1 API.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { BackingImage } from '../../api/backing-image.js';
+import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
+import type { Volume } from '../../api/volume.js';
+import { registerLonghornV1 } from '../../apiserver/longhorn-v1/index.js';
+import { startApiServer, type ApiServer } from '../../apiserver/server.js';
+import { isInvalid } from '../../store/errors.js';
+import { openStore } from '../../store/index.js';
+import type { ResourceStore } from '../../store/resource-store.js';
+import { backingImageAdmission } from '../backing-image/admission.js';
+import { volumeAdmission } from './admission.js';
+
+const GiB = 1024 ** 3;
+const VOLUMES = `/apis/longhorn.io/v1beta2/namespaces/${DEFAULT_NAMESPACE}/volumes`;
+let store: ResourceStore;
+let closeStore: () => Promise<void>;
+let api: ApiServer;
+
+async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${api.url}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+function volume(name: string, size: number, backingImage?: string): Volume {
+  return {
+    apiVersion: LONGHORN_API_VERSION,
+    kind: 'Volume',
+    metadata: { name, namespace: DEFAULT_NAMESPACE },
+    spec: { size: String(size), numberOfReplicas: 1, ...(backingImage ? { backingImage } : {}) },
+  };
+}
+
+async function image(name: string, virtualSize?: number): Promise<void> {
+  const { object } = await store.create<BackingImage>({
+    apiVersion: LONGHORN_API_VERSION,
+    kind: 'BackingImage',
+    metadata: { name, namespace: DEFAULT_NAMESPACE },
+    spec: { sourceType: 'download', sourceParameters: { url: 'https://example.com/image.qcow2' } },
+  });
+  if (virtualSize !== undefined) await setVirtualSize(object, virtualSize);
+}
+
+async function setVirtualSize(bi: BackingImage, virtualSize: number): Promise<void> {
+  const fresh = structuredClone(await store.get<BackingImage>('BackingImage', DEFAULT_NAMESPACE, bi.metadata.name ?? ''));
+  fresh.status = { ...(fresh.status ?? {}), virtualSize };
+  await store.update(fresh, { subresource: 'status' });
+}
+
+before(async () => {
+  ({ store, close: closeStore } = await openStore({ path: ':memory:', admission: [backingImageAdmission, volumeAdmission] }));
+  api = await startApiServer({ store, port: 0, extend: (app) => registerLonghornV1(app, store) });
+  await image('bi-1', 2 * GiB);
+  await image('bi-unknown-size');
+});
+
+after(async () => {
+  await api.close();
+  await closeStore();
+});
+
+test('a volume smaller than its backing image is refused with 422 naming both sizes (Kubernetes API)', async () => {
+  const res = await call('POST', VOLUMES, volume('v1', GiB, 'bi-1'));
+  assert.equal(res.status, 422);
+  assert.equal(res.json['reason'], 'Invalid');
+  assert.equal(
+    res.json['message'],
+    'Volume "v1" is invalid: spec.size: Invalid value: "1073741824": must be at least the virtual size of backing image "bi-1" (2147483648 bytes)',
+  );
+  const causes = (res.json['details'] as { causes: { field: string }[] }).causes;
+  assert.deepEqual(causes.map((c) => c.field), ['spec.size']);
+  assert.equal((await store.list('Volume')).items.length, 0);
+});
+
+test('the same refusal through /v1/volumes has the /v1 error shape', async () => {
+  const res = await call('POST', '/v1/volumes', { name: 'v1', size: '1Gi', backingImage: 'bi-1' });
+  assert.equal(res.status, 422);
+  assert.equal(res.json['type'], 'error');
+  assert.equal(res.json['code'], 'Invalid');
+  assert.match(String(res.json['message']), /must be at least the virtual size of backing image "bi-1" \(2147483648 bytes\)/);
+});
+
+test('a backing image that does not exist is refused, naming it', async () => {
+  await assert.rejects(store.create(volume('v-missing', 2 * GiB, 'no-such-image')), (err: unknown) => {
+    assert.ok(isInvalid(err));
+    assert.match((err as Error).message, /spec\.backingImage: Invalid value: "no-such-image": backing image "no-such-image" does not exist/);
+    return true;
+  });
+});
+
+test('a volume at least the virtual size is created; one on an image of unknown size is not checked', async () => {
+  const { object } = await store.create(volume('v-ok', 2 * GiB, 'bi-1'));
+  assert.equal(object.spec?.size, String(2 * GiB));
+  await store.create(volume('v-unknown', 2 * 1024 * 1024, 'bi-unknown-size'));
+  await store.create(volume('v-plain', 2 * 1024 * 1024));
+});
+
+test('growing is checked against the virtual size; other updates are not', async () => {
+  await store.create(volume('v-grow', 2 * GiB, 'bi-unknown-size'));
+  await setVirtualSize(await store.get('BackingImage', DEFAULT_NAMESPACE, 'bi-unknown-size'), 4 * GiB);
+  // The size does not change: the volume was admitted before the size was known, and must stay writable.
+  await store.patch('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { numberOfReplicas: 2 } });
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { size: String(3 * GiB) } }), (err: unknown) => {
+    assert.ok(isInvalid(err));
+    assert.match((err as Error).message, /"3221225472": must be at least the virtual size of backing image "bi-unknown-size" \(4294967296 bytes\)/);
+    return true;
+  });
+  const { object } = await store.patch<Volume>('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { size: String(4 * GiB) } });
+  assert.equal(object.spec?.size, String(4 * GiB));
+});

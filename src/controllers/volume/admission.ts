@@ -1,0 +1,81 @@
+// Admission checks for Volumes that need other objects: a volume on a backing image may be created only when that
+// image exists, is not being deleted, has the volume's data engine, and — once its virtual size is known — fits in
+// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume is checked the same way. Longhorn
+// makes the same checks in its volume validator; without them a too-small volume would only fail at attach time,
+// deep inside the replica, with a message about neither the volume nor the image.
+//
+// Updates that do not change `spec.size` are never refused here: the backing image may be gone by then (deleted
+// with the volume, or forced), and a controller removing a finalizer must still be able to write the volume.
+
+import type { BackingImage } from '../../api/backing-image.js';
+import { invalid } from '../../api/field-errors.js';
+import type { FieldError } from '../../api/kind.js';
+import { DEFAULT_NAMESPACE, type KubeObject } from '../../api/meta.js';
+import type { VolumeSpec } from '../../api/volume.js';
+import { isNotFound, StoreError } from '../../store/errors.js';
+import type { AdmissionPlugin } from '../../store/resource-store.js';
+import type { Store } from '../../store/types.js';
+
+const VOLUME_RESOURCE = 'volumes.longhorn.io';
+
+function specOf(obj: KubeObject): VolumeSpec {
+  return (obj.spec ?? {}) as VolumeSpec;
+}
+
+/** Same message format as the store's schema errors: `Volume "v" is invalid: <field>: <message>, …`. */
+function refuse(obj: KubeObject, causes: FieldError[]): never {
+  const name = obj.metadata.name ?? '';
+  const summary = causes.map((c) => `${c.field}: ${c.message}`).join(', ');
+  throw new StoreError('Invalid', `Volume "${name}" is invalid: ${summary}`, {
+    causes,
+    details: { kind: VOLUME_RESOURCE, name },
+  });
+}
+
+async function backingImageOf(store: Store, obj: KubeObject, name: string): Promise<BackingImage | undefined> {
+  try {
+    return await store.get<BackingImage>('BackingImage', obj.metadata.namespace ?? DEFAULT_NAMESPACE, name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/** The field errors for `spec.size` against the image's virtual size (none while the size is unknown). */
+export function sizeProblems(size: string | undefined, biName: string, virtualSize: number | undefined): FieldError[] {
+  if (!virtualSize || virtualSize <= 0 || size === undefined || !/^[0-9]+$/.test(size)) return [];
+  if (BigInt(size) >= BigInt(virtualSize)) return [];
+  return [invalid('spec.size', size, `must be at least the virtual size of backing image "${biName}" (${virtualSize} bytes)`)];
+}
+
+export const volumeAdmission: AdmissionPlugin = {
+  kinds: ['Volume'],
+  async validateCreate(obj, store) {
+    const spec = specOf(obj);
+    const biName = spec.backingImage ?? '';
+    if (biName === '') return;
+    const bi = await backingImageOf(store, obj, biName);
+    if (!bi) {
+      refuse(obj, [invalid('spec.backingImage', biName, `backing image "${biName}" does not exist; create it first`)]);
+    }
+    const errs: FieldError[] = [];
+    if (bi.metadata.deletionTimestamp) {
+      errs.push(invalid('spec.backingImage', biName, `backing image "${biName}" is being deleted`));
+    }
+    const biEngine = bi.spec?.dataEngine ?? 'v1';
+    const volEngine = spec.dataEngine ?? 'v1';
+    if (biEngine !== volEngine) {
+      errs.push(invalid('spec.dataEngine', volEngine, `must match the data engine of backing image "${biName}" (${biEngine})`));
+    }
+    errs.push(...sizeProblems(spec.size, biName, bi.status?.virtualSize));
+    if (errs.length > 0) refuse(obj, errs);
+  },
+  async validateUpdate(obj, old, store) {
+    const spec = specOf(obj);
+    const biName = spec.backingImage ?? '';
+    if (biName === '' || spec.size === specOf(old).size) return;
+    const bi = await backingImageOf(store, obj, biName);
+    const errs = sizeProblems(spec.size, biName, bi?.status?.virtualSize);
+    if (errs.length > 0) refuse(obj, errs);
+  },
+};

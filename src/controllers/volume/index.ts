@@ -1,0 +1,370 @@
+// The Volume controller: owns a volume's engine and replicas and drives them through attach and detach. Per volume:
+//   ensureFinalizer → (deleting? delete engine and replicas, then let go) → ensureEngine → markFailures →
+//   salvage (all replicas with data failed: take them back, the engine's revision check picks the current ones) →
+//   cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas → attach or detach →
+//   updateStatus (state, robustness, conditions Scheduled and Attached).
+//
+// Data safety rules: a replica that never held data (no spec.healthyAt) never starts an engine when one that did
+// exists — it joins a running engine as WO and is rebuilt; a failed replica is deleted only when the volume has
+// `numberOfReplicas` replicas RW again, or when it never held data.
+
+import type { Engine } from '../../api/engine.js';
+import { DEFAULT_NAMESPACE, type Condition, type DeepReadonly } from '../../api/meta.js';
+import type { Node } from '../../api/node.js';
+import type { Replica } from '../../api/replica.js';
+import type { Volume, VolumeState } from '../../api/volume.js';
+import { Controller } from '../../controller-kit/controller.js';
+import type { EventRecorder } from '../../controller-kit/events.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { isAlreadyExists, isNotFound } from '../../store/errors.js';
+import type { Store } from '../../store/types.js';
+import { engineNameFor, LONGHORN_FINALIZER } from '../common/names.js';
+import { settingsFrom } from '../common/settings.js';
+import { mutateStatus } from '../common/status.js';
+import { nodeIsReady } from '../scheduling.js';
+import { Expectations } from './expectations.js';
+import { buildEngine, buildReplica } from './objects.js';
+import { placeReplica } from './placement.js';
+import { failureOf, robustnessOf } from './robustness.js';
+
+type RO<T> = DeepReadonly<T>;
+
+export const REPLICA_BY_VOLUME = 'replicaByVolume';
+/** After this long in `attaching`, the Attached condition says so (the controller keeps trying). */
+export const ATTACH_TIMEOUT_MS = 5 * 60_000;
+
+export interface VolumeControllerOptions {
+  store: Store;
+  informers: InformerFactory;
+  events: EventRecorder;
+  now?: () => Date;
+}
+
+interface Outcome {
+  state: VolumeState;
+  /** Why the volume is not (yet) where it should be; empty when it is. */
+  waiting: string;
+  scheduled: { ok: boolean; message: string };
+}
+
+export function volumeController(opts: VolumeControllerOptions): Controller {
+  const { store, informers, events } = opts;
+  const nowDate = opts.now ?? (() => new Date());
+  const now = () => nowDate().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const settings = settingsFrom(informers);
+  const volumes = informers.informerFor<Volume>('Volume');
+  const engines = informers.informerFor<Engine>('Engine');
+  const replicas = informers.informerFor<Replica>('Replica');
+  const nodes = informers.informerFor<Node>('Node');
+  replicas.addIndex(REPLICA_BY_VOLUME, (r) => (r.spec?.volumeName ? [r.spec.volumeName] : []));
+  const created = new Expectations();
+  const deleted = new Expectations();
+
+  // Nodes live in the Longhorn namespace; a cluster-scoped one (a real kubelet's) is accepted too.
+  const nodeReady = (name: string | undefined) => {
+    const n = nodes.get(DEFAULT_NAMESPACE, name ?? '') ?? nodes.get('', name ?? '');
+    return !!n && nodeIsReady(n);
+  };
+  const patchReplica = (r: RO<Replica>, spec: Partial<Replica['spec']>) =>
+    store.patch('Replica', r.metadata.namespace ?? '', r.metadata.name ?? '', 'merge', { spec }).catch(ignoreNotFound);
+  const patchEngine = (e: RO<Engine>, spec: Partial<Engine['spec']>) =>
+    store.patch('Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', 'merge', { spec }).catch(ignoreNotFound);
+
+  const reconcile = async (key: string) => {
+    const [ns = '', name = ''] = key.split('/');
+    const v = volumes.get(ns, name);
+    if (!v) return;
+    const mine = replicas.byIndex(REPLICA_BY_VOLUME, name).filter((r) => r.metadata.namespace === ns);
+    const engine = engines.get(ns, engineNameFor(name));
+    if (v.metadata.deletionTimestamp) return finalize(v, engine, mine);
+    if (!(v.metadata.finalizers ?? []).includes(LONGHORN_FINALIZER)) {
+      await store.patch('Volume', ns, name, 'merge', { metadata: { finalizers: [...(v.metadata.finalizers ?? []), LONGHORN_FINALIZER], resourceVersion: v.metadata.resourceVersion } });
+      return;
+    }
+    if (!engine) {
+      await store.create(buildEngine(v)).catch((err: unknown) => {
+        if (!isAlreadyExists(err)) throw err;
+      });
+      return;
+    }
+    // Until the cache shows the replicas this controller created or deleted, counting them would be wrong.
+    const names = new Set(mine.filter((r) => !r.metadata.deletionTimestamp).map((r) => r.metadata.name ?? ''));
+    if (!created.satisfied(key, (n) => names.has(n)) || !deleted.satisfied(key, (n) => !names.has(n))) return { requeueAfter: 500 };
+    if (await markFailures(v, engine, mine)) return;
+    if (await salvage(v, mine)) return;
+    if (await markHealthy(engine, mine)) return;
+    await cleanupReplicas(v, engine, mine);
+    const scheduled = await scheduleReplicas(v, mine);
+    const outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
+    await updateStatus(v, engine, mine, outcome);
+    return outcome.state === 'attaching' || outcome.state === 'detaching' ? { requeueAfter: 2000 } : undefined;
+  };
+
+  const live = (mine: readonly RO<Replica>[]) => mine.filter((r) => !r.spec?.failedAt && !r.metadata.deletionTimestamp);
+  const engineRunning = (e: RO<Engine>) => e.spec?.desireState === 'running' && e.status?.currentState === 'running';
+
+  /** Marks replicas failed (they stop, and are left out of the engine); true when something changed. */
+  async function markFailures(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
+    let changed = false;
+    const errors = ((e.status as Record<string, unknown> | undefined)?.['replicaErrorMap'] ?? {}) as Record<string, string>;
+    for (const r of live(mine)) {
+      const why = failureOf({
+        replica: r,
+        engineRunning: engineRunning(e),
+        engineMode: e.status?.replicaModeMap?.[r.metadata.name ?? ''],
+        engineError: errors[r.metadata.name ?? ''],
+        nodeReady: nodeReady(r.spec?.nodeID),
+        needed: !!v.spec?.nodeID,
+      });
+      if (!why) continue;
+      await patchReplica(r, { failedAt: now(), lastFailedAt: now(), desireState: 'stopped' });
+      events.event(v as never, 'Warning', 'ReplicaFailed', `replica ${r.metadata.name} on node ${r.spec?.nodeID} failed: ${why}`);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /**
+   * When no live replica has ever held data but failed ones have, the failed ones on Ready nodes are taken back
+   * (Longhorn's auto-salvage): deleting them would lose the volume; the engine's revision check then starts only
+   * the replicas with the newest data and marks the others ERR to be rebuilt.
+   */
+  async function salvage(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean> {
+    if (live(mine).some((r) => r.spec?.healthyAt)) return false;
+    const back = mine.filter((r) => r.spec?.failedAt && r.spec.healthyAt && !r.metadata.deletionTimestamp && nodeReady(r.spec.nodeID));
+    if (back.length === 0) return false;
+    for (const r of back) await patchReplica(r, { failedAt: '' });
+    events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back ${back.map((r) => r.metadata.name).join(', ')}`);
+    return true;
+  }
+
+  /** Records when replicas are RW in the running engine: from then on they hold the volume's data. */
+  async function markHealthy(e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
+    if (!engineRunning(e)) return false;
+    let changed = false;
+    for (const r of live(mine)) {
+      if (e.status?.replicaModeMap?.[r.metadata.name ?? ''] !== 'RW') continue;
+      if (r.spec?.healthyAt) continue;
+      await patchReplica(r, { healthyAt: now(), lastHealthyAt: now() });
+      changed = true;
+    }
+    return changed;
+  }
+
+  async function cleanupReplicas(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]) {
+    const key = `${v.metadata.namespace ?? ''}/${v.metadata.name ?? ''}`;
+    const remove = async (r: RO<Replica>) => {
+      deleted.expect(key, r.metadata.name ?? '');
+      await store.delete('Replica', r.metadata.namespace ?? '', r.metadata.name ?? '').catch(ignoreNotFound);
+    };
+    const wanted = v.spec?.numberOfReplicas ?? 3;
+    const modes = e.status?.replicaModeMap ?? {};
+    const rw = live(mine).filter((r) => engineRunning(e) && modes[r.metadata.name ?? ''] === 'RW');
+    const haveAll = rw.length >= wanted || (!v.spec?.nodeID && live(mine).length >= wanted && live(mine).every((r) => r.spec?.healthyAt));
+    for (const r of mine) {
+      if (!r.spec?.failedAt || r.metadata.deletionTimestamp) continue;
+      if (!haveAll && r.spec.healthyAt) continue;
+      await remove(r);
+      events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted failed replica ${r.metadata.name}: ${r.spec.healthyAt ? `${rw.length} healthy replicas again` : 'it never held data'}`);
+    }
+    // Extras after numberOfReplicas went down: the ones not RW go first.
+    const extra = live(mine).length - wanted;
+    if (extra > 0 && (!v.spec?.nodeID || rw.length >= wanted)) {
+      const order = [...live(mine)].sort((a, b) => Number(modes[a.metadata.name ?? ''] === 'RW') - Number(modes[b.metadata.name ?? ''] === 'RW'));
+      for (const r of order.slice(0, extra)) {
+        await remove(r);
+        events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted replica ${r.metadata.name}: the volume wants ${wanted}`);
+      }
+    }
+  }
+
+  /** Creates the replicas the volume lacks, one placement at a time. */
+  async function scheduleReplicas(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<Outcome['scheduled']> {
+    const wanted = v.spec?.numberOfReplicas ?? 3;
+    const siblings = [...live(mine)];
+    const size = Number(v.spec?.size ?? '0');
+    let count = 0;
+    while (siblings.length < wanted) {
+      const p = placeReplica({
+        nodes: nodes.list(),
+        allReplicas: replicas.list(),
+        siblings,
+        size,
+        nodeSelector: v.spec?.nodeSelector,
+        diskSelector: v.spec?.diskSelector,
+        softAntiAffinity: settings.bool('replica-soft-anti-affinity'),
+      });
+      if ('reason' in p) {
+        const message = `${wanted - siblings.length} of ${wanted} replicas cannot be scheduled: ${p.reason}`;
+        return { ok: false, message };
+      }
+      const r = buildReplica(v, p.disk, v.spec?.nodeID ? 'running' : 'stopped');
+      created.expect(`${v.metadata.namespace ?? ''}/${v.metadata.name ?? ''}`, r.metadata.name ?? '');
+      const made = await store.create<Replica>(r);
+      siblings.push(made.object as RO<Replica>);
+      count++;
+      events.event(v as never, 'Normal', 'ReplicaScheduled', `replica ${r.metadata.name} on node ${p.disk.nodeName}, disk ${p.disk.diskName} (${p.disk.diskPath})`);
+    }
+    return { ok: true, message: count > 0 ? `scheduled ${count} replica(s)` : '' };
+  }
+
+  async function attach(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], scheduled: Outcome['scheduled']): Promise<Outcome> {
+    const target = v.spec?.nodeID ?? '';
+    const state = (waiting: string): Outcome => ({ state: 'attaching', waiting, scheduled });
+    if (!nodeReady(target)) return state(`node ${target} is not Ready`);
+    // Moving: the engine stops on its old node first.
+    if (e.spec?.nodeID && e.spec.nodeID !== target) {
+      if (e.spec.desireState === 'running') await patchEngine(e, { desireState: 'stopped' });
+      if (e.status?.currentState && e.status.currentState !== 'stopped' && e.status.currentState !== 'error') return state(`the engine is stopping on node ${e.spec.nodeID}`);
+      await patchEngine(e, { nodeID: target });
+      return state(`moving the engine to node ${target}`);
+    }
+    const ok = live(mine);
+    for (const r of ok) if (r.spec?.desireState !== 'running') await patchReplica(r, { desireState: 'running', engineName: e.metadata.name ?? '' });
+    for (const r of mine) if (r.spec?.failedAt && r.spec.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
+    const addressOf = (r: RO<Replica>) => (r.status?.currentState === 'running' && r.status.ip && r.status.port ? `${r.status.ip}:${r.status.port}` : undefined);
+
+    if (e.spec?.desireState !== 'running') {
+      // Start with the replicas that hold data; a brand-new volume starts with all of them.
+      const everHealthy = mine.some((r) => r.spec?.healthyAt);
+      const initial = everHealthy ? ok.filter((r) => r.spec?.healthyAt) : ok;
+      if (initial.length === 0) {
+        return state(everHealthy ? 'every replica that holds data has failed and none can be taken back: their nodes are down' : 'no replica is scheduled yet');
+      }
+      const notUp = initial.filter((r) => !addressOf(r));
+      if (notUp.length > 0) return state(notUp.map((r) => `replica ${r.metadata.name} on node ${r.spec?.nodeID}: ${replicaProblem(r)}`).join('; '));
+      const map = Object.fromEntries(initial.map((r) => [r.metadata.name ?? '', addressOf(r)!]));
+      await patchEngine(e, {
+        nodeID: target,
+        desireState: 'running',
+        replicaAddressMap: map,
+        volumeSize: v.spec?.size ?? '0',
+        frontend: v.spec?.frontend ?? 'blockdev',
+        disableFrontend: v.spec?.disableFrontend ?? false,
+      });
+      events.event(v as never, 'Normal', 'Attaching', `starting the engine on node ${target} with replicas ${Object.keys(map).join(', ')}`);
+      return state(`the engine is starting on node ${target}`);
+    }
+    const frontendNone = v.spec?.disableFrontend || !v.spec?.frontend;
+    if (!engineRunning(e) || (!e.status?.endpoint && !frontendNone)) {
+      const why = e.status?.conditions?.find((c) => c.type === 'InstanceReady')?.message;
+      return state(`the engine on node ${target} is ${e.status?.currentState || 'starting'}${why ? `: ${why}` : ''}`);
+    }
+    // Attached: the engine should use every live replica that runs; new ones are rebuilt as they join.
+    const want: Record<string, string> = {};
+    for (const r of ok) {
+      const a = addressOf(r);
+      if (a) want[r.metadata.name ?? ''] = a;
+    }
+    const cur = e.spec.replicaAddressMap ?? {};
+    if (JSON.stringify(sorted(want)) !== JSON.stringify(sorted(cur))) await patchEngine(e, { replicaAddressMap: want });
+    return { state: 'attached', waiting: '', scheduled };
+  }
+
+  async function detach(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], scheduled: Outcome['scheduled']): Promise<Outcome> {
+    const wasAttached = v.status?.state === 'attached' || v.status?.state === 'attaching' || v.status?.state === 'detaching';
+    if (e.spec?.desireState === 'running') await patchEngine(e, { desireState: 'stopped' });
+    const st = e.status?.currentState;
+    if (st === 'running' || st === 'starting' || st === 'stopping') return { state: 'detaching', waiting: `the engine on node ${e.spec?.nodeID} is stopping`, scheduled };
+    if (st === 'unknown') return { state: 'detaching', waiting: `the engine's node ${e.spec?.nodeID} is down; waiting for it to come back`, scheduled };
+    for (const r of mine) if (r.spec?.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
+    const stopping = live(mine).filter((r) => r.status?.currentState === 'running' || r.status?.currentState === 'starting');
+    if (stopping.length > 0) return { state: 'detaching', waiting: `replicas ${stopping.map((r) => r.metadata.name).join(', ')} are stopping`, scheduled };
+    const created = live(mine).length >= (v.spec?.numberOfReplicas ?? 3);
+    return { state: !wasAttached && !created && v.status?.state !== 'detached' ? 'creating' : 'detached', waiting: '', scheduled };
+  }
+
+  async function updateStatus(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], o: Outcome) {
+    const attached = o.state === 'attached';
+    const robustness = robustnessOf({
+      attached,
+      wanted: v.spec?.numberOfReplicas ?? 3,
+      modes: e.status?.replicaModeMap ?? {},
+      liveReplicas: live(mine).map((r) => r.metadata.name ?? ''),
+    });
+    await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
+      const t = now();
+      if (st.state !== o.state) events.event(v as never, 'Normal', stateReason(o.state), `volume is ${o.state}${o.waiting ? `: ${o.waiting}` : ''}`);
+      const since = st.state === o.state ? Date.parse(findCondition(st.conditions, 'Attached')?.lastTransitionTime ?? t) : Date.parse(t);
+      st.state = o.state;
+      st.robustness = robustness;
+      if (robustness === 'degraded' && v.status?.robustness !== 'degraded') st.lastDegradedAt = t;
+      st.currentNodeID = attached ? (v.spec?.nodeID ?? '') : o.state === 'detached' || o.state === 'creating' ? '' : (st.currentNodeID ?? '');
+      st.currentEngineNodeID = attached ? (e.spec?.nodeID ?? '') : '';
+      st.frontendDisabled = v.spec?.disableFrontend ?? false;
+      let conds = setCondition(st.conditions, { type: 'Scheduled', status: o.scheduled.ok ? 'True' : 'False', reason: o.scheduled.ok ? '' : 'ReplicaSchedulingFailure', message: o.scheduled.ok ? '' : o.scheduled.message }, t);
+      const late = o.state === 'attaching' && nowDate().getTime() - since > ATTACH_TIMEOUT_MS;
+      const reason = attached ? 'Attached' : o.state === 'attaching' ? (late ? 'AttachTimeout' : 'Attaching') : o.state === 'detaching' ? 'Detaching' : 'Detached';
+      conds = setCondition(conds, {
+        type: 'Attached',
+        status: attached ? 'True' : 'False',
+        reason,
+        message: late ? `not attached after ${ATTACH_TIMEOUT_MS / 60_000} minutes: ${o.waiting}` : o.waiting,
+      }, t);
+      st.conditions = conds;
+    });
+  }
+
+  async function finalize(v: RO<Volume>, e: RO<Engine> | undefined, mine: readonly RO<Replica>[]) {
+    const ns = v.metadata.namespace ?? '';
+    if (e) {
+      // Stop the engine before its replicas disappear under it.
+      if (e.spec?.desireState === 'running') await patchEngine(e, { desireState: 'stopped' });
+      const st = e.status?.currentState;
+      if (st === 'running' || st === 'starting') return { requeueAfter: 1000 };
+      await store.delete('Engine', ns, e.metadata.name ?? '').catch(ignoreNotFound);
+    }
+    for (const r of mine) if (!r.metadata.deletionTimestamp) await store.delete('Replica', ns, r.metadata.name ?? '').catch(ignoreNotFound);
+    if (mine.length > 0 || e) return { requeueAfter: 1000 };
+    const finalizers = (v.metadata.finalizers ?? []).filter((f) => f !== LONGHORN_FINALIZER);
+    await store.patch('Volume', ns, v.metadata.name ?? '', 'merge', { metadata: { finalizers, resourceVersion: v.metadata.resourceVersion } }).catch(ignoreNotFound);
+    return undefined;
+  }
+
+  const controller = new Controller({ name: 'volume', workers: 4, reconcile });
+  volumes.addEventHandler({ onAdd: (o) => controller.enqueueObject(o), onUpdate: (_a, b) => controller.enqueueObject(b) });
+  const byVolume = (o: RO<Replica> | RO<Engine>) => {
+    const vol = o.spec?.volumeName;
+    if (vol) controller.enqueue(`${o.metadata.namespace ?? ''}/${vol}`);
+  };
+  replicas.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
+  engines.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
+  return controller;
+}
+
+function replicaProblem(r: RO<Replica>): string {
+  const conds = r.status?.conditions ?? [];
+  const wait = conds.find((c) => c.type === 'WaitForBackingImage' && c.status === 'True');
+  if (wait) return wait.message ?? 'waiting for its backing image copy';
+  const inst = conds.find((c) => c.type === 'InstanceReady' && c.status === 'False');
+  return inst?.message || `its process is ${r.status?.currentState || 'not started'}`;
+}
+
+function stateReason(s: VolumeState): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function sorted(m: Readonly<Record<string, string>>): [string, string][] {
+  return Object.entries(m).sort(([a], [b]) => a.localeCompare(b));
+}
+
+function findCondition(conds: readonly Condition[] | null | undefined, type: string): Condition | undefined {
+  return (conds ?? []).find((c) => c.type === type);
+}
+
+/** Sets a condition; the transition time moves when the status or the phase (the reason, a timeout aside) does. */
+function setCondition(conds: readonly Condition[] | null | undefined, next: Omit<Condition, 'lastTransitionTime' | 'lastProbeTime'>, now: string): Condition[] {
+  const list = [...(conds ?? [])];
+  const i = list.findIndex((c) => c.type === next.type);
+  const prev = list[i];
+  const phase = (reason: string | undefined) => (reason === 'AttachTimeout' ? 'Attaching' : reason);
+  const changed = !prev || prev.status !== next.status || phase(prev.reason) !== phase(next.reason);
+  const merged: Condition = { ...next, lastProbeTime: '', lastTransitionTime: changed ? now : (prev?.lastTransitionTime ?? now) };
+  if (i >= 0) list[i] = merged;
+  else list.push(merged);
+  return list;
+}
+
+function ignoreNotFound(err: unknown): void {
+  if (!isNotFound(err)) throw err;
+}

@@ -1,0 +1,120 @@
+// The instance manager's HTTP API (fastify), documented in docs/instance-manager-api.md. Handlers check the
+// request, call the InstanceManager, and map errors to statuses through `httpStatusOf` only: every error body is
+// `{code, message}`.
+
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
+import type { InstanceManager, WatchEvent } from './manager.js';
+import { checkName, parseCreateRequest } from './spec.js';
+
+export interface ImServerOptions {
+  manager: InstanceManager;
+  node: string;
+  versions: { apiVersion: number; apiMinVersion: number };
+  /** Data roots replica directories must be inside (none: any absolute path). */
+  dataRoots: readonly string[];
+  host: string;
+  port: number;
+  /** Interval of heartbeat lines on watch streams (default 5 s). */
+  heartbeatMs?: number;
+}
+
+export interface ImServer {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  /** Ends watch streams, stops accepting, finishes in-flight requests. */
+  close(): Promise<void>;
+}
+
+type Req = FastifyRequest<{ Params: { name: string }; Querystring: Record<string, string | undefined>; Body: unknown }>;
+
+export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
+  const m = opts.manager;
+  const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true, bodyLimit: 1024 * 1024 });
+  const watchers = new Set<ServerResponse>();
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (isImError(err)) return reply.code(httpStatusOf(err.code)).send({ code: err.code, message: err.message });
+    const e = err as { statusCode?: number; message?: string };
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.code(e.statusCode).send({ code: 'InvalidArgument', message: e.message ?? 'bad request' });
+    }
+    return reply.code(500).send({ code: 'Internal', message: messageOf(err) });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ code: 'NotFound', message: `no route for ${req.method} ${req.url}` });
+  });
+
+  app.get('/healthz', async () => 'ok');
+  app.get('/v1/version', async () => ({ ...opts.versions, node: opts.node }));
+
+  app.get('/v1/instances', (req: Req, reply) => {
+    if (req.query.watch !== 'true' && req.query.watch !== '1') return reply.send({ instances: m.list() });
+    watch(req, reply.raw);
+    reply.hijack();
+    return reply;
+  });
+
+  app.get('/v1/instances/:name', async (req: Req) => m.get(checkName('name', req.params.name)));
+
+  app.post('/v1/instances', async (req: Req, reply) => {
+    const r = m.create(parseCreateRequest(req.body, opts.dataRoots));
+    return reply.code(r.created ? 201 : 200).send(r.instance);
+  });
+
+  app.delete('/v1/instances/:name', async (req: Req) => {
+    const cleanup = req.query.cleanup;
+    if (cleanup !== undefined && cleanup !== 'true' && cleanup !== 'false') throw new ImError('InvalidArgument', `cleanup must be true or false, not ${JSON.stringify(cleanup)}`);
+    return m.delete(checkName('name', req.params.name), { cleanup: cleanup === 'true' });
+  });
+
+  app.get('/v1/instances/:name/log', async (req: Req, reply) => {
+    const n = req.query.lines;
+    if (n !== undefined && !/^\d{1,7}$/.test(n)) throw new ImError('InvalidArgument', `lines must be a non-negative integer, not ${JSON.stringify(n)}`);
+    const lines = m.logTail(checkName('name', req.params.name), n === undefined ? undefined : Number(n));
+    return reply.type('text/plain; charset=utf-8').send(lines.map((l) => `${l}\n`).join(''));
+  });
+
+  function watch(req: Req, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    watchers.add(res);
+    // A slow reader never makes memory grow: while the socket is full, events are coalesced per instance.
+    const held = new Map<string, WatchEvent>();
+    let blocked = false;
+    const send = (ev: WatchEvent | { type: 'HEARTBEAT' }) => {
+      if (blocked) {
+        if (ev.type !== 'HEARTBEAT') held.set(ev.type === 'SNAPSHOT' ? '' : ev.instance.name, ev);
+        return;
+      }
+      if (!res.write(`${JSON.stringify(ev)}\n`)) blocked = true;
+    };
+    res.on('drain', () => {
+      blocked = false;
+      const evs = [...held.values()];
+      held.clear();
+      for (const ev of evs) send(ev);
+    });
+    const unsubscribe = m.subscribe(send);
+    const beat = setInterval(() => send({ type: 'HEARTBEAT' }), opts.heartbeatMs ?? 5000);
+    req.raw.socket.setKeepAlive(true);
+    res.on('close', () => {
+      clearInterval(beat);
+      unsubscribe();
+      watchers.delete(res);
+    });
+  }
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const a = app.server.address();
+  const port = a && typeof a === 'object' ? a.port : opts.port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+    app,
+    close: async () => {
+      for (const w of watchers) w.end();
+      await app.close();
+    },
+  };
+}

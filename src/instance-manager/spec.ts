@@ -1,0 +1,137 @@
+// Instance specs: the POST /v1/instances body checked and normalised (so that "same spec" is a plain comparison),
+// and turned into the argv of `stratum replica` / `stratum engine`. All path rules live here: replica directories
+// and backing files are absolute, normalised and, when the manager has data roots, strictly inside one of them.
+
+import { isAbsolute, normalize } from 'node:path';
+import { ImError } from './errors.js';
+
+export interface ReplicaSpec {
+  dir: string;
+  size: number;
+  blockSize?: number;
+  backing?: { name: string; uuid: string; path: string };
+}
+
+export interface EngineSpec {
+  volume: string;
+  size: number;
+  replicas: { name: string; address: string }[];
+  frontend: 'nbd' | 'blockdev' | 'none';
+  /** Only for frontend blockdev (default /dev/longhorn). */
+  deviceDir?: string;
+}
+
+export type InstanceSpec = { type: 'replica'; replica: ReplicaSpec } | { type: 'engine'; engine: EngineSpec };
+
+export interface CreateRequest {
+  name: string;
+  spec: InstanceSpec;
+}
+
+export const DEFAULT_DEVICE_DIR = '/dev/longhorn';
+
+const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+const bad = (message: string) => new ImError('InvalidArgument', message);
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A DNS-1123-ish name: lower-case alphanumerics, "-" and ".", never ".." (it names files and export names). */
+export function checkName(field: string, v: unknown): string {
+  if (typeof v !== 'string' || !NAME.test(v) || v.includes('..')) {
+    throw bad(`${field} must be a DNS-1123 name (lower-case letters, digits, "-" and ".", at most 253 characters, no ".."), not ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function checkString(field: string, v: unknown): string {
+  if (typeof v !== 'string' || v === '' || v.includes('\0')) throw bad(`${field} must be a non-empty string`);
+  return v;
+}
+
+function checkPositiveInt(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw bad(`${field} must be a positive integer, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** An absolute, normalised path; inside one of `roots` (strictly) when roots are given. */
+export function checkPath(field: string, v: unknown, roots: readonly string[]): string {
+  const p = checkString(field, v);
+  if (!isAbsolute(p)) throw bad(`${field} must be an absolute path, not ${JSON.stringify(p)}`);
+  const n = normalize(p).replace(/\/+$/, '');
+  if (n !== p.replace(/\/+$/, '') || n === '') throw bad(`${field} ${JSON.stringify(p)} must be normalised (no "..", ".", "//")`);
+  if (roots.length > 0 && !roots.some((r) => n.startsWith(`${r.replace(/\/+$/, '')}/`))) {
+    throw bad(`${field} ${JSON.stringify(p)} is not inside the data roots of this instance manager (${roots.join(', ')})`);
+  }
+  return n;
+}
+
+/** "host:port" or "[v6]:port" with a port of 1–65535. */
+export function checkAddress(field: string, v: unknown): string {
+  const s = checkString(field, v);
+  const m = /^(?:\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) throw bad(`${field} must be "host:port", not ${JSON.stringify(s)}`);
+  return s;
+}
+
+/** Checks a POST /v1/instances body. */
+export function parseCreateRequest(body: unknown, roots: readonly string[]): CreateRequest {
+  if (!isRecord(body)) throw bad('the request body must be a JSON object');
+  const name = checkName('name', body.name);
+  if (body.type === 'replica') {
+    const r = body.replica;
+    if (!isRecord(r)) throw bad('replica must be an object {dir, size, blockSize?, backing?}');
+    const spec: ReplicaSpec = { dir: checkPath('replica.dir', r.dir, roots), size: checkPositiveInt('replica.size', r.size) };
+    if (r.blockSize !== undefined) spec.blockSize = checkPositiveInt('replica.blockSize', r.blockSize);
+    if (r.backing !== undefined) {
+      const b = r.backing;
+      if (!isRecord(b)) throw bad('replica.backing must be an object {name, uuid, path}');
+      spec.backing = { name: checkString('replica.backing.name', b.name), uuid: checkString('replica.backing.uuid', b.uuid), path: checkPath('replica.backing.path', b.path, roots) };
+    }
+    return { name, spec: { type: 'replica', replica: spec } };
+  }
+  if (body.type === 'engine') {
+    const e = body.engine;
+    if (!isRecord(e)) throw bad('engine must be an object {volume, size, replicas, frontend, deviceDir?}');
+    if (!Array.isArray(e.replicas)) throw bad('engine.replicas must be a list of {name, address}');
+    const replicas = e.replicas.map((r: unknown, i) => {
+      if (!isRecord(r)) throw bad(`engine.replicas[${i}] must be {name, address}`);
+      return { name: checkName(`engine.replicas[${i}].name`, r.name), address: checkAddress(`engine.replicas[${i}].address`, r.address) };
+    });
+    if (new Set(replicas.map((r) => r.name)).size !== replicas.length) throw bad('engine.replicas names a replica twice');
+    const frontend = e.frontend ?? 'nbd';
+    if (frontend !== 'nbd' && frontend !== 'blockdev' && frontend !== 'none') throw bad(`engine.frontend must be "nbd", "blockdev" or "none", not ${JSON.stringify(frontend)}`);
+    const spec: EngineSpec = { volume: checkName('engine.volume', e.volume), size: checkPositiveInt('engine.size', e.size), replicas, frontend };
+    if (frontend === 'blockdev') spec.deviceDir = e.deviceDir === undefined ? DEFAULT_DEVICE_DIR : checkPath('engine.deviceDir', e.deviceDir, []);
+    else if (e.deviceDir !== undefined) throw bad('engine.deviceDir applies to frontend "blockdev" only');
+    return { name, spec: { type: 'engine', engine: spec } };
+  }
+  throw bad(`type must be "replica" or "engine", not ${JSON.stringify(body.type)}`);
+}
+
+/** Specs are built in a fixed key order by parseCreateRequest, so JSON equality is spec equality. */
+export function sameSpec(a: InstanceSpec, b: InstanceSpec): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** "host:0" with IPv6 hosts bracketed: where a child listens (port 0: it reports the real one). */
+function anyPort(host: string): string {
+  return host.includes(':') ? `[${host}]:0` : `${host}:0`;
+}
+
+/** The CLI arguments (after `main.js`) that run the instance. */
+export function childArgs(name: string, spec: InstanceSpec, host: string): string[] {
+  if (spec.type === 'replica') {
+    const r = spec.replica;
+    const args = ['replica', '--dir', r.dir, '--listen', anyPort(host), '--create', '--name', name, '--size', String(r.size)];
+    if (r.blockSize !== undefined) args.push('--block-size', String(r.blockSize));
+    if (r.backing) args.push('--backing-file', r.backing.path, '--backing-name', r.backing.name, '--backing-uuid', r.backing.uuid);
+    return args;
+  }
+  const e = spec.engine;
+  const args = ['engine', '--volume', e.volume, '--size', String(e.size), '--nbd', anyPort(host), '--control', anyPort(host), '--frontend', e.frontend];
+  for (const r of e.replicas) args.push('--replica', `${r.name}=${r.address}`);
+  if (e.deviceDir !== undefined) args.push('--device-dir', e.deviceDir);
+  return args;
+}
