@@ -54,6 +54,7 @@ export class PodRuntime {
   readonly #informer: Informer<Pod>;
   readonly #workers = new Map<string, Running>();
   #signal: AbortSignal | undefined;
+  #shuttingDown = false;
 
   constructor(o: PodRuntimeOptions) {
     this.#o = o;
@@ -91,6 +92,9 @@ export class PodRuntime {
 
   /** Stops every pod's process (gracefully) and waits for it; the pods restart when an agent runs them again. */
   async stopPods(): Promise<void> {
+    // From here no pod starts again: a worker that ended is gone from the map, and a later event about its pod
+    // (the manager still writes status) would otherwise start a fresh worker for it.
+    this.#shuttingDown = true;
     const running = [...this.#workers.values()];
     for (const r of running) r.worker.stopForShutdown();
     await Promise.all(running.map((r) => r.done));
@@ -117,7 +121,7 @@ export class PodRuntime {
       return;
     }
     const signal = this.#signal;
-    if (!signal || signal.aborted || !uid) return;
+    if (!signal || signal.aborted || !uid || this.#shuttingDown) return;
     // A deleting pod without our finalizer was never ours to run (or we are done with it).
     if (pod.metadata.deletionTimestamp && !(pod.metadata.finalizers ?? []).includes(POD_FINALIZER)) return;
     const record = await this.#pods.load(this.#pods.dirOf({ namespace: pod.metadata.namespace ?? '', name: pod.metadata.name ?? '', uid }));

@@ -1,7 +1,8 @@
 // The instance table of one node: creates instances (idempotently), stops and forgets them, and tells
 // subscribers about every change. It owns the children: close() stops them all before the manager exits.
 
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { ImError } from './errors.js';
 import { InstanceProcess, type Instance } from './instance.js';
 import { childArgs, sameSpec, type CreateRequest } from './spec.js';
@@ -99,6 +100,27 @@ export class InstanceManager {
       this.#emit({ type: 'DELETED', instance: final });
     }
     return final;
+  }
+
+  /**
+   * Removes the data directory of a replica that no longer runs (a detached volume's replica being deleted). Only
+   * `<disk>/replicas/<dir>` holding a replica (its replica.json) or nothing is removed, and never one an instance
+   * of this manager still uses. `dir` was checked by `checkPath`. Returns whether something was removed.
+   */
+  async removeReplicaData(dir: string): Promise<boolean> {
+    if (basename(dirname(dir)) !== 'replicas') throw new ImError('InvalidArgument', `Refusing to remove ${dir}: not a directory under a disk's replicas/`);
+    const user = [...this.#instances.values()].find((p) => p.spec.type === 'replica' && p.spec.replica.dir === dir && p.info().state !== 'stopped' && p.info().state !== 'error');
+    if (user) throw new ImError('Conflict', `Refusing to remove ${dir}: replica "${user.name}" is ${user.info().state} on it`);
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new ImError('Internal', `Cannot read ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    if (entries.length > 0 && !entries.includes('replica.json')) throw new ImError('InvalidArgument', `Refusing to remove ${dir}: it holds no replica (no replica.json)`);
+    await rm(dir, { recursive: true, force: true });
+    return true;
   }
 
   /** First a SNAPSHOT of every instance, then each change. Returns the unsubscribe function. */

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
-import { checkName, parseCreateRequest } from './spec.js';
+import { checkName, checkPath, parseCreateRequest } from './spec.js';
 
 export interface ImServerOptions {
   manager: InstanceManager;
@@ -67,6 +67,11 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
     const cleanup = req.query.cleanup;
     if (cleanup !== undefined && cleanup !== 'true' && cleanup !== 'false') throw new ImError('InvalidArgument', `cleanup must be true or false, not ${JSON.stringify(cleanup)}`);
     return m.delete(checkName('name', req.params.name), { cleanup: cleanup === 'true' });
+  });
+
+  app.delete('/v1/replica-data', async (req: Req) => {
+    const dir = checkPath('dir', req.query.dir, opts.dataRoots);
+    return { dir, removed: await m.removeReplicaData(dir) };
   });
 
   app.get('/v1/instances/:name/log', async (req: Req, reply) => {

@@ -108,6 +108,16 @@ export class InstanceManagerClient {
       if (!isRemoteNotFound(err)) throw err;
     }
   }
+
+  /** Removes the data directory of a replica that is not running. */
+  removeReplicaData(dir: string, signal?: AbortSignal) {
+    return call<RemovedData>(this.base, 'DELETE', `/v1/replica-data?dir=${encodeURIComponent(dir)}`, 30_000, undefined, signal);
+  }
+}
+
+export interface RemovedData {
+  dir: string;
+  removed: boolean;
 }
 
 /** The engine process's control API. */

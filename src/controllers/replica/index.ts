@@ -132,7 +132,9 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
     const node = nodes.get('', nodeName) ?? nodes.get(ns, nodeName);
     const m = managers.managerFor(nodeName);
     if ('client' in m) {
-      await m.client.delete(name, { cleanup: !!r.spec?.dataDirectoryName });
+      await m.client.delete(name);
+      // A stopped replica (its volume detached) has no instance left: its directory is removed on its own.
+      if (r.spec?.dataDirectoryName) await m.client.removeReplicaData(replicaDataPath(r));
     } else if (node && nodeIsReady(node) && r.status?.currentState !== 'stopped') {
       return { requeueAfter: 2000 };
     } else if (r.spec?.dataDirectoryName && nodeName) {

@@ -237,7 +237,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       await patchEngine(e, {
         nodeID: target,
         desireState: 'running',
-        replicaAddressMap: map,
+        replicaAddressMap: { ...map, ...Object.fromEntries(Object.keys(e.spec?.replicaAddressMap ?? {}).filter((n) => !(n in map)).map((n) => [n, null])) } as Record<string, string>,
         volumeSize: v.spec?.size ?? '0',
         frontend: v.spec?.frontend ?? 'blockdev',
         disableFrontend: v.spec?.disableFrontend ?? false,
@@ -257,7 +257,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       if (a) want[r.metadata.name ?? ''] = a;
     }
     const cur = e.spec.replicaAddressMap ?? {};
-    if (JSON.stringify(sorted(want)) !== JSON.stringify(sorted(cur))) await patchEngine(e, { replicaAddressMap: want });
+    if (JSON.stringify(sorted(want)) !== JSON.stringify(sorted(cur))) {
+      // A merge patch keeps keys it does not mention: removed replicas are set to null.
+      const gone = Object.fromEntries(Object.keys(cur).filter((n) => !(n in want)).map((n) => [n, null]));
+      await patchEngine(e, { replicaAddressMap: { ...want, ...gone } as Record<string, string> });
+    }
     return { state: 'attached', waiting: '', scheduled };
   }
 
