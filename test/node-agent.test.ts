@@ -170,13 +170,14 @@ test('restart policies: Always restarts with growing backoff; Never ends Failed 
 
 test('two agents on one machine never hand out the same port', async () => {
   const portDir = join(dir.path, 'shared-ports');
-  const range = '24100-24109';
+  // Twelve ports: each node also runs its instance-manager pod (one port each), then the ten test pods.
+  const range = '24100-24111';
   const agents = ['node-a', 'node-b'].map((name) =>
     startNodeAgent([process.execPath, CLI, 'node', '--name', name, '--manager', url, '--data-dir', join(dir.path, name), '--port-dir', portDir, '--port-range', range]),
   );
   extra.push(...agents);
   await waitFor('both agents registered', async () => (await nodeReady(url, 'node-a')) === 'True' && (await nodeReady(url, 'node-b')) === 'True');
-  // Ten pods with one port each over a ten-port range, created at once on both nodes: every port exactly once.
+  // Ten pods with one port each, created at once on both nodes: every port exactly once.
   const names = Array.from({ length: 10 }, (_, i) => `p${i}`);
   await Promise.all(names.map((n, i) => createPod(url, httpPod(n, i % 2 ? 'node-a' : 'node-b'))));
   const ports = await waitFor('every pod has a port', async () => {
@@ -184,7 +185,7 @@ test('two agents on one machine never hand out the same port', async () => {
     return got.every((p) => p !== undefined) ? (got as number[]) : undefined;
   }, 30_000);
   assert.equal(new Set(ports).size, 10, `ports: ${ports.join(', ')}`);
-  for (const p of ports) assert.ok(p >= 24100 && p <= 24109);
+  for (const p of ports) assert.ok(p >= 24100 && p <= 24111);
   const files = readFileSync(join(portDir, String(ports[0])), 'utf8');
   assert.match(files, /"owner":"node-[ab]\/default\/p\d\//);
   // The eleventh pod waits, saying why and what to do.

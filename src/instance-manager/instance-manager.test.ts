@@ -226,3 +226,27 @@ test('an engine with frontend blockdev reports its device; DELETE removes it', {
   await assert.rejects(lstat(e3.device!), { code: 'ENOENT' });
   assert.equal((await api('DELETE', '/v1/instances/r3?cleanup=true')).status, 200);
 });
+
+test('the data directory of a replica that no longer runs is removed on request, and only such a directory', async () => {
+  const dir = join(root, 'replicas', 'r-data');
+  const body = { ...replicaBody(), name: 'r-data', replica: { ...replicaBody().replica, dir } };
+  assert.equal((await api('POST', '/v1/instances', body)).status, 201);
+  await inState('r-data', 'running');
+  const q = (d: string) => `/v1/replica-data?dir=${encodeURIComponent(d)}`;
+  const busy = await api('DELETE', q(dir));
+  assert.equal(busy.status, 409, JSON.stringify(busy.json));
+  assert.match(String(busy.json['message']), /replica "r-data" is running/);
+  assert.equal((await api('DELETE', '/v1/instances/r-data')).status, 200);
+  const done = await api('DELETE', q(dir));
+  assert.deepEqual(done.json, { dir, removed: true });
+  await assert.rejects(stat(dir), /ENOENT/);
+  assert.deepEqual((await api('DELETE', q(dir))).json, { dir, removed: false });
+  // Not under replicas/, not a replica, not normalised, outside the roots: refused, nothing removed.
+  await mkdir(join(root, 'replicas', 'other'), { recursive: true });
+  await writeFile(join(root, 'replicas', 'other', 'precious'), 'x');
+  for (const bad of [root, join(root, 'replicas', 'other'), `${root}/replicas/../replicas/r-data`, '/tmp/replicas/x', 'relative/replicas/x']) {
+    const r = await api('DELETE', q(bad));
+    assert.equal(r.status, 400, `${bad}: ${JSON.stringify(r.json)}`);
+  }
+  assert.equal(await readFile(join(root, 'replicas', 'other', 'precious'), 'utf8'), 'x');
+});
