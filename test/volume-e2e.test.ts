@@ -249,6 +249,24 @@ test('10,000 random writes through NBD, detach and attach, then a full read equa
   await vols.detach('vol-d');
 });
 
+test('an attached volume comes back after the whole cluster is stopped and started again', { skip }, async () => {
+  const e = await vols.attach('vol-a', 'node-3');
+  const mnt = join(dir.path, 'mnt-a');
+  await mount(e.status?.endpoint ?? '', mnt);
+  const data = Buffer.alloc(MiB, 0x5a);
+  writeFileSync(join(mnt, 'before-restart.bin'), data);
+  await umount(mnt);
+  await up?.stop('SIGINT', 60_000);
+  up = await startUp(dir.path, Number(new URL(url).port));
+  const back = await vols.waitVolume('vol-a', 'attached and healthy after the restart', (v) => v.status?.state === 'attached' && v.status.robustness === 'healthy', 120_000);
+  assert.equal(back.status?.currentNodeID, 'node-3');
+  await mount('/dev/longhorn/vol-a', mnt);
+  assert.equal(sha512(readFileSync(join(mnt, 'before-restart.bin'))), sha512(data));
+  assert.equal(sha512(readFileSync(join(mnt, 'big.bin'))), original.get('big.bin'));
+  await umount(mnt);
+  await vols.detach('vol-a');
+});
+
 test('deleting volumes removes their replicas and data directories', { skip }, async () => {
   const dirs: string[] = [];
   for (const v of ['vol-c', 'vol-d']) for (const r of await vols.replicas(v)) dirs.push(join(r.spec.diskPath, 'replicas', r.spec.dataDirectoryName));

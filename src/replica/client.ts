@@ -4,6 +4,7 @@
 // never re-established here: a replica that failed is marked ERR by the engine and rebuilt, not silently resumed.
 
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { protocolError, ReplicaError } from './errors.js';
 import {
   decodeExtentData,
@@ -39,6 +40,9 @@ export interface RequestOptions {
 
 interface Pending {
   readonly op: number;
+  /** performance.now() after which the request has timed out. */
+  readonly deadline: number;
+  readonly timeoutMs: number;
   readonly resolve: (r: ReplicaResponse) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -68,6 +72,10 @@ export class ReplicaClient {
   #nextId = 1;
   #error: Error | undefined;
   #ending = false;
+  #corked = false;
+  /** The one timer of the connection, armed for the earliest deadline in flight (see #armTimer). */
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Infinity;
 
   private constructor(socket: net.Socket, address: string, timeoutMs: number) {
     this.#socket = socket;
@@ -78,6 +86,7 @@ export class ReplicaClient {
     socket.on('error', (err) => (this.#error ??= err));
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {
+        clearTimeout(this.#timer);
         const err = this.closeReason;
         for (const p of this.#pending.values()) p.reject(err);
         this.#pending.clear();
@@ -199,33 +208,36 @@ export class ReplicaClient {
   }
 
   #request(op: Op, h: { offset?: number; length?: number; flags?: number; payload?: Uint8Array }, opts: RequestOptions): Promise<ReplicaResponse> {
-    const what = `${OP_NAMES[op]} to replica at ${this.address}`;
+    const what = (): string => `${OP_NAMES[op]} to replica at ${this.address}`;
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
     const bad = checkRequest(op, h.offset ?? 0, h.length ?? 0);
     // Refused here, not sent: the replica would drop the connection on a header it cannot accept.
-    if (bad) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', `Cannot send ${what}: ${bad}`));
+    if (bad) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', `Cannot send ${what()}: ${bad}`));
     if (this.#socket.destroyed || this.#ending) {
-      return Promise.reject(new ReplicaError('CONNECTION_CLOSED', `Cannot send ${what}: the connection is closed`, { cause: this.#error }));
+      return Promise.reject(new ReplicaError('CONNECTION_CLOSED', `Cannot send ${what()}: the connection is closed`, { cause: this.#error }));
     }
     const id = this.#nextId++;
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
+    const deadline = performance.now() + timeoutMs;
+    const signal = opts.signal;
     const promise = new Promise<ReplicaResponse>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        settle();
-        reject(new ReplicaError('TIMEOUT', `${what} got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onAbort = (): void => {
-        settle();
-        reject(opts.signal?.reason);
-      };
-      const settle = (): void => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(id);
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const onAbort = signal
+        ? (): void => {
+            this.#pending.delete(id);
+            reject(signal.reason);
+          }
+        : undefined;
+      if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
+      const settle = onAbort
+        ? (): void => {
+            signal!.removeEventListener('abort', onAbort);
+            this.#pending.delete(id);
+          }
+        : (): void => void this.#pending.delete(id);
       this.#pending.set(id, {
         op,
+        deadline,
+        timeoutMs,
         resolve: (r) => {
           settle();
           resolve(r);
@@ -236,10 +248,44 @@ export class ReplicaClient {
         },
       });
     });
-    const payload = h.payload ?? new Uint8Array(0);
-    this.#socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload.byteLength }));
-    if (payload.byteLength > 0) this.#socket.write(payload);
+    if (deadline < this.#timerAt) this.#armTimer(deadline);
+    const socket = this.#socket;
+    // Cork for the rest of this tick: the requests an NBD burst starts leave in one writev, not one write each.
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        socket.uncork();
+      });
+    }
+    const payload = h.payload;
+    socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload?.byteLength ?? 0 }));
+    if (payload && payload.byteLength > 0) socket.write(payload);
     return promise;
+  }
+
+  /**
+   * One timer per connection instead of one per request: it is armed for the earliest deadline in flight and, when
+   * it fires, fails every request past its deadline and re-arms for the next one. A request that completes leaves
+   * the timer alone; the timer then finds nothing due and re-arms (at most once per timeout period).
+   */
+  #armTimer(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const p of this.#pending.values()) {
+      if (p.deadline <= now) p.reject(new ReplicaError('TIMEOUT', `${OP_NAMES[p.op]} to replica at ${this.address} got no answer within ${p.timeoutMs} ms`));
+      else if (p.deadline < next) next = p.deadline;
+    }
+    if (next !== Infinity && !this.#socket.destroyed) this.#armTimer(next);
   }
 
   #onData(chunk: Buffer): void {

@@ -10,13 +10,13 @@
 // A write is acknowledged once in the page cache with the map updated in memory; FLUSH and FUA make it durable.
 
 import { resolve } from 'node:path';
-import { openImageReader, type ImageReader } from '../imagefmt/index.js';
+import { openImageReaderOnSource, type ImageReader } from '../imagefmt/index.js';
 import { BlockMap, BlockState, planWrite, type StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
 import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
 import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
-import { fsStorage, type StorageDir, type StorageFile } from './storage.js';
+import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 
 export const DEFAULT_BLOCK_SIZE = 4096;
@@ -25,6 +25,8 @@ export interface ReplicaStoreOptions {
   /** The directory as a StorageDir (default: the real directory); tests pass a crash-simulating one. */
   storage?: StorageDir;
   journal?: MapJournalOptions;
+  /** Small head, journal and backing-file I/O on the event-loop thread (storage.ts); `{ maxBytes: 0 }` turns it off. */
+  syncIo?: SyncIoOptions;
   signal?: AbortSignal;
 }
 
@@ -38,6 +40,18 @@ export interface CreateReplicaOptions extends ReplicaStoreOptions {
 
 interface Signal {
   signal?: AbortSignal | undefined;
+}
+
+/** The backing image reader, over a source whose small reads go through `gate`. */
+async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined): Promise<ImageReader> {
+  signal?.throwIfAborted();
+  const source = await openBackingSource(path, gate);
+  try {
+    return await openImageReaderOnSource(source, { signal });
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
 }
 
 export class ReplicaStore implements ReplicaDevice {
@@ -73,7 +87,8 @@ export class ReplicaStore implements ReplicaDevice {
     const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
     checkName('replica name', opts.name);
     checkGeometry(opts.size, blockSize);
-    const storage = opts.storage ?? (await fsStorage(dir));
+    const gate = new SyncIoGate(opts.syncIo);
+    const storage = opts.storage ?? (await fsStorage(dir, { gate }));
     if ((await storage.readFile(META_FILE)) !== undefined) {
       throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
     }
@@ -82,7 +97,7 @@ export class ReplicaStore implements ReplicaDevice {
     try {
       if (opts.backing) {
         checkName('backing image name', opts.backing.name);
-        backing = await openImageReader(resolve(dir, opts.backing.path), { signal: opts.signal });
+        backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal);
         if (backing.virtualSize > opts.size) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
         }
@@ -112,7 +127,8 @@ export class ReplicaStore implements ReplicaDevice {
 
   /** Open the replica in `dir`, replaying and compacting its map. */
   static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
-    const storage = opts.storage ?? (await fsStorage(dir));
+    const gate = new SyncIoGate(opts.syncIo);
+    const storage = opts.storage ?? (await fsStorage(dir, { gate }));
     const bytes = await storage.readFile(META_FILE);
     if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
     const meta = decodeMeta(bytes);
@@ -121,7 +137,7 @@ export class ReplicaStore implements ReplicaDevice {
     try {
       if (meta.backing) {
         const b = meta.backing;
-        backing = await openImageReader(resolve(dir, b.path), { signal: opts.signal });
+        backing = await openBacking(resolve(dir, b.path), gate, opts.signal);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
@@ -167,7 +183,8 @@ export class ReplicaStore implements ReplicaDevice {
   read(offset: number, length: number, { signal }: Signal = {}): Promise<Uint8Array> {
     return this.#run('read', offset, length, undefined, async () => {
       signal?.throwIfAborted();
-      const out = Buffer.alloc(length); // zero-filled: ZERO runs and reads past the backing image need no work
+      // Not zero-filled: #readInto writes every byte (data, backing bytes, or zeros for ZERO runs).
+      const out = Buffer.allocUnsafe(length);
       await this.#readInto(out, offset, signal);
       return out;
     });
@@ -362,6 +379,7 @@ export class ReplicaStore implements ReplicaDevice {
     }
   }
 
+  /** Fill every byte of `out` with the volume's content at `offset` (`out` may hold garbage on entry). */
   async #readInto(out: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<void> {
     const bs = this.meta.blockSize;
     const end = offset + out.length;
@@ -372,8 +390,10 @@ export class ReplicaStore implements ReplicaDevice {
       const slice = out.subarray(a - offset, b - offset);
       if (run.state === BlockState.DATA) jobs.push(this.#readHead(slice, a));
       else if (run.state === BlockState.UNWRITTEN && this.#backing) jobs.push(this.#backing.read(slice, a, { signal }));
+      else slice.fill(0);
     }
-    await Promise.all(jobs);
+    if (jobs.length === 1) await jobs[0];
+    else await Promise.all(jobs);
   }
 
   async #readHead(buf: Uint8Array, position: number): Promise<void> {
@@ -384,7 +404,7 @@ export class ReplicaStore implements ReplicaDevice {
   /** A fresh copy of one block's current content, as a read would return it. */
   async #blockContent(block: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
     const bs = this.meta.blockSize;
-    const buf = new Uint8Array(bs);
+    const buf = Buffer.allocUnsafe(bs);
     await this.#readInto(buf, block * bs, signal);
     return buf;
   }

@@ -9,7 +9,11 @@ export async function runManagerCommand(o: { host: string; port: string; dataDir
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
   // Started by `stratum up` with an IPC channel: when `up` dies, so does its manager.
-  if (process.send) process.on('disconnect', () => ac.abort());
+  if (process.send) {
+    process.on('disconnect', () => ac.abort());
+    // The channel must not keep the process alive once everything stopped (`up` would wait for its kill timeout).
+    process.channel?.unref();
+  }
   const m = await startManager({
     dataDir: resolve(o.dataDir),
     host: o.host,

@@ -38,7 +38,7 @@ export function engineController(opts: EngineControllerOptions): Controller {
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   engines.addIndex(ENGINE_BY_NODE, (e) => (e.spec?.nodeID ? [e.spec.nodeID] : []));
 
-  const reconcile = async (key: string) => {
+  const reconcile = async (key: string, signal: AbortSignal) => {
     const [ns = '', name = ''] = key.split('/');
     const e = engines.get(ns, name);
     if (!e) return;
@@ -48,13 +48,13 @@ export function engineController(opts: EngineControllerOptions): Controller {
     const ran = e.status?.currentTargetNodeID || '';
     if (ran && ran !== nodeName) {
       const old = managers.managerFor(ran);
-      if ('client' in old) await old.client.delete(name);
+      if ('client' in old) await old.client.delete(name, { signal });
       await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => void (st.currentTargetNodeID = ''));
       return;
     }
     const inst = nodeName ? managers.instanceOn(nodeName, name) : undefined;
     if (e.spec?.desireState !== 'running' || e.metadata.deletionTimestamp) {
-      if ('client' in m && inst) await m.client.delete(name);
+      if ('client' in m && inst) await m.client.delete(name, { signal });
       else if (inst && 'problem' in m) return { requeueAfter: 2000 };
       await setStopped(e, '');
       return;
@@ -63,11 +63,11 @@ export function engineController(opts: EngineControllerOptions): Controller {
       await setStopped(e, m.problem, e.status?.currentState === 'running' ? 'unknown' : 'stopped');
       return { requeueAfter: 2000 };
     }
-    if (!inst || inst.state === 'stopped') return startInstance(e, m.client, m.im.metadata.name ?? '');
+    if (!inst || inst.state === 'stopped') return startInstance(e, m.client, m.im.metadata.name ?? '', signal);
     if (inst.state === 'error') {
       // The replicas hold every acknowledged write, so a failed engine is simply started again.
       events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it`);
-      await m.client.delete(name);
+      await m.client.delete(name, { signal });
       await setStopped(e, inst.errorMsg ?? 'the engine process failed', 'error');
       return { requeueAfter: 1000 };
     }
@@ -79,17 +79,17 @@ export function engineController(opts: EngineControllerOptions): Controller {
       return;
     }
     const control = new EngineControlClient(inst.control);
-    let live = await control.status();
-    live = await syncMembership(e, control, live);
+    let live = await control.status(signal);
+    live = await syncMembership(e, control, live, signal);
     await updateStatus(e, inst, live, m.im.metadata.name ?? '');
     return { requeueAfter: ENGINE_POLL_MS };
   };
 
-  async function startInstance(e: RO<Engine>, client: InstanceManagerClient, imName: string) {
+  async function startInstance(e: RO<Engine>, client: InstanceManagerClient, imName: string, signal: AbortSignal) {
     const spec = e.spec ?? {};
     const frontend = spec.disableFrontend || !spec.frontend ? 'none' : spec.frontend === 'blockdev' ? 'blockdev' : 'nbd';
     const replicas = Object.entries(spec.replicaAddressMap ?? {}).map(([name, address]) => ({ name, address }));
-    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend });
+    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend }, signal);
     events.event(e as never, 'Normal', 'Start', `starting engine on node ${spec.nodeID} with ${replicas.length} replica(s), frontend ${frontend}`);
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
       st.currentState = 'starting';
@@ -100,19 +100,19 @@ export function engineController(opts: EngineControllerOptions): Controller {
   }
 
   /** Adds the spec's new replicas (the engine rebuilds them) and drops the ones the spec no longer lists. */
-  async function syncMembership(e: RO<Engine>, control: EngineControlClient, live: LiveStatus): Promise<LiveStatus> {
+  async function syncMembership(e: RO<Engine>, control: EngineControlClient, live: LiveStatus, signal: AbortSignal): Promise<LiveStatus> {
     const want = e.spec?.replicaAddressMap ?? {};
     const have = new Map(live.replicas.map((r) => [r.name, r]));
     for (const r of live.replicas) {
       if (want[r.name] !== undefined) continue;
-      live = await control.removeReplica(r.name);
+      live = await control.removeReplica(r.name, signal);
       events.event(e as never, 'Normal', 'ReplicaRemoved', `removed replica ${r.name} (${r.mode}) from the engine`);
     }
     // One rebuild at a time: the engine refuses a second while one runs.
     if (live.rebuild?.state === 'running') return live;
     for (const [name, address] of Object.entries(want)) {
       if (have.has(name)) continue;
-      live = await control.addReplica(name, address);
+      live = await control.addReplica(name, address, signal);
       events.event(e as never, 'Normal', 'RebuildStarted', `added replica ${name} at ${address}: rebuilding it from a healthy replica`);
       break;
     }

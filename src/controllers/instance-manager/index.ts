@@ -67,7 +67,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
   const defaultImage = () => settings.string('default-instance-manager-image');
   const currentFor = (nodeName: string) => ims.get(namespace, instanceManagerName(defaultImage(), nodeName));
 
-  const reconcile = async (nodeName: string) => {
+  const reconcile = async (nodeName: string, signal: AbortSignal) => {
     const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
     const image = defaultImage();
     const name = instanceManagerName(image, nodeName);
@@ -99,7 +99,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     const c = new InstanceManagerClient(ep);
     let api = { min: im.status?.apiMinVersion ?? 0, current: im.status?.apiVersion ?? 0 };
     if (!api.current) {
-      const v = await c.version();
+      const v = await c.version(signal);
       api = { min: v.apiMinVersion, current: v.apiVersion };
       await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
         st.apiVersion = v.apiVersion;

@@ -48,11 +48,11 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   replicas.addIndex(REPLICA_BY_NODE, (r) => (r.spec?.nodeID ? [r.spec.nodeID] : []));
 
-  const reconcile = async (key: string) => {
+  const reconcile = async (key: string, signal: AbortSignal) => {
     const [ns = '', name = ''] = key.split('/');
     const r = replicas.get(ns, name);
     if (!r) return;
-    if (r.metadata.deletionTimestamp) return finalize(r);
+    if (r.metadata.deletionTimestamp) return finalize(r, signal);
     if (!(r.metadata.finalizers ?? []).includes(LONGHORN_FINALIZER)) {
       await store.patch('Replica', ns, name, 'merge', { metadata: { finalizers: [...(r.metadata.finalizers ?? []), LONGHORN_FINALIZER], resourceVersion: r.metadata.resourceVersion } });
       return;
@@ -61,7 +61,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
     const m = managers.managerFor(nodeName);
     const inst = managers.instanceOn(nodeName, name);
     if (r.spec?.desireState !== 'running') {
-      if ('client' in m && inst) await m.client.delete(name);
+      if ('client' in m && inst) await m.client.delete(name, { signal });
       await setStatus(r, { currentState: 'stopped' });
       return;
     }
@@ -76,7 +76,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       return { requeueAfter: 2000 };
     }
     if (!inst || inst.state === 'stopped') {
-      await startInstance(r, m.client, m.im.metadata.name ?? '');
+      await startInstance(r, m.client, m.im.metadata.name ?? '', signal);
       return;
     }
     if (inst.state === 'error') {
@@ -87,7 +87,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
     return undefined;
   };
 
-  async function startInstance(r: RO<Replica>, client: InstanceManagerClient, imName: string) {
+  async function startInstance(r: RO<Replica>, client: InstanceManagerClient, imName: string, signal: AbortSignal) {
     const ns = r.metadata.namespace ?? '';
     const biName = r.spec?.backingImage;
     let backing: { name: string; uuid: string; path: string } | undefined;
@@ -98,7 +98,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       backing = { name: biName, uuid: bi.status.uuid, path: g.path };
     }
     const size = Number(r.spec?.volumeSize ?? '0');
-    await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) });
+    await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) }, signal);
     events.event(r as never, 'Normal', 'Start', `starting replica process on node ${r.spec?.nodeID} in ${replicaDataPath(r)}`);
     await setStatus(r, { currentState: 'starting', im: imName });
   }
@@ -125,16 +125,16 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
   }
 
   /** Deletion: stop the process and remove the data directory; a replica on a node that is gone leaves it behind. */
-  async function finalize(r: RO<Replica>) {
+  async function finalize(r: RO<Replica>, signal: AbortSignal) {
     const ns = r.metadata.namespace ?? '';
     const name = r.metadata.name ?? '';
     const nodeName = r.spec?.nodeID ?? '';
     const node = nodes.get('', nodeName) ?? nodes.get(ns, nodeName);
     const m = managers.managerFor(nodeName);
     if ('client' in m) {
-      await m.client.delete(name);
+      await m.client.delete(name, { signal });
       // A stopped replica (its volume detached) has no instance left: its directory is removed on its own.
-      if (r.spec?.dataDirectoryName) await m.client.removeReplicaData(replicaDataPath(r));
+      if (r.spec?.dataDirectoryName) await m.client.removeReplicaData(replicaDataPath(r), signal);
     } else if (node && nodeIsReady(node) && r.status?.currentState !== 'stopped') {
       return { requeueAfter: 2000 };
     } else if (r.spec?.dataDirectoryName && nodeName) {

@@ -224,8 +224,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     for (const r of mine) if (r.spec?.failedAt && r.spec.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
     const addressOf = (r: RO<Replica>) => (r.status?.currentState === 'running' && r.status.ip && r.status.port ? `${r.status.ip}:${r.status.port}` : undefined);
 
-    if (e.spec?.desireState !== 'running') {
-      // Start with the replicas that hold data; a brand-new volume starts with all of them.
+    const frontendNone = v.spec?.disableFrontend || !v.spec?.frontend;
+    if (e.spec?.desireState !== 'running' || !engineRunning(e)) {
+      // (Re)starting: the engine starts with the replicas that hold data (a brand-new volume: all of them), at the
+      // addresses they listen on now — after a node or cluster restart those are new ports, and replicas that
+      // failed since the last start are left out.
       const everHealthy = mine.some((r) => r.spec?.healthyAt);
       const initial = everHealthy ? ok.filter((r) => r.spec?.healthyAt) : ok;
       if (initial.length === 0) {
@@ -234,22 +237,25 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       const notUp = initial.filter((r) => !addressOf(r));
       if (notUp.length > 0) return state(notUp.map((r) => `replica ${r.metadata.name} on node ${r.spec?.nodeID}: ${replicaProblem(r)}`).join('; '));
       const map = Object.fromEntries(initial.map((r) => [r.metadata.name ?? '', addressOf(r)!]));
-      await patchEngine(e, {
-        nodeID: target,
-        desireState: 'running',
-        replicaAddressMap: { ...map, ...Object.fromEntries(Object.keys(e.spec?.replicaAddressMap ?? {}).filter((n) => !(n in map)).map((n) => [n, null])) } as Record<string, string>,
-        volumeSize: v.spec?.size ?? '0',
-        frontend: v.spec?.frontend ?? 'blockdev',
-        disableFrontend: v.spec?.disableFrontend ?? false,
-      });
-      events.event(v as never, 'Normal', 'Attaching', `starting the engine on node ${target} with replicas ${Object.keys(map).join(', ')}`);
-      return state(`the engine is starting on node ${target}`);
-    }
-    const frontendNone = v.spec?.disableFrontend || !v.spec?.frontend;
-    if (!engineRunning(e) || (!e.status?.endpoint && !frontendNone)) {
+      const cur = e.spec?.replicaAddressMap ?? {};
+      const gone = Object.fromEntries(Object.keys(cur).filter((n) => !(n in map)).map((n) => [n, null]));
+      if (e.spec?.desireState !== 'running') {
+        await patchEngine(e, {
+          nodeID: target,
+          desireState: 'running',
+          replicaAddressMap: { ...map, ...gone } as Record<string, string>,
+          volumeSize: v.spec?.size ?? '0',
+          frontend: v.spec?.frontend ?? 'blockdev',
+          disableFrontend: v.spec?.disableFrontend ?? false,
+        });
+        events.event(v as never, 'Normal', 'Attaching', `starting the engine on node ${target} with replicas ${Object.keys(map).join(', ')}`);
+        return state(`the engine is starting on node ${target}`);
+      }
+      if (JSON.stringify(sorted(map)) !== JSON.stringify(sorted(cur))) await patchEngine(e, { replicaAddressMap: { ...map, ...gone } as Record<string, string> });
       const why = e.status?.conditions?.find((c) => c.type === 'InstanceReady')?.message;
       return state(`the engine on node ${target} is ${e.status?.currentState || 'starting'}${why ? `: ${why}` : ''}`);
     }
+    if (!e.status?.endpoint && !frontendNone) return state(`the engine on node ${target} has no frontend endpoint yet`);
     // Attached: the engine should use every live replica that runs; new ones are rebuilt as they join.
     const want: Record<string, string> = {};
     for (const r of ok) {
