@@ -84,6 +84,8 @@ export class Engine implements BlockDevice {
   readonly #opts: EngineOptions;
   readonly #log: (line: string) => void;
   #nextReader = 0;
+  /** The RW members, for #pickReader; undefined when it must be recomputed. */
+  #readers: Member[] | undefined;
   #rebuild: RebuildStatus | undefined;
   #rebuildAbort: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -157,11 +159,10 @@ export class Engine implements BlockDevice {
     const bad = this.#checkRange('read', offset, length, MAX_IO);
     if (bad) return Promise.reject(bad);
     return this.#track('read', async () => {
-      const tried = new Set<Member>();
       for (;;) {
-        const m = this.#pickReader(tried);
+        // A failed reader is marked ERR, so the next pick skips it: no per-read set of replicas tried is needed.
+        const m = this.#pickReader();
         if (!m) throw this.#faulted('read', []);
-        tried.add(m);
         try {
           return await m.backend.read(offset, length, { signal });
         } catch (err) {
@@ -259,6 +260,7 @@ export class Engine implements BlockDevice {
     if (m.mode === 'RW' && rw.length === 1) throw new EngineError('INVALID_STATE', `Cannot remove replica "${name}": it is the last RW replica of volume "${this.volume}"`);
     if (this.#rebuild?.state === 'running' && this.#rebuild.replica === name) this.#rebuildAbort?.abort(new EngineError('INVALID_STATE', `replica "${name}" was removed`));
     this.#members.delete(name);
+    this.#readers = undefined;
     m.mode = 'ERR';
     m.error = 'removed';
     this.#log(`engine ${this.volume}: replica ${name} removed`);
@@ -333,8 +335,9 @@ export class Engine implements BlockDevice {
     return new EngineError('NO_HEALTHY_REPLICA', `Cannot ${what} on volume "${this.volume}": no RW replica left${why}`, { nbdErrno: full ? NBD_ENOSPC : NBD_EIO, cause: errors[0] });
   }
 
-  #pickReader(tried: ReadonlySet<Member>): Member | undefined {
-    const rw = [...this.#members.values()].filter((m) => m.mode === 'RW' && !tried.has(m));
+  #pickReader(): Member | undefined {
+    // Rebuilt only when a mode or the member set changed: this runs once per read.
+    const rw = (this.#readers ??= [...this.#members.values()].filter((m) => m.mode === 'RW'));
     if (rw.length === 0) return undefined;
     this.#nextReader = (this.#nextReader + 1) % 1_000_000;
     return rw[this.#nextReader % rw.length];
@@ -351,6 +354,7 @@ export class Engine implements BlockDevice {
 
   #setMode(m: Member, mode: ReplicaMode): void {
     m.mode = mode;
+    this.#readers = undefined;
     m.since = new Date();
     if (mode === 'RW') m.error = undefined;
     this.#changed();
@@ -358,6 +362,7 @@ export class Engine implements BlockDevice {
 
   #adopt(m: Member): void {
     this.#members.set(m.name, m);
+    this.#readers = undefined;
     void m.backend.closed.then(() => {
       if (!this.#closing && this.#members.get(m.name) === m) this.#fail(m, new Error(`connection to ${m.backend.address} closed`), 'connection');
     });

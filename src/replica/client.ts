@@ -39,12 +39,20 @@ export interface RequestOptions {
 }
 
 interface Pending {
+  readonly id: number;
   readonly op: number;
   /** performance.now() after which the request has timed out. */
   readonly deadline: number;
   readonly timeoutMs: number;
+  readonly signal: AbortSignal | undefined;
   readonly resolve: (r: ReplicaResponse) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/** The requests in flight under one caller's signal, and the one abort listener they share. */
+interface SignalGroup {
+  readonly pending: Set<Pending>;
+  readonly onAbort: () => void;
 }
 
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(WireStatus).map(([k, v]) => [v, k]));
@@ -67,6 +75,12 @@ export class ReplicaClient {
   readonly #socket: net.Socket;
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
+  /**
+   * One abort listener per distinct signal, not one per request: callers pass the same long-lived signal (an NBD
+   * connection's) with every request, and adding and removing an AbortSignal listener per request was a visible
+   * cost. The listener goes when the last request under it settles.
+   */
+  readonly #bySignal = new Map<AbortSignal, SignalGroup>();
   readonly #parser = new ResponseParser();
   readonly closed: Promise<void>;
   #nextId = 1;
@@ -88,8 +102,7 @@ export class ReplicaClient {
       socket.once('close', () => {
         clearTimeout(this.#timer);
         const err = this.closeReason;
-        for (const p of this.#pending.values()) p.reject(err);
-        this.#pending.clear();
+        for (const p of this.#pending.values()) this.#settle(p).reject(err);
         resolve();
       }),
     );
@@ -220,34 +233,12 @@ export class ReplicaClient {
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
     const deadline = performance.now() + timeoutMs;
     const signal = opts.signal;
+    let pending: Pending;
     const promise = new Promise<ReplicaResponse>((resolve, reject) => {
-      const onAbort = signal
-        ? (): void => {
-            this.#pending.delete(id);
-            reject(signal.reason);
-          }
-        : undefined;
-      if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
-      const settle = onAbort
-        ? (): void => {
-            signal!.removeEventListener('abort', onAbort);
-            this.#pending.delete(id);
-          }
-        : (): void => void this.#pending.delete(id);
-      this.#pending.set(id, {
-        op,
-        deadline,
-        timeoutMs,
-        resolve: (r) => {
-          settle();
-          resolve(r);
-        },
-        reject: (err) => {
-          settle();
-          reject(err);
-        },
-      });
+      pending = { id, op, deadline, timeoutMs, signal, resolve, reject };
     });
+    this.#pending.set(id, pending!);
+    if (signal) this.#joinSignal(signal, pending!);
     if (deadline < this.#timerAt) this.#armTimer(deadline);
     const socket = this.#socket;
     // Cork for the rest of this tick: the requests an NBD burst starts leave in one writev, not one write each.
@@ -263,6 +254,34 @@ export class ReplicaClient {
     socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload?.byteLength ?? 0 }));
     if (payload && payload.byteLength > 0) socket.write(payload);
     return promise;
+  }
+
+  #joinSignal(signal: AbortSignal, p: Pending): void {
+    let group = this.#bySignal.get(signal);
+    if (!group) {
+      const pending = new Set<Pending>();
+      const onAbort = (): void => {
+        for (const q of pending) this.#settle(q).reject(signal.reason);
+      };
+      group = { pending, onAbort };
+      this.#bySignal.set(signal, group);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    group.pending.add(p);
+  }
+
+  /** Forget a request (answered, failed, timed out or aborted); returns it for the caller to resolve or reject. */
+  #settle(p: Pending): Pending {
+    this.#pending.delete(p.id);
+    const signal = p.signal;
+    if (signal) {
+      const group = this.#bySignal.get(signal);
+      if (group && group.pending.delete(p) && group.pending.size === 0) {
+        signal.removeEventListener('abort', group.onAbort);
+        this.#bySignal.delete(signal);
+      }
+    }
+    return p;
   }
 
   /**
@@ -282,7 +301,7 @@ export class ReplicaClient {
     const now = performance.now();
     let next = Infinity;
     for (const p of this.#pending.values()) {
-      if (p.deadline <= now) p.reject(new ReplicaError('TIMEOUT', `${OP_NAMES[p.op]} to replica at ${this.address} got no answer within ${p.timeoutMs} ms`));
+      if (p.deadline <= now) this.#settle(p).reject(new ReplicaError('TIMEOUT', `${OP_NAMES[p.op]} to replica at ${this.address} got no answer within ${p.timeoutMs} ms`));
       else if (p.deadline < next) next = p.deadline;
     }
     if (next !== Infinity && !this.#socket.destroyed) this.#armTimer(next);
@@ -303,6 +322,7 @@ export class ReplicaClient {
         this.destroy(protocolError(r.streamOffset + 4, `answer to request ${r.id} is for ${OP_NAMES[r.op]}, the request was ${OP_NAMES[p.op]}`));
         return;
       }
+      this.#settle(p);
       if (r.status === WireStatus.OK) p.resolve(r);
       else {
         const message = Buffer.from(r.payload).toString('utf8');

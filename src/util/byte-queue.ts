@@ -79,8 +79,9 @@ export class ByteQueue {
       if (consume) this.skip(n);
       return view;
     }
-    // Straddles chunks: one copy into a fresh buffer.
-    const out = new Uint8Array(n);
+    // Straddles chunks: one copy into a fresh buffer. Not zero-filled: the loop below writes all n bytes, and a
+    // 1 MiB write payload would otherwise be cleared just to be overwritten.
+    const out = Buffer.allocUnsafe(n);
     let filled = 0;
     let head = this.#head;
     for (const chunk of this.#chunks) {

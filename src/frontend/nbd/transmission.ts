@@ -118,7 +118,7 @@ export class NbdRequestParser {
         if (this.#header) {
           const h = this.#header;
           if (q.length < h.length) break;
-          out.push({ ...h, data: q.take(h.length) });
+          out.push({ flags: h.flags, type: h.type, handle: h.handle, offset: h.offset, length: h.length, streamOffset: h.streamOffset, data: q.take(h.length) });
           this.#header = undefined;
           continue;
         }
@@ -126,14 +126,15 @@ export class NbdRequestParser {
         const streamOffset = q.offset;
         const header = decodeRequestHeader(q.take(NBD_REQUEST_HEADER_SIZE), streamOffset);
         if (header.type !== NbdCmd.WRITE) {
-          out.push({ ...header, streamOffset });
+          // Spelled out rather than spread: once per request, and object spread is the slow path.
+          out.push({ flags: header.flags, type: header.type, handle: header.handle, offset: header.offset, length: header.length, streamOffset });
         } else if (header.length > this.#maxPayload) {
           // Skipping keeps the stream in step without holding the payload; the spec allows a hard disconnect for
           // huge writes but does not require one, and an EINVAL tells the client more.
           out.push({ ...header, streamOffset, oversized: true });
           this.#skipLeft = header.length;
         } else {
-          this.#header = { ...header, streamOffset };
+          this.#header = { flags: header.flags, type: header.type, handle: header.handle, offset: header.offset, length: header.length, streamOffset };
         }
       }
     } catch (err) {
