@@ -32,6 +32,13 @@ type RO<T> = DeepReadonly<T>;
 export const REPLICA_BY_VOLUME = 'replicaByVolume';
 /** After this long in `attaching`, the Attached condition says so (the controller keeps trying). */
 export const ATTACH_TIMEOUT_MS = 5 * 60_000;
+/** Replicas that failed this close together failed in one event (a node or cluster outage). */
+const SALVAGE_GROUP_MS = 10_000;
+/**
+ * A down node fails its replicas only after this long since the controller started: a manager starting after a
+ * cluster-wide stop sees every node down until the agents' next heartbeats, and must not fail replicas for that.
+ */
+const NODE_DOWN_GRACE_MS = 60_000;
 
 export interface VolumeControllerOptions {
   store: Store;
@@ -57,6 +64,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const replicas = informers.informerFor<Replica>('Replica');
   const nodes = informers.informerFor<Node>('Node');
   replicas.addIndex(REPLICA_BY_VOLUME, (r) => (r.spec?.volumeName ? [r.spec.volumeName] : []));
+  const startedAt = nowDate().getTime();
   const created = new Expectations();
   const deleted = new Expectations();
 
@@ -113,7 +121,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         engineRunning: engineRunning(e),
         engineMode: e.status?.replicaModeMap?.[r.metadata.name ?? ''],
         engineError: errors[r.metadata.name ?? ''],
-        nodeReady: nodeReady(r.spec?.nodeID),
+        nodeReady: nodeReady(r.spec?.nodeID) || nowDate().getTime() - startedAt < NODE_DOWN_GRACE_MS,
         needed: !!v.spec?.nodeID,
       });
       if (!why) continue;
@@ -125,16 +133,21 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   }
 
   /**
-   * When no live replica has ever held data but failed ones have, the failed ones on Ready nodes are taken back
-   * (Longhorn's auto-salvage): deleting them would lose the volume; the engine's revision check then starts only
-   * the replicas with the newest data and marks the others ERR to be rebuilt.
+   * When no live replica has ever held data but failed ones have, the ones that failed last are taken back
+   * (Longhorn's auto-salvage): deleting them would lose the volume. Only the last group (failed within
+   * SALVAGE_GROUP_MS of the newest failure) qualifies: a replica that failed earlier missed the writes that came
+   * after, and must not be the only one the engine starts from. Every member of that group must be on a Ready node;
+   * the engine's revision check then starts only those with the newest data.
    */
   async function salvage(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean> {
     if (live(mine).some((r) => r.spec?.healthyAt)) return false;
-    const back = mine.filter((r) => r.spec?.failedAt && r.spec.healthyAt && !r.metadata.deletionTimestamp && nodeReady(r.spec.nodeID));
-    if (back.length === 0) return false;
-    for (const r of back) await patchReplica(r, { failedAt: '' });
-    events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back ${back.map((r) => r.metadata.name).join(', ')}`);
+    const failed = mine.filter((r) => r.spec?.failedAt && r.spec.healthyAt && !r.metadata.deletionTimestamp);
+    if (failed.length === 0) return false;
+    const newest = Math.max(...failed.map((r) => Date.parse(r.spec?.failedAt ?? '')));
+    const last = failed.filter((r) => Date.parse(r.spec?.failedAt ?? '') >= newest - SALVAGE_GROUP_MS);
+    if (!last.every((r) => nodeReady(r.spec?.nodeID))) return false;
+    for (const r of last) await patchReplica(r, { failedAt: '' });
+    events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back the last to fail: ${last.map((r) => r.metadata.name).join(', ')}`);
     return true;
   }
 
