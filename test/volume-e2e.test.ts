@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { NbdClient } from '../src/frontend/nbd/index.js';
 import { mulberry32 } from '../src/util/prng.js';
-import { killRecordedCluster, type Proc, startUp } from './helpers/cluster.js';
+import { killRecordedCluster, Proc, readCluster, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
 import { CLI, freePort, hasTool, run, tempDir, waitFor } from './helpers/processes.js';
 import { parseNbdUri, Volumes } from './helpers/volumes.js';
@@ -26,6 +26,8 @@ const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : !isRoot ? 'nee
 const dir = tempDir('volumes');
 const files = tempDir('volume-images');
 let up: Proc | undefined;
+/** The node-3 agent restarted by the outage test, outside `stratum up`. */
+let restarted: Proc | undefined;
 let web: { url: string; close(): Promise<void> } | undefined;
 let vols: Volumes;
 let url = '';
@@ -94,6 +96,8 @@ before(async () => {
 });
 
 after(async () => {
+  // SIGUSR2: its pods stop with it.
+  await restarted?.stop('SIGUSR2', 30_000);
   if (up) {
     for (const m of readdirSync(dir.path).filter((d) => d.startsWith('mnt-'))) await run('umount', ['-l', join(dir.path, m)]).catch(() => undefined);
     await up.stop('SIGINT', 60_000);
@@ -267,10 +271,47 @@ test('an attached volume comes back after the whole cluster is stopped and start
   await vols.detach('vol-a');
 });
 
+test('a node outage: its replica fails, the volume runs degraded, and is rebuilt there when the node is back', { skip }, async () => {
+  const c = await vols.create('vol-e', { size: String(FS_SIZE), numberOfReplicas: 3, backingImage: IMAGE, frontend: 'nbd' });
+  assert.equal(c.status, 201, JSON.stringify(c.json));
+  const e = await vols.attach('vol-e', 'node-1');
+  const ep = parseNbdUri(e.status?.endpoint ?? '');
+  const model = Buffer.alloc(FS_SIZE);
+  readFileSync(join(files.path, 'fs.raw')).copy(model);
+  const write = async (off: number, fill: number) => {
+    const client = await NbdClient.connect({ host: ep.host, port: ep.port }, { exportName: ep.exportName });
+    const data = Buffer.alloc(4 * MiB, fill);
+    await client.write(off, data);
+    await client.flush();
+    await client.disconnect();
+    data.copy(model, off);
+  };
+  await write(0, 0xa1);
+  // SIGUSR2 stops the agent's pods (the instance manager and its replica process) and then the agent.
+  const agent = readCluster(dir.path).processes?.['node-3'];
+  assert.ok(agent, 'node-3 agent in cluster.json');
+  process.kill(agent.pid, 'SIGUSR2');
+  // The engine drops the dead replica at once; its replacement waits for node-3 (the node is not yet known to be
+  // down, so it may be placed there) or cannot be placed at all (every other node holds a replica).
+  await vols.waitVolume('vol-e', 'degraded', (v) => v.status?.robustness === 'degraded', 60_000);
+  // Writes go on while degraded; the replica that comes back must get them by rebuild.
+  await write(16 * MiB, 0xb2);
+  const argv = agent.argv[0]?.includes('node') ? agent.argv : [process.execPath, ...agent.argv];
+  restarted = new Proc(argv);
+  await vols.waitVolume('vol-e', 'healthy again after the node is back', (v) => v.status?.robustness === 'healthy', 180_000);
+  const onNode3 = (await vols.replicas('vol-e')).filter((r) => r.spec.nodeID === 'node-3' && !r.spec.failedAt);
+  assert.equal(onNode3.length, 1, 'a live replica on node-3 again');
+  const out = join(files.path, 'vol-e.raw');
+  const cp = await run('nbdcopy', [e.status?.endpoint ?? '', out], { timeoutMs: 120_000 });
+  assert.equal(cp.code, 0, cp.stderr);
+  assert.ok(readFileSync(out).equals(model), 'the volume reads back what was written before and during the outage');
+  await vols.detach('vol-e');
+});
+
 test('deleting volumes removes their replicas and data directories', { skip }, async () => {
   const dirs: string[] = [];
-  for (const v of ['vol-c', 'vol-d']) for (const r of await vols.replicas(v)) dirs.push(join(r.spec.diskPath, 'replicas', r.spec.dataDirectoryName));
+  for (const v of ['vol-c', 'vol-d', 'vol-e']) for (const r of await vols.replicas(v)) dirs.push(join(r.spec.diskPath, 'replicas', r.spec.dataDirectoryName));
   assert.ok(dirs.every((d) => existsSync(d)));
-  for (const v of ['vol-c', 'vol-d']) await vols.delete(v);
+  for (const v of ['vol-c', 'vol-d', 'vol-e']) await vols.delete(v);
   assert.deepEqual(dirs.filter((d) => existsSync(d)), []);
 });
