@@ -63,3 +63,39 @@ test('control API: status, add (rebuilt to RW), remove, and errors with codes', 
     await engine.close();
   }
 });
+
+test('control API watch: the status now, then a line after a change, ended by close()', async () => {
+  const fx = await Fixture.create(4 * 1024 * 1024, 1024 * 1024, testSeed());
+  fixtures.push(fx);
+  const r1 = await fx.replica('r1');
+  const hooks: { control?: ControlServer } = {};
+  const engine = await Engine.start({ volume: 'vol', replicas: [{ name: 'r1', backend: await r1.connect() }], pingIntervalMs: 0, onChange: () => hooks.control?.changed() });
+  const control = (hooks.control = new ControlServer(engine));
+  const addr = await control.listen({ port: 0 });
+  const base = `http://127.0.0.1:${'port' in addr ? addr.port : 0}/v1/engine`;
+  const lines: { type: string; status?: EngineStatus }[] = [];
+  const res = await fetch(`${base}?watch=true`);
+  assert.equal(res.headers.get('content-type'), 'application/x-ndjson');
+  const reading = (async () => {
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += Buffer.from(chunk).toString('utf8');
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        lines.push(JSON.parse(buf.slice(0, nl)) as { type: string; status?: EngineStatus });
+        buf = buf.slice(nl + 1);
+      }
+    }
+  })();
+  try {
+    const r2 = await fx.replica('r2');
+    await fetch(`${base}/replicas`, { method: 'POST', body: JSON.stringify({ name: 'r2', address: `127.0.0.1:${r2.port}` }) });
+    for (let i = 0; i < 200 && !lines.some((l) => l.status?.replicas.some((r) => r.name === 'r2' && r.mode === 'RW')); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(lines[0]?.type, 'SNAPSHOT');
+    assert.deepEqual(lines[0]?.status?.replicas.map((r) => r.name), ['r1']);
+    assert.ok(lines.some((l) => l.type === 'MODIFIED' && l.status?.replicas.some((r) => r.name === 'r2' && r.mode === 'RW')), JSON.stringify(lines.map((l) => l.type)));
+  } finally {
+    await control.close();
+    await reading;
+    await engine.close();
+  }
+});

@@ -2,6 +2,8 @@
 // loopback port or Unix socket (documented in docs/replica-protocol.md, "Engine control API").
 //
 //   GET    /v1/engine                    → 200 EngineStatus
+//   GET    /v1/engine?watch=true         → 200 ndjson: the status now, then the status after each change (at most
+//                                           one line per WATCH_COALESCE_MS), and {"type":"HEARTBEAT"} lines
 //   POST   /v1/engine/replicas           {name, address} → 202 EngineStatus: added in WO mode, rebuild started
 //   DELETE /v1/engine/replicas/{name}    → 200 EngineStatus
 //
@@ -55,6 +57,9 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
+const WATCH_COALESCE_MS = 200;
+const WATCH_HEARTBEAT_MS = 5000;
+
 export interface ControlServerOptions {
   /** Request timeout of clients to added replicas (ms). */
   requestTimeoutMs?: number;
@@ -65,12 +70,52 @@ export class ControlServer {
   readonly #server: http.Server;
   readonly #engine: Engine;
   readonly #opts: ControlServerOptions;
+  readonly #watchers = new Set<http.ServerResponse>();
+  #pending: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(engine: Engine, opts: ControlServerOptions = {}) {
     this.#engine = engine;
     this.#opts = opts;
     this.#server = http.createServer((req, res) => void this.#handle(req, res));
     this.#server.requestTimeout = 30_000;
+  }
+
+  /** The engine changed (replica mode, rebuild progress): watchers get the new status, coalesced. */
+  changed(): void {
+    if (this.#pending || this.#watchers.size === 0) return;
+    this.#pending = setTimeout(() => {
+      this.#pending = undefined;
+      this.#broadcast(`${JSON.stringify({ type: 'MODIFIED', status: this.#engine.status() })}\n`);
+    }, WATCH_COALESCE_MS);
+  }
+
+  #broadcast(line: string): void {
+    for (const res of this.#watchers) res.write(line);
+  }
+
+  #watch(req: http.IncomingMessage, res: http.ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+    res.write(`${JSON.stringify({ type: 'SNAPSHOT', status: this.#engine.status() })}\n`);
+    this.#watchers.add(res);
+    this.#heartbeat ??= setInterval(() => this.#broadcast(`${JSON.stringify({ type: 'HEARTBEAT' })}\n`), WATCH_HEARTBEAT_MS).unref();
+    const done = () => {
+      this.#watchers.delete(res);
+      if (this.#watchers.size === 0 && this.#heartbeat) {
+        clearInterval(this.#heartbeat);
+        this.#heartbeat = undefined;
+      }
+    };
+    req.on('close', done);
+    res.on('close', done);
+  }
+
+  #endWatches(): void {
+    clearTimeout(this.#pending);
+    clearInterval(this.#heartbeat);
+    this.#pending = this.#heartbeat = undefined;
+    for (const res of this.#watchers) res.end();
+    this.#watchers.clear();
   }
 
   async listen(where: ControlListenOptions, { signal }: { signal?: AbortSignal } = {}): Promise<{ host: string; port: number } | { path: string }> {
@@ -88,11 +133,13 @@ export class ControlServer {
 
   /** Stop accepting and close idle connections; requests in progress finish. */
   async close(): Promise<void> {
+    this.#endWatches();
     this.#server.closeIdleConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   destroy(): void {
+    this.#endWatches();
     this.#server.closeAllConnections();
     this.#server.close();
   }
@@ -106,6 +153,7 @@ export class ControlServer {
       const url = new URL(req.url ?? '/', 'http://engine');
       const path = url.pathname.replace(/\/+$/, '');
       const one = /^\/v1\/engine\/replicas\/([^/]+)$/.exec(path);
+      if (req.method === 'GET' && path === '/v1/engine' && url.searchParams.get('watch') === 'true') return this.#watch(req, res);
       if (req.method === 'GET' && path === '/v1/engine') return send(200, this.#engine.status());
       if (req.method === 'POST' && path === '/v1/engine/replicas') return send(202, await this.#addReplica(await body(req)));
       if (req.method === 'DELETE' && one) {

@@ -69,8 +69,11 @@ export async function runEngine(opts: RunEngineOptions, signal: AbortSignal): Pr
       }
     }),
   );
+  // The control server is made after the engine, but the engine reports changes from its start on.
+  const hooks: { notify?: () => void } = {};
   const engine = await Engine.start({
     volume: opts.volume,
+    onChange: () => hooks.notify?.(),
     ...(opts.size === undefined ? {} : { size: opts.size }),
     replicas: backends,
     ...(opts.pingIntervalMs === undefined ? {} : { pingIntervalMs: opts.pingIntervalMs }),
@@ -79,6 +82,7 @@ export async function runEngine(opts: RunEngineOptions, signal: AbortSignal): Pr
   });
   const nbd = new NbdServer({ onError: (err) => log(`engine ${opts.volume}: nbd: ${err.message}`) });
   const control = new ControlServer(engine, { requestTimeoutMs: timeoutMs, log });
+  hooks.notify = () => control.changed();
   let device: NbdLoopDevice | undefined;
   try {
     nbd.addExport(opts.volume, engine, { description: `Stratum volume ${opts.volume}` });

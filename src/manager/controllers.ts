@@ -35,6 +35,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
   const bids = dataSourceController({ store, informers, events });
   const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const engines = engineController({ store, informers, events, managers: ims });
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),
     nodeController({ store, informers, recorder: events }),
@@ -45,14 +46,14 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     bids.controller,
     ims.controller,
     replicaController({ store, informers, events, managers: ims }),
-    engineController({ store, informers, events, managers: ims }),
+    engines.controller,
     volumeController({ store, informers, events }),
   ];
   const informersDone = informers.run(opts.signal);
   const stopped = (async () => {
     await informers.waitForSync(opts.signal).catch(() => undefined);
     await Promise.all(controllers.map((c) => c.run(opts.signal)));
-    await Promise.all([bim.stop(), bids.stop(), ims.stop()]);
+    await Promise.all([bim.stop(), bids.stop(), ims.stop(), engines.stop()]);
     await events.close().catch(() => undefined);
     await informersDone;
   })();

@@ -3,8 +3,8 @@
 //   desired stopped? stopInstance → startInstance (with the replicas of spec.replicaAddressMap) → once running:
 //   syncMembership (replicas added to the spec are added live and rebuilt; removed ones are dropped) →
 //   updateStatus (endpoint, replicaModeMap, rebuildStatus) from the engine's control API.
-// The engine has no change stream, so a running engine is polled every ENGINE_POLL_MS; the volume controller
-// reacts to what this writes.
+// A running engine's change stream (its control API's watch) enqueues the engine on every replica mode change
+// and rebuild step; ENGINE_RESYNC_MS is only a safety net. The volume controller reacts to what this writes.
 
 import type { Engine } from '../../api/engine.js';
 import type { InstanceManager } from '../../api/instance-manager.js';
@@ -14,13 +14,14 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { EngineStatus as LiveStatus } from '../../engine/types.js';
 import type { Store } from '../../store/types.js';
+import { Monitors } from '../common/monitor.js';
 import { mutateStatus } from '../common/status.js';
 import { EngineControlClient, type Instance, type InstanceManagerClient } from '../instance-manager/client.js';
 import type { InstanceManagers } from '../instance-manager/index.js';
 
 type RO<T> = DeepReadonly<T>;
 
-export const ENGINE_POLL_MS = 1000;
+export const ENGINE_RESYNC_MS = 30_000;
 const ENGINE_BY_NODE = 'engineByNode';
 
 export interface EngineControllerOptions {
@@ -31,17 +32,21 @@ export interface EngineControllerOptions {
   now?: () => Date;
 }
 
-export function engineController(opts: EngineControllerOptions): Controller {
+export function engineController(opts: EngineControllerOptions): { controller: Controller; stop(): Promise<void> } {
   const { store, informers, events, managers } = opts;
   const now = () => (opts.now ?? (() => new Date()))().toISOString();
   const engines = informers.informerFor<Engine>('Engine');
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   engines.addIndex(ENGINE_BY_NODE, (e) => (e.spec?.nodeID ? [e.spec.nodeID] : []));
+  const monitors = new Monitors();
 
   const reconcile = async (key: string, signal: AbortSignal) => {
     const [ns = '', name = ''] = key.split('/');
     const e = engines.get(ns, name);
-    if (!e) return;
+    if (!e) {
+      monitors.stop(key);
+      return;
+    }
     const nodeName = e.spec?.nodeID ?? '';
     const m = nodeName ? managers.managerFor(nodeName) : { problem: 'the engine has no node' };
     // An engine left running on another node (the volume moved) is stopped there first.
@@ -53,6 +58,7 @@ export function engineController(opts: EngineControllerOptions): Controller {
       return;
     }
     const inst = nodeName ? managers.instanceOn(nodeName, name) : undefined;
+    if (inst?.state !== 'running') monitors.stop(key);
     if (e.spec?.desireState !== 'running' || e.metadata.deletionTimestamp) {
       if ('client' in m && inst) await m.client.delete(name, { signal });
       else if (inst && 'problem' in m) return { requeueAfter: 2000 };
@@ -79,10 +85,11 @@ export function engineController(opts: EngineControllerOptions): Controller {
       return;
     }
     const control = new EngineControlClient(inst.control);
+    monitors.ensure(key, control.watchUrl(), { refresh: async () => controller.enqueue(key), down: () => controller.enqueue(key) });
     let live = await control.status(signal);
     live = await syncMembership(e, control, live, signal);
     await updateStatus(e, inst, live, m.im.metadata.name ?? '');
-    return { requeueAfter: ENGINE_POLL_MS };
+    return { requeueAfter: ENGINE_RESYNC_MS };
   };
 
   async function startInstance(e: RO<Engine>, client: InstanceManagerClient, imName: string, signal: AbortSignal) {
@@ -181,7 +188,7 @@ export function engineController(opts: EngineControllerOptions): Controller {
     for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(e);
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
-  return controller;
+  return { controller, stop: () => monitors.stopAll() };
 }
 
 function splitAddress(address: string): [string, number] {

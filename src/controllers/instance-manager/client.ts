@@ -132,6 +132,10 @@ export class EngineControlClient {
     return call<LiveEngineStatus>(this.base, 'GET', '/v1/engine', 5000, undefined, signal);
   }
 
+  watchUrl(): string {
+    return `${this.base}/v1/engine?watch=true`;
+  }
+
   addReplica(name: string, address: string, signal?: AbortSignal) {
     return call<LiveEngineStatus>(this.base, 'POST', '/v1/engine/replicas', 15_000, { name, address }, signal);
   }
