@@ -1,6 +1,7 @@
 // The manager side of the backing-image manager's HTTP API (docs/bim-api.md): what the controllers call on a
 // running manager pod. Every call has a timeout; errors carry the pod's own message.
 
+import { callJson } from '../common/http-json.js';
 import type { BackingImageState } from '../../api/backing-image.js';
 
 export interface BimFile {
@@ -31,25 +32,8 @@ export class BimClient {
     return this.#base;
   }
 
-  async #call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const res = await fetch(`${this.#base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    });
-    const text = await res.text();
-    if (!res.ok) {
-      let msg = text;
-      try {
-        msg = (JSON.parse(text) as { message?: string }).message ?? text;
-      } catch {
-        // plain-text error body
-      }
-      throw new Error(`${method} ${this.#base}${path}: HTTP ${res.status}: ${msg}`);
-    }
-    return (text ? JSON.parse(text) : undefined) as T;
+  #call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    return callJson<T>(this.#base, method, path, this.#timeoutMs, body, signal);
   }
 
   version(signal?: AbortSignal) {

@@ -3,71 +3,16 @@
 // controllers call. Every call has a timeout; errors carry the remote's own message and HTTP status.
 
 import type { EngineStatus as LiveEngineStatus } from '../../engine/types.js';
+import type { Instance } from '../../instance-manager/instance.js';
+import type { EngineSpec as EngineInstanceSpec, ReplicaSpec as ReplicaInstanceSpec } from '../../instance-manager/spec.js';
+import { callJson, isRemoteNotFound } from '../common/http-json.js';
 
-export type InstanceState = 'starting' | 'running' | 'stopping' | 'stopped' | 'error';
+// The shapes are the instance manager's own (one definition for both sides of the API).
+export type { Instance } from '../../instance-manager/instance.js';
 
-export interface ReplicaInstanceSpec {
+export interface RemovedData {
   dir: string;
-  size: number;
-  blockSize?: number;
-  backing?: { name: string; uuid: string; path: string };
-}
-
-export interface EngineInstanceSpec {
-  volume: string;
-  size: number;
-  replicas: { name: string; address: string }[];
-  frontend: 'nbd' | 'blockdev' | 'none';
-  deviceDir?: string;
-}
-
-export interface Instance {
-  name: string;
-  type: 'replica' | 'engine';
-  state: InstanceState;
-  pid?: number;
-  /** Replica: host:port. */
-  address?: string;
-  /** Engine: the NBD URI, control address and block device. */
-  nbd?: string;
-  control?: string;
-  device?: string;
-  errorMsg?: string;
-  exitCode?: number;
-  signal?: string;
-  startedAt?: string;
-}
-
-export class RemoteError extends Error {
-  readonly status: number;
-  constructor(message: string, status: number) {
-    super(message);
-    this.name = 'RemoteError';
-    this.status = status;
-  }
-}
-
-export const isRemoteNotFound = (err: unknown) => err instanceof RemoteError && err.status === 404;
-
-async function call<T>(base: string, method: string, path: string, timeoutMs: number, body?: unknown, signal?: AbortSignal): Promise<T> {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-  });
-  const text = await res.text();
-  if (!res.ok) {
-    let msg = text;
-    try {
-      msg = (JSON.parse(text) as { message?: string }).message ?? text;
-    } catch {
-      // plain-text error body
-    }
-    throw new RemoteError(`${method} ${base}${path}: HTTP ${res.status}: ${msg.trim()}`, res.status);
-  }
-  return (text ? JSON.parse(text) : undefined) as T;
+  removed: boolean;
 }
 
 export class InstanceManagerClient {
@@ -80,11 +25,11 @@ export class InstanceManagerClient {
   }
 
   version(signal?: AbortSignal) {
-    return call<{ apiVersion: number; apiMinVersion: number }>(this.base, 'GET', '/v1/version', this.#timeoutMs, undefined, signal);
+    return callJson<{ apiVersion: number; apiMinVersion: number }>(this.base, 'GET', '/v1/version', this.#timeoutMs, undefined, signal);
   }
 
   async list(signal?: AbortSignal): Promise<Instance[]> {
-    return (await call<{ instances: Instance[] }>(this.base, 'GET', '/v1/instances', this.#timeoutMs, undefined, signal)).instances;
+    return (await callJson<{ instances: Instance[] }>(this.base, 'GET', '/v1/instances', this.#timeoutMs, undefined, signal)).instances;
   }
 
   watchUrl(): string {
@@ -92,18 +37,18 @@ export class InstanceManagerClient {
   }
 
   createReplica(name: string, replica: ReplicaInstanceSpec, signal?: AbortSignal) {
-    return call<Instance>(this.base, 'POST', '/v1/instances', this.#timeoutMs, { name, type: 'replica', replica }, signal);
+    return callJson<Instance>(this.base, 'POST', '/v1/instances', this.#timeoutMs, { name, type: 'replica', replica }, signal);
   }
 
   createEngine(name: string, engine: EngineInstanceSpec, signal?: AbortSignal) {
-    return call<Instance>(this.base, 'POST', '/v1/instances', this.#timeoutMs, { name, type: 'engine', engine }, signal);
+    return callJson<Instance>(this.base, 'POST', '/v1/instances', this.#timeoutMs, { name, type: 'engine', engine }, signal);
   }
 
   /** Stops the instance (and with `cleanup`, removes a replica's directory); a missing instance is not an error. */
   async delete(name: string, opts: { cleanup?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     try {
       // Stopping waits out the instance's grace period (10 s) on the server side.
-      await call(this.base, 'DELETE', `/v1/instances/${encodeURIComponent(name)}${opts.cleanup ? '?cleanup=true' : ''}`, 30_000, undefined, opts.signal);
+      await callJson(this.base, 'DELETE', `/v1/instances/${encodeURIComponent(name)}${opts.cleanup ? '?cleanup=true' : ''}`, 30_000, undefined, opts.signal);
     } catch (err) {
       if (!isRemoteNotFound(err)) throw err;
     }
@@ -111,14 +56,10 @@ export class InstanceManagerClient {
 
   /** Removes the data directory of a replica that is not running. */
   removeReplicaData(dir: string, signal?: AbortSignal) {
-    return call<RemovedData>(this.base, 'DELETE', `/v1/replica-data?dir=${encodeURIComponent(dir)}`, 30_000, undefined, signal);
+    return callJson<RemovedData>(this.base, 'DELETE', `/v1/replica-data?dir=${encodeURIComponent(dir)}`, 30_000, undefined, signal);
   }
 }
 
-export interface RemovedData {
-  dir: string;
-  removed: boolean;
-}
 
 /** The engine process's control API. */
 export class EngineControlClient {
@@ -129,7 +70,7 @@ export class EngineControlClient {
   }
 
   status(signal?: AbortSignal) {
-    return call<LiveEngineStatus>(this.base, 'GET', '/v1/engine', 5000, undefined, signal);
+    return callJson<LiveEngineStatus>(this.base, 'GET', '/v1/engine', 5000, undefined, signal);
   }
 
   watchUrl(): string {
@@ -137,10 +78,10 @@ export class EngineControlClient {
   }
 
   addReplica(name: string, address: string, signal?: AbortSignal) {
-    return call<LiveEngineStatus>(this.base, 'POST', '/v1/engine/replicas', 15_000, { name, address }, signal);
+    return callJson<LiveEngineStatus>(this.base, 'POST', '/v1/engine/replicas', 15_000, { name, address }, signal);
   }
 
   removeReplica(name: string, signal?: AbortSignal) {
-    return call<LiveEngineStatus>(this.base, 'DELETE', `/v1/engine/replicas/${encodeURIComponent(name)}`, 15_000, undefined, signal);
+    return callJson<LiveEngineStatus>(this.base, 'DELETE', `/v1/engine/replicas/${encodeURIComponent(name)}`, 15_000, undefined, signal);
   }
 }

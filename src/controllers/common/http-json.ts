@@ -1,0 +1,35 @@
+// JSON over HTTP to data-plane pods, as controllers call it: one request with a timeout (combined with the caller's
+// signal), the body parsed, and a non-2xx answer turned into a RemoteError carrying the pod's own message and the
+// HTTP status, so callers can tell "not found" from a failure without reading the text.
+
+export class RemoteError extends Error {
+  readonly status: number;
+  constructor(message: string, status: number) {
+    super(message);
+    this.name = 'RemoteError';
+    this.status = status;
+  }
+}
+
+export const isRemoteNotFound = (err: unknown) => err instanceof RemoteError && err.status === 404;
+
+export async function callJson<T>(base: string, method: string, path: string, timeoutMs: number, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    let msg = text;
+    try {
+      msg = (JSON.parse(text) as { message?: string }).message ?? text;
+    } catch {
+      // plain-text error body
+    }
+    throw new RemoteError(`${method} ${base}${path}: HTTP ${res.status}: ${msg.trim()}`, res.status);
+  }
+  return (text ? JSON.parse(text) : undefined) as T;
+}
