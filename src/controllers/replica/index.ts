@@ -65,10 +65,11 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       await setStatus(r, { currentState: 'stopped' });
       return;
     }
-    if (r.spec.backingImage) {
+    if (r.spec.backingImage && (!inst || inst.state === 'stopped')) {
       const g = gateFor(bis.get(ns, r.spec.backingImage), r.spec.backingImage, r.spec.diskID, r.spec.diskPath);
-      // The replica gate keeps the WaitForBackingImage condition; this only holds the start back.
-      if (g.waiting || !g.path) return setStatus(r, { currentState: 'stopped' });
+      // The replica gate keeps the WaitForBackingImage condition; this only holds the start back (a running
+      // replica keeps its open backing file whatever happens to the copy's status).
+      if (g.waiting || !g.path) return setStatus(r, { currentState: 'stopped', message: g.message });
     }
     if ('problem' in m) {
       const wasUp = r.status?.currentState === 'running' || r.status?.currentState === 'starting';
