@@ -256,6 +256,9 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
     const oldSize = stringField(oldSpec, 'size');
     if (/^[0-9]+$/.test(size) && /^[0-9]+$/.test(oldSize) && BigInt(size) < BigInt(oldSize)) {
       errs.push(invalid('spec.size', size, `shrinking a volume is not supported (current size ${oldSize})`));
+    } else if (/^[0-9]+$/.test(size) && /^[0-9]+$/.test(oldSize) && BigInt(size) > BigInt(oldSize)) {
+      // Refused rather than accepted and ignored: the replicas and the engine keep their size.
+      errs.push(invalid('spec.size', size, `expanding a volume is not supported yet (current size ${oldSize})`));
     }
   }
   return errs;
