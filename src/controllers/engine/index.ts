@@ -14,6 +14,7 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { EngineStatus as LiveStatus } from '../../engine/types.js';
 import type { Store } from '../../store/types.js';
+import { CopyBackoff } from '../backing-image-manager/flow.js';
 import { Monitors } from '../common/monitor.js';
 import { mutateStatus } from '../common/status.js';
 import { EngineControlClient, type Instance, type InstanceManagerClient } from '../instance-manager/client.js';
@@ -39,6 +40,8 @@ export function engineController(opts: EngineControllerOptions): { controller: C
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   engines.addIndex(ENGINE_BY_NODE, (e) => (e.spec?.nodeID ? [e.spec.nodeID] : []));
   const monitors = new Monitors();
+  // Restarts of an engine whose process keeps failing wait 1 s, 2 s, … up to a minute.
+  const restarts = new CopyBackoff(() => 1000, () => 60_000, Date.now);
 
   const reconcile = async (key: string, signal: AbortSignal) => {
     const [ns = '', name = ''] = key.split('/');
@@ -69,13 +72,19 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       await setStopped(e, m.problem, e.status?.currentState === 'running' ? 'unknown' : 'stopped');
       return { requeueAfter: 2000 };
     }
-    if (!inst || inst.state === 'stopped') return startInstance(e, m.client, m.im.metadata.name ?? '', signal);
+    if (!inst || inst.state === 'stopped') {
+      const wait = restarts.remaining(key);
+      if (wait > 0) return { requeueAfter: wait };
+      return startInstance(e, m.client, m.im.metadata.name ?? '', signal);
+    }
     if (inst.state === 'error') {
-      // The replicas hold every acknowledged write, so a failed engine is simply started again.
-      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it`);
+      // The replicas hold every acknowledged write, so a failed engine is simply started again, after a backoff.
+      restarts.next(key);
+      const wait = restarts.remaining(key);
+      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it in ${Math.round(wait / 1000)} s`);
       await m.client.delete(name, { signal });
-      await setStopped(e, inst.errorMsg ?? 'the engine process failed', 'error');
-      return { requeueAfter: 1000 };
+      await setStopped(e, `${inst.errorMsg ?? 'the engine process failed'} (restarting in ${Math.round(wait / 1000)} s)`, 'error');
+      return { requeueAfter: wait };
     }
     if (inst.state !== 'running' || !inst.control) {
       await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => {
@@ -84,6 +93,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       });
       return;
     }
+    restarts.reset(key);
     const control = new EngineControlClient(inst.control);
     monitors.ensure(key, control.watchUrl(), { refresh: async () => controller.enqueue(key), down: () => controller.enqueue(key) });
     let live = await control.status(signal);
