@@ -180,10 +180,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       await remove(r);
       events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted failed replica ${r.metadata.name}: ${r.spec.healthyAt ? `${rw.length} healthy replicas again` : 'it never held data'}`);
     }
-    // Extras after numberOfReplicas went down: the ones not RW go first.
+    // Extras after numberOfReplicas went down: the ones not RW go first, then the ones that never held data.
     const extra = live(mine).length - wanted;
     if (extra > 0 && (!v.spec?.nodeID || rw.length >= wanted)) {
-      const order = [...live(mine)].sort((a, b) => Number(modes[a.metadata.name ?? ''] === 'RW') - Number(modes[b.metadata.name ?? ''] === 'RW'));
+      const worth = (r: RO<Replica>) => (modes[r.metadata.name ?? ''] === 'RW' ? 2 : 0) + (r.spec?.healthyAt ? 1 : 0);
+      const order = [...live(mine)].sort((a, b) => worth(a) - worth(b));
       for (const r of order.slice(0, extra)) {
         await remove(r);
         events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted replica ${r.metadata.name}: the volume wants ${wanted}`);
