@@ -1,6 +1,6 @@
 // Admission checks for Volumes that need other objects: a volume on a backing image may be created only when that
 // image exists, is not being deleted, has the volume's data engine, and — once its virtual size is known — fits in
-// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume is checked the same way. Longhorn
+// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume will be checked the same way (today the schema refuses any size change first). Longhorn
 // makes the same checks in its volume validator; without them a too-small volume would only fail at attach time,
 // deep inside the replica, with a message about neither the volume nor the image.
 //
