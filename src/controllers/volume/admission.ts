@@ -1,8 +1,9 @@
 // Admission checks for Volumes that need other objects: a volume on a backing image may be created only when that
 // image exists, is not being deleted, has the volume's data engine, and — once its virtual size is known — fits in
-// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume will be checked the same way (today the schema refuses any size change first). Longhorn
-// makes the same checks in its volume validator; without them a too-small volume would only fail at attach time,
-// deep inside the replica, with a message about neither the volume nor the image.
+// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume will be checked the same way (today
+// validation refuses any size change first). Longhorn makes the same checks in its volume validator; without them a
+// too-small volume would only fail at attach time, deep inside the replica, with a message about neither the volume
+// nor the image.
 //
 // Updates that do not change `spec.size` are never refused here: the backing image may be gone by then (deleted
 // with the volume, or forced), and a controller removing a finalizer must still be able to write the volume.
