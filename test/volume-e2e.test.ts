@@ -123,6 +123,9 @@ test('a 3-replica blockdev volume mounts without mkfs; files survive detach and 
   assert.equal(attach.code, 0, attach.stderr);
   const device = attach.stdout.trim();
   assert.equal(device, '/dev/longhorn/vol-a');
+  const attached = await vols.get('vol-a');
+  assert.equal(attached.status?.endpoint, device, 'the volume status names its device');
+  assert.match(attached.status?.nbdEndpoint ?? '', /^nbd:\/\/.+\/vol-a$/);
   const mnt = join(dir.path, 'mnt-a');
   await mount(device, mnt);
   for (const [name, sum] of original) assert.equal(sha512(readFileSync(join(mnt, name))), sum, name);

@@ -46,6 +46,8 @@ export const volumeStatusSchema: Schema = obj(
     lastDegradedAt: str(),
     lastOnDemandSnapshotHashingCompleteAt: str(),
     shareEndpoint: str(),
+    endpoint: str({ description: 'Stratum: the block device path or NBD URI of the attached volume.' }),
+    nbdEndpoint: str({ description: 'Stratum: the NBD URI of the attached volume, whatever the frontend.' }),
     shareState: str(),
     switchoverState: str(),
   },

@@ -125,6 +125,10 @@ export interface VolumeStatus {
   lastDegradedAt?: string;
   shareEndpoint?: string;
   shareState?: string;
+  /** Stratum: the attached volume's block device path or NBD URI. */
+  endpoint?: string;
+  /** Stratum: the attached volume's NBD URI, whatever the frontend. */
+  nbdEndpoint?: string;
 }
 
 export type Volume = KubeObject<VolumeSpec, VolumeStatus>;
@@ -293,6 +297,13 @@ export const volumeInfo: KindInfo = {
       jsonPath: '.status.currentNodeID',
       type: 'string',
       description: 'The node that the volume is currently attaching to',
+    },
+    {
+      name: 'Endpoint',
+      jsonPath: '.status.endpoint',
+      type: 'string',
+      priority: 1,
+      description: 'Where the attached volume is served: its block device or NBD URI (a Stratum addition)',
     },
     {
       name: 'BackingImage',

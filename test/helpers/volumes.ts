@@ -16,7 +16,7 @@ export interface Cond {
 export interface VolumeView {
   metadata: { name: string; resourceVersion?: string };
   spec: { size: string; nodeID?: string; numberOfReplicas: number; backingImage?: string; frontend?: string };
-  status?: { state?: string; robustness?: string; currentNodeID?: string; lastDegradedAt?: string; conditions?: Cond[] };
+  status?: { state?: string; robustness?: string; currentNodeID?: string; lastDegradedAt?: string; endpoint?: string; nbdEndpoint?: string; conditions?: Cond[] };
 }
 
 export interface EngineView {

@@ -316,6 +316,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       st.currentNodeID = attached ? (v.spec?.nodeID ?? '') : o.state === 'detached' || o.state === 'creating' ? '' : (st.currentNodeID ?? '');
       st.currentEngineNodeID = attached ? (e.spec?.nodeID ?? '') : '';
       st.frontendDisabled = v.spec?.disableFrontend ?? false;
+      // Stratum additions: where the attached volume is served (the device path or NBD URI, and the NBD URI).
+      const ext = st as Record<string, unknown>;
+      const engineExt = (e.status ?? {}) as Record<string, unknown>;
+      ext['endpoint'] = attached ? (e.status?.endpoint ?? '') : '';
+      ext['nbdEndpoint'] = attached ? String(engineExt['nbdEndpoint'] ?? '') : '';
       let conds = setCondition(st.conditions, { type: 'Scheduled', status: o.scheduled.ok ? 'True' : 'False', reason: o.scheduled.ok ? '' : 'ReplicaSchedulingFailure', message: o.scheduled.ok ? '' : o.scheduled.message }, t);
       const late = o.state === 'attaching' && nowDate().getTime() - since > ATTACH_TIMEOUT_MS;
       const reason = attached ? 'Attached' : o.state === 'attaching' ? (late ? 'AttachTimeout' : 'Attaching') : o.state === 'detaching' ? 'Detaching' : 'Detached';
