@@ -11,6 +11,7 @@ import type { BackingImageManager } from './manager.js';
 import { DEFAULT_CHUNK_SIZE } from './manifest.js';
 import { checkChunkSize, checkPathComponent, checkPeerUrl, checkSha512, checkSize } from './names.js';
 import { RECEIVER_HEADER, SESSION_HEADER } from './peers.js';
+import { CoalescingStream } from '../util/coalescing-stream.js';
 import { acceptsGzip, parseRange } from './ranges.js';
 import type { WatchEvent } from './table.js';
 
@@ -145,27 +146,11 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     const res = reply.raw;
     res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
     watchers.add(res);
-    // A slow reader never makes memory grow: while the socket is full, events are coalesced per file (latest wins).
-    const held = new Map<string, WatchEvent>();
-    let blocked = false;
+    // While the socket is full, events are coalesced per file (latest wins).
     const line = (ev: WatchEvent | { type: 'HEARTBEAT' }) => (sse ? `data: ${JSON.stringify(ev)}\n\n` : `${JSON.stringify(ev)}\n`);
-    const send = (ev: WatchEvent) => {
-      if (blocked) {
-        held.set(ev.type === 'SNAPSHOT' ? '' : `${ev.file.name}/${ev.file.uuid}`, ev);
-        return;
-      }
-      if (!res.write(line(ev))) blocked = true;
-    };
-    res.on('drain', () => {
-      blocked = false;
-      const evs = [...held.values()];
-      held.clear();
-      for (const ev of evs) send(ev);
-    });
-    const unsubscribe = m.table.subscribe(send);
-    const beat = setInterval(() => {
-      if (!blocked) res.write(line({ type: 'HEARTBEAT' }));
-    }, opts.heartbeatMs ?? 15_000);
+    const out = new CoalescingStream<WatchEvent>(res, (ev) => (ev.type === 'SNAPSHOT' ? '' : `${ev.file.name}/${ev.file.uuid}`), line);
+    const unsubscribe = m.table.subscribe((ev) => out.send(ev));
+    const beat = setInterval(() => out.heartbeat(), opts.heartbeatMs ?? 15_000);
     res.on('close', () => {
       clearInterval(beat);
       unsubscribe();

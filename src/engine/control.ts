@@ -12,7 +12,9 @@
 import * as http from 'node:http';
 import { ReplicaClient, type ReplicaEndpoint } from '../replica/index.js';
 import type { Engine } from './engine.js';
+import { CoalescingStream } from '../util/coalescing-stream.js';
 import { EngineError, isEngineError, type EngineErrorCode } from './errors.js';
+import type { EngineStatus } from './types.js';
 
 export type ControlListenOptions = { host?: string; port: number } | { path: string };
 
@@ -58,6 +60,7 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
 }
 
 const WATCH_COALESCE_MS = 200;
+type WatchLine = { type: 'SNAPSHOT' | 'MODIFIED'; status: EngineStatus };
 const WATCH_HEARTBEAT_MS = 5000;
 
 export interface ControlServerOptions {
@@ -70,7 +73,7 @@ export class ControlServer {
   readonly #server: http.Server;
   readonly #engine: Engine;
   readonly #opts: ControlServerOptions;
-  readonly #watchers = new Set<http.ServerResponse>();
+  readonly #watchers = new Map<http.ServerResponse, CoalescingStream<WatchLine>>();
   #pending: NodeJS.Timeout | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
@@ -86,19 +89,20 @@ export class ControlServer {
     if (this.#pending || this.#watchers.size === 0) return;
     this.#pending = setTimeout(() => {
       this.#pending = undefined;
-      this.#broadcast(`${JSON.stringify({ type: 'MODIFIED', status: this.#engine.status() })}\n`);
+      const ev: WatchLine = { type: 'MODIFIED', status: this.#engine.status() };
+      for (const out of this.#watchers.values()) out.send(ev);
     }, WATCH_COALESCE_MS);
-  }
-
-  #broadcast(line: string): void {
-    for (const res of this.#watchers) res.write(line);
   }
 
   #watch(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
-    res.write(`${JSON.stringify({ type: 'SNAPSHOT', status: this.#engine.status() })}\n`);
-    this.#watchers.add(res);
-    this.#heartbeat ??= setInterval(() => this.#broadcast(`${JSON.stringify({ type: 'HEARTBEAT' })}\n`), WATCH_HEARTBEAT_MS).unref();
+    // Every line carries the whole status, so a slow reader only ever needs the latest.
+    const out = new CoalescingStream<WatchLine>(res, () => 'status');
+    out.send({ type: 'SNAPSHOT', status: this.#engine.status() });
+    this.#watchers.set(res, out);
+    this.#heartbeat ??= setInterval(() => {
+      for (const w of this.#watchers.values()) w.heartbeat();
+    }, WATCH_HEARTBEAT_MS).unref();
     const done = () => {
       this.#watchers.delete(res);
       if (this.#watchers.size === 0 && this.#heartbeat) {
@@ -114,7 +118,7 @@ export class ControlServer {
     clearTimeout(this.#pending);
     clearInterval(this.#heartbeat);
     this.#pending = this.#heartbeat = undefined;
-    for (const res of this.#watchers) res.end();
+    for (const res of this.#watchers.keys()) res.end();
     this.#watchers.clear();
   }
 

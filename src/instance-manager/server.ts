@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
+import { CoalescingStream } from '../util/coalescing-stream.js';
 import { checkName, checkPath, parseCreateRequest } from './spec.js';
 
 export interface ImServerOptions {
@@ -84,24 +85,10 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   function watch(req: Req, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
     watchers.add(res);
-    // A slow reader never makes memory grow: while the socket is full, events are coalesced per instance.
-    const held = new Map<string, WatchEvent>();
-    let blocked = false;
-    const send = (ev: WatchEvent | { type: 'HEARTBEAT' }) => {
-      if (blocked) {
-        if (ev.type !== 'HEARTBEAT') held.set(ev.type === 'SNAPSHOT' ? '' : ev.instance.name, ev);
-        return;
-      }
-      if (!res.write(`${JSON.stringify(ev)}\n`)) blocked = true;
-    };
-    res.on('drain', () => {
-      blocked = false;
-      const evs = [...held.values()];
-      held.clear();
-      for (const ev of evs) send(ev);
-    });
-    const unsubscribe = m.subscribe(send);
-    const beat = setInterval(() => send({ type: 'HEARTBEAT' }), opts.heartbeatMs ?? 5000);
+    // While the socket is full, events are coalesced per instance.
+    const out = new CoalescingStream<WatchEvent>(res, (ev) => (ev.type === 'SNAPSHOT' ? '' : ev.instance.name));
+    const unsubscribe = m.subscribe((ev) => out.send(ev));
+    const beat = setInterval(() => out.heartbeat(), opts.heartbeatMs ?? 5000);
     req.raw.socket.setKeepAlive(true);
     res.on('close', () => {
       clearInterval(beat);
