@@ -34,6 +34,7 @@ import {
   fsyncFile,
   GiB,
   hasTool,
+  interruptOnSignals,
   memoryOf,
   MiB,
   Service,
@@ -357,12 +358,7 @@ export async function run(args: string[]): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'stratum-bench-image-transfer-'));
   const server = new FileServer(join(root, 'origin'));
   // Ctrl-C or a kill reaches the cleanup below: every wait throws and every child of this run is stopped.
-  const onSignal = (sig: NodeJS.Signals) => {
-    budget.abort(`interrupted by ${sig}`);
-    void kids.stopAll();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const undoSignals = interruptOnSignals(budget, kids);
   try {
     await server.start();
     const r: Run = { o, root, budget, kids, server, origin: undefined, diskA: makeDisk(root, 'disk-a'), bimA: undefined };
@@ -381,8 +377,7 @@ export async function run(args: string[]): Promise<void> {
       console.log(`phase ${phase} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    undoSignals();
     await kids.stopAll();
     await server.close();
     rmSync(root, { recursive: true, force: true });

@@ -297,3 +297,17 @@ export class FileServer {
     await new Promise<void>((r) => this.#server.close(() => r()));
   }
 }
+
+/** Ctrl-C or a kill aborts the run's budget (every wait throws) and stops its children; returns the undo. */
+export function interruptOnSignals(budget: Budget, kids: Children): () => void {
+  const onSignal = (sig: NodeJS.Signals) => {
+    budget.abort(`interrupted by ${sig}`);
+    void kids.stopAll();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}

@@ -30,7 +30,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Budget, check, Children, exec, GiB, hasTool, memoryOf, MiB, waitUntil } from './transfer-kit.js';
+import { Budget, check, Children, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, waitUntil } from './transfer-kit.js';
 import type { ChildSpec } from './volume-io-child.js';
 
 const CHILD = resolve(dirname(fileURLToPath(import.meta.url)), 'volume-io-child.js');
@@ -401,12 +401,7 @@ export async function run(args: string[]): Promise<void> {
   const kids = new Children();
   const root = mkdtempSync(join(tmpdir(), 'stratum-bench-volume-io-'));
   // Ctrl-C or a kill reaches the cleanup below: every wait throws and every child of this run is stopped.
-  const onSignal = (sig: NodeJS.Signals) => {
-    budget.abort(`interrupted by ${sig}`);
-    void kids.stopAll();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const undoSignals = interruptOnSignals(budget, kids);
   try {
     const ctx: Ctx = { o, root, budget, kids, backing: '', hwm: new Map(), seq: 0 };
     await header(ctx);
@@ -427,8 +422,7 @@ export async function run(args: string[]): Promise<void> {
       figure(`peak RSS engine + ${label} [MiB; lower is better]`, 'MiB', (engine + replicas * replica) / MiB, base / MiB);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    undoSignals();
     await kids.stopAll();
     rmSync(root, { recursive: true, force: true });
   }
