@@ -11,6 +11,7 @@ import { Controller } from '../../controller-kit/controller.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { Store } from '../../store/types.js';
 import { mutateStatus } from '../common/status.js';
+import { setCondition } from '../node/contract.js';
 import { REPLICA_BY_IMAGE } from './index.js';
 
 type RO<T> = DeepReadonly<T>;
@@ -57,17 +58,6 @@ export function gateFor(bi: RO<BackingImage> | undefined, biName: string, diskID
 /** The file a replica on `diskPath` opens as its read-only backing layer. */
 export function backingImageFileFor(diskPath: string, biName: string, uuid: string): string {
   return join(diskPath, 'backing-images', `${biName}-${uuid}`, 'backing');
-}
-
-function setCondition(conds: Condition[] | null | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
-  const list = [...(conds ?? [])];
-  const i = list.findIndex((c) => c.type === next.type);
-  const prev = list[i];
-  const changed = !prev || prev.status !== next.status;
-  const merged: Condition = { ...next, lastProbeTime: '', lastTransitionTime: changed ? now : (prev?.lastTransitionTime ?? now) };
-  if (i >= 0) list[i] = merged;
-  else list.push(merged);
-  return list;
 }
 
 export function replicaGateController(opts: { store: Store; informers: InformerFactory; now?: () => Date }): Controller {

@@ -29,15 +29,19 @@ export const NodeReadyReason = {
 /**
  * Returns `conditions` with `next` set: `lastTransitionTime` moves only when the status changes, so rewriting
  * an unchanged condition does not look like a transition (and does not cause a write). `probeTime: false` for
- * core v1 kinds (Pods), which have no empty-string timestamps.
+ * core v1 kinds (Pods), which have no empty-string timestamps. `phaseOf` maps reasons to phases for a condition
+ * whose status stays the same across phases (a volume's Attached=False while detached, then attaching): the
+ * transition time also moves when the phase does.
  */
 export function setCondition(
   conditions: readonly Condition[] | readonly DeepReadonly<Condition>[] | null | undefined,
   next: Omit<Condition, 'lastTransitionTime' | 'lastProbeTime'>,
   now: string,
-  opts: { probeTime?: boolean } = {},
+  opts: { probeTime?: boolean; phaseOf?: (reason: string) => string } = {},
 ): Condition[] {
   const list = (conditions ?? []).map((c) => ({ ...c }) as Condition);
+  const phase = opts.phaseOf;
+  const samePhase = (a: string | undefined, b: string | undefined) => !phase || phase(a ?? '') === phase(b ?? '');
   const i = list.findIndex((c) => c.type === next.type);
   const old = i >= 0 ? list[i] : undefined;
   const cond: Condition = {
@@ -47,7 +51,7 @@ export function setCondition(
     message: next.message ?? '',
     // Longhorn writes lastProbeTime "" on its own kinds; a core v1 object must not (kubectl parses it as a time).
     ...(opts.probeTime === false ? {} : { lastProbeTime: '' }),
-    lastTransitionTime: old !== undefined && old.status === next.status ? (old.lastTransitionTime ?? now) : now,
+    lastTransitionTime: old !== undefined && old.status === next.status && samePhase(old.reason, next.reason) ? (old.lastTransitionTime ?? now) : now,
   };
   if (i >= 0) list[i] = cond;
   else list.push(cond);

@@ -18,6 +18,7 @@ import type { Store } from '../../store/types.js';
 import { gateFor } from '../backing-image/replica-gate.js';
 import { LONGHORN_FINALIZER } from '../common/names.js';
 import { mutateStatus } from '../common/status.js';
+import { setCondition } from '../node/contract.js';
 import type { Instance, InstanceManagerClient } from '../instance-manager/client.js';
 import type { InstanceManagers } from '../instance-manager/index.js';
 import { nodeIsReady } from '../scheduling.js';
@@ -113,15 +114,13 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       st.storageIP = host;
       st.port = port;
       if (s.im !== undefined) st.instanceManagerName = s.im;
-      const others = (st.conditions ?? []).filter((c) => c.type !== 'InstanceReady');
       const ready = s.currentState === 'running';
-      const prev = (st.conditions ?? []).find((c) => c.type === 'InstanceReady');
-      const status = ready ? 'True' : 'False';
-      const message = ready ? '' : (s.message ?? `the replica process is ${s.currentState}`);
-      st.conditions = [
-        ...others,
-        { type: 'InstanceReady', status, reason: ready ? '' : s.currentState, message, lastProbeTime: '', lastTransitionTime: prev?.status === status ? (prev.lastTransitionTime ?? now()) : now() },
-      ];
+      st.conditions = setCondition(st.conditions, {
+        type: 'InstanceReady',
+        status: ready ? 'True' : 'False',
+        reason: ready ? '' : s.currentState,
+        message: ready ? '' : (s.message ?? `the replica process is ${s.currentState}`),
+      }, now());
     });
   }
 

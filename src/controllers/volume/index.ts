@@ -9,7 +9,7 @@
 // `numberOfReplicas` replicas RW again, or when it never held data.
 
 import type { Engine } from '../../api/engine.js';
-import { DEFAULT_NAMESPACE, type Condition, type DeepReadonly } from '../../api/meta.js';
+import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import type { Volume, VolumeState } from '../../api/volume.js';
@@ -19,6 +19,7 @@ import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { engineNameFor, LONGHORN_FINALIZER } from '../common/names.js';
+import { getCondition, setCondition } from '../node/contract.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { nodeIsReady } from '../scheduling.js';
@@ -309,7 +310,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
       const t = now();
       if (st.state !== o.state) events.event(v as never, 'Normal', stateReason(o.state), `volume is ${o.state}${o.waiting ? `: ${o.waiting}` : ''}`);
-      const since = st.state === o.state ? Date.parse(findCondition(st.conditions, 'Attached')?.lastTransitionTime ?? t) : Date.parse(t);
+      const since = st.state === o.state ? Date.parse(getCondition(st.conditions, 'Attached')?.lastTransitionTime ?? t) : Date.parse(t);
       st.state = o.state;
       st.robustness = robustness;
       if (robustness === 'degraded' && v.status?.robustness !== 'degraded') st.lastDegradedAt = t;
@@ -329,7 +330,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         status: attached ? 'True' : 'False',
         reason,
         message: late ? `not attached after ${ATTACH_TIMEOUT_MS / 60_000} minutes: ${o.waiting}` : o.waiting,
-      }, t);
+      }, t, { phaseOf: (r) => (r === 'AttachTimeout' ? 'Attaching' : r) });
       st.conditions = conds;
     });
   }
@@ -377,22 +378,6 @@ function sorted(m: Readonly<Record<string, string>>): [string, string][] {
   return Object.entries(m).sort(([a], [b]) => a.localeCompare(b));
 }
 
-function findCondition(conds: readonly Condition[] | null | undefined, type: string): Condition | undefined {
-  return (conds ?? []).find((c) => c.type === type);
-}
-
-/** Sets a condition; the transition time moves when the status or the phase (the reason, a timeout aside) does. */
-function setCondition(conds: readonly Condition[] | null | undefined, next: Omit<Condition, 'lastTransitionTime' | 'lastProbeTime'>, now: string): Condition[] {
-  const list = [...(conds ?? [])];
-  const i = list.findIndex((c) => c.type === next.type);
-  const prev = list[i];
-  const phase = (reason: string | undefined) => (reason === 'AttachTimeout' ? 'Attaching' : reason);
-  const changed = !prev || prev.status !== next.status || phase(prev.reason) !== phase(next.reason);
-  const merged: Condition = { ...next, lastProbeTime: '', lastTransitionTime: changed ? now : (prev?.lastTransitionTime ?? now) };
-  if (i >= 0) list[i] = merged;
-  else list.push(merged);
-  return list;
-}
 
 function ignoreNotFound(err: unknown): void {
   if (!isNotFound(err)) throw err;
