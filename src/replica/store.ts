@@ -9,13 +9,15 @@
 // and WRITE_ZEROES mark whole blocks ZERO (hiding the backing image without writing anything) and zero the edges.
 // A write is acknowledged once in the page cache with the map updated in memory; FLUSH and FUA make it durable.
 
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { describeHolder, FileLock } from '../util/file-lock.js';
 import { openImageReaderOnSource, type ImageReader } from '../imagefmt/index.js';
 import { BlockMap, BlockState, planWrite, type StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
 import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
 import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
+import type { SharedBackingReaders } from './shared-backing.js';
 import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 
@@ -27,6 +29,13 @@ export interface ReplicaStoreOptions {
   journal?: MapJournalOptions;
   /** Small head, journal and backing-file I/O on the event-loop thread (storage.ts); `{ maxBytes: 0 }` turns it off. */
   syncIo?: SyncIoOptions;
+  /**
+   * Who opens the replica, recorded in the directory's lock (`replica.lock`) so a refused second opener can name
+   * the holder. The directory is always locked when it is a real directory (no `storage` given).
+   */
+  holder?: string;
+  /** Share the backing file's reader with other replicas of this process (the instance manager's one per file). */
+  backingReaders?: SharedBackingReaders;
   signal?: AbortSignal;
 }
 
@@ -42,9 +51,23 @@ interface Signal {
   signal?: AbortSignal | undefined;
 }
 
-/** The backing image reader, over a source whose small reads go through `gate`. */
-async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined): Promise<ImageReader> {
+export const LOCK_FILE = 'replica.lock';
+
+/**
+ * Locks a real replica directory for this opener (an OS lock that dies with the process: util/file-lock.ts). Two
+ * openers of one replica would each keep their own map and overwrite each other's blocks.
+ */
+async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<FileLock | undefined> {
+  if (opts.storage) return undefined;
+  const r = await FileLock.tryAcquire(join(dir, LOCK_FILE), opts.holder ?? `replica process ${process.pid}`);
+  if (r instanceof FileLock) return r;
+  throw new ReplicaError('LOCKED', `Cannot open the replica in ${dir}: it is open by ${describeHolder(r.heldBy)}`);
+}
+
+/** The backing image reader, over a source whose small reads go through `gate`; shared when `shared` is given. */
+async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined, shared?: SharedBackingReaders): Promise<ImageReader> {
   signal?.throwIfAborted();
+  if (shared) return shared.acquire(path, () => openBacking(path, gate, signal));
   const source = await openBackingSource(path, gate);
   try {
     return await openImageReaderOnSource(source, { signal });
@@ -65,6 +88,7 @@ export class ReplicaStore implements ReplicaDevice {
   readonly #journal: MapJournal;
   readonly #lock = new RangeLock();
   readonly #inFlight = new Set<Promise<unknown>>();
+  #dirLock: FileLock | undefined;
   #revision: number;
   #failed: unknown;
   #closing: Promise<void> | undefined;
@@ -89,15 +113,16 @@ export class ReplicaStore implements ReplicaDevice {
     checkGeometry(opts.size, blockSize);
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
-    if ((await storage.readFile(META_FILE)) !== undefined) {
-      throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
-    }
+    const lock = await lockDir(dir, opts);
     let backing: ImageReader | undefined;
     let meta: ReplicaMeta | undefined;
     try {
+      if ((await storage.readFile(META_FILE)) !== undefined) {
+        throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
+      }
       if (opts.backing) {
         checkName('backing image name', opts.backing.name);
-        backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal);
+        backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal, opts.backingReaders);
         if (backing.virtualSize > opts.size) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
         }
@@ -118,9 +143,12 @@ export class ReplicaStore implements ReplicaDevice {
       const opened = await MapJournal.create(storage, { blockSize, blockCount: opts.size / blockSize }, opts.journal);
       await storage.syncDir();
       await storage.writeFileAtomic(META_FILE, encodeMeta(meta));
-      return new ReplicaStore(dir, meta, head, backing, opened);
+      const store = new ReplicaStore(dir, meta, head, backing, opened);
+      store.#dirLock = lock;
+      return store;
     } catch (err) {
       await backing?.close();
+      await lock?.release();
       throw err;
     }
   }
@@ -129,15 +157,16 @@ export class ReplicaStore implements ReplicaDevice {
   static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
-    const bytes = await storage.readFile(META_FILE);
-    if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
-    const meta = decodeMeta(bytes);
+    const lock = await lockDir(dir, opts);
     let backing: ImageReader | undefined;
     let head: StorageFile | undefined;
     try {
+      const bytes = await storage.readFile(META_FILE);
+      if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
+      const meta = decodeMeta(bytes);
       if (meta.backing) {
         const b = meta.backing;
-        backing = await openBacking(resolve(dir, b.path), gate, opts.signal);
+        backing = await openBacking(resolve(dir, b.path), gate, opts.signal, opts.backingReaders);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
@@ -149,10 +178,13 @@ export class ReplicaStore implements ReplicaDevice {
       }
       opts.signal?.throwIfAborted();
       const opened = await MapJournal.open(storage, { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize }, opts.journal);
-      return new ReplicaStore(dir, meta, head, backing, opened);
+      const store = new ReplicaStore(dir, meta, head, backing, opened);
+      store.#dirLock = lock;
+      return store;
     } catch (err) {
       await head?.close();
       await backing?.close();
+      await lock?.release();
       throw err;
     }
   }
@@ -278,6 +310,8 @@ export class ReplicaStore implements ReplicaDevice {
         if (this.#failed === undefined) await this.#flushGroup();
       } finally {
         await Promise.allSettled([this.#journal.close(), this.#head.close(), this.#backing?.close()]);
+        // Last: the directory is free for another opener only once every file of this one is closed.
+        await this.#dirLock?.release();
       }
     })();
     return this.#closing;

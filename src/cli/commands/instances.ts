@@ -125,6 +125,7 @@ export async function runEngineCommand(o: EngineFlags, signal: AbortSignal): Pro
 
 interface ImFlags {
   node: string;
+  nodeUid?: string;
   host: string;
   port: string;
   dataRoot: string[];
@@ -134,8 +135,9 @@ export async function runInstanceManagerCommand(o: ImFlags, signal: AbortSignal)
   const port = int('--port', o.port, 0);
   if (port === undefined || port > 65535) throw new ImError('InvalidArgument', `--port must be 0–65535, not ${JSON.stringify(o.port)}`);
   for (const r of o.dataRoot) if (!r.startsWith('/')) throw new ImError('InvalidArgument', `--data-root must be an absolute path, not ${JSON.stringify(r)}`);
-  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot });
-  process.stderr.write(`stratum instance-manager: node ${o.node} served at ${im.url}\n`);
+  const name = process.env['POD_NAME'];
+  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot, ...(o.nodeUid ? { nodeUid: o.nodeUid } : {}), ...(name ? { name } : {}) });
+  process.stderr.write(`stratum instance-manager: node ${o.node} served at ${im.url}, replicas on ${im.replicaAddress}, NBD on ${im.nbdAddress}\n`);
   if (!signal.aborted) await new Promise<void>((res) => signal.addEventListener('abort', () => res(), { once: true }));
   process.stderr.write('stratum instance-manager: stopping instances\n');
   await im.close();
@@ -169,9 +171,10 @@ export function instanceCommands(): Command[] {
     .option('--fuse-dir <dir>', 'where the blockdev frontend mounts its nbdfuse files (default <device-dir>/.fuse)')
     .action((o: EngineFlags) => foreground((s) => runEngineCommand(o, s)));
   const im = new Command('instance-manager')
-    .description('run the instance manager of a node: hosts replica and engine processes, HTTP API')
+    .description('run the instance manager of a node: hosts its replicas and engines in-process, HTTP API')
     .requiredOption('--node <name>', 'node name')
-    .option('--host <addr>', 'address to listen on (the API and the instances)', '127.0.0.1')
+    .option('--node-uid <uid>', "the Node object's uid: instance names are locked per node (default: per node name)")
+    .option('--host <addr>', 'address to listen on (the API, the replica and NBD listeners)', '127.0.0.1')
     .requiredOption('--port <port>', 'API port (0: any free port)')
     .option('--data-root <dir>', 'replica directories must be inside one of these (repeatable; none: any absolute path)', collect, [])
     .action((o: ImFlags) => foreground((s) => runInstanceManagerCommand(o, s)));

@@ -94,7 +94,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       return;
     }
     restarts.reset(key);
-    const control = new EngineControlClient(inst.control);
+    const control = new EngineControlClient(inst.control, name);
     monitors.ensure(key, control.watchUrl(), { refresh: async () => controller.enqueue(key), down: () => controller.enqueue(key) });
     let live = await control.status(signal);
     live = await syncMembership(e, control, live, signal);

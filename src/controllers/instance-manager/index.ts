@@ -23,8 +23,8 @@ import { InstanceManagerClient, type Instance } from './client.js';
 
 type RO<T> = DeepReadonly<T>;
 
-/** The instance-manager API range this controller speaks. */
-export const IM_API = { min: 1, current: 1 };
+/** The instance-manager API range this controller speaks (2: instances hosted in-process, engine control under /v1/engines). */
+export const IM_API = { min: 2, current: 2 };
 
 const IM_BY_NODE = 'imByNode';
 
@@ -84,7 +84,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
     const pod = pods.get(namespace, imPodName(name));
     if (!pod) {
-      await createPod(im, image);
+      await createPod(im, image, node);
       await setState(im, 'starting');
       return;
     }
@@ -152,8 +152,10 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
   }
 
-  async function createPod(im: RO<InstanceManager>, image: string) {
+  async function createPod(im: RO<InstanceManager>, image: string, node: RO<Node>) {
     const name = im.metadata.name ?? '';
+    // Replicas only on the node's disks (the instance manager also checks each is a registered disk).
+    const roots = Object.values(node.spec?.disks ?? {}).flatMap((d) => (d.path ? ['--data-root', d.path] : []));
     try {
       await store.create(
         buildPod({
@@ -161,7 +163,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
           namespace,
           nodeName: im.spec?.nodeID ?? '',
           image,
-          args: ['instance-manager', '--node', '$(NODE_NAME)', '--host', '$(POD_IP)', '--port', '$(PORT)'],
+          args: ['instance-manager', '--node', '$(NODE_NAME)', '--node-uid', node.metadata.uid ?? '', '--host', '$(POD_IP)', '--port', '$(PORT)', ...roots],
           labels: { [LABEL_COMPONENT]: 'instance-manager', [LABEL_INSTANCE_MANAGER]: name, [LABEL_NODE]: im.spec?.nodeID ?? '' },
           owner: ownerRef('InstanceManager', name, im.metadata.uid ?? ''),
           readinessPath: '/v1/version',

@@ -5,7 +5,7 @@
 //   instance manager's report (running with its address, or error with the process's exit reason).
 // Whether a failed replica is replaced is the volume controller's decision, never this one's.
 
-import { join } from 'node:path';
+import { replicaDirOf } from '../../api/disk-layout.js';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
@@ -29,7 +29,7 @@ export const REPLICA_BY_NODE = 'replicaByNode';
 
 /** Where a replica's files live on its disk. */
 export function replicaDataPath(r: RO<Replica>): string {
-  return join(r.spec?.diskPath ?? '', 'replicas', r.spec?.dataDirectoryName ?? '');
+  return replicaDirOf(r.spec?.diskPath ?? '', r.spec?.dataDirectoryName ?? '');
 }
 
 export interface ReplicaControllerOptions {
