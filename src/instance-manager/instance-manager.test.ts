@@ -165,8 +165,8 @@ test('an engine reaches a replica of another instance manager by name on its lis
     const addr = im.replicaAddress;
     await api(b.url, 'POST', '/v1/instances', engineBody('ev1', 'v1', [{ name: 'ra', address: addr }, { name: 'rb', address: addr }]));
     await api(b.url, 'POST', '/v1/instances', engineBody('ev2', 'v2', [{ name: 'rc', address: addr }]));
-    const ev1 = await inState('ev1', 'running', b.url);
-    const ev2 = await inState('ev2', 'running', b.url);
+    await inState('ev1', 'running', b.url);
+    await inState('ev2', 'running', b.url);
     const [host, port] = b.nbdAddress.split(':');
     const c1 = await NbdClient.connect({ host: host!, port: Number(port) }, { exportName: 'v1' });
     const c2 = await NbdClient.connect({ host: host!, port: Number(port) }, { exportName: 'v2' });

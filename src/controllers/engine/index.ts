@@ -193,9 +193,13 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       if (JSON.stringify(a.spec) !== JSON.stringify(b.spec) || a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp) controller.enqueueObject(b);
     },
   });
+  // Only the engines whose instance entry changed are reconciled, unless the manager itself changed state.
   const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
-    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceEngines) === JSON.stringify(b.status?.instanceEngines)) return;
-    for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(e);
+    const all = !a || a.status?.currentState !== b.status?.currentState;
+    for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) {
+      const n = e.metadata.name ?? '';
+      if (all || JSON.stringify(a.status?.instanceEngines?.[n]) !== JSON.stringify(b.status?.instanceEngines?.[n])) controller.enqueueObject(e);
+    }
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return { controller, stop: () => monitors.stopAll() };

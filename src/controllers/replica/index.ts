@@ -147,9 +147,13 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
 
   const controller = new Controller({ name: 'replica', workers: 4, reconcile });
   replicas.addEventHandler({ onAdd: (o) => controller.enqueueObject(o), onUpdate: (_a, b) => controller.enqueueObject(b) });
+  // Only the replicas whose instance entry changed are reconciled, unless the manager itself changed state.
   const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
-    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceReplicas) === JSON.stringify(b.status?.instanceReplicas)) return;
-    for (const r of replicas.byIndex(REPLICA_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(r);
+    const all = !a || a.status?.currentState !== b.status?.currentState;
+    for (const r of replicas.byIndex(REPLICA_BY_NODE, b.spec?.nodeID ?? '')) {
+      const n = r.metadata.name ?? '';
+      if (all || JSON.stringify(a.status?.instanceReplicas?.[n]) !== JSON.stringify(b.status?.instanceReplicas?.[n])) controller.enqueueObject(r);
+    }
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return controller;
