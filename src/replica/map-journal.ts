@@ -83,8 +83,12 @@ export class MapJournal {
     return { journal, states: new Uint8Array(durable), revision: 0, replayed: { batches: 0, tornBytes: 0, staleJournal: false } };
   }
 
-  /** Load checkpoint and journal, replay, and compact into a fresh generation. */
-  static async open(storage: StorageDir, geometry: MapGeometry, opts: MapJournalOptions = {}): Promise<OpenedMap> {
+  /**
+   * Load checkpoint and journal, replay, and compact into a fresh generation. `beforeCompact` may change the
+   * replayed map first (the pending map log, pending-log.ts): whatever it leaves becomes the durable map, so every
+   * DATA block it adds must have durable data before it returns. It may return a newer revision.
+   */
+  static async open(storage: StorageDir, geometry: MapGeometry, opts: MapJournalOptions = {}, beforeCompact?: (states: Uint8Array) => Promise<number | undefined>): Promise<OpenedMap> {
     const ckptBytes = await storage.readFile(CHECKPOINT_FILE);
     if (ckptBytes === undefined) {
       throw new ReplicaError('CORRUPT', `replica ${storage.location} has no ${CHECKPOINT_FILE}`, { file: CHECKPOINT_FILE, offset: 0 });
@@ -109,6 +113,8 @@ export class MapJournal {
         tornBytes = decoded.tornBytes;
       }
     }
+    const newer = await beforeCompact?.(durable);
+    if (newer !== undefined && newer > revision) revision = newer;
     const generation = ckpt.generation + 1;
     await MapJournal.#writeGeneration(storage, geometry, { generation, nextSeq, revision }, durable);
     const file = await storage.open(JOURNAL_FILE, { create: false });
