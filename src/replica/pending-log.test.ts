@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { PENDING_FILES, PENDING_HEADER } from './pending-format.js';
 import { ReplicaStore, type ReplicaStoreOptions } from './store.js';
 import { CrashDir, Rng, testSeed } from './testing.js';
-import { AckTracker, SectorModel, type ModelOp } from './testing-model.js';
+import { AckTracker, issueOp, randomOp as randomModelOp, SectorModel, type ModelOp } from './testing-model.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -54,17 +54,8 @@ async function reopen(image: CrashDir, bootId: string): Promise<{ bytes: Uint8Ar
   return { bytes, store };
 }
 
-/** A random mutation: a write (any offset and length, so partial blocks merge), a trim or write-zeroes. */
-function randomOp(rng: Rng): ModelOp {
-  const offset = rng.int(SIZE - 1);
-  const length = 1 + rng.int(Math.min(12 * KiB, SIZE - offset));
-  return rng.int(4) === 0 ? { kind: 'zero', offset, length } : { kind: 'write', offset, data: rng.bytes(length) };
-}
-
-function issue(store: ReplicaStore, op: ModelOp, fua: boolean, rng: Rng): Promise<void> {
-  if (op.kind === 'write') return store.write(op.offset, op.data, { fua });
-  return rng.int(2) === 0 ? store.trim(op.offset, op.length, { fua }) : store.writeZeroes(op.offset, op.length, { fua });
-}
+const randomOp = (rng: Rng): ModelOp => randomModelOp(rng, SIZE);
+const issue = issueOp;
 
 test('fuzz: after a process crash every acknowledged mutation reads back; after a reboot nothing reads garbage', async (t) => {
   const seed = testSeed();

@@ -6,10 +6,26 @@
 // then flushed, for a power loss), or the value of any mutation issued after that one (it may or may not have been
 // applied), and nothing else: never bytes that were never its content (a sparse head's zeros, say).
 
+import type { ReplicaStore } from './store.js';
+import type { Rng } from './testing.js';
+
 export const SECTOR = 512;
 
 /** A mutation as the workload generators of the crash tests describe it. */
 export type ModelOp = { kind: 'write'; offset: number; data: Uint8Array } | { kind: 'zero'; offset: number; length: number };
+
+/** A random mutation: a write (any offset and length up to 12 KiB, so partial blocks merge), or a zeroing. */
+export function randomOp(rng: Rng, size: number): ModelOp {
+  const offset = rng.int(size - 1);
+  const length = 1 + rng.int(Math.min(12 * 1024, size - offset));
+  return rng.int(4) === 0 ? { kind: 'zero', offset, length } : { kind: 'write', offset, data: rng.bytes(length) };
+}
+
+/** Send `op` to `store`; a zeroing is a trim or a write-zeroes at random. */
+export function issueOp(store: ReplicaStore, op: ModelOp, fua: boolean, rng: Rng): Promise<void> {
+  if (op.kind === 'write') return store.write(op.offset, op.data, { fua });
+  return rng.int(2) === 0 ? store.trim(op.offset, op.length, { fua }) : store.writeZeroes(op.offset, op.length, { fua });
+}
 
 export class SectorModel {
   /** The content with every issued mutation applied. */
