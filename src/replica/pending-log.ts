@@ -91,6 +91,11 @@ export interface AppliedPending {
   next: { epoch: number; slot: PendingSlot };
 }
 
+/** Remove both pending files (a new replica, or no pending log: none may be applied later over a newer map). */
+export async function removePending(storage: StorageDir): Promise<void> {
+  for (const name of PENDING_FILES) await storage.remove(name);
+}
+
 /**
  * Apply the newest valid pending file's records to `states` (point 3), if it was written in this boot. When it was
  * (`replay.file` set), the caller must fdatasync the head before the states become durable.
@@ -99,7 +104,7 @@ export async function applyPending(storage: StorageDir, geometry: MapGeometry, b
   const replay: PendingReplay = { file: undefined, epoch: 0, records: 0, tornBytes: 0, otherBoot: false };
   const none = { replay, revision: undefined };
   if (bootId === null) {
-    for (const name of PENDING_FILES) await storage.remove(name);
+    await removePending(storage);
     return { ...none, next: { epoch: 1, slot: 0 } };
   }
   let maxEpoch = 0;

@@ -16,7 +16,7 @@ import { BlockMap, BlockState, planWrite, type StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
 import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
 import type { PendingSlot } from './pending-format.js';
-import { applyPending, PendingLog, resolveBootId, type PendingLogOptions, type PendingReplay } from './pending-log.js';
+import { applyPending, PendingLog, removePending, resolveBootId, type PendingLogOptions, type PendingReplay } from './pending-log.js';
 import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
 import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
@@ -124,11 +124,11 @@ export class ReplicaStore implements ReplicaDevice {
       const geometry = { blockSize, blockCount: opts.size / blockSize };
       const opened = await MapJournal.create(storage, geometry, opts.journal);
       // Pending files of an earlier replica in this directory would apply to this one: start at epoch 1 afresh.
-      const bootId = resolveBootId(opts.pending ?? {});
-      const fresh = await applyPending(storage, geometry, null, new Uint8Array(0));
+      await removePending(storage);
       await storage.syncDir();
       await storage.writeFileAtomic(META_FILE, encodeMeta(meta));
-      return await new ReplicaStore(dir, meta, head, backing, opened).#startPending(storage, bootId, fresh.next, opts.pending);
+      const store = new ReplicaStore(dir, meta, head, backing, opened);
+      return await store.#startPending(storage, resolveBootId(opts.pending ?? {}), { epoch: 1, slot: 0 }, opts.pending);
     } catch (err) {
       await backing?.close();
       throw err;
