@@ -26,6 +26,8 @@ export interface InstanceManagerOptions {
   host: string;
   /** The API port (the replica and NBD listeners take free ports; the API reports them). */
   port: number;
+  /** Also serve NBD on this Unix socket (for clients on the node: cheaper than loopback TCP). */
+  nbdSocket?: string;
   dataRoots?: readonly string[];
   /**
    * Where the node's instance-name locks live; every instance manager of the node (whatever its image) must use the
@@ -65,6 +67,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
   const nbd = new NbdServer({ onError: (err) => log(`nbd: ${err.message}`) });
   const replicaAddress = await hub.listen(opts.host);
   await nbd.listen({ host: opts.host, port: 0 });
+  if (opts.nbdSocket) await nbd.listen({ path: opts.nbdSocket });
   const t = nbd.address().tcp;
   const nbdAddress = t ? (t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`) : '';
   // The API's address is known only once it listens; instances are created only through it, so none reads it early.
