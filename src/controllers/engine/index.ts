@@ -81,9 +81,9 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       // The replicas hold every acknowledged write, so a failed engine is simply started again, after a backoff.
       restarts.next(key);
       const wait = restarts.remaining(key);
-      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it in ${Math.round(wait / 1000)} s`);
+      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine failed'}; restarting it in ${Math.round(wait / 1000)} s`);
       await m.client.delete(name, { signal });
-      await setStopped(e, `${inst.errorMsg ?? 'the engine process failed'} (restarting in ${Math.round(wait / 1000)} s)`, 'error');
+      await setStopped(e, `${inst.errorMsg ?? 'the engine failed'} (restarting in ${Math.round(wait / 1000)} s)`, 'error');
       return { requeueAfter: wait };
     }
     if (inst.state !== 'running' || !inst.control) {

@@ -82,7 +82,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       return;
     }
     if (inst.state === 'error') {
-      await setStatus(r, { currentState: 'error', message: inst.errorMsg ?? 'the replica process failed', im: m.im.metadata.name ?? '' });
+      await setStatus(r, { currentState: 'error', message: inst.errorMsg ?? 'the replica failed', im: m.im.metadata.name ?? '' });
       return;
     }
     await setStatus(r, { currentState: inst.state === 'running' ? 'running' : 'starting', inst, im: m.im.metadata.name ?? '' });
