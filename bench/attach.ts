@@ -313,7 +313,10 @@ export async function run(args: string[]): Promise<void> {
     process.off('SIGTERM', onSignal);
     rmSync(root, { recursive: true, force: true });
   }
-  if (failure) throw failure;
+  if (failure === undefined) return;
+  // One line, not a stack: an interruption or a cluster that failed is the message, and everything is cleaned up.
+  process.stderr.write(`attach: ${run.stop.signal.aborted ? 'interrupted' : 'failed'}: ${failure instanceof Error ? failure.message : String(failure)}\n`);
+  process.exitCode = run.stop.signal.aborted ? 130 : 1;
 }
 
 /** nbdfuse mounts of this run's volumes left by a frontend that was killed rather than stopped. */
