@@ -2,7 +2,7 @@
 // /proc, whatever the processes are called or how the instance manager hosts its instances), and a watch on the
 // cluster's Volumes that timestamps each change the moment it arrives.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ndjson } from '../src/client/http-store.js';
@@ -13,6 +13,8 @@ export interface OsProcess {
   /** Field 22 of /proc/PID/stat: with the pid, names this process and not a later one that reuses the pid. */
   startTime: string;
   argv: string[];
+  /** The working directory ('' when unreadable): a pod runs in its folder under the agent's data dir. */
+  cwd: string;
 }
 
 function readProcess(pid: number): OsProcess | undefined {
@@ -22,16 +24,22 @@ function readProcess(pid: number): OsProcess | undefined {
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (f[0] === 'Z' || f[0] === 'X') return undefined;
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
-    return { pid, ppid: Number(f[1]), startTime: f[19] ?? '', argv };
+    let cwd = '';
+    try {
+      cwd = readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      // another user's process, or gone
+    }
+    return { pid, ppid: Number(f[1]), startTime: f[19] ?? '', argv, cwd };
   } catch {
     return undefined; // exited while we looked
   }
 }
 
 /**
- * The cluster's processes: `root` (the `stratum up` process) and all its descendants, plus any process whose
- * command line names the cluster's data directory and its descendants (a pod whose agent was restarted is
- * re-parented to init but still runs over the data directory). `self` (this benchmark) is never included.
+ * The cluster's processes: `root` (the `stratum up` process) and all its descendants, plus any process that runs
+ * in the cluster's data directory or names it on its command line, and its descendants (a pod whose agent was
+ * restarted is re-parented to init but still runs in its pod folder). `self` (this benchmark) is never included.
  */
 export function clusterProcesses(root: number, dataDir: string, self = process.pid): OsProcess[] {
   const all = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map((d) => readProcess(Number(d))).filter((p): p is OsProcess => p !== undefined);
@@ -43,7 +51,8 @@ export function clusterProcesses(root: number, dataDir: string, self = process.p
     found.set(p.pid, p);
     for (const c of children.get(p.pid) ?? []) add(c);
   };
-  for (const p of all) if (p.pid === root || p.argv.some((a) => a.includes(dataDir))) add(p);
+  const inside = (path: string) => path === dataDir || path.startsWith(`${dataDir}/`);
+  for (const p of all) if (p.pid === root || inside(p.cwd) || p.argv.some((a) => a.includes(dataDir))) add(p);
   return [...found.values()].sort((a, b) => a.pid - b.pid);
 }
 

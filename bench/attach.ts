@@ -233,6 +233,7 @@ function report(run: Run, samples: Sample[], before: { procs: OsProcess[]; mem: 
   console.log(`goal: p99 create+attach ≤ ${GOAL_P99_MS / 1000} s over all ${n}: ${verdict(p99 <= GOAL_P99_MS)} (${(p99 / 1000).toFixed(2)} s)`);
   console.log(`goal: last-${last.length} p50 ≤ ${GOAL_GROWTH}× first-${first.length} p50: ${verdict(growth <= GOAL_GROWTH)} (${ratio(growth)}×)`);
   console.log(`goal: ≤ ${GOAL_RSS_PER_VOLUME / MiB} MiB RSS per attached volume: ${verdict(perRss <= GOAL_RSS_PER_VOLUME)} (${mib(perRss)})`);
+  if (n < 2 * WINDOW) console.log(`note: with fewer than ${2 * WINDOW} volumes the first and the last ${WINDOW} overlap`);
   if (n < run.o.volumes) console.log(`note: only ${n} of ${run.o.volumes} volumes were attached; the figures are for those`);
 }
 
@@ -259,6 +260,11 @@ export async function run(args: string[]): Promise<void> {
     if (++signals < 2) return;
     process.stderr.write('attach: second signal: killing the cluster by pid\n');
     killSurvivors([...run.seen.values(), ...clusterProcesses(run.upPid, run.dataDir)]);
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } catch (err) {
+      process.stderr.write(`attach: could not remove ${root}: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
     process.exit(130);
   };
   process.on('SIGINT', onSignal);
