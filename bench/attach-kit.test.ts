@@ -22,13 +22,14 @@ function spawnGroup(script: string, args: string[] = [], cwd?: string): ChildPro
   return c;
 }
 
-async function until<T>(fn: () => T | undefined): Promise<T> {
-  for (let i = 0; i < 100; i++) {
+/** Retries `fn` for up to 20 s (a loaded machine starts processes slowly); `last` names what was seen for the error. */
+async function until<T>(what: string, fn: () => T | undefined, last: () => string = () => ''): Promise<T> {
+  for (let i = 0; i < 400; i++) {
     const v = fn();
     if (v !== undefined) return v;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('timed out');
+  throw new Error(`timed out waiting for ${what}; last seen: ${last()}`);
 }
 
 test('percentile is nearest-rank', () => {
@@ -43,26 +44,27 @@ test('the cluster is the tree under its root plus what runs over its data dir, a
   // folder under it (re-parented pods), each with a child of its own.
   const data = join(dir, 'data');
   mkdirSync(join(data, 'pods', 'p1'), { recursive: true });
-  const root = spawnGroup('sleep 30 & sleep 30 & wait');
-  const orphan = spawnGroup('sleep 31; true', [join(data, 'disk-1')]);
-  const inPodDir = spawnGroup('sleep 33; true', [], join(data, 'pods', 'p1'));
-  const other = spawnGroup('exec sleep 32');
-  const procs = await until(() => {
+  const root = spawnGroup('sleep 300 & sleep 300 & wait');
+  const orphan = spawnGroup('sleep 301; true', [join(data, 'disk-1')]);
+  const inPodDir = spawnGroup('sleep 303; true', [], join(data, 'pods', 'p1'));
+  const other = spawnGroup('exec sleep 302');
+  const seen = () => clusterProcesses(root.pid ?? 0, data).map((p) => `${p.pid} ${p.argv.join(' ')}`).join('; ');
+  const procs = await until('the 7 processes', () => {
     const p = clusterProcesses(root.pid ?? 0, data);
     return p.length === 7 ? p : undefined;
-  });
+  }, seen);
   const pids = procs.map((p) => p.pid);
   assert.ok(pids.includes(root.pid ?? 0));
   assert.ok(pids.includes(orphan.pid ?? 0));
   assert.ok(pids.includes(inPodDir.pid ?? 0));
   assert.ok(!pids.includes(other.pid ?? 0), 'a process neither under the root nor over the data dir is not counted');
-  assert.equal(procs.filter((p) => p.argv[0] === 'sleep' && p.argv[1] === '30').length, 2);
-  assert.ok(procs.some((p) => p.argv[0] === 'sleep' && p.argv[1] === '31'), "the re-parented pod's own children count too");
+  assert.equal(procs.filter((p) => p.argv[0] === 'sleep' && p.argv[1] === '300').length, 2);
+  assert.ok(procs.some((p) => p.argv[0] === 'sleep' && p.argv[1] === '301'), "the re-parented pod's own children count too");
   const mem = memoryOf(procs);
   assert.equal(mem.processes, 7);
   assert.ok(mem.rss > 0);
   assert.equal(killSurvivors(procs), 7);
-  await until(() => (clusterProcesses(root.pid ?? 0, data).length === 0 ? true : undefined));
+  await until('the killed processes to be gone', () => (clusterProcesses(root.pid ?? 0, data).length === 0 ? true : undefined), seen);
   // A pid with another start time (a reused pid) is left alone.
   assert.equal(killSurvivors([{ pid: other.pid ?? 0, ppid: 1, startTime: '1', argv: [], cwd: '' }]), 0);
   assert.equal(other.exitCode, null);
