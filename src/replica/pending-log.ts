@@ -41,7 +41,7 @@ import { readFileSync } from 'node:fs';
 import type { BlockMap, StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
 import type { MapGeometry } from './map-format.js';
-import { decodePending, encodePendingHeader, encodePendingRecord, PENDING_FILES, type PendingSlot } from './pending-format.js';
+import { decodePending, encodePendingHeader, encodePendingRecord, PENDING_FILES, type DecodedPending, type PendingSlot } from './pending-format.js';
 import type { StorageDir, StorageFile } from './storage.js';
 
 export interface PendingLogOptions {
@@ -108,7 +108,7 @@ export async function applyPending(storage: StorageDir, geometry: MapGeometry, b
     return { ...none, next: { epoch: 1, slot: 0 } };
   }
   let maxEpoch = 0;
-  let newest: { slot: PendingSlot; decoded: Exclude<ReturnType<typeof decodePending>, { invalid: string }> } | undefined;
+  let newest: { slot: PendingSlot; decoded: DecodedPending } | undefined;
   for (const slot of [0, 1] as const) {
     const name = PENDING_FILES[slot];
     const bytes = await storage.readFile(name);

@@ -335,7 +335,7 @@ export class ReplicaStore implements ReplicaDevice {
     return this.#closing;
   }
 
-  /** Begin the pending map log (the last step of create and open); on failure close what the store holds. */
+  /** Begin the pending map log, the last step of create and open; on failure close the journal (callers: the rest). */
   async #startPending(storage: StorageDir, bootId: string | null, next: { epoch: number; slot: PendingSlot }, opts: PendingLogOptions = {}): Promise<this> {
     if (bootId === null) return this;
     try {
@@ -343,7 +343,7 @@ export class ReplicaStore implements ReplicaDevice {
       this.#pending = await PendingLog.start(storage, { blockSize: this.meta.blockSize, blockCount: this.#map.blockCount }, bootId, next, hooks, opts);
       return this;
     } catch (err) {
-      await Promise.allSettled([this.#journal.close(), this.#head.close(), this.#backing?.close()]);
+      await this.#journal.close().catch(() => {});
       throw err;
     }
   }
