@@ -20,6 +20,7 @@ import {
   type ReplicaRequest,
 } from './protocol.js';
 import type { ReplicaDevice } from './types.js';
+import { ioBuffers } from '../util/buffer-pool.js';
 
 export interface ReplicaServerOptions {
   /** Requests one connection may have in flight before the server stops reading it (default 256). */
@@ -139,7 +140,9 @@ class Connection {
         });
       }
       socket.write(encodeResponseHeader({ op: r.op, status, id: r.id, payloadLength }));
-      for (const p of payload) if (p.byteLength > 0) socket.write(p);
+      // A READ's data came from the device, which handed it over: once the socket has taken it, a pooled buffer
+      // goes back (util/buffer-pool.ts).
+      for (const p of payload) if (p.byteLength > 0) socket.write(p, () => ioBuffers.give(p));
     }
     this.#inFlight--;
     this.#inFlightBytes -= cost;
@@ -161,7 +164,10 @@ class Connection {
       case Op.READ:
         return d.read(r.offset, r.length, { signal }).then((data) => [data]);
       case Op.WRITE:
-        return d.write(r.offset, r.payload, { fua, signal }).then(none);
+        return d.write(r.offset, r.payload, { fua, signal }).then(() => {
+          ioBuffers.give(r.payload);
+          return [];
+        });
       case Op.FLUSH:
         return d.flush({ signal }).then(none);
       case Op.TRIM:

@@ -33,6 +33,7 @@ import {
 import { type NbdRequest, NbdRequestParser, encodeSimpleReply } from './transmission.js';
 import { type NbdExportStats, costOf, countRequest, dispatchRequest, validateRequest } from './requests.js';
 import { encodeUtf8 } from './wire.js';
+import { ioBuffers } from '../../util/buffer-pool.js';
 
 export interface ExportEntry {
   readonly name: string;
@@ -310,6 +311,8 @@ export class NbdConnection {
     if (errno === NbdErrno.OK) {
       try {
         data = await dispatchRequest(r, this.#export!.device, this.#abort.signal);
+        // The device is done with a write's payload (pooled when it straddled socket chunks).
+        if (r.type === NbdCmd.WRITE) ioBuffers.give(r.data);
       } catch (err) {
         errno = nbdErrnoFromError(err);
       }
@@ -319,6 +322,8 @@ export class NbdConnection {
     countRequest(stats, r, errno);
     // The reply's buffer stays counted until the socket has taken it: that is what bounds memory on slow readers.
     this.#reply(r.handle, errno, data, () => {
+      // The socket has taken the read's data: a pooled buffer can go back (the device handed it over to us).
+      ioBuffers.give(data);
       this.#inFlight--;
       this.#inFlightBytes -= cost;
       this.#pump();
