@@ -13,7 +13,10 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 export interface BufferPoolOptions {
-  /** Smaller requests get a plain allocation: Node's own slab serves those cheaply (default 64 KiB). */
+  /**
+   * Smaller requests get a plain allocation (default 4 KiB: Node's own slab serves only requests under 4 KiB, so
+   * every 4 KiB block read would otherwise be a fresh backing store).
+   */
   minBytes?: number;
   /** Larger requests get a plain allocation (default 32 MiB, the largest NBD request we accept). */
   maxBytes?: number;
@@ -32,7 +35,7 @@ export class BufferPool {
   #keptBytes = 0;
 
   constructor(opts: BufferPoolOptions = {}) {
-    this.#minBytes = opts.minBytes ?? 64 * KiB;
+    this.#minBytes = opts.minBytes ?? 4 * KiB;
     this.#maxBytes = opts.maxBytes ?? 32 * MiB;
     this.#keepBytes = opts.keepBytes ?? 64 * MiB;
   }
