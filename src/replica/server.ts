@@ -21,6 +21,7 @@ import {
 } from './protocol.js';
 import type { ReplicaDevice } from './types.js';
 import { ioBuffers } from '../util/buffer-pool.js';
+import { WriteBatch } from '../util/write-batch.js';
 
 export interface ReplicaServerOptions {
   /** Requests one connection may have in flight before the server stops reading it (default 256). */
@@ -60,6 +61,7 @@ export function statusOf(err: unknown): WireStatus {
 
 class Connection {
   readonly #socket: net.Socket;
+  readonly #batch: WriteBatch;
   readonly #directory: ReplicaDirectory;
   #device: ReplicaDevice | undefined;
   /** The name OPEN gave (undefined on a single-replica server's connection that never sent OPEN). */
@@ -73,11 +75,11 @@ class Connection {
   #inFlightBytes = 0;
   #draining = false;
   #paused = false;
-  #corked = false;
   #ended = false;
 
   constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.#directory = directory;
     this.#device = directory.initial;
     this.#limits = limits;
@@ -130,15 +132,7 @@ class Connection {
     const payloadLength = payload.reduce((n, p) => n + p.byteLength, 0);
     const socket = this.#socket;
     if (!socket.destroyed && !socket.writableEnded) {
-      // Cork for the rest of this tick so a burst of small answers leaves in one writev.
-      if (!this.#corked) {
-        this.#corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          this.#corked = false;
-          socket.uncork();
-        });
-      }
+      this.#batch.hold();
       socket.write(encodeResponseHeader({ op: r.op, status, id: r.id, payloadLength }));
       // A READ's data came from the device, which handed it over: once the socket has taken it, a pooled buffer
       // goes back (util/buffer-pool.ts).

@@ -34,6 +34,7 @@ import { type NbdRequest, NbdRequestParser, encodeSimpleReply } from './transmis
 import { type NbdExportStats, costOf, countRequest, dispatchRequest, validateRequest } from './requests.js';
 import { encodeUtf8 } from './wire.js';
 import { ioBuffers } from '../../util/buffer-pool.js';
+import { WriteBatch } from '../../util/write-batch.js';
 
 export interface ExportEntry {
   readonly name: string;
@@ -67,6 +68,7 @@ type OptionOutcome = 'continue' | 'transmission' | 'stop';
 
 export class NbdConnection {
   readonly #socket: Socket;
+  readonly #batch: WriteBatch;
   readonly #host: ConnectionHost;
   readonly #abort = new AbortController();
   readonly #handshake = new NbdHandshakeParser();
@@ -83,7 +85,6 @@ export class NbdConnection {
   /** Device calls not yet settled (they may outlive the socket). */
   #running = 0;
   #paused = false;
-  #corked = false;
   #peerDone = false;
   #ending = false;
   #socketClosed = false;
@@ -91,6 +92,7 @@ export class NbdConnection {
 
   constructor(socket: Socket, host: ConnectionHost) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.#host = host;
     this.#settled = new Promise((resolve) => (this.#resolveSettled = resolve));
     socket.setNoDelay(true); // a no-op on Unix sockets
@@ -337,15 +339,7 @@ export class NbdConnection {
       done();
       return;
     }
-    // Cork for the rest of this tick so a burst of small replies leaves in one writev.
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        socket.uncork();
-      });
-    }
+    this.#batch.hold();
     const header = encodeSimpleReply(errno, handle);
     if (errno === NbdErrno.OK && data && data.byteLength > 0) {
       socket.write(header);
