@@ -13,7 +13,7 @@ import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
 import { MemoryStore } from '../../controller-kit/testing.js';
-import { engineNameFor } from '../common/names.js';
+import { engineNameFor } from '../../api/labels.js';
 import { volumeController } from './index.js';
 
 const NS = 'longhorn-system';
