@@ -35,6 +35,7 @@ export interface WorkerDeps {
   nodeName: string;
   hostIP: string;
   managerUrl: string;
+  clusterSecretFile?: string | undefined;
   catalog: ImageCatalog;
   ports: PortAllocator;
   pods: PodStore;
@@ -219,7 +220,7 @@ export class PodWorker {
     await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: `starting ${r.image.name}` });
     const dir = this.#d.pods.dirOf(this.#record);
     await this.#d.pods.prune(this.#record, n - 1);
-    const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl });
+    const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl, clusterSecretFile: this.#d.clusterSecretFile });
     try {
       const started = await startInstance({
         dir,

@@ -4,6 +4,18 @@
 import { errorFromResponse, describeFetchError } from '../client/http-store.js';
 import { StoreError } from '../store/errors.js';
 
+let token: string | undefined;
+
+/** The bearer token every call of this process sends (from --token or the kubeconfig; see main.ts). */
+export function useToken(t: string | undefined): void {
+  token = t;
+}
+
+/** Headers for the CLI's own fetch calls (uploads, downloads, watches, logs). */
+export function authHeaders(): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 export const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json';
 
 export interface RawResponse {
@@ -22,6 +34,7 @@ export async function request(
     res = await fetch(url, {
       method,
       headers: {
+        ...authHeaders(),
         accept: opts.accept ?? 'application/json',
         ...(opts.body === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' }),
       },

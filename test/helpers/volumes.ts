@@ -1,6 +1,7 @@
 // Test helpers for volumes on a running cluster: create, attach, detach and wait through the Kubernetes-style
 // API, and read the engine and replica objects the controllers made. Failures name the last state seen.
 
+import { authFor } from './credentials.js';
 import { waitFor } from './processes.js';
 
 export const NS = 'longhorn-system';
@@ -37,7 +38,7 @@ export class Volumes {
   async req<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: T }> {
     const res = await fetch(`${this.url}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': contentType },
+      headers: { ...authFor(this.url), ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
