@@ -11,7 +11,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeSecretFile } from '../auth/index.js';
+import { clusterAuthHeaders, writeSecretFile } from '../auth/index.js';
 import { HttpStore } from '../client/http-store.js';
 import { consoleLogger, errorMessage, type Logger } from '../controller-kit/log.js';
 import { backoffPolicy } from './backoff.js';
@@ -85,6 +85,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       hostIP: o.address,
       managerUrl: o.managerUrl,
       clusterSecretFile,
+      probeHeaders: clusterAuthHeaders(o.credentials.clusterSecret),
       dataDir,
       catalog,
       ports,

@@ -36,6 +36,8 @@ export interface WorkerDeps {
   hostIP: string;
   managerUrl: string;
   clusterSecretFile?: string | undefined;
+  /** Headers of httpGet readiness probes (the cluster credential). */
+  probeHeaders?: Record<string, string> | undefined;
   catalog: ImageCatalog;
   ports: PortAllocator;
   pods: PodStore;
@@ -264,7 +266,7 @@ export class PodWorker {
       live.ready = true;
       live.notReadyMessage = '';
     } else {
-      const target = { host: this.#d.hostIP, declared: structuredClone(c.ports ?? []) as ContainerPort[], allocated: this.#record.ports, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: dir };
+      const target = { host: this.#d.hostIP, declared: structuredClone(c.ports ?? []) as ContainerPort[], allocated: this.#record.ports, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: dir, headers: this.#d.probeHeaders ?? {} };
       void readinessLoop(structuredClone(c.readinessProbe) as Probe, target, ready, (r, message) => {
         live.ready = r;
         live.notReadyMessage = message;

@@ -38,6 +38,7 @@ export interface PodRuntimeOptions {
   managerUrl: string;
   /** Handed to every pod (STRATUM_CLUSTER_SECRET_FILE): the data plane's credential. */
   clusterSecretFile?: string | undefined;
+  probeHeaders?: Record<string, string> | undefined;
   dataDir: string;
   catalog: ImageCatalog;
   ports: PortAllocator;
@@ -139,6 +140,7 @@ export class PodRuntime {
         hostIP: this.#o.hostIP,
         managerUrl: this.#o.managerUrl,
         clusterSecretFile: this.#o.clusterSecretFile,
+        probeHeaders: this.#o.probeHeaders,
         catalog: this.#o.catalog,
         ports: this.#o.ports,
         pods: this.#pods,

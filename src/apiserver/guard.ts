@@ -95,7 +95,8 @@ export function installApiGuard(app: FastifyInstance, o: ApiGuardOptions): void 
   app.addHook('preHandler', async (req, reply) => {
     const id = req.identity;
     if (!id) return; // open path
-    const url = new URL(req.url, 'http://localhost');
+    // Prefixed, not resolved against a base: `//x` is a path here, not a protocol-relative URL.
+    const url = new URL(`http://localhost${req.url.startsWith('/') ? '' : '/'}${req.url}`);
     const segments = segmentsOf(url.pathname);
     if (!segments) {
       const st = statusFor(400, 'BadRequest', 'malformed percent-encoding in the request path');

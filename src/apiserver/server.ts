@@ -114,7 +114,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return reply.code(413).send(st);
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send(statusFor(415, 'UnsupportedMediaType', e.message));
+      const st = statusFor(415, 'UnsupportedMediaType', `${e.message}: only JSON and YAML bodies are read (uploads: application/octet-stream)`);
+      return reply.code(415).send(req.url.startsWith('/v1/') ? v1Error(st) : st);
     }
     const st = toStatus(err);
     return reply.code(st.code).send(req.url.startsWith('/v1/') ? v1Error(st) : st);

@@ -149,6 +149,11 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    // HEAD (fastify's automatic one): a body is never sent, so the headers would wait forever for a first write.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     watchers.add(res);
     // While the socket is full, events are coalesced per file (latest wins).
     const line = (ev: WatchEvent | { type: 'HEARTBEAT' }) => (sse ? `data: ${JSON.stringify(ev)}\n\n` : `${JSON.stringify(ev)}\n`);

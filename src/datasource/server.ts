@@ -65,6 +65,11 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/x-ndjson', 'cache-control': 'no-store' });
+    // HEAD (fastify's automatic one): a body is never sent, so the headers would wait forever for a first write.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     const interval = o.watchIntervalMs ?? 250;
     let last = 0;
     let trailing: NodeJS.Timeout | undefined;

@@ -28,9 +28,9 @@ export function addTokenCommand(program: Command): void {
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
     .option('--node <node>', 'for --role node: the node it acts for')
     .option('--out <file>', 'write a kubeconfig (admin, view) or a node credentials file (node) instead of printing the token')
-    .option('--server <url>', 'the API URL to put in the file', 'https://127.0.0.1:9500')
+    .option('--url <url>', 'the API URL to put in the file', 'https://127.0.0.1:9500')
     .option(...dirOption)
-    .action((name: string, o: TokenFlags & { role: string; node?: string; out?: string; server: string }) => {
+    .action((name: string, o: TokenFlags & { role: string; node?: string; out?: string; url: string }) => {
       if (!ROLES.includes(o.role as Role)) fail(`--role must be one of ${ROLES.join(', ')}, not "${o.role}"`);
       const role = o.role as Role;
       if (role === 'node' && !o.node) fail('--role node needs --node <node>');
@@ -40,9 +40,9 @@ export function addTokenCommand(program: Command): void {
       const caFile = join(o.managerDataDir, TLS_DIR, 'ca.crt');
       const ca = existsSync(caFile) ? { caPem: readFileSync(caFile, 'utf8') } : {};
       if (role === 'node' && o.out) {
-        writeNodeCredentials(o.out, { server: o.server, token: t, clusterSecret: ensureAuthFile(path).clusterSecret, ...ca });
+        writeNodeCredentials(o.out, { server: o.url, token: t, clusterSecret: ensureAuthFile(path).clusterSecret, ...ca });
       } else if (o.out) {
-        writeKubeconfig(o.out, { server: o.server, token: t, ...ca }, name);
+        writeKubeconfig(o.out, { server: o.url, token: t, ...ca }, name);
       } else {
         process.stdout.write(`${t}\n`);
         return;
