@@ -27,7 +27,10 @@ const ds = new DataSourceProcess(['--disk', makeDisk(dir.path, 'ds-disk').path, 
 let agent: AgentServer | undefined;
 
 before(async () => {
-  await Promise.all([manager.start(), bim.start(), ds.start()]);
+  // One after the other: three Node processes starting at once on a busy machine can miss the helpers' deadlines.
+  await manager.start();
+  await bim.start();
+  await ds.start();
   agent = await startAgentServer({
     host: '127.0.0.1',
     port: 0,
