@@ -69,6 +69,9 @@ export function parseYamlBody(text: string): unknown {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const bodyLimit = opts.bodyLimit ?? 3 * 1024 * 1024;
   const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true, return503OnClosing: true });
+  // A client gets 15 s to send its request line and headers (slow-loris); bodies and watches are not bounded in
+  // time (uploads stream for long, watches idle for hours), but bodies are in size.
+  app.server.headersTimeout = 15_000;
   if (opts.tls) acceptTlsOnSamePort(app.server, opts.tls);
   // First: nobody is answered, not even with a 413, before their credential checked out.
   if (opts.guard) installApiGuard(app, { ...opts.guard, plainHttpFromLoopbackOnly: opts.tls !== undefined });

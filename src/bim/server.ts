@@ -61,6 +61,8 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true, bodyLimit: 1024 * 1024 });
   const watchers = new Set<ServerResponse>();
   requireClusterCredential(app, { secret: opts.clusterSecret, open: ['/healthz'] });
+  // 15 s to send the request line and headers (slow-loris); transfers themselves have their own stall limits.
+  app.server.headersTimeout = 15_000;
 
   app.setErrorHandler((err, _req, reply) => {
     if (isBimError(err)) {

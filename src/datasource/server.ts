@@ -43,6 +43,7 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
   const app: FastifyInstance = Fastify({ logger: false, requestTimeout: 0, connectionTimeout: 0 });
   const watchers = new Set<() => void>();
   requireClusterCredential(app, { secret: o.clusterSecret, open: ['/healthz'] });
+  app.server.headersTimeout = 15_000;
 
   app.setErrorHandler((err: unknown, _req, reply) => {
     const status = isDataSourceError(err) ? httpStatusOf(err) : ((err as { statusCode?: number }).statusCode ?? 500);
