@@ -4,17 +4,9 @@
 import { errorFromResponse, describeFetchError } from '../client/http-store.js';
 import { StoreError } from '../store/errors.js';
 
-let token: string | undefined;
+import { authHeaders } from './credentials.js';
 
-/** The bearer token every call of this process sends (from --token or the kubeconfig; see main.ts). */
-export function useToken(t: string | undefined): void {
-  token = t;
-}
-
-/** Headers for the CLI's own fetch calls (uploads, downloads, watches, logs). */
-export function authHeaders(): Record<string, string> {
-  return token ? { authorization: `Bearer ${token}` } : {};
-}
+export { authHeaders };
 
 export const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json';
 

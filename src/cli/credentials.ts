@@ -9,6 +9,18 @@ import { KUBECONFIG_FILE, readKubeconfig } from '../auth/index.js';
 
 export const DEFAULT_KUBECONFIG = join('.stratum', KUBECONFIG_FILE);
 
+let token: string | undefined;
+
+/** The bearer token every call of this process sends (from --token or the kubeconfig; see main.ts). */
+export function useToken(t: string | undefined): void {
+  token = t;
+}
+
+/** Headers for the CLI's own fetch calls (uploads, downloads, watches, logs). */
+export function authHeaders(): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 export async function clientCredential(o: { kubeconfig?: string | undefined; token?: string | undefined; serverGiven: boolean }): Promise<{ token?: string; server?: string }> {
   const file = o.kubeconfig ?? (existsSync(DEFAULT_KUBECONFIG) ? DEFAULT_KUBECONFIG : undefined);
   if (file === undefined) return o.token ? { token: o.token } : {};

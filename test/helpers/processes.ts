@@ -126,7 +126,7 @@ export interface RunResult {
 export function cliEnv(args: readonly string[], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const i = args.indexOf('--server');
   const token = i >= 0 ? tokenFor(args[i + 1] ?? '') : undefined;
-  return token && args[0] === CLI ? { ...env, STRATUM_TOKEN: token } : env;
+  return token && args.includes(CLI) ? { ...env, STRATUM_TOKEN: token } : env;
 }
 
 export async function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {

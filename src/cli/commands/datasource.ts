@@ -5,14 +5,9 @@
 import { CLUSTER_SECRET_ENV, clusterSecretFromEnv } from '../../auth/index.js';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import {
-  DataSource,
-  DataSourceError,
-  normaliseChecksum,
-  parseParameters,
-  serveDataSource,
-  type SourceType,
-} from '../../datasource/index.js';
+// The error class alone, statically: the data source itself loads only when `stratum data-source` runs (main.ts).
+import { DataSourceError } from '../../datasource/errors.js';
+import type { SourceType } from '../../datasource/index.js';
 
 export interface DataSourceCommandOptions {
   disk: string;
@@ -57,6 +52,7 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
   // Before anything is opened: a data source without the cluster secret would serve whoever connects.
   const clusterSecret = clusterSecretFromEnv(o.clusterSecretFile);
   const begin = seconds('begin-timeout', o.beginTimeout, 600);
+  const { DataSource, normaliseChecksum, parseParameters, serveDataSource } = await import('../../datasource/index.js');
   const ds = await DataSource.open(
     {
       diskPath: resolve(o.disk),

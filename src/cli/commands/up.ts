@@ -19,7 +19,6 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { lockDataDir, portIsFree } from '../../agent/index.js';
 import { readKubeconfig } from '../../auth/index.js';
 import { fail } from '../output.js';
 import { prepareUpCredentials } from './up-credentials.js';
@@ -81,6 +80,7 @@ function count(flag: string, v: string | undefined, stored: number | undefined, 
 }
 
 async function up(o: UpFlags): Promise<void> {
+  const { lockDataDir, portIsFree } = await import('../../agent/index.js');
   const dir = resolve(o.dataDir);
   mkdirSync(dir, { recursive: true });
   const lock = await lockDataDir(dir, 'stratum up', 'up.lock');
