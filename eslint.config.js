@@ -1,4 +1,6 @@
-// Lint: typescript-eslint's recommended rules on top of ESLint's, over sources, tests and benchmarks.
+// Lint: typescript-eslint's recommended rules on top of ESLint's, over sources, tests and benchmarks; and the
+// layering of src/ (docs/architecture.md, "Repository layout"): layers point down. Nothing below the controllers
+// imports them or the CLI, and the controllers never import the API server. Tests may cross layers.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -10,6 +12,30 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/controllers/**', 'src/cli/**', 'src/manager/**', '**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          group: ['**/controllers/**', '**/cli/**', '**/manager/**'],
+          message: 'layers point down: move what both sides need into src/api (contracts) or src/util',
+        }],
+      }],
+    },
+  },
+  {
+    files: ['src/controllers/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          group: ['**/apiserver/**', '**/cli/**', '**/manager/**'],
+          message: 'controllers never import the API server or the CLI: move what both need into src/api or src/util',
+        }],
+      }],
     },
   },
 );

@@ -24,7 +24,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { formatTable } from '../cli/output.js';
+import { formatTable } from '../util/table.js';
 import { AgentError } from './errors.js';
 
 export interface ImageEntry {

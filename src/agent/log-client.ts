@@ -7,7 +7,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
 import { describeFetchError } from '../client/http-store.js';
-import { AGENT_URL_ANNOTATION, LEASE_NAMESPACE } from '../controllers/node/contract.js';
+import { AGENT_URL_ANNOTATION, LEASE_NAMESPACE } from '../api/node-contract.js';
 import { StoreError, isNotFound, type StoreErrorCode } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 

@@ -7,7 +7,7 @@ import type { FieldError } from '../api/kind.js';
 import type { KubeObject } from '../api/meta.js';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
-import { LEASE_NAMESPACE } from '../controllers/node/contract.js';
+import { LEASE_NAMESPACE } from '../api/node-contract.js';
 import { isNotFound, StoreError } from '../store/errors.js';
 import type { AdmissionPlugin } from '../store/resource-store.js';
 import type { Store } from '../store/types.js';

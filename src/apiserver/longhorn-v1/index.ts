@@ -12,7 +12,7 @@ export { backingImageResource } from './backing-images.js';
 export { nodeResource } from './nodes.js';
 export { parseSize } from './quantity.js';
 export { volumeResource } from './volume-resource.js';
-export { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from './download-url.js';
+export { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from '../../util/download-url.js';
 
 export type { DataPlaneAuth } from './transfer.js';
 

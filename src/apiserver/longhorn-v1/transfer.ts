@@ -12,8 +12,8 @@ import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import type { Pod } from '../../api/pod.js';
-import { bimPodName, dataSourcePodName } from '../../controllers/common/names.js';
-import { podEndpoint, podReady } from '../../controllers/common/pods.js';
+import { bimPodName, dataSourcePodName } from '../../api/labels.js';
+import { podEndpoint, podReady } from '../../api/pods.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 

@@ -12,7 +12,8 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AUTH_FILE, ROLES, ensureAuthFile, issueToken, readAuthFile, revokeToken, TLS_DIR, writeKubeconfig, writeNodeCredentials, type Role } from '../../auth/index.js';
-import { fail, formatTable } from '../output.js';
+import { formatTable } from '../../util/table.js';
+import { fail } from '../output.js';
 
 interface TokenFlags {
   managerDataDir: string;

@@ -6,7 +6,7 @@
 // every redirect.
 
 import { isIP } from 'node:net';
-import { addressProblem } from '../../util/address-policy.js';
+import { addressProblem } from './address-policy.js';
 
 export const ALLOW_PRIVATE_SETTING = 'allow-private-download-urls';
 
