@@ -13,6 +13,7 @@ import { openStore } from '../store/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
+import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
 
@@ -70,7 +71,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     port: opts.port ?? 9500,
     metrics,
     podLogs: agentPodLogs(store),
-    extend: (app) => registerLonghornV1(app, store),
+    extend: (app) => {
+      registerLonghornV1(app, store);
+      registerUiRoutes(app);
+    },
   });
   log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})`);
   const done = new Promise<void>((resolve) => {
