@@ -31,7 +31,7 @@ export function Confirm({ opened, title, children, confirmLabel, onClose, onConf
     }
   };
   return (
-    <Modal opened={opened} onClose={close} title={title}>
+    <Modal opened={opened} onClose={close} closeButtonProps={{ 'aria-label': 'Close' }} title={title}>
       <Stack>
         <Text component="div">{children}</Text>
         <ErrorAlert error={error} />

@@ -74,7 +74,7 @@ function Cleanup({ bi, disks, replicas, opened, onClose }: { bi: BackingImage; d
     }
   };
   return (
-    <Modal opened={opened} onClose={close} title={`Clean up copies of ${name}`}>
+    <Modal opened={opened} onClose={close} closeButtonProps={{ 'aria-label': 'Close' }} title={`Clean up copies of ${name}`}>
       <Stack>
         <Text size="sm">Choose the disks to remove the copy from. A disk where a replica uses the image is refused.</Text>
         <Checkbox.Group value={chosen} onChange={setChosen} label="Disks">

@@ -51,7 +51,7 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
   };
 
   return (
-    <Modal opened={opened} onClose={close} title="Create backing image" size="lg">
+    <Modal opened={opened} onClose={close} closeButtonProps={{ 'aria-label': 'Close' }} title="Create backing image" size="lg">
       <form onSubmit={(e) => { e.preventDefault(); void submit(); }}>
         <Stack>
           <Tabs value={tab} onChange={setTab}>

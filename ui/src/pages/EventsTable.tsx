@@ -1,6 +1,6 @@
 // Events about one object (newest first).
 
-import { Badge, Table, Text } from '@mantine/core';
+import { Table, Text } from '@mantine/core';
 import type { CoreEvent } from '../api/index.js';
 import { age } from '../format.js';
 
@@ -14,7 +14,7 @@ export function EventsTable({ events, now }: { events: CoreEvent[] | undefined; 
       <Table.Tbody>
         {events.slice(0, 50).map((e) => (
           <Table.Tr key={e.metadata.name}>
-            <Table.Td><Badge color={e.type === 'Warning' ? 'orange' : 'gray'} variant="light">{e.type ?? 'Normal'}</Badge></Table.Td>
+            <Table.Td><Text size="sm" fw={e.type === 'Warning' ? 700 : 400} c={e.type === 'Warning' ? 'red.9' : 'black'}>{e.type ?? 'Normal'}</Text></Table.Td>
             <Table.Td>{e.reason}</Table.Td>
             <Table.Td><Text size="sm">{e.message}</Text></Table.Td>
             <Table.Td>{e.count ?? 1}</Table.Td>

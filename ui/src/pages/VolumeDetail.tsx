@@ -54,7 +54,7 @@ export function VolumeDetail({ name }: { name: string }) {
       </Group>
       <Group>
         <Badge size="lg" color={volumeStateColor(v.status?.state)} data-testid="volume-state">{v.status?.state || 'creating'}</Badge>
-        <Badge size="lg" variant="light" color={robustnessColor(v.status?.robustness)} data-testid="volume-robustness">{v.status?.robustness || 'unknown'}</Badge>
+        <Badge size="lg" color={robustnessColor(v.status?.robustness)} data-testid="volume-robustness">{v.status?.robustness || 'unknown'}</Badge>
       </Group>
       <SimpleGrid cols={{ base: 1, md: 2 }}>
         <Table variant="vertical" aria-label="properties">
@@ -109,7 +109,7 @@ export function VolumeDetail({ name }: { name: string }) {
                 <Table.Td>{rn}</Table.Td>
                 <Table.Td>{r.spec?.nodeID}</Table.Td>
                 <Table.Td>{d ? `${d.name} ${d.path}` : r.spec?.diskPath}</Table.Td>
-                <Table.Td><Badge color={mode === 'RW' ? 'green' : mode === 'WO' ? 'blue' : mode === 'ERR' ? 'red' : 'gray'} variant="light">{mode || '—'}</Badge></Table.Td>
+                <Table.Td><Badge color={mode === 'RW' ? 'green' : mode === 'WO' ? 'blue' : mode === 'ERR' ? 'red' : 'gray'}>{mode || '—'}</Badge></Table.Td>
                 <Table.Td>{r.status?.currentState || 'stopped'}</Table.Td>
                 <Table.Td>{r.spec?.failedAt ? `${age(r.spec.failedAt, now)} ago` : '—'}</Table.Td>
               </Table.Tr>

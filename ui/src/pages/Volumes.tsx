@@ -48,7 +48,7 @@ function CreateVolume({ opened, onClose }: { opened: boolean; onClose: () => voi
     }
   };
   return (
-    <Modal opened={opened} onClose={close} title="Create volume">
+    <Modal opened={opened} onClose={close} closeButtonProps={{ 'aria-label': 'Close' }} title="Create volume">
       <form onSubmit={(e) => { e.preventDefault(); void submit(); }}>
         <Stack>
           <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} />
@@ -99,7 +99,7 @@ export function Volumes() {
                 <Table.Tr key={name} data-testid={`volume-row-${name}`}>
                   <Table.Td><Anchor href={href.volume(name)}>{name}</Anchor></Table.Td>
                   <Table.Td><Badge color={volumeStateColor(v.status?.state)} data-testid="volume-state">{v.status?.state || 'creating'}</Badge></Table.Td>
-                  <Table.Td><Badge color={robustnessColor(v.status?.robustness)} variant="light" data-testid="volume-robustness">{v.status?.robustness || 'unknown'}</Badge></Table.Td>
+                  <Table.Td><Badge color={robustnessColor(v.status?.robustness)} data-testid="volume-robustness">{v.status?.robustness || 'unknown'}</Badge></Table.Td>
                   <Table.Td>{bytes(v.spec?.size)}</Table.Td>
                   <Table.Td>{running}/{v.spec?.numberOfReplicas ?? mine.length} running</Table.Td>
                   <Table.Td>{v.status?.currentNodeID || v.spec?.nodeID || '—'}</Table.Td>

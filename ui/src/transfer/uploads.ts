@@ -57,8 +57,13 @@ function writeRecords(next: UploadRecord[]): void {
   for (const l of listeners) l();
 }
 
-export function forgetUpload(name: string): void {
+function forgetRecord(name: string): void {
   writeRecords(readRecords().filter((r) => r.name !== name));
+}
+
+/** Forgets an unfinished upload (the image stays; delete it from its page). */
+export function forgetUpload(name: string): void {
+  forgetRecord(name);
   jobs.delete(name);
   snapshot = [...jobs.values()];
   for (const l of listeners) l();
@@ -153,7 +158,7 @@ export async function startUpload(opts: { name: string; file: File; checksum?: s
     }
     job.phase = 'done';
     publish(job);
-    forgetUpload(name);
+    forgetRecord(name);
   } catch (err) {
     job.phase = 'failed';
     job.error = err instanceof Error ? err.message : String(err);
