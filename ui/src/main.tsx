@@ -29,5 +29,3 @@ createRoot(root).render(
     </MantineProvider>
   </StrictMode>,
 );
-// First render, for `npm run bench -- ui` (a user timing mark a browser test can read).
-requestAnimationFrame(() => performance.mark('stratum:first-render'));

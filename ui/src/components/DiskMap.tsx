@@ -2,7 +2,7 @@
 // The colour follows the state (components of format.ts); the text says the state too, so colour is never the
 // only signal.
 
-import { Badge, Group, Tooltip } from '@mantine/core';
+import { Badge, Group } from '@mantine/core';
 import type { BackingImage } from '../api/index.js';
 import { copyColor } from '../format.js';
 import { diskLabel, type DiskRef } from './disks.js';
@@ -25,11 +25,11 @@ export function DiskMap({ bi, disks }: { bi: BackingImage; disks: Map<string, Di
         const state = f.state || 'not started';
         const text = f.state === 'in-progress' ? `${label} ${state} ${f.progress}%` : `${label} ${state}`;
         return (
-          <Tooltip key={uuid} label={f.message || state} withinPortal>
-            <Badge role="listitem" color={copyColor(f.state)} variant="filled" radius="sm" tt="none" data-disk={uuid} data-state={f.state} data-testid="copy">
-              {text}
-            </Badge>
-          </Tooltip>
+          // A title rather than a Tooltip: a list of hundreds of images renders one badge per copy.
+          <Badge key={uuid} role="listitem" title={f.message || state} color={copyColor(f.state)} variant="filled" radius="sm" tt="none"
+            data-disk={uuid} data-state={f.state} data-testid="copy">
+            {text}
+          </Badge>
         );
       })}
     </Group>
