@@ -209,6 +209,24 @@ test('deleting an image in use is refused, and the refusal names the volume', { 
   assert.match(await alert.innerText(), /vol-ui/);
   await shot('delete-refused');
   await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+  // Cleaning up the copy on a disk a replica uses is refused too, with the reason.
+  await page.getByRole('button', { name: 'Clean up copies' }).click();
+  const cleanup = page.getByRole('dialog', { name: 'Clean up copies of url-image' });
+  await cleanup.getByRole('checkbox', { name: /^node-1:/ }).check();
+  await cleanup.getByRole('button', { name: 'Clean up' }).click();
+  const why = cleanup.getByRole('alert');
+  await why.waitFor();
+  assert.match(await why.innerText(), /replica|vol-ui/);
+  await noSeriousViolations('clean-up dialog');
+  await cleanup.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(Object.keys(await copies('url-image')).length, 3, 'no copy was removed');
+
+  // Min copies: updated from the page, read back from the API.
+  await page.getByLabel('Minimum number of copies').fill('2');
+  await page.getByRole('button', { name: 'Update' }).click();
+  await waitFor('minNumberOfCopies 2 in the API', async () =>
+    (await api<{ spec?: { minNumberOfCopies?: number } }>(`${LH}/backingimages/url-image`)).json.spec?.minNumberOfCopies === 2, 10_000);
   await noSeriousViolations('backing image detail');
   await shot('backing-image-detail');
 });
