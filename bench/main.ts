@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   store: () => import('./store.js'),
   'image-transfer': () => import('./image-transfer.js'),
   'volume-io': () => import('./volume-io.js'),
+  attach: () => import('./attach.js'),
   ui: () => import('./ui.js'),
 };
 

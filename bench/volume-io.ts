@@ -4,10 +4,11 @@
 //   setup      a 1 GiB qcow2 backing image holding 512 MiB of random data (the first MiB of every 2 MiB, so reads
 //              meet both allocated clusters and holes), converted from a raw file by `qemu-img convert`, then read
 //              once so both sides start from a warm page cache.
-//   ours       N replica processes (each its own directory, all over the same backing file path: in production
-//              each disk has its own copy) listening on loopback TCP, and an engine process connected to them that
-//              serves the volume as an NBD export on a unix socket. Every replica and the engine is a separate
-//              process (bench/volume-io-child.ts), not the `stratum` CLI.
+//   ours       one instance-manager process per node, as in production (bench/volume-io-child.ts, not the
+//              `stratum` CLI): node 0 hosts the engine and replica r0 (reached in-process) and serves the NBD export
+//              on a unix socket; with 3 replicas, nodes 1 and 2 host r1 and r2, reached over their replica
+//              listeners on loopback TCP. All replicas read the same backing file path (in production each disk
+//              has its own copy).
 //   baseline   `qemu-img create -f qcow2 -b backing.qcow2 -F qcow2 overlay.qcow2` served by `qemu-nbd -f qcow2
 //              --cache=writeback --aio=threads` on a unix socket. writeback is qemu-nbd's default and the mode
 //              comparable to ours: both write through the page cache and make writes durable (fdatasync) when the
@@ -24,7 +25,7 @@
 //                              [--replicas 1,3] [--runtime 8] [--limit 900]
 
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -159,39 +160,59 @@ interface Ctx {
   seq: number;
 }
 
-async function startChild(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc: Proc; address: string }> {
+async function startIm(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc: Proc; url: string; replicaAddress: string }> {
   const proc = new Proc(what, ctx.kids, process.execPath, [CHILD, JSON.stringify(spec)]);
-  const address = await proc.waitFor(ctx.budget, (log) => /^ready (\S+)$/m.exec(log)?.[1]);
-  return { proc, address };
+  const [url = '', replicaAddress = ''] = await proc.waitFor(ctx.budget, (log) => /^ready (\S+) (\S+)$/m.exec(log)?.slice(1));
+  return { proc, url, replicaAddress };
 }
 
+async function imCall(url: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  const json = (await res.json()) as Record<string, unknown>;
+  if (!res.ok) throw new Error(`${method} ${url}${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function running(ctx: Ctx, url: string, name: string): Promise<void> {
+  await waitUntil(`instance ${name} running`, ctx.budget, async () => {
+    const i = await imCall(url, 'GET', `/v1/instances/${name}`);
+    if (i['state'] === 'error') throw new Error(`instance ${name} failed: ${String(i['errorMsg'])}`);
+    return i['state'] === 'running' ? true : undefined;
+  }, 20);
+}
+
+/**
+ * Ours: one instance manager per node, as in production. Replica r0 and the engine share node 0's instance manager
+ * (the engine reaches r0 in-process); r1, r2 live on nodes 1 and 2 and are reached over their replica listeners.
+ */
 async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
   const dir = join(ctx.root, `ours-${++ctx.seq}`);
-  mkdirSync(dir, { recursive: true });
-  const backing = { name: 'backing', uuid: 'bench', path: ctx.backing };
+  const disk = join(dir, 'disk');
+  // A registered disk holding the backing file (a link to the one file every run uses) and the replica directories.
+  mkdirSync(join(disk, 'backing-images', 'backing-bench'), { recursive: true });
+  writeFileSync(join(disk, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'bench', diskUUID: 'bench' }));
+  symlinkSync(ctx.backing, join(disk, 'backing-images', 'backing-bench', 'backing'));
+  const backing = { name: 'backing', uuid: 'bench', path: join(disk, 'backing-images', 'backing-bench', 'backing') };
   const procs: Side['procs'] = [];
   const stop = async () => {
-    // The engine first: it drains the NBD client and flushes the replicas on its way out.
-    for (const p of procs.filter((x) => x.role === 'engine')) await ctx.kids.stop(p.proc.child);
-    await Promise.all(procs.filter((x) => x.role !== 'engine').map((p) => ctx.kids.stop(p.proc.child)));
+    // Node 0 first: its engine drains the NBD client and flushes the replicas on its way out.
+    for (const p of procs) await ctx.kids.stop(p.proc.child);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const started = await Promise.all(
+    const ims = await Promise.all(
       Array.from({ length: replicas }, (_, i) =>
-        startChild(ctx, `replica r${i}`, { role: 'replica', dir: join(dir, `r${i}`), name: `r${i}`, size: VOLUME_SIZE, backing }),
+        startIm(ctx, `instance manager n${i}`, { role: 'im', node: `n${i}`, lockDir: join(dir, `locks-${i}`), nbdSocket: join(dir, `nbd-${i}.sock`) }),
       ),
     );
-    started.forEach((s) => procs.push({ role: 'replica', proc: s.proc }));
-    const engine = await startChild(ctx, 'engine', {
-      role: 'engine',
-      volume: EXPORT,
-      size: VOLUME_SIZE,
-      replicas: started.map((s, i) => ({ name: `r${i}`, address: s.address })),
-      nbdSocket: join(dir, 'nbd.sock'),
-    });
-    procs.push({ role: 'engine', proc: engine.proc });
-    return { uri: engine.address, procs, stop };
+    ims.forEach((im, i) => procs.push({ role: i === 0 ? 'instance manager (engine + r0)' : 'instance manager (replica)', proc: im.proc }));
+    await Promise.all(ims.map((im, i) => imCall(im.url, 'POST', '/v1/instances', { name: `r${i}`, type: 'replica', replica: { dir: join(disk, 'replicas', `r${i}`), size: VOLUME_SIZE, backing } })));
+    await Promise.all(ims.map((im, i) => running(ctx, im.url, `r${i}`)));
+    const engineIm = ims[0]!;
+    const engine = { volume: EXPORT, size: VOLUME_SIZE, replicas: ims.map((im, i) => ({ name: `r${i}`, address: im.replicaAddress })), frontend: 'nbd' };
+    await imCall(engineIm.url, 'POST', '/v1/instances', { name: 'e0', type: 'engine', engine });
+    await running(ctx, engineIm.url, 'e0');
+    return { uri: `nbd+unix:///${EXPORT}?socket=${join(dir, 'nbd-0.sock')}`, procs, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -383,7 +404,7 @@ async function header(ctx: Ctx): Promise<void> {
   );
   console.log(
     `setup: fio --ioengine=nbd over the whole ${VOLUME_SIZE / GiB} GiB, ${o.runtimeS} s per run after 1 s ramp, fresh volume/overlay and processes per run; ` +
-      `ours: engine process with NBD on a unix socket, replica processes on loopback TCP, all replicas over the same backing file ` +
+      `ours: one instance manager per node (engine + r0 in-process on node 0, NBD on a unix socket; r1, r2 over loopback TCP), all replicas over the same backing file ` +
       `(in production each disk has its own copy), 4 KiB replica blocks; baseline: qemu-nbd -f qcow2 --cache=writeback --aio=threads ` +
       `on a unix socket serving a fresh qcow2 overlay (64 KiB clusters) of the same backing file; both sides write through the page cache and fdatasync only on NBD flush`,
   );
@@ -416,10 +437,10 @@ export async function run(args: string[]): Promise<void> {
     const base = ctx.hwm.get('qemu-nbd/qemu-nbd') ?? NaN;
     for (const replicas of o.replicas) {
       const label = plural(replicas);
-      const engine = ctx.hwm.get(`${label}/engine`) ?? NaN;
-      const replica = ctx.hwm.get(`${label}/replica`) ?? NaN;
-      console.log(`rss: ${label}: engine peak ${mib(engine)}, each replica peak up to ${mib(replica)}; qemu-nbd peak ${mib(base)} (VmHWM, highest over the runs)`);
-      figure(`peak RSS engine + ${label} [MiB; lower is better]`, 'MiB', (engine + replicas * replica) / MiB, base / MiB);
+      const node0 = ctx.hwm.get(`${label}/instance manager (engine + r0)`) ?? NaN;
+      const others = replicas > 1 ? (ctx.hwm.get(`${label}/instance manager (replica)`) ?? NaN) : 0;
+      console.log(`rss: ${label}: node 0's instance manager (engine + r0) peak ${mib(node0)}${replicas > 1 ? `, each other node's (one replica) up to ${mib(others)}` : ''}; qemu-nbd peak ${mib(base)} (VmHWM, highest over the runs)`);
+      figure(`peak RSS of the instance managers serving the volume, ${label} [MiB; lower is better]`, 'MiB', (node0 + (replicas - 1) * others) / MiB, base / MiB);
     }
   } finally {
     undoSignals();

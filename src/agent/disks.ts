@@ -12,9 +12,10 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Condition } from '../api/meta.js';
 import { DiskCondition, type DiskSpec, type DiskStatus } from '../api/node.js';
 import { setCondition } from '../controllers/node/contract.js';
+import { DISK_CONFIG_FILE } from '../api/disk-layout.js';
 import { AgentError } from './errors.js';
 
-export const DISK_CONFIG_FILE = 'longhorn-disk.cfg';
+export { DISK_CONFIG_FILE };
 
 export interface DiskFlag {
   path: string;

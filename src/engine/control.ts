@@ -14,7 +14,7 @@ import { ReplicaClient, type ReplicaEndpoint } from '../replica/index.js';
 import type { Engine } from './engine.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { EngineError, isEngineError, type EngineErrorCode } from './errors.js';
-import type { EngineStatus } from './types.js';
+import type { EngineStatus, ReplicaBackend } from './types.js';
 
 export type ControlListenOptions = { host?: string; port: number } | { path: string };
 
@@ -66,11 +66,20 @@ const WATCH_HEARTBEAT_MS = 5000;
 export interface ControlServerOptions {
   /** Request timeout of clients to added replicas (ms). */
   requestTimeoutMs?: number;
+  /**
+   * How an added replica is reached (default: a ReplicaClient to its address). The instance manager gives its own,
+   * which names the replica on the node's shared listener, or reaches a replica it hosts itself without a socket.
+   */
+  connectReplica?: (name: string, address: string) => Promise<ReplicaBackend>;
   log?: (line: string) => void;
 }
 
-export class ControlServer {
-  readonly #server: http.Server;
+/**
+ * The control surface of one engine, apart from any HTTP server: status, the status watch stream, adding and
+ * removing replicas. `ControlServer` serves one engine on its own listener (`stratum engine`); the instance manager
+ * serves each of its engines under /v1/engines/{name} on its one API listener.
+ */
+export class EngineControl {
   readonly #engine: Engine;
   readonly #opts: ControlServerOptions;
   readonly #watchers = new Map<http.ServerResponse, CoalescingStream<WatchLine>>();
@@ -80,8 +89,10 @@ export class ControlServer {
   constructor(engine: Engine, opts: ControlServerOptions = {}) {
     this.#engine = engine;
     this.#opts = opts;
-    this.#server = http.createServer((req, res) => void this.#handle(req, res));
-    this.#server.requestTimeout = 30_000;
+  }
+
+  status(): EngineStatus {
+    return this.#engine.status();
   }
 
   /** The engine changed (replica mode, rebuild progress): watchers get the new status, coalesced. */
@@ -94,7 +105,8 @@ export class ControlServer {
     }, WATCH_COALESCE_MS);
   }
 
-  #watch(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** Streams the status now and after each change on `res` (ndjson) until either side closes. */
+  watch(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
     // Every line carries the whole status, so a slow reader only ever needs the latest.
     const out = new CoalescingStream<WatchLine>(res, () => 'status');
@@ -114,12 +126,52 @@ export class ControlServer {
     res.on('close', done);
   }
 
-  #endWatches(): void {
+  /** Ends every watch stream (the engine is going away). */
+  endWatches(): void {
     clearTimeout(this.#pending);
     clearInterval(this.#heartbeat);
     this.#pending = this.#heartbeat = undefined;
     for (const res of this.#watchers.keys()) res.end();
     this.#watchers.clear();
+  }
+
+  /** Adds a replica in WO mode and starts its rebuild; resolves with the status once it is a member. */
+  async addReplica(input: unknown): Promise<EngineStatus> {
+    const { name, address } = (input ?? {}) as { name?: unknown; address?: unknown };
+    if (typeof name !== 'string' || name === '' || typeof address !== 'string') {
+      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name": string, "address": "host:port" | "unix:/path"}');
+    }
+    const timeoutMs = this.#opts.requestTimeoutMs ?? 8000;
+    const connect = this.#opts.connectReplica ?? (async (_n: string, a: string) => (await ReplicaClient.connect(parseEndpoint(a), { timeoutMs })) as ReplicaBackend);
+    const backend = await connect(name, address).catch((err: unknown) => {
+      throw new EngineError('INVALID_ARGUMENT', `Cannot add replica "${name}": ${(err as Error).message}`, { cause: err });
+    });
+    await this.#engine.addReplica(name, backend);
+    // The rebuild runs on; its progress and outcome are in the status.
+    this.#engine.rebuild(name).catch((err: unknown) => this.#opts.log?.(`engine: ${(err as Error).message}`));
+    return this.#engine.status();
+  }
+
+  async removeReplica(name: string): Promise<EngineStatus> {
+    await this.#engine.removeReplica(name);
+    return this.#engine.status();
+  }
+}
+
+/** One engine's control API on a listener of its own (the `stratum engine` process). */
+export class ControlServer {
+  readonly #server: http.Server;
+  readonly #control: EngineControl;
+
+  constructor(engine: Engine, opts: ControlServerOptions = {}) {
+    this.#control = new EngineControl(engine, opts);
+    this.#server = http.createServer((req, res) => void this.#handle(req, res));
+    this.#server.requestTimeout = 30_000;
+  }
+
+  /** The engine changed (replica mode, rebuild progress): watchers get the new status, coalesced. */
+  changed(): void {
+    this.#control.changed();
   }
 
   async listen(where: ControlListenOptions, { signal }: { signal?: AbortSignal } = {}): Promise<{ host: string; port: number } | { path: string }> {
@@ -137,13 +189,13 @@ export class ControlServer {
 
   /** Stop accepting and close idle connections; requests in progress finish. */
   async close(): Promise<void> {
-    this.#endWatches();
+    this.#control.endWatches();
     this.#server.closeIdleConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
   destroy(): void {
-    this.#endWatches();
+    this.#control.endWatches();
     this.#server.closeAllConnections();
     this.#server.close();
   }
@@ -157,30 +209,13 @@ export class ControlServer {
       const url = new URL(req.url ?? '/', 'http://engine');
       const path = url.pathname.replace(/\/+$/, '');
       const one = /^\/v1\/engine\/replicas\/([^/]+)$/.exec(path);
-      if (req.method === 'GET' && path === '/v1/engine' && url.searchParams.get('watch') === 'true') return this.#watch(req, res);
-      if (req.method === 'GET' && path === '/v1/engine') return send(200, this.#engine.status());
-      if (req.method === 'POST' && path === '/v1/engine/replicas') return send(202, await this.#addReplica(await body(req)));
-      if (req.method === 'DELETE' && one) {
-        await this.#engine.removeReplica(decodeURIComponent(one[1]!));
-        return send(200, this.#engine.status());
-      }
+      if (req.method === 'GET' && path === '/v1/engine' && url.searchParams.get('watch') === 'true') return this.#control.watch(req, res);
+      if (req.method === 'GET' && path === '/v1/engine') return send(200, this.#control.status());
+      if (req.method === 'POST' && path === '/v1/engine/replicas') return send(202, await this.#control.addReplica(await body(req)));
+      if (req.method === 'DELETE' && one) return send(200, await this.#control.removeReplica(decodeURIComponent(one[1]!)));
       send(404, { code: 'NotFound', message: `no route ${req.method} ${path}` });
     } catch (err) {
       send(statusFor(err), { code: isEngineError(err) ? err.code : 'Internal', message: err instanceof Error ? err.message : String(err) });
     }
-  }
-
-  async #addReplica(input: unknown): Promise<unknown> {
-    const { name, address } = (input ?? {}) as { name?: unknown; address?: unknown };
-    if (typeof name !== 'string' || name === '' || typeof address !== 'string') {
-      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name": string, "address": "host:port" | "unix:/path"}');
-    }
-    const client = await ReplicaClient.connect(parseEndpoint(address), { timeoutMs: this.#opts.requestTimeoutMs ?? 8000 }).catch((err: unknown) => {
-      throw new EngineError('INVALID_ARGUMENT', `Cannot add replica "${name}": ${(err as Error).message}`, { cause: err });
-    });
-    await this.#engine.addReplica(name, client);
-    // The rebuild runs on; its progress and outcome are in GET /v1/engine.
-    this.#engine.rebuild(name).catch((err: unknown) => this.#opts.log?.(`engine: ${(err as Error).message}`));
-    return this.#engine.status();
   }
 }

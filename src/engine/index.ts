@@ -7,7 +7,7 @@ export type { EngineErrorCode } from './errors.js';
 export { Engine } from './engine.js';
 export type { EngineOptions, EngineReplicaSpec } from './engine.js';
 export type { EngineStatus, RebuildStatus, ReplicaBackend, ReplicaMode, ReplicaStatus } from './types.js';
-export { ControlServer, parseEndpoint, statusFor } from './control.js';
+export { ControlServer, EngineControl, parseEndpoint, statusFor } from './control.js';
 export type { ControlListenOptions, ControlServerOptions } from './control.js';
 export { runEngine } from './run.js';
 export type { RunEngineOptions } from './run.js';

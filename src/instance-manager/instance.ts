@@ -1,14 +1,20 @@
-// One hosted instance: a `stratum replica` or `stratum engine` child process and its state. The state comes from
-// the child itself: "starting" until its one JSON ready line on stdout, "running" after; an exit that was not
-// asked for is "error" with the reason (signal, or exit code and the last stderr line). Nothing is restarted here:
-// the controllers see the error and decide.
+// One hosted instance: a replica or an engine running inside the instance manager's process (replica-instance.ts,
+// engine-instance.ts), and its state. Nothing is restarted here: the controllers see an error and decide.
 //
-//   starting ──ready line──► running ──stop()──► stopping ──exit──► stopped
-//      │                        │
-//      └──exit / no ready in time──┴──────────────────────────────► error
+//   starting ──opened/serving──► running ──stop()──► stopping ──closed──► stopped
+//      │                            │
+//      └──open failed / timeout─────┴──fault (disk error, exception)──────► error
+//
+// A failure inside one instance (a thrown error, a failing disk, a peer that hangs) ends in that instance's
+// `error` state with a message; it never escapes to the process, so every other instance keeps serving.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { NbdServer } from '../frontend/nbd/index.js';
+import type { SharedBackingReaders } from '../replica/shared-backing.js';
+import { describeHolder, FileLock } from '../util/file-lock.js';
+import { ImError } from './errors.js';
 import { LineRing } from './line-ring.js';
+import type { ReplicaHub } from './replica-hub.js';
 import type { InstanceSpec } from './spec.js';
 
 export type InstanceState = 'starting' | 'running' | 'stopping' | 'stopped' | 'error';
@@ -18,167 +24,157 @@ export interface Instance {
   name: string;
   type: InstanceSpec['type'];
   state: InstanceState;
+  /** The process hosting it (the instance manager's): a kill of this pid ends every instance of the node. */
   pid: number;
-  /** Replica: where it serves ("host:port"). */
+  /** Replica: where it serves ("host:port" of the node's replica listener; OPEN names the replica). */
   address?: string;
-  /** Engine: the NBD URI, the control API ("host:port"), the block device path (frontend blockdev). */
+  /** Engine: the NBD URI, the control API ("host:port" of the instance manager's API), the block device path. */
   nbd?: string;
   control?: string;
   device?: string;
   errorMsg?: string;
-  exitCode?: number;
-  signal?: string;
   startedAt: string;
   spec: InstanceSpec;
 }
 
-export interface ChildOptions {
-  /** argv[0] and the leading arguments: [process.execPath, <repo>/dist/src/cli/main.js]. */
-  command: readonly string[];
-  args: string[];
-  readyTimeoutMs: number;
-  stopGraceMs: number;
-  logLines: number;
-  /** Each stderr line of the child (the manager forwards them to its own stderr, prefixed). */
-  onLog?: (line: string) => void;
-  /** Called after every state change. */
-  onChange: () => void;
-  now?: () => Date;
+/** What every instance of one instance manager shares. */
+export interface HostContext {
+  hub: ReplicaHub;
+  nbd: NbdServer;
+  /** "host:port" of the instance manager's API (engines' control API lives under it). */
+  apiAddress: string;
+  backingReaders: SharedBackingReaders;
+  /** Where instance-name locks live: one per node, shared by every instance manager of the node. */
+  lockDir: string;
+  /** Who holds locks, in words ("instance manager im-x on node-1"). */
+  holder: string;
+  /** A start that takes longer is abandoned and the instance is `error`. */
+  startTimeoutMs: number;
+  stopTimeoutMs: number;
+  /** Per-request timeout towards replicas. */
+  replicaTimeoutMs: number;
+  log: (line: string) => void;
 }
 
-export class InstanceProcess {
+export abstract class HostedInstance {
   readonly name: string;
   readonly spec: InstanceSpec;
   readonly log: LineRing;
-  readonly #child: ChildProcess;
-  readonly #opts: ChildOptions;
-  readonly #startedAt: string;
-  readonly #exited: Promise<void>;
-  readonly #ready: { address?: string; nbd?: string; control?: string; device?: string } = {};
+  protected readonly ctx: HostContext;
+  readonly #startedAt = new Date().toISOString();
+  readonly #onChange: () => void;
+  readonly #abort = new AbortController();
   #state: InstanceState = 'starting';
   #errorMsg: string | undefined;
-  #exitCode: number | undefined;
-  #signal: string | undefined;
-  #readyTimer: NodeJS.Timeout | undefined;
+  #nameLock: FileLock | undefined;
+  #started: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
 
-  constructor(name: string, spec: InstanceSpec, opts: ChildOptions) {
+  constructor(name: string, spec: InstanceSpec, ctx: HostContext, onChange: () => void) {
     this.name = name;
     this.spec = spec;
-    this.#opts = opts;
-    this.log = new LineRing(opts.logLines);
-    this.#startedAt = (opts.now?.() ?? new Date()).toISOString();
-    const [cmd, ...pre] = opts.command;
-    // Not detached: the children share the manager's process group, so a signal to the pod's group reaches them.
-    this.#child = spawn(cmd!, [...pre, ...opts.args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    this.#child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      let nl: number;
-      while ((nl = stdout.indexOf('\n')) >= 0) {
-        this.#onStdoutLine(stdout.slice(0, nl));
-        stdout = stdout.slice(nl + 1);
-      }
-      if (stdout.length > 64 * 1024) stdout = '';
-    });
-    this.#child.stderr!.setEncoding('utf8').on('data', (d: string) => this.log.push(d, opts.onLog));
-    this.#exited = new Promise((resolve) => {
-      this.#child.once('error', (err) => {
-        // Spawn failed (no such binary): there will be no 'exit'.
-        if (this.#child.pid === undefined) {
-          this.#fail(`${this.#what} could not be started: ${err.message}`);
-          resolve();
-        }
-      });
-      this.#child.once('close', (code, signal) => {
-        this.log.end(opts.onLog);
-        this.#onExit(code, signal);
-        resolve();
-      });
-    });
-    this.#readyTimer = setTimeout(() => {
-      if (this.#state !== 'starting') return;
-      this.#fail(`${this.#what} did not report ready within ${opts.readyTimeoutMs / 1000} s; killed`);
-      this.#child.kill('SIGKILL');
-    }, opts.readyTimeoutMs);
-  }
-
-  get #what(): string {
-    return `${this.spec.type} ${this.name}`;
+    this.ctx = ctx;
+    this.log = new LineRing(1000);
+    this.#onChange = onChange;
   }
 
   get state(): InstanceState {
     return this.#state;
   }
 
-  /** True once the child process is gone (stopped or error after exit). */
-  get exited(): Promise<void> {
-    return this.#exited;
+  /** Opens or serves the instance; never rejects (a failure is the `error` state). */
+  start(): Promise<void> {
+    this.#started ??= this.#start();
+    return this.#started;
   }
+
+  async #start(): Promise<void> {
+    const deadline = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.ctx.startTimeoutMs)]);
+    try {
+      const lock = await FileLock.tryAcquire(join(this.ctx.lockDir, `${this.name}.lock`), `${this.ctx.holder}, ${this.spec.type} ${this.name}`);
+      if (!(lock instanceof FileLock)) {
+        throw new ImError('Conflict', `Cannot start ${this.spec.type} "${this.name}": an instance of that name runs on this node already, in ${describeHolder(lock.heldBy)}`);
+      }
+      this.#nameLock = lock;
+      await this.open(deadline);
+      if (this.#abort.signal.aborted) return;
+      this.#set('running');
+    } catch (err) {
+      if (this.#abort.signal.aborted) return; // stopped while starting: stop() reports it
+      const why = deadline.aborted ? `did not start within ${this.ctx.startTimeoutMs / 1000} s` : messageOf(err);
+      this.fail(`${this.spec.type} ${this.name} could not start: ${why}`);
+    }
+  }
+
+  /** Opens the replica or starts the engine. Called once. */
+  protected abstract open(signal: AbortSignal): Promise<void>;
+  /** Closes what open() made (whatever part of it exists). Must not throw. */
+  protected abstract close(reason: Error, signal: AbortSignal): Promise<void>;
+  /** Fields of the API view that only the kind knows (address, nbd, device). */
+  protected abstract endpoints(): Pick<Instance, 'address' | 'nbd' | 'control' | 'device'>;
 
   info(): Instance {
     return {
       name: this.name,
       type: this.spec.type,
       state: this.#state,
-      pid: this.#child.pid ?? 0,
-      ...this.#ready,
+      pid: process.pid,
+      ...(this.#state === 'running' ? this.endpoints() : {}),
       ...(this.#errorMsg === undefined ? {} : { errorMsg: this.#errorMsg }),
-      ...(this.#exitCode === undefined ? {} : { exitCode: this.#exitCode }),
-      ...(this.#signal === undefined ? {} : { signal: this.#signal }),
       startedAt: this.#startedAt,
       spec: this.spec,
     };
   }
 
-  /** SIGTERM, then SIGKILL after the grace period; resolves once the child exited. Idempotent. */
+  /** Stops the instance (gracefully, bounded by the stop timeout); resolves once it is closed. Idempotent. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
-      if (this.#child.exitCode !== null || this.#child.signalCode !== null || this.#child.pid === undefined) {
-        await this.#exited;
-        return;
-      }
-      if (this.#state === 'starting' || this.#state === 'running') this.#set('stopping');
-      this.#child.kill('SIGTERM');
-      const kill = setTimeout(() => this.#child.kill('SIGKILL'), this.#opts.stopGraceMs);
-      await this.#exited;
-      clearTimeout(kill);
+      const wasFailed = this.#state === 'error';
+      if (!wasFailed) this.#set('stopping');
+      this.#abort.abort(new ImError('Closing', `${this.spec.type} ${this.name} is stopping`));
+      await this.#started;
+      await this.#closeOnce(new ImError('Closing', `${this.spec.type} ${this.name} stopped`));
+      if (!wasFailed && this.#state !== 'error') this.#set('stopped');
     })();
     return this.#stopping;
   }
 
-  #onStdoutLine(line: string): void {
-    if (this.#state !== 'starting') return;
-    let msg: Record<string, unknown>;
-    try {
-      msg = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return; // Not the ready line: children print only that one, but a stray line must not break the manager.
-    }
-    if (msg.ready !== true) return;
-    for (const k of ['address', 'nbd', 'control', 'device'] as const) if (typeof msg[k] === 'string') this.#ready[k] = msg[k];
-    clearTimeout(this.#readyTimer);
-    this.#set('running');
-  }
-
-  #onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    clearTimeout(this.#readyTimer);
-    if (code !== null) this.#exitCode = code;
-    if (signal !== null) this.#signal = signal;
-    if (this.#state === 'stopping') return this.#set('stopped');
-    if (this.#state === 'error') return this.#opts.onChange(); // exit code/signal of a child killed for a timeout
-    const why = signal !== null ? `signal ${signal}` : `code ${code}${this.log.last() ? `: ${this.log.last()}` : ''}`;
-    this.#fail(`${this.#what} exited with ${why}`);
-  }
-
-  #fail(message: string): void {
-    clearTimeout(this.#readyTimer);
+  /** Something inside the instance failed: it goes `error` with `message`, and what it served is closed. */
+  protected fail(message: string): void {
+    if (this.#state === 'error' || this.#state === 'stopped') return;
     this.#errorMsg = message;
+    this.say(message);
     this.#set('error');
+    this.#abort.abort(new ImError('Internal', message));
+    // Only once start() settled: closing under a running open() would race it.
+    void (this.#started ?? Promise.resolve()).then(() => this.#closeOnce(new ImError('Internal', message)));
+  }
+
+  /** close() once, then the name lock: the name is free for another instance manager only after everything closed. */
+  #closeOnce(reason: Error): Promise<void> {
+    this.#closed ??= (async () => {
+      try {
+        await this.close(reason, AbortSignal.timeout(this.ctx.stopTimeoutMs));
+      } catch (err) {
+        this.say(`closing: ${messageOf(err)}`);
+      }
+      await this.#nameLock?.release();
+    })();
+    return this.#closed;
+  }
+
+  /** A line of this instance's log (GET …/log) and of the instance manager's stderr. */
+  protected say(line: string): void {
+    this.log.push(`${line}\n`, (l) => this.ctx.log(`[${this.name}] ${l}`));
   }
 
   #set(state: InstanceState): void {
     this.#state = state;
-    this.#opts.onChange();
+    this.#onChange();
   }
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

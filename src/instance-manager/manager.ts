@@ -1,37 +1,26 @@
 // The instance table of one node: creates instances (idempotently), stops and forgets them, and tells
-// subscribers about every change. It owns the children: close() stops them all before the manager exits.
+// subscribers about every change. It owns the instances: close() stops them all before the manager exits.
 
 import { readdir, rm } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { join } from 'node:path';
+import { LOCK_FILE } from '../replica/store.js';
+import { describeHolder, FileLock } from '../util/file-lock.js';
+import { EngineInstance } from './engine-instance.js';
 import { ImError } from './errors.js';
-import { InstanceProcess, type Instance } from './instance.js';
-import { childArgs, sameSpec, type CreateRequest } from './spec.js';
+import type { HostContext, HostedInstance, Instance } from './instance.js';
+import { ReplicaInstance } from './replica-instance.js';
+import { checkOnDisk, sameSpec, type CreateRequest } from './spec.js';
 
 export type WatchEvent = { type: 'SNAPSHOT'; instances: Instance[] } | { type: 'ADDED' | 'MODIFIED' | 'DELETED'; instance: Instance };
 
-export interface ManagerOptions {
-  /** The address children listen on (port 0 each). */
-  host: string;
-  /** How to run the CLI: [process.execPath, <repo>/dist/src/cli/main.js]. */
-  command: readonly string[];
-  /** A child that printed no ready line within this is killed and marked error (default 60 s). */
-  readyTimeoutMs?: number;
-  /** SIGTERM → SIGKILL grace on stop (default 10 s). */
-  stopGraceMs?: number;
-  /** Lines of each child's stderr kept for GET …/log (default 1000). */
-  logLines?: number;
-  /** Where the children's stderr lines go, prefixed by the instance name (default: this process's stderr). */
-  log?: (line: string) => void;
-}
-
 export class InstanceManager {
-  readonly #opts: ManagerOptions;
-  readonly #instances = new Map<string, InstanceProcess>();
+  readonly #ctx: HostContext;
+  readonly #instances = new Map<string, HostedInstance>();
   readonly #listeners = new Set<(ev: WatchEvent) => void>();
   #closing = false;
 
-  constructor(opts: ManagerOptions) {
-    this.#opts = opts;
+  constructor(ctx: HostContext) {
+    this.#ctx = ctx;
   }
 
   list(): Instance[] {
@@ -40,6 +29,13 @@ export class InstanceManager {
 
   get(name: string): Instance {
     return this.#find(name).info();
+  }
+
+  /** The running engine `name` (its control surface), or a NotFound / Conflict error saying why not. */
+  engine(name: string): EngineInstance {
+    const p = this.#find(name);
+    if (!(p instanceof EngineInstance)) throw new ImError('NotFound', `Instance "${name}" is not an engine`);
+    return p;
   }
 
   logTail(name: string, lines?: number): string[] {
@@ -57,42 +53,31 @@ export class InstanceManager {
       }
       return { created: false, instance: existing.info() };
     }
-    const log = this.#opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    if (req.spec.type === 'engine') {
+      const volume = req.spec.engine.volume;
+      const other = [...this.#instances.values()].find((i) => i.spec.type === 'engine' && i.spec.engine.volume === volume);
+      if (other) throw new ImError('Conflict', `Cannot create engine "${req.name}": engine "${other.name}" serves volume ${volume} here already`);
+    }
     let announced = false;
-    const p: InstanceProcess = new InstanceProcess(req.name, req.spec, {
-      command: this.#opts.command,
-      args: childArgs(req.name, req.spec, this.#opts.host),
-      readyTimeoutMs: this.#opts.readyTimeoutMs ?? 60_000,
-      stopGraceMs: this.#opts.stopGraceMs ?? 10_000,
-      logLines: this.#opts.logLines ?? 1000,
-      onLog: (line) => log(`[${req.name}] ${line}`),
-      // A change before the ADDED event (a spawn failure reported synchronously) is folded into it.
-      onChange: () => {
-        if (announced) this.#emit({ type: 'MODIFIED', instance: p.info() });
-      },
-    });
+    const onChange = () => {
+      if (announced) this.#emit({ type: 'MODIFIED', instance: p.info() });
+    };
+    const p: HostedInstance = req.spec.type === 'replica' ? new ReplicaInstance(req.name, req.spec, this.#ctx, onChange) : new EngineInstance(req.name, req.spec, this.#ctx, onChange);
     this.#instances.set(req.name, p);
     announced = true;
     const instance = p.info();
     this.#emit({ type: 'ADDED', instance });
+    void p.start();
     return { created: true, instance };
   }
 
-  /** Stops the instance (SIGTERM, SIGKILL after the grace), removes a replica's dir when asked, forgets it. */
+  /** Stops the instance (gracefully, within the stop timeout), removes a replica's dir when asked, forgets it. */
   async delete(name: string, { cleanup = false }: { cleanup?: boolean } = {}): Promise<Instance> {
     const p = this.#find(name);
     await p.stop();
     if (cleanup && p.spec.type === 'replica') {
       const dir = p.spec.replica.dir;
-      // The spec check made it absolute and normalised; this is the last line of defence before rm -rf.
-      if (!dir.startsWith('/') || dir === '/' || dir.split('/').includes('..')) {
-        throw new ImError('InvalidArgument', `Refusing to remove ${JSON.stringify(dir)}: not an absolute directory below /`);
-      }
-      try {
-        await rm(dir, { recursive: true, force: true });
-      } catch (err) {
-        throw new ImError('Internal', `Cannot remove the directory ${dir} of replica "${name}": ${(err as Error).message}`, { cause: err });
-      }
+      await this.removeReplicaData(dir);
     }
     const final = p.info();
     if (this.#instances.get(name) === p) {
@@ -108,7 +93,9 @@ export class InstanceManager {
    * of this manager still uses. `dir` was checked by `checkPath`. Returns whether something was removed.
    */
   async removeReplicaData(dir: string): Promise<boolean> {
-    if (basename(dirname(dir)) !== 'replicas') throw new ImError('InvalidArgument', `Refusing to remove ${dir}: not a directory under a disk's replicas/`);
+    // The spec check made it absolute, normalised and inside a data root; this is the last line of defence.
+    if (!dir.startsWith('/') || dir.split('/').includes('..')) throw new ImError('InvalidArgument', `Refusing to remove ${dir}: not a normalised absolute path`);
+    await checkOnDisk({ type: 'replica', replica: { dir, size: 1 } });
     const user = [...this.#instances.values()].find((p) => p.spec.type === 'replica' && p.spec.replica.dir === dir && p.info().state !== 'stopped' && p.info().state !== 'error');
     if (user) throw new ImError('Conflict', `Refusing to remove ${dir}: replica "${user.name}" is ${user.info().state} on it`);
     let entries: string[];
@@ -119,7 +106,16 @@ export class InstanceManager {
       throw new ImError('Internal', `Cannot read ${dir}: ${(err as Error).message}`, { cause: err });
     }
     if (entries.length > 0 && !entries.includes('replica.json')) throw new ImError('InvalidArgument', `Refusing to remove ${dir}: it holds no replica (no replica.json)`);
-    await rm(dir, { recursive: true, force: true });
+    // Open anywhere (another instance manager of this node, whatever its image)? Its lock says so.
+    const lock = entries.includes(LOCK_FILE) ? await FileLock.tryAcquire(join(dir, LOCK_FILE), `${this.#ctx.holder}, removing ${dir}`) : undefined;
+    if (lock && !(lock instanceof FileLock)) throw new ImError('Conflict', `Refusing to remove ${dir}: the replica is open by ${describeHolder(lock.heldBy)}`);
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      throw new ImError('Internal', `Cannot remove the replica directory ${dir}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await lock?.release();
+    }
     return true;
   }
 
@@ -130,17 +126,16 @@ export class InstanceManager {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Refuses new instances and stops every child gracefully; they stay listed as stopped. */
+  /** Refuses new instances and stops every instance gracefully; they stay listed as stopped. */
   async close(): Promise<void> {
     this.#closing = true;
-    // Engines first, so their last flushes still find the replicas up (a signal to the whole pod group cannot
-    // keep this order, but a stop of the manager alone can).
+    // Engines first, so their last flushes still find the replicas up.
     const all = [...this.#instances.values()];
     await Promise.all(all.filter((p) => p.spec.type === 'engine').map((p) => p.stop()));
     await Promise.all(all.map((p) => p.stop()));
   }
 
-  #find(name: string): InstanceProcess {
+  #find(name: string): HostedInstance {
     const p = this.#instances.get(name);
     if (!p) throw new ImError('NotFound', `No instance "${name}" on this instance manager`);
     return p;

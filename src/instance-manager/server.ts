@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
-import { checkName, checkPath, parseCreateRequest } from './spec.js';
+import { checkName, checkOnDisk, checkPath, parseCreateRequest } from './spec.js';
 
 export interface ImServerOptions {
   manager: InstanceManager;
@@ -17,6 +17,8 @@ export interface ImServerOptions {
   dataRoots: readonly string[];
   host: string;
   port: number;
+  /** "host:port" of the node's replica listener and NBD listener, reported by GET /v1/version. */
+  listeners: { replica: string; nbd: string };
   /** Interval of heartbeat lines on watch streams (default 5 s). */
   heartbeatMs?: number;
 }
@@ -48,7 +50,7 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   });
 
   app.get('/healthz', async () => 'ok');
-  app.get('/v1/version', async () => ({ ...opts.versions, node: opts.node }));
+  app.get('/v1/version', async () => ({ ...opts.versions, node: opts.node, listeners: opts.listeners }));
 
   app.get('/v1/instances', (req: Req, reply) => {
     if (req.query.watch !== 'true' && req.query.watch !== '1') return reply.send({ instances: m.list() });
@@ -60,7 +62,9 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   app.get('/v1/instances/:name', async (req: Req) => m.get(checkName('name', req.params.name)));
 
   app.post('/v1/instances', async (req: Req, reply) => {
-    const r = m.create(parseCreateRequest(req.body, opts.dataRoots));
+    const request = parseCreateRequest(req.body, opts.dataRoots);
+    await checkOnDisk(request.spec);
+    const r = m.create(request);
     return reply.code(r.created ? 201 : 200).send(r.instance);
   });
 
@@ -81,6 +85,24 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
     const lines = m.logTail(checkName('name', req.params.name), n === undefined ? undefined : Number(n));
     return reply.type('text/plain; charset=utf-8').send(lines.map((l) => `${l}\n`).join(''));
   });
+
+  // Each engine's control API (docs/instance-manager-api.md, "Engines").
+  const control = (name: string) => {
+    const c = m.engine(checkName('name', name)).control;
+    if (!c) throw new ImError('Conflict', `Engine "${name}" is not running (${m.get(name).state})`);
+    return c;
+  };
+  app.get('/v1/engines/:name', (req: Req, reply) => {
+    const c = control(req.params.name);
+    if (req.query.watch !== 'true' && req.query.watch !== '1') return reply.send(c.status());
+    c.watch(req.raw, reply.raw);
+    reply.hijack();
+    return reply;
+  });
+  app.post('/v1/engines/:name/replicas', async (req: Req, reply) => reply.code(202).send(await control(req.params.name).addReplica(req.body)));
+  app.delete('/v1/engines/:name/replicas/:replica', async (req: FastifyRequest<{ Params: { name: string; replica: string } }>) =>
+    control(req.params.name).removeReplica(checkName('replica', req.params.replica)),
+  );
 
   function watch(req: Req, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });

@@ -1,9 +1,12 @@
-// Unit tests of instance specs (normalisation, the argv of the children) and of the bounded log buffer.
+// Unit tests of instance specs (normalisation, where a replica may live) and of the bounded log buffer.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { LineRing } from './line-ring.js';
-import { childArgs, parseCreateRequest, sameSpec } from './spec.js';
+import { checkOnDisk, parseCreateRequest, sameSpec, type InstanceSpec } from './spec.js';
 
 test('specs are normalised so that key order and defaults do not make them differ', () => {
   const a = parseCreateRequest({ type: 'engine', name: 'e1', engine: { size: 10, volume: 'v', replicas: [] } }, []);
@@ -14,16 +17,18 @@ test('specs are normalised so that key order and defaults do not make them diffe
   assert.deepEqual(c.spec, { type: 'engine', engine: { volume: 'v', size: 10, replicas: [], frontend: 'blockdev', deviceDir: '/dev/longhorn' } });
 });
 
-test('children listen on the manager host, port 0, IPv6 bracketed', () => {
-  const r = parseCreateRequest({ name: 'r1', type: 'replica', replica: { dir: '/d/r1', size: 4096, backing: { name: 'b', uuid: 'u', path: '/d/b' } } }, ['/d']);
-  assert.deepEqual(childArgs(r.name, r.spec, '::1'), [
-    'replica', '--dir', '/d/r1', '--listen', '[::1]:0', '--create', '--name', 'r1', '--size', '4096',
-    '--backing-file', '/d/b', '--backing-name', 'b', '--backing-uuid', 'u',
-  ]);
-  const e = parseCreateRequest({ name: 'e1', type: 'engine', engine: { volume: 'v', size: 8, replicas: [{ name: 'r1', address: '10.0.0.1:5' }] } }, []);
-  assert.deepEqual(childArgs(e.name, e.spec, '10.0.0.2'), [
-    'engine', '--volume', 'v', '--size', '8', '--nbd', '10.0.0.2:0', '--control', '10.0.0.2:0', '--frontend', 'nbd', '--replica', 'r1=10.0.0.1:5',
-  ]);
+test('a replica must sit in <disk>/replicas/<name> on a registered disk and read a backing file of that disk', async () => {
+  const disk = await mkdtemp(join(tmpdir(), 'stratum-spec-'));
+  try {
+    const spec = (dir: string, backing?: string): InstanceSpec => ({ type: 'replica', replica: { dir, size: 4096, ...(backing ? { backing: { name: 'b', uuid: 'u', path: backing } } : {}) } });
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1'))), /not on a registered disk: .* holds no longhorn-disk\.cfg/);
+    await writeFile(join(disk, 'longhorn-disk.cfg'), '{}');
+    await checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'backing-images', 'bi-u', 'backing')));
+    await assert.rejects(checkOnDisk(spec(join(disk, 'elsewhere', 'r1'))), /must be <disk>\/replicas\/<name>/);
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'replicas', 'r2', 'head.img'))), /must be a backing-image file of the replica's disk/);
+  } finally {
+    await rm(disk, { recursive: true, force: true });
+  }
 });
 
 test('LineRing keeps the last lines, joins split chunks, and bounds a line without newline', () => {

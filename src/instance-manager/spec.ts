@@ -1,8 +1,10 @@
-// Instance specs: the POST /v1/instances body checked and normalised (so that "same spec" is a plain comparison),
-// and turned into the argv of `stratum replica` / `stratum engine`. All path rules live here: replica directories
-// and backing files are absolute, normalised and, when the manager has data roots, strictly inside one of them.
+// Instance specs: the POST /v1/instances body checked and normalised (so that "same spec" is a plain comparison).
+// All path rules live here: replica directories and backing files are absolute, normalised and, when the manager
+// has data roots, strictly inside one of them.
 
-import { isAbsolute, normalize } from 'node:path';
+import { access } from 'node:fs/promises';
+import { isAbsolute, join, normalize } from 'node:path';
+import { BACKING_IMAGES_DIR, DISK_CONFIG_FILE, diskOfReplicaDir } from '../api/disk-layout.js';
 import { ImError } from './errors.js';
 
 export interface ReplicaSpec {
@@ -115,23 +117,21 @@ export function sameSpec(a: InstanceSpec, b: InstanceSpec): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** "host:0" with IPv6 hosts bracketed: where a child listens (port 0: it reports the real one). */
-function anyPort(host: string): string {
-  return host.includes(':') ? `[${host}]:0` : `${host}:0`;
-}
-
-/** The CLI arguments (after `main.js`) that run the instance. */
-export function childArgs(name: string, spec: InstanceSpec, host: string): string[] {
-  if (spec.type === 'replica') {
-    const r = spec.replica;
-    const args = ['replica', '--dir', r.dir, '--listen', anyPort(host), '--create', '--name', name, '--size', String(r.size)];
-    if (r.blockSize !== undefined) args.push('--block-size', String(r.blockSize));
-    if (r.backing) args.push('--backing-file', r.backing.path, '--backing-name', r.backing.name, '--backing-uuid', r.backing.uuid);
-    return args;
+/**
+ * A replica lives at `<disk>/replicas/<name>` on a registered disk (one holding longhorn-disk.cfg) and reads a
+ * backing file of that same disk: whatever the data roots, an instance never opens files elsewhere.
+ */
+export async function checkOnDisk(spec: InstanceSpec): Promise<void> {
+  if (spec.type !== 'replica') return;
+  const r = spec.replica;
+  const disk = diskOfReplicaDir(r.dir);
+  if (!disk) throw bad(`replica.dir ${JSON.stringify(r.dir)} must be <disk>/replicas/<name>`);
+  try {
+    await access(join(disk, DISK_CONFIG_FILE));
+  } catch {
+    throw bad(`replica.dir ${JSON.stringify(r.dir)} is not on a registered disk: ${disk} holds no ${DISK_CONFIG_FILE}`);
   }
-  const e = spec.engine;
-  const args = ['engine', '--volume', e.volume, '--size', String(e.size), '--nbd', anyPort(host), '--control', anyPort(host), '--frontend', e.frontend];
-  for (const r of e.replicas) args.push('--replica', `${r.name}=${r.address}`);
-  if (e.deviceDir !== undefined) args.push('--device-dir', e.deviceDir);
-  return args;
+  if (r.backing && !r.backing.path.startsWith(`${disk}/${BACKING_IMAGES_DIR}/`)) {
+    throw bad(`replica.backing.path ${JSON.stringify(r.backing.path)} must be a backing-image file of the replica's disk (${disk}/${BACKING_IMAGES_DIR}/…)`);
+  }
 }

@@ -40,6 +40,8 @@ export class BlockMap {
   readonly #states: Uint8Array;
   /** Block ranges [start, end) changed since the last takeDirty, in change order, possibly overlapping. */
   #dirty: [number, number][] = [];
+  /** The same since the last takeVolatile: what the next pending-log record must carry (pending-log.ts). */
+  #volatile: [number, number][] = [];
 
   constructor(blockSize: number, states: Uint8Array) {
     this.blockSize = blockSize;
@@ -51,14 +53,21 @@ export class BlockMap {
     return this.#states[block] as BlockState;
   }
 
-  /** Set `count` blocks from `start` to `state` and remember them as changed. */
-  set(start: number, count: number, state: BlockState): void {
-    if (count <= 0) return;
-    this.#states.fill(state, start, start + count);
-    const last = this.#dirty[this.#dirty.length - 1];
-    // Sequential writers produce touching ranges: merge them here so the list stays short.
-    if (last !== undefined && last[1] === start) last[1] = start + count;
-    else this.#dirty.push([start, start + count]);
+  /**
+   * Set `count` blocks from `start` to `state` and remember them as changed. Returns whether any block changed: a
+   * block already in `state` has its change remembered already (or durable), so rewriting it records nothing.
+   */
+  set(start: number, count: number, state: BlockState): boolean {
+    const end = start + count;
+    let from = start;
+    while (from < end && this.#states[from] === state) from++;
+    if (from >= end) return false;
+    let to = end;
+    while (this.#states[to - 1] === state) to--;
+    this.#states.fill(state, from, to);
+    addRange(this.#dirty, from, to);
+    addRange(this.#volatile, from, to);
+    return true;
   }
 
   /** Runs of equal state covering blocks [start, end). */
@@ -78,8 +87,28 @@ export class BlockMap {
    * them. The states are read now: a block changed twice since the last flush is journaled once, as it is now.
    */
   takeDirty(): StateRun[] {
-    const ranges = this.#dirty.sort((a, b) => a[0] - b[0]);
+    const ranges = this.#dirty;
     this.#dirty = [];
+    return this.#currentRuns(ranges);
+  }
+
+  /**
+   * The current state of every block changed since the previous call (with `sinceFlush`: also of every block
+   * changed since the last takeDirty), and forget the former; the flush record of changes is left alone.
+   */
+  takeVolatile(sinceFlush = false): StateRun[] {
+    const ranges = sinceFlush ? [...this.#volatile, ...this.#dirty] : this.#volatile;
+    this.#volatile = [];
+    return this.#currentRuns(ranges);
+  }
+
+  get hasVolatile(): boolean {
+    return this.#volatile.length > 0;
+  }
+
+  /** Sorted, non-overlapping runs of the current states over the union of `ranges` (which it sorts). */
+  #currentRuns(ranges: [number, number][]): StateRun[] {
+    ranges.sort((a, b) => a[0] - b[0]);
     const out: StateRun[] = [];
     let curStart = -1;
     let curEnd = -1;
@@ -138,6 +167,13 @@ export class BlockMap {
     }
     return { dataBlocks, zeroBlocks };
   }
+}
+
+/** Remember [start, end) in a change list; sequential writers produce touching ranges, merged to keep it short. */
+function addRange(list: [number, number][], start: number, end: number): void {
+  const last = list[list.length - 1];
+  if (last !== undefined && last[1] === start) last[1] = end;
+  else list.push([start, end]);
 }
 
 /** One piece of a planned write. */

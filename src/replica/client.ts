@@ -29,6 +29,11 @@ export interface ReplicaClientOptions {
   timeoutMs?: number;
   /** Time allowed to establish the connection (default 5000 ms). */
   connectTimeoutMs?: number;
+  /**
+   * The replica to OPEN on connect: required on a node's shared replica listener (the instance manager), optional
+   * on a single-replica server (which then checks the name). The connection is returned only once OPEN succeeded.
+   */
+  name?: string;
   signal?: AbortSignal;
 }
 
@@ -135,7 +140,16 @@ export class ReplicaClient {
         resolve();
       });
     });
-    return new ReplicaClient(socket, address, opts.timeoutMs ?? 8000);
+    const client = new ReplicaClient(socket, address, opts.timeoutMs ?? 8000);
+    if (opts.name !== undefined) {
+      try {
+        await client.#request(Op.OPEN, { payload: Buffer.from(opts.name, 'utf8') }, { signal, timeoutMs: opts.connectTimeoutMs ?? 5000 });
+      } catch (err) {
+        client.destroy();
+        throw err;
+      }
+    }
+    return client;
   }
 
   /** Why the connection closed (or will report once it has). */

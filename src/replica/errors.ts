@@ -27,6 +27,10 @@ export const REPLICA_ERROR_CODES = [
   'CONNECTION_CLOSED',
   /** The replica answered a request with an error; `status` is the wire status. */
   'REMOTE',
+  /** A shared replica listener does not serve the named replica (or a request came before OPEN). */
+  'NO_REPLICA',
+  /** The replica directory is open by another holder (its lock names who). */
+  'LOCKED',
 ] as const;
 
 export type ReplicaErrorCode = (typeof REPLICA_ERROR_CODES)[number];

@@ -1,6 +1,7 @@
 // replica: one replica of a volume on one disk, and the engine ↔ replica wire protocol. A replica is a directory
 // with a sparse head file and a crash-consistent written-block map over a read-only backing file read natively
-// (raw or qcow2). ReplicaServer serves it to engines; ReplicaClient is the engine's end; runReplica is the
+// (raw or qcow2), plus a pending map log that keeps acknowledged writes across a process crash (pending-log.ts).
+// ReplicaServer serves it to engines; ReplicaClient is the engine's end; runReplica is the
 // `stratum replica` process body. docs/replica-protocol.md describes the protocol and the on-disk layout.
 
 export { REPLICA_ERROR_CODES, ReplicaError, isReplicaError } from './errors.js';
@@ -12,6 +13,7 @@ export { DEFAULT_BLOCK_SIZE, ReplicaStore } from './store.js';
 export type { CreateReplicaOptions, ReplicaStoreOptions } from './store.js';
 export type { BackingIdentity, ReplicaMeta } from './meta.js';
 export type { MapJournalOptions } from './map-journal.js';
+export type { PendingLogOptions, PendingReplay } from './pending-log.js';
 export { fsStorage } from './storage.js';
 export type { StorageDir, StorageFile } from './storage.js';
 export { RangeLock } from './range-lock.js';

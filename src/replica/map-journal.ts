@@ -14,9 +14,15 @@
 //      the checkpoint's is ignored, which is right because the checkpoint already holds its batches.
 //   5. ZERO needs no data at all, and a block going back from DATA to ZERO or UNWRITTEN never needs head data, so
 //      every state a batch can record is safe once the batch is durable.
-// Writes that were acknowledged but not flushed may be lost or torn at a crash, as on any disk with a volatile
-// cache; what is never possible is a block reading data that was never written (a sparse head's zeros, or half
-// of a read-modify-write merged with nothing).
+// Writes that were acknowledged but not flushed may be lost or torn at a power loss (or any reboot), as on any disk
+// with a volatile cache; what is never possible is a block reading data that was never written (a sparse head's
+// zeros, or half of a read-modify-write merged with nothing).
+//
+// A process crash is another matter: the page cache survives it, so every acknowledged write must read back. The
+// journal alone cannot promise that (a block's first write reaches it only at the next flush); the pending map log
+// does (pending-log.ts): each map change is appended to it, unsynced, before its write is acknowledged, and open
+// applies it on top of this journal's replay (the `beforeCompact` step), only in the boot that wrote it, and after
+// an fdatasync of the head, so that what it adds to the durable map keeps point 2's guarantee.
 
 import { type StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
@@ -83,8 +89,12 @@ export class MapJournal {
     return { journal, states: new Uint8Array(durable), revision: 0, replayed: { batches: 0, tornBytes: 0, staleJournal: false } };
   }
 
-  /** Load checkpoint and journal, replay, and compact into a fresh generation. */
-  static async open(storage: StorageDir, geometry: MapGeometry, opts: MapJournalOptions = {}): Promise<OpenedMap> {
+  /**
+   * Load checkpoint and journal, replay, and compact into a fresh generation. `beforeCompact` may change the
+   * replayed map first (the pending map log, pending-log.ts): whatever it leaves becomes the durable map, so every
+   * DATA block it adds must have durable data before it returns. It may return a newer revision.
+   */
+  static async open(storage: StorageDir, geometry: MapGeometry, opts: MapJournalOptions = {}, beforeCompact?: (states: Uint8Array) => Promise<number | undefined>): Promise<OpenedMap> {
     const ckptBytes = await storage.readFile(CHECKPOINT_FILE);
     if (ckptBytes === undefined) {
       throw new ReplicaError('CORRUPT', `replica ${storage.location} has no ${CHECKPOINT_FILE}`, { file: CHECKPOINT_FILE, offset: 0 });
@@ -109,6 +119,8 @@ export class MapJournal {
         tornBytes = decoded.tornBytes;
       }
     }
+    const newer = await beforeCompact?.(durable);
+    if (newer !== undefined && newer > revision) revision = newer;
     const generation = ckpt.generation + 1;
     await MapJournal.#writeGeneration(storage, geometry, { generation, nextSeq, revision }, durable);
     const file = await storage.open(JOURNAL_FILE, { create: false });

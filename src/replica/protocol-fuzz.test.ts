@@ -48,6 +48,10 @@ function randomRequest(rng: Rng): { h: RequestHeader; payload: Uint8Array } {
       return { h: { op, flags, id, offset: rng.int(2 ** 40), length: 1 + rng.int(5000), payloadLength: 0 }, payload: new Uint8Array(0) };
     case Op.SET_REVISION:
       return { h: { op, flags, id, offset: rng.int(2 ** 52), length: 0, payloadLength: 0 }, payload: new Uint8Array(0) };
+    case Op.OPEN: {
+      const payload = Buffer.from(`replica-${rng.int(1e9)}`.slice(0, 1 + rng.int(18)), 'utf8');
+      return { h: { op, flags, id, offset: 0, length: 0, payloadLength: payload.length }, payload };
+    }
     default:
       return { h: { op, flags, id, offset: 0, length: 0, payloadLength: 0 }, payload: new Uint8Array(0) };
   }

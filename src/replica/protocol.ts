@@ -21,6 +21,8 @@ export const Op = {
   LIST_EXTENTS: 8,
   READ_EXTENT: 9,
   SET_REVISION: 10,
+  /** The first request on a connection to a node's shared replica listener: which replica (payload: its name). */
+  OPEN: 11,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -42,6 +44,8 @@ export const WireStatus = {
   ENOSPC: 3,
   /** The replica is closing. */
   ESHUTDOWN: 4,
+  /** OPEN named a replica this listener does not serve, or a request came before OPEN on a shared listener. */
+  ENOENT: 5,
 } as const;
 export type WireStatus = (typeof WireStatus)[keyof typeof WireStatus];
 
@@ -52,6 +56,8 @@ export const REQUEST_MAGIC = 0x3151_5253;
 export const RESPONSE_MAGIC = 0x3153_5253;
 /** Largest WRITE payload and READ / READ_EXTENT length. */
 export const MAX_IO = 32 * 1024 * 1024;
+/** Longest replica name in an OPEN payload (a DNS-1123 name). */
+export const MAX_OPEN_NAME = 253;
 /** Largest page of LIST_EXTENTS. */
 export const MAX_EXTENTS_PER_PAGE = 65_536;
 /** Largest answer payload: MAX_IO of data plus a READ_EXTENT run table at the smallest block size. */
@@ -69,6 +75,7 @@ const WITH_FUA = new Set<number>([Op.WRITE, Op.TRIM, Op.WRITE_ZEROES]);
 //  READ, READ_EXTENT: offset/length of the range.  WRITE: offset, length = paylen = data bytes.
 //  TRIM, WRITE_ZEROES: offset/length.  LIST_EXTENTS: offset = cursor, length = most extents to return.
 //  SET_REVISION: offset = the new revision.  PING, INFO, FLUSH: all zero.  flags: FUA on WRITE/TRIM/WRITE_ZEROES.
+//  OPEN: paylen = length of the UTF-8 replica name that follows; offset and length zero.
 
 export interface RequestHeader {
   op: Op;
@@ -126,6 +133,11 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
     case Op.LIST_EXTENTS:
       if (length === 0 || length > MAX_EXTENTS_PER_PAGE) throw protocolError(at + 24, `LIST_EXTENTS page of ${length} extents is not in 1..${MAX_EXTENTS_PER_PAGE}`);
       break;
+    case Op.OPEN:
+      if (offset !== 0) throw protocolError(at + 16, 'OPEN must have offset 0');
+      if (length !== 0) throw protocolError(at + 24, 'OPEN must have length 0');
+      if (payloadLength === 0 || payloadLength > MAX_OPEN_NAME) throw protocolError(at + 28, `OPEN name of ${payloadLength} bytes is not in 1..${MAX_OPEN_NAME}`);
+      break;
     case Op.PING:
     case Op.INFO:
     case Op.FLUSH:
@@ -134,7 +146,7 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
       if (length !== 0) throw protocolError(at + 24, `${name} must have length 0`);
       break;
   }
-  if (op !== Op.WRITE && payloadLength !== 0) throw protocolError(at + 28, `${name} carries no payload, got ${payloadLength} bytes`);
+  if (op !== Op.WRITE && op !== Op.OPEN && payloadLength !== 0) throw protocolError(at + 28, `${name} carries no payload, got ${payloadLength} bytes`);
   return { op: op as Op, flags, id, offset, length, payloadLength };
 }
 
@@ -180,7 +192,7 @@ export function decodeResponseHeader(bytes: Uint8Array, at = 0): ResponseHeader 
   const op = v.getUint16(4, true);
   if (OP_NAMES[op] === undefined) throw protocolError(at + 4, `unknown op ${op}`);
   const status = v.getUint16(6, true);
-  if (status > WireStatus.ESHUTDOWN) throw protocolError(at + 6, `unknown status ${status}`);
+  if (status > WireStatus.ENOENT) throw protocolError(at + 6, `unknown status ${status}`);
   const id = getU64(v, 8, at, 'request id');
   const payloadLength = v.getUint32(16, true);
   const limit = status === WireStatus.OK ? MAX_RESPONSE_PAYLOAD : MAX_ERROR_MESSAGE;

@@ -1,5 +1,6 @@
-// ReplicaServer: serves one replica (a ReplicaDevice, normally the ReplicaStore) to engines over TCP and/or a Unix
-// socket with the pipelined protocol of protocol.ts. Every request is handed to the device as soon as it is parsed
+// ReplicaServer: serves replicas (ReplicaDevices, normally ReplicaStores) to engines over TCP and/or a Unix socket
+// with the pipelined protocol of protocol.ts: either one replica (`stratum replica`), or every replica of a node
+// on one shared listener (the instance manager), where a connection names its replica with OPEN first. Every request is handed to the device as soon as it is parsed
 // and answered when it completes, in any order. A connection stops reading its socket while it has too many
 // requests or bytes in flight, so a fast engine cannot make the replica buffer without bound.
 
@@ -12,6 +13,7 @@ import {
   encodeInfo,
   encodeResponseHeader,
   Op,
+  OP_NAMES,
   RequestFlag,
   RequestParser,
   WireStatus,
@@ -28,6 +30,20 @@ export interface ReplicaServerOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * Which replica a connection talks to. A server of one replica has it as `initial` (OPEN optional); a node's
+ * shared listener has none, so every connection must OPEN a replica by name before anything else.
+ */
+export interface ReplicaDirectory {
+  readonly initial: ReplicaDevice | undefined;
+  open(name: string): ReplicaDevice | undefined;
+}
+
+/** The directory of a server that serves exactly `device`. */
+export function singleReplica(device: ReplicaDevice): ReplicaDirectory {
+  return { initial: device, open: (name) => (name === device.info().name ? device : undefined) };
+}
+
 export type ReplicaListenOptions = { host?: string; port: number } | { path: string };
 export type ReplicaAddress = { host: string; port: number } | { path: string };
 
@@ -35,6 +51,7 @@ export type ReplicaAddress = { host: string; port: number } | { path: string };
 export function statusOf(err: unknown): WireStatus {
   if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT')) return WireStatus.EINVAL;
   if (isReplicaError(err, 'CLOSED')) return WireStatus.ESHUTDOWN;
+  if (isReplicaError(err, 'NO_REPLICA')) return WireStatus.ENOENT;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return WireStatus.ENOSPC;
   return WireStatus.EIO;
@@ -42,7 +59,10 @@ export function statusOf(err: unknown): WireStatus {
 
 class Connection {
   readonly #socket: net.Socket;
-  readonly #device: ReplicaDevice;
+  readonly #directory: ReplicaDirectory;
+  #device: ReplicaDevice | undefined;
+  /** The name OPEN gave (undefined on a single-replica server's connection that never sent OPEN). */
+  replicaName: string | undefined;
   readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
   readonly #onError: (err: Error) => void;
   readonly #parser = new RequestParser();
@@ -55,9 +75,10 @@ class Connection {
   #corked = false;
   #ended = false;
 
-  constructor(socket: net.Socket, device: ReplicaDevice, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
+  constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
     this.#socket = socket;
-    this.#device = device;
+    this.#directory = directory;
+    this.#device = directory.initial;
     this.#limits = limits;
     this.#onError = onError;
     socket.setNoDelay(true);
@@ -126,7 +147,9 @@ class Connection {
   }
 
   #call(r: ReplicaRequest): Promise<Uint8Array[]> | Uint8Array[] {
+    if (r.op === Op.OPEN) return this.#open(r.payload);
     const d = this.#device;
+    if (!d) throw new ReplicaError('NO_REPLICA', `${OP_NAMES[r.op] ?? r.op} before OPEN: this listener serves several replicas; name one with OPEN first`);
     const signal = this.#abort.signal;
     const fua = (r.flags & RequestFlag.FUA) !== 0;
     const none = (): Uint8Array[] => [];
@@ -153,6 +176,20 @@ class Connection {
         d.setRevision(r.offset);
         return [];
     }
+    throw new ReplicaError('INVALID_ARGUMENT', `unexpected op ${r.op}`);
+  }
+
+  /** Synchronous, so requests pipelined behind OPEN already see the replica it chose. */
+  #open(payload: Uint8Array): Uint8Array[] {
+    const name = Buffer.from(payload).toString('utf8');
+    if (this.replicaName !== undefined && this.replicaName !== name) {
+      throw new ReplicaError('INVALID_ARGUMENT', `Cannot OPEN replica "${name}": this connection already uses replica "${this.replicaName}"`);
+    }
+    const device = this.#directory.open(name);
+    if (!device) throw new ReplicaError('NO_REPLICA', `No replica "${name}" is served here (it is not running on this node)`);
+    this.#device = device;
+    this.replicaName = name;
+    return [];
   }
 
   #pump(): void {
@@ -176,15 +213,16 @@ class Connection {
 }
 
 export class ReplicaServer {
-  readonly #device: ReplicaDevice;
+  readonly #directory: ReplicaDirectory;
   readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
   readonly #onError: (err: Error) => void;
   readonly #connections = new Set<Connection>();
   readonly #listeners: net.Server[] = [];
   #closing = false;
 
-  constructor(device: ReplicaDevice, opts: ReplicaServerOptions = {}) {
-    this.#device = device;
+  /** Serves one replica (a ReplicaDevice), or the replicas of a directory, chosen per connection with OPEN. */
+  constructor(served: ReplicaDevice | ReplicaDirectory, opts: ReplicaServerOptions = {}) {
+    this.#directory = 'open' in served ? served : singleReplica(served);
     this.#limits = { maxInFlightRequests: opts.maxInFlightRequests ?? 256, maxInFlightBytes: opts.maxInFlightBytes ?? 128 * 1024 * 1024 };
     this.#onError = opts.onError ?? (() => {});
   }
@@ -246,12 +284,19 @@ export class ReplicaServer {
     return this.#connections.size;
   }
 
+  /** Drops the connections that OPENed replica `name` (it stopped or failed); others keep going. */
+  disconnect(name: string, reason: Error): Promise<void> {
+    const conns = [...this.#connections].filter((c) => c.replicaName === name);
+    for (const c of conns) c.destroy(reason);
+    return Promise.all(conns.map((c) => c.closed)).then(() => {});
+  }
+
   #accept(socket: net.Socket): void {
     if (this.#closing) {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, this.#device, this.#limits, this.#onError);
+    const conn = new Connection(socket, this.#directory, this.#limits, this.#onError);
     this.#connections.add(conn);
     void conn.closed.then(() => this.#connections.delete(conn));
   }

@@ -7,15 +7,20 @@
 // its virtual size, or with no backing image), ZERO as zeros. A write covering part of a block that is not DATA
 // merges with the block's current content (read-modify-write) so the head always holds whole, true blocks. TRIM
 // and WRITE_ZEROES mark whole blocks ZERO (hiding the backing image without writing anything) and zero the edges.
-// A write is acknowledged once in the page cache with the map updated in memory; FLUSH and FUA make it durable.
+// A write is acknowledged once its bytes are in the page cache and its map change is in the pending map log
+// (pending-log.ts): from then on it survives a crash of this process. FLUSH and FUA make it survive a power loss.
 
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { describeHolder, FileLock } from '../util/file-lock.js';
 import { openImageReaderOnSource, type ImageReader } from '../imagefmt/index.js';
 import { BlockMap, BlockState, planWrite, type StateRun } from './block-map.js';
 import { ReplicaError } from './errors.js';
 import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
+import type { PendingSlot } from './pending-format.js';
+import { applyPending, PendingLog, removePending, resolveBootId, type PendingLogOptions, type PendingReplay } from './pending-log.js';
 import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
+import type { SharedBackingReaders } from './shared-backing.js';
 import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 
@@ -25,8 +30,17 @@ export interface ReplicaStoreOptions {
   /** The directory as a StorageDir (default: the real directory); tests pass a crash-simulating one. */
   storage?: StorageDir;
   journal?: MapJournalOptions;
+  /** The pending map log that makes acknowledged writes survive a process crash (boot id, sizes; tests). */
+  pending?: PendingLogOptions;
   /** Small head, journal and backing-file I/O on the event-loop thread (storage.ts); `{ maxBytes: 0 }` turns it off. */
   syncIo?: SyncIoOptions;
+  /**
+   * Who opens the replica, recorded in the directory's lock (`replica.lock`) so a refused second opener can name
+   * the holder. The directory is always locked when it is a real directory (no `storage` given).
+   */
+  holder?: string;
+  /** Share the backing file's reader with other replicas of this process (the instance manager's one per file). */
+  backingReaders?: SharedBackingReaders;
   signal?: AbortSignal;
 }
 
@@ -42,9 +56,23 @@ interface Signal {
   signal?: AbortSignal | undefined;
 }
 
-/** The backing image reader, over a source whose small reads go through `gate`. */
-async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined): Promise<ImageReader> {
+export const LOCK_FILE = 'replica.lock';
+
+/**
+ * Locks a real replica directory for this opener (an OS lock that dies with the process: util/file-lock.ts). Two
+ * openers of one replica would each keep their own map and overwrite each other's blocks.
+ */
+async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<FileLock | undefined> {
+  if (opts.storage) return undefined;
+  const r = await FileLock.tryAcquire(join(dir, LOCK_FILE), opts.holder ?? `replica process ${process.pid}`);
+  if (r instanceof FileLock) return r;
+  throw new ReplicaError('LOCKED', `Cannot open the replica in ${dir}: it is open by ${describeHolder(r.heldBy)}`);
+}
+
+/** The backing image reader, over a source whose small reads go through `gate`; shared when `shared` is given. */
+async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined, shared?: SharedBackingReaders): Promise<ImageReader> {
   signal?.throwIfAborted();
+  if (shared) return shared.acquire(path, () => openBacking(path, gate, signal));
   const source = await openBackingSource(path, gate);
   try {
     return await openImageReaderOnSource(source, { signal });
@@ -57,24 +85,26 @@ async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal |
 export class ReplicaStore implements ReplicaDevice {
   readonly dir: string;
   readonly meta: ReplicaMeta;
-  /** What opening found in the map journal: batches replayed, bytes of a torn tail dropped, a stale journal. */
-  readonly recovery: OpenedMap['replayed'];
+  /** What opening found in the map journal (batches replayed, a torn tail, a stale journal) and the pending log. */
+  readonly recovery: OpenedMap['replayed'] & { pending: PendingReplay | undefined };
   readonly #head: StorageFile;
   readonly #backing: ImageReader | undefined;
   readonly #map: BlockMap;
   readonly #journal: MapJournal;
+  #pending: PendingLog | undefined;
   readonly #lock = new RangeLock();
   readonly #inFlight = new Set<Promise<unknown>>();
+  #dirLock: FileLock | undefined;
   #revision: number;
   #failed: unknown;
   #closing: Promise<void> | undefined;
   #runningFlush: Promise<void> | undefined;
   #queuedFlush: Promise<void> | undefined;
 
-  private constructor(dir: string, meta: ReplicaMeta, head: StorageFile, backing: ImageReader | undefined, opened: OpenedMap) {
+  private constructor(dir: string, meta: ReplicaMeta, head: StorageFile, backing: ImageReader | undefined, opened: OpenedMap, pending?: PendingReplay) {
     this.dir = dir;
     this.meta = meta;
-    this.recovery = opened.replayed;
+    this.recovery = { ...opened.replayed, pending };
     this.#head = head;
     this.#backing = backing;
     this.#map = new BlockMap(meta.blockSize, opened.states);
@@ -89,15 +119,16 @@ export class ReplicaStore implements ReplicaDevice {
     checkGeometry(opts.size, blockSize);
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
-    if ((await storage.readFile(META_FILE)) !== undefined) {
-      throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
-    }
+    const lock = await lockDir(dir, opts);
     let backing: ImageReader | undefined;
     let meta: ReplicaMeta | undefined;
     try {
+      if ((await storage.readFile(META_FILE)) !== undefined) {
+        throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
+      }
       if (opts.backing) {
         checkName('backing image name', opts.backing.name);
-        backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal);
+        backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal, opts.backingReaders);
         if (backing.virtualSize > opts.size) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
         }
@@ -115,12 +146,18 @@ export class ReplicaStore implements ReplicaDevice {
       await head.truncate(0);
       await head.truncate(opts.size);
       await head.datasync();
-      const opened = await MapJournal.create(storage, { blockSize, blockCount: opts.size / blockSize }, opts.journal);
+      const geometry = { blockSize, blockCount: opts.size / blockSize };
+      const opened = await MapJournal.create(storage, geometry, opts.journal);
+      // Pending files of an earlier replica in this directory would apply to this one: start at epoch 1 afresh.
+      await removePending(storage);
       await storage.syncDir();
       await storage.writeFileAtomic(META_FILE, encodeMeta(meta));
-      return new ReplicaStore(dir, meta, head, backing, opened);
+      const store = new ReplicaStore(dir, meta, head, backing, opened);
+      store.#dirLock = lock;
+      return await store.#startPending(storage, resolveBootId(opts.pending ?? {}), { epoch: 1, slot: 0 }, opts.pending);
     } catch (err) {
       await backing?.close();
+      await lock?.release();
       throw err;
     }
   }
@@ -129,15 +166,16 @@ export class ReplicaStore implements ReplicaDevice {
   static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<ReplicaStore> {
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
-    const bytes = await storage.readFile(META_FILE);
-    if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
-    const meta = decodeMeta(bytes);
+    const lock = await lockDir(dir, opts);
     let backing: ImageReader | undefined;
     let head: StorageFile | undefined;
     try {
+      const bytes = await storage.readFile(META_FILE);
+      if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
+      const meta = decodeMeta(bytes);
       if (meta.backing) {
         const b = meta.backing;
-        backing = await openBacking(resolve(dir, b.path), gate, opts.signal);
+        backing = await openBacking(resolve(dir, b.path), gate, opts.signal, opts.backingReaders);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
@@ -148,11 +186,23 @@ export class ReplicaStore implements ReplicaDevice {
         throw new ReplicaError('CORRUPT', `replica ${dir}: ${HEAD_FILE} is ${headSize} bytes, the volume is ${meta.size}`, { file: HEAD_FILE, offset: 0 });
       }
       opts.signal?.throwIfAborted();
-      const opened = await MapJournal.open(storage, { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize }, opts.journal);
-      return new ReplicaStore(dir, meta, head, backing, opened);
+      const geometry = { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize };
+      const bootId = resolveBootId(opts.pending ?? {});
+      let pending: Awaited<ReturnType<typeof applyPending>> | undefined;
+      const opened = await MapJournal.open(storage, geometry, opts.journal, async (states) => {
+        pending = await applyPending(storage, geometry, bootId, states);
+        // The applied states are about to become durable map entries: their data must be durable first. (That
+        // also makes every write acknowledged before the crash durable, those that changed no state included.)
+        if (pending.replay.file !== undefined) await head!.datasync();
+        return pending.revision;
+      });
+      const store = new ReplicaStore(dir, meta, head, backing, opened, pending?.replay);
+      store.#dirLock = lock;
+      return await store.#startPending(storage, bootId, pending?.next ?? { epoch: 1, slot: 0 }, opts.pending);
     } catch (err) {
       await head?.close();
       await backing?.close();
+      await lock?.release();
       throw err;
     }
   }
@@ -173,11 +223,11 @@ export class ReplicaStore implements ReplicaDevice {
     };
   }
 
-  /** Written bytes by state and the journal's size (status, tests). */
-  stats(): { dataBytes: number; zeroBytes: number; journalBytes: number } {
+  /** Written bytes by state, the journal's size and the current pending log file's (status, tests). */
+  stats(): { dataBytes: number; zeroBytes: number; journalBytes: number; pendingBytes: number } {
     const { dataBlocks, zeroBlocks } = this.#map.countWritten();
     const bs = this.meta.blockSize;
-    return { dataBytes: dataBlocks * bs, zeroBytes: zeroBlocks * bs, journalBytes: this.#journal.journalBytes };
+    return { dataBytes: dataBlocks * bs, zeroBytes: zeroBlocks * bs, journalBytes: this.#journal.journalBytes, pendingBytes: this.#pending?.bytes ?? 0 };
   }
 
   read(offset: number, length: number, { signal }: Signal = {}): Promise<Uint8Array> {
@@ -277,10 +327,25 @@ export class ReplicaStore implements ReplicaDevice {
       try {
         if (this.#failed === undefined) await this.#flushGroup();
       } finally {
-        await Promise.allSettled([this.#journal.close(), this.#head.close(), this.#backing?.close()]);
+        await Promise.allSettled([this.#journal.close(), this.#head.close(), this.#backing?.close(), this.#pending?.close()]);
+        // Last: the directory is free for another opener only once every file of this one is closed.
+        await this.#dirLock?.release();
       }
     })();
     return this.#closing;
+  }
+
+  /** Begin the pending map log, the last step of create and open; on failure close the journal (callers: the rest). */
+  async #startPending(storage: StorageDir, bootId: string | null, next: { epoch: number; slot: PendingSlot }, opts: PendingLogOptions = {}): Promise<this> {
+    if (bootId === null) return this;
+    try {
+      const hooks = { map: this.#map, revision: () => this.#revision, onFull: () => void this.#flushGroup().catch(() => {}) };
+      this.#pending = await PendingLog.start(storage, { blockSize: this.meta.blockSize, blockCount: this.#map.blockCount }, bootId, next, hooks, opts);
+      return this;
+    } catch (err) {
+      await this.#journal.close().catch(() => {});
+      throw err;
+    }
   }
 
   #zero(what: string, offset: number, length: number, fua: boolean, signal: AbortSignal | undefined): Promise<void> {
@@ -336,6 +401,9 @@ export class ReplicaStore implements ReplicaDevice {
       } finally {
         release?.();
       }
+      // A mutation is acknowledged only once its map change is in the pending log (pending-log.ts, point 2).
+      const recorded = lock === 'exclusive' ? this.#pending?.settle() : undefined;
+      if (recorded) await recorded.catch((err: unknown) => this.#fail('record map changes', err));
       if (fua) await this.#flushGroup();
       return result;
     })();
@@ -371,6 +439,7 @@ export class ReplicaStore implements ReplicaDevice {
     try {
       await this.#head.datasync();
       await this.#journal.commit(runs, revision);
+      await this.#pending?.afterCommit();
     } catch (err) {
       // After a failed fdatasync the page cache may have dropped the data: nothing about the head can be trusted.
       this.#failed = err;
@@ -412,6 +481,12 @@ export class ReplicaStore implements ReplicaDevice {
   #checkRange(what: string, offset: number, length: number): void {
     const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.meta.size;
     if (!ok) throw new ReplicaError('OUT_OF_RANGE', `Cannot ${what} ${offset}+${length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume`);
+  }
+
+  /** A pending-log append failed: the map changes since can no longer be promised to survive, so stop. */
+  #fail(what: string, err: unknown): never {
+    this.#failed ??= err;
+    throw new ReplicaError('FAILED', `Cannot ${what} on replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
   }
 
   #checkFailed(what: string): void {

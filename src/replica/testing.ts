@@ -2,7 +2,8 @@
 // that models what a power cut leaves behind. Each file keeps its durable content (as of its last datasync) and the
 // writes since; a crash image keeps, for every 512-byte sector independently, the durable bytes plus any prefix of
 // the writes to that sector (crashImage explains why). Atomic replacement is durable when it returns, as the real
-// one is after its directory fsync.
+// one is after its directory fsync. A process crash keeps every completed write (the page cache survives it):
+// that is processCrashImage.
 
 import type { StorageDir, StorageFile } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
@@ -68,8 +69,8 @@ export class CrashDir implements StorageDir {
   readonly #files = new Map<string, MemFile>();
   /** Storage operations so far (writes, datasyncs, truncates, atomic replacements). */
   ops = 0;
-  /** Called before each storage operation with its number: take crash images from here. */
-  beforeOp: ((n: number) => void) | undefined;
+  /** Called before each storage operation with its number and what it is: take crash images from here. */
+  beforeOp: ((n: number, op: { file: string; kind: 'write' | 'datasync' | 'truncate' | 'replace' }) => void) | undefined;
 
   constructor(location: string) {
     this.location = location;
@@ -83,8 +84,8 @@ export class CrashDir implements StorageDir {
       this.#files.set(name, file);
     }
     const f = file; // a handle keeps its file across a rename over the name, like an open descriptor
-    const tick = (): void => {
-      this.beforeOp?.(this.ops);
+    const tick = (kind: 'write' | 'datasync' | 'truncate'): void => {
+      this.beforeOp?.(this.ops, { file: name, kind });
       this.ops++;
     };
     return {
@@ -94,19 +95,19 @@ export class CrashDir implements StorageDir {
         return part.length;
       },
       write: async (data, position) => {
-        tick();
+        tick('write');
         const copy = new Uint8Array(data);
         f.content = applyWrite(f.content, position, copy);
         f.pending.push({ kind: 'write', pos: position, data: copy });
       },
       datasync: async () => {
-        tick();
+        tick('datasync');
         f.durable = new Uint8Array(f.content);
         f.pending = [];
       },
       size: async () => f.content.length,
       truncate: async (length) => {
-        tick();
+        tick('truncate');
         f.content = applyTruncate(f.content, length);
         f.pending.push({ kind: 'truncate', length });
       },
@@ -120,7 +121,7 @@ export class CrashDir implements StorageDir {
   }
 
   async writeFileAtomic(name: string, data: Uint8Array): Promise<void> {
-    this.beforeOp?.(this.ops);
+    this.beforeOp?.(this.ops, { file: name, kind: 'replace' });
     this.ops++;
     this.#files.set(name, new MemFile(new Uint8Array(data), true));
   }
@@ -173,6 +174,21 @@ export class CrashDir implements StorageDir {
         }
       }
       out.#files.set(name, new MemFile(bytes, true));
+    }
+    return out;
+  }
+
+  /**
+   * What the files hold after the process died now and the machine did not: every completed write, still in the
+   * page cache (not durable unless it was synced, so a crashImage taken later can lose it).
+   */
+  processCrashImage(): CrashDir {
+    const out = new CrashDir(this.location);
+    for (const [name, f] of this.#files) {
+      const copy = new MemFile(new Uint8Array(f.content), false);
+      copy.durable = new Uint8Array(f.durable);
+      copy.pending = [...f.pending];
+      out.#files.set(name, copy);
     }
     return out;
   }

@@ -1,6 +1,8 @@
 // Test helpers for volumes on a running cluster: create, attach, detach and wait through the Kubernetes-style
 // API, and read the engine and replica objects the controllers made. Failures name the last state seen.
 
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { waitFor } from './processes.js';
 
 export const NS = 'longhorn-system';
@@ -52,6 +54,12 @@ export class Volumes {
     const r = await this.req<VolumeView>('GET', `${BASE}/volumes/${name}`);
     if (r.status !== 200) throw new Error(`volume ${name}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
     return r.json;
+  }
+
+  /** Messages of the events about a volume and its engine, oldest first. */
+  async eventsFor(volume: string): Promise<string[]> {
+    const r = await this.req<{ items: { involvedObject?: { name?: string }; message?: string }[] }>('GET', `/api/v1/namespaces/${NS}/events`);
+    return r.json.items.filter((e) => e.involvedObject?.name === volume || e.involvedObject?.name === `${volume}-e-0`).map((e) => e.message ?? '');
   }
 
   async engine(volume: string): Promise<EngineView> {
@@ -113,4 +121,20 @@ export class Volumes {
 export function parseNbdUri(uri: string): { host: string; port: number; exportName: string } {
   const u = new URL(uri);
   return { host: u.hostname, port: Number(u.port || 10809), exportName: decodeURIComponent(u.pathname.replace(/^\//, '')) };
+}
+
+/**
+ * The OS locks held on a replica directory's lock file, from /proc/locks (an open-file-description lock per
+ * opener: exactly one while the replica is open, none once it is closed or its process died).
+ */
+export function replicaLockHolders(replicaDir: string): string[] {
+  let ino: number;
+  try {
+    ino = statSync(join(replicaDir, 'replica.lock')).ino;
+  } catch {
+    return [];
+  }
+  return readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(/\s+/).some((f) => f.endsWith(`:${ino}`)));
 }

@@ -76,10 +76,12 @@ export function volumeFromCreateBody(body: Record<string, unknown>): Volume {
   };
 }
 
-async function partsByVolume(store: Store): Promise<Map<string, VolumeParts>> {
+/** Engines and replicas by volume: of every volume, or (`volume` given) of that one only. */
+async function partsByVolume(store: Store, volume?: string): Promise<Map<string, VolumeParts>> {
+  const only = volume === undefined ? {} : { fieldSelector: `spec.volumeName=${volume}` };
   const [engines, replicas] = await Promise.all([
-    store.list<Engine>('Engine', { namespace: DEFAULT_NAMESPACE }),
-    store.list<Replica>('Replica', { namespace: DEFAULT_NAMESPACE }),
+    store.list<Engine>('Engine', { namespace: DEFAULT_NAMESPACE, ...only }),
+    store.list<Replica>('Replica', { namespace: DEFAULT_NAMESPACE, ...only }),
   ]);
   const map = new Map<string, VolumeParts>();
   const entry = (v: string) => map.get(v) ?? (map.set(v, { engines: [], replicas: [] }).get(v) as VolumeParts);
@@ -175,7 +177,7 @@ export async function detachVolume(store: Store, name: string, body: Record<stri
 export function registerVolumeRoutes(app: FastifyInstance, store: Store): void {
   const base = (req: FastifyRequest) => `${req.protocol}://${req.headers.host ?? 'localhost'}`;
   const one = async (req: FastifyRequest, v: Volume) => {
-    const parts = (await partsByVolume(store)).get(v.metadata.name ?? '') ?? { engines: [], replicas: [] };
+    const parts = (await partsByVolume(store, v.metadata.name ?? '')).get(v.metadata.name ?? '') ?? { engines: [], replicas: [] };
     return volumeResource(v, parts, base(req));
   };
 

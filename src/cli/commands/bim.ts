@@ -4,7 +4,8 @@
 
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
-import { BimError, startBim } from '../../bim/index.js';
+// The error class alone, statically: the manager itself loads only when `stratum bim` runs (see main.ts).
+import { BimError } from '../../bim/errors.js';
 import type { Timeouts } from '../../bim/index.js';
 
 export interface BimCommandOptions {
@@ -59,6 +60,7 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
   const apiVersion = int('--api-version', opts.apiVersion, 1, 1);
   const apiMinVersion = int('--api-min-version', opts.apiMinVersion, Math.min(1, apiVersion), 1);
   if (apiMinVersion > apiVersion) throw new BimError('InvalidArgument', `--api-min-version ${apiMinVersion} is above --api-version ${apiVersion}`);
+  const { startBim } = await import('../../bim/index.js');
   const bim = await startBim({
     disk: resolve(opts.disk),
     diskUUID: opts.diskUuid,

@@ -4,14 +4,9 @@
 
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import {
-  DataSource,
-  DataSourceError,
-  normaliseChecksum,
-  parseParameters,
-  serveDataSource,
-  type SourceType,
-} from '../../datasource/index.js';
+// The error class alone, statically: the data source itself loads only when `stratum data-source` runs (main.ts).
+import { DataSourceError } from '../../datasource/errors.js';
+import type { SourceType } from '../../datasource/index.js';
 
 export interface DataSourceCommandOptions {
   disk: string;
@@ -51,6 +46,7 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
     throw new DataSourceError('InvalidArgument', '--header-file applies to download data sources only');
   }
   const begin = seconds('begin-timeout', o.beginTimeout, 600);
+  const { DataSource, normaliseChecksum, parseParameters, serveDataSource } = await import('../../datasource/index.js');
   const ds = await DataSource.open(
     {
       diskPath: resolve(o.disk),

@@ -2,7 +2,6 @@
 // table: name, component, version, API version range, and where each entry came from.
 
 import type { Command } from 'commander';
-import { formatCatalog, loadCatalog } from '../../agent/index.js';
 import { fail } from '../output.js';
 
 export function addImagesCommand(program: Command): void {
@@ -13,6 +12,7 @@ export function addImagesCommand(program: Command): void {
     .option('-o, --output <format>', 'wide (adds command and env), json or yaml')
     .action(async (o: { images?: string; output?: string }) => {
       try {
+        const { formatCatalog, loadCatalog } = await import('../../agent/index.js');
         const catalog = loadCatalog(o.images);
         if (o.output === 'json') process.stdout.write(`${JSON.stringify(catalog.list(), null, 2)}\n`);
         else if (o.output === 'yaml') process.stdout.write((await import('yaml')).stringify({ images: catalog.list() }));

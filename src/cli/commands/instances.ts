@@ -1,11 +1,11 @@
-// `stratum replica`, `stratum engine` and `stratum instance-manager`: the data-plane processes of volumes, each in
-// the foreground until SIGTERM/SIGINT. Replica and engine print exactly one JSON line on stdout once serving (the
-// instance manager reads it to learn the real ports); everything else they say goes to stderr.
+// `stratum instance-manager` (a node's data plane: it hosts the node's replicas and engines in-process) and the
+// standalone `stratum replica` and `stratum engine` (one replica or engine in a process of its own, for tests and
+// debugging), each in the foreground until SIGTERM/SIGINT. Replica and engine print exactly one JSON line on stdout
+// once serving (with the real ports); everything else they say goes to stderr.
 
 import { Command, Option } from 'commander';
-import { runEngine } from '../../engine/index.js';
-import { ImError, startInstanceManager } from '../../instance-manager/index.js';
-import { runReplica } from '../../replica/index.js';
+// The error class alone, statically: replica, engine and instance manager load only in the command that runs them.
+import { ImError } from '../../instance-manager/errors.js';
 
 /** "host:port" / "[v6]:port" → parts; port 0 allowed (any free port). */
 export function parseHostPort(flag: string, v: string): { host: string; port: number } {
@@ -78,6 +78,7 @@ export async function runReplicaCommand(o: ReplicaFlags, signal: AbortSignal): P
       ...(o.backingFile ? { backing: { name: o.backingName!, uuid: o.backingUuid!, path: o.backingFile } } : {}),
     };
   }
+  const { runReplica } = await import('../../replica/index.js');
   await runReplica(
     {
       dir: o.dir,
@@ -108,6 +109,7 @@ export async function runEngineCommand(o: EngineFlags, signal: AbortSignal): Pro
   });
   if (!['nbd', 'blockdev', 'none'].includes(o.frontend)) throw new ImError('InvalidArgument', `--frontend must be nbd, blockdev or none, not ${JSON.stringify(o.frontend)}`);
   const size = int('--size', o.size);
+  const { runEngine } = await import('../../engine/index.js');
   await runEngine(
     {
       volume: o.volume,
@@ -125,6 +127,7 @@ export async function runEngineCommand(o: EngineFlags, signal: AbortSignal): Pro
 
 interface ImFlags {
   node: string;
+  nodeUid?: string;
   host: string;
   port: string;
   dataRoot: string[];
@@ -134,8 +137,10 @@ export async function runInstanceManagerCommand(o: ImFlags, signal: AbortSignal)
   const port = int('--port', o.port, 0);
   if (port === undefined || port > 65535) throw new ImError('InvalidArgument', `--port must be 0–65535, not ${JSON.stringify(o.port)}`);
   for (const r of o.dataRoot) if (!r.startsWith('/')) throw new ImError('InvalidArgument', `--data-root must be an absolute path, not ${JSON.stringify(r)}`);
-  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot });
-  process.stderr.write(`stratum instance-manager: node ${o.node} served at ${im.url}\n`);
+  const { startInstanceManager } = await import('../../instance-manager/index.js');
+  const name = process.env['POD_NAME'];
+  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot, ...(o.nodeUid ? { nodeUid: o.nodeUid } : {}), ...(name ? { name } : {}) });
+  process.stderr.write(`stratum instance-manager: node ${o.node} served at ${im.url}, replicas on ${im.replicaAddress}, NBD on ${im.nbdAddress}\n`);
   if (!signal.aborted) await new Promise<void>((res) => signal.addEventListener('abort', () => res(), { once: true }));
   process.stderr.write('stratum instance-manager: stopping instances\n');
   await im.close();
@@ -169,9 +174,10 @@ export function instanceCommands(): Command[] {
     .option('--fuse-dir <dir>', 'where the blockdev frontend mounts its nbdfuse files (default <device-dir>/.fuse)')
     .action((o: EngineFlags) => foreground((s) => runEngineCommand(o, s)));
   const im = new Command('instance-manager')
-    .description('run the instance manager of a node: hosts replica and engine processes, HTTP API')
+    .description('run the instance manager of a node: hosts its replicas and engines in-process, HTTP API')
     .requiredOption('--node <name>', 'node name')
-    .option('--host <addr>', 'address to listen on (the API and the instances)', '127.0.0.1')
+    .option('--node-uid <uid>', "the Node object's uid: instance names are locked per node (default: per node name)")
+    .option('--host <addr>', 'address to listen on (the API, the replica and NBD listeners)', '127.0.0.1')
     .requiredOption('--port <port>', 'API port (0: any free port)')
     .option('--data-root <dir>', 'replica directories must be inside one of these (repeatable; none: any absolute path)', collect, [])
     .action((o: ImFlags) => foreground((s) => runInstanceManagerCommand(o, s)));

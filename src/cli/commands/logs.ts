@@ -3,7 +3,6 @@
 
 import type { Command } from 'commander';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
-import { describeFetchError, errorFromResponse } from '../../client/http-store.js';
 import { fail } from '../output.js';
 
 interface LogFlags {
@@ -36,6 +35,7 @@ export function addLogsCommand(program: Command): void {
 
 async function printLogs(server: string, pod: string, o: LogFlags): Promise<void> {
   if (o.tail !== undefined && !/^\d+$/.test(o.tail)) throw new Error(`--tail must be a number of lines, not "${o.tail}"`);
+  const { describeFetchError, errorFromResponse } = await import('../../client/http-store.js');
   const url = new URL(`${server}/api/v1/namespaces/${encodeURIComponent(o.namespace)}/pods/${encodeURIComponent(pod)}/log`);
   if (o.follow) url.searchParams.set('follow', 'true');
   if (o.previous) url.searchParams.set('previous', 'true');

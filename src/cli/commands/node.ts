@@ -6,13 +6,13 @@
 
 import { Command, Option } from 'commander';
 import { join } from 'node:path';
-import { parseDiskFlag, parsePortRange, startAgent, type DiskFlag } from '../../agent/index.js';
 import { fail } from '../output.js';
 
 interface NodeFlags {
   name: string;
   manager: string;
-  disk: DiskFlag[];
+  /** Parsed when the agent starts: the parser lives with the agent, which only `stratum node` loads. */
+  disk: string[];
   dataDir?: string;
   address: string;
   images?: string;
@@ -38,7 +38,7 @@ export function addNodeCommand(program: Command): void {
     .description('run a node agent: register the node and its disks, heartbeat, run the pods bound to it')
     .requiredOption('--name <name>', 'node name (the Node resource in longhorn-system)')
     .addOption(new Option('--manager <url>', 'API server of the manager').env('STRATUM_SERVER').default('http://127.0.0.1:9500'))
-    .option('--disk <path[:tag,tag]>', 'a disk directory, with optional tags; repeat for more disks', (v: string, all: DiskFlag[]) => [...all, parseDiskFlag(v)], [] as DiskFlag[])
+    .option('--disk <path[:tag,tag]>', 'a disk directory, with optional tags; repeat for more disks', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--data-dir <dir>', 'where the agent keeps pod records and logs (default .stratum/<name>/agent)')
     .option('--address <ip>', "this node's IP: pods' hostIP and podIP, where the agent's endpoint listens", '127.0.0.1')
     .option('--images <file>', 'image catalog (YAML or JSON) added to the built-in one')
@@ -59,6 +59,8 @@ export function addNodeCommand(program: Command): void {
 }
 
 async function runNode(o: NodeFlags): Promise<void> {
+  const { parseDiskFlag, parsePortRange, startAgent } = await import('../../agent/index.js');
+  const disks = o.disk.map((d) => parseDiskFlag(d));
   const ac = new AbortController();
   const started: { agent?: Awaited<ReturnType<typeof startAgent>> } = {};
   let stopping = false;
@@ -83,7 +85,7 @@ async function runNode(o: NodeFlags): Promise<void> {
   const agent = (started.agent = await startAgent({
     nodeName: o.name,
     managerUrl: o.manager.replace(/\/+$/, ''),
-    disks: o.disk,
+    disks,
     dataDir: o.dataDir ?? join('.stratum', o.name, 'agent'),
     address: o.address,
     imagesFile: o.images,

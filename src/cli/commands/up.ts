@@ -18,7 +18,6 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { lockDataDir, portIsFree } from '../../agent/index.js';
 import { fail } from '../output.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
@@ -78,6 +77,7 @@ function count(flag: string, v: string | undefined, stored: number | undefined, 
 }
 
 async function up(o: UpFlags): Promise<void> {
+  const { lockDataDir, portIsFree } = await import('../../agent/index.js');
   const dir = resolve(o.dataDir);
   mkdirSync(dir, { recursive: true });
   const lock = await lockDataDir(dir, 'stratum up', 'up.lock');

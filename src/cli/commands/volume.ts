@@ -6,12 +6,17 @@
 
 import type { Command } from 'commander';
 import { isNotFound, StoreError } from '../../store/errors.js';
-import { request } from '../api.js';
+import type { RawResponse } from '../api.js';
 import { fail, formatTable } from '../output.js';
 import { humanBytes } from '../progress.js';
 import { endpointOf, parseDuration, waitForVolume, type V1Volume } from './volume-wait.js';
 
 const FRONTENDS = ['blockdev', 'nbd', 'none'];
+
+/** The API client loads on first use: declaring these commands is part of every `stratum` start (see main.ts). */
+async function request(method: string, url: string, opts: { body?: unknown } = {}): Promise<RawResponse> {
+  return (await import('../api.js')).request(method, url, opts);
+}
 
 interface CreateFlags {
   size: string;

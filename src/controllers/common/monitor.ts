@@ -3,8 +3,13 @@
 // and backs that with 30 s resyncs; a stream costs nothing while nothing changes and reacts at once when it does.
 
 export interface MonitorHandlers {
-  /** Called (coalesced, never concurrently) after any change line, and once when the stream (re)connects. */
+  /**
+   * Called (coalesced, never concurrently) when the stream (re)connects, and after a change line that `onEvent`
+   * did not apply. Heartbeat lines (`{"type":"HEARTBEAT"}`) trigger nothing.
+   */
   refresh(signal: AbortSignal): Promise<void>;
+  /** A change line, parsed; return true when it was applied as it is (no refresh needed). */
+  onEvent?(event: Record<string, unknown>): boolean;
   /** The stream broke; it is retried after `retryMs`. */
   down?(err: unknown): void;
 }
@@ -61,8 +66,24 @@ export class Monitors {
         if (!res.ok || !res.body) throw new Error(`${url} answered HTTP ${res.status}`);
         refresh();
         const decoder = new TextDecoder();
+        let partial = '';
         for await (const chunk of res.body) {
-          if (decoder.decode(chunk as Uint8Array, { stream: true }).includes('\n')) refresh();
+          const lines = (partial + decoder.decode(chunk as Uint8Array, { stream: true })).split('\n');
+          partial = lines.pop() ?? '';
+          if (partial.length > 16 * 1024 * 1024) throw new Error(`${url}: a change line over 16 MiB`);
+          let stale = false;
+          for (const line of lines) {
+            if (line.trim() === '') continue;
+            let ev: Record<string, unknown> | undefined;
+            try {
+              ev = JSON.parse(line) as Record<string, unknown>;
+            } catch {
+              ev = undefined; // not ours to judge: refresh from the source
+            }
+            if (ev?.['type'] === 'HEARTBEAT') continue;
+            if (!ev || !h.onEvent?.(ev)) stale = true;
+          }
+          if (stale) refresh();
         }
         throw new Error(`${url}: the change stream ended`);
       } catch (err) {

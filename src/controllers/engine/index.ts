@@ -81,9 +81,9 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       // The replicas hold every acknowledged write, so a failed engine is simply started again, after a backoff.
       restarts.next(key);
       const wait = restarts.remaining(key);
-      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine process failed'}; restarting it in ${Math.round(wait / 1000)} s`);
+      events.event(e as never, 'Warning', 'EngineFailed', `${inst.errorMsg ?? 'the engine failed'}; restarting it in ${Math.round(wait / 1000)} s`);
       await m.client.delete(name, { signal });
-      await setStopped(e, `${inst.errorMsg ?? 'the engine process failed'} (restarting in ${Math.round(wait / 1000)} s)`, 'error');
+      await setStopped(e, `${inst.errorMsg ?? 'the engine failed'} (restarting in ${Math.round(wait / 1000)} s)`, 'error');
       return { requeueAfter: wait };
     }
     if (inst.state !== 'running' || !inst.control) {
@@ -94,7 +94,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       return;
     }
     restarts.reset(key);
-    const control = new EngineControlClient(inst.control);
+    const control = new EngineControlClient(inst.control, name);
     monitors.ensure(key, control.watchUrl(), { refresh: async () => controller.enqueue(key), down: () => controller.enqueue(key) });
     let live = await control.status(signal);
     live = await syncMembership(e, control, live, signal);
@@ -193,9 +193,13 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       if (JSON.stringify(a.spec) !== JSON.stringify(b.spec) || a.metadata.deletionTimestamp !== b.metadata.deletionTimestamp) controller.enqueueObject(b);
     },
   });
+  // Only the engines whose instance entry changed are reconciled, unless the manager itself changed state.
   const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
-    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceEngines) === JSON.stringify(b.status?.instanceEngines)) return;
-    for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(e);
+    const all = !a || a.status?.currentState !== b.status?.currentState;
+    for (const e of engines.byIndex(ENGINE_BY_NODE, b.spec?.nodeID ?? '')) {
+      const n = e.metadata.name ?? '';
+      if (all || JSON.stringify(a.status?.instanceEngines?.[n]) !== JSON.stringify(b.status?.instanceEngines?.[n])) controller.enqueueObject(e);
+    }
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return { controller, stop: () => monitors.stopAll() };

@@ -1,5 +1,5 @@
-// The controller side of the instance manager's HTTP API (docs/instance-manager-api.md) and of the engine's
-// control API (docs/replica-protocol.md, "Engine control API"): what the replica, engine and instance-manager
+// The controller side of the instance manager's HTTP API (docs/instance-manager-api.md), engines' control API
+// included: what the replica, engine and instance-manager
 // controllers call. Every call has a timeout; errors carry the remote's own message and HTTP status.
 
 import type { EngineStatus as LiveEngineStatus } from '../../engine/types.js';
@@ -61,27 +61,30 @@ export class InstanceManagerClient {
 }
 
 
-/** The engine process's control API. */
+/** An engine's control API, served by the instance manager that hosts it under /v1/engines/{name}. */
 export class EngineControlClient {
   readonly base: string;
+  readonly #path: string;
 
-  constructor(address: string) {
+  /** `address`: "host:port" of the instance manager's API (the engine instance's `control`). */
+  constructor(address: string, engine: string) {
     this.base = `http://${address}`;
+    this.#path = `/v1/engines/${encodeURIComponent(engine)}`;
   }
 
   status(signal?: AbortSignal) {
-    return callJson<LiveEngineStatus>(this.base, 'GET', '/v1/engine', 5000, undefined, signal);
+    return callJson<LiveEngineStatus>(this.base, 'GET', this.#path, 5000, undefined, signal);
   }
 
   watchUrl(): string {
-    return `${this.base}/v1/engine?watch=true`;
+    return `${this.base}${this.#path}?watch=true`;
   }
 
   addReplica(name: string, address: string, signal?: AbortSignal) {
-    return callJson<LiveEngineStatus>(this.base, 'POST', '/v1/engine/replicas', 15_000, { name, address }, signal);
+    return callJson<LiveEngineStatus>(this.base, 'POST', `${this.#path}/replicas`, 15_000, { name, address }, signal);
   }
 
   removeReplica(name: string, signal?: AbortSignal) {
-    return callJson<LiveEngineStatus>(this.base, 'DELETE', `/v1/engine/replicas/${encodeURIComponent(name)}`, 15_000, undefined, signal);
+    return callJson<LiveEngineStatus>(this.base, 'DELETE', `${this.#path}/replicas/${encodeURIComponent(name)}`, 15_000, undefined, signal);
   }
 }

@@ -13,7 +13,7 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { Monitors } from '../common/monitor.js';
+import { coalesce, Monitors } from '../common/monitor.js';
 import { imPodName, instanceManagerName, LABEL_COMPONENT, LABEL_INSTANCE_MANAGER, LABEL_NODE } from '../common/names.js';
 import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../common/pods.js';
 import { settingsFrom } from '../common/settings.js';
@@ -23,8 +23,8 @@ import { InstanceManagerClient, type Instance } from './client.js';
 
 type RO<T> = DeepReadonly<T>;
 
-/** The instance-manager API range this controller speaks. */
-export const IM_API = { min: 1, current: 1 };
+/** The instance-manager API range this controller speaks (2: instances hosted in-process, engine control under /v1/engines). */
+export const IM_API = { min: 2, current: 2 };
 
 const IM_BY_NODE = 'imByNode';
 
@@ -84,7 +84,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
     const pod = pods.get(namespace, imPodName(name));
     if (!pod) {
-      await createPod(im, image);
+      await createPod(im, image, node);
       await setState(im, 'starting');
       return;
     }
@@ -113,11 +113,49 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
     monitors.ensure(nodeName, c.watchUrl(), {
       refresh: (signal) => refreshInstances(name, c, signal),
+      // The stream's events carry the changed instance: applied as they come, batched into one status write.
+      onEvent: (ev) => applyEvent(name, ev),
       down: () => controller.enqueue(nodeName),
     });
   };
 
+  /** Instance changes seen on a manager's stream and not yet written to its status (null: deleted). */
+  const pending = new Map<string, Map<string, Instance | null>>();
+  const flushers = new Map<string, () => void>();
+  const flushAbort = new AbortController();
+
+  function applyEvent(name: string, ev: Record<string, unknown>): boolean {
+    const i = ev['instance'] as Instance | undefined;
+    if (ev['type'] === 'SNAPSHOT' || !i?.name || (ev['type'] !== 'ADDED' && ev['type'] !== 'MODIFIED' && ev['type'] !== 'DELETED')) return false;
+    let changes = pending.get(name);
+    if (!changes) pending.set(name, (changes = new Map()));
+    changes.set(i.name, ev['type'] === 'DELETED' ? null : i);
+    let flush = flushers.get(name);
+    if (!flush) flushers.set(name, (flush = coalesce(() => writeChanges(name), 50, flushAbort.signal)));
+    flush();
+    return true;
+  }
+
+  async function writeChanges(name: string) {
+    const changes = pending.get(name);
+    if (!changes || changes.size === 0) return;
+    pending.delete(name);
+    await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
+      const replicas = { ...(st.instanceReplicas ?? {}) };
+      const engines = { ...(st.instanceEngines ?? {}) };
+      for (const [n, i] of changes) {
+        delete replicas[n];
+        delete engines[n];
+        if (i) (i.type === 'engine' ? engines : replicas)[n] = toProcess(i);
+      }
+      st.instanceReplicas = replicas;
+      st.instanceEngines = engines;
+    });
+  }
+
+  /** The whole list, on (re)connect or when an event could not be applied. */
   async function refreshInstances(name: string, c: InstanceManagerClient, signal: AbortSignal) {
+    pending.delete(name);
     const list = await c.list(signal);
     const replicas: Record<string, InstanceProcess> = {};
     const engines: Record<string, InstanceProcess> = {};
@@ -152,8 +190,10 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
   }
 
-  async function createPod(im: RO<InstanceManager>, image: string) {
+  async function createPod(im: RO<InstanceManager>, image: string, node: RO<Node>) {
     const name = im.metadata.name ?? '';
+    // Replicas only on the node's disks (the instance manager also checks each is a registered disk).
+    const roots = Object.values(node.spec?.disks ?? {}).flatMap((d) => (d.path ? ['--data-root', d.path] : []));
     try {
       await store.create(
         buildPod({
@@ -161,7 +201,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
           namespace,
           nodeName: im.spec?.nodeID ?? '',
           image,
-          args: ['instance-manager', '--node', '$(NODE_NAME)', '--host', '$(POD_IP)', '--port', '$(PORT)'],
+          args: ['instance-manager', '--node', '$(NODE_NAME)', '--node-uid', node.metadata.uid ?? '', '--host', '$(POD_IP)', '--port', '$(PORT)', ...roots],
           labels: { [LABEL_COMPONENT]: 'instance-manager', [LABEL_INSTANCE_MANAGER]: name, [LABEL_NODE]: im.spec?.nodeID ?? '' },
           owner: ownerRef('InstanceManager', name, im.metadata.uid ?? ''),
           readinessPath: '/v1/version',
@@ -211,7 +251,10 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       const im = currentFor(nodeName);
       return fromProcess(im?.status?.instanceReplicas?.[name]) ?? fromProcess(im?.status?.instanceEngines?.[name]);
     },
-    stop: () => monitors.stopAll(),
+    stop: () => {
+      flushAbort.abort();
+      return monitors.stopAll();
+    },
   };
 }
 

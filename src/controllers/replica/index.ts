@@ -5,7 +5,7 @@
 //   instance manager's report (running with its address, or error with the process's exit reason).
 // Whether a failed replica is replaced is the volume controller's decision, never this one's.
 
-import { join } from 'node:path';
+import { replicaDirOf } from '../../api/disk-layout.js';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
@@ -29,7 +29,7 @@ export const REPLICA_BY_NODE = 'replicaByNode';
 
 /** Where a replica's files live on its disk. */
 export function replicaDataPath(r: RO<Replica>): string {
-  return join(r.spec?.diskPath ?? '', 'replicas', r.spec?.dataDirectoryName ?? '');
+  return replicaDirOf(r.spec?.diskPath ?? '', r.spec?.dataDirectoryName ?? '');
 }
 
 export interface ReplicaControllerOptions {
@@ -82,7 +82,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       return;
     }
     if (inst.state === 'error') {
-      await setStatus(r, { currentState: 'error', message: inst.errorMsg ?? 'the replica process failed', im: m.im.metadata.name ?? '' });
+      await setStatus(r, { currentState: 'error', message: inst.errorMsg ?? 'the replica failed', im: m.im.metadata.name ?? '' });
       return;
     }
     await setStatus(r, { currentState: inst.state === 'running' ? 'running' : 'starting', inst, im: m.im.metadata.name ?? '' });
@@ -147,9 +147,13 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
 
   const controller = new Controller({ name: 'replica', workers: 4, reconcile });
   replicas.addEventHandler({ onAdd: (o) => controller.enqueueObject(o), onUpdate: (_a, b) => controller.enqueueObject(b) });
+  // Only the replicas whose instance entry changed are reconciled, unless the manager itself changed state.
   const onManager = (a: RO<InstanceManager> | undefined, b: RO<InstanceManager>) => {
-    if (a && a.status?.currentState === b.status?.currentState && JSON.stringify(a.status?.instanceReplicas) === JSON.stringify(b.status?.instanceReplicas)) return;
-    for (const r of replicas.byIndex(REPLICA_BY_NODE, b.spec?.nodeID ?? '')) controller.enqueueObject(r);
+    const all = !a || a.status?.currentState !== b.status?.currentState;
+    for (const r of replicas.byIndex(REPLICA_BY_NODE, b.spec?.nodeID ?? '')) {
+      const n = r.metadata.name ?? '';
+      if (all || JSON.stringify(a.status?.instanceReplicas?.[n]) !== JSON.stringify(b.status?.instanceReplicas?.[n])) controller.enqueueObject(r);
+    }
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return controller;

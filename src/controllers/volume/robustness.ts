@@ -39,7 +39,7 @@ export function failureOf(opts: {
   if (opts.engineRunning && opts.engineMode === 'ERR') return `the engine marked it ERR${opts.engineError ? `: ${opts.engineError}` : ''}`;
   if (r.status?.currentState === 'error') {
     const why = (r.status.conditions ?? []).find((c) => c.type === 'InstanceReady')?.message;
-    return `its process failed${why ? `: ${why}` : ''}`;
+    return `it failed on its instance manager${why ? `: ${why}` : ''}`;
   }
   if (opts.needed && !opts.nodeReady) return `its node ${r.spec?.nodeID} is down`;
   return undefined;
