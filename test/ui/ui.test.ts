@@ -205,7 +205,12 @@ test('deleting an image in use is refused, and the refusal names the volume', { 
   const dialog = page.getByRole('dialog', { name: 'Delete backing image url-image?' });
   await dialog.getByRole('button', { name: 'Delete' }).click();
   const alert = dialog.getByRole('alert');
-  await alert.waitFor();
+  await alert.waitFor({ timeout: 60_000 }).catch(async (err: Error) => {
+    // Say what the page showed instead of the refusal.
+    const seen = (await dialog.count()) ? `the dialog says: ${await dialog.innerText()}` : 'the dialog is closed';
+    const bi = await api(`${LH}/backingimages/url-image`);
+    throw new Error(`${err.message}\n${seen}\nthe image in the API: ${JSON.stringify(bi.json)}`);
+  });
   assert.match(await alert.innerText(), /vol-ui/);
   await shot('delete-refused');
   await dialog.getByRole('button', { name: 'Cancel' }).click();
