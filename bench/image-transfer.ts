@@ -22,13 +22,14 @@
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   allocatedBytes,
   Budget,
   check,
   Children,
+  CURL_AUTH,
   exec,
   FileServer,
   fsyncFile,
@@ -176,7 +177,8 @@ async function senderWithImage(run: Run): Promise<Service> {
   const origin = await makeOrigin(run);
   const bimA = (run.bimA = await startBim(kids, budget, diskA));
   // A hard link on the same file system: fetch renames it away and the origin stays for later phases.
-  const src = join(diskA.path, 'tmp', 'img.raw');
+  const src = join(diskA.path, 'tmp', 'img-staged', 'backing');
+  mkdirSync(dirname(src), { recursive: true });
   check(await exec(kids, budget, 'ln', [origin.path, src]), 'ln');
   await post(bimA, '/v1/files/img/fetch', { uuid: 'u1', sourcePath: src, size: run.o.size, expectedChecksum: origin.sha });
   await waitReady(bimA, budget, 'img');
@@ -266,7 +268,7 @@ async function peerSyncPhase(run: Run): Promise<void> {
   const copy = join(diskB.path, 'baseline-copy.raw');
   const downloaded0 = (await stats(bimA)).sent.downloadBytes;
   const t1 = performance.now();
-  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
   fsyncFile(copy);
   const copyMs = performance.now() - t1;
   if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
@@ -287,7 +289,9 @@ async function sparseSyncPhase(run: Run): Promise<void> {
   const run16 = size / 256;
   const bimA = run.bimA ?? (run.bimA = await startBim(kids, budget, diskA));
 
-  const src = join(diskA.path, 'tmp', 'sparse.raw');
+  // Where a data source leaves its finished file: the only place a manager's fetch takes files from.
+  const src = join(diskA.path, 'tmp', 'sparse-staged', 'backing');
+  mkdirSync(dirname(src), { recursive: true });
   check(await exec(kids, budget, 'qemu-img', ['create', '-q', '-f', 'raw', src, String(size)]), 'qemu-img create');
   // 16 runs, each starting 3 MiB into its sixteenth, so runs begin and end inside 4 MiB chunks.
   for (let k = 0; k < 16; k++) {
@@ -321,7 +325,7 @@ async function sparseSyncPhase(run: Run): Promise<void> {
 
   const copy = join(diskC.path, 'baseline-sparse.raw');
   const t1 = performance.now();
-  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/sparse/download`]), 'curl');
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/sparse/download`]), 'curl');
   fsyncFile(copy);
   const copyMs = performance.now() - t1;
   if (statSync(copy).size !== size) throw new Error(`curl copied ${statSync(copy).size} bytes`);

@@ -31,6 +31,8 @@ export interface SyncRequest {
 export interface SyncContext extends CommitContext {
   stats: BimStats;
   diskUUID: string;
+  /** The cluster credential, sent to every peer. */
+  peerHeaders: Record<string, string>;
   chunkSize: number;
   /** Chunks in flight at once (bounded memory: one 1 MiB staging buffer each). */
   parallel: number;
@@ -52,7 +54,7 @@ export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncReques
   await removeIfExists(ctx.layout.path(rec.key, FILES.rejected));
   await ensureIntent(ctx, rec, req);
 
-  const peers = req.sources.map((url) => new Peer(url, { name: req.name, uuid: req.uuid, session: `${ctx.diskUUID}/${rec.key}`, receiver: ctx.diskUUID }));
+  const peers = req.sources.map((url) => new Peer(url, { name: req.name, uuid: req.uuid, session: `${ctx.diskUUID}/${rec.key}`, receiver: ctx.diskUUID, headers: ctx.peerHeaders }));
   ctx.table.transition(rec, 'starting', `asking ${req.sources.join(', ')} for the chunk manifest`);
   try {
     await receive(ctx, rec, req, peers, signal);

@@ -11,6 +11,8 @@ import type { KindInfo } from '../api/kind.js';
 import type { RawResponse } from './api.js';
 import { DEFAULT_NAMESPACE } from '../api/meta.js';
 import { isNotFound, StoreError } from '../store/errors.js';
+import { clientCredential, DEFAULT_KUBECONFIG, useToken } from './credentials.js';
+import type { ManagerFlags } from './commands/manager.js';
 import { addImagesCommand } from './commands/images.js';
 import { addLogsCommand } from './commands/logs.js';
 import { bimCommand } from './commands/bim.js';
@@ -18,15 +20,24 @@ import { dataSourceCommand } from './commands/datasource.js';
 import { instanceCommands } from './commands/instances.js';
 import { addNodeCommand } from './commands/node.js';
 import { addUpCommand } from './commands/up.js';
+import { addTokenCommand } from './commands/token.js';
 import { addVolumeCommand } from './commands/volume.js';
 import { fail, qualifiedName } from './output.js';
 
 const program = new Command('stratum')
   .description('Stratum: backing images and the volumes built on them')
   .addOption(
-    new Option('-s, --server <url>', 'API server URL').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
+    new Option('-s, --server <url>', 'API server URL (default: the kubeconfig\'s, else http://127.0.0.1:9500)').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
   )
-  .showHelpAfterError('(run with --help for usage)');
+  .addOption(new Option('--kubeconfig <file>', `credentials (default: ${DEFAULT_KUBECONFIG} when it exists, as \`stratum up\` writes it)`).env('STRATUM_KUBECONFIG'))
+  .addOption(new Option('--token <token>', 'bearer token (instead of the kubeconfig\'s)').env('STRATUM_TOKEN'))
+  .showHelpAfterError('(run with --help for usage)')
+  .hook('preAction', async () => {
+    const o = program.opts<{ kubeconfig?: string; token?: string }>();
+    const k = await clientCredential({ kubeconfig: o.kubeconfig, token: o.token, serverGiven: program.getOptionValueSource('server') !== 'default' });
+    useToken(k.token);
+    if (k.server) program.setOptionValue('server', k.server);
+  });
 
 function server(): string {
   return (program.opts<{ server: string }>().server ?? '').replace(/\/+$/, '');
@@ -58,7 +69,10 @@ program
   .option('--data-dir <dir>', 'where the state database lives', '.stratum/manager')
   .option('--backing-image-manager-image <image>', 'catalog image of backing-image managers (an upgrade changes it)')
   .option('--instance-manager-image <image>', 'catalog image of instance managers')
-  .action(action(async (o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }) => (await import('./commands/manager.js')).runManagerCommand(o)));
+  .option('--images <file>', 'image catalog added to the built-in one (Pods may use only catalog images)')
+  .option('--advertise-host <name...>', 'DNS names of the manager the API answers for (besides IP literals and localhost)')
+  .option('--cors-origin <origin...>', 'browser origins allowed to call the API cross-origin (default: none, CORS off)')
+  .action(action(async (o: ManagerFlags) => (await import('./commands/manager.js')).runManagerCommand(o)));
 
 program
   .command('apply')
@@ -207,6 +221,7 @@ async function waitGone(request: (method: string, url: string) => Promise<RawRes
 }
 
 addNodeCommand(program);
+addTokenCommand(program);
 addUpCommand(program);
 addVolumeCommand(program);
 addImagesCommand(program);

@@ -28,11 +28,14 @@ const CODE_BY_REASON: Record<string, StoreErrorCode> = {
   Gone: 'Gone',
   BadRequest: 'BadRequest',
   Forbidden: 'Forbidden',
+  Unauthorized: 'Forbidden',
   MethodNotAllowed: 'MethodNotAllowed',
 };
 
 const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
   400: 'BadRequest',
+  // No StoreError code of its own: a missing or bad credential is a refusal like 403; the message says which.
+  401: 'Forbidden',
   403: 'Forbidden',
   404: 'NotFound',
   405: 'MethodNotAllowed',
@@ -48,6 +51,13 @@ export interface HttpStoreOptions {
   server: string;
   /** Per-request timeout for non-watch calls (ms). */
   timeoutMs?: number;
+  /** Bearer token sent on every request (kubeconfig or node credentials). */
+  token?: string | undefined;
+}
+
+/** The Authorization header of a bearer token, or nothing. */
+export function bearer(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
 }
 
 export function resourceUrl(server: string, info: KindInfo, namespace: string, name?: string, sub?: string): string {
@@ -76,10 +86,12 @@ export async function errorFromResponse(res: Response, what: string): Promise<St
 export class HttpStore implements Store {
   readonly #server: string;
   readonly #timeoutMs: number;
+  readonly #auth: Record<string, string>;
 
   constructor(opts: HttpStoreOptions) {
     this.#server = opts.server.replace(/\/+$/, '');
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#auth = bearer(opts.token);
   }
 
   get server(): string {
@@ -97,7 +109,7 @@ export class HttpStore implements Store {
     try {
       res = await fetch(url, {
         method,
-        headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
+        headers: { ...this.#auth, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
@@ -170,7 +182,7 @@ export class HttpStore implements Store {
     if (opts.fieldSelector) url.searchParams.set('fieldSelector', opts.fieldSelector);
     let res: Response;
     try {
-      res = await fetch(url, { headers: { accept: 'application/json' }, signal: opts.signal });
+      res = await fetch(url, { headers: { ...this.#auth, accept: 'application/json' }, signal: opts.signal });
     } catch (err) {
       if (opts.signal.aborted) return;
       throw new StoreError('Internal', `cannot reach the API server at ${this.#server}: ${describeFetchError(err)}`, { cause: err });

@@ -16,6 +16,11 @@ import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
+import { useDataPlaneCredential } from '../controllers/common/http-json.js';
+import { loadManagerCredentials, policyContext } from './credentials.js';
+import { loadCatalog } from '../agent/images.js';
+import { podAdmission } from '../agent/pod-admission.js';
+import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -25,6 +30,12 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Catalog images of data-plane components (Longhorn's --backing-image-manager-image); written to their settings. */
   images?: { backingImageManager?: string | undefined; instanceManager?: string | undefined };
+  /** Image catalog file added to the built-in one: Pods may use only catalog images (pod admission). */
+  imagesFile?: string;
+  /** DNS names the API answers for besides IP literals and localhost (Host check against DNS rebinding). */
+  advertiseHosts?: string[];
+  /** Origins allowed to call the API from a browser on another origin; none: CORS off. */
+  corsOrigins?: string[];
 }
 
 export interface RunningManager {
@@ -53,6 +64,9 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission, volumeAdmission] });
+  // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
+  store.addAdmission(podAdmission(loadCatalog(opts.imagesFile)));
+  store.addAdmission(backingImageDataSourceAdmission);
   await ensureSettings(store);
   // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
   // ones, and the controllers then retire managers of the old image.
@@ -64,19 +78,28 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
+  const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
+  useDataPlaneCredential(creds.dataPlaneHeaders);
   const controllers = startControllers({ store, metrics, signal: opts.signal, log });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
     port: opts.port ?? 9500,
     metrics,
-    podLogs: agentPodLogs(store),
-    extend: (app) => {
-      registerLonghornV1(app, store);
+    podLogs: agentPodLogs(store, { headers: creds.dataPlaneHeaders }),
+    tls: creds.tls,
+    guard: {
+      tokens: creds.tokens,
+      policy: policyContext(store),
+      origins: { hostNames: (opts.advertiseHosts ?? []).map((h) => h.toLowerCase()), corsOrigins: opts.corsOrigins ?? [] },
+    },
+    extend: async (app) => {
+      await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
       registerUiRoutes(app);
     },
   });
-  log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})`);
+  const kubeconfig = creds.writeKubeconfig(api.url);
+  log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
   const done = new Promise<void>((resolve) => {
     const stop = async () => {
       await api.close().catch(() => undefined);

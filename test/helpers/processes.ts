@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { adminToken, kubeconfigFor, rememberCluster, tokenFor } from './credentials.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (tests run from dist/test/helpers). */
@@ -84,6 +85,12 @@ export class ManagerProcess {
       const res = await fetch(`${this.url}/healthz`);
       return res.ok;
     });
+    rememberCluster(this.url, this.dataDir);
+  }
+
+  /** The admin token the manager wrote to `<data dir>/kubeconfig` on its first start. */
+  get token(): string {
+    return adminToken(this.dataDir);
   }
 
   /** SIGKILL, no chance to flush anything. */
@@ -112,9 +119,19 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The environment for a `stratum` CLI run against a test cluster: its admin token (the CLI would otherwise look
+ * for `.stratum/kubeconfig` in the working directory, which belongs to the developer's own cluster).
+ */
+export function cliEnv(args: readonly string[], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const i = args.indexOf('--server');
+  const token = i >= 0 ? tokenFor(args[i + 1] ?? '') : undefined;
+  return token && args.includes(CLI) ? { ...env, STRATUM_TOKEN: token } : env;
+}
+
 export async function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: cliEnv(args, opts.env) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -138,5 +155,11 @@ export function stratum(server: string, args: string[], input?: string): Promise
 export function kubectl(server: string, args: string[], input?: string): Promise<RunResult> {
   // An empty kubeconfig keeps the developer's own config out of the way.
   const env = { ...process.env, KUBECONFIG: '/dev/null' };
-  return run('kubectl', ['--server', server, ...args], { env, ...(input === undefined ? {} : { input }) });
+  return run('kubectl', kubectlArgs(server, args), { env, ...(input === undefined ? {} : { input }) });
+}
+
+/** `--kubeconfig FILE` (the cluster's own, as the manager or `stratum up` wrote it) followed by `args`. */
+export function kubectlArgs(server: string, args: string[]): string[] {
+  const file = kubeconfigFor(server);
+  return [...(file ? ['--kubeconfig', file] : ['--server', server]), ...args];
 }

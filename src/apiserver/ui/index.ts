@@ -1,10 +1,11 @@
-// The web UI's static files (built by `npm run build` into dist/ui), served by the manager at `/`. A small
-// handler of its own instead of a static-file plugin: it serves exactly the files the build wrote (index.html and
-// assets/*), never a path outside that folder, and leaves every API path (`/api`, `/apis`, `/openapi`,
-// `/version`, `/healthz`, `/metrics`, `/v1`) to the routes that own them.
+// The web UI's static files (built by `npm run build` into dist/ui), served by the manager: index.html at `/` and
+// every other file under `/ui/` (assets/*, favicon.svg). Exactly the paths the API guard leaves open
+// (src/apiserver/guard.ts), so the page loads without a token and logs in itself. A small handler of its own
+// instead of a static-file plugin: it serves only files the build wrote, never a path outside that folder, and
+// leaves every API path (`/api`, `/apis`, `/openapi`, `/version`, `/healthz`, `/metrics`, `/v1`) to its routes.
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +14,12 @@ import { statusFor } from '../status.js';
 /** Where `npm run build` puts the UI: dist/ui, next to dist/src (this file runs from dist/src/apiserver/ui). */
 export const DEFAULT_UI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'ui');
 
-/** Paths the UI serves. They carry no data, so they stay open when the API requires a token. */
+/** Where the built files are served (Vite's `base` in ui/vite.config.ts says the same). */
+export const UI_PREFIX = '/ui/';
+
+/** Paths the UI serves. They carry no data, so the API guard leaves them open. */
 export function isUiAssetPath(pathname: string): boolean {
-  return pathname === '/' || pathname === '/index.html' || pathname === '/favicon.svg' || pathname.startsWith('/assets/');
+  return pathname === '/' || pathname.startsWith(UI_PREFIX);
 }
 
 const TYPES: Record<string, string> = {
@@ -33,9 +37,9 @@ export function registerUiRoutes(app: FastifyInstance, opts: { dir?: string } = 
   const root = resolve(opts.dir ?? DEFAULT_UI_DIR);
   const send = async (file: string, immutable: boolean, reply: FastifyReply) => {
     const path = resolve(root, file);
-    if (!path.startsWith(root + sep) || !existsSync(path)) {
+    if (!path.startsWith(root + sep) || !statSync(path, { throwIfNoEntry: false })?.isFile()) {
       const hint = existsSync(join(root, 'index.html')) ? '' : ' (the web UI is not built: run `npm run build`)';
-      return reply.code(404).send(statusFor(404, 'NotFound', `the server could not find the requested resource (GET /${file})${hint}`));
+      return reply.code(404).send(statusFor(404, 'NotFound', `the server could not find the requested resource (GET ${reply.request.url})${hint}`));
     }
     // Built asset names carry a content hash, so they never change; index.html names them and must be re-read.
     void reply.header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
@@ -43,10 +47,8 @@ export function registerUiRoutes(app: FastifyInstance, opts: { dir?: string } = 
     return reply.type(TYPES[extname(path)] ?? 'application/octet-stream').send(await readFile(path));
   };
   app.get('/', async (_req, reply) => send('index.html', false, reply));
-  app.get('/index.html', async (_req, reply) => send('index.html', false, reply));
-  app.get('/favicon.svg', async (_req, reply) => send('favicon.svg', false, reply));
-  app.get('/assets/*', async (req, reply) => {
+  app.get(`${UI_PREFIX}*`, async (req, reply) => {
     const rest = (req.params as { '*': string })['*'];
-    return send(join('assets', rest), true, reply);
+    return send(rest, rest.startsWith('assets/'), reply);
   });
 }

@@ -3,7 +3,18 @@
 import { resolve } from 'node:path';
 import { startManager } from '../../manager/index.js';
 
-export async function runManagerCommand(o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }): Promise<void> {
+export interface ManagerFlags {
+  host: string;
+  port: string;
+  dataDir: string;
+  backingImageManagerImage?: string;
+  instanceManagerImage?: string;
+  images?: string;
+  advertiseHost?: string[];
+  corsOrigin?: string[];
+}
+
+export async function runManagerCommand(o: ManagerFlags): Promise<void> {
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
   const ac = new AbortController();
@@ -20,6 +31,9 @@ export async function runManagerCommand(o: { host: string; port: string; dataDir
     port,
     signal: ac.signal,
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
+    ...(o.images ? { imagesFile: resolve(o.images) } : {}),
+    advertiseHosts: o.advertiseHost ?? [],
+    corsOrigins: o.corsOrigin ?? [],
   });
   await m.done;
 }
