@@ -43,19 +43,39 @@ export async function launchBrowser(opts: { downloads?: boolean } = {}): Promise
   };
 }
 
-/**
- * The token to log in with: STRATUM_TOKEN, else the user token of the cluster's kubeconfig (when the cluster
- * writes one into its data dir), else any string (a cluster without authentication ignores it).
- */
+/** The token to log in with: STRATUM_TOKEN, else the admin token of the kubeconfig the cluster wrote into `dataDir`. */
 export function apiToken(dataDir: string): string {
   if (process.env['STRATUM_TOKEN']) return process.env['STRATUM_TOKEN'];
-  const kubeconfig = join(dataDir, 'kubeconfig');
-  if (existsSync(kubeconfig)) {
-    const cfg = parse(readFileSync(kubeconfig, 'utf8')) as { users?: { user?: { token?: string } }[] };
-    const token = cfg.users?.find((u) => u.user?.token)?.user?.token;
-    if (token) return token;
-  }
-  return 'ui-test-token';
+  const kubeconfig = kubeconfigOf(dataDir);
+  const cfg = parse(readFileSync(kubeconfig, 'utf8')) as { users?: { user?: { token?: string } }[] };
+  const token = cfg.users?.find((u) => u.user?.token)?.user?.token;
+  if (!token) throw new Error(`${kubeconfig} names no user token`);
+  return token;
+}
+
+/** The kubeconfig `stratum up` or a first `stratum manager` writes into its data dir (docs/security.md). */
+export function kubeconfigOf(dataDir: string): string {
+  const path = join(dataDir, 'kubeconfig');
+  if (!existsSync(path)) throw new Error(`no kubeconfig in ${dataDir}: the cluster did not write its admin credential`);
+  return path;
+}
+
+/**
+ * Watches every request the page makes to the manager at `base`: API requests without `Authorization: Bearer`,
+ * and answers 401 or 403 (a refused token, Host or Origin). `watches` counts watch requests, to show they were seen.
+ */
+export function auditApiRequests(page: Page, base: string): { missing: string[]; refused: string[]; watches: number } {
+  const audit = { missing: [] as string[], refused: [] as string[], watches: 0 };
+  const isApi = (u: string) => u.startsWith(base) && /^\/(api|apis|v1)(\/|$|\?)/.test(u.slice(base.length));
+  page.on('request', (r) => {
+    if (!isApi(r.url())) return;
+    if (/[?&]watch=(true|1)/.test(r.url())) audit.watches++;
+    if (!/^Bearer \S+$/.test(r.headers()['authorization'] ?? '')) audit.missing.push(`${r.method()} ${r.url()}`);
+  });
+  page.on('response', (r) => {
+    if (isApi(r.url()) && (r.status() === 401 || r.status() === 403)) audit.refused.push(`${r.request().method()} ${r.url()}: ${r.status()}`);
+  });
+  return audit;
 }
 
 export async function login(page: Page, url: string, token: string): Promise<void> {

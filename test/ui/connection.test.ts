@@ -1,13 +1,13 @@
 // End-to-end: the web UI when the manager goes away and comes back (a real `stratum manager`, killed with
 // SIGKILL and restarted on the same port and data): a banner says the connection is lost, the watches reconnect
-// by themselves, and a change made while the page kept open shows without a reload. And, when the manager checks
-// tokens, a refused token sends the page back to its login screen.
+// by themselves, and a change made while the page kept open shows without a reload. A refused token sends the page
+// back to its login screen, and choosing the kubeconfig the manager wrote logs in again.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { apiToken, chromiumSkip, launchBrowser, login, type Browser } from '../helpers/browser.js';
+import { apiToken, auditApiRequests, chromiumSkip, kubeconfigOf, launchBrowser, login, type Browser } from '../helpers/browser.js';
 import { ManagerProcess, tempDir, waitFor } from '../helpers/processes.js';
 
 const dir = tempDir('ui-connection');
@@ -57,16 +57,21 @@ test('a lost manager shows a banner; the page reconnects by itself and shows wha
   assert.ok(await page.evaluate(() => (globalThis as unknown as { __stratumMark?: number }).__stratumMark === 1), 'no reload happened');
 });
 
-test('a token the manager refuses sends the page back to its login screen', { skip: chromiumSkip }, async (t) => {
-  // Only meaningful once the manager checks tokens (it then writes a kubeconfig into its data dir).
+test('a refused token returns to the login screen; the kubeconfig file logs in again', { skip: chromiumSkip }, async () => {
   const probe = await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { headers: { authorization: 'Bearer not-a-token' } });
-  if (probe.status !== 401) {
-    t.skip('the manager does not check tokens (yet): nothing refuses a wrong one');
-    return;
-  }
+  assert.equal(probe.status, 401, 'the manager refuses a wrong token');
   await page.evaluate(() => (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem('stratum.token', 'not-a-token'));
   await page.goto(`${manager.url}/#/volumes`);
   await page.reload();
   await page.getByLabel('API token').waitFor({ timeout: 10_000 });
   await page.getByText('the token was refused').waitFor();
+
+  const audit = auditApiRequests(page, manager.url);
+  await page.locator('input[type="file"]').setInputFiles(kubeconfigOf(manager.dataDir));
+  await page.getByRole('navigation', { name: 'main' }).waitFor({ timeout: 10_000 });
+  await page.goto(`${manager.url}/#/settings`);
+  await page.getByTestId('setting-default-replica-count').waitFor();
+  await waitFor('a watch started', async () => audit.watches > 0, 10_000);
+  assert.deepEqual(audit.missing, [], 'every API request carries the token');
+  assert.deepEqual(audit.refused, [], 'nothing refused after logging in with the kubeconfig');
 });

@@ -3,7 +3,9 @@
 // reload interrupts and a second choice of the file resumes; watch copies appear on three disks without reloading;
 // create a volume from a ready image, attach it, see it healthy; be refused deleting the image (the refusal names
 // the volume); see a copy's colour change within 2 s of its manager being killed and again when it is back;
-// detach and delete everything. axe-core checks each page; screenshots go to docs/ui/.
+// detach and delete everything. axe-core checks each page; screenshots go to docs/ui/. The cluster checks
+// credentials, Host and Origin: the page logs in with the admin token `stratum up` wrote, and every API request it
+// makes (watches and the upload included) must carry it and be accepted.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { killRecordedCluster, type Proc, startUp } from '../helpers/cluster.js';
-import { apiToken, chromiumSkip, launchBrowser, login, seriousViolations, type Browser } from '../helpers/browser.js';
+import { apiToken, auditApiRequests, chromiumSkip, launchBrowser, login, seriousViolations, type Browser } from '../helpers/browser.js';
 import { staticServer } from '../helpers/lifecycle.js';
 import { freePort, REPO, tempDir, waitFor } from '../helpers/processes.js';
 
@@ -31,6 +33,7 @@ let browser: Browser | undefined;
 let page: Page;
 let url = '';
 let token = '';
+let audit: ReturnType<typeof auditApiRequests> | undefined;
 const sums = new Map<string, string>();
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: number; json: T }> {
@@ -82,6 +85,7 @@ before(async () => {
   assert.equal(s.status, 200, JSON.stringify(s.json));
   browser = await launchBrowser();
   page = browser.page;
+  audit = auditApiRequests(page, url);
 });
 
 after(async () => {
@@ -321,4 +325,11 @@ test('detach, then delete the volume and the images', { skip }, async () => {
   await page.goto(`${url}/#/backingimages`);
   await waitFor('every image gone', async () => (await api<{ items: unknown[] }>(`${LH}/backingimages`)).json.items.length === 0, 120_000);
   await waitFor('the list empty', async () => (await page.getByText('No backing images.').count()) === 1, 10_000);
+});
+
+test('every API request of the page carried the token and was accepted (Host, Origin, credential)', { skip }, (t) => {
+  assert.ok(audit && audit.watches > 0, 'the page watched');
+  assert.deepEqual(audit.missing, [], 'requests without Authorization: Bearer');
+  assert.deepEqual(audit.refused, [], 'requests answered 401 or 403');
+  t.diagnostic(`${audit.watches} watch requests among them; none without the token, none refused`);
 });

@@ -4,6 +4,7 @@
 export { ApiError, apiFetch, apiJson, v1 } from './http.js';
 export { clearToken, getToken, setToken, tokenWasRefused, useToken } from './auth.js';
 export { useConnection } from './connection.js';
+export { tokenFromKubeconfig } from './kubeconfig.js';
 export { KINDS, type KindKey } from './kinds.js';
 export { useResources, useEvents, WatchHub, WatchHubContext } from './watch.js';
 export type * from './types.js';
