@@ -33,6 +33,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Budget, check, Children, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, waitUntil } from './transfer-kit.js';
 import type { ChildSpec } from './volume-io-child.js';
+import { clusterAuthHeaders, newSecret } from '../src/auth/index.js';
+
+/** One cluster secret for the bench's instance managers (they require it, as in production). */
+const SECRET = newSecret();
 
 const CHILD = resolve(dirname(fileURLToPath(import.meta.url)), 'volume-io-child.js');
 
@@ -167,7 +171,8 @@ async function startIm(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc:
 }
 
 async function imCall(url: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${url}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  const headers = { ...clusterAuthHeaders(SECRET), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const res = await fetch(`${url}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const json = (await res.json()) as Record<string, unknown>;
   if (!res.ok) throw new Error(`${method} ${url}${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
   return json;
@@ -193,6 +198,8 @@ async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
   writeFileSync(join(disk, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'bench', diskUUID: 'bench' }));
   symlinkSync(ctx.backing, join(disk, 'backing-images', 'backing-bench', 'backing'));
   const backing = { name: 'backing', uuid: 'bench', path: join(disk, 'backing-images', 'backing-bench', 'backing') };
+  const clusterSecretFile = join(dir, 'cluster-secret');
+  writeFileSync(clusterSecretFile, SECRET, { mode: 0o600 });
   const procs: Side['procs'] = [];
   const stop = async () => {
     // Node 0 first: its engine drains the NBD client and flushes the replicas on its way out.
@@ -202,7 +209,7 @@ async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
   try {
     const ims = await Promise.all(
       Array.from({ length: replicas }, (_, i) =>
-        startIm(ctx, `instance manager n${i}`, { role: 'im', node: `n${i}`, lockDir: join(dir, `locks-${i}`), nbdSocket: join(dir, `nbd-${i}.sock`) }),
+        startIm(ctx, `instance manager n${i}`, { role: 'im', node: `n${i}`, lockDir: join(dir, `locks-${i}`), nbdSocket: join(dir, `nbd-${i}.sock`), dataRoot: disk, clusterSecretFile }),
       ),
     );
     ims.forEach((im, i) => procs.push({ role: i === 0 ? 'instance manager (engine + r0)' : 'instance manager (replica)', proc: im.proc }));

@@ -145,7 +145,8 @@ test('restart policies: Always restarts with growing backoff; Never ends Failed 
   await createPod(url, exitPod('once', 'Never'));
   // An image the catalog lacks is refused by the manager already (pod confinement, docs/security.md).
   const noImage = await createPod(url, { metadata: { name: 'no-image', namespace: 'default' }, spec: { nodeName: 'node-3', containers: [{ name: 'main', image: 'no-such-image:v9' }] } }).then(() => undefined, (err: Error) => err);
-  assert.match(noImage?.message ?? '', /HTTP 422 .*spec\.containers\[0\]\.image.*"no-such-image:v9" is not in the image catalog/);
+  // The Status body is JSON inside the message: its quotes are escaped.
+  assert.match(noImage?.message ?? '', /HTTP 422 .*spec\.containers\[0\]\.image.*no-such-image:v9\\" is not in the image catalog/);
   // Failed is published first, then the finalizer goes: wait for both.
   const once = await waitFor('Never pod Failed, without finalizer', async () => {
     const p = await getPod(url, 'default', 'once');

@@ -64,3 +64,11 @@ test('confinement: disk arguments must be inside a disk of the node', () => {
   assert.equal(podConfinementProblems(p(['bim', '--disk=/d1/../etc']), catalog, { disks: ['/d1'] })[0]?.field, 'spec.containers[0].args[1]');
   assert.equal(podConfinementProblems(p(['bim', '--disk', 'rel']), catalog, { disks: ['/d1'] }).length, 1);
 });
+
+test('confinement: the instance-manager pod as its controller writes it passes; a data root off the disks does not', () => {
+  const im = (roots: string[]) =>
+    pod({ image: 'stratum-im:v1', args: ['instance-manager', '--node', '$(NODE_NAME)', '--node-uid', 'u-1', '--host', '$(POD_IP)', '--port', '$(PORT)', ...roots.flatMap((r) => ['--data-root', r])] });
+  assert.deepEqual(podConfinementProblems(im(['/d1', '/d2']), catalog, { disks: ['/d1', '/d2'] }), []);
+  assert.equal(podConfinementProblems(im(['/d1', '/']), catalog, { disks: ['/d1', '/d2'] })[0]?.field, 'spec.containers[0].args[12]');
+  assert.equal(podConfinementProblems(pod({ image: 'stratum-im:v1', args: ['replica', '--dir', '/etc'] }), catalog)[0]?.field, 'spec.containers[0].args[0]');
+});

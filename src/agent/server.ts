@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { checkClusterAuthorization } from '../auth/index.js';
 import { isAgentError } from './errors.js';
 import { logStream, type LogSource } from './logs.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface LogLookup {
   (namespace: string, name: string, opts: { previous: boolean; container: string | undefined }): LogSource;
@@ -35,6 +36,7 @@ export async function startAgentServer(o: { host: string; port: number; logs: Lo
   });
   // A request is a GET without body: 30 s to send it all; an idle keep-alive connection is closed after 5 s.
   server.keepAliveTimeout = 5000;
+  limitConnectionsPerClient(server);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // `GET //` or `GET //host` is a valid request line but not a valid path relative to a base URL.

@@ -12,6 +12,7 @@ import { statusFor, toStatus } from './status.js';
 import { v1Error } from './longhorn-v1/common.js';
 import { installApiGuard, type ApiGuardOptions } from './guard.js';
 import { acceptTlsOnSamePort } from '../auth/index.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface ApiServerOptions {
   store: Store;
@@ -73,6 +74,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   // time (uploads stream for long, watches idle for hours), but bodies are in size.
   app.server.headersTimeout = 15_000;
   if (opts.tls) acceptTlsOnSamePort(app.server, opts.tls);
+  limitConnectionsPerClient(app.server);
   // First: nobody is answered, not even with a 413, before their credential checked out.
   if (opts.guard) installApiGuard(app, { ...opts.guard, plainHttpFromLoopbackOnly: opts.tls !== undefined });
 

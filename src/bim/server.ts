@@ -15,6 +15,7 @@ import { RECEIVER_HEADER, SESSION_HEADER } from './peers.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { acceptsGzip, parseRange } from './ranges.js';
 import type { WatchEvent } from './table.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface ApiVersions {
   apiVersion: number;
@@ -63,6 +64,7 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
   requireClusterCredential(app, { secret: opts.clusterSecret, open: ['/healthz'] });
   // 15 s to send the request line and headers (slow-loris); transfers themselves have their own stall limits.
   app.server.headersTimeout = 15_000;
+  limitConnectionsPerClient(app.server);
 
   app.setErrorHandler((err, _req, reply) => {
     if (isBimError(err)) {

@@ -72,6 +72,7 @@ program
   .option('--images <file>', 'image catalog added to the built-in one (Pods may use only catalog images)')
   .option('--advertise-host <name...>', 'DNS names of the manager the API answers for (besides IP literals and localhost)')
   .option('--cors-origin <origin...>', 'browser origins allowed to call the API cross-origin (default: none, CORS off)')
+  .option('--event-ttl <seconds>', 'Events older than this are deleted (default 3600, as Kubernetes)')
   .action(action(async (o: ManagerFlags) => (await import('./commands/manager.js')).runManagerCommand(o)));
 
 program

@@ -8,6 +8,7 @@ import { requireClusterCredential } from '../auth/index.js';
 import { DataSourceError, httpStatusOf, isDataSourceError, messageOf } from './errors.js';
 import type { DataSource } from './service.js';
 import { normaliseChecksum } from './source-url.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface DataSourceServer {
   /** `http://host:port` of the listening socket. */
@@ -44,6 +45,7 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
   const watchers = new Set<() => void>();
   requireClusterCredential(app, { secret: o.clusterSecret, open: ['/healthz'] });
   app.server.headersTimeout = 15_000;
+  limitConnectionsPerClient(app.server);
 
   app.setErrorHandler((err: unknown, _req, reply) => {
     const status = isDataSourceError(err) ? httpStatusOf(err) : ((err as { statusCode?: number }).statusCode ?? 500);

@@ -12,6 +12,7 @@ import { isAlreadyExists } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
+import { DEFAULT_EVENT_TTL_MS, startEventExpiry } from './event-expiry.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
@@ -36,6 +37,8 @@ export interface ManagerOptions {
   advertiseHosts?: string[];
   /** Origins allowed to call the API from a browser on another origin; none: CORS off. */
   corsOrigins?: string[];
+  /** Events older than this are deleted (default one hour, as Kubernetes' --event-ttl). */
+  eventTtlMs?: number;
 }
 
 export interface RunningManager {
@@ -81,6 +84,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
   useDataPlaneCredential(creds.dataPlaneHeaders);
   const controllers = startControllers({ store, metrics, signal: opts.signal, log });
+  const expiry = startEventExpiry({ store, ttlMs: opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS, signal: opts.signal, log });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
@@ -104,6 +108,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     const stop = async () => {
       await api.close().catch(() => undefined);
       await controllers.stopped;
+      await expiry;
       await closeStore();
       resolve();
     };

@@ -56,8 +56,12 @@ export class ManagerProcess {
   #child: ChildProcess | undefined;
   #log = '';
 
-  constructor(dataDir: string) {
+  readonly #extraArgs: string[];
+
+  /** `extraArgs` go after the manager's own flags (e.g. `--event-ttl 2`). */
+  constructor(dataDir: string, extraArgs: string[] = []) {
     this.dataDir = dataDir;
+    this.#extraArgs = extraArgs;
   }
 
   get url(): string {
@@ -74,7 +78,7 @@ export class ManagerProcess {
 
   async start(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir], {
+    const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir, ...this.#extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (d: Buffer) => (this.#log += d.toString()));

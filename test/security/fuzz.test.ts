@@ -1,7 +1,7 @@
 // Fuzz of every HTTP endpoint's routing and parsing: random methods, paths (known routes mutated, percent
 // escapes, dot segments, huge or empty ones), queries, headers and bodies, half of them with the right
 // credential so the parsers behind the authentication are reached too. Against real processes: the manager,
-// a backing-image manager, a data source, and a node agent's endpoint. Nothing may crash, and nothing may answer
+// a backing-image manager, a data source; in this process: a node agent's endpoint and an instance manager. Nothing may crash, and nothing may answer
 // 5xx except where docs/security.md documents it (507 from an upload that does not fit). Seeded: a failure prints
 // the seed (STRATUM_TEST_SEED to repeat it).
 
@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { startAgentServer, type AgentServer } from '../../src/agent/server.js';
 import { AgentError } from '../../src/agent/errors.js';
 import { clusterAuthHeaders } from '../../src/auth/index.js';
+import { startInstanceManager, type RunningInstanceManager } from '../../src/instance-manager/index.js';
 import { mulberry32 } from '../../src/util/prng.js';
 import { BimProcess, makeDisk } from '../helpers/bim.js';
 import { dataPlaneAuth, TEST_CLUSTER_SECRET } from '../helpers/credentials.js';
@@ -25,6 +26,7 @@ const manager = new ManagerProcess(`${dir.path}/manager`);
 const bim = new BimProcess(makeDisk(dir.path, 'disk'));
 const ds = new DataSourceProcess(['--disk', makeDisk(dir.path, 'ds-disk').path, '--name', 'f', '--uuid', 'u1', '--source-type', 'upload']);
 let agent: AgentServer | undefined;
+let im: RunningInstanceManager | undefined;
 
 before(async () => {
   // One after the other: three Node processes starting at once on a busy machine can miss the helpers' deadlines.
@@ -39,10 +41,13 @@ before(async () => {
       throw new AgentError('PodNotFound', 'no such pod');
     },
   });
+  const imDisk = makeDisk(dir.path, 'im-disk').path;
+  im = await startInstanceManager({ node: 'fuzz', host: '127.0.0.1', port: 0, dataRoots: [imDisk], clusterSecret: TEST_CLUSTER_SECRET, lockDir: `${dir.path}/im-locks`, log: () => {} });
 });
 
 after(async () => {
   await agent?.close();
+  await im?.close();
   await Promise.all([manager.stop(), bim.stop(), ds.stop()]);
   dir.remove();
 });
@@ -142,5 +147,11 @@ test(`fuzz: a data source (seed ${seed})`, async () => {
 
 test(`fuzz: a node agent's endpoint (seed ${seed})`, async () => {
   const problems = await fuzz({ name: 'agent', url: agent?.url ?? '', routes: ['/pods/ns/p/log', '/healthz'], auth: () => clusterAuthHeaders(TEST_CLUSTER_SECRET), allowed5xx: [] }, N);
+  assert.deepEqual(problems, [], `seed ${seed}`);
+});
+
+test(`fuzz: an instance manager (seed ${seed})`, async () => {
+  const routes = ['/v1/version', '/v1/instances', '/v1/instances/r1', '/v1/instances/r1/log', '/v1/replica-data', '/v1/engines/e1', '/v1/engines/e1/replicas', '/v1/engines/e1/replicas/r1'];
+  const problems = await fuzz({ name: 'instance manager', url: im?.url ?? '', routes, auth: dataPlaneAuth, allowed5xx: [] }, N);
   assert.deepEqual(problems, [], `seed ${seed}`);
 });
