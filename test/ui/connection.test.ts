@@ -60,9 +60,12 @@ test('a lost manager shows a banner; the page reconnects by itself and shows wha
 test('a refused token returns to the login screen; the kubeconfig file logs in again', { skip: chromiumSkip }, async () => {
   const probe = await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { headers: { authorization: 'Bearer not-a-token' } });
   assert.equal(probe.status, 401, 'the manager refuses a wrong token');
+  // The wrong token is put in place on a page of the same origin where the app does not run (its icon), so the app
+  // meets it only when it starts: a running app would be refused and return to the login before a reload, and the
+  // reload would start a fresh login screen that cannot know why.
+  await page.goto(`${manager.url}/ui/favicon.svg`);
   await page.evaluate(() => (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem('stratum.token', 'not-a-token'));
   await page.goto(`${manager.url}/#/volumes`);
-  await page.reload();
   await page.getByLabel('API token').waitFor({ timeout: 10_000 });
   await page.getByText('the token was refused').waitFor();
 
