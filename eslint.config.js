@@ -1,7 +1,9 @@
-// Lint: typescript-eslint's recommended rules on top of ESLint's, over sources, tests and benchmarks; and the
-// layering of src/ (docs/architecture.md, "Repository layout"): layers point down. Nothing below the controllers
-// imports them or the CLI, and the controllers never import the API server. Tests may cross layers.
+// Lint: typescript-eslint's recommended rules on top of ESLint's, over sources, tests, benchmarks and the web UI
+// (plus the rules of hooks for the UI's React code); and the layering of src/ (docs/architecture.md, "Repository
+// layout"): layers point down. Nothing below the controllers imports them or the CLI, and the controllers never
+// import the API server. Tests may cross layers.
 import js from '@eslint/js';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -37,5 +39,9 @@ export default tseslint.config(
         }],
       }],
     },
+  },
+  {
+    files: ['ui/**/*.{ts,tsx}'],
+    ...reactHooks.configs.flat['recommended-latest'],
   },
 );

@@ -14,6 +14,7 @@ import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
 import { DEFAULT_EVENT_TTL_MS, startEventExpiry } from './event-expiry.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
+import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
 import { useDataPlaneCredential } from '../controllers/common/http-json.js';
@@ -96,7 +97,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       policy: policyContext(store),
       origins: { hostNames: (opts.advertiseHosts ?? []).map((h) => h.toLowerCase()), corsOrigins: opts.corsOrigins ?? [] },
     },
-    extend: (app) => registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders }),
+    extend: async (app) => {
+      await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
+      registerUiRoutes(app);
+    },
   });
   const kubeconfig = creds.writeKubeconfig(api.url);
   log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
