@@ -133,7 +133,8 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     return undefined;
   }
 
-  async function provision(pvc: RO<PersistentVolumeClaim>, sc: RO<StorageClass>, params: ReturnType<typeof parseClassParameters>, bytes: number): Promise<void> {
+  /** False when the Volume was refused (the claim stays Pending with an Event). */
+  async function provision(pvc: RO<PersistentVolumeClaim>, sc: RO<StorageClass>, params: ReturnType<typeof parseClassParameters>, bytes: number): Promise<boolean> {
     const name = volumeNameFor(pvc.metadata.uid ?? '');
     if (!volumes.get(ns, name)) {
       const volume: Volume = {
@@ -142,9 +143,16 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
         metadata: { name, namespace: ns, labels: { 'longhorn.io/pvc': pvc.metadata.name ?? '', 'longhorn.io/pvc-namespace': pvc.metadata.namespace ?? '' } },
         spec: volumeSpecFor(params, bytes),
       };
-      await store.create(volume).catch((err: unknown) => {
+      try {
+        await store.create(volume);
+      } catch (err) {
+        if (isInvalid(err)) {
+          // The Volume's own admission refused it (e.g. a size below the image's): say so on the claim.
+          refuse(pvc, 'ProvisioningFailed', `cannot create volume ${name}: ${errorMessage(err)}`);
+          return false;
+        }
         if (!isAlreadyExists(err)) throw err;
-      });
+      }
     }
     if (!pvs.get('', name)) {
       const pv: PersistentVolume = {
@@ -176,6 +184,7 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     await syncClaimStatus(pvc, bound);
     lastRefusal.delete(`${pvc.metadata.namespace ?? ''}/${pvc.metadata.name ?? ''}`);
     events.event(pvc, 'Normal', 'ProvisioningSucceeded', `Successfully provisioned volume ${name}`);
+    return true;
   }
 
   async function reconcileClaim(claimNs: string, name: string): Promise<{ requeueAfter: number } | undefined> {
