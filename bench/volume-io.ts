@@ -22,7 +22,9 @@
 // their peak resident set (VmHWM from /proc/PID/status).
 //
 //   npm run bench -- volume-io [seq-read] [seq-write] [rand-read] [rand-write] [rand-write-flush]
-//                              [--replicas 1,3] [--runtime 8] [--limit 900]
+//                              [--replicas 1,3] [--runtime 8] [--limit 900] [--cpu-prof DIR]
+//
+// --cpu-prof DIR writes a V8 CPU profile of every instance manager to DIR (open it in Chrome's DevTools).
 
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
@@ -65,6 +67,8 @@ interface Options {
   replicas: number[];
   runtimeS: number;
   limitMs: number;
+  /** Where the instance managers write V8 CPU profiles, if set. */
+  cpuProfDir?: string;
 }
 
 function parseArgs(args: string[]): Options {
@@ -79,6 +83,7 @@ function parseArgs(args: string[]): Options {
     if (w) o.workloads.push(w);
     else if (a === '--runtime') o.runtimeS = int(a, args[++i]);
     else if (a === '--limit') o.limitMs = int(a, args[++i]) * 1000;
+    else if (a === '--cpu-prof') o.cpuProfDir = resolve(args[++i] ?? '.');
     else if (a === '--replicas') o.replicas = (args[++i] ?? '').split(',').map((v) => int(a, v));
     else throw new Error(`unknown argument ${JSON.stringify(a)}; workloads: ${WORKLOADS.map((x) => x.key).join(', ')}`);
   }
@@ -161,7 +166,8 @@ interface Ctx {
 }
 
 async function startIm(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc: Proc; url: string; replicaAddress: string }> {
-  const proc = new Proc(what, ctx.kids, process.execPath, [CHILD, JSON.stringify(spec)]);
+  const prof = ctx.o.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${ctx.o.cpuProfDir}`];
+  const proc = new Proc(what, ctx.kids, process.execPath, [...prof, CHILD, JSON.stringify(spec)]);
   const [url = '', replicaAddress = ''] = await proc.waitFor(ctx.budget, (log) => /^ready (\S+) (\S+)$/m.exec(log)?.slice(1));
   return { proc, url, replicaAddress };
 }

@@ -21,6 +21,7 @@ import {
   type ReplicaResponse,
 } from './protocol.js';
 import type { ExtentData, ReplicaInfo, WrittenExtents } from './types.js';
+import { WriteBatch } from '../util/write-batch.js';
 
 export type ReplicaEndpoint = { host?: string; port: number } | { path: string };
 
@@ -78,6 +79,7 @@ export function formatEndpoint(e: ReplicaEndpoint): string {
 export class ReplicaClient {
   readonly address: string;
   readonly #socket: net.Socket;
+  readonly #batch: WriteBatch;
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   /**
@@ -91,13 +93,13 @@ export class ReplicaClient {
   #nextId = 1;
   #error: Error | undefined;
   #ending = false;
-  #corked = false;
   /** The one timer of the connection, armed for the earliest deadline in flight (see #armTimer). */
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
 
   private constructor(socket: net.Socket, address: string, timeoutMs: number) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.address = address;
     this.#timeoutMs = timeoutMs;
     socket.setNoDelay(true);
@@ -255,15 +257,7 @@ export class ReplicaClient {
     if (signal) this.#joinSignal(signal, pending!);
     if (deadline < this.#timerAt) this.#armTimer(deadline);
     const socket = this.#socket;
-    // Cork for the rest of this tick: the requests an NBD burst starts leave in one writev, not one write each.
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        socket.uncork();
-      });
-    }
+    this.#batch.hold();
     const payload = h.payload;
     socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload?.byteLength ?? 0 }));
     if (payload && payload.byteLength > 0) socket.write(payload);

@@ -20,6 +20,8 @@ import {
   type ReplicaRequest,
 } from './protocol.js';
 import type { ReplicaDevice } from './types.js';
+import { ioBuffers } from '../util/buffer-pool.js';
+import { WriteBatch } from '../util/write-batch.js';
 
 export interface ReplicaServerOptions {
   /** Requests one connection may have in flight before the server stops reading it (default 256). */
@@ -59,6 +61,7 @@ export function statusOf(err: unknown): WireStatus {
 
 class Connection {
   readonly #socket: net.Socket;
+  readonly #batch: WriteBatch;
   readonly #directory: ReplicaDirectory;
   #device: ReplicaDevice | undefined;
   /** The name OPEN gave (undefined on a single-replica server's connection that never sent OPEN). */
@@ -72,11 +75,11 @@ class Connection {
   #inFlightBytes = 0;
   #draining = false;
   #paused = false;
-  #corked = false;
   #ended = false;
 
   constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.#directory = directory;
     this.#device = directory.initial;
     this.#limits = limits;
@@ -129,17 +132,11 @@ class Connection {
     const payloadLength = payload.reduce((n, p) => n + p.byteLength, 0);
     const socket = this.#socket;
     if (!socket.destroyed && !socket.writableEnded) {
-      // Cork for the rest of this tick so a burst of small answers leaves in one writev.
-      if (!this.#corked) {
-        this.#corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          this.#corked = false;
-          socket.uncork();
-        });
-      }
+      this.#batch.hold();
       socket.write(encodeResponseHeader({ op: r.op, status, id: r.id, payloadLength }));
-      for (const p of payload) if (p.byteLength > 0) socket.write(p);
+      // A READ's data came from the device, which handed it over: once the socket has taken it, a pooled buffer
+      // goes back (util/buffer-pool.ts).
+      for (const p of payload) if (p.byteLength > 0) socket.write(p, () => ioBuffers.give(p));
     }
     this.#inFlight--;
     this.#inFlightBytes -= cost;
@@ -161,7 +158,10 @@ class Connection {
       case Op.READ:
         return d.read(r.offset, r.length, { signal }).then((data) => [data]);
       case Op.WRITE:
-        return d.write(r.offset, r.payload, { fua, signal }).then(none);
+        return d.write(r.offset, r.payload, { fua, signal }).then(() => {
+          ioBuffers.give(r.payload);
+          return [];
+        });
       case Op.FLUSH:
         return d.flush({ signal }).then(none);
       case Op.TRIM:
