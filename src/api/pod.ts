@@ -53,8 +53,8 @@ export interface Container {
 export interface VolumeMount {
   /** The name of one of the pod's `volumes`. */
   name: string;
-  /** Where the pod's process finds the volume: Stratum has no container filesystem, so the process gets it in
-   *  `STRATUM_MOUNT_<n>` variables and the `STRATUM_MOUNTS` map (see src/agent/volumes.ts). */
+  /** Where the pod's process finds the volume: Stratum has no container filesystem, so the process gets the host
+   *  path of each mountPath in the `STRATUM_MOUNTS` map (see src/agent/volumes.ts). */
   mountPath: string;
   readOnly?: boolean;
   subPath?: string;

@@ -73,11 +73,11 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
   const podsUsing = (claimNs: string, name: string) =>
     pods.byIndex(BY_CLAIM, `${claimNs}/${name}`).filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
 
-  const refuse = (pvc: RO<PersistentVolumeClaim>, reason: string, message: string): void => {
+  const refuse = (pvc: RO<PersistentVolumeClaim>, reason: string, message: string, type: 'Warning' | 'Normal' = 'Warning'): void => {
     const key = `${pvc.metadata.namespace ?? ''}/${pvc.metadata.name ?? ''}`;
     if (lastRefusal.get(key) === message) return;
     lastRefusal.set(key, message);
-    events.event(pvc, 'Warning', reason, message);
+    events.event(pvc, type, reason, message);
   };
 
   async function dropFinalizer(kind: string, o: RO<PersistentVolumeClaim | PersistentVolume>, finalizer: string): Promise<void> {
@@ -210,7 +210,8 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     if (sc.provisioner !== LONGHORN_PROVISIONER) return undefined;
     if (sc.volumeBindingMode === 'WaitForFirstConsumer' && !pvc.metadata.annotations?.[SELECTED_NODE_ANNOTATION]) {
       if (pvc.status?.phase !== 'Pending') return undefined;
-      refuse(pvc, 'WaitForFirstConsumer', 'waiting for first consumer to be created before binding');
+      // Kubernetes reports this as Normal: waiting is the point of the binding mode.
+      refuse(pvc, 'WaitForFirstConsumer', 'waiting for first consumer to be created before binding', 'Normal');
       return undefined;
     }
     let params: ReturnType<typeof parseClassParameters>;
