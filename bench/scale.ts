@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseAllDocuments } from 'yaml';
+import { KUBECONFIG_FILE, readKubeconfig } from '../src/auth/index.js';
 import { clusterProcesses, freePort, killSurvivors, memoryOf, percentile, VolumeWatch, type OsProcess } from './attach-kit.js';
 import { Budget, check, Children, CLI, exec, FileServer, hasTool, interruptOnSignals, MiB, waitUntil } from './transfer-kit.js';
 
@@ -65,11 +66,17 @@ class Cluster {
   readonly seen = new Map<string, OsProcess>();
   constructor(readonly dataDir: string, readonly kids: Children, readonly budget: Budget) {}
 
+  /** The admin credential `stratum up` wrote to the cluster's kubeconfig. */
+  get auth(): Record<string, string> {
+    return { authorization: `Bearer ${readKubeconfig(join(this.dataDir, KUBECONFIG_FILE)).token}` };
+  }
+
   async call<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
     const res = await fetch(`${this.api}${path}`, {
       method,
       signal: AbortSignal.timeout(30_000),
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': contentType } }),
+      headers: { ...this.auth, ...(body === undefined ? {} : { 'content-type': contentType }) },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     });
     const text = await res.text();
     if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
@@ -96,7 +103,7 @@ class Cluster {
 
 /** Deepest work-queue depth in one /metrics reading. */
 async function queueDepth(c: Cluster): Promise<number> {
-  const text = await (await fetch(`${c.api}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const text = await (await fetch(`${c.api}/metrics`, { headers: c.auth, signal: AbortSignal.timeout(10_000) })).text();
   let max = 0;
   for (const m of text.matchAll(/^stratum_workqueue_depth\{[^}]*\} (\d+)/gm)) max = Math.max(max, Number(m[1]));
   return max;
@@ -201,7 +208,7 @@ export async function run(args: string[]): Promise<void> {
     const unusedWatch = new AbortController();
     const rvs = new Map<string, string>();
     const countWrites = async (path: string, match: (o: { metadata: { name: string; labels?: Record<string, string> } }) => boolean) => {
-      const res = await fetch(`${c.api}${path}?watch=true`, { signal: unusedWatch.signal });
+      const res = await fetch(`${c.api}${path}?watch=true`, { headers: c.auth, signal: unusedWatch.signal });
       let buf = '';
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         buf += Buffer.from(chunk).toString();
@@ -221,7 +228,7 @@ export async function run(args: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 5000));
     unusedWrites = 0;
 
-    watch = await new VolumeWatch(c.api, NS).start();
+    watch = await new VolumeWatch(c.api, NS, c.auth).start();
     progress('baseline: 20 create+attach on the cluster without the workload');
     const empty = await probe(c, watch, nodes, 'empty', probes);
     await removeVolumes(c, probes);

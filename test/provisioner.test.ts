@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { hasTool, kubectl, ManagerProcess, tempDir, waitFor } from './helpers/processes.js';
+import { authFor } from './helpers/credentials.js';
 
 const skip = hasTool('kubectl') ? false : 'kubectl is not installed';
 const dir = tempDir('provisioner');
@@ -16,7 +17,7 @@ before(async () => {
   if (skip) return;
   await manager.start();
   // The on-demand image's URL is a loopback address, refused by default.
-  const res = await fetch(`${manager.url}/v1/settings/allow-private-download-urls`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: 'true' }) });
+  const res = await fetch(`${manager.url}/v1/settings/allow-private-download-urls`, { method: 'PUT', headers: { 'content-type': 'application/json', ...authFor(manager.url) }, body: JSON.stringify({ value: 'true' }) });
   assert.ok(res.ok, await res.text());
 });
 
@@ -26,7 +27,7 @@ after(async () => {
 });
 
 const get = async <T>(path: string): Promise<T | undefined> => {
-  const res = await fetch(`${manager.url}${path}`);
+  const res = await fetch(`${manager.url}${path}`, { headers: authFor(manager.url) });
   return res.status === 404 ? undefined : ((await res.json()) as T);
 };
 type Obj = { metadata: { name: string; annotations?: Record<string, string> }; spec?: Record<string, unknown>; status?: Record<string, unknown> };

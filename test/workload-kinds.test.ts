@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { hasTool, kubectl, ManagerProcess, REPO, tempDir } from './helpers/processes.js';
+import { authFor } from './helpers/credentials.js';
 
 const CLASSES = join(REPO, 'test', 'fixtures', 'seed-scale-storageclasses.yaml');
 const WORKLOAD = join(REPO, 'test', 'fixtures', 'seed-scale-statefulset.yaml');
@@ -51,14 +52,14 @@ test('kubectl scale changes spec.replicas through the scale subresource', { skip
   assert.match(scaled.stdout, /scaled/);
   const replicas = await kubectl(manager.url, ['get', 'sts', 'bi-scalability-test', '-n', 'default', '-o', 'jsonpath={.spec.replicas}']);
   assert.equal(replicas.stdout, '2');
-  const res = await fetch(`${manager.url}/apis/apps/v1/namespaces/default/statefulsets/bi-scalability-test/scale`);
+  const res = await fetch(`${manager.url}/apis/apps/v1/namespaces/default/statefulsets/bi-scalability-test/scale`, { headers: authFor(manager.url) });
   const scale = (await res.json()) as { kind: string; spec: { replicas: number }; status: { selector: string } };
   assert.equal(scale.kind, 'Scale');
   assert.equal(scale.spec.replicas, 2);
   assert.equal(scale.status.selector, 'app=nginx');
   const bad = await fetch(`${manager.url}/apis/apps/v1/namespaces/default/statefulsets/bi-scalability-test/scale`, {
     method: 'PATCH',
-    headers: { 'content-type': 'application/merge-patch+json' },
+    headers: { 'content-type': 'application/merge-patch+json', ...authFor(manager.url) },
     body: JSON.stringify({ spec: { replicas: -1 } }),
   });
   assert.equal(bad.status, 422);

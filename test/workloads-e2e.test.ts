@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { killRecordedCluster, killRecordedPods, type Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
 import { freePort, hasTool, kubectl, REPO, run, tempDir, waitFor } from './helpers/processes.js';
+import { authFor } from './helpers/credentials.js';
 
 const PODS = 5;
 const CLAIMS = 10;
@@ -39,7 +40,7 @@ const rolloutStatus = (timeoutS: number) =>
     env: { ...process.env, KUBECONFIG: '/dev/null' },
     timeoutMs: (timeoutS + 30) * 1000,
   });
-const getJson = async <T>(path: string): Promise<T> => (await (await fetch(`${url}${path}`)).json()) as T;
+const getJson = async <T>(path: string): Promise<T> => (await (await fetch(`${url}${path}`, { headers: authFor(url) })).json()) as T;
 interface PodJson { metadata: { name: string; annotations?: Record<string, string>; uid: string }; spec: { nodeName?: string }; status?: { phase?: string } }
 const pod = (name: string) => getJson<PodJson>(`/api/v1/namespaces/default/pods/${name}`);
 const podPort = (p: PodJson) => Object.values(JSON.parse(p.metadata.annotations?.['stratum.io/ports'] ?? '{}') as Record<string, number>)[0];
@@ -81,7 +82,7 @@ before(async () => {
   const port = await freePort();
   up = await startUp(dir.path, port);
   url = `http://127.0.0.1:${port}`;
-  const res = await fetch(`${url}/v1/settings/allow-private-download-urls`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: 'true' }) });
+  const res = await fetch(`${url}/v1/settings/allow-private-download-urls`, { method: 'PUT', headers: { 'content-type': 'application/json', ...authFor(url) }, body: JSON.stringify({ value: 'true' }) });
   assert.ok(res.ok, await res.text());
 });
 
@@ -175,7 +176,7 @@ test('a class for a missing image creates it; a class whose source differs keeps
 });
 
 test('deleting the StatefulSet and the claims removes every volume, replica directory and unused image copy; nothing stays mounted or looped', { skip, timeout: 600_000 }, async () => {
-  await fetch(`${url}/v1/settings/backing-image-cleanup-wait-interval`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: '0' }) });
+  await fetch(`${url}/v1/settings/backing-image-cleanup-wait-interval`, { method: 'PUT', headers: { 'content-type': 'application/json', ...authFor(url) }, body: JSON.stringify({ value: '0' }) });
   await k(['delete', 'statefulset', 'bi-scalability-test', '-n', 'default', '--timeout=300s']);
   await k(['delete', 'pvc', '--all', '-n', 'default', '--timeout=300s']);
   await waitFor('every Volume and PV gone', async () => {
