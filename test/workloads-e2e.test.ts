@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { killRecordedCluster, killRecordedPods, type Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { freePort, hasTool, kubectl, REPO, run, tempDir, waitFor } from './helpers/processes.js';
+import { freePort, hasTool, kubectl, kubectlArgs, REPO, run, tempDir, waitFor } from './helpers/processes.js';
 import { authFor } from './helpers/credentials.js';
 
 const PODS = 5;
@@ -36,7 +36,7 @@ const k = async (args: string[], input?: string) => {
 };
 /** `kubectl rollout status`, which may legitimately take minutes (the helper's kubectl stops at 30 s). */
 const rolloutStatus = (timeoutS: number) =>
-  run('kubectl', ['--server', url, 'rollout', 'status', 'statefulset/bi-scalability-test', '-n', 'default', `--timeout=${timeoutS}s`], {
+  run('kubectl', kubectlArgs(url, ['rollout', 'status', 'statefulset/bi-scalability-test', '-n', 'default', `--timeout=${timeoutS}s`]), {
     env: { ...process.env, KUBECONFIG: '/dev/null' },
     timeoutMs: (timeoutS + 30) * 1000,
   });
