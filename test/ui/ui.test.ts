@@ -298,6 +298,7 @@ test('nodes and settings pages pass axe; a read-only setting cannot be edited', 
   await page.goto(`${url}/#/settings`);
   const ro = page.getByTestId('setting-default-instance-manager-image');
   await ro.waitFor();
+  await ro.getByText('read-only').waitFor();
   assert.equal(await ro.getByRole('textbox').getAttribute('readonly'), '');
   await noSeriousViolations('settings');
   await shot('settings');
