@@ -10,7 +10,7 @@
 // Errors are {code, message} with the engine's error codes; statusFor() is the one place mapping codes to HTTP.
 
 import * as http from 'node:http';
-import { ReplicaClient, type ReplicaEndpoint } from '../replica/index.js';
+import { ReplicaClient, type ReplicaEndpoint, type SnapshotInfo } from '../replica/index.js';
 import type { Engine } from './engine.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { EngineError, isEngineError, type EngineErrorCode } from './errors.js';
@@ -28,6 +28,8 @@ const HTTP_STATUS: Record<EngineErrorCode, number> = {
   REBUILD_RUNNING: 409,
   REBUILD_FAILED: 500,
   CLOSED: 503,
+  SNAPSHOT_UNKNOWN: 404,
+  SNAPSHOT_EXISTS: 409,
 };
 
 export function statusFor(err: unknown): number {
@@ -71,6 +73,8 @@ export interface ControlServerOptions {
    * which names the replica on the node's shared listener, or reaches a replica it hosts itself without a socket.
    */
   connectReplica?: (name: string, address: string) => Promise<ReplicaBackend>;
+  /** Why a revert must be refused now (a frontend serves the volume), or undefined. */
+  revertRefused?: () => string | undefined;
   log?: (line: string) => void;
 }
 
@@ -161,6 +165,38 @@ export class EngineControl {
     await this.#engine.removeReplica(name);
     return this.#engine.status();
   }
+
+  /** GET …/snapshots: the snapshots with 'volume-head' last. */
+  async listSnapshots(): Promise<{ snapshots: SnapshotInfo[] }> {
+    return { snapshots: await this.#engine.snapshotList() };
+  }
+
+  /** POST …/snapshots {name?, labels?}: a crash-consistent snapshot of every replica. */
+  async createSnapshot(input: unknown): Promise<{ name: string; snapshots: SnapshotInfo[] }> {
+    const { name, labels } = (input ?? {}) as { name?: unknown; labels?: unknown };
+    if ((name !== undefined && typeof name !== 'string') || (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string')))) {
+      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name"?: string, "labels"?: {string: string}}');
+    }
+    const created = await this.#engine.snapshotCreate({ name: name as string | undefined, labels: labels as Record<string, string> | undefined });
+    return { name: created, ...(await this.listSnapshots()) };
+  }
+
+  async deleteSnapshot(name: string): Promise<{ snapshots: SnapshotInfo[] }> {
+    await this.#engine.snapshotDelete(name);
+    return this.listSnapshots();
+  }
+
+  async revertSnapshot(name: string): Promise<{ snapshots: SnapshotInfo[] }> {
+    const refused = this.#opts.revertRefused?.();
+    if (refused) throw new EngineError('INVALID_STATE', `Cannot revert volume "${this.#engine.volume}" to snapshot "${name}": ${refused}`);
+    await this.#engine.snapshotRevert(name);
+    return this.listSnapshots();
+  }
+
+  async purgeSnapshots(): Promise<{ merged: string[]; snapshots: SnapshotInfo[] }> {
+    const merged = await this.#engine.snapshotPurge();
+    return { merged, ...(await this.listSnapshots()) };
+  }
 }
 
 /** One engine's control API on a listener of its own (the `stratum engine` process). */
@@ -218,6 +254,12 @@ export class ControlServer {
       if (req.method === 'GET' && path === '/v1/engine') return send(200, this.#control.status());
       if (req.method === 'POST' && path === '/v1/engine/replicas') return send(202, await this.#control.addReplica(await body(req)));
       if (req.method === 'DELETE' && one) return send(200, await this.#control.removeReplica(decodeURIComponent(one[1]!)));
+      const snap = /^\/v1\/engine\/snapshots\/([^/]+)(\/revert)?$/.exec(path);
+      if (req.method === 'GET' && path === '/v1/engine/snapshots') return send(200, await this.#control.listSnapshots());
+      if (req.method === 'POST' && path === '/v1/engine/snapshots') return send(200, await this.#control.createSnapshot(await body(req)));
+      if (req.method === 'POST' && path === '/v1/engine/purge') return send(200, await this.#control.purgeSnapshots());
+      if (req.method === 'DELETE' && snap && !snap[2]) return send(200, await this.#control.deleteSnapshot(decodeURIComponent(snap[1]!)));
+      if (req.method === 'POST' && snap?.[2]) return send(200, await this.#control.revertSnapshot(decodeURIComponent(snap[1]!)));
       send(404, { code: 'NotFound', message: `no route ${req.method} ${path}` });
     } catch (err) {
       send(statusFor(err), { code: isEngineError(err) ? err.code : 'Internal', message: err instanceof Error ? err.message : String(err) });

@@ -12,6 +12,8 @@ import { RangeLock, isReplicaError, replicaProtocol, WireStatus, type ReplicaInf
 import type { BlockDevice } from '../frontend/nbd/index.js';
 import { EngineError, NBD_EIO, NBD_EINVAL, NBD_ENOSPC } from './errors.js';
 import { runRebuild, type RebuildMember } from './rebuild.js';
+import { SnapshotOps, type CreateSnapshotOptions } from './snapshots.js';
+import type { SnapshotInfo } from '../replica/index.js';
 import type { EngineStatus, RebuildStatus, ReplicaBackend, ReplicaMode, ReplicaStatus } from './types.js';
 
 export interface EngineReplicaSpec {
@@ -90,6 +92,7 @@ export class Engine implements BlockDevice {
   #rebuildAbort: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closing = false;
+  readonly #snapshots: SnapshotOps;
 
   private constructor(opts: EngineOptions, size: number, blockSize: number, backing: ReplicaInfo['backing'], members: Member[]) {
     this.volume = opts.volume;
@@ -99,6 +102,15 @@ export class Engine implements BlockDevice {
     this.#opts = opts;
     this.#log = opts.log ?? (() => {});
     for (const m of members) this.#adopt(m);
+    this.#snapshots = new SnapshotOps({
+      volume: this.volume,
+      size,
+      blockSize,
+      lock: this.#lock,
+      members: () => [...this.#members.values()],
+      fail: (m, err, what) => this.#fail(m as Member, err, what),
+      rebuilding: () => (this.#rebuild?.state === 'running' ? this.#rebuild.replica : [...this.#members.values()].find((m) => m.mode === 'WO')?.name),
+    });
     const every = opts.pingIntervalMs ?? 2000;
     if (every > 0) this.#timer = setInterval(() => this.#pingAll(), every).unref();
   }
@@ -223,6 +235,8 @@ export class Engine implements BlockDevice {
     this.#log(`engine ${this.volume}: rebuilding replica ${name}`);
     const combined = signal ? AbortSignal.any([signal, abort.signal]) : abort.signal;
     try {
+      // A snapshot operation that began before the replica was added finishes first: the copy needs a still chain.
+      await this.#snapshots.idle();
       await runRebuild(
         {
           size: this.size,
@@ -251,6 +265,27 @@ export class Engine implements BlockDevice {
       if (this.#rebuildAbort === abort) this.#rebuildAbort = undefined;
       this.#changed();
     }
+  }
+
+  /** Snapshot every replica, crash-consistently (snapshots.ts); returns the snapshot's name. */
+  snapshotCreate(opts: CreateSnapshotOptions = {}): Promise<string> {
+    return this.#track('create snapshot', () => this.#snapshots.create(opts));
+  }
+
+  snapshotList(): Promise<SnapshotInfo[]> {
+    return this.#track('list snapshots', () => this.#snapshots.list());
+  }
+
+  snapshotDelete(name: string): Promise<void> {
+    return this.#track('delete snapshot', () => this.#snapshots.delete(name));
+  }
+
+  snapshotRevert(name: string): Promise<void> {
+    return this.#track('revert snapshot', () => this.#snapshots.revert(name));
+  }
+
+  snapshotPurge(): Promise<string[]> {
+    return this.#track('purge snapshots', () => this.#snapshots.purge());
   }
 
   /** Drop a replica from the volume (an ERR one, or any but the last RW). Its connection is closed. */

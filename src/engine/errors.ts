@@ -20,6 +20,10 @@ export const ENGINE_ERROR_CODES = [
   'REBUILD_FAILED',
   /** The engine is closing or closed. */
   'CLOSED',
+  /** A snapshot operation named a snapshot the volume does not have. */
+  'SNAPSHOT_UNKNOWN',
+  /** A snapshot was to be created with a name the volume already has. */
+  'SNAPSHOT_EXISTS',
 ] as const;
 
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];

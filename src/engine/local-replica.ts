@@ -5,7 +5,7 @@
 // and once the replica goes away (`detach`) or the engine drops it, every call fails and `closed` resolves.
 
 import { performance } from 'node:perf_hooks';
-import { ReplicaError, statusOf, type ExtentData, type ReplicaDevice, type ReplicaInfo, type RequestOptions, type WrittenExtents } from '../replica/index.js';
+import { ReplicaError, statusOf, type ControlAnswer, type ControlRequest, type ExtentData, type ReplicaDevice, type ReplicaInfo, type RequestOptions, type WrittenExtents } from '../replica/index.js';
 import { MAX_EXTENTS_PER_PAGE } from '../replica/protocol.js';
 import type { ReplicaBackend } from './types.js';
 
@@ -74,6 +74,15 @@ export class LocalReplica implements ReplicaBackend {
 
   setRevision(revision: number, opts?: RequestOptions): Promise<void> {
     return this.#call('SET_REVISION', opts, () => this.#device.setRevision(revision));
+  }
+
+  control(req: ControlRequest, data?: Uint8Array, opts?: RequestOptions): Promise<ControlAnswer> {
+    const d = this.#device;
+    return this.#call('CONTROL', opts, (signal) => {
+      if (!d.control) throw new ReplicaError('INVALID_ARGUMENT', 'this replica has no snapshots (CONTROL is not supported)');
+      // As over the wire: the replica gets its own copy of the binary part.
+      return d.control(req, data ?? new Uint8Array(0), { signal });
+    });
   }
 
   /** Graceful: waits for the calls in flight, then closes this end (the replica itself stays open). */

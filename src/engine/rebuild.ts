@@ -12,9 +12,16 @@
 //
 // The flip to RW happens under an exclusive lock over the whole volume (a brief I/O barrier): no write is in flight,
 // so the source's revision counter is exactly the one the new replica must carry.
+//
+// Snapshots: before the head, the source's chain is copied layer by layer, written extents only (copyChain). The
+// target takes the chain's shape under a brief barrier (its head is replaced by an empty one over the new layers:
+// whatever frontend writes it had received are on the source's head too, which is copied after), then each frozen
+// layer's extents go into the same layer on the target. Frozen layers do not change while a replica is WO (the
+// engine refuses snapshot operations then), so that copy needs no lock. One source for the whole chain: layer ids
+// are the source's own.
 
-import { BlockState } from '../replica/index.js';
-import type { RangeLock } from '../replica/index.js';
+import { BlockState, replicaProtocol } from '../replica/index.js';
+import type { ChainView, RangeLock, WrittenExtents, ExtentRun } from '../replica/index.js';
 import { EngineError } from './errors.js';
 import type { RebuildStatus, ReplicaBackend, ReplicaMode } from './types.js';
 
@@ -39,6 +46,9 @@ export interface RebuildContext {
   /** Progress changed (for status watchers). */
   changed(): void;
 }
+
+/** Chain changes on a replica close and create files and fdatasync: more than an I/O request's timeout. */
+const CONTROL_TIMEOUT_MS = 120_000;
 
 interface Window {
   offset: number;
@@ -98,6 +108,55 @@ export async function runRebuild(ctx: RebuildContext, progress: RebuildStatus, s
     if (target.mode !== 'WO') throw new EngineError('REBUILD_FAILED', `Cannot rebuild replica "${target.name}": it is ${target.mode}, no longer WO`);
   };
 
+  async function copyChain(): Promise<void> {
+    const src = await fromSource('chain', async (b) => ({ b, view: (await b.control({ op: 'chain' }, undefined, { timeoutMs: CONTROL_TIMEOUT_MS })).result as ChainView }));
+    const { b, view } = src;
+    if (view.layers.length === 0) return;
+    const bs = ctx.blockSize;
+    const release = await ctx.lock.acquire(0, ctx.size / bs, 'exclusive', { signal });
+    try {
+      checkTarget();
+      await onTarget('install the snapshot chain', target.backend.control({ op: 'installChain', chain: view }, undefined, { timeoutMs: CONTROL_TIMEOUT_MS }).then(() => {}));
+    } finally {
+      release();
+    }
+    const fromChainSource = async <T>(what: string, op: () => Promise<T>): Promise<T> => {
+      try {
+        return await op();
+      } catch (err) {
+        signal.throwIfAborted();
+        const m = source && source.backend === b ? source : undefined;
+        if (m) ctx.fail(m, err, what);
+        throw new EngineError('REBUILD_FAILED', `Cannot rebuild replica "${target.name}": ${what} failed on the source: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    for (const layer of view.layers) {
+      let at: number | undefined = 0;
+      while (at !== undefined) {
+        checkTarget();
+        const from: number = at;
+        const page = (await fromChainSource('list layer extents', () => b.control({ op: 'layerExtents', layer: layer.id, offset: from, maxExtents: 1024 }))).result as WrittenExtents;
+        for (const e of page.extents) progress.bytesListed += e.length;
+        for (const w of windows(page.extents, ctx.chunkBytes)) {
+          checkTarget();
+          const a = await fromChainSource('read layer extent', () => b.control({ op: 'layerRead', layer: layer.id, offset: w.offset, length: w.length }));
+          const runs = (a.result as { runs: ExtentRun[] }).runs;
+          for (const r of runs) {
+            if (r.state === BlockState.DATA) progress.bytesCopied += r.length;
+            else if (r.state === BlockState.ZERO) progress.zeroBytes += r.length;
+          }
+          const body = Buffer.concat(replicaProtocol.encodeExtentData({ runs, data: a.data ?? new Uint8Array(0) }));
+          await onTarget('write layer extent', target.backend.control({ op: 'layerWrite', layer: layer.id, offset: w.offset }, body).then(() => {}));
+          progress.chunks++;
+        }
+        at = page.nextOffset;
+        ctx.changed();
+      }
+      progress.snapshots = (progress.snapshots ?? 0) + 1;
+    }
+    await onTarget('finish the snapshot chain', target.backend.control({ op: 'finishChain' }, undefined, { timeoutMs: CONTROL_TIMEOUT_MS }).then(() => {}));
+  }
+
   const copy = async (w: Window): Promise<void> => {
     const bs = ctx.blockSize;
     const release = await ctx.lock.acquire(w.offset / bs, (w.offset + w.length) / bs, 'exclusive', { signal });
@@ -125,6 +184,8 @@ export async function runRebuild(ctx: RebuildContext, progress: RebuildStatus, s
     }
     ctx.changed();
   };
+
+  await copyChain();
 
   let cursor: number | undefined = 0;
   while (cursor !== undefined) {

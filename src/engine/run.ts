@@ -49,6 +49,7 @@ export function unreachable(address: string, err: unknown): ReplicaBackend {
     listExtents: fail,
     readExtent: fail,
     setRevision: fail,
+    control: fail,
     close: () => Promise.resolve(),
     destroy: () => {},
   };

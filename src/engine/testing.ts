@@ -1,11 +1,11 @@
 // Test helpers for the engine's tests (not exported from index.ts): in-process replicas that are real (a
-// ReplicaStore behind a ReplicaServer on a loopback port, reached through a ReplicaClient), each wrapped in a
+// LayeredReplica behind a ReplicaServer on a loopback port, reached through a ReplicaClient), each wrapped in a
 // FaultDevice so a test can stall or fail one; and a byte model of the volume.
 
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ReplicaClient, ReplicaServer, ReplicaStore } from '../replica/index.js';
+import { LayeredReplica, ReplicaClient, ReplicaServer } from '../replica/index.js';
 import { FaultDevice, Rng } from '../replica/testing.js';
 
 export { Rng, testSeed } from '../replica/testing.js';
@@ -13,7 +13,7 @@ export { Rng, testSeed } from '../replica/testing.js';
 export interface TestReplica {
   name: string;
   dir: string;
-  store: ReplicaStore;
+  store: LayeredReplica;
   device: FaultDevice;
   server: ReplicaServer;
   port: number;
@@ -48,7 +48,7 @@ export class Fixture {
     const dir = join(disk, 'replicas', name);
     await mkdir(disk, { recursive: true });
     await copyFile(join(this.root, 'backing.raw'), join(disk, 'backing'));
-    const store = await ReplicaStore.create(dir, { name, size: this.size, blockSize, backing: { name: 'bi', uuid: 'u1', path: '../../backing' } });
+    const store = await LayeredReplica.create(dir, { name, size: this.size, blockSize, backing: { name: 'bi', uuid: 'u1', path: '../../backing' } });
     const device = new FaultDevice(store);
     const server = new ReplicaServer(device);
     const addr = await server.listen({ port: 0 });

@@ -1,7 +1,7 @@
 // Shapes of the engine's public surface: the replica backend it drives (ReplicaClient fits it), replica modes, and
 // the status it exposes to controllers.
 
-import type { ExtentData, ReplicaInfo, RequestOptions, WrittenExtents } from '../replica/index.js';
+import type { ControlAnswer, ControlRequest, ExtentData, ReplicaInfo, RequestOptions, WrittenExtents } from '../replica/index.js';
 
 /** RW: receives writes and serves reads. WO: rebuilding, receives writes only. ERR: failed, receives nothing. */
 export type ReplicaMode = 'RW' | 'WO' | 'ERR';
@@ -21,6 +21,8 @@ export interface ReplicaBackend {
   listExtents(offset: number, maxExtents?: number, opts?: RequestOptions): Promise<WrittenExtents>;
   readExtent(offset: number, length: number, opts?: RequestOptions): Promise<ExtentData>;
   setRevision(revision: number, opts?: RequestOptions): Promise<void>;
+  /** Snapshot operations and layer copies (the replica's CONTROL op). */
+  control(req: ControlRequest, data?: Uint8Array, opts?: RequestOptions): Promise<ControlAnswer>;
   close(): Promise<void>;
   destroy(err?: Error): void;
 }
@@ -52,6 +54,8 @@ export interface RebuildStatus {
   zeroBytes: number;
   /** Copy windows done. */
   chunks: number;
+  /** Snapshot layers copied (their extents count in the bytes above). */
+  snapshots?: number;
   error?: string;
 }
 

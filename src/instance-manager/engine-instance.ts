@@ -45,7 +45,8 @@ export class EngineInstance extends HostedInstance {
     const hooks: { notify?: () => void } = {};
     const engine = await Engine.start({ volume: e.volume, size: e.size, replicas: backends, onChange: () => hooks.notify?.(), log, signal });
     this.#engine = engine;
-    const control = new EngineControl(engine, { requestTimeoutMs: timeoutMs, connectReplica: (n, a) => this.ctx.hub.connect(n, a, { timeoutMs }), log });
+    const revertRefused = () => (this.#device ? `it is served as block device ${this.#device.path}; detach it, or attach it without a frontend` : undefined);
+    const control = new EngineControl(engine, { requestTimeoutMs: timeoutMs, connectReplica: (n, a) => this.ctx.hub.connect(n, a, { timeoutMs }), revertRefused, log });
     this.#control = control;
     hooks.notify = () => control.changed();
     this.ctx.nbd.addExport(e.volume, engine, { description: `Stratum volume ${e.volume}` });

@@ -1,11 +1,11 @@
-// A replica hosted in the instance manager: its ReplicaStore (the directory locked while open, the backing file's
+// A replica hosted in the instance manager: its LayeredReplica (a LayeredReplica head over its snapshots; the directory locked while open, the backing file's
 // reader shared with the node's other replicas on it), served on the node's replica listener under its name.
 //
 // Storage failures make the replica `error`: any read or write the disk refuses (EIO, EROFS, a failed fdatasync)
 // means its content can no longer be trusted or extended, so it stops serving at once and its engines mark it ERR
 // and rebuild elsewhere. A full disk (ENOSPC) is not a fault of the replica; the engine handles it.
 
-import { isReplicaError, ReplicaStore, type ExtentData, type ReplicaDevice, type ReplicaInfo, type WrittenExtents } from '../replica/index.js';
+import { isReplicaError, LayeredReplica, type ControlAnswer, type ControlRequest, type ExtentData, type ReplicaDevice, type ReplicaInfo, type WrittenExtents } from '../replica/index.js';
 import { HostedInstance, messageOf } from './instance.js';
 import type { ReplicaSpec } from './spec.js';
 
@@ -15,20 +15,22 @@ type Signal = { signal?: AbortSignal | undefined };
 function isStorageFault(err: unknown): boolean {
   if (err instanceof Error && err.name === 'AbortError') return false;
   if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT') || isReplicaError(err, 'CLOSED')) return false;
+  // A snapshot request naming a snapshot that is not there, or already is.
+  if (isReplicaError(err, 'NOT_FOUND') || isReplicaError(err, 'ALREADY_EXISTS')) return false;
   const code = (err as { code?: unknown } | null)?.code;
   return code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EFBIG' && code !== 'ABORT_ERR';
 }
 
 /** The store as served: every failure is checked for a storage fault on its way out. */
 class GuardedDevice implements ReplicaDevice {
-  readonly #store: ReplicaStore;
+  readonly #store: LayeredReplica;
   readonly #onFault: (err: unknown) => void;
   readonly #check = (err: unknown): never => {
     if (isStorageFault(err)) this.#onFault(err);
     throw err;
   };
 
-  constructor(store: ReplicaStore, onFault: (err: unknown) => void) {
+  constructor(store: LayeredReplica, onFault: (err: unknown) => void) {
     this.#store = store;
     this.#onFault = onFault;
   }
@@ -72,10 +74,14 @@ class GuardedDevice implements ReplicaDevice {
   setRevision(revision: number): void {
     this.#store.setRevision(revision);
   }
+
+  control(req: ControlRequest, data: Uint8Array, opts?: Signal): Promise<ControlAnswer> {
+    return this.#store.control(req, data, opts).catch(this.#check);
+  }
 }
 
 export class ReplicaInstance extends HostedInstance {
-  #store: ReplicaStore | undefined;
+  #store: LayeredReplica | undefined;
   #served = false;
 
   get #replica(): ReplicaSpec {
@@ -86,12 +92,12 @@ export class ReplicaInstance extends HostedInstance {
   protected async open(signal: AbortSignal): Promise<void> {
     const r = this.#replica;
     const common = { holder: `${this.ctx.holder}, replica ${this.name}`, backingReaders: this.ctx.backingReaders, signal };
-    let store: ReplicaStore;
+    let store: LayeredReplica;
     try {
-      store = await ReplicaStore.open(r.dir, common);
+      store = await LayeredReplica.open(r.dir, common);
     } catch (err) {
       if (!isReplicaError(err, 'NOT_FOUND')) throw err;
-      store = await ReplicaStore.create(r.dir, { ...common, name: this.name, size: r.size, ...(r.blockSize === undefined ? {} : { blockSize: r.blockSize }), ...(r.backing ? { backing: r.backing } : {}) });
+      store = await LayeredReplica.create(r.dir, { ...common, name: this.name, size: r.size, ...(r.blockSize === undefined ? {} : { blockSize: r.blockSize }), ...(r.backing ? { backing: r.backing } : {}) });
       this.say(`created in ${r.dir}`);
     }
     this.#store = store;
@@ -115,7 +121,7 @@ export class ReplicaInstance extends HostedInstance {
   }
 
   /** Written bytes of the open store (status and tests). */
-  stats(): ReturnType<ReplicaStore['stats']> | undefined {
+  stats(): ReturnType<LayeredReplica['stats']> | undefined {
     return this.#store?.stats();
   }
 }

@@ -6,6 +6,8 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { requireClusterCredential } from '../auth/cluster-credential.js';
 import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
+import { statusFor } from '../engine/control.js';
+import { isEngineError } from '../engine/errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { limitConnectionsPerClient } from '../util/connection-limit.js';
@@ -50,6 +52,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
 
   app.setErrorHandler((err, _req, reply) => {
     if (isImError(err)) return reply.code(httpStatusOf(err.code)).send({ code: err.code, message: err.message });
+    // An engine's control API answers with the engine's codes (its statusFor), as a standalone engine does.
+    if (isEngineError(err)) return reply.code(statusFor(err)).send({ code: err.code, message: err.message });
     const e = err as { statusCode?: number; message?: string };
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.code(e.statusCode).send({ code: 'InvalidArgument', message: e.message ?? 'bad request' });
@@ -116,6 +120,12 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   app.delete('/v1/engines/:name/replicas/:replica', async (req: FastifyRequest<{ Params: { name: string; replica: string } }>) =>
     control(req.params.name).removeReplica(checkName('replica', req.params.replica)),
   );
+  type SnapReq = FastifyRequest<{ Params: { name: string; snapshot: string } }>;
+  app.get('/v1/engines/:name/snapshots', async (req: Req) => control(req.params.name).listSnapshots());
+  app.post('/v1/engines/:name/snapshots', async (req: Req) => control(req.params.name).createSnapshot(req.body));
+  app.delete('/v1/engines/:name/snapshots/:snapshot', async (req: SnapReq) => control(req.params.name).deleteSnapshot(checkName('snapshot', req.params.snapshot)));
+  app.post('/v1/engines/:name/snapshots/:snapshot/revert', async (req: SnapReq) => control(req.params.name).revertSnapshot(checkName('snapshot', req.params.snapshot)));
+  app.post('/v1/engines/:name/purge', async (req: Req) => control(req.params.name).purgeSnapshots());
 
   function watch(req: Req, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });

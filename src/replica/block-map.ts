@@ -53,6 +53,11 @@ export class BlockMap {
     return this.#states[block] as BlockState;
   }
 
+  /** A copy of every block's state. */
+  copyStates(): Uint8Array {
+    return this.#states.slice();
+  }
+
   /**
    * Set `count` blocks from `start` to `state` and remember them as changed. Returns whether any block changed: a
    * block already in `state` has its change remembered already (or durable), so rewriting it records nothing.

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { clientProof, newNonce, verifyServerProof } from '../auth/cluster-credential.js';
 import { protocolError, ReplicaError } from './errors.js';
+import { decodeControlAnswer, encodeControlRequest, type ControlAnswer, type ControlRequest } from './control.js';
 import {
   encodeOpenCredential,
   GREETING_ID,
@@ -271,6 +272,13 @@ export class ReplicaClient {
 
   async setRevision(revision: number, opts: RequestOptions = {}): Promise<void> {
     await this.#request(Op.SET_REVISION, { offset: revision }, opts);
+  }
+
+  /** A snapshot operation or layer copy (control.ts); `data` is the request's binary part. */
+  async control(req: ControlRequest, data?: Uint8Array, opts: RequestOptions = {}): Promise<ControlAnswer> {
+    const { length, payload } = encodeControlRequest(req, data);
+    const r = await this.#request(Op.CONTROL, { length, payload }, opts);
+    return this.#decode(r, decodeControlAnswer);
   }
 
   /** Graceful: wait for the answers in flight, then close. */

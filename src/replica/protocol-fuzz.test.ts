@@ -48,6 +48,11 @@ function randomRequest(rng: Rng): { h: RequestHeader; payload: Uint8Array } {
       return { h: { op, flags, id, offset: rng.int(2 ** 40), length: 1 + rng.int(5000), payloadLength: 0 }, payload: new Uint8Array(0) };
     case Op.SET_REVISION:
       return { h: { op, flags, id, offset: rng.int(2 ** 52), length: 0, payloadLength: 0 }, payload: new Uint8Array(0) };
+    case Op.CONTROL: {
+      const json = Buffer.from(JSON.stringify({ op: 'layerWrite', layer: rng.int(100), offset: rng.int(2 ** 40) }), 'utf8');
+      const payload = Buffer.concat([json, rng.bytes(rng.int(3000))]);
+      return { h: { op, flags, id, offset: 0, length: json.length, payloadLength: payload.length }, payload };
+    }
     case Op.OPEN: {
       const payload = Buffer.from(`replica-${rng.int(1e9)}`.slice(0, 1 + rng.int(18)), 'utf8');
       return { h: { op, flags, id, offset: 0, length: 0, payloadLength: payload.length }, payload };

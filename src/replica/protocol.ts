@@ -7,6 +7,7 @@
 import { ByteQueue } from '../util/byte-queue.js';
 import { protocolError } from './errors.js';
 import { getU64, setU64, view } from './wire.js';
+import { MAX_CONTROL_JSON } from './control.js';
 
 export * from './protocol-payloads.js';
 
@@ -23,6 +24,8 @@ export const Op = {
   SET_REVISION: 10,
   /** The first request on a connection to a node's shared replica listener: which replica (payload: its name). */
   OPEN: 11,
+  /** Snapshot operations and layer copies: a JSON request and answer, each with optional binary data (control.ts). */
+  CONTROL: 12,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -117,7 +120,7 @@ export function decodeOpenCredential(payload: Uint8Array, nameLength: number): O
 //  TRIM, WRITE_ZEROES: offset/length.  LIST_EXTENTS: offset = cursor, length = most extents to return.
 //  SET_REVISION: offset = the new revision.  PING, INFO, FLUSH: all zero.  flags: FUA on WRITE/TRIM/WRITE_ZEROES.
 //  OPEN: paylen = length of the UTF-8 replica name that follows; offset and length zero. With flag CRED: see
-//  "OPEN with a credential" above.
+//  "OPEN with a credential" above.  CONTROL: length = bytes of the JSON request, paylen = length + binary data.
 
 export interface RequestHeader {
   op: Op;
@@ -186,6 +189,11 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
       if (length !== 0) throw protocolError(at + 24, 'OPEN must have length 0');
       if (payloadLength === 0 || payloadLength > MAX_OPEN_NAME) throw protocolError(at + 28, `OPEN name of ${payloadLength} bytes is not in 1..${MAX_OPEN_NAME}`);
       break;
+    case Op.CONTROL:
+      if (offset !== 0) throw protocolError(at + 16, 'CONTROL must have offset 0');
+      if (length === 0 || length > MAX_CONTROL_JSON) throw protocolError(at + 24, `CONTROL request of ${length} JSON bytes is not in 1..${MAX_CONTROL_JSON}`);
+      if (payloadLength < length || payloadLength > length + MAX_IO + MAX_CONTROL_JSON) throw protocolError(at + 28, `CONTROL payload of ${payloadLength} bytes does not fit its ${length} JSON bytes and at most ${MAX_IO} bytes of data`);
+      break;
     case Op.PING:
     case Op.INFO:
     case Op.FLUSH:
@@ -194,7 +202,7 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
       if (length !== 0) throw protocolError(at + 24, `${name} must have length 0`);
       break;
   }
-  if (op !== Op.WRITE && op !== Op.OPEN && payloadLength !== 0) throw protocolError(at + 28, `${name} carries no payload, got ${payloadLength} bytes`);
+  if (op !== Op.WRITE && op !== Op.OPEN && op !== Op.CONTROL && payloadLength !== 0) throw protocolError(at + 28, `${name} carries no payload, got ${payloadLength} bytes`);
   return { op: op as Op, flags, id, offset, length, payloadLength };
 }
 

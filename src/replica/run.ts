@@ -4,7 +4,7 @@
 
 import { isReplicaError } from './errors.js';
 import { ReplicaServer, type ReplicaAddress, type ReplicaListenOptions } from './server.js';
-import { ReplicaStore } from './store.js';
+import { LayeredReplica } from './layered.js';
 
 export interface RunReplicaOptions {
   /** The replica directory (on the disk that also holds the backing file). */
@@ -27,13 +27,13 @@ export interface RunReplicaOptions {
 /** Runs until `signal` aborts; resolves after the server and the store have closed. */
 export async function runReplica(opts: RunReplicaOptions, signal: AbortSignal): Promise<void> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  let store: ReplicaStore;
+  let store: LayeredReplica;
   try {
-    store = await ReplicaStore.open(opts.dir, { signal });
+    store = await LayeredReplica.open(opts.dir, { signal });
   } catch (err) {
     if (!isReplicaError(err, 'NOT_FOUND') || !opts.create) throw err;
     const c = opts.create;
-    store = await ReplicaStore.create(opts.dir, { ...c, signal });
+    store = await LayeredReplica.create(opts.dir, { ...c, signal });
     log(`replica ${c.name}: created in ${opts.dir}`);
   }
   const server = new ReplicaServer(store, { onError: (err) => log(`replica ${store.meta.name}: ${err.message}`) });

@@ -4,6 +4,7 @@
 // and answered when it completes, in any order. A connection stops reading its socket while it has too many
 // requests or bytes in flight, so a fast engine cannot make the replica buffer without bound.
 
+import { decodeControlRequest, encodeControlAnswer } from './control.js';
 import * as net from 'node:net';
 import { newNonce, serverProof, verifyClientProof } from '../auth/cluster-credential.js';
 import { isReplicaError, ReplicaError } from './errors.js';
@@ -75,7 +76,8 @@ export type ReplicaAddress = { host: string; port: number } | { path: string };
 
 /** The wire status for a device failure. */
 export function statusOf(err: unknown): WireStatus {
-  if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT')) return WireStatus.EINVAL;
+  // NOT_FOUND and ALREADY_EXISTS: a snapshot request naming a snapshot that is not there, or already is.
+  if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT') || isReplicaError(err, 'NOT_FOUND') || isReplicaError(err, 'ALREADY_EXISTS')) return WireStatus.EINVAL;
   if (isReplicaError(err, 'CLOSED')) return WireStatus.ESHUTDOWN;
   if (isReplicaError(err, 'NO_REPLICA')) return WireStatus.ENOENT;
   const code = (err as { code?: unknown } | null)?.code;
@@ -249,6 +251,11 @@ class Connection {
       case Op.SET_REVISION:
         d.setRevision(r.offset);
         return [];
+      case Op.CONTROL: {
+        if (!d.control) throw new ReplicaError('INVALID_ARGUMENT', 'this replica has no snapshots (CONTROL is not supported)');
+        const { req, data } = decodeControlRequest(r.payload, r.length, r.streamOffset);
+        return d.control(req, data, { signal }).then(encodeControlAnswer);
+      }
     }
     throw new ReplicaError('INVALID_ARGUMENT', `unexpected op ${r.op}`);
   }

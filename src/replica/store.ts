@@ -42,7 +42,17 @@ export interface ReplicaStoreOptions {
   holder?: string;
   /** Share the backing file's reader with other replicas of this process (the instance manager's one per file). */
   backingReaders?: SharedBackingReaders;
+  /**
+   * What UNWRITTEN blocks read as, instead of the backing image: the snapshot layers below this head and the backing
+   * image under them (layered.ts). The store neither opens the backing image then nor closes `below`.
+   */
+  below?: BelowReader;
   signal?: AbortSignal;
+}
+
+/** The content under a head: `read` fills `buf` with the bytes at `offset` (the ImageReader read contract). */
+export interface BelowReader {
+  read(buf: Uint8Array, offset: number, opts?: { signal?: AbortSignal | undefined }): Promise<void>;
 }
 
 export interface CreateReplicaOptions extends ReplicaStoreOptions {
@@ -63,7 +73,7 @@ export const LOCK_FILE = 'replica.lock';
  * Locks a real replica directory for this opener (an OS lock that dies with the process: util/file-lock.ts). Two
  * openers of one replica would each keep their own map and overwrite each other's blocks.
  */
-async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<FileLock | undefined> {
+export async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<FileLock | undefined> {
   if (opts.storage) return undefined;
   const r = await FileLock.tryAcquire(join(dir, LOCK_FILE), opts.holder ?? `replica process ${process.pid}`);
   if (r instanceof FileLock) return r;
@@ -71,7 +81,7 @@ async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<FileLock
 }
 
 /** The backing image reader, over a source whose small reads go through `gate`; shared when `shared` is given. */
-async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined, shared?: SharedBackingReaders): Promise<ImageReader> {
+export async function openBacking(path: string, gate: SyncIoGate, signal: AbortSignal | undefined, shared?: SharedBackingReaders): Promise<ImageReader> {
   signal?.throwIfAborted();
   if (shared) return shared.acquire(path, () => openBacking(path, gate, signal));
   const source = await openBackingSource(path, gate);
@@ -90,6 +100,7 @@ export class ReplicaStore implements ReplicaDevice {
   readonly recovery: OpenedMap['replayed'] & { pending: PendingReplay | undefined };
   readonly #head: StorageFile;
   readonly #backing: ImageReader | undefined;
+  readonly #below: BelowReader | undefined;
   readonly #map: BlockMap;
   readonly #journal: MapJournal;
   #pending: PendingLog | undefined;
@@ -102,12 +113,13 @@ export class ReplicaStore implements ReplicaDevice {
   #runningFlush: Promise<void> | undefined;
   #queuedFlush: Promise<void> | undefined;
 
-  private constructor(dir: string, meta: ReplicaMeta, head: StorageFile, backing: ImageReader | undefined, opened: OpenedMap, pending?: PendingReplay) {
+  private constructor(dir: string, meta: ReplicaMeta, head: StorageFile, backing: ImageReader | undefined, opened: OpenedMap, pending?: PendingReplay, below?: BelowReader) {
     this.dir = dir;
     this.meta = meta;
     this.recovery = { ...opened.replayed, pending };
     this.#head = head;
     this.#backing = backing;
+    this.#below = below ?? backing;
     this.#map = new BlockMap(meta.blockSize, opened.states);
     this.#journal = opened.journal;
     this.#revision = opened.revision;
@@ -130,6 +142,10 @@ export class ReplicaStore implements ReplicaDevice {
       if (opts.backing) {
         checkName('backing image name', opts.backing.name);
         backing = await openBacking(resolve(dir, opts.backing.path), gate, opts.signal, opts.backingReaders);
+        if (opts.below) {
+          // Its identity is recorded; the reads go through `below`, which holds its own reader.
+          await backing.close();
+        }
         if (backing.virtualSize > opts.size) {
           throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
         }
@@ -153,11 +169,11 @@ export class ReplicaStore implements ReplicaDevice {
       await removePending(storage);
       await storage.syncDir();
       await storage.writeFileAtomic(META_FILE, encodeMeta(meta));
-      const store = new ReplicaStore(dir, meta, head, backing, opened);
+      const store = new ReplicaStore(dir, meta, head, opts.below ? undefined : backing, opened, undefined, opts.below);
       store.#dirLock = lock;
       return await store.#startPending(storage, resolveBootId(opts.pending ?? {}), { epoch: 1, slot: 0 }, opts.pending);
     } catch (err) {
-      await backing?.close();
+      if (!opts.below) await backing?.close();
       await lock?.release();
       throw err;
     }
@@ -174,7 +190,7 @@ export class ReplicaStore implements ReplicaDevice {
       const bytes = await storage.readFile(META_FILE);
       if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
       const meta = decodeMeta(bytes);
-      if (meta.backing) {
+      if (meta.backing && !opts.below) {
         const b = meta.backing;
         backing = await openBacking(resolve(dir, b.path), gate, opts.signal, opts.backingReaders);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
@@ -197,7 +213,7 @@ export class ReplicaStore implements ReplicaDevice {
         if (pending.replay.file !== undefined) await head!.datasync();
         return pending.revision;
       });
-      const store = new ReplicaStore(dir, meta, head, backing, opened, pending?.replay);
+      const store = new ReplicaStore(dir, meta, head, backing, opened, pending?.replay, opts.below);
       store.#dirLock = lock;
       return await store.#startPending(storage, bootId, pending?.next ?? { epoch: 1, slot: 0 }, opts.pending);
     } catch (err) {
@@ -313,6 +329,46 @@ export class ReplicaStore implements ReplicaDevice {
       }
       await Promise.all(reads);
       return { runs: runs.map((r) => ({ length: r.count * bs, state: r.state })), data };
+    });
+  }
+
+  /** A copy of every block's state (one byte per block): what a snapshot of this head freezes (layered.ts). */
+  mapStates(): Uint8Array {
+    return this.#map.copyStates();
+  }
+
+  /**
+   * Take over the blocks of [offset, offset + length) that are still UNWRITTEN here from the layer below, as that
+   * layer has them (`extent`: its runs and the bytes of its DATA runs): the purge of the snapshot under this head.
+   * Reads return the same bytes before and after, so it is no mutation: the revision stays, and a crash part way
+   * leaves a head that holds copies of some of the layer's blocks, which is harmless.
+   */
+  adopt(offset: number, extent: ExtentData, { signal }: Signal = {}): Promise<void> {
+    const bs = this.meta.blockSize;
+    const length = extent.runs.reduce((n, r) => n + r.length, 0);
+    if (offset % bs !== 0 || length % bs !== 0) {
+      return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot adopt ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
+    }
+    return this.#run('adopt', offset, length, 'exclusive', async () => {
+      let at = offset / bs;
+      let dataAt = 0;
+      for (const r of extent.runs) {
+        const count = r.length / bs;
+        const runData = r.state === BlockState.DATA ? extent.data.subarray(dataAt, dataAt + r.length) : undefined;
+        if (runData) dataAt += r.length;
+        if (r.state !== BlockState.UNWRITTEN) {
+          for (const u of [...this.#map.runs(at, at + count)]) {
+            if (u.state !== BlockState.UNWRITTEN) continue;
+            signal?.throwIfAborted();
+            if (runData) {
+              const from = (u.start - at) * bs;
+              await this.#head.write(runData.subarray(from, from + u.count * bs), u.start * bs);
+            }
+            this.#map.set(u.start, u.count, r.state);
+          }
+        }
+        at += count;
+      }
     });
   }
 
@@ -460,7 +516,7 @@ export class ReplicaStore implements ReplicaDevice {
       const b = Math.min(end, (run.start + run.count) * bs);
       const slice = out.subarray(a - offset, b - offset);
       if (run.state === BlockState.DATA) jobs.push(this.#readHead(slice, a));
-      else if (run.state === BlockState.UNWRITTEN && this.#backing) jobs.push(this.#backing.read(slice, a, { signal }));
+      else if (run.state === BlockState.UNWRITTEN && this.#below) jobs.push(this.#below.read(slice, a, { signal }));
       else slice.fill(0);
     }
     if (jobs.length === 1) await jobs[0];

@@ -8,6 +8,8 @@
 import type { StorageDir, StorageFile } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 import { mulberry32 } from '../util/prng.js';
+import type { ControlAnswer, ControlRequest } from './control.js';
+import { ReplicaError } from './errors.js';
 
 /** mulberry32: small, fast, seedable; good enough for test workloads. */
 export class Rng {
@@ -259,6 +261,11 @@ export class FaultDevice implements ReplicaDevice {
   }
   setRevision(revision: number): void {
     this.inner.setRevision(revision);
+  }
+  control(req: ControlRequest, data: Uint8Array, opts?: { signal?: AbortSignal | undefined }): Promise<ControlAnswer> {
+    const inner = this.inner;
+    if (!inner.control) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', 'the wrapped device has no snapshots'));
+    return this.#enter('control', 0, () => inner.control!(req, data, opts));
   }
 
   async #enter<T>(op: string, offset: number, run: () => Promise<T>): Promise<T> {

@@ -2,6 +2,7 @@
 // itself, its written extents, and the rebuild copy unit. `ReplicaDevice` is what the server serves (the store, or
 // a wrapper of it in tests that injects stalls and failures).
 
+import type { ControlAnswer, ControlRequest } from './control.js';
 import type { ImageFormat } from '../imagefmt/index.js';
 import type { BlockState } from './block-map.js';
 
@@ -68,4 +69,6 @@ export interface ReplicaDevice {
   writtenExtents(opts?: { offset?: number; maxExtents?: number }): WrittenExtents;
   readExtent(offset: number, length: number, opts?: Signal): Promise<ExtentData>;
   setRevision(revision: number): void;
+  /** Snapshot operations and layer copies (the CONTROL op, control.ts); absent on a device without snapshots. */
+  control?(req: ControlRequest, data: Uint8Array, opts?: Signal): Promise<ControlAnswer>;
 }
