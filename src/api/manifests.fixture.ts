@@ -298,6 +298,26 @@ value: '{"v1":"3","v2":"2"}'
 status: {applied: true}
 ---
 apiVersion: longhorn.io/v1beta2
+kind: Snapshot
+metadata: {name: snap-1, namespace: longhorn-system, labels: {longhornvolume: vol-1}}
+spec: {volume: vol-1, createSnapshot: true, labels: {app: db}}
+status:
+  parent: ""
+  children: {volume-head: true}
+  markRemoved: false
+  userCreated: true
+  creationTime: "2024-05-01T10:00:00Z"
+  volumeCreated: "2024-05-01T09:00:00Z"
+  qcow2: false
+  size: 1048576
+  labels: {app: db}
+  ownerID: node-1
+  error: ""
+  restoreSize: 2147483648
+  readyToUse: true
+  checksum: ""
+---
+apiVersion: longhorn.io/v1beta2
 kind: EngineImage
 metadata: {name: ei-b907910b, namespace: longhorn-system}
 spec: {image: "longhornio/longhorn-engine:v1.7.2"}

@@ -21,6 +21,7 @@ describe('registry', () => {
       'longhorn.io/v1beta2 Setting settings lhs',
       'longhorn.io/v1beta2 EngineImage engineimages lhei',
       'longhorn.io/v1beta2 InstanceManager instancemanagers lhim',
+      'longhorn.io/v1beta2 Snapshot snapshots lhsnap',
       '/v1 Pod pods po',
       '/v1 Event events ev',
       'coordination.k8s.io/v1 Lease leases ',

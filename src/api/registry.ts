@@ -20,6 +20,7 @@ import { persistentVolumeInfo } from './persistent-volume.js';
 import { persistentVolumeClaimInfo } from './persistent-volume-claim.js';
 import { serviceInfo } from './service.js';
 import { settingInfo } from './setting-resource.js';
+import { snapshotInfo } from './snapshot.js';
 import { statefulSetInfo } from './stateful-set.js';
 import { storageClassInfo } from './storage-class.js';
 import { volumeInfo } from './volume.js';
@@ -35,6 +36,7 @@ const KINDS: readonly KindInfo[] = [
   settingInfo,
   engineImageInfo,
   instanceManagerInfo,
+  snapshotInfo,
   podInfo,
   eventInfo,
   leaseInfo,

@@ -24,6 +24,6 @@ export async function registerLonghornV1(app: FastifyInstance, store: Store, dat
   });
   await registerUploadRoutes(app, store, dataPlane);
   registerSettingRoutes(app, store);
-  registerVolumeRoutes(app, store);
+  registerVolumeRoutes(app, store, dataPlane);
   registerNodeRoutes(app, store);
 }

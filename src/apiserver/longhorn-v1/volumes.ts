@@ -1,5 +1,5 @@
-// Longhorn's `/v1/volumes` REST API: list, get, create, delete, and the actions `attach`, `detach` and
-// `updateReplicaCount`. The objects behind it are the store's Volumes (plus their Engines and Replicas for the
+// Longhorn's `/v1/volumes` REST API: list, get, create, delete, and the actions `attach`, `detach`,
+// `updateReplicaCount` and the snapshot actions (snapshots.ts). The objects behind it are the store's Volumes (plus their Engines and Replicas for the
 // read side), so this API and the Kubernetes one always agree; every rule about volumes (schema, the backing-image
 // checks of src/controllers/volume/admission.ts) is enforced by the store, not here.
 //
@@ -16,8 +16,10 @@ import type { Store } from '../../store/types.js';
 import { collection, requireObject } from './common.js';
 import { parseSize } from './quantity.js';
 import { volumeResource, type VolumeParts } from './volume-resource.js';
+import { SNAPSHOT_ACTIONS, snapshotAction, type SnapshotAction } from './snapshots.js';
+import type { DataPlaneAuth } from './transfer.js';
 
-const ACTIONS = ['attach', 'detach', 'updateReplicaCount'];
+const ACTIONS = ['attach', 'detach', 'updateReplicaCount', ...SNAPSHOT_ACTIONS];
 const MAX_CONFLICT_RETRIES = 8;
 
 /** Create-body fields whose /v1 name is the spec field's name; empty values mean "the default". */
@@ -174,7 +176,7 @@ export async function detachVolume(store: Store, name: string, body: Record<stri
   });
 }
 
-export function registerVolumeRoutes(app: FastifyInstance, store: Store): void {
+export function registerVolumeRoutes(app: FastifyInstance, store: Store, dataPlane: DataPlaneAuth = { headers: () => ({}) }): void {
   const base = (req: FastifyRequest) => `${req.protocol}://${req.headers.host ?? 'localhost'}`;
   const one = async (req: FastifyRequest, v: Volume) => {
     const parts = (await partsByVolume(store, v.metadata.name ?? '')).get(v.metadata.name ?? '') ?? { engines: [], replicas: [] };
@@ -222,6 +224,10 @@ export function registerVolumeRoutes(app: FastifyInstance, store: Store): void {
         return one(req, object);
       }
       default:
+        if ((SNAPSHOT_ACTIONS as readonly string[]).includes(action ?? '')) {
+          const r = await snapshotAction(store, dataPlane, name, action as SnapshotAction, body, base(req));
+          return r === 'volume' ? one(req, await store.get<Volume>('Volume', DEFAULT_NAMESPACE, name)) : r;
+        }
         throw new StoreError('BadRequest', `unknown action "${action ?? ''}" on volume "${name}": use one of ${ACTIONS.join(', ')}`);
     }
   });

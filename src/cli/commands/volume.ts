@@ -1,4 +1,4 @@
-// `stratum volume create|attach|detach|delete|get`: volumes through Longhorn's /v1 API (its attach/detach actions
+// `stratum volume create|attach|detach|delete|get|snapshot …`: volumes through Longhorn's /v1 API (its attach/detach actions
 // say what is meant better than raw spec edits, and its volume JSON already joins the engine's endpoint and the
 // replicas). `attach --wait` prints the frontend endpoint — a device path or an NBD URI — alone on stdout, so
 //   dev=$(stratum volume attach v1 --node node-1 --wait)
@@ -10,6 +10,7 @@ import type { RawResponse } from '../api.js';
 import { formatTable } from '../../util/table.js';
 import { fail } from '../output.js';
 import { humanBytes } from '../progress.js';
+import { addVolumeSnapshotCommand } from './volume-snapshot.js';
 import { endpointOf, parseDuration, waitForVolume, type V1Volume } from './volume-wait.js';
 
 const FRONTENDS = ['blockdev', 'nbd', 'none'];
@@ -177,6 +178,8 @@ export function addVolumeCommand(program: Command): void {
       }
       process.stdout.write(`volume.longhorn.io/${name} deleted\n`);
     }));
+
+  addVolumeSnapshotCommand(vol, { server, action });
 
   vol.command('get')
     .alias('list')

@@ -1,0 +1,132 @@
+// Longhorn's snapshot actions on `/v1/volumes/{name}`: snapshotCreate, snapshotList, snapshotGet, snapshotDelete,
+// snapshotRevert, snapshotPurge. As in Longhorn they are synchronous calls to the volume's running engine (its
+// control API on the instance manager that hosts it, under the cluster's data-plane credential); the engine makes a
+// snapshot crash-consistent across the replicas. A detached volume has no engine: it is attached first (with
+// `disableFrontend: true` for a revert). The answers are Longhorn's snapshot resources.
+
+import type { Engine } from '../../api/engine.js';
+import { DEFAULT_NAMESPACE } from '../../api/meta.js';
+import type { Volume } from '../../api/volume.js';
+import { StoreError } from '../../store/errors.js';
+import type { Store } from '../../store/types.js';
+import { collection } from './common.js';
+import type { DataPlaneAuth } from './transfer.js';
+
+export const SNAPSHOT_ACTIONS = ['snapshotCreate', 'snapshotList', 'snapshotGet', 'snapshotDelete', 'snapshotRevert', 'snapshotPurge'] as const;
+export type SnapshotAction = (typeof SNAPSHOT_ACTIONS)[number];
+
+/** One snapshot as the engine reports it (src/replica/control.ts SnapshotInfo). */
+interface EngineSnapshot {
+  name: string;
+  parent: string;
+  children: string[];
+  created: string;
+  removed: boolean;
+  userCreated: boolean;
+  labels: Record<string, string>;
+  size: number;
+}
+
+/** Longhorn's snapshot resource. */
+export function snapshotResource(s: EngineSnapshot, volume: string, base: string) {
+  return {
+    id: s.name,
+    type: 'snapshot',
+    name: s.name,
+    parent: s.parent,
+    children: Object.fromEntries(s.children.map((c) => [c, true])),
+    removed: s.removed,
+    usercreated: s.userCreated,
+    created: s.created,
+    size: String(s.size),
+    labels: s.labels,
+    links: { self: `${base}/v1/volumes/${volume}/snapshots/${s.name}` },
+  };
+}
+
+/** The control URL of the volume's running engine, or a Conflict saying why there is none. */
+async function engineUrl(store: Store, volume: string): Promise<string> {
+  const v = await store.get<Volume>('Volume', DEFAULT_NAMESPACE, volume);
+  const { items } = await store.list<Engine>('Engine', { namespace: DEFAULT_NAMESPACE, fieldSelector: `spec.volumeName=${volume}` });
+  const e = items.find((x) => x.status?.currentState === 'running' && x.status.ip && x.status.port);
+  if (!e) {
+    const why = v.spec?.nodeID ? `its engine is ${items[0]?.status?.currentState || 'not running'} yet` : 'it is detached';
+    throw new StoreError('Conflict', `Cannot change or list the snapshots of volume "${volume}": ${why}; snapshots need the volume attached (attach with disableFrontend: true to revert)`);
+  }
+  const host = e.status!.ip!.includes(':') ? `[${e.status!.ip}]` : e.status!.ip;
+  return `http://${host}:${e.status!.port}/v1/engines/${encodeURIComponent(e.metadata.name ?? '')}`;
+}
+
+async function call<T>(url: string, method: string, dataPlane: DataPlaneAuth, body?: unknown, timeoutMs = 180_000): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method,
+      headers: { ...dataPlane.headers(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new StoreError('Internal', `cannot reach the volume's engine at ${new URL(url).origin}: ${(err as Error).message}`);
+  }
+  const text = await res.text();
+  if (res.ok) return JSON.parse(text) as T;
+  let code = '';
+  let message = text;
+  try {
+    ({ code, message } = JSON.parse(text) as { code: string; message: string });
+  } catch {
+    // a plain-text body
+  }
+  const storeCode = res.status === 404 || code === 'SNAPSHOT_UNKNOWN' ? 'NotFound' : res.status === 400 ? 'BadRequest' : res.status === 409 ? 'Conflict' : 'Internal';
+  throw new StoreError(storeCode, message);
+}
+
+function nameOf(body: Record<string, unknown>, action: string, volume: string, required: boolean): string | undefined {
+  const name = body['name'];
+  if (name === undefined || name === '') {
+    if (required) throw new StoreError('BadRequest', `${action} needs {"name": "<snapshot>"} for volume "${volume}"`);
+    return undefined;
+  }
+  if (typeof name !== 'string') throw new StoreError('BadRequest', `${action}: name must be a string, not ${JSON.stringify(name)}`);
+  return name;
+}
+
+/**
+ * Runs a snapshot action; returns the answer body, or `volume` when Longhorn answers with the volume resource
+ * (delete, revert, purge) and the caller renders it.
+ */
+export async function snapshotAction(store: Store, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
+  const url = await engineUrl(store, volume);
+  const one = (s: EngineSnapshot) => snapshotResource(s, volume, base);
+  switch (action) {
+    case 'snapshotCreate': {
+      const labels = body['labels'];
+      if (labels !== undefined && labels !== null && (typeof labels !== 'object' || Object.values(labels).some((x) => typeof x !== 'string'))) {
+        throw new StoreError('BadRequest', 'snapshotCreate: labels must be a map of strings');
+      }
+      const r = await call<{ name: string; snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'POST', dataPlane, { name: nameOf(body, action, volume, false), ...(labels ? { labels } : {}) });
+      return one(r.snapshots.find((s) => s.name === r.name)!);
+    }
+    case 'snapshotList': {
+      const r = await call<{ snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'GET', dataPlane);
+      return collection('snapshot', r.snapshots.map(one), `${base}/v1/volumes/${volume}?action=snapshotList`);
+    }
+    case 'snapshotGet': {
+      const name = nameOf(body, action, volume, true)!;
+      const r = await call<{ snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'GET', dataPlane);
+      const s = r.snapshots.find((x) => x.name === name);
+      if (!s) throw new StoreError('NotFound', `Volume "${volume}" has no snapshot "${name}"`);
+      return one(s);
+    }
+    case 'snapshotDelete':
+      await call(`${url}/snapshots/${encodeURIComponent(nameOf(body, action, volume, true)!)}`, 'DELETE', dataPlane);
+      return 'volume';
+    case 'snapshotRevert':
+      await call(`${url}/snapshots/${encodeURIComponent(nameOf(body, action, volume, true)!)}/revert`, 'POST', dataPlane);
+      return 'volume';
+    case 'snapshotPurge':
+      await call(`${url}/purge`, 'POST', dataPlane, undefined, 30 * 60_000);
+      return 'volume';
+  }
+}
