@@ -45,7 +45,8 @@ export class EngineInstance extends HostedInstance {
     const hooks: { notify?: () => void } = {};
     const engine = await Engine.start({ volume: e.volume, size: e.size, replicas: backends, onChange: () => hooks.notify?.(), log, signal });
     this.#engine = engine;
-    const revertRefused = () => (this.#device ? `it is served as block device ${this.#device.path}; detach it, or attach it without a frontend` : undefined);
+    // The NBD export stays (controllers and tests read through it); a frontend for users must not see data change.
+    const revertRefused = () => (e.frontend !== 'none' ? `it is attached with frontend ${e.frontend}; detach it and attach it without a frontend (disableFrontend)` : undefined);
     const control = new EngineControl(engine, { requestTimeoutMs: timeoutMs, connectReplica: (n, a) => this.ctx.hub.connect(n, a, { timeoutMs }), revertRefused, log });
     this.#control = control;
     hooks.notify = () => control.changed();
