@@ -13,6 +13,17 @@ import { LONGHORN_GROUP, LONGHORN_VERSION, type KubeObject } from './meta.js';
 import { validateAbsolutePath, validatePathComponent } from './names.js';
 import { bool, enumOf, int, int64, obj, resourceSchema, str, strMap } from './schema.js';
 
+/**
+ * Parameters the controller adds for an export-from-volume data source (besides volume-name and export-type): the
+ * volume's engine control API (`http://host:port/v1/engines/<engine>` on its instance manager), and one RW replica
+ * to read from (its node's replica listener `host:port`, and its name).
+ */
+export const ExportParam = {
+  engineUrl: 'engine-url',
+  replicaAddress: 'replica-address',
+  replicaName: 'replica-name',
+} as const;
+
 /** Label put on data sources of export-from-volume images, valued with the volume name. */
 export const EXPORT_FROM_VOLUME_LABEL = 'longhorn.io/export-from-volume';
 

@@ -167,13 +167,16 @@ program
 const bi = program.command('bi').alias('backingimage').description('backing images: create, upload, download, clean up copies');
 
 bi.command('create')
-  .description('create a backing image downloaded from a URL')
+  .description('create a backing image downloaded from a URL, or exported from a volume')
   .argument('<name>')
-  .requiredOption('--url <url>', 'http or https URL of the image (qcow2 or raw)')
+  .option('--url <url>', 'http or https URL of the image (qcow2 or raw)')
+  .option('--from-volume <volume>', 'export the volume\'s content (backing image and snapshots flattened) from a fresh snapshot; the volume must be attached')
+  .option('--export-type <type>', 'with --from-volume: raw or qcow2', 'raw')
   .option('--checksum <sha512>', 'expected SHA-512 of the file')
   .option('--min-copies <n>', 'minNumberOfCopies')
   .action(
-    action(async (name: string, o: { url: string; checksum?: string; minCopies?: string }) => {
+    action(async (name: string, o: { url?: string; fromVolume?: string; exportType: string; checksum?: string; minCopies?: string }) => {
+      if ((o.url === undefined) === (o.fromVolume === undefined)) throw new StoreError('BadRequest', 'give one of --url or --from-volume');
       await (await import('./commands/backing-image.js')).createImage(server(), name, o);
       process.stdout.write(`backingimage.longhorn.io/${name} created\n`);
     }),

@@ -1,5 +1,5 @@
-// The data source of one backing image: prepares its first file in `<disk>/tmp/<name>-<uuid>/` by download or
-// upload, verifies it (SHA-512 computed while the bytes arrived, imagefmt inspection), fsyncs it, and offers it
+// The data source of one backing image: prepares its first file in `<disk>/tmp/<name>-<uuid>/` by download,
+// upload or export from a volume (export.ts), verifies it (SHA-512 computed while the bytes arrived, imagefmt inspection), fsyncs it, and offers it
 // to the disk's backing-image manager, which takes it over by rename and then says so (`transfer()`).
 // A restarted process picks up its own work dir: a verified file is offered again without re-hashing (its
 // identity must be unchanged), a partial one is re-hashed once and continued.
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { realClock, type Clock } from '../controller-kit/clock.js';
 import { download } from './download.js';
+import { exportVolume } from './export.js';
 import { DataSourceError, isDataSourceError, messageOf } from './errors.js';
 import { DEFAULT_TIMEOUTS, StateMachine, type DataSourceState, type StateTimeouts, type TimedState } from './file-state.js';
 import { ProgressMeter } from './progress.js';
@@ -20,7 +21,7 @@ import { UploadSession, type UploadStatus } from './upload.js';
 import { verifyAndSeal } from './verify.js';
 import { ensureSpace, identityOf, WorkFile, type CompleteInfo, type FileIdentity } from './workfile.js';
 
-export type SourceType = 'download' | 'upload';
+export type SourceType = 'download' | 'upload' | 'export-from-volume';
 
 export interface DataSourceOptions {
   diskPath: string;
@@ -41,6 +42,8 @@ export interface DataSourceOptions {
   maxRedirects?: number;
   /** Download from loopback, private, link-local … addresses too (the setting allow-private-download-urls). */
   allowPrivate?: boolean;
+  /** The cluster secret: an export reaches the volume's engine and replica with it (export.ts). */
+  clusterSecret?: string | undefined;
   log?: (line: string) => void;
 }
 
@@ -120,7 +123,8 @@ export class DataSource {
       invalid = err;
     }
     // The checkpoint is tied to the source, by a fingerprint that does not reveal the URL.
-    const key = createHash('sha256').update(`${o.sourceType}\n${url?.href ?? ''}`).digest('hex');
+    const what = o.sourceType === 'export-from-volume' ? `${o.parameters['volume-name'] ?? ''}\n${o.parameters['export-type'] ?? ''}` : (url?.href ?? '');
+    const key = createHash('sha256').update(`${o.sourceType}\n${what}`).digest('hex');
     const dir = join(o.diskPath, DATA_SOURCE_STAGING_DIR, `${o.name}-${o.uuid}`);
     return new DataSource(o, await WorkFile.open(dir, key, { signal }), url, invalid);
   }
@@ -137,6 +141,7 @@ export class DataSource {
     this.#job = prepared
       .then(async (work) => {
         if (work && this.#o.sourceType === 'download') await this.#download(signal);
+        else if (work && this.#o.sourceType === 'export-from-volume') await this.#export(signal);
         else if (work) await this.#prepareUpload(signal);
       })
       .catch((err: unknown) => this.#fail(err));
@@ -303,6 +308,16 @@ export class DataSource {
         onBytes: () => this.#bytesMoved(),
         log: this.#log,
       },
+      { signal },
+    );
+    await this.#finish(signal);
+  }
+
+  async #export(signal: AbortSignal): Promise<void> {
+    const o = this.#o;
+    this.#machine.set('starting', `exporting volume ${o.parameters['volume-name'] ?? '?'} as ${o.parameters['export-type'] ?? 'raw'}`);
+    await exportVolume(
+      { file: this.#file, meter: this.#meter, parameters: o.parameters, name: o.name, uuid: o.uuid, clusterSecret: o.clusterSecret, onBytes: () => this.#bytesMoved(), log: this.#log },
       { signal },
     );
     await this.#finish(signal);

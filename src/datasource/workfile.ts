@@ -17,6 +17,8 @@ import type { SourceValidator } from './resume.js';
 
 /** Large sequential buffers: one syscall and one hash update per 4 MiB. */
 export const IO_CHUNK = 4 * 1024 * 1024;
+/** Hashed in place of the bytes of a hole. */
+const ZEROS = Buffer.alloc(1024 * 1024);
 
 export interface FileIdentity {
   size: number;
@@ -197,6 +199,26 @@ export class WorkFile {
     }
     this.#offset = pos + buf.length;
     if (hashed) this.#hashedTo = this.#offset;
+  }
+
+  /**
+   * Appends `length` zero bytes as a hole: hashed as zeros, never written (the file is extended, which leaves the
+   * range unallocated). An export's unallocated and all-zero ranges cost nothing on disk this way.
+   */
+  async writeHole(length: number): Promise<void> {
+    if (length <= 0) return;
+    const pos = this.#offset;
+    if (this.#hashedTo === pos) {
+      for (let done = 0; done < length; done += ZEROS.length) this.#hash.update(ZEROS.subarray(0, Math.min(ZEROS.length, length - done)));
+      this.#hashedTo = pos + length;
+    }
+    try {
+      await this.#part().truncate(pos + length);
+    } catch (err) {
+      this.#hashedTo = -1;
+      throw new DataSourceError('Internal', `extending ${this.partPath} to ${pos + length} bytes failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.#offset = pos + length;
   }
 
   /** fdatasync, then record the offset as durable. */

@@ -1,4 +1,5 @@
-// `stratum bi create|upload|download|cleanup`: backing images through the Longhorn /v1 API. Uploads and downloads
+// `stratum bi create|upload|download|cleanup`: backing images through the Longhorn /v1 API (create: downloaded from
+// a URL, or exported from a volume). Uploads and downloads
 // stream with a progress bar (bytes, rate, ETA) and resume after an interruption: re-running the same command
 // continues from the last durable offset (upload) or the bytes already on disk (download).
 
@@ -24,8 +25,10 @@ interface V1Image {
 
 const imageUrl = (server: string, name: string) => `${server}/v1/backingimages/${encodeURIComponent(name)}`;
 
-export async function createImage(server: string, name: string, o: { url: string; checksum?: string; minCopies?: string }): Promise<V1Image> {
-  const body: Record<string, unknown> = { name, sourceType: 'download', parameters: { url: o.url } };
+export async function createImage(server: string, name: string, o: { url?: string | undefined; fromVolume?: string | undefined; exportType?: string; checksum?: string | undefined; minCopies?: string | undefined }): Promise<V1Image> {
+  const body: Record<string, unknown> = o.fromVolume
+    ? { name, sourceType: 'export-from-volume', parameters: { 'volume-name': o.fromVolume, 'export-type': o.exportType ?? 'raw' } }
+    : { name, sourceType: 'download', parameters: { url: o.url } };
   if (o.checksum) body['expectedChecksum'] = o.checksum;
   if (o.minCopies !== undefined) body['minNumberOfCopies'] = Number(o.minCopies);
   return (await request('POST', `${server}/v1/backingimages`, { body })).body as V1Image;

@@ -39,8 +39,8 @@ function seconds(flag: string, raw: string | undefined, dflt: number): number {
 
 /** Runs the data source until `signal` aborts; resolves after the server and the job have stopped. */
 export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSignal, log: (line: string) => void = defaultLog): Promise<void> {
-  if (o.sourceType !== 'download' && o.sourceType !== 'upload') {
-    throw new DataSourceError('InvalidArgument', `--source-type must be download or upload, not "${o.sourceType}"`);
+  if (o.sourceType !== 'download' && o.sourceType !== 'upload' && o.sourceType !== 'export-from-volume') {
+    throw new DataSourceError('InvalidArgument', `--source-type must be download, upload or export-from-volume, not "${o.sourceType}"`);
   }
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DataSourceError('InvalidArgument', `--port must be a port number, not "${o.port}"`);
@@ -63,6 +63,7 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
       expectedChecksum: normaliseChecksum('--checksum', o.checksum),
       headerFile: o.headerFile === undefined ? undefined : resolve(o.headerFile),
       allowPrivate: o.allowPrivateUrls === true,
+      clusterSecret,
       env: process.env,
       timeouts: {
         pending: begin,
@@ -110,7 +111,7 @@ export function dataSourceCommand(): Command {
     .requiredOption('--disk <path>', 'disk directory; work files go to <disk>/tmp/<name>-<uuid>/')
     .requiredOption('--name <name>', 'backing image name')
     .requiredOption('--uuid <uuid>', 'backing image uuid')
-    .addOption(new Option('--source-type <type>', 'where the file comes from').choices(['download', 'upload']).makeOptionMandatory())
+    .addOption(new Option('--source-type <type>', 'where the file comes from').choices(['download', 'upload', 'export-from-volume']).makeOptionMandatory())
     .requiredOption('--port <port>', 'port of the API (0: any free port)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--allow-private-urls', 'download from loopback, private and link-local addresses too (the setting allow-private-download-urls)')

@@ -5,7 +5,9 @@
 //   → failed? remove the pod (its work files are gone) and retry after backing-image-recovery-wait-interval.
 
 import { dataPlaneHeaders } from '../common/http-json.js';
-import type { BackingImage } from '../../api/backing-image.js';
+import { SourceParam, type BackingImage } from '../../api/backing-image.js';
+import type { Engine } from '../../api/engine.js';
+import { ExportParam } from '../../api/backing-image-data-source.js';
 import type { BackingImageDataSource, BackingImageDataSourceStatus } from '../../api/backing-image-data-source.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import type { DeepReadonly } from '../../api/meta.js';
@@ -56,6 +58,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
   const bims = informers.informerFor<BackingImageManager>('BackingImageManager');
   const pods = informers.informerFor<Pod>('Pod');
   const nodes = informers.informerFor<Node>('Node');
+  const engines = informers.informerFor<Engine>('Engine');
   const monitors = new Monitors();
   /** When each failed data source may be retried. */
   const retryAt = new Map<string, number>();
@@ -146,10 +149,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
       });
       return;
     }
-    if (!pod) {
-      await createPod(ds);
-      return;
-    }
+    if (!pod) return createPod(ds);
     const ep = podEndpoint(pod);
     if (!podReady(pod) || !ep) {
       monitors.stop(key);
@@ -179,10 +179,42 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     return false;
   }
 
+  /**
+   * An export reads the volume through its running engine (which takes the snapshot) and one RW replica (which
+   * serves it): their addresses, or why there are none yet.
+   */
+  function exportSource(ds: RO<BackingImageDataSource>): Record<string, string> | { waiting: string } {
+    const volume = ds.spec?.parameters?.[SourceParam.volumeName] ?? '';
+    const e = engines.list().find((x) => x.spec?.volumeName === volume && x.metadata.namespace === ds.metadata.namespace && x.status?.currentState === 'running' && x.status.ip && x.status.port);
+    if (!e) return { waiting: `volume ${volume} has no running engine: attach it (a frontend is not needed) to export it` };
+    const modes = e.status?.replicaModeMap ?? {};
+    const addrs = e.status?.currentReplicaAddressMap ?? {};
+    const replica = Object.keys(modes).find((r) => modes[r] === 'RW' && addrs[r] && !addrs[r]!.startsWith('unix:'));
+    if (!replica) return { waiting: `volume ${volume} has no RW replica reachable over the network to read from` };
+    const host = e.status!.ip!.includes(':') ? `[${e.status!.ip}]` : e.status!.ip;
+    return {
+      [ExportParam.engineUrl]: `http://${host}:${e.status!.port}/v1/engines/${encodeURIComponent(e.metadata.name ?? '')}`,
+      [ExportParam.replicaAddress]: addrs[replica]!,
+      [ExportParam.replicaName]: replica,
+    };
+  }
+
   async function createPod(ds: RO<BackingImageDataSource>) {
     const ns = ds.metadata.namespace ?? '';
     const name = ds.metadata.name ?? '';
-    const params = Object.entries(ds.spec?.parameters ?? {}).flatMap(([k, v]) => ['--parameters', `${k}=${v}`]);
+    let extra: Record<string, string> = {};
+    if (ds.spec?.sourceType === 'export-from-volume') {
+      const src = exportSource(ds);
+      if ('waiting' in src) {
+        await writeStatus(ns, name, (st) => {
+          st.currentState = 'pending';
+          st.message = src.waiting;
+        });
+        return { requeueAfter: 3000 };
+      }
+      extra = src;
+    }
+    const params = Object.entries({ ...(ds.spec?.parameters ?? {}), ...extra }).flatMap(([k, v]) => ['--parameters', `${k}=${v}`]);
     const bi = bis.get(ns, name);
     const checksum = ds.spec?.checksum || bi?.spec?.checksum;
     try {
@@ -200,6 +232,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
     }
+    return undefined;
   }
 
   const controller = new Controller({ name: 'backing-image-data-source', workers: opts.workers ?? 2, reconcile });

@@ -2,7 +2,7 @@
 //   ensureFinalizer → (deleting? delete engine and replicas, then let go) → ensureEngine → markFailures →
 //   salvage (all replicas with data failed: take them back, the engine's revision check picks the current ones) →
 //   cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas → attach or detach →
-//   updateStatus (state, robustness, conditions Scheduled and Attached).
+//   updateStatus (state, robustness, conditions Scheduled, Attached and WaitForBackingImage).
 //
 // Data safety rules: a replica that never held data (no spec.healthyAt) never starts an engine when one that did
 // exists — it joins a running engine as WO and is rebuilt; a failed replica is deleted only when the volume has
@@ -353,6 +353,12 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         reason,
         message: late ? `not attached after ${ATTACH_TIMEOUT_MS / 60_000} minutes: ${o.waiting}` : o.waiting,
       }, t, { phaseOf: (r) => (r === 'AttachTimeout' ? 'Attaching' : r) });
+      // Longhorn's WaitForBackingImage on the volume: True while a replica waits for its disk's copy of the image
+      // (the replica gate keeps the condition on each replica), False once none does.
+      if (v.spec?.backingImage) {
+        const waiting = mine.map((r) => r.status?.conditions?.find((c) => c.type === 'WaitForBackingImage' && c.status === 'True')).find((c) => c !== undefined);
+        conds = setCondition(conds, { type: 'WaitForBackingImage', status: waiting ? 'True' : 'False', reason: waiting ? 'Waiting' : '', message: waiting?.message ?? '' }, t);
+      }
       st.conditions = conds;
     });
   }

@@ -1,0 +1,191 @@
+// Export from a volume (sourceType export-from-volume): the volume's full content as of a fresh snapshot (the
+// backing image and every layer, flattened) written as a raw or qcow2 image, without stopping I/O on the volume.
+//
+//   1. The volume's engine takes a crash-consistent snapshot (its control API on the instance manager hosting it).
+//   2. One replica of the volume serves that snapshot over the replica protocol (CONTROL snapshotAllocated and
+//      readSnapshot): which ranges may hold data (written in a layer, or allocated in the backing image), and the
+//      bytes, read through the snapshot's layers and the backing image. The head keeps taking writes meanwhile.
+//   3. raw: the file is the volume's bytes, in order, with unallocated and all-zero ranges left as holes (hashed as
+//      zeros, never written). qcow2: the allocated clusters only, after metadata laid out up front
+//      (imagefmt/qcow2-writer.ts); unallocated clusters cost nothing.
+//   4. The snapshot is deleted (marked removed: the head sits on it; a purge merges it later).
+// The SHA-512 is computed as the bytes (and holes) are appended, like every other source; verify.ts seals the file.
+
+import { ExportParam } from '../api/backing-image-data-source.js';
+import { clusterAuthHeaders } from '../auth/cluster-credential.js';
+import { planQcow2 } from '../imagefmt/qcow2-writer.js';
+import { ReplicaClient } from '../replica/index.js';
+import { DataSourceError, messageOf } from './errors.js';
+import type { ProgressMeter } from './progress.js';
+import type { WorkFile } from './workfile.js';
+
+
+/** Bytes asked for per allocation query and per read. */
+const MAP_WINDOW = 256 * 1024 * 1024;
+const READ_CHUNK = 4 * 1024 * 1024;
+/** All-zero pieces of this size inside allocated ranges are holes too (raw). */
+const ZERO_PIECE = 64 * 1024;
+
+export interface ExportOptions {
+  file: WorkFile;
+  meter: ProgressMeter;
+  parameters: Readonly<Record<string, string>>;
+  /** The backing image's name and uuid: the snapshot's name is derived from them. */
+  name: string;
+  uuid: string;
+  clusterSecret: string | undefined;
+  onBytes: () => void;
+  log: (line: string) => void;
+}
+
+interface Range {
+  offset: number;
+  length: number;
+}
+
+function param(p: Readonly<Record<string, string>>, key: string): string {
+  const v = p[key];
+  if (!v) throw new DataSourceError('InvalidArgument', `an export-from-volume data source needs the parameter ${key}`);
+  return v;
+}
+
+async function engineCall<T>(url: string, method: string, secret: string | undefined, body: unknown, signal: AbortSignal): Promise<T> {
+  const res = await fetch(url, {
+    method,
+    headers: { ...(secret ? clusterAuthHeaders(secret) : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.any([signal, AbortSignal.timeout(180_000)]),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new DataSourceError('SourceRefused', `${method} ${url}: HTTP ${res.status}: ${text.trim()}`);
+  return JSON.parse(text) as T;
+}
+
+function endpointOf(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  if (!m) throw new DataSourceError('InvalidArgument', `replica-address "${address}" is not host:port`);
+  return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
+}
+
+export async function exportVolume(o: ExportOptions, { signal }: { signal: AbortSignal }): Promise<void> {
+  const p = o.parameters;
+  const exportType = p['export-type'] || 'raw';
+  if (exportType !== 'raw' && exportType !== 'qcow2') throw new DataSourceError('InvalidArgument', `export-type must be raw or qcow2, not "${exportType}"`);
+  const engineUrl = param(p, ExportParam.engineUrl);
+  const replicaName = param(p, ExportParam.replicaName);
+  const endpoint = endpointOf(param(p, ExportParam.replicaAddress));
+  const volume = param(p, 'volume-name');
+  const snapshot = `export-${o.name}-${o.uuid.slice(0, 8)}`.slice(0, 253);
+
+  // Restarted: whatever was written before is discarded with the snapshot's name reused.
+  await o.file.reset({ signal });
+  const engine = await engineCall<{ size: number }>(engineUrl, 'GET', o.clusterSecret, undefined, signal);
+  const listed = await engineCall<{ snapshots: { name: string }[] }>(`${engineUrl}/snapshots`, 'GET', o.clusterSecret, undefined, signal);
+  if (!listed.snapshots.some((s) => s.name === snapshot)) {
+    await engineCall(`${engineUrl}/snapshots`, 'POST', o.clusterSecret, { name: snapshot, labels: { 'longhorn.io/backing-image': o.name } }, signal);
+  }
+  o.log(`exporting volume ${volume} (${engine.size} bytes) as ${exportType} from snapshot ${snapshot}, read from replica ${replicaName}`);
+  const client = await ReplicaClient.connect(endpoint, { name: replicaName, clusterSecret: o.clusterSecret, timeoutMs: 60_000, signal });
+  try {
+    const size = engine.size;
+    o.meter.setSize(size);
+    const allocated = async (offset: number, length: number): Promise<Range[]> =>
+      (await client.control({ op: 'snapshotAllocated', name: snapshot, offset, length }, undefined, { signal })).result as Range[];
+    const read = async (offset: number, length: number): Promise<Buffer> => {
+      const a = await client.control({ op: 'readSnapshot', name: snapshot, offset, length }, undefined, { signal });
+      return Buffer.from(a.data!.buffer, a.data!.byteOffset, a.data!.byteLength);
+    };
+    let done = 0;
+    const progress = (n: number) => {
+      done += n;
+      o.meter.update(done);
+      o.onBytes();
+    };
+    if (exportType === 'raw') await writeRaw(o.file, size, allocated, read, progress, signal);
+    else await writeQcow2(o.file, size, allocated, read, progress, signal);
+  } finally {
+    client.destroy();
+  }
+  await o.file.sync({ signal });
+  // The head sits on the snapshot, so it is only marked removed; a purge merges it into the head later.
+  await engineCall(`${engineUrl}/snapshots/${encodeURIComponent(snapshot)}`, 'DELETE', o.clusterSecret, undefined, signal).catch((err: unknown) => o.log(`deleting the export snapshot ${snapshot}: ${messageOf(err)}`));
+}
+
+type Allocated = (offset: number, length: number) => Promise<Range[]>;
+type Read = (offset: number, length: number) => Promise<Buffer>;
+
+async function writeRaw(file: WorkFile, size: number, allocated: Allocated, read: Read, progress: (n: number) => void, signal: AbortSignal): Promise<void> {
+  for (let w = 0; w < size; w += MAP_WINDOW) {
+    const end = Math.min(size, w + MAP_WINDOW);
+    for (const r of await allocated(w, end - w)) {
+      signal.throwIfAborted();
+      const hole = r.offset - file.offset;
+      if (hole > 0) {
+        await file.writeHole(hole);
+        progress(hole);
+      }
+      for (let at = r.offset; at < r.offset + r.length; at += READ_CHUNK) {
+        const n = Math.min(READ_CHUNK, r.offset + r.length - at);
+        await appendSparse(file, await read(at, n));
+        progress(n);
+      }
+    }
+    const tail = end - file.offset;
+    if (tail > 0) {
+      await file.writeHole(tail);
+      progress(tail);
+    }
+  }
+}
+
+/** Appends `buf`, leaving its all-zero ZERO_PIECE pieces as holes. */
+async function appendSparse(file: WorkFile, buf: Buffer): Promise<void> {
+  let at = 0;
+  while (at < buf.length) {
+    const zero = isZero(buf.subarray(at, Math.min(buf.length, at + ZERO_PIECE)));
+    let end = at;
+    while (end < buf.length && isZero(buf.subarray(end, Math.min(buf.length, end + ZERO_PIECE))) === zero) end = Math.min(buf.length, end + ZERO_PIECE);
+    if (zero) await file.writeHole(end - at);
+    // A copy: WorkFile.write hashes and writes asynchronously, and the caller reuses nothing, but subarrays of one
+    // read must not be written concurrently with each other either way.
+    else await file.write(buf.subarray(at, end));
+    at = end;
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i += 8192) {
+    const part = b.subarray(i, Math.min(b.length, i + 8192));
+    if (part.some((x) => x !== 0)) return false;
+  }
+  return true;
+}
+
+async function writeQcow2(file: WorkFile, size: number, allocated: Allocated, read: Read, progress: (n: number) => void, signal: AbortSignal): Promise<void> {
+  const probe = planQcow2(size, []);
+  const cs = probe.clusterSize;
+  const clusters: number[] = [];
+  for (let w = 0; w < size; w += MAP_WINDOW) {
+    for (const r of await allocated(w, Math.min(size, w + MAP_WINDOW) - w)) {
+      const first = Math.floor(r.offset / cs);
+      const last = Math.floor((r.offset + r.length - 1) / cs);
+      for (let c = first; c <= last; c++) if (clusters[clusters.length - 1] !== c) clusters.push(c);
+    }
+  }
+  const plan = planQcow2(size, clusters);
+  await file.write(plan.prefix);
+  // Runs of consecutive clusters are read together.
+  for (let i = 0; i < clusters.length; ) {
+    signal.throwIfAborted();
+    let j = i + 1;
+    while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1 && (j - i) * cs < READ_CHUNK) j++;
+    const from = clusters[i]! * cs;
+    const length = Math.min(size, clusters[j - 1]! * cs + cs) - from;
+    const data = await read(from, length);
+    // The last cluster of an odd-sized volume is padded to a whole cluster.
+    await file.write(data.length === (j - i) * cs ? data : Buffer.concat([data, Buffer.alloc((j - i) * cs - data.length)]));
+    progress(length);
+    i = j;
+  }
+  progress(Math.max(0, size - clusters.length * cs));
+}
