@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   attach: () => import('./attach.js'),
   ui: () => import('./ui.js'),
   scale: () => import('./scale.js'),
+  export: () => import('./export.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

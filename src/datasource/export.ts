@@ -153,10 +153,13 @@ async function appendSparse(file: WorkFile, buf: Buffer): Promise<void> {
   }
 }
 
+const ZEROS = Buffer.alloc(ZERO_PIECE);
+
+/** memcmp against zeros (a per-byte loop in JS costs more than the read). */
 function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i += 8192) {
-    const part = b.subarray(i, Math.min(b.length, i + 8192));
-    if (part.some((x) => x !== 0)) return false;
+  for (let i = 0; i < b.length; i += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - i);
+    if (!b.subarray(i, i + n).equals(ZEROS.subarray(0, n))) return false;
   }
   return true;
 }
