@@ -22,7 +22,7 @@ export function randomOp(rng: Rng, size: number): ModelOp {
 }
 
 /** Send `op` to `store`; a zeroing is a trim or a write-zeroes at random. */
-export function issueOp(store: ReplicaStore, op: ModelOp, fua: boolean, rng: Rng): Promise<void> {
+export function issueOp(store: Pick<ReplicaStore, 'write' | 'trim' | 'writeZeroes'>, op: ModelOp, fua: boolean, rng: Rng): Promise<void> {
   if (op.kind === 'write') return store.write(op.offset, op.data, { fua });
   return rng.int(2) === 0 ? store.trim(op.offset, op.length, { fua }) : store.writeZeroes(op.offset, op.length, { fua });
 }
