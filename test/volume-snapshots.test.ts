@@ -151,6 +151,27 @@ test('snapshot chain: write, snapshot, write (rebuild), snapshot, write; revert 
     assert.deepEqual(chain.layers.map((l) => l.name), ['snap-1', 'snap-2'], `replica ${r.metadata.name} on ${r.spec.nodeID} has the chain`);
   }
 
+  // Snapshot objects mirror the volume's snapshots; one created with createSnapshot is taken; deleting one deletes it.
+  const NSP = '/apis/longhorn.io/v1beta2/namespaces/longhorn-system/snapshots';
+  await waitFor('Snapshot objects of snap-1 and snap-2', async () => {
+    const r = await vols.req<{ items: { metadata: { name: string }; spec: { volume: string }; status?: { readyToUse?: boolean; parent?: string } }[] }>('GET', NSP);
+    const mine = r.json.items.filter((s) => s.spec.volume === 'vol-s' && s.status?.readyToUse);
+    return mine.length === 2 && mine.find((s) => s.metadata.name === 'snap-2')?.status?.parent === 'snap-1' ? true : undefined;
+  }, 60_000);
+  const created = await vols.req('POST', NSP, { apiVersion: 'longhorn.io/v1beta2', kind: 'Snapshot', metadata: { name: 'snap-k', namespace: 'longhorn-system' }, spec: { volume: 'vol-s', createSnapshot: true } });
+  assert.equal(created.status, 201, JSON.stringify(created.json));
+  await waitFor('snap-k taken by the snapshot controller', async () => {
+    const l = await action<{ data: { name: string }[] }>('vol-s', 'snapshotList');
+    return l.data.some((s) => s.name === 'snap-k') ? true : undefined;
+  }, 60_000);
+  assert.ok([200, 202].includes((await vols.req('DELETE', `${NSP}/snap-k`)).status));
+  // The head sits on snap-k: it is marked removed (a purge merges it), and its object is gone.
+  await waitFor('snap-k deleted with its object', async () => {
+    const l = await action<{ data: { name: string; removed: boolean }[] }>('vol-s', 'snapshotList');
+    const gone = (await vols.req('GET', `${NSP}/snap-k`)).status === 404;
+    return gone && l.data.find((s) => s.name === 'snap-k')?.removed === true ? true : undefined;
+  }, 60_000);
+
   // A revert needs the volume without a frontend.
   const refused = await vols.req<{ message: string }>('POST', '/v1/volumes/vol-s?action=snapshotRevert', { name: 'snap-1' });
   assert.equal(refused.status, 409, JSON.stringify(refused.json));

@@ -267,9 +267,9 @@ export class Engine implements BlockDevice {
     }
   }
 
-  /** Snapshot every replica, crash-consistently (snapshots.ts); returns the snapshot's name. */
+  /** Snapshot every replica, crash-consistently (snapshots.ts); returns the snapshot's name. Watchers hear of every change. */
   snapshotCreate(opts: CreateSnapshotOptions = {}): Promise<string> {
-    return this.#track('create snapshot', () => this.#snapshots.create(opts));
+    return this.#track('create snapshot', () => this.#snapshots.create(opts).finally(() => this.#changed()));
   }
 
   snapshotList(): Promise<SnapshotInfo[]> {
@@ -277,15 +277,15 @@ export class Engine implements BlockDevice {
   }
 
   snapshotDelete(name: string): Promise<void> {
-    return this.#track('delete snapshot', () => this.#snapshots.delete(name));
+    return this.#track('delete snapshot', () => this.#snapshots.delete(name).finally(() => this.#changed()));
   }
 
   snapshotRevert(name: string): Promise<void> {
-    return this.#track('revert snapshot', () => this.#snapshots.revert(name));
+    return this.#track('revert snapshot', () => this.#snapshots.revert(name).finally(() => this.#changed()));
   }
 
   snapshotPurge(): Promise<string[]> {
-    return this.#track('purge snapshots', () => this.#snapshots.purge());
+    return this.#track('purge snapshots', () => this.#snapshots.purge().finally(() => this.#changed()));
   }
 
   /** Drop a replica from the volume (an ERR one, or any but the last RW). Its connection is closed. */

@@ -20,6 +20,7 @@ import { engineController } from '../controllers/engine/index.js';
 import { instanceManagerController } from '../controllers/instance-manager/index.js';
 import { replicaController } from '../controllers/replica/index.js';
 import { volumeController } from '../controllers/volume/index.js';
+import { snapshotController } from '../controllers/snapshot/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 
 export interface ControllerSetOptions {
@@ -51,6 +52,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     replicaController({ store, informers, events, managers: ims }),
     engines.controller,
     volumeController({ store, informers, events }),
+    snapshotController({ store, informers, events }),
     provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),

@@ -2,7 +2,7 @@
 // `spec.nodeID` while `spec.desireState` is `running`. Per engine:
 //   desired stopped? stopInstance → startInstance (with the replicas of spec.replicaAddressMap) → once running:
 //   syncMembership (replicas added to the spec are added live and rebuilt; removed ones are dropped) →
-//   updateStatus (endpoint, replicaModeMap, rebuildStatus) from the engine's control API.
+//   updateStatus (endpoint, replicaModeMap, rebuildStatus, snapshots) from the engine's control API.
 // A running engine's change stream (its control API's watch) enqueues the engine on every replica mode change
 // and rebuild step; ENGINE_RESYNC_MS is only a safety net. The volume controller reacts to what this writes.
 
@@ -13,6 +13,7 @@ import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { EngineStatus as LiveStatus } from '../../engine/types.js';
+import type { SnapshotInfo } from '../../replica/index.js';
 import type { Store } from '../../store/types.js';
 import { CopyBackoff } from '../backing-image-manager/flow.js';
 import { Monitors } from '../common/monitor.js';
@@ -98,7 +99,14 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     monitors.ensure(key, control.watchUrl(), { refresh: async () => controller.enqueue(key), down: () => controller.enqueue(key) });
     let live = await control.status(signal);
     live = await syncMembership(e, control, live, signal);
-    await updateStatus(e, inst, live, m.im.metadata.name ?? '');
+    // Longhorn's Engine.status.snapshots: the snapshot controller mirrors them into Snapshot objects.
+    let snapshots: SnapshotInfo[] | Error;
+    try {
+      snapshots = await control.snapshots(signal);
+    } catch (err) {
+      snapshots = err as Error;
+    }
+    await updateStatus(e, inst, live, m.im.metadata.name ?? '', snapshots);
     return { requeueAfter: ENGINE_RESYNC_MS };
   };
 
@@ -136,7 +144,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     return live;
   }
 
-  async function updateStatus(e: RO<Engine>, inst: Instance, live: LiveStatus, imName: string) {
+  async function updateStatus(e: RO<Engine>, inst: Instance, live: LiveStatus, imName: string, snapshots: SnapshotInfo[] | Error) {
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
       const modes: Record<string, 'RW' | 'WO' | 'ERR'> = {};
       const addrs: Record<string, string> = {};
@@ -166,6 +174,11 @@ export function engineController(opts: EngineControllerOptions): { controller: C
         ? { [live.rebuild.replica]: { ...live.rebuild, isRebuilding: live.rebuild.state === 'running', progress: 0 } }
         : {};
       st.conditions = [];
+      if (snapshots instanceof Error) st.snapshotsError = snapshots.message;
+      else {
+        st.snapshotsError = '';
+        st.snapshots = Object.fromEntries(snapshots.map((x) => [x.name, engineSnapshotStatus(x)]));
+      }
     });
   }
 
@@ -203,6 +216,20 @@ export function engineController(opts: EngineControllerOptions): { controller: C
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return { controller, stop: () => monitors.stopAll() };
+}
+
+/** One snapshot as Longhorn's Engine.status.snapshots has it. */
+export function engineSnapshotStatus(x: SnapshotInfo): Record<string, unknown> {
+  return {
+    name: x.name,
+    parent: x.parent,
+    children: Object.fromEntries(x.children.map((c) => [c, true])),
+    removed: x.removed,
+    usercreated: x.userCreated,
+    created: x.created,
+    size: String(x.size),
+    labels: x.labels,
+  };
 }
 
 function splitAddress(address: string): [string, number] {

@@ -2,6 +2,7 @@
 // included: what the replica, engine and instance-manager
 // controllers call. Every call has a timeout; errors carry the remote's own message and HTTP status.
 
+import type { SnapshotInfo } from '../../replica/index.js';
 import type { EngineStatus as LiveEngineStatus } from '../../engine/types.js';
 import type { Instance } from '../../instance-manager/instance.js';
 import type { EngineSpec as EngineInstanceSpec, ReplicaSpec as ReplicaInstanceSpec } from '../../instance-manager/spec.js';
@@ -86,5 +87,17 @@ export class EngineControlClient {
 
   removeReplica(name: string, signal?: AbortSignal) {
     return callJson<LiveEngineStatus>(this.base, 'DELETE', `${this.#path}/replicas/${encodeURIComponent(name)}`, 15_000, undefined, signal);
+  }
+
+  async snapshots(signal?: AbortSignal): Promise<SnapshotInfo[]> {
+    return (await callJson<{ snapshots: SnapshotInfo[] }>(this.base, 'GET', `${this.#path}/snapshots`, 30_000, undefined, signal)).snapshots;
+  }
+
+  createSnapshot(name: string, labels: Record<string, string>, signal?: AbortSignal) {
+    return callJson<{ name: string; snapshots: SnapshotInfo[] }>(this.base, 'POST', `${this.#path}/snapshots`, 180_000, { name, labels }, signal);
+  }
+
+  deleteSnapshot(name: string, signal?: AbortSignal) {
+    return callJson<{ snapshots: SnapshotInfo[] }>(this.base, 'DELETE', `${this.#path}/snapshots/${encodeURIComponent(name)}`, 180_000, undefined, signal);
   }
 }
