@@ -218,8 +218,8 @@ test('seed-style export: raw and qcow2 exports of an attached volume are identic
   for (const v of ['vol-r', 'vol-q']) await vols.detach(v);
 });
 
-test('WaitForBackingImage: True while the export image is pending or in progress on its one disk, False once ready', { skip }, async () => {
-  // Detached, the source cannot be exported yet: the export waits on its one disk.
+test('WaitForBackingImage: True while the export image is pending or in progress on its one disk, False once ready; a detached volume is exported', { skip }, async () => {
+  // Detached: the export attaches it without a frontend for the time of the export, then it is detached again.
   await vols.detach('vol-src');
   await cli('bi', 'create', 'exp-wait', '--from-volume', 'vol-src', '--export-type', 'qcow2');
   const v = await vols.create('vol-w', { size: String(FS_SIZE), numberOfReplicas: 1, backingImage: 'exp-wait', frontend: 'nbd' });
@@ -236,11 +236,26 @@ test('WaitForBackingImage: True while the export image is pending or in progress
   const exporting = Object.entries(seen.files).filter(([, f]) => /vol-src/.test(f.message ?? '') || f.state === 'in-progress');
   assert.equal(exporting.length, 1, `the export is prepared on exactly one disk: ${JSON.stringify(seen.files)}`);
   assert.ok(!Object.values(seen.files).some((f) => f.state === 'ready'));
-  // Attached, the source is exported; the waiting volume then starts.
-  await vols.attach('vol-src', 'node-1');
   await imageReady('exp-wait');
+  await vols.waitVolume('vol-src', 'vol-src detached again after the export', (x) => x.status?.state === 'detached', 120_000);
   const done = await vols.waitVolume('vol-w', 'vol-w attached with WaitForBackingImage False', (w) => w.status?.state === 'attached' && w.status.conditions?.find((c) => c.type === 'WaitForBackingImage')?.status === 'False', 120_000);
   assert.equal(done.status?.state, 'attached');
   await vols.detach('vol-w');
+});
+
+test('snapshots of a detached volume: create and revert attach it without a frontend for the action, then it is detached again', { skip }, async () => {
+  const before = await vols.get('vol-src');
+  assert.equal(before.status?.state, 'detached');
+  const r = await vols.req<{ name: string }>('POST', '/v1/volumes/vol-src?action=snapshotCreate', { name: 'cold' });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  await vols.waitVolume('vol-src', 'vol-src detached after the snapshot', (x) => x.status?.state === 'detached', 120_000);
+  const rev = await vols.req('POST', '/v1/volumes/vol-src?action=snapshotRevert', { name: 'cold' });
+  assert.equal(rev.status, 200, JSON.stringify(rev.json));
+  const list = await vols.req<{ data: { name: string }[] }>('POST', '/v1/volumes/vol-src?action=snapshotList', {});
+  assert.equal(list.status, 200, JSON.stringify(list.json));
+  assert.ok(list.json.data.some((s) => s.name === 'cold'));
+  await vols.waitVolume('vol-src', 'vol-src detached after the revert', (x) => x.status?.state === 'detached', 120_000);
+  // The content is unchanged (the snapshot was of the data as it was): its files are all there.
+  await checkFiles('vol-src', 'node-1');
   await vols.detach('vol-src');
 });

@@ -318,3 +318,17 @@ export const volumeInfo: KindInfo = {
   defaultOnCreate,
   validate,
 };
+
+/**
+ * Annotations asking a detached volume to be attached for a while, without a frontend, on the node the value
+ * names: one per requester (`<prefix><who>`), removed by it when done. Snapshot operations and exports of a detached
+ * volume use them (Longhorn attaches such a volume the same way, by its own tickets). A user's attach (`spec.nodeID`)
+ * wins over them.
+ */
+export const MAINTENANCE_ATTACH_PREFIX = 'stratum.io/maintenance-attach.';
+
+/** The node a detached volume is to be attached to for maintenance (the first such annotation's), if any. */
+export function maintenanceNode(annotations: Readonly<Record<string, string>> | undefined): string | undefined {
+  const keys = Object.keys(annotations ?? {}).filter((k) => k.startsWith(MAINTENANCE_ATTACH_PREFIX)).sort();
+  return keys.length > 0 ? annotations![keys[0]!] : undefined;
+}

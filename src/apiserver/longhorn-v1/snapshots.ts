@@ -1,12 +1,15 @@
 // Longhorn's snapshot actions on `/v1/volumes/{name}`: snapshotCreate, snapshotList, snapshotGet, snapshotDelete,
 // snapshotRevert, snapshotPurge. As in Longhorn they are synchronous calls to the volume's running engine (its
 // control API on the instance manager that hosts it, under the cluster's data-plane credential); the engine makes a
-// snapshot crash-consistent across the replicas. A detached volume has no engine: it is attached first (with
-// `disableFrontend: true` for a revert). The answers are Longhorn's snapshot resources.
+// snapshot crash-consistent across the replicas. A detached volume has no engine: it is attached without a frontend
+// for the action (a maintenance attach, src/api/volume.ts) and detached after. The answers are Longhorn's snapshot
+// resources.
 
 import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
-import type { Volume } from '../../api/volume.js';
+import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
+import type { Replica } from '../../api/replica.js';
+import { randomUUID } from 'node:crypto';
 import { StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { collection } from './common.js';
@@ -44,17 +47,51 @@ export function snapshotResource(s: EngineSnapshot, volume: string, base: string
   };
 }
 
-/** The control URL of the volume's running engine, or a Conflict saying why there is none. */
-async function engineUrl(store: Store, volume: string): Promise<string> {
-  const v = await store.get<Volume>('Volume', DEFAULT_NAMESPACE, volume);
+/** How long a detached volume may take to come up for a snapshot operation. */
+const MAINTENANCE_ATTACH_MS = 120_000;
+
+async function runningEngineUrl(store: Store, volume: string): Promise<string | undefined> {
   const { items } = await store.list<Engine>('Engine', { namespace: DEFAULT_NAMESPACE, fieldSelector: `spec.volumeName=${volume}` });
   const e = items.find((x) => x.status?.currentState === 'running' && x.status.ip && x.status.port);
-  if (!e) {
-    const why = v.spec?.nodeID ? `its engine is ${items[0]?.status?.currentState || 'not running'} yet` : 'it is detached';
-    throw new StoreError('Conflict', `Cannot change or list the snapshots of volume "${volume}": ${why}; snapshots need the volume attached (attach with disableFrontend: true to revert)`);
-  }
+  if (!e) return undefined;
   const host = e.status!.ip!.includes(':') ? `[${e.status!.ip}]` : e.status!.ip;
   return `http://${host}:${e.status!.port}/v1/engines/${encodeURIComponent(e.metadata.name ?? '')}`;
+}
+
+/**
+ * Runs `op` against the volume's running engine. A detached volume is attached without a frontend for it (a
+ * maintenance-attach annotation of this request, on the node of one of its healthy replicas) and detached after.
+ */
+async function withEngine<T>(store: Store, volume: string, op: (url: string) => Promise<T>): Promise<T> {
+  // A volume on its way (attaching, detaching) is waited for, briefly.
+  const settle = Date.now() + 30_000;
+  let v: Volume;
+  for (;;) {
+    v = await store.get<Volume>('Volume', DEFAULT_NAMESPACE, volume);
+    const url = await runningEngineUrl(store, volume);
+    if (url && v.status?.state === 'attached') return op(url);
+    if (!v.spec?.nodeID && v.status?.state === 'detached') break;
+    if (Date.now() > settle) {
+      throw new StoreError('Conflict', `Cannot change or list the snapshots of volume "${volume}": it is ${v.status?.state || 'not ready'}; retry once it is attached or detached`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const { items } = await store.list<Replica>('Replica', { namespace: DEFAULT_NAMESPACE, fieldSelector: `spec.volumeName=${volume}` });
+  const node = items.find((r) => !r.spec?.failedAt && r.spec?.healthyAt && r.spec.nodeID)?.spec?.nodeID;
+  if (!node) throw new StoreError('Conflict', `Cannot change the snapshots of detached volume "${volume}": it has no healthy replica to attach it with`);
+  const key = `${MAINTENANCE_ATTACH_PREFIX}api-${randomUUID().slice(0, 8)}`;
+  await store.patch('Volume', DEFAULT_NAMESPACE, volume, 'merge', { metadata: { annotations: { [key]: node } } });
+  try {
+    const deadline = Date.now() + MAINTENANCE_ATTACH_MS;
+    for (;;) {
+      const u = await runningEngineUrl(store, volume);
+      if (u) return await op(u);
+      if (Date.now() > deadline) throw new StoreError('Conflict', `Cannot change the snapshots of detached volume "${volume}": it did not come up on node ${node} within ${MAINTENANCE_ATTACH_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await store.patch('Volume', DEFAULT_NAMESPACE, volume, 'merge', { metadata: { annotations: { [key]: null } } }).catch(() => undefined);
+  }
 }
 
 async function call<T>(url: string, method: string, dataPlane: DataPlaneAuth, body?: unknown, timeoutMs = 180_000): Promise<T> {
@@ -97,7 +134,10 @@ function nameOf(body: Record<string, unknown>, action: string, volume: string, r
  * (delete, revert, purge) and the caller renders it.
  */
 export async function snapshotAction(store: Store, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
-  const url = await engineUrl(store, volume);
+  return withEngine(store, volume, (url) => actionOn(url, dataPlane, volume, action, body, base));
+}
+
+async function actionOn(url: string, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
   const one = (s: EngineSnapshot) => snapshotResource(s, volume, base);
   switch (action) {
     case 'snapshotCreate': {

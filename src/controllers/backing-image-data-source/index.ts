@@ -3,10 +3,14 @@
 //   transferred? → delete the pod, state ready → node down? unknown → ensurePod → monitor (push stream of the
 //   pod's progress into status) → handOver (once the disk's manager reports the file ready, mark it transferred)
 //   → failed? remove the pod (its work files are gone) and retry after backing-image-recovery-wait-interval.
+// An export waits for its volume's engine; a detached volume is attached without a frontend for it (a
+// maintenance-attach annotation, src/api/volume.ts), released once the export is transferred, failed or deleted.
 
 import { dataPlaneHeaders } from '../common/http-json.js';
 import { SourceParam, type BackingImage } from '../../api/backing-image.js';
 import type { Engine } from '../../api/engine.js';
+import type { Replica } from '../../api/replica.js';
+import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import { ExportParam } from '../../api/backing-image-data-source.js';
 import type { BackingImageDataSource, BackingImageDataSourceStatus } from '../../api/backing-image-data-source.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
@@ -59,6 +63,19 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
   const pods = informers.informerFor<Pod>('Pod');
   const nodes = informers.informerFor<Node>('Node');
   const engines = informers.informerFor<Engine>('Engine');
+  const volumes = informers.informerFor<Volume>('Volume');
+  const replicas = informers.informerFor<Replica>('Replica');
+  const maintenanceKey = (ds: RO<BackingImageDataSource>) => `${MAINTENANCE_ATTACH_PREFIX}export-${ds.metadata.name ?? ''}`;
+
+  /** An export is over (transferred, failed, deleted): a volume attached for it may detach again. */
+  async function releaseVolume(ns: string, name: string, ds: RO<BackingImageDataSource> | undefined) {
+    const volume = ds?.spec?.sourceType === 'export-from-volume' ? ds.spec.parameters?.[SourceParam.volumeName] : undefined;
+    const key = `${MAINTENANCE_ATTACH_PREFIX}export-${name}`;
+    for (const v of volume ? [volumes.get(ns, volume)] : volumes.list().filter((x) => x.metadata.namespace === ns)) {
+      if (v?.metadata.annotations?.[key] === undefined) continue;
+      await store.patch('Volume', ns, v.metadata.name ?? '', 'merge', { metadata: { annotations: { [key]: null } } }).catch(ignoreNotFound);
+    }
+  }
   const monitors = new Monitors();
   /** When each failed data source may be retried. */
   const retryAt = new Map<string, number>();
@@ -94,11 +111,13 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     const pod = pods.get(ns, podName);
     if (!ds || ds.metadata.deletionTimestamp) {
       monitors.stop(key);
+      await releaseVolume(ns, name, ds);
       if (pod && !pod.metadata.deletionTimestamp) await store.delete('Pod', ns, podName).catch(ignoreNotFound);
       return;
     }
     if (ds.spec?.fileTransferred) {
       monitors.stop(key);
+      await releaseVolume(ns, name, ds);
       if (pod && !pod.metadata.deletionTimestamp) {
         await store.delete('Pod', ns, podName).catch(ignoreNotFound);
         events.event(ds as never, 'Normal', 'PodRemoved', 'the first file was handed over to the backing image manager; data source pod removed');
@@ -129,6 +148,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     }
     if (ds.status?.currentState === 'failed') {
       monitors.stop(key);
+      await releaseVolume(ns, name, ds);
       if (pod && !pod.metadata.deletionTimestamp) {
         await store.delete('Pod', ns, podName).catch(ignoreNotFound);
         events.event(ds as never, 'Warning', 'Failed', `preparing the first file failed: ${ds.status.message ?? ''}`);
@@ -183,10 +203,21 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
    * An export reads the volume through its running engine (which takes the snapshot) and one RW replica (which
    * serves it): their addresses, or why there are none yet.
    */
-  function exportSource(ds: RO<BackingImageDataSource>): Record<string, string> | { waiting: string } {
+  async function exportSource(ds: RO<BackingImageDataSource>): Promise<Record<string, string> | { waiting: string }> {
     const volume = ds.spec?.parameters?.[SourceParam.volumeName] ?? '';
-    const e = engines.list().find((x) => x.spec?.volumeName === volume && x.metadata.namespace === ds.metadata.namespace && x.status?.currentState === 'running' && x.status.ip && x.status.port);
-    if (!e) return { waiting: `volume ${volume} has no running engine: attach it (a frontend is not needed) to export it` };
+    const ns = ds.metadata.namespace ?? '';
+    const e = engines.list().find((x) => x.spec?.volumeName === volume && x.metadata.namespace === ns && x.status?.currentState === 'running' && x.status.ip && x.status.port);
+    if (!e) {
+      const v = volumes.get(ns, volume);
+      if (!v) return { waiting: `volume ${volume} does not exist` };
+      if (v.spec?.nodeID || v.status?.state !== 'detached') return { waiting: `volume ${volume} is ${v.status?.state || 'not ready'}; waiting for its engine` };
+      // Detached: attached without a frontend for the export, on the node of a healthy replica, until it is done.
+      const node = replicas.list().find((r) => r.spec?.volumeName === volume && r.metadata.namespace === ns && !r.spec.failedAt && r.spec.healthyAt && r.spec.nodeID)?.spec?.nodeID;
+      if (!node) return { waiting: `volume ${volume} is detached and has no healthy replica to attach it with` };
+      const key = maintenanceKey(ds);
+      if (v.metadata.annotations?.[key] !== node) await store.patch('Volume', ns, volume, 'merge', { metadata: { annotations: { [key]: node } } });
+      return { waiting: `volume ${volume} is being attached without a frontend on node ${node} for the export` };
+    }
     const modes = e.status?.replicaModeMap ?? {};
     const addrs = e.status?.currentReplicaAddressMap ?? {};
     const replica = Object.keys(modes).find((r) => modes[r] === 'RW' && addrs[r] && !addrs[r]!.startsWith('unix:'));
@@ -204,7 +235,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     const name = ds.metadata.name ?? '';
     let extra: Record<string, string> = {};
     if (ds.spec?.sourceType === 'export-from-volume') {
-      const src = exportSource(ds);
+      const src = await exportSource(ds);
       if ('waiting' in src) {
         await writeStatus(ns, name, (st) => {
           st.currentState = 'pending';

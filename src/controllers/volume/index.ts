@@ -4,6 +4,9 @@
 //   cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas → attach or detach →
 //   updateStatus (state, robustness, conditions Scheduled, Attached and WaitForBackingImage).
 //
+// A detached volume with a maintenance-attach annotation is attached without a frontend to the node it names
+// (snapshot operations and exports of detached volumes), and detached again when the annotation goes.
+//
 // Data safety rules: a replica that never held data (no spec.healthyAt) never starts an engine when one that did
 // exists — it joins a running engine as WO and is rebuilt; a failed replica is deleted only when the volume has
 // `numberOfReplicas` replicas RW again, or when it never held data.
@@ -12,7 +15,7 @@ import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
-import type { Volume, VolumeState } from '../../api/volume.js';
+import { maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -90,7 +93,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
 
   const reconcile = async (key: string) => {
     const [ns = '', name = ''] = key.split('/');
-    const v = volumes.get(ns, name);
+    const v = maintenanceView(volumes.get(ns, name));
     if (!v) {
       salvages.delete(key);
       return;
@@ -388,6 +391,17 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   replicas.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
   engines.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
   return controller;
+}
+
+/**
+ * A detached volume with a maintenance-attach annotation (src/api/volume.ts) is handled as if attached to that node
+ * without a frontend. Only this controller's view changes: the spec is never written back from it.
+ */
+function maintenanceView(v: RO<Volume> | undefined): RO<Volume> | undefined {
+  if (!v || v.spec?.nodeID || v.metadata.deletionTimestamp) return v;
+  const node = maintenanceNode(v.metadata.annotations);
+  if (!node) return v;
+  return { ...v, spec: { ...v.spec, nodeID: node, disableFrontend: true } };
 }
 
 function replicaProblem(r: RO<Replica>): string {
