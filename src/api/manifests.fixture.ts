@@ -317,6 +317,40 @@ status:
   readyToUse: true
   checksum: ""
 ---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata: {name: longhorn-bi}
+driver: driver.longhorn.io
+deletionPolicy: Delete
+parameters: {type: bi, export-type: qcow2}
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {name: db-snap, namespace: default}
+spec:
+  volumeSnapshotClassName: longhorn-bi
+  source: {persistentVolumeClaimName: db-data}
+status:
+  boundVolumeSnapshotContentName: snapcontent-0a1b2c3d
+  creationTime: "2024-05-01T10:00:00Z"
+  readyToUse: true
+  restoreSize: 2Gi
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotContent
+metadata: {name: snapcontent-0a1b2c3d}
+spec:
+  driver: driver.longhorn.io
+  deletionPolicy: Delete
+  volumeSnapshotClassName: longhorn-bi
+  source: {volumeHandle: pvc-0a1b2c3d}
+  volumeSnapshotRef: {kind: VolumeSnapshot, apiVersion: snapshot.storage.k8s.io/v1, name: db-snap, namespace: default, uid: 0a1b2c3d-0000-4000-8000-000000000000}
+status:
+  snapshotHandle: "bi://backing?backingImageDataSourceType=export-from-volume&backingImage=snapshot-0a1b2c3d&volume-name=pvc-0a1b2c3d&export-type=qcow2"
+  creationTime: 1714557600000000000
+  readyToUse: true
+  restoreSize: 2147483648
+---
 apiVersion: longhorn.io/v1beta2
 kind: EngineImage
 metadata: {name: ei-b907910b, namespace: longhorn-system}

@@ -8,7 +8,7 @@ import { allKinds, apiVersionOf, findKind, findKindByResource, kindForObject, se
 import { validateObject } from './validate.js';
 
 describe('registry', () => {
-  it('lists the eighteen kinds with the expected groups, versions and short names', () => {
+  it('lists the twenty-two kinds with the expected groups, versions and short names', () => {
     const table = allKinds().map((k) => `${k.group}/${k.version} ${k.kind} ${k.plural} ${k.shortNames.join(',')}`);
     assert.deepEqual(table, [
       'longhorn.io/v1beta2 BackingImage backingimages lhbi,bi',
@@ -30,12 +30,15 @@ describe('registry', () => {
       '/v1 PersistentVolume persistentvolumes pv',
       'apps/v1 StatefulSet statefulsets sts',
       '/v1 Service services svc',
+      'snapshot.storage.k8s.io/v1 VolumeSnapshotClass volumesnapshotclasses vsclass,vsclasses',
+      'snapshot.storage.k8s.io/v1 VolumeSnapshot volumesnapshots vs',
+      'snapshot.storage.k8s.io/v1 VolumeSnapshotContent volumesnapshotcontents vsc,vscs',
     ]);
     for (const k of allKinds()) {
       assert.equal(k.listKind, `${k.kind}List`);
       assert.equal(k.singular, k.kind.toLowerCase());
-      // As in Kubernetes, classes and PVs are cluster-scoped.
-      assert.equal(k.namespaced, !['StorageClass', 'PersistentVolume'].includes(k.kind), k.kind);
+      // As in Kubernetes, classes, PVs and snapshot contents are cluster-scoped.
+      assert.equal(k.namespaced, !['StorageClass', 'PersistentVolume', 'VolumeSnapshotClass', 'VolumeSnapshotContent'].includes(k.kind), k.kind);
     }
   });
 

@@ -24,6 +24,7 @@ import { snapshotInfo } from './snapshot.js';
 import { statefulSetInfo } from './stateful-set.js';
 import { storageClassInfo } from './storage-class.js';
 import { volumeInfo } from './volume.js';
+import { volumeSnapshotClassInfo, volumeSnapshotContentInfo, volumeSnapshotInfo } from './volume-snapshot.js';
 
 const KINDS: readonly KindInfo[] = [
   backingImageInfo,
@@ -45,6 +46,9 @@ const KINDS: readonly KindInfo[] = [
   persistentVolumeInfo,
   statefulSetInfo,
   serviceInfo,
+  volumeSnapshotClassInfo,
+  volumeSnapshotInfo,
+  volumeSnapshotContentInfo,
 ];
 
 const byKind = new Map(KINDS.map((k) => [k.kind, k]));

@@ -21,6 +21,7 @@ import { instanceManagerController } from '../controllers/instance-manager/index
 import { replicaController } from '../controllers/replica/index.js';
 import { volumeController } from '../controllers/volume/index.js';
 import { snapshotController } from '../controllers/snapshot/index.js';
+import { volumeSnapshotController } from '../controllers/volume-snapshot/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 
 export interface ControllerSetOptions {
@@ -53,6 +54,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     engines.controller,
     volumeController({ store, informers, events }),
     snapshotController({ store, informers, events }),
+    volumeSnapshotController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),

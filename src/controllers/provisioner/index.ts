@@ -4,7 +4,8 @@
 //
 // Per claim (`PersistentVolumeClaim/<ns>/<name>`):
 //   protectClaim (deleting and no pod uses it → drop pvc-protection) → bound? syncClaimStatus → classFor (our
-//   class? WaitForFirstConsumer waits for the scheduler's selected-node) → ensureBackingImage (create it from the
+//   class? WaitForFirstConsumer waits for the scheduler's selected-node) → restoreSource (a VolumeSnapshot dataSource
+//   of type bi: its backing image, ready first) → ensureBackingImage (create it from the
 //   class's data source, or refuse a source that differs, or a claim smaller than the image) → provision (Volume,
 //   then PV bound to the claim, then the claim's volumeName and status).
 // Per volume (`PersistentVolume//<name>`):
@@ -30,6 +31,7 @@ import {
 import { formatQuantity } from '../../api/quantity.js';
 import type { StorageClass } from '../../api/storage-class.js';
 import type { Volume } from '../../api/volume.js';
+import { parseSnapshotHandle, type VolumeSnapshot, type VolumeSnapshotContent } from '../../api/volume-snapshot.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -67,6 +69,8 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
   const images = informers.informerFor<BackingImage>('BackingImage');
   const volumes = informers.informerFor<Volume>('Volume');
   const pods = informers.informerFor<Pod>('Pod');
+  const volumeSnapshots = informers.informerFor<VolumeSnapshot>('VolumeSnapshot');
+  const snapshotContents = informers.informerFor<VolumeSnapshotContent>('VolumeSnapshotContent');
   /** Last refusal Event per claim, so a retry does not repeat it. */
   const lastRefusal = new Map<string, string>();
 
@@ -187,6 +191,34 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     return true;
   }
 
+  /**
+   * A claim whose dataSource is a VolumeSnapshot restores from it: a `bi` snapshot's backing image becomes the
+   * volume's (created on demand from the handle's source by ensureBackingImage, as a class's would be). 'wait' until
+   * the snapshot is ready; 'refused' (with an Event) for what cannot be restored.
+   */
+  function restoreSource(pvc: RO<PersistentVolumeClaim>): { backingImage: string; source: NonNullable<ReturnType<typeof parseClassParameters>['source']> } | 'wait' | 'refused' | undefined {
+    const ds = pvc.spec?.dataSource as { kind?: string; name?: string; apiGroup?: string } | undefined;
+    if (!ds || ds.kind !== 'VolumeSnapshot') return undefined;
+    const vs = volumeSnapshots.get(pvc.metadata.namespace ?? '', ds.name ?? '');
+    if (!vs?.status?.readyToUse) {
+      refuse(pvc, 'WaitingForSnapshot', `waiting for VolumeSnapshot "${ds.name ?? ''}" to be ready to use`, 'Normal');
+      return 'wait';
+    }
+    const content = snapshotContents.get('', vs.status.boundVolumeSnapshotContentName ?? '');
+    let h: ReturnType<typeof parseSnapshotHandle>;
+    try {
+      h = parseSnapshotHandle(content?.status?.snapshotHandle || content?.spec?.source?.snapshotHandle || '');
+    } catch (err) {
+      refuse(pvc, 'ProvisioningFailed', `VolumeSnapshot "${ds.name ?? ''}": ${errorMessage(err)}`);
+      return 'refused';
+    }
+    if (h.kind === 'snap') {
+      refuse(pvc, 'ProvisioningFailed', `VolumeSnapshot "${ds.name ?? ''}" is a Longhorn snapshot (type snap); restoring a claim from one (a volume clone) is not supported yet: use a type bi class`);
+      return 'refused';
+    }
+    return { backingImage: h.backingImage, source: { type: h.sourceType, parameters: h.parameters, ...(h.checksum ? { checksum: h.checksum } : {}) } };
+  }
+
   async function reconcileClaim(claimNs: string, name: string): Promise<{ requeueAfter: number } | undefined> {
     const pvc = claims.get(claimNs, name);
     if (!pvc) {
@@ -221,6 +253,10 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
       refuse(pvc, 'ProvisioningFailed', `storage class "${sc.metadata.name ?? ''}": ${errorMessage(err)}`);
       return undefined;
     }
+    const fromSnapshot = restoreSource(pvc);
+    if (fromSnapshot === 'wait') return { requeueAfter: 3000 };
+    if (fromSnapshot === 'refused') return undefined;
+    if (fromSnapshot) params = { ...params, backingImage: fromSnapshot.backingImage, source: fromSnapshot.source };
     const bytes = requestedBytes(pvc) ?? 0;
     const blocked = await ensureBackingImage(pvc, params, bytes);
     if (blocked !== undefined) return undefined; // the image's next change enqueues the claim

@@ -4,13 +4,15 @@
 //   `spec.createSnapshot` that the volume does not have yet are taken through the engine) → deleteRequested (objects
 //   being deleted are deleted in the volume, then let go) → mirror (every snapshot of the volume has an object whose
 //   status is the engine's view; objects of snapshots that are gone, or merged by a purge, go too).
-// A detached volume has no engine: its objects wait (status.error says why), nothing is lost.
+// A detached volume has no engine: while objects need one (to take or delete their snapshot) it is attached without
+// a frontend for them (a maintenance-attach annotation, src/api/volume.ts), and released when none is left.
 
 import type { Engine } from '../../api/engine.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
 import { LONGHORN_API_VERSION, type DeepReadonly } from '../../api/meta.js';
 import { SNAPSHOT_VOLUME_LABEL, type Snapshot, type SnapshotStatus } from '../../api/snapshot.js';
-import type { Volume } from '../../api/volume.js';
+import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
+import type { Replica } from '../../api/replica.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -23,6 +25,7 @@ import { EngineControlClient } from '../instance-manager/client.js';
 type RO<T> = DeepReadonly<T>;
 
 const SNAPSHOT_BY_VOLUME = 'snapshotByVolume';
+const MAINTENANCE_KEY = `${MAINTENANCE_ATTACH_PREFIX}snapshot-controller`;
 const VOLUME_HEAD = 'volume-head';
 
 /** A snapshot as the engine controller writes it into Engine.status.snapshots (Longhorn's shape). */
@@ -48,6 +51,7 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
   const snapshots = informers.informerFor<Snapshot>('Snapshot');
   const engines = informers.informerFor<Engine>('Engine');
   const volumes = informers.informerFor<Volume>('Volume');
+  const replicas = informers.informerFor<Replica>('Replica');
   snapshots.addIndex(SNAPSHOT_BY_VOLUME, (s) => (s.spec?.volume ? [s.spec.volume] : []));
 
   const reconcile = async (key: string, signal: AbortSignal) => {
@@ -60,13 +64,18 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
       return;
     }
     const engine = engineOf(ns, volume);
+    // Work that needs the engine: a snapshot to take, or a taken one to delete. Objects never taken just go.
+    const pending = objects.filter((s) => (s.metadata.deletionTimestamp && s.status?.creationTime) || (!s.metadata.deletionTimestamp && s.spec?.createSnapshot && !s.status?.creationTime));
     if (!engine) {
-      for (const s of objects) {
-        if (s.metadata.deletionTimestamp || (s.spec?.createSnapshot && !s.status?.creationTime)) {
-          await setStatus(s, (st) => void (st.error = `volume ${volume} is detached: its snapshots change only while it is attached`));
-        }
+      for (const s of objects) if (s.metadata.deletionTimestamp && !s.status?.creationTime) await letGo(s);
+      if (pending.length === 0) return undefined;
+      // A detached volume is attached without a frontend for the work (src/api/volume.ts), then released.
+      const node = vol.spec?.nodeID || vol.status?.state !== 'detached' ? undefined : replicas.list().find((r) => r.spec?.volumeName === volume && r.metadata.namespace === ns && !r.spec.failedAt && r.spec.healthyAt && r.spec.nodeID)?.spec?.nodeID;
+      if (node && vol.metadata.annotations?.[MAINTENANCE_KEY] !== node) {
+        await store.patch('Volume', ns, volume, 'merge', { metadata: { annotations: { [MAINTENANCE_KEY]: node } } });
       }
-      return objects.length > 0 ? { requeueAfter: 10_000 } : undefined;
+      for (const s of pending) await setStatus(s, (st) => void (st.error = node ? `attaching volume ${volume} without a frontend on node ${node} for its snapshots` : `waiting for volume ${volume} to be attached or detached`));
+      return { requeueAfter: 5000 };
     }
     const control = new EngineControlClient(`${engine.status!.ip}:${engine.status!.port}`, engine.metadata.name ?? '');
     const live = (engine.status?.snapshots ?? {}) as unknown as Record<string, EngineSnap>;
@@ -104,10 +113,17 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
       }
       await mirror(s, l, vol);
     }
+    // Attached for this controller's work and none is left: let the volume detach again.
+    if (vol.metadata.annotations?.[MAINTENANCE_KEY] !== undefined && !objects.some((s) => pendingNow(s, live))) {
+      await store.patch('Volume', ns, volume, 'merge', { metadata: { annotations: { [MAINTENANCE_KEY]: null } } }).catch(ignoreNotFound);
+    }
     // Every snapshot of the volume has an object (taken through /v1, or by an export).
     const have = new Set(objects.map((s) => s.metadata.name ?? ''));
-    for (const l of Object.values(live)) {
-      if (l.name === VOLUME_HEAD || l.removed || have.has(l.name)) continue;
+    const missing = Object.values(live).filter((l) => l.name !== VOLUME_HEAD && !l.removed && !have.has(l.name));
+    // Asked again before creating: the engine's status may still list a snapshot this pass (or the last) deleted.
+    const fresh = missing.length > 0 ? new Map((await control.snapshots(signal)).map((x) => [x.name, x])) : new Map();
+    for (const l of missing) {
+      if (!fresh.get(l.name) || fresh.get(l.name)!.removed) continue;
       try {
         const { object } = await store.create<Snapshot>({
           apiVersion: LONGHORN_API_VERSION,
@@ -128,6 +144,13 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
     }
     return undefined;
   };
+
+  /** Whether `s` still needs the engine after this pass (a deletion or creation it has not seen done). */
+  function pendingNow(s: RO<Snapshot>, live: Record<string, EngineSnap>): boolean {
+    const name = s.metadata.name ?? '';
+    if (s.metadata.deletionTimestamp) return !!live[name] && !live[name].removed;
+    return !!s.spec?.createSnapshot && !s.status?.creationTime && !live[name];
+  }
 
   function engineOf(ns: string, volume: string): RO<Engine> | undefined {
     return engines.list().find((e) => e.metadata.namespace === ns && e.spec?.volumeName === volume && e.status?.currentState === 'running' && !!e.status.ip && !!e.status.port);
