@@ -23,6 +23,8 @@ import type { WorkFile } from './workfile.js';
 /** Bytes asked for per allocation query and per read. */
 const MAP_WINDOW = 256 * 1024 * 1024;
 const READ_CHUNK = 4 * 1024 * 1024;
+/** Reads in flight ahead of the one being written. */
+const READ_AHEAD = 4;
 /** All-zero pieces of this size inside allocated ranges are holes too (raw). */
 const ZERO_PIECE = 64 * 1024;
 
@@ -114,21 +116,49 @@ export async function exportVolume(o: ExportOptions, { signal }: { signal: Abort
 type Allocated = (offset: number, length: number) => Promise<Range[]>;
 type Read = (offset: number, length: number) => Promise<Buffer>;
 
+/**
+ * The reads of `pieces`, in order, with up to READ_AHEAD of them in flight: one request at a time would leave the
+ * replica idle while the file is written and hashed.
+ */
+async function* readAhead(pieces: Range[], read: Read): AsyncGenerator<{ piece: Range; data: Buffer }> {
+  const inFlight: { piece: Range; data: Promise<Buffer> }[] = [];
+  let next = 0;
+  try {
+    while (next < pieces.length || inFlight.length > 0) {
+      while (next < pieces.length && inFlight.length < READ_AHEAD) {
+        const piece = pieces[next++]!;
+        const data = read(piece.offset, piece.length);
+        data.catch(() => {}); // awaited below in order; a failure must not be an unhandled rejection meanwhile
+        inFlight.push({ piece, data });
+      }
+      const head = inFlight.shift()!;
+      yield { piece: head.piece, data: await head.data };
+    }
+  } finally {
+    await Promise.allSettled(inFlight.map((f) => f.data));
+  }
+}
+
+/** [offset, offset + length) cut into READ_CHUNK pieces. */
+function chunks(r: Range): Range[] {
+  const out: Range[] = [];
+  for (let at = r.offset; at < r.offset + r.length; at += READ_CHUNK) out.push({ offset: at, length: Math.min(READ_CHUNK, r.offset + r.length - at) });
+  return out;
+}
+
 async function writeRaw(file: WorkFile, size: number, allocated: Allocated, read: Read, progress: (n: number) => void, signal: AbortSignal): Promise<void> {
   for (let w = 0; w < size; w += MAP_WINDOW) {
     const end = Math.min(size, w + MAP_WINDOW);
-    for (const r of await allocated(w, end - w)) {
+    const ranges = await allocated(w, end - w);
+    for await (const { piece, data } of readAhead(ranges.flatMap(chunks), read)) {
       signal.throwIfAborted();
-      const hole = r.offset - file.offset;
+      const hole = piece.offset - file.offset;
       if (hole > 0) {
         await file.writeHole(hole);
         progress(hole);
       }
-      for (let at = r.offset; at < r.offset + r.length; at += READ_CHUNK) {
-        const n = Math.min(READ_CHUNK, r.offset + r.length - at);
-        await appendSparse(file, await read(at, n));
-        progress(n);
-      }
+      await appendSparse(file, data);
+      progress(piece.length);
     }
     const tail = end - file.offset;
     if (tail > 0) {
@@ -178,17 +208,20 @@ async function writeQcow2(file: WorkFile, size: number, allocated: Allocated, re
   const plan = planQcow2(size, clusters);
   await file.write(plan.prefix);
   // Runs of consecutive clusters are read together.
+  const pieces: Range[] = [];
   for (let i = 0; i < clusters.length; ) {
-    signal.throwIfAborted();
     let j = i + 1;
     while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1 && (j - i) * cs < READ_CHUNK) j++;
     const from = clusters[i]! * cs;
-    const length = Math.min(size, clusters[j - 1]! * cs + cs) - from;
-    const data = await read(from, length);
-    // The last cluster of an odd-sized volume is padded to a whole cluster.
-    await file.write(data.length === (j - i) * cs ? data : Buffer.concat([data, Buffer.alloc((j - i) * cs - data.length)]));
-    progress(length);
+    pieces.push({ offset: from, length: Math.min(size, clusters[j - 1]! * cs + cs) - from });
     i = j;
+  }
+  for await (const { piece, data } of readAhead(pieces, read)) {
+    signal.throwIfAborted();
+    // The last cluster of an odd-sized volume is padded to a whole cluster.
+    const whole = Math.ceil(piece.length / cs) * cs;
+    await file.write(data.length === whole ? data : Buffer.concat([data, Buffer.alloc(whole - data.length)]));
+    progress(piece.length);
   }
   progress(Math.max(0, size - clusters.length * cs));
 }
