@@ -31,6 +31,15 @@ export function manifestFileName(chunkSize: number): string {
   return `backing.chunks-${chunkSize}.json`;
 }
 
+/**
+ * Where a finished file's producer (the data source) leaves the chunk manifest it computed while writing the file:
+ * beside it, named like the manager's own cache (`<file>.chunks-<N>.json`, `{identity, manifest}` in JSON). A fetch
+ * that trusts the file's SHA-512 trusts this too when its identity matches, so the first sync reads nothing.
+ */
+export function manifestSidecarPath(filePath: string, chunkSize: number): string {
+  return `${filePath}.chunks-${chunkSize}.json`;
+}
+
 // Longer names could not be a directory entry once "-<uuid>" is added (255 bytes on every Linux file system).
 const MAX_NAME_BYTES = 200;
 
