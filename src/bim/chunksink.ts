@@ -1,4 +1,4 @@
-// Writes one received chunk into the partial file while hashing it, keeping holes. Bytes are staged in a 1 MiB
+// Writes one received chunk into the partial file, keeping holes, and hashes it (SHA-256) when asked to. Bytes are staged in a 1 MiB
 // buffer (reused, so memory is fixed per worker; the HTTP client pauses the socket while it drains), and 64 KiB
 // blocks that are all zero are not written. A hole already reads as zeros, but a block of a "dirty" chunk (one a
 // previous, unverified attempt may have written) can hold old bytes: for those, the zero block is read back and
@@ -29,12 +29,12 @@ export class ChunkSink {
     this.#fh = fh;
   }
 
-  /** Starts a chunk at `offset` (a multiple of 64 KiB). */
-  begin(offset: number, dirty: boolean): void {
+  /** Starts a chunk at `offset` (a multiple of 64 KiB); `verify`: compute its SHA-256 for `end()` to return. */
+  begin(offset: number, dirty: boolean, verify = true): void {
     this.#pos = offset;
     this.#fill = 0;
     this.#dirty = dirty;
-    this.#hash = createHash('sha256');
+    this.#hash = verify ? createHash('sha256') : undefined;
   }
 
   /**
@@ -70,7 +70,7 @@ export class ChunkSink {
     }
   }
 
-  /** Writes everything staged and returns the chunk's SHA-256 (hex). */
+  /** Writes everything staged and returns the chunk's SHA-256 (hex; empty when not verifying). */
   async end(): Promise<string> {
     await this.#flush(this.#fill);
     this.#pos += this.#fill;

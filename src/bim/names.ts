@@ -18,7 +18,7 @@ export const FILES = {
   meta: 'backing.meta.json',
   /** The file being received, created at full size; holes stay holes. */
   partial: 'backing.partial',
-  /** The persisted map of verified chunks of `backing.partial` (binary, see chunkmap.ts). */
+  /** The persisted map of received chunks of `backing.partial` (binary, see chunkmap.ts). */
   chunkMap: 'backing.partial.map',
   /** What was asked for when the partial was started (name, uuid, size, checksum), so a restart knows it. */
   intent: 'backing.partial.json',
