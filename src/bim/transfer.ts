@@ -108,6 +108,7 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
         plan.checkpoint.add(i);
         plan.onReceived(i, c.length);
       } catch (err) {
+        await sink.abandon();
         if (signal.aborted) throw err;
         plan.dirty.add(i);
         queue.push(i);

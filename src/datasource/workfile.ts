@@ -17,14 +17,13 @@ import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_CHUNK_SIZE, isAllZero, ManifestBuilder, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
+import { DEFAULT_CHUNK_SIZE, ManifestBuilder, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
+import { writeSparse } from '../util/sparse-write.js';
 import { DataSourceError } from './errors.js';
 import type { SourceValidator } from './resume.js';
 
 /** Large sequential buffers: one syscall and one hash update per 4 MiB. */
 export const IO_CHUNK = 4 * 1024 * 1024;
-/** Zero detection granularity: all-zero blocks of this size (aligned in the file) are left as holes. */
-const HOLE_BLOCK = 64 * 1024;
 
 export interface FileIdentity {
   size: number;
@@ -343,39 +342,6 @@ export class WorkFile {
 
 function newManifest(): ManifestBuilder {
   return new ManifestBuilder(undefined, DEFAULT_CHUNK_SIZE);
-}
-
-async function writeAll(handle: FileHandle, buf: Buffer, pos: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesWritten } = await handle.write(buf, done, buf.length - done, pos + done);
-    done += bytesWritten;
-  }
-}
-
-/**
- * Writes `buf` at `pos` except the all-zero blocks (aligned to HOLE_BLOCK in the file) that lie at or beyond `end`, the
- * file's size on disk: those read as zeros once the file is extended. A zero block below `end` is written, because
- * it may cover older bytes. Consecutive written blocks go out in one write. Resolves with the file's new end.
- */
-export async function writeSparse(handle: FileHandle, buf: Buffer, pos: number, end: number): Promise<number> {
-  let runStart = -1;
-  let newEnd = end;
-  for (let at = 0; at < buf.length; ) {
-    const next = Math.min(buf.length, at + HOLE_BLOCK - ((pos + at) % HOLE_BLOCK));
-    const hole = pos + at >= end && isAllZero(buf.subarray(at, next));
-    if (!hole && runStart < 0) runStart = at;
-    if (hole && runStart >= 0) {
-      await writeAll(handle, buf.subarray(runStart, at), pos + runStart);
-      newEnd = Math.max(newEnd, pos + at);
-      runStart = -1;
-    }
-    at = next;
-  }
-  if (runStart >= 0) {
-    await writeAll(handle, buf.subarray(runStart), pos + runStart);
-    newEnd = Math.max(newEnd, pos + buf.length);
-  }
-  return newEnd;
 }
 
 export async function identityOf(path: string): Promise<FileIdentity> {
