@@ -29,6 +29,7 @@ const CODE_BY_REASON: Record<string, StoreErrorCode> = {
   BadRequest: 'BadRequest',
   Forbidden: 'Forbidden',
   MethodNotAllowed: 'MethodNotAllowed',
+  ServiceUnavailable: 'Unavailable',
 };
 
 const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
@@ -41,6 +42,7 @@ const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
   413: 'BadRequest',
   415: 'BadRequest',
   422: 'Invalid',
+  503: 'Unavailable',
 };
 
 export interface HttpStoreOptions {
