@@ -16,7 +16,7 @@ export type { AdmissionPlugin } from './resource-store.js';
 export { parseLabelSelector, parseFieldSelector, fieldValue } from './selectors.js';
 export { mergePatch } from './merge-patch.js';
 
-export { EtcdBackend, type EtcdBackendOptions, type Fence } from './etcd/index.js';
+export { EtcdBackend, fromEtcdError, type EtcdBackendOptions, type Fence } from './etcd/index.js';
 
 export interface OpenStoreOptions {
   /** SQLite database file, or ':memory:'. Ignored when `etcd` is given. */
