@@ -66,7 +66,12 @@ export class ManagerProcess {
     this.etcd = testStore() === 'etcd' ? new EtcdManagers(dataDir) : undefined;
   }
 
+  /** On etcd: the first manager still running (a test may have killed one). */
   get url(): string {
+    if (this.etcd) {
+      const live = this.etcd.managers.findIndex((_, i) => this.etcd?.running(i));
+      return this.etcd.urls[Math.max(0, live)] ?? `http://127.0.0.1:${this.port}`;
+    }
     return `http://127.0.0.1:${this.port}`;
   }
 
