@@ -10,9 +10,11 @@ import { Command, Option } from 'commander';
 import type { KindInfo } from '../api/kind.js';
 import type { RawResponse } from './api.js';
 import { DEFAULT_NAMESPACE } from '../api/meta.js';
+import { pickLiveServer } from '../client/failover.js';
 import { isNotFound, StoreError } from '../store/errors.js';
 import { addImagesCommand } from './commands/images.js';
 import { addLogsCommand } from './commands/logs.js';
+import type { ManagerFlags } from './commands/manager.js';
 import { bimCommand } from './commands/bim.js';
 import { dataSourceCommand } from './commands/datasource.js';
 import { instanceCommands } from './commands/instances.js';
@@ -24,9 +26,14 @@ import { fail, qualifiedName } from './output.js';
 const program = new Command('stratum')
   .description('Stratum: backing images and the volumes built on them')
   .addOption(
-    new Option('-s, --server <url>', 'API server URL').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
+    new Option('-s, --server <url>', 'API server URL (several managers: comma-separated)').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
   )
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // Several managers (`--server a,b,c`): talk to the first one that answers.
+  .hook('preAction', async (cmd) => {
+    const list = cmd.opts<{ server?: string }>().server;
+    if (list?.includes(',')) cmd.setOptionValue('server', await pickLiveServer(list));
+  });
 
 function server(): string {
   return (program.opts<{ server: string }>().server ?? '').replace(/\/+$/, '');
@@ -58,7 +65,9 @@ program
   .option('--data-dir <dir>', 'where the state database lives', '.stratum/manager')
   .option('--backing-image-manager-image <image>', 'catalog image of backing-image managers (an upgrade changes it)')
   .option('--instance-manager-image <image>', 'catalog image of instance managers')
-  .action(action(async (o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }) => (await import('./commands/manager.js')).runManagerCommand(o)));
+  .option('--etcd <urls>', 'keep the state in this etcd cluster (client URLs, comma-separated); managers sharing it elect a leader')
+  .option('--etcd-prefix <prefix>', 'key prefix of this cluster in etcd', '/stratum/')
+  .action(action(async (o: ManagerFlags) => (await import('./commands/manager.js')).runManagerCommand(o)));
 
 program
   .command('apply')

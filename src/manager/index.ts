@@ -1,5 +1,6 @@
 // `stratum manager`: the control plane in one process — the durable store, the API server in front of it, and the
-// controllers. It owns no data-plane process; killing it stops no pod.
+// controllers. It owns no data-plane process; killing it stops no pod. On SQLite it is the only manager; on etcd
+// (`etcd` option) several run, all serve the API, and only the elected leader runs the controllers (etcd-mode.ts).
 
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
@@ -15,6 +16,7 @@ import { startControllers } from './controllers.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
+import { defaultIdentity, openEtcdControlPlane } from './etcd-mode.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -24,6 +26,12 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Catalog images of data-plane components (Longhorn's --backing-image-manager-image); written to their settings. */
   images?: { backingImageManager?: string | undefined; instanceManager?: string | undefined };
+  /** Client URLs of an etcd cluster: keep the state there and elect a leader among the managers sharing it. */
+  etcd?: string[] | undefined;
+  /** Key prefix of this cluster in etcd (default /stratum/). */
+  etcdPrefix?: string | undefined;
+  /** Leader lease duration (ms) on etcd. */
+  leaseMs?: number | undefined;
 }
 
 export interface RunningManager {
@@ -51,7 +59,21 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission, volumeAdmission] });
+  const admission = [backingImageAdmission, volumeAdmission];
+  const port = opts.port ?? 9500;
+  const cp = opts.etcd
+    ? await openEtcdControlPlane({
+        endpoints: opts.etcd,
+        ...(opts.etcdPrefix ? { prefix: opts.etcdPrefix } : {}),
+        ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
+        identity: defaultIdentity(port),
+        admission,
+        log,
+      })
+    : undefined;
+  const sqlite = cp ? undefined : await openStore({ path: join(opts.dataDir, 'state.db'), admission });
+  const store = cp?.apiStore ?? (sqlite as NonNullable<typeof sqlite>).store;
+  const closeStore = async () => (cp ? cp.close() : sqlite?.close());
   await ensureSettings(store);
   // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
   // ones, and the controllers then retire managers of the old image.
@@ -63,16 +85,25 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
-  const controllers = startControllers({ store, metrics, signal: opts.signal, log });
+  const controllers = cp
+    ? {
+        stopped: cp.run(opts.signal, async (term) => {
+          await startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log }).stopped;
+        }),
+      }
+    : startControllers({ store, metrics, signal: opts.signal, log });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
-    port: opts.port ?? 9500,
+    port,
     metrics,
     podLogs: agentPodLogs(store),
-    extend: (app) => registerLonghornV1(app, store),
+    extend: async (app) => {
+      cp?.extendApi(app);
+      registerLonghornV1(app, store);
+    },
   });
-  log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})`);
+  log(`stratum manager: API server listening on ${api.url} (${opts.etcd ? `state in etcd ${opts.etcd.join(',')}` : `data in ${opts.dataDir}`})`);
   const done = new Promise<void>((resolve) => {
     const stop = async () => {
       await api.close().catch(() => undefined);

@@ -87,7 +87,7 @@ export class LifecycleCluster {
 
   async startAgent(node: string): Promise<void> {
     await mkdir(this.diskDir(node), { recursive: true });
-    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.url, '--disk', this.diskDir(node),
+    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.manager.urls, '--disk', this.diskDir(node),
       '--data-dir', join(this.dir.path, node, 'agent'), '--port-dir', join(this.dir.path, 'ports'), '--restart-backoff-ms', '500', '--heartbeat-interval-ms', '1000']);
     this.agents.set(node, agent);
   }

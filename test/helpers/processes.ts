@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EtcdManagers, testStore } from './etcd-managers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (tests run from dist/test/helpers). */
@@ -48,30 +49,51 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
 }
 
-/** A `stratum manager` process on a free port over a data dir that outlives restarts. */
+/**
+ * A `stratum manager` process on a free port over a data dir that outlives restarts. With STRATUM_TEST_STORE=etcd
+ * it is three managers on a three-member etcd instead (`etcd`); `url` is the first, `urls` all of them, and
+ * kill9/stop act on all managers.
+ */
 export class ManagerProcess {
   readonly dataDir: string;
+  readonly etcd: EtcdManagers | undefined;
   port = 0;
   #child: ChildProcess | undefined;
   #log = '';
 
   constructor(dataDir: string) {
     this.dataDir = dataDir;
+    this.etcd = testStore() === 'etcd' ? new EtcdManagers(dataDir) : undefined;
   }
 
+  /** On etcd: the first manager still running (a test may have killed one). */
   get url(): string {
+    if (this.etcd) {
+      const live = this.etcd.managers.findIndex((_, i) => this.etcd?.running(i));
+      return this.etcd.urls[Math.max(0, live)] ?? `http://127.0.0.1:${this.port}`;
+    }
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** Every manager's URL, comma-separated (what agents and the CLI accept). */
+  get urls(): string {
+    return this.etcd ? this.etcd.urls.join(',') : this.url;
+  }
+
   get pid(): number | undefined {
-    return this.#child?.pid;
+    return this.etcd ? this.etcd.pid(0) : this.#child?.pid;
   }
 
   get log(): string {
-    return this.#log;
+    return this.etcd ? this.etcd.log : this.#log;
   }
 
   async start(): Promise<void> {
+    if (this.etcd) {
+      await this.etcd.start({ freePort, cli: CLI, waitFor });
+      this.port = this.etcd.managers[0]?.port ?? 0;
+      return;
+    }
     if (this.port === 0) this.port = await freePort();
     const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -88,6 +110,7 @@ export class ManagerProcess {
 
   /** SIGKILL, no chance to flush anything. */
   async kill9(): Promise<void> {
+    if (this.etcd) return this.etcd.killManagers();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -96,6 +119,7 @@ export class ManagerProcess {
   }
 
   async stop(): Promise<void> {
+    if (this.etcd) return this.etcd.stop();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));

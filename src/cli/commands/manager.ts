@@ -3,7 +3,17 @@
 import { resolve } from 'node:path';
 import { startManager } from '../../manager/index.js';
 
-export async function runManagerCommand(o: { host: string; port: string; dataDir: string; backingImageManagerImage?: string; instanceManagerImage?: string }): Promise<void> {
+export interface ManagerFlags {
+  host: string;
+  port: string;
+  dataDir: string;
+  backingImageManagerImage?: string;
+  instanceManagerImage?: string;
+  etcd?: string;
+  etcdPrefix?: string;
+}
+
+export async function runManagerCommand(o: ManagerFlags): Promise<void> {
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
   const ac = new AbortController();
@@ -20,6 +30,8 @@ export async function runManagerCommand(o: { host: string; port: string; dataDir
     port,
     signal: ac.signal,
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
+    etcd: o.etcd ? o.etcd.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
+    etcdPrefix: o.etcdPrefix,
   });
   await m.done;
 }
