@@ -34,7 +34,7 @@ export interface RunEngineOptions {
 }
 
 /** A replica that could not be reached at start: the engine lists it as ERR with the reason. */
-function unreachable(address: string, err: unknown): ReplicaBackend {
+export function unreachable(address: string, err: unknown): ReplicaBackend {
   const fail = (): Promise<never> => Promise.reject(err);
   return {
     address,

@@ -5,32 +5,10 @@
 
 import { Engine } from '../engine/engine.js';
 import { EngineControl } from '../engine/control.js';
-import type { ReplicaBackend } from '../engine/types.js';
+import { unreachable } from '../engine/run.js';
 import { NbdLoopDevice } from '../frontend/blockdev/index.js';
-import type { ReplicaInfo } from '../replica/index.js';
 import { HostedInstance, messageOf } from './instance.js';
 import type { EngineSpec } from './spec.js';
-
-/** A replica that could not be reached at start: the engine lists it as ERR with the reason. */
-function unreachable(address: string, err: unknown): ReplicaBackend {
-  const fail = (): Promise<never> => Promise.reject(err);
-  return {
-    address,
-    closed: Promise.resolve(),
-    info: fail as () => Promise<ReplicaInfo>,
-    ping: fail,
-    read: fail,
-    write: fail,
-    flush: fail,
-    trim: fail,
-    writeZeroes: fail,
-    listExtents: fail,
-    readExtent: fail,
-    setRevision: fail,
-    close: () => Promise.resolve(),
-    destroy: () => {},
-  };
-}
 
 export class EngineInstance extends HostedInstance {
   #engine: Engine | undefined;

@@ -5,6 +5,7 @@
 import { isBlockState, type StateRun } from './block-map.js';
 import { corrupt } from './errors.js';
 import { crc32c, type MapGeometry } from './map-format.js';
+import { setU64, view } from './wire.js';
 
 /** The two pending files; each epoch is written to the one not holding the newest epoch. */
 export const PENDING_FILES = ['pending.0', 'pending.1'] as const;
@@ -47,15 +48,6 @@ export interface PendingRecord {
   seq: number;
   revision: number;
   runs: StateRun[];
-}
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function setU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, n % 2 ** 32, true);
-  v.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
 }
 
 function getU64(v: DataView, at: number): number {
