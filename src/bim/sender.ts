@@ -227,6 +227,9 @@ export class Sender {
         await written;
         gone.signal.throwIfAborted();
         written = writeTo(res, buf.subarray(0, bytesRead));
+        // It is awaited only at the next turn, after a read and the bucket: a client that went away meanwhile must
+        // not make it an unhandled rejection (which ends the process), it fails that await instead.
+        written.catch(() => undefined);
         if (kind === 'data') stats.dataBytes += bytesRead;
         else stats.downloadBytes += bytesRead;
         if (session) session.bytes += bytesRead;
