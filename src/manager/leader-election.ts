@@ -16,7 +16,7 @@
 // A standby polls every `retryMs` and wins within one poll of the old lease's expiry (or at once after a graceful
 // stop, which revokes the lease).
 
-import type { Etcd3, Lease } from 'etcd3';
+import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3';
 import { fromEtcdError, type Fence } from '../store/index.js';
 
 export interface LeaderElectionOptions {
@@ -131,6 +131,12 @@ export class LeaderElection {
           break;
         }
       } catch (err) {
+        // The library answers a keep-alive of an expired lease with this error, not with TTL 0: the lease is gone,
+        // so stop at once rather than claim the lead until the renew deadline.
+        if (err instanceof EtcdLeaseInvalidError) {
+          this.#o.log('leader election: our lease has expired in etcd');
+          break;
+        }
         this.#o.log(`leader election: cannot renew the lease: ${fromEtcdError(err, 'renew').message}`);
       }
       if (now() - term.renewedAt >= renewDeadlineMs) {

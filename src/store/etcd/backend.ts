@@ -44,8 +44,14 @@ export interface Fence {
 
 export const DEFAULT_PREFIX = '/stratum/registry/';
 
+/** How long a read waits for a fresh answer while the last one was stale. */
+const STALE_PROBE_MS = 1000;
+
 export class EtcdBackend implements Backend {
   readonly client: Etcd3;
+  readonly #options: IOptions;
+  /** The client of stale reads, made on the first one (see #read). */
+  #staleClient: Etcd3 | undefined;
   readonly #prefix: string;
   readonly #watcherBuffer: number;
   readonly #compactTimer: NodeJS.Timeout | undefined;
@@ -73,6 +79,7 @@ export class EtcdBackend implements Backend {
       },
     };
     this.client = new Etcd3(options);
+    this.#options = options;
     this.#prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.#watcherBuffer = opts.watcherBuffer ?? 50_000;
     const interval = opts.compactIntervalMs ?? 5 * 60_000;
@@ -96,16 +103,16 @@ export class EtcdBackend implements Backend {
   }
 
   async get(key: string): Promise<BackendEntry | undefined> {
-    const kvs = await this.#read(`get ${key}`, (serializable) =>
-      this.client.get(this.#prefix + key).serializable(serializable).exec().then((r) => ({ kvs: r.kvs, rev: 0 })),
+    const kvs = await this.#read(`get ${key}`, (client, serializable, options) =>
+      client.get(this.#prefix + key).serializable(serializable).options(options).exec().then((r) => ({ kvs: r.kvs, rev: 0 })),
     );
     const kv = kvs.kvs[0];
     return kv ? this.#entry(kv) : undefined;
   }
 
   async list(prefix: string): Promise<{ entries: BackendEntry[]; rev: number }> {
-    const res = await this.#read(`list ${prefix}`, (serializable) =>
-      this.client.getAll().prefix(this.#prefix + prefix).serializable(serializable).exec()
+    const res = await this.#read(`list ${prefix}`, (client, serializable, options) =>
+      client.getAll().prefix(this.#prefix + prefix).serializable(serializable).options(options).exec()
         .then((r) => ({ kvs: r.kvs, rev: Number(r.header.revision) })),
     );
     return { entries: res.kvs.map((kv) => this.#entry(kv)), rev: res.rev };
@@ -146,6 +153,18 @@ export class EtcdBackend implements Backend {
     // events would fire before an `await create()` returned.
     const watcher: Watcher = this.client.watch().prefix(this.#prefix + prefix).withPreviousKV()
       .startRevision(String(afterRev + 1)).watcher();
+    // Where the client re-creates the watch after a reconnect. The library moves it to the "created" answer's header
+    // revision, which is etcd's current revision, before the events from our start revision up to it have arrived:
+    // a second reconnect in that window would skip them. Only an answer carrying events moves it (to its header
+    // revision, up to which etcd has sent everything).
+    let resumeFrom = String(afterRev + 1);
+    watcher.on('connected', () => {
+      watcher.request.start_revision = resumeFrom;
+    });
+    // Runs after the library's own handler, which has just moved start_revision to the answer's header revision.
+    watcher.on('data', () => {
+      resumeFrom = String(watcher.request.start_revision ?? resumeFrom);
+    });
     const push = (ev: BackendEvent) => {
       // The client re-creates the watch after a member restart from its last seen revision: drop anything we
       // already delivered, so every event is seen exactly once.
@@ -206,30 +225,39 @@ export class EtcdBackend implements Backend {
     this.#closed = true;
     if (this.#compactTimer) clearInterval(this.#compactTimer);
     this.client.close();
+    this.#staleClient?.close();
   }
 
-  async #read<T>(what: string, fn: (serializable: boolean) => Promise<T>): Promise<T> {
+  async #read<T>(what: string, fn: (client: Etcd3, serializable: boolean, options: { deadline: number } | undefined) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StoreError('Internal', 'store is closed');
     try {
-      const out = await fn(false);
+      // While there is no quorum, each read still tries for a fresh answer first, but only briefly: waiting the
+      // full call timeout every time would make every read take that long.
+      const out = await fn(this.client, false, this.#staleSince !== undefined ? { deadline: Date.now() + STALE_PROBE_MS } : undefined);
       this.#staleSince = undefined;
       return out;
     } catch (err) {
       const mapped = fromEtcdError(err, what);
       if (mapped.code !== 'Unavailable') throw mapped;
       // No quorum: one member's copy is better than nothing for reads, as long as we say so. The client picks a
-      // member per call and avoids ones that just failed, so a few tries find the one still up.
+      // member per call and avoids ones that just failed, so a few tries find the one still up. Stale reads go
+      // through a client of their own: the main client closes every channel to a member whose call failed with
+      // a retryable error — and without quorum every linearizable read and write fails that way on the member
+      // still up — which broke the stale reads in flight on that member and tripped its circuit breaker.
+      this.#staleClient ??= new Etcd3(this.#options);
+      let last = mapped;
       for (let attempt = 0; attempt < 6; attempt++) {
         try {
-          const out = await fn(true);
+          const out = await fn(this.#staleClient, true, undefined);
           this.#staleSince ??= Date.now();
           return out;
         } catch (again) {
-          if (fromEtcdError(again, what).code !== 'Unavailable') throw mapped;
+          last = fromEtcdError(again, `${what} (from one member)`);
+          if (last.code !== 'Unavailable') throw mapped;
         }
         await new Promise((r) => setTimeout(r, 250));
       }
-      throw mapped;
+      throw new StoreError('Unavailable', `${mapped.message}; no member could answer on its own either: ${last.message}`, { cause: mapped });
     }
   }
 

@@ -6,7 +6,8 @@ import { BrokenCircuitError } from 'cockatiel';
 import { GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import { StoreError } from '../errors.js';
 
-const UNAVAILABLE = /no leader|request timed out|leader changed|too many requests|timed out waiting for read index|not capable|connection/i;
+// "context deadline exceeded" is etcd's own deadline on a linearizable read that found no quorum (gRPC code 2).
+const UNAVAILABLE = /no leader|request timed out|leader changed|too many requests|timed out waiting for read index|not capable|connection|context deadline exceeded/i;
 
 export function isCompacted(err: unknown): boolean {
   return err instanceof Error && /required revision has been compacted/.test(err.message);

@@ -119,14 +119,18 @@ export class LocalEtcd {
     await Promise.all(this.members.map((_, i) => this.stopMember(i, sig)));
   }
 
-  /** Waits until some running member reports itself healthy (it has a leader and answers a quorum read). */
-  async waitHealthy(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+  /**
+   * Waits until some running member (or, with `member`, that one) reports itself healthy: it has a leader and
+   * answers a quorum read. A restarted member serves clients only once it has rejoined, so "some member" is not
+   * enough before taking others down.
+   */
+  async waitHealthy(opts: { signal?: AbortSignal; timeoutMs?: number; member?: number } = {}): Promise<void> {
     const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
     let last = 'no member answered';
     while (Date.now() < deadline) {
       opts.signal?.throwIfAborted();
       for (let i = 0; i < this.members.length; i++) {
-        if (!this.running(i)) continue;
+        if (!this.running(i) || (opts.member !== undefined && i !== opts.member)) continue;
         try {
           const res = await fetch(`${this.endpoints[i]}/health`, { signal: AbortSignal.timeout(1000) });
           const body = (await res.json()) as { health?: string; reason?: string };
