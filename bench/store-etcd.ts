@@ -1,6 +1,7 @@
 // `npm run bench -- store --backend etcd [N]`: the resource store on a three-member etcd against the SQLite backend,
-// side by side in one run — create, update and list throughput, create p99 latency, watch p99 latency (write start →
-// event at an in-process watcher) — and the failover time: kill -9 of the leader manager (three managers on that
+// side by side in one run — create, update, list and watch throughput and p99 latency (a watch event's latency is
+// write start → event at an in-process watcher; its throughput is events over the time from the first create to the
+// last event) — and the failover time: kill -9 of the leader manager (three managers on that
 // etcd) → the new leader's first reconcile, read from its /metrics.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -43,7 +44,10 @@ interface Figures {
   create: number;
   createP99: number;
   update: number;
+  updateP99: number;
   list: number;
+  listP99: number;
+  watch: number;
   watchP99: number;
 }
 
@@ -53,17 +57,22 @@ async function measure(store: ResourceStore, n: number): Promise<Figures> {
   const watchLat: number[] = [];
   const { resourceVersion } = await store.list('BackingImage', { namespace: NS });
   let seen = 0;
+  let lastEventAt = 0;
   let allSeen!: () => void;
   const done = new Promise<void>((r) => (allSeen = r));
   const watcher = (async () => {
     for await (const ev of store.watch('BackingImage', { namespace: NS, resourceVersion, signal: ac.signal })) {
       const t0 = startedAt.get(ev.object.metadata.name ?? '');
       if (ev.type === 'ADDED' && t0 !== undefined) watchLat.push(performance.now() - t0);
-      if (++seen >= n) allSeen();
+      if (++seen >= n) {
+        lastEventAt = performance.now();
+        allSeen();
+      }
     }
   })();
   const createLat: number[] = [];
   let start = performance.now();
+  const firstCreateAt = start;
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     startedAt.set(`bench-${i}`, t0);
@@ -74,14 +83,25 @@ async function measure(store: ResourceStore, n: number): Promise<Figures> {
   await done;
   ac.abort();
   await watcher;
+  const watch = n / ((lastEventAt - firstCreateAt) / 1000);
+  const updateLat: number[] = [];
   start = performance.now();
-  for (let i = 0; i < n; i++) await store.patch('BackingImage', NS, `bench-${i}`, 'merge', { spec: { minNumberOfCopies: 2 } });
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await store.patch('BackingImage', NS, `bench-${i}`, 'merge', { spec: { minNumberOfCopies: 2 } });
+    updateLat.push(performance.now() - t0);
+  }
   const update = n / ((performance.now() - start) / 1000);
   const lists = 20;
+  const listLat: number[] = [];
   start = performance.now();
-  for (let i = 0; i < lists; i++) await store.list('BackingImage', { namespace: NS });
+  for (let i = 0; i < lists; i++) {
+    const t0 = performance.now();
+    await store.list('BackingImage', { namespace: NS });
+    listLat.push(performance.now() - t0);
+  }
   const list = (lists * n) / ((performance.now() - start) / 1000);
-  return { create, createP99: p99(createLat), update, list, watchP99: p99(watchLat) };
+  return { create, createP99: p99(createLat), update, updateP99: p99(updateLat), list, listP99: p99(listLat), watch, watchP99: p99(watchLat) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -147,7 +167,10 @@ export async function runEtcd(args: string[]): Promise<void> {
     line('create', e.create, base.create, 'writes/s');
     line('create p99', e.createP99, base.createP99, 'ms');
     line('update', e.update, base.update, 'writes/s');
-    line('list', e.list, base.list, 'objects/s');
+    line('update p99', e.updateP99, base.updateP99, 'ms');
+    line(`list (of ${n})`, e.list, base.list, 'objects/s');
+    line(`list (of ${n}) p99`, e.listP99, base.listP99, 'ms');
+    line('watch', e.watch, base.watch, 'events/s');
     line('watch p99', e.watchP99, base.watchP99, 'ms');
     const ms = await failover(etcd, dir);
     console.log(`failover: kill -9 of the leader → new leader's first reconcile ${ms.toFixed(0)} ms (lease 6000 ms, renew deadline 4000 ms, poll 250 ms)`);
