@@ -19,7 +19,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { fail } from '../output.js';
-import { upEtcd } from './up-etcd.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
 
@@ -89,6 +88,8 @@ async function up(o: UpFlags): Promise<void> {
   const store = o.store ?? before?.store ?? 'sqlite';
   if (store !== 'sqlite' && store !== 'etcd') fail(`--store must be sqlite or etcd, not "${store}"`);
   if (store === 'etcd') {
+    // Loaded only here: it brings the agent's modules, which `stratum --help` and every pod must not load.
+    const { upEtcd } = await import('./up-etcd.js');
     return upEtcd({
       nodes: count('--nodes', o.nodes, before?.nodes, 3),
       disksPerNode: count('--disks-per-node', o.disksPerNode, before?.disksPerNode, 1),
