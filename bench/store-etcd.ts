@@ -115,12 +115,11 @@ async function failover(etcd: LocalEtcd, dir: string): Promise<number> {
   const urls = ports.map((p) => `http://127.0.0.1:${p}`);
   const procs: ChildProcess[] = ports.map((p, i) => spawn(process.execPath, [CLI, 'manager', '--port', String(p), '--data-dir', join(dir, `m${i}`), '--etcd', etcd.endpoints.join(','), '--etcd-prefix', '/failover/'], { stdio: 'ignore' }));
   try {
+    // Every manager must answer (the write below goes to another one than the leader), and one must lead.
     const leader = await poll(async () => {
-      for (let i = 0; i < urls.length; i++) {
-        const r = (await (await fetch(`${urls[i]}/stratum/leader`)).json()) as { isLeader: boolean };
-        if (r.isLeader) return i;
-      }
-      return undefined;
+      const views = await Promise.all(urls.map(async (u) => (await (await fetch(`${u}/stratum/leader`)).json()) as { isLeader: boolean }));
+      const i = views.findIndex((v) => v.isLeader);
+      return i >= 0 ? i : undefined;
     }, 60_000);
     // Something for the next leader to reconcile.
     await fetch(`${urls[(leader + 1) % 3]}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bi(0)) });
