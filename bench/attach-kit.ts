@@ -169,9 +169,12 @@ export class VolumeWatch {
   #rv = '';
   #error: Error | undefined;
   #done: Promise<void> = Promise.resolve();
+  readonly #headers: Record<string, string>;
 
-  constructor(apiUrl: string, namespace: string) {
+  /** `headers`: the credential (`Authorization: Bearer …` from the cluster's kubeconfig). */
+  constructor(apiUrl: string, namespace: string, headers: Record<string, string> = {}) {
     this.#base = `${apiUrl}/apis/longhorn.io/v1beta2/namespaces/${namespace}/volumes`;
+    this.#headers = headers;
   }
 
   async start(): Promise<this> {
@@ -181,7 +184,7 @@ export class VolumeWatch {
   }
 
   async #list(): Promise<void> {
-    const res = await fetch(this.#base, { signal: AbortSignal.any([this.#ac.signal, AbortSignal.timeout(30_000)]) });
+    const res = await fetch(this.#base, { headers: this.#headers, signal: AbortSignal.any([this.#ac.signal, AbortSignal.timeout(30_000)]) });
     if (!res.ok) throw new Error(`listing volumes: HTTP ${res.status} ${await res.text()}`);
     const list = (await res.json()) as { metadata: { resourceVersion: string }; items: VolumeObject[] };
     this.#rv = list.metadata.resourceVersion;
@@ -204,7 +207,7 @@ export class VolumeWatch {
     let failures = 0;
     while (!this.#ac.signal.aborted) {
       try {
-        const res = await fetch(`${this.#base}?watch=true&resourceVersion=${encodeURIComponent(this.#rv)}`, { signal: this.#ac.signal });
+        const res = await fetch(`${this.#base}?watch=true&resourceVersion=${encodeURIComponent(this.#rv)}`, { headers: this.#headers, signal: this.#ac.signal });
         if (!res.ok || !res.body) throw new Error(`watch of volumes: HTTP ${res.status}`);
         for await (const value of ndjson(res.body as AsyncIterable<Uint8Array>)) {
           const ev = value as { type: string; object: VolumeObject & { code?: number; message?: string } };

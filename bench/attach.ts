@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { clusterProcesses, freePort, killSurvivors, memAvailable, memoryOf, percentile, processKinds, VolumeWatch, type Memory, type OsProcess, type VolumeObject } from './attach-kit.js';
 import { Budget, check, Children, CLI, exec, FileServer, hasTool, interruptOnSignals, MiB, waitUntil } from './transfer-kit.js';
+import { KUBECONFIG_FILE, readKubeconfig } from '../src/auth/index.js';
 
 const NS = 'longhorn-system';
 const VOLUME_SIZE = 32 * MiB;
@@ -91,11 +92,17 @@ interface Run {
   created: string[];
 }
 
+/** The admin credential `stratum up` wrote for the bench's cluster. */
+function auth(run: Run): Record<string, string> {
+  return { authorization: `Bearer ${readKubeconfig(join(run.dataDir, KUBECONFIG_FILE)).token}` };
+}
+
 async function call<T>(run: Run, method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${run.api}${path}`, {
     method,
     signal: AbortSignal.timeout(30_000),
-    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    headers: { ...auth(run), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
@@ -289,7 +296,7 @@ export async function run(args: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     const before = snapshot(run);
     progress(`before: ${before.mem.processes} processes, RSS ${mib(before.mem.rss)}`);
-    watch = await new VolumeWatch(run.api, NS).start();
+    watch = await new VolumeWatch(run.api, NS, auth(run)).start();
     const samples = await attachAll(run, nodes, watch);
     const after = snapshot(run);
     if (samples.length === 0) throw new Error('no volume was attached');

@@ -23,13 +23,14 @@
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   allocatedBytes,
   Budget,
   check,
   Children,
+  CURL_AUTH,
   exec,
   FileServer,
   fsyncFile,
@@ -177,7 +178,8 @@ async function senderWithImage(run: Run): Promise<Service> {
   const origin = await makeOrigin(run);
   const bimA = (run.bimA = await startBim(kids, budget, diskA));
   // A hard link on the same file system: fetch renames it away and the origin stays for later phases.
-  const src = join(diskA.path, 'tmp', 'img.raw');
+  const src = join(diskA.path, 'tmp', 'img-staged', 'backing');
+  mkdirSync(dirname(src), { recursive: true });
   check(await exec(kids, budget, 'ln', [origin.path, src]), 'ln');
   await post(bimA, '/v1/files/img/fetch', { uuid: 'u1', sourcePath: src, size: run.o.size, expectedChecksum: origin.sha });
   await waitReady(bimA, budget, 'img');
@@ -267,7 +269,7 @@ async function peerSyncPhase(run: Run): Promise<void> {
   const copy = join(diskB.path, 'baseline-copy.raw');
   const downloaded0 = (await stats(bimA)).sent.downloadBytes;
   const t1 = performance.now();
-  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
   fsyncFile(copy);
   const copyMs = performance.now() - t1;
   if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
@@ -338,7 +340,7 @@ async function sparseSyncPhase(run: Run): Promise<void> {
 
   const copy = join(diskC.path, 'baseline-sparse.raw');
   const t1 = performance.now();
-  check(await exec(kids, budget, 'curl', ['-sS', '--fail', '-o', copy, `${bimA.url}/v1/files/sparse/download`]), 'curl');
+  check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/sparse/download`]), 'curl');
   fsyncFile(copy);
   const copyMs = performance.now() - t1;
   if (statSync(copy).size !== size) throw new Error(`curl copied ${statSync(copy).size} bytes`);

@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   'image-transfer': () => import('./image-transfer.js'),
   'volume-io': () => import('./volume-io.js'),
   attach: () => import('./attach.js'),
+  ui: () => import('./ui.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -3,7 +3,9 @@
 // compiled `stratum bim` / `stratum data-source` as child processes, a static file server, and /proc readings.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, createReadStream, fsyncSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fsyncSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { CLUSTER_SECRET_ENV, clusterAuthHeaders, newSecret } from '../src/auth/index.js';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +17,16 @@ export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+// The data-plane processes a bench starts accept only the cluster credential: one secret per bench run, handed to
+// them as a node agent would (STRATUM_CLUSTER_SECRET_FILE) and sent by the bench's own requests.
+const BENCH_SECRET = newSecret();
+const secretFile = join(mkdtempSync(join(tmpdir(), 'stratum-bench-')), 'cluster-secret');
+writeFileSync(secretFile, `${BENCH_SECRET}\n`, { mode: 0o600 });
+process.env[CLUSTER_SECRET_ENV] = secretFile;
+export const BENCH_AUTH = clusterAuthHeaders(BENCH_SECRET);
+/** The same credential as curl arguments. */
+export const CURL_AUTH = ['-H', `Authorization: ${BENCH_AUTH.authorization}`];
 /** The compiled CLI (this file runs from dist/bench). */
 export const CLI = resolve(here, '..', 'src', 'cli', 'main.js');
 
@@ -233,7 +245,8 @@ export class Service {
       method,
       // A process that accepts but never answers must not hang the run past its budget.
       signal: AbortSignal.timeout(30_000),
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      headers: { ...BENCH_AUTH, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
     let parsed: unknown = text;

@@ -5,6 +5,7 @@
 //
 //   node dist/bench/volume-io-child.js '{"role":"im","node":"n0","lockDir":...,"nbdSocket":...}'
 
+import { readClusterSecret } from '../src/auth/index.js';
 import { startInstanceManager } from '../src/instance-manager/index.js';
 
 export interface ImChildSpec {
@@ -13,6 +14,10 @@ export interface ImChildSpec {
   lockDir: string;
   /** The NBD listener's extra unix socket. */
   nbdSocket: string;
+  /** Replica directories' data root (the bench's disk). */
+  dataRoot: string;
+  /** File holding the cluster secret: the API and the replica listeners require it, as in production. */
+  clusterSecretFile: string;
 }
 
 export type ChildSpec = ImChildSpec;
@@ -22,7 +27,15 @@ async function main(): Promise<void> {
   const controller = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => controller.abort(new Error(`stopped by ${sig}`)));
   if (spec?.role === 'im') {
-    const im = await startInstanceManager({ node: spec.node, host: '127.0.0.1', port: 0, lockDir: spec.lockDir, nbdSocket: spec.nbdSocket });
+    const im = await startInstanceManager({
+      node: spec.node,
+      host: '127.0.0.1',
+      port: 0,
+      lockDir: spec.lockDir,
+      nbdSocket: spec.nbdSocket,
+      dataRoots: [spec.dataRoot],
+      clusterSecret: readClusterSecret(spec.clusterSecretFile),
+    });
     process.stdout.write(`ready ${im.url} ${im.replicaAddress}\n`);
     if (!controller.signal.aborted) await new Promise((r) => controller.signal.addEventListener('abort', r, { once: true }));
     await im.close();

@@ -22,7 +22,9 @@
 // their peak resident set (VmHWM from /proc/PID/status).
 //
 //   npm run bench -- volume-io [seq-read] [seq-write] [rand-read] [rand-write] [rand-write-flush]
-//                              [--replicas 1,3] [--runtime 8] [--limit 900]
+//                              [--replicas 1,3] [--runtime 8] [--limit 900] [--cpu-prof DIR]
+//
+// --cpu-prof DIR writes a V8 CPU profile of every instance manager to DIR (open it in Chrome's DevTools).
 
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
@@ -33,6 +35,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Budget, check, Children, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, waitUntil } from './transfer-kit.js';
 import type { ChildSpec } from './volume-io-child.js';
+import { clusterAuthHeaders, newSecret } from '../src/auth/index.js';
+
+/** One cluster secret for the bench's instance managers (they require it, as in production). */
+const SECRET = newSecret();
 
 const CHILD = resolve(dirname(fileURLToPath(import.meta.url)), 'volume-io-child.js');
 
@@ -65,6 +71,8 @@ interface Options {
   replicas: number[];
   runtimeS: number;
   limitMs: number;
+  /** Where the instance managers write V8 CPU profiles, if set. */
+  cpuProfDir?: string;
 }
 
 function parseArgs(args: string[]): Options {
@@ -79,6 +87,7 @@ function parseArgs(args: string[]): Options {
     if (w) o.workloads.push(w);
     else if (a === '--runtime') o.runtimeS = int(a, args[++i]);
     else if (a === '--limit') o.limitMs = int(a, args[++i]) * 1000;
+    else if (a === '--cpu-prof') o.cpuProfDir = resolve(args[++i] ?? '.');
     else if (a === '--replicas') o.replicas = (args[++i] ?? '').split(',').map((v) => int(a, v));
     else throw new Error(`unknown argument ${JSON.stringify(a)}; workloads: ${WORKLOADS.map((x) => x.key).join(', ')}`);
   }
@@ -161,13 +170,15 @@ interface Ctx {
 }
 
 async function startIm(ctx: Ctx, what: string, spec: ChildSpec): Promise<{ proc: Proc; url: string; replicaAddress: string }> {
-  const proc = new Proc(what, ctx.kids, process.execPath, [CHILD, JSON.stringify(spec)]);
+  const prof = ctx.o.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${ctx.o.cpuProfDir}`];
+  const proc = new Proc(what, ctx.kids, process.execPath, [...prof, CHILD, JSON.stringify(spec)]);
   const [url = '', replicaAddress = ''] = await proc.waitFor(ctx.budget, (log) => /^ready (\S+) (\S+)$/m.exec(log)?.slice(1));
   return { proc, url, replicaAddress };
 }
 
 async function imCall(url: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${url}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+  const headers = { ...clusterAuthHeaders(SECRET), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const res = await fetch(`${url}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const json = (await res.json()) as Record<string, unknown>;
   if (!res.ok) throw new Error(`${method} ${url}${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
   return json;
@@ -193,6 +204,8 @@ async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
   writeFileSync(join(disk, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'bench', diskUUID: 'bench' }));
   symlinkSync(ctx.backing, join(disk, 'backing-images', 'backing-bench', 'backing'));
   const backing = { name: 'backing', uuid: 'bench', path: join(disk, 'backing-images', 'backing-bench', 'backing') };
+  const clusterSecretFile = join(dir, 'cluster-secret');
+  writeFileSync(clusterSecretFile, SECRET, { mode: 0o600 });
   const procs: Side['procs'] = [];
   const stop = async () => {
     // Node 0 first: its engine drains the NBD client and flushes the replicas on its way out.
@@ -202,7 +215,7 @@ async function startOurs(ctx: Ctx, replicas: number): Promise<Side> {
   try {
     const ims = await Promise.all(
       Array.from({ length: replicas }, (_, i) =>
-        startIm(ctx, `instance manager n${i}`, { role: 'im', node: `n${i}`, lockDir: join(dir, `locks-${i}`), nbdSocket: join(dir, `nbd-${i}.sock`) }),
+        startIm(ctx, `instance manager n${i}`, { role: 'im', node: `n${i}`, lockDir: join(dir, `locks-${i}`), nbdSocket: join(dir, `nbd-${i}.sock`), dataRoot: disk, clusterSecretFile }),
       ),
     );
     ims.forEach((im, i) => procs.push({ role: i === 0 ? 'instance manager (engine + r0)' : 'instance manager (replica)', proc: im.proc }));

@@ -13,7 +13,8 @@ import { HttpStore } from '../src/client/http-store.js';
 import { getPod, podPid } from './helpers/cluster.js';
 import { testStore } from './helpers/etcd-managers.js';
 import { allReady, LifecycleCluster, staticServer } from './helpers/lifecycle.js';
-import { CLI, hasTool, REPO, run, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { CLI, cliEnv, hasTool, kubectlArgs, REPO, run, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { tokenFor } from './helpers/credentials.js';
 
 const NS = 'longhorn-system';
 const cluster = new LifecycleCluster(3);
@@ -60,7 +61,7 @@ before(async () => {
     'backing-image-recovery-wait-interval': '5',
     'node-down-timeout': '5',
   });
-  client = new HttpStore({ server: cluster.url });
+  client = new HttpStore({ server: cluster.url, token: tokenFor(cluster.url) });
 });
 
 after(async () => {
@@ -140,7 +141,7 @@ test('a Volume blocks deletion (409 naming it); a Replica blocks cleanup of its 
   const cleanup = await cluster.v1('POST', '/v1/backingimages/mc?action=backingImageCleanup', { disks: [disk] });
   assert.equal(cleanup.status, 409);
   assert.match(String(cleanup.json['message']), /vol-mc-r-1/);
-  const kubectlDel = await run('kubectl', ['--server', cluster.url, 'delete', 'lhbi', 'mc', '-n', NS, '--wait=false'], { env: { ...process.env, KUBECONFIG: '/dev/null' } });
+  const kubectlDel = await run('kubectl', [...kubectlArgs(cluster.url, []), 'delete', 'lhbi', 'mc', '-n', NS, '--wait=false'], { env: { ...process.env, KUBECONFIG: '/dev/null' } });
   if (hasTool('kubectl')) assert.match(kubectlDel.stderr, /vol-mc/);
   await client.delete('Replica', NS, 'vol-mc-r-1');
   await client.delete('Volume', NS, 'vol-mc');
@@ -221,7 +222,7 @@ test('stratum bi upload of 1 GiB interrupted at ~50% and re-run completes; downl
   const big = join(files.path, 'big.raw');
   await run('sh', ['-c', `head -c 1073741824 /dev/urandom > ${big}`], { timeoutMs: 120_000 });
   const sum = (await run('sha512sum', [big])).stdout.split(' ')[0] ?? '';
-  const first = spawn(process.execPath, [CLI, '--server', cluster.url, 'bi', 'upload', 'up1', big, '--checksum', sum], { stdio: 'ignore' });
+  const first = spawn(process.execPath, [CLI, '--server', cluster.url, 'bi', 'upload', 'up1', big, '--checksum', sum], { stdio: 'ignore', env: cliEnv([CLI, '--server', cluster.url]) });
   await waitFor('half of the upload', async () => {
     const r = await cluster.v1('GET', '/v1/backingimages/up1/upload').catch(() => undefined);
     return r?.status === 200 && Number(r.json['offset']) >= 512 * 1024 * 1024;

@@ -4,10 +4,10 @@
 // killed mid-transfer. Files are random data (head -c) or qemu-img images; checksums are checked with sha512sum.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BimProcess, exec, makeDisk, memoryOf, randomFile, sha512sum, type FileInfo } from './helpers/bim.js';
+import { BimProcess, exec, makeDisk, memoryOf, randomFile, sha512sum, stagedPath, type FileInfo } from './helpers/bim.js';
 import { freePort, hasTool, tempDir, waitFor } from './helpers/processes.js';
 
 const MiB = 1024 * 1024;
@@ -40,8 +40,7 @@ describe('1 GiB sync', () => {
   let sha = '';
   before(async () => {
     await a.start();
-    const src = join(a.disk.path, 'tmp', 'big');
-    mkdirSync(join(a.disk.path, 'tmp'));
+    const src = stagedPath(a.disk, 'big');
     await randomFile(src, GiB);
     sha = await sha512sum(src);
     await a.fetchReady('big', 'u1', src, GiB, { expectedChecksum: sha });
@@ -100,8 +99,7 @@ describe('4 GiB sparse image', { skip: hasTool('qemu-img') ? false : 'qemu-img i
   after(() => Promise.all([a.stop(), b.stop()]));
 
   test('holding 256 MiB of data, it stays sparse on the receiver and verifies', async (t) => {
-    mkdirSync(join(a.disk.path, 'tmp'));
-    const src = join(a.disk.path, 'tmp', 'sparse.raw');
+    const src = stagedPath(a.disk, 'sparse');
     const q = await exec('qemu-img', ['create', '-f', 'raw', src, '4G']);
     assert.equal(q.code, 0, q.stderr);
     // 16 runs of 16 MiB, starting 3 MiB into every 256 MiB, so runs begin and end inside 4 MiB chunks.
@@ -137,8 +135,7 @@ describe('several peers', () => {
   let sha = '';
   before(async () => {
     await Promise.all([a.start(), b.start(), c.start()]);
-    const src = join(a.disk.path, 'tmp', 'fan');
-    mkdirSync(join(a.disk.path, 'tmp'));
+    const src = stagedPath(a.disk, 'fan');
     await randomFile(src, size);
     sha = await sha512sum(src);
     await a.fetchReady('fan', 'u1', src, size);

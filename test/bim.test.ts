@@ -9,8 +9,11 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { BimProcess, bytesReadBy, exec as run, makeDisk, randomFile, sha512sum, type FileInfo, type Stats } from './helpers/bim.js';
+import { dataPlaneAuth } from './helpers/credentials.js';
+import { BimProcess, bytesReadBy, exec as run, makeDisk, randomFile, sha512sum, stagedPath, type FileInfo, type Stats } from './helpers/bim.js';
 import { freePort, hasTool, tempDir, waitFor } from './helpers/processes.js';
+
+const CURL_AUTH = ['-H', `Authorization: ${dataPlaneAuth().authorization ?? ''}`];
 
 const MiB = 1024 * 1024;
 const root = tempDir('bim');
@@ -21,10 +24,9 @@ async function startSyncOn(to: BimProcess, name: string, body: { uuid: string; s
   assert.equal(r.status, 202, JSON.stringify(r.body));
 }
 
-/** A random file of `size` bytes in `<disk>/tmp/`, with its SHA-512 and identity. */
+/** A random file of `size` bytes where a data source leaves its finished file, with its SHA-512 and identity. */
 async function sourceFile(disk: { path: string }, name: string, size: number) {
-  mkdirSync(join(disk.path, 'tmp'), { recursive: true });
-  const path = join(disk.path, 'tmp', name);
+  const path = stagedPath(disk, name);
   await randomFile(path, size);
   const st = statSync(path, { bigint: true });
   // The data source's spelling of the identity (`ino`), which the manager accepts as it is.
@@ -105,9 +107,9 @@ describe('one manager', () => {
       ['POST', '/v1/files/ok/sync', { uuid: '../../etc', size: 1, expectedChecksum: 'a'.repeat(128), sources: ['http://x'] }, /^uuid "..\/..\/etc" must not contain "\/"/],
       ['POST', '/v1/files/ok/sync', { uuid: '', size: 1 }, /^uuid is required/],
       ['DELETE', '/v1/files/ok?uuid=..', undefined, /^uuid ".." must not contain/],
-      ['POST', '/v1/files/ok/fetch', { uuid: 'u', sourcePath: '/etc/passwd', size: 1 }, /must be on this disk/],
+      ['POST', '/v1/files/ok/fetch', { uuid: 'u', sourcePath: '/etc/passwd', size: 1 }, /must be a data source's finished file on this disk/],
       ['POST', '/v1/files/ok/fetch', { uuid: 'u', sourcePath: `${disk.path}/tmp/../tmp/x`, size: 1 }, /normalised path/],
-      ['POST', '/v1/files/ok/fetch', { uuid: 'u', sourcePath: join(disk.path, 'backing-images', 'vouched-u1', 'backing'), size: 1 }, /outside its backing-images/],
+      ['POST', '/v1/files/ok/fetch', { uuid: 'u', sourcePath: join(disk.path, 'backing-images', 'vouched-u1', 'backing'), size: 1 }, /must be a data source's finished file/],
     ];
     for (const [method, path, body, re] of cases) {
       const r = await bim.api<{ code: string; message: string }>(method, path, body);
@@ -116,7 +118,7 @@ describe('one manager', () => {
       assert.match(r.body.message, re, `${method} ${path}`);
     }
     // fetch() would normalise "/files/.." away; curl can be told to send the path as it is.
-    const dots = await run('curl', ['-sS', '--path-as-is', `${bim.url}/v1/files/../download`, `${bim.url}/v1/files/%2e%2e/download`]);
+    const dots = await run('curl', ['-sS', ...CURL_AUTH, '--path-as-is', `${bim.url}/v1/files/../download`, `${bim.url}/v1/files/%2e%2e/download`]);
     const answers = dots.stdout.replace('}{', '}\n{').split('\n').map((l) => JSON.parse(l) as { code: string; message: string });
     assert.deepEqual(answers.map((a) => a.code), ['InvalidArgument', 'InvalidArgument'], dots.stdout);
     for (const a of answers) assert.equal(a.message, 'name ".." must not contain ".."');
@@ -133,44 +135,44 @@ describe('one manager', () => {
     await bim.fetchReady('dl', 'u1', src.path, src.size);
     const url = `${bim.url}/v1/files/dl/download`;
 
-    const part = await fetch(url, { headers: { range: 'bytes=1000000-1999999' } });
+    const part = await fetch(url, { headers: { ...dataPlaneAuth(), range: 'bytes=1000000-1999999' } });
     assert.equal(part.status, 206);
     assert.equal(part.headers.get('content-range'), `bytes 1000000-1999999/${src.size}`);
     assert.deepEqual(Buffer.from(await part.arrayBuffer()), data.subarray(1000000, 2000000));
 
-    const suffix = await fetch(url, { headers: { range: 'bytes=-10' } });
+    const suffix = await fetch(url, { headers: { ...dataPlaneAuth(), range: 'bytes=-10' } });
     assert.equal(suffix.status, 206);
     assert.deepEqual(Buffer.from(await suffix.arrayBuffer()), data.subarray(data.length - 10));
 
-    const outside = await fetch(url, { headers: { range: `bytes=${src.size}-` } });
+    const outside = await fetch(url, { headers: { ...dataPlaneAuth(), range: `bytes=${src.size}-` } });
     assert.equal(outside.status, 416);
     assert.equal(outside.headers.get('content-range'), `bytes */${src.size}`);
     await outside.text();
 
-    const plain = await fetch(url, { headers: { 'accept-encoding': 'identity' } });
+    const plain = await fetch(url, { headers: { ...dataPlaneAuth(), 'accept-encoding': 'identity' } });
     assert.equal(plain.headers.get('content-length'), String(src.size));
     assert.equal(plain.headers.get('content-encoding'), null);
     assert.deepEqual(Buffer.from(await plain.arrayBuffer()), data);
 
-    const head = await fetch(url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' } });
+    const head = await fetch(url, { method: 'HEAD', headers: { ...dataPlaneAuth(), 'accept-encoding': 'identity' } });
     assert.equal(head.headers.get('content-length'), String(src.size));
     assert.equal(head.headers.get('x-checksum-sha512'), sha);
 
     // fetch asks for gzip by default and inflates it itself.
-    const auto = await fetch(url);
+    const auto = await fetch(url, { headers: dataPlaneAuth() });
     assert.equal(auto.headers.get('content-encoding'), 'gzip');
     assert.deepEqual(Buffer.from(await auto.arrayBuffer()), data);
 
     // curl is a client nobody here wrote: raw gzip bytes to a file, inflated by zlib.
     const gz = join(root.path, 'dl.gz');
-    const c = await run('curl', ['-sS', '-H', 'Accept-Encoding: gzip', '-o', gz, '-D', '-', url]);
+    const c = await run('curl', ['-sS', ...CURL_AUTH, '-H', 'Accept-Encoding: gzip', '-o', gz, '-D', '-', url]);
     assert.equal(c.code, 0, c.stderr);
     assert.match(c.stdout, /content-encoding: gzip/i);
     const compressed = readFileSync(gz);
     assert.ok(compressed.length < data.length * 0.75, `gzip ${compressed.length} of ${data.length}`);
     assert.deepEqual(gunzipSync(compressed), data);
 
-    const ranged = await run('curl', ['-sS', '-r', '5-14', url]);
+    const ranged = await run('curl', ['-sS', ...CURL_AUTH, '-r', '5-14', url]);
     assert.deepEqual(Buffer.from(ranged.stdout, 'latin1'), data.subarray(5, 15));
   });
 
@@ -187,7 +189,7 @@ describe('one manager', () => {
     try {
       const src = await sourceFile(one.disk, 'lim', MiB);
       await one.fetchReady('lim', 'u1', src.path, src.size);
-      const data = (session: string) => fetch(`${one.url}/v1/files/lim/data?uuid=u1&offset=0&length=4096`, { headers: { 'x-stratum-sync-session': session } });
+      const data = (session: string) => fetch(`${one.url}/v1/files/lim/data?uuid=u1&offset=0&length=4096`, { headers: { ...dataPlaneAuth(), 'x-stratum-sync-session': session } });
       const a = await data('receiver-a');
       assert.equal(a.status, 200);
       await a.arrayBuffer();
@@ -222,7 +224,7 @@ describe('two managers', () => {
 
   test('watch pushes a snapshot, then each state of a sync as it happens', async () => {
     const ac = new AbortController();
-    const res = await fetch(`${b.url}/v1/watch`, { signal: ac.signal });
+    const res = await fetch(`${b.url}/v1/watch`, { headers: dataPlaneAuth(), signal: ac.signal });
     assert.equal(res.headers.get('content-type'), 'application/x-ndjson');
     const events: Array<{ type: string; files?: FileInfo[]; file?: FileInfo }> = [];
     const reading = (async () => {
@@ -238,7 +240,7 @@ describe('two managers', () => {
     await waitFor('snapshot', async () => events.length > 0);
     assert.equal(events[0]?.type, 'SNAPSHOT');
     // The same feed as server-sent events for browsers.
-    const sse = await fetch(`${b.url}/v1/watch`, { headers: { accept: 'text/event-stream' } });
+    const sse = await fetch(`${b.url}/v1/watch`, { headers: { ...dataPlaneAuth(), accept: 'text/event-stream' } });
     assert.equal(sse.headers.get('content-type'), 'text/event-stream');
     const reader = sse.body!.getReader();
     const first = await reader.read();
@@ -430,8 +432,7 @@ test('qemu-img images keep their format and virtual size', { skip: hasTool('qemu
   const bim = new BimProcess(disk);
   await bim.start();
   try {
-    mkdirSync(join(disk.path, 'tmp'));
-    const path = join(disk.path, 'tmp', 'q.qcow2');
+    const path = stagedPath(disk, 'q');
     const q = await run('qemu-img', ['create', '-f', 'qcow2', path, '1G']);
     assert.equal(q.code, 0, q.stderr);
     const size = statSync(path).size;

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { dataPlaneAuth } from './helpers/credentials.js';
 import { DataSourceProcess, sha512, testBytes } from './helpers/http-fixtures.js';
 import { run, tempDir, waitFor } from './helpers/processes.js';
 
@@ -30,17 +31,17 @@ async function uploader(extra: string[] = []): Promise<DataSourceProcess & { wor
 }
 
 async function declare(p: DataSourceProcess, size: number, checksum?: string): Promise<Response> {
-  return fetch(`${p.url}/v1/upload?size=${size}${checksum ? `&checksum=${checksum}` : ''}`, { method: 'POST' });
+  return fetch(`${p.url}/v1/upload?size=${size}${checksum ? `&checksum=${checksum}` : ''}`, { method: 'POST', headers: dataPlaneAuth() });
 }
 
 async function headOffset(p: DataSourceProcess): Promise<number> {
-  const res = await fetch(`${p.url}/v1/upload`, { method: 'HEAD' });
+  const res = await fetch(`${p.url}/v1/upload`, { method: 'HEAD', headers: dataPlaneAuth() });
   assert.equal(res.status, 200);
   return Number(res.headers.get('upload-offset'));
 }
 
 async function put(p: DataSourceProcess, offset: number, body: Uint8Array): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(`${p.url}/v1/upload?offset=${offset}`, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } });
+  const res = await fetch(`${p.url}/v1/upload?offset=${offset}`, { method: 'PUT', body, headers: { ...dataPlaneAuth(), 'content-type': 'application/octet-stream' } });
   return { status: res.status, json: (await res.json()) as Record<string, unknown>, headers: res.headers };
 }
 
@@ -48,7 +49,7 @@ async function put(p: DataSourceProcess, offset: number, body: Uint8Array): Prom
 async function cutPut(p: DataSourceProcess, total: Uint8Array, sent: number): Promise<void> {
   const req = httpRequest(`${p.url}/v1/upload?offset=0`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(total.length) },
+    headers: { ...dataPlaneAuth(), 'content-type': 'application/octet-stream', 'content-length': String(total.length) },
   });
   req.on('error', () => undefined);
   await new Promise<void>((r) => req.write(total.subarray(0, sent), () => r()));
@@ -96,7 +97,7 @@ test('an upload larger than declared is refused with 413, with or without Conten
   // A chunked body (no Content-Length) is caught while streaming and rolled back.
   const res = await fetch(`${p.url}/v1/upload?offset=0`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream' },
+    headers: { ...dataPlaneAuth(), 'content-type': 'application/octet-stream' },
     body: new ReadableStream({
       start(c) {
         c.enqueue(big.subarray(0, 600 * 1024));
@@ -128,7 +129,7 @@ test('a PUT at a stale offset gets 409 with the current offset; PATCH with Uploa
   assert.equal(stale.headers.get('upload-offset'), String(MiB));
   const patch = await fetch(`${p.url}/v1/upload`, {
     method: 'PATCH',
-    headers: { 'content-type': 'application/offset+octet-stream', 'upload-offset': String(MiB) },
+    headers: { ...dataPlaneAuth(), 'content-type': 'application/offset+octet-stream', 'upload-offset': String(MiB) },
     body: data.subarray(MiB),
   });
   assert.equal(patch.status, 200);

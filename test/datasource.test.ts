@@ -2,6 +2,7 @@
 // that drops, stalls, redirects, refuses ranges and requires headers; files checked with the real sha512sum and
 // images made with the real qemu-img.
 
+import { dataPlaneAuth } from './helpers/credentials.js';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
@@ -58,12 +59,12 @@ test('a download with the right expected checksum becomes ready-for-transfer, an
   assert.equal((f.identity as { size: number }).size, data.length);
   assert.equal(await sha512sum(f.filePath as string), sha512(data));
   const ac = new AbortController();
-  const sse = await fetch(`${ds.url}/v1/watch`, { headers: { accept: 'text/event-stream' }, signal: ac.signal });
+  const sse = await fetch(`${ds.url}/v1/watch`, { headers: { ...dataPlaneAuth(), accept: 'text/event-stream' }, signal: ac.signal });
   assert.equal(sse.headers.get('content-type'), 'text/event-stream');
   const first = await (sse.body as ReadableStream<Uint8Array>).getReader().read();
   assert.match(new TextDecoder().decode(first.value), /^event: file\ndata: \{.*"state":"ready-for-transfer"/);
   ac.abort();
-  const res = await fetch(`${ds.url}/v1/transfer`, { method: 'POST' });
+  const res = await fetch(`${ds.url}/v1/transfer`, { method: 'POST', headers: dataPlaneAuth() });
   assert.equal(res.status, 200);
   const t = (await res.json()) as { state: string; filePath: string | null };
   assert.equal(t.state, 'ready');
@@ -188,7 +189,7 @@ test('progress moves during a slow download: bytes, percent, rate and ETA, pushe
   const data = testBytes(2 * MiB, 9);
   const o = await origin({ bytesPerSecond: 640 * 1024 }, { '/img.raw': data });
   const ds = await download(`${o.url}/img.raw`);
-  const watch = await fetch(`${ds.url}/v1/watch`);
+  const watch = await fetch(`${ds.url}/v1/watch`, { headers: dataPlaneAuth() });
   assert.equal(watch.headers.get('content-type'), 'application/x-ndjson');
   const events: { state: string; processedSize: number; rate: number; etaSeconds: number | null; progress: number }[] = [];
   const decoder = new TextDecoder();

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { hasTool, kubectl, ManagerProcess, REPO, run, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { hasTool, kubectl, kubectlArgs, ManagerProcess, REPO, run, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { authFor } from './helpers/credentials.js';
 
 const SEED = join(REPO, 'test', 'fixtures', 'seed-backing-images.yaml');
 const NS = 'longhorn-system';
@@ -30,7 +31,7 @@ test('the ten seed BackingImages apply with `stratum apply -f` and list as v1bet
   const again = await stratum(manager.url, ['apply', '-f', SEED]);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /bi-test10 unchanged/);
-  const list = await (await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`)).json() as { items: { apiVersion: string; spec: { sourceType: string; sourceParameters: { url: string } } }[] };
+  const list = await (await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`, { headers: authFor(manager.url) })).json() as { items: { apiVersion: string; spec: { sourceType: string; sourceParameters: { url: string } } }[] };
   assert.equal(list.items.length, 10);
   for (const item of list.items) {
     assert.equal(item.apiVersion, 'longhorn.io/v1beta2');
@@ -67,7 +68,7 @@ test('kubectl patch (merge and json), describe and delete', { skip: skipKubectl 
   assert.equal(merge.code, 0, merge.stderr);
   const json = await kubectl(manager.url, ['patch', 'lhbi', 'patched', '-n', NS, '--type', 'json', '-p', '[{"op":"replace","path":"/spec/minNumberOfCopies","value":3}]']);
   assert.equal(json.code, 0, json.stderr);
-  const obj = await (await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages/patched`)).json() as { spec: { minNumberOfCopies: number }; metadata: { generation: number } };
+  const obj = await (await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages/patched`, { headers: authFor(manager.url) })).json() as { spec: { minNumberOfCopies: number }; metadata: { generation: number } };
   assert.equal(obj.spec.minNumberOfCopies, 3);
   assert.equal(obj.metadata.generation, 3);
   const desc = await kubectl(manager.url, ['describe', 'lhbi', 'patched', '-n', NS]);
@@ -76,7 +77,7 @@ test('kubectl patch (merge and json), describe and delete', { skip: skipKubectl 
   const del = await kubectl(manager.url, ['delete', 'lhbi', 'patched', '-n', NS]);
   assert.equal(del.code, 0, del.stderr);
   assert.match(del.stdout, /deleted/);
-  const gone = await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages/patched`);
+  const gone = await fetch(`${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages/patched`, { headers: authFor(manager.url) });
   assert.equal(gone.status, 404);
 });
 
@@ -84,7 +85,7 @@ test('kubectl get -w prints an update made through stratum within 1 s', { skip: 
   const doc = `apiVersion: longhorn.io/v1beta2\nkind: BackingImage\nmetadata:\n  name: watched\n  namespace: ${NS}\nspec:\n  sourceType: download\n  sourceParameters:\n    url: https://example.com/w.raw\n`;
   assert.equal((await stratum(manager.url, ['apply', '-f', '-'], doc)).code, 0);
   const { spawn } = await import('node:child_process');
-  const child = spawn('kubectl', ['--server', manager.url, 'get', 'backingimages', '-n', NS, '-w', '-o', 'custom-columns=NAME:.metadata.name,COPIES:.spec.minNumberOfCopies'], {
+  const child = spawn('kubectl', [...kubectlArgs(manager.url, []), 'get', 'backingimages', '-n', NS, '-w', '-o', 'custom-columns=NAME:.metadata.name,COPIES:.spec.minNumberOfCopies'], {
     env: { ...process.env, KUBECONFIG: '/dev/null' },
   });
   let out = '';
@@ -105,7 +106,7 @@ test('kubectl get -w prints an update made through stratum within 1 s', { skip: 
 test('invalid inputs each get a clear 4xx', async () => {
   const base = `${manager.url}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`;
   const post = (body: string, type = 'application/json', url = base) =>
-    fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
+    fetch(url, { method: 'POST', headers: { ...authFor(manager.url), 'content-type': type }, body });
   const good = (name: string, spec: string) =>
     `{"apiVersion":"longhorn.io/v1beta2","kind":"BackingImage","metadata":{"name":"${name}"},"spec":${spec}}`;
   const cases: [string, Promise<Response>, number, RegExp][] = [
@@ -133,7 +134,7 @@ test('invalid inputs each get a clear 4xx', async () => {
 const legacy = process.env['KUBECTL_LEGACY'];
 test('Debian\'s kubectl 1.20 (kubernetes-client) applies, gets, patches and deletes', { skip: legacy ? false : 'KUBECTL_LEGACY does not point at a kubectl 1.20 binary (.ci/run unpacks one)' }, async () => {
   const env = { ...process.env, KUBECONFIG: '/dev/null' };
-  const k = (args: string[], input?: string) => run(legacy ?? 'kubectl', ['--server', manager.url, ...args], { env, ...(input === undefined ? {} : { input }) });
+  const k = (args: string[], input?: string) => run(legacy ?? 'kubectl', kubectlArgs(manager.url, args), { env, ...(input === undefined ? {} : { input }) });
   const version = await k(['version', '--client', '--short']);
   assert.match(version.stdout, /v1\.20\./);
   const seed = readFileSync(SEED, 'utf8').replaceAll('bi-test', 'old-test');

@@ -22,7 +22,7 @@ type Json = Record<string, unknown>;
 async function v1(method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
   const res = await fetch(`${manager.url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${manager.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
@@ -51,7 +51,7 @@ async function node(name: string, ip: string): Promise<void> {
 
 before(async () => {
   await manager.start();
-  client = new HttpStore({ server: manager.url });
+  client = new HttpStore({ server: manager.url, token: manager.token });
   await node('node-1', '10.0.0.1');
   await node('node-2', '10.0.0.2');
 });

@@ -17,7 +17,7 @@ let client: HttpStore;
 
 before(async () => {
   await manager.start();
-  client = new HttpStore({ server: manager.url });
+  client = new HttpStore({ server: manager.url, token: manager.token });
 });
 after(async () => {
   await manager.stop();
@@ -121,7 +121,7 @@ test('stratum get/describe/delete with short names; errors are one line', async 
 });
 
 test('/metrics exposes controller queue depth and reconcile latency', async () => {
-  const text = await (await fetch(`${manager.url}/metrics`)).text();
+  const text = await (await fetch(`${manager.url}/metrics`, { headers: { authorization: `Bearer ${manager.token}` } })).text();
   assert.match(text, /garbage-collector|garbage_collector/);
   assert.match(text, /depth/);
   assert.match(text, /reconcile/);

@@ -31,7 +31,7 @@ test('1,000 writes with a kill -9 at a random moment: every acknowledged write s
   dirs.push(dir);
   const manager = new ManagerProcess(join(dir.path, 'manager'));
   await manager.start();
-  const client = new HttpStore({ server: manager.url, timeoutMs: 5000 });
+  const client = new HttpStore({ server: manager.url, timeoutMs: 5000, token: manager.token });
   const acked = new Map<string, number>();
   let maxRv = 0;
   let next = 0;
@@ -70,7 +70,7 @@ test('a watch resumed from its last resourceVersion across a manager restart see
   dirs.push(dir);
   const manager = new ManagerProcess(join(dir.path, 'manager'));
   await manager.start();
-  const client = new HttpStore({ server: manager.url });
+  const client = new HttpStore({ server: manager.url, token: manager.token });
   const { object } = await client.create(bi('start'));
   const from = object.metadata.resourceVersion ?? '';
   const written: number[] = [];

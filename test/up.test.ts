@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import {
   alive, createPod, getPod, httpPod, killRecordedCluster, killRecordedPods, podPid, readCluster, startUp, type Proc,
 } from './helpers/cluster.js';
-import { freePort, hasTool, kubectl, tempDir, waitFor } from './helpers/processes.js';
+import { freePort, hasTool, kubectl, run, tempDir, waitFor } from './helpers/processes.js';
 
 const skipKubectl = hasTool('kubectl') ? false : 'kubectl is not installed';
 const dir = tempDir('up');
@@ -50,7 +50,8 @@ test('stratum up in an empty directory: three Ready nodes within 15 s, each disk
   const t0 = Date.now();
   up = await startUp(dir.path, port);
   const url = `http://127.0.0.1:${port}`;
-  assert.match(up.output, new RegExp(`kubectl --server ${url} get nodes.longhorn.io -n longhorn-system`));
+  const kubeconfig = join(dir.path, 'kubeconfig');
+  assert.ok(up.output.includes(`kubectl --kubeconfig ${kubeconfig} get nodes.longhorn.io -n longhorn-system`), up.output);
   assert.match(up.output, /stratum --server \S+ get lhn/);
   firstRun = await waitFor('three Ready nodes in kubectl', async () => {
     const m = await readyNodesAndDisks(url);
@@ -61,6 +62,14 @@ test('stratum up in an empty directory: three Ready nodes within 15 s, each disk
   for (const [node, uuid] of firstRun) assert.equal(uuid, cfgUUID(node), `${node}'s diskUUID matches its longhorn-disk.cfg`);
   const table = await kubectl(url, ['get', 'nodes.longhorn.io', '-n', 'longhorn-system']);
   assert.equal(table.stdout.trim().split('\n').length, 4, table.stdout);
+  // The generated kubeconfig is all kubectl needs (no --server, no token on the command line).
+  const own = await run('kubectl', ['--kubeconfig', kubeconfig, 'get', 'nodes.longhorn.io', '-n', 'longhorn-system', '-o', 'name']);
+  assert.equal(own.code, 0, own.stderr);
+  assert.equal(own.stdout.trim().split('\n').length, 3, own.stdout);
+  // And without a credential the same request is refused.
+  const anonymous = await run('kubectl', ['--server', url, 'get', 'nodes.longhorn.io', '-n', 'longhorn-system'], { env: { ...process.env, KUBECONFIG: '/dev/null' } });
+  assert.notEqual(anonymous.code, 0);
+  assert.match(anonymous.stderr, /Unauthorized|must be logged in/i);
 });
 
 test('Ctrl-C stops pods too; a second stratum up resumes the same cluster', { skip: skipKubectl }, async () => {

@@ -11,7 +11,7 @@ import { readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Condition } from '../api/meta.js';
 import { DiskCondition, type DiskSpec, type DiskStatus } from '../api/node.js';
-import { setCondition } from '../controllers/node/contract.js';
+import { setCondition } from '../api/node-contract.js';
 import { DISK_CONFIG_FILE } from '../api/disk-layout.js';
 import { AgentError } from './errors.js';
 

@@ -13,6 +13,8 @@
 //       apiMinVersion: 1               # the oldest API version it still accepts
 //       command: ["{node}", "{repo}/dist/src/cli/main.js", "bim"]
 //       env: { STRATUM_API_VERSION: "2" }   # merged over the base entry's env
+//       subcommands: [bim]             # the first pod arg must be one of these (default: any)
+//       allowedEnv: [EXIT_CODE]        # variables a pod may set (default: none; see pod-confinement.ts)
 //
 // Placeholders in `command`: {node} (this Node.js binary), {repo} (the repository root), {cli} (the compiled
 // `stratum` CLI), {dir} (the directory of the catalog file). Adding an image for a new component (the
@@ -22,7 +24,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { formatTable } from '../cli/output.js';
+import { formatTable } from '../util/table.js';
 import { AgentError } from './errors.js';
 
 export interface ImageEntry {
@@ -36,6 +38,10 @@ export interface ImageEntry {
   /** argv, placeholders expanded. */
   command: string[];
   env: Record<string, string>;
+  /** The first pod arg must be one of these (the CLI subcommand); any when empty. */
+  subcommands: string[];
+  /** Environment variables a pod of this image may set; everything else is refused (confinement). */
+  allowedEnv: string[];
   description: string;
   /** Where the entry came from: `built-in` or the catalog file. */
   source: string;
@@ -51,6 +57,8 @@ export interface RawImageEntry {
   apiMinVersion?: number;
   command?: string[];
   env?: Record<string, string>;
+  subcommands?: string[];
+  allowedEnv?: string[];
   description?: string;
 }
 
@@ -67,6 +75,7 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     apiMinVersion: 1,
     command: ['{node}', '{cli}'],
     env: { STRATUM_BIM_API_VERSION: '1', STRATUM_BIM_API_MIN_VERSION: '1' },
+    subcommands: ['bim', 'data-source'],
     description: 'backing-image manager (args: bim …) and data source (args: data-source …) of one disk',
   },
   {
@@ -77,6 +86,7 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     apiVersion: 1,
     apiMinVersion: 1,
     command: ['{node}', '{cli}'],
+    subcommands: ['instance-manager'],
     description: 'instance manager of a node (args: instance-manager --node … --port …): hosts replicas and engines',
   },
   {
@@ -95,6 +105,7 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     apiVersion: 1,
     apiMinVersion: 1,
     command: ['{node}', '{repo}/dist/src/agent/test-images/exit.js'],
+    allowedEnv: ['EXIT_CODE', 'SLEEP_MS'],
     description: 'test image: prints a line, sleeps $SLEEP_MS, exits with $EXIT_CODE',
   },
 ];
@@ -171,7 +182,7 @@ export function parseCatalog(text: string, source: string): RawImageEntry[] {
 function checkEntry(item: unknown, where: string): RawImageEntry {
   const bad = (field: string, why: string) => new AgentError('InvalidCatalog', `${where}.${field}: ${why}`);
   if (!isRecord(item)) throw new AgentError('InvalidCatalog', `${where}: must be an object`);
-  const known = ['name', 'from', 'component', 'version', 'apiVersion', 'apiMinVersion', 'command', 'env', 'description'];
+  const known = ['name', 'from', 'component', 'version', 'apiVersion', 'apiMinVersion', 'command', 'env', 'subcommands', 'allowedEnv', 'description'];
   for (const k of Object.keys(item)) if (!known.includes(k)) throw bad(k, `unknown field (known: ${known.join(', ')})`);
   const name = item['name'];
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$/.test(name)) {
@@ -189,6 +200,12 @@ function checkEntry(item: unknown, where: string): RawImageEntry {
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(k, 'must be a non-negative integer');
     out[k] = v;
+  }
+  for (const k of ['subcommands', 'allowedEnv'] as const) {
+    const v = item[k];
+    if (v === undefined) continue;
+    if (!Array.isArray(v) || !v.every((c) => typeof c === 'string')) throw bad(k, 'must be a list of strings');
+    out[k] = v as string[];
   }
   const command = item['command'];
   if (command !== undefined) {
@@ -255,6 +272,8 @@ export function resolveEntries(base: RawImageEntry[], extra: RawImageEntry[], so
       apiMinVersion,
       command,
       env: { ...parent?.env, ...e.env },
+      subcommands: e.subcommands ?? parent?.subcommands ?? [],
+      allowedEnv: e.allowedEnv ?? parent?.allowedEnv ?? [],
       description: e.description ?? parent?.description ?? '',
       source: r.source,
     };

@@ -3,13 +3,15 @@
 // interface over HTTP; everything it must remember across restarts lives in its data directory.
 //
 //   <data-dir>/agent.lock           one agent per directory
+//   <data-dir>/cluster-secret       the cluster secret (0600), named to pods by STRATUM_CLUSTER_SECRET_FILE
 //   <data-dir>/pods/<ns>_<name>_<uid>/   per-pod record, logs, shim status files (see pod-record.ts)
 //
 // Stopping: abort `signal` → the agent stops watching and exits, pods keep running (a restarted agent adopts
 // them). Call `stopPods()` first to stop them too.
 
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { clusterAuthHeaders, writeSecretFile } from '../auth/index.js';
 import { HttpStore } from '../client/http-store.js';
 import { consoleLogger, errorMessage, type Logger } from '../controller-kit/log.js';
 import { backoffPolicy } from './backoff.js';
@@ -31,9 +33,13 @@ export { parsePortRange, portIsFree } from './ports.js';
 export { lockDataDir } from './lock.js';
 export { PORTS_ANNOTATION, POD_FINALIZER } from './pod-spec.js';
 
+const CLUSTER_SECRET_FILE = 'cluster-secret';
+
 export interface AgentOptions {
   nodeName: string;
   managerUrl: string;
+  /** The node's API token (role node) and the cluster secret (node credentials file). */
+  credentials: { token: string; clusterSecret: string };
   disks: DiskFlag[];
   dataDir: string;
   /** The node's IP: pods' hostIP/podIP, where probes connect, where the agent's endpoint listens. */
@@ -67,7 +73,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   mkdirSync(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
   try {
-    const store = new HttpStore({ server: o.managerUrl, timeoutMs: 15_000 });
+    const store = new HttpStore({ server: o.managerUrl, timeoutMs: 15_000, token: o.credentials.token });
+    // Pods get the secret through a file of the agent's own (0600), never in their environment or argv.
+    const clusterSecretFile = join(dataDir, CLUSTER_SECRET_FILE);
+    writeSecretFile(clusterSecretFile, o.credentials.clusterSecret);
     const catalog = loadCatalog(o.imagesFile);
     const ports = new PortAllocator({ ...(o.portDir ? { dir: o.portDir } : {}), ...(o.portRange ? { range: o.portRange } : {}) });
     const runtime = new PodRuntime({
@@ -75,13 +84,15 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       nodeName: o.nodeName,
       hostIP: o.address,
       managerUrl: o.managerUrl,
+      clusterSecretFile,
+      probeHeaders: clusterAuthHeaders(o.credentials.clusterSecret),
       dataDir,
       catalog,
       ports,
       backoff: backoffPolicy(o.restartBackoffMs ?? 10_000, o.restartBackoffMaxMs ?? (o.restartBackoffMs ?? 10_000) * 30),
       logger,
     });
-    const server = await startAgentServer({ host: o.address, port: o.listenPort ?? 0, logs: (ns, name, q) => runtime.logSource(ns, name, q) });
+    const server = await startAgentServer({ host: o.address, port: o.listenPort ?? 0, logs: (ns, name, q) => runtime.logSource(ns, name, q), clusterSecret: o.credentials.clusterSecret });
     const registration = new NodeRegistration({
       store,
       nodeName: o.nodeName,

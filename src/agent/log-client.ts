@@ -7,7 +7,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
 import { describeFetchError } from '../client/http-store.js';
-import { AGENT_URL_ANNOTATION, LEASE_NAMESPACE } from '../controllers/node/contract.js';
+import { AGENT_URL_ANNOTATION, LEASE_NAMESPACE } from '../api/node-contract.js';
 import { StoreError, isNotFound, type StoreErrorCode } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 
@@ -20,7 +20,7 @@ export interface PodLogRequest {
 }
 
 /** `startApiServer({ podLogs: agentPodLogs(store) })`. */
-export function agentPodLogs(store: Store, opts: { connectTimeoutMs?: number } = {}) {
+export function agentPodLogs(store: Store, opts: { connectTimeoutMs?: number; headers?: () => Record<string, string> } = {}) {
   return async (namespace: string, name: string, req: PodLogRequest): Promise<Readable> => {
     const pod = await store.get<Pod>('Pod', namespace, name);
     const nodeName = pod.spec?.nodeName;
@@ -52,7 +52,7 @@ export function agentPodLogs(store: Store, opts: { connectTimeoutMs?: number } =
       if (req.signal.aborted) ac.abort();
       req.signal.addEventListener('abort', onAbort, { once: true });
       connect.addEventListener('abort', onAbort, { once: true });
-      res = await fetch(url, { signal: ac.signal });
+      res = await fetch(url, { signal: ac.signal, headers: opts.headers?.() ?? {} });
       connect.removeEventListener('abort', onAbort);
     } catch (err) {
       throw new StoreError('Internal', `cannot reach the node agent of ${nodeName} at ${base} for the logs of pod "${name}": ` +

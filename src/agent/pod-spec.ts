@@ -7,6 +7,8 @@ import type { Container, Pod } from '../api/pod.js';
 import { AgentError } from './errors.js';
 import { imageEnv, type ImageCatalog, type ImageEntry } from './images.js';
 import { portKey } from './probes.js';
+import { podConfinementProblems } from './pod-confinement.js';
+import { CLUSTER_SECRET_ENV } from '../auth/index.js';
 
 /** Annotation with the host ports the agent allocated: JSON `{"<port name or containerPort>": hostPort}`. */
 export const PORTS_ANNOTATION = 'stratum.io/ports';
@@ -46,6 +48,10 @@ export function resolvePod(pod: DeepReadonly<Pod>, catalog: ImageCatalog, nodeNa
         'add it with `stratum node --images FILE` or use a known image',
     );
   }
+  const problems = podConfinementProblems(pod, catalog);
+  if (problems.length > 0) {
+    throw new AgentError('UnsupportedPodSpec', `the pod asks for more than image "${container.image}" allows: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`);
+  }
   return { container, image };
 }
 
@@ -62,6 +68,8 @@ export interface EnvContext {
   nodeName: string;
   hostIP: string;
   managerUrl: string;
+  /** Where the cluster secret is (a 0600 file of the agent's): handed to the pod as STRATUM_CLUSTER_SECRET_FILE. */
+  clusterSecretFile?: string | undefined;
   inherited?: NodeJS.ProcessEnv;
 }
 
@@ -90,6 +98,7 @@ export function podEnv(c: EnvContext): Record<string, string> {
     NODE_NAME: c.nodeName,
     STRATUM_MANAGER: c.managerUrl,
   });
+  if (c.clusterSecretFile !== undefined) env[CLUSTER_SECRET_ENV] = c.clusterSecretFile;
   return env;
 }
 

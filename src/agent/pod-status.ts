@@ -4,7 +4,7 @@
 
 import type { Condition } from '../api/meta.js';
 import type { ContainerState, ContainerStatus, PodSpec, PodStatus } from '../api/pod.js';
-import { setCondition } from '../controllers/node/contract.js';
+import { setCondition } from '../api/node-contract.js';
 import type { ExitRecord } from './instance.js';
 import type { PodRecord } from './pod-record.js';
 

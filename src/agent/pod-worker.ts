@@ -35,6 +35,9 @@ export interface WorkerDeps {
   nodeName: string;
   hostIP: string;
   managerUrl: string;
+  clusterSecretFile?: string | undefined;
+  /** Headers of httpGet readiness probes (the cluster credential). */
+  probeHeaders?: Record<string, string> | undefined;
   catalog: ImageCatalog;
   ports: PortAllocator;
   pods: PodStore;
@@ -219,7 +222,7 @@ export class PodWorker {
     await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: `starting ${r.image.name}` });
     const dir = this.#d.pods.dirOf(this.#record);
     await this.#d.pods.prune(this.#record, n - 1);
-    const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl });
+    const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl, clusterSecretFile: this.#d.clusterSecretFile });
     try {
       const started = await startInstance({
         dir,
@@ -263,7 +266,7 @@ export class PodWorker {
       live.ready = true;
       live.notReadyMessage = '';
     } else {
-      const target = { host: this.#d.hostIP, declared: structuredClone(c.ports ?? []) as ContainerPort[], allocated: this.#record.ports, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: dir };
+      const target = { host: this.#d.hostIP, declared: structuredClone(c.ports ?? []) as ContainerPort[], allocated: this.#record.ports, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, cwd: dir, headers: this.#d.probeHeaders ?? {} };
       void readinessLoop(structuredClone(c.readinessProbe) as Probe, target, ready, (r, message) => {
         live.ready = r;
         live.notReadyMessage = message;

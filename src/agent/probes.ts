@@ -21,6 +21,8 @@ export interface ProbeTarget {
   allocated: Readonly<Record<string, number>>;
   env: Record<string, string>;
   cwd: string;
+  /** Sent with httpGet probes: the cluster credential, since data-plane pods answer nothing but /healthz without it. */
+  headers?: Record<string, string>;
 }
 
 /** The port key of a declared container port: its name, or its number when it has none. */
@@ -44,7 +46,7 @@ export async function runProbe(probe: Probe, t: ProbeTarget, signal: AbortSignal
     const host = probe.httpGet.host || t.host;
     const url = `${(probe.httpGet.scheme ?? 'HTTP').toLowerCase()}://${host}:${port}${probe.httpGet.path ?? '/'}`;
     try {
-      const res = await fetch(url, { signal: bounded, redirect: 'manual' });
+      const res = await fetch(url, { signal: bounded, redirect: 'manual', headers: t.headers ?? {} });
       await res.body?.cancel();
       return res.status >= 200 && res.status < 400
         ? { ok: true, message: '' }

@@ -1,7 +1,7 @@
 // The node half of the agent: registers the Longhorn `Node` (spec.disks from the `--disk` flags, the agent URL
 // annotation), keeps `status.diskStatus` current (on start, every `diskSyncIntervalMs`, and when someone edits
 // the Node's spec), and heartbeats by renewing the Lease named after the node. The node controller in the
-// manager turns missing heartbeats into Ready=False (see src/controllers/node/contract.ts for who owns what).
+// manager turns missing heartbeats into Ready=False (see src/api/node-contract.ts for who owns what).
 
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
@@ -13,7 +13,7 @@ import { Informer } from '../controller-kit/informer.js';
 import { errorMessage, type Logger } from '../controller-kit/log.js';
 import {
   AGENT_URL_ANNOTATION, LEASE_NAMESPACE, microTimestamp, NodeReadyReason, setCondition, timestamp,
-} from '../controllers/node/contract.js';
+} from '../api/node-contract.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 import { diskStatusFor, flagDuplicateDisks, probeDisk, readDiskConfig, type DiskFlag, type DiskProbe } from './disks.js';

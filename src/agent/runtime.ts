@@ -36,6 +36,9 @@ export interface PodRuntimeOptions {
   nodeName: string;
   hostIP: string;
   managerUrl: string;
+  /** Handed to every pod (STRATUM_CLUSTER_SECRET_FILE): the data plane's credential. */
+  clusterSecretFile?: string | undefined;
+  probeHeaders?: Record<string, string> | undefined;
   dataDir: string;
   catalog: ImageCatalog;
   ports: PortAllocator;
@@ -136,6 +139,8 @@ export class PodRuntime {
         nodeName: this.#o.nodeName,
         hostIP: this.#o.hostIP,
         managerUrl: this.#o.managerUrl,
+        clusterSecretFile: this.#o.clusterSecretFile,
+        probeHeaders: this.#o.probeHeaders,
         catalog: this.#o.catalog,
         ports: this.#o.ports,
         pods: this.#pods,

@@ -4,13 +4,17 @@
 //   GET /healthz                                  ok
 //   GET /pods/{namespace}/{name}/log?follow=true&tailLines=N&previous=true&container=C
 //
-// Errors are JSON `{"code": "...", "message": "..."}` with a matching HTTP status.
+// Errors are JSON `{"code": "...", "message": "..."}` with a matching HTTP status. Everything but /healthz needs the
+// cluster credential (the manager sends it). No request may take the agent down: a handler that throws answers
+// 400/500 instead of becoming an unhandled rejection, and slow or idle clients are cut off by the timeouts below.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { checkClusterAuthorization } from '../auth/index.js';
 import { isAgentError } from './errors.js';
 import { logStream, type LogSource } from './logs.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface LogLookup {
   (namespace: string, name: string, opts: { previous: boolean; container: string | undefined }): LogSource;
@@ -22,14 +26,31 @@ export interface AgentServer {
   close(): Promise<void>;
 }
 
-export async function startAgentServer(o: { host: string; port: number; logs: LogLookup }): Promise<AgentServer> {
+export async function startAgentServer(o: { host: string; port: number; logs: LogLookup; clusterSecret: string }): Promise<AgentServer> {
   const streams = new Set<AbortController>();
-  const server = createServer((req, res) => void handle(req, res));
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) res.destroy();
+      else sendError(res, 500, 'Internal', err instanceof Error ? err.message : String(err));
+    });
+  });
+  // A request is a GET without body: 30 s to send it all; an idle keep-alive connection is closed after 5 s.
+  server.keepAliveTimeout = 5000;
+  limitConnectionsPerClient(server);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://agent');
+    // `GET //` or `GET //host` is a valid request line but not a valid path relative to a base URL.
+    const url = URL.canParse(req.url ?? '/', 'http://agent') ? new URL(req.url ?? '/', 'http://agent') : undefined;
+    if (!url || !(req.url ?? '').startsWith('/')) {
+      sendError(res, 400, 'BadRequest', `malformed request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
+      return;
+    }
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.end('ok');
+      return;
+    }
+    if (!checkClusterAuthorization(req.headers.authorization, o.clusterSecret)) {
+      sendError(res, 401, 'Unauthorized', `${req.method ?? ''} ${url.pathname} needs the cluster credential`);
       return;
     }
     const m = /^\/pods\/([^/]+)\/([^/]+)\/log$/.exec(url.pathname);
@@ -45,11 +66,13 @@ export async function startAgentServer(o: { host: string; port: number; logs: Lo
     }
     let src: LogSource;
     try {
+      // decodeURIComponent throws on a malformed %-escape: caught below as a 400.
       src = o.logs(decodeURIComponent(m[1] ?? ''), decodeURIComponent(m[2] ?? ''), {
         previous: q.get('previous') === 'true',
         container: q.get('container') ?? undefined,
       });
     } catch (err) {
+      // Cannot tell here: a malformed escape (URIError) and a bad option are both the caller's mistake.
       const status = isAgentError(err, 'PodNotFound') ? 404 : 400;
       sendError(res, status, status === 404 ? 'NotFound' : 'BadRequest', (err as Error).message);
       return;

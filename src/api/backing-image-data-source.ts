@@ -16,6 +16,13 @@ import { bool, enumOf, int, int64, obj, resourceSchema, str, strMap } from './sc
 /** Label put on data sources of export-from-volume images, valued with the volume name. */
 export const EXPORT_FROM_VOLUME_LABEL = 'longhorn.io/export-from-volume';
 
+/**
+ * The data source's staging area on its disk, `<disk>/tmp/<name>-<uuid>/`, and the finished file in it. A
+ * backing-image manager's fetch takes files from there only (never from anywhere else on the disk).
+ */
+export const DATA_SOURCE_STAGING_DIR = 'tmp';
+export const DATA_SOURCE_FINISHED_FILE = 'backing';
+
 export interface BackingImageDataSourceSpec {
   nodeID?: string;
   /** The BackingImage's status.uuid. */

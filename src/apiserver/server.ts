@@ -10,6 +10,9 @@ import { openApiGroupVersion, openApiRoot, openApiV2Protobuf } from './openapi.j
 import { resourceHandler, type ResourceHandlerOptions } from './resources.js';
 import { statusFor, toStatus } from './status.js';
 import { v1Error } from './longhorn-v1/common.js';
+import { installApiGuard, type ApiGuardOptions } from './guard.js';
+import { acceptTlsOnSamePort } from '../auth/index.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface ApiServerOptions {
   store: Store;
@@ -19,6 +22,10 @@ export interface ApiServerOptions {
   bodyLimit?: number;
   metrics?: Registry;
   podLogs?: ResourceHandlerOptions['podLogs'];
+  /** Credentials, roles, Host/Origin policy (guard.ts). Every production server has one; tests may omit it. */
+  guard?: ApiGuardOptions;
+  /** Serve HTTPS on the same port (and plain HTTP to loopback clients only, see guard.ts). */
+  tls?: { certPem: string; keyPem: string };
   /** Extra routes (the Longhorn /v1 API, uploads) registered by later layers. */
   extend?: (app: FastifyInstance) => void | Promise<void>;
 }
@@ -63,7 +70,16 @@ export function parseYamlBody(text: string): unknown {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const bodyLimit = opts.bodyLimit ?? 3 * 1024 * 1024;
   const app = Fastify({ bodyLimit, logger: false, forceCloseConnections: true, return503OnClosing: true });
+  // A client gets 15 s to send its request line and headers (slow-loris); bodies and watches are not bounded in
+  // time (uploads stream for long, watches idle for hours), but bodies are in size.
+  app.server.headersTimeout = 15_000;
+  if (opts.tls) acceptTlsOnSamePort(app.server, opts.tls);
+  limitConnectionsPerClient(app.server);
+  // First: nobody is answered, not even with a 413, before their credential checked out.
+  if (opts.guard) installApiGuard(app, { ...opts.guard, plainHttpFromLoopbackOnly: opts.tls !== undefined });
 
+  // Only declared content types are parsed; anything else is a 415, never a raw stream handed to a route (a
+  // browser's text/plain form POST must not count as a request). The upload route declares its own (transfer.ts).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(JSON_TYPES, { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     try {
@@ -79,8 +95,6 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       done(err as Error, undefined);
     }
   });
-  // Anything else is kept as a stream for routes that want raw bytes (uploads); resource routes refuse it.
-  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   // An oversized body is refused before it is parsed, but still read off the socket (up to a bound) so the client
   // receives the 413 instead of a connection reset in the middle of its upload.
@@ -105,7 +119,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return reply.code(413).send(st);
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send(statusFor(415, 'UnsupportedMediaType', e.message));
+      const st = statusFor(415, 'UnsupportedMediaType', `${e.message}: only JSON and YAML bodies are read (uploads: application/octet-stream)`);
+      return reply.code(415).send(req.url.startsWith('/v1/') ? v1Error(st) : st);
     }
     const st = toStatus(err);
     return reply.code(st.code).send(req.url.startsWith('/v1/') ? v1Error(st) : st);

@@ -5,7 +5,8 @@
 // The source is only renamed after it was accepted: a file that fails verification stays where it was.
 
 import { lstat, mkdir, realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
+import { DATA_SOURCE_FINISHED_FILE, DATA_SOURCE_STAGING_DIR } from '../api/backing-image-data-source.js';
 import { commitFile, type CommitContext } from './commit.js';
 import { BimError } from './errors.js';
 import { identityOf, parseIdentity, readIfExists, removeTempFiles, sameIdentity, type FileIdentity } from './fsutil.js';
@@ -49,10 +50,13 @@ export async function checkFetchSource(layout: DiskLayout, req: Pick<FetchReques
     if (err instanceof BimError) throw err;
     throw new BimError('InvalidArgument', `sourcePath ${JSON.stringify(p)} does not exist`);
   }
-  const disk = await realpath(layout.disk);
   const images = await realpath(layout.images);
-  if (!isInside(disk, real) || isInside(images, real)) {
-    throw new BimError('InvalidArgument', `sourcePath ${JSON.stringify(p)} must be on this disk (${layout.disk}) and outside its backing-images folder`);
+  // Only a data source's finished file, `<disk>/tmp/<name>-<uuid>/backing`: anything else on the disk (a
+  // replica's head, another image's file, the disk config) must never be taken over.
+  const staging = await realpath(join(layout.disk, DATA_SOURCE_STAGING_DIR)).catch(() => undefined);
+  const rel = staging === undefined ? undefined : relative(staging, real).split(sep);
+  if (rel?.length !== 2 || rel[0] === '..' || rel[0] === '' || rel[1] !== DATA_SOURCE_FINISHED_FILE || isInside(images, real)) {
+    throw new BimError('InvalidArgument', `sourcePath ${JSON.stringify(p)} must be a data source's finished file on this disk (${join(layout.disk, DATA_SOURCE_STAGING_DIR, '<name>-<uuid>', DATA_SOURCE_FINISHED_FILE)})`);
   }
   const [st, imagesSt] = await Promise.all([lstat(real), lstat(images)]);
   if (!st.isFile()) throw new BimError('InvalidArgument', `sourcePath ${JSON.stringify(p)} is not a regular file`);

@@ -35,7 +35,7 @@ export async function startBim(opts: BimOptions): Promise<Bim> {
   const manager = await BackingImageManager.open(opts);
   let server;
   try {
-    server = await startBimServer({ manager, versions: opts.versions, host: opts.host, port: opts.port });
+    server = await startBimServer({ manager, versions: opts.versions, host: opts.host, port: opts.port, clusterSecret: opts.clusterSecret });
   } catch (err) {
     await manager.close();
     throw err;

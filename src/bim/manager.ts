@@ -3,6 +3,7 @@
 // Requests are idempotent: asking again for what is running or ready returns its state, asking again for a failed
 // file starts over (reusing verified partial data).
 
+import { clusterAuthHeaders } from '../auth/index.js';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TokenBucket } from './bucket.js';
@@ -22,6 +23,8 @@ import { FileRecord, FileTable, type FileInfo, type Job } from './table.js';
 export interface ManagerOptions {
   disk: string;
   diskUUID: string;
+  /** The cluster secret: peers are asked with the cluster credential, and the server requires it. */
+  clusterSecret: string;
   maxConcurrentSends?: number;
   /** Bytes per second for everything the manager sends (chunks and downloads); none when undefined. */
   bandwidthLimit?: number | undefined;
@@ -88,6 +91,7 @@ export class BackingImageManager {
       table: this.table,
       stats: this.stats,
       diskUUID: this.diskUUID,
+      peerHeaders: clusterAuthHeaders(opts.clusterSecret),
       chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
       parallel: opts.parallelChunks ?? 8,
       chunkIdleMs: opts.chunkIdleMs ?? 30_000,

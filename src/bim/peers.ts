@@ -34,7 +34,7 @@ export class Peer {
   /** Connections taken from the pool for the current request (they may be stale). */
   readonly #wasPooled = new WeakSet<HttpConnection>();
 
-  constructor(url: string, opts: { name: string; uuid: string; session: string; receiver: string }) {
+  constructor(url: string, opts: { name: string; uuid: string; session: string; receiver: string; headers?: Record<string, string> }) {
     this.url = url;
     const u = new URL(url);
     if (u.protocol !== 'http:') throw new BimError('InvalidArgument', `peer ${url}: only http peers are supported by the sync client`);
@@ -42,7 +42,7 @@ export class Peer {
     this.#port = Number(u.port || 80);
     this.#base = `${u.pathname.replace(/\/+$/, '')}/v1/files/${encodeURIComponent(opts.name)}`;
     this.#query = `uuid=${encodeURIComponent(opts.uuid)}`;
-    this.#headers = { [SESSION_HEADER]: opts.session, [RECEIVER_HEADER]: opts.receiver };
+    this.#headers = { ...opts.headers, [SESSION_HEADER]: opts.session, [RECEIVER_HEADER]: opts.receiver };
   }
 
   async manifest(chunkSize: number, opts: { signal: AbortSignal; timeoutMs: number }): Promise<ManifestAnswer> {

@@ -4,6 +4,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { createGzip, constants as zlib } from 'node:zlib';
+import { requireClusterCredential } from '../auth/index.js';
 import { BimError, httpStatusOf, isBimError, messageOf } from './errors.js';
 import { checkFetchSource } from './fetch.js';
 import { parseIdentity } from './fsutil.js';
@@ -14,6 +15,7 @@ import { RECEIVER_HEADER, SESSION_HEADER } from './peers.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { acceptsGzip, parseRange } from './ranges.js';
 import type { WatchEvent } from './table.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface ApiVersions {
   apiVersion: number;
@@ -27,6 +29,8 @@ export interface BimServerOptions {
   port: number;
   /** Interval of heartbeat lines on watch streams (ms). */
   heartbeatMs?: number;
+  /** Only requests carrying the cluster credential are served (`/healthz` excepted). */
+  clusterSecret: string;
   /** How long close() lets in-flight transfers finish before cutting them (ms). */
   closeGraceMs?: number;
 }
@@ -57,6 +61,10 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
   const m = opts.manager;
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true, bodyLimit: 1024 * 1024 });
   const watchers = new Set<ServerResponse>();
+  requireClusterCredential(app, { secret: opts.clusterSecret, open: ['/healthz'] });
+  // 15 s to send the request line and headers (slow-loris); transfers themselves have their own stall limits.
+  app.server.headersTimeout = 15_000;
+  limitConnectionsPerClient(app.server);
 
   app.setErrorHandler((err, _req, reply) => {
     if (isBimError(err)) {
@@ -146,6 +154,11 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    // HEAD (fastify's automatic one): a body is never sent, so the headers would wait forever for a first write.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     watchers.add(res);
     // While the socket is full, events are coalesced per file (latest wins).
     const line = (ev: WatchEvent | { type: 'HEARTBEAT' }) => (sse ? `data: ${JSON.stringify(ev)}\n\n` : `${JSON.stringify(ev)}\n`);

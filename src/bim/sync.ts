@@ -34,6 +34,8 @@ export interface SyncRequest {
 
 export interface SyncContext extends CommitContext, TransferContext, CheckpointPolicy {
   diskUUID: string;
+  /** The cluster credential, sent to every peer. */
+  peerHeaders: Record<string, string>;
   chunkSize: number;
   /** One manifest request's limit (ms). */
   manifestTimeoutMs: number;
@@ -46,7 +48,7 @@ export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncReques
   await removeIfExists(ctx.layout.path(rec.key, FILES.rejected));
   await ensureIntent(ctx, rec, req);
 
-  const peers = req.sources.map((url) => new Peer(url, { name: req.name, uuid: req.uuid, session: `${ctx.diskUUID}/${rec.key}`, receiver: ctx.diskUUID }));
+  const peers = req.sources.map((url) => new Peer(url, { name: req.name, uuid: req.uuid, session: `${ctx.diskUUID}/${rec.key}`, receiver: ctx.diskUUID, headers: ctx.peerHeaders }));
   ctx.table.transition(rec, 'starting', `asking ${req.sources.join(', ')} for the chunk manifest`);
   try {
     await receive(ctx, rec, req, peers, signal);

@@ -4,6 +4,10 @@
 import { errorFromResponse, describeFetchError } from '../client/http-store.js';
 import { StoreError } from '../store/errors.js';
 
+import { authHeaders } from './credentials.js';
+
+export { authHeaders };
+
 export const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json';
 
 export interface RawResponse {
@@ -22,6 +26,7 @@ export async function request(
     res = await fetch(url, {
       method,
       headers: {
+        ...authHeaders(),
         accept: opts.accept ?? 'application/json',
         ...(opts.body === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' }),
       },

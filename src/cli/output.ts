@@ -2,21 +2,11 @@
 // and single-line errors on stderr.
 
 import type { KindInfo } from '../api/kind.js';
+import { formatTable } from '../util/table.js';
 
 export interface TableLike {
   columnDefinitions: { name: string; priority: number }[];
   rows: { cells: unknown[]; object?: { metadata?: { namespace?: string } } }[];
-}
-
-/** Formats rows as kubectl does: columns separated by 3 spaces, padded to the widest cell. */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join('   ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
 }
 
 export function cellText(v: unknown): string {

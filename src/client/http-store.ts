@@ -30,12 +30,15 @@ const CODE_BY_REASON: Record<string, StoreErrorCode> = {
   Gone: 'Gone',
   BadRequest: 'BadRequest',
   Forbidden: 'Forbidden',
+  Unauthorized: 'Forbidden',
   MethodNotAllowed: 'MethodNotAllowed',
   ServiceUnavailable: 'Unavailable',
 };
 
 const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
   400: 'BadRequest',
+  // No StoreError code of its own: a missing or bad credential is a refusal like 403; the message says which.
+  401: 'Forbidden',
   403: 'Forbidden',
   404: 'NotFound',
   405: 'MethodNotAllowed',
@@ -52,6 +55,13 @@ export interface HttpStoreOptions {
   server: string;
   /** Per-request timeout for non-watch calls (ms). */
   timeoutMs?: number;
+  /** Bearer token sent on every request (kubeconfig or node credentials). */
+  token?: string | undefined;
+}
+
+/** The Authorization header of a bearer token, or nothing. */
+export function bearer(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
 }
 
 export function resourceUrl(server: string, info: KindInfo, namespace: string, name?: string, sub?: string): string {
@@ -80,10 +90,12 @@ export async function errorFromResponse(res: Response, what: string): Promise<St
 export class HttpStore implements Store {
   readonly #servers: ServerList;
   readonly #timeoutMs: number;
+  readonly #auth: Record<string, string>;
 
   constructor(opts: HttpStoreOptions) {
     this.#servers = new ServerList(opts.server);
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#auth = bearer(opts.token);
   }
 
   /** The manager currently talked to. */
@@ -104,7 +116,7 @@ export class HttpStore implements Store {
   async #call<T>(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ value: T; status: number }> {
     const res = await this.#servers.fetch(url, {
       method,
-      headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
+      headers: { ...this.#auth, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(this.#timeoutMs),
     });
@@ -174,7 +186,7 @@ export class HttpStore implements Store {
     if (opts.fieldSelector) url.searchParams.set('fieldSelector', opts.fieldSelector);
     let res: Response;
     try {
-      res = await this.#servers.fetch(url.href, { headers: { accept: 'application/json' }, signal: opts.signal });
+      res = await this.#servers.fetch(url.href, { headers: { ...this.#auth, accept: 'application/json' }, signal: opts.signal });
     } catch (err) {
       if (opts.signal.aborted) return;
       throw err;

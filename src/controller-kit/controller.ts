@@ -109,6 +109,10 @@ export class Controller {
       } finally {
         this.queue.done(key);
       }
+      // Back to the event loop between reconciles. A reconcile whose store calls complete synchronously (SQLite) and
+      // whose writes enqueue more work never leaves the microtask queue otherwise, and the process stops answering
+      // HTTP, timers and sockets while the storm lasts (seen as a manager that went silent after a disk failed).
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 

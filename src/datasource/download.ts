@@ -14,7 +14,7 @@ import type { ProxyEnv } from './proxy.js';
 import type { RequestHeaders } from './request-headers.js';
 import { backoffMs, judgeResponse, resumeHeaders } from './resume.js';
 import { redactUrl } from './source-url.js';
-import { ensureSpace, type WorkFile } from './workfile.js';
+import { ensureSpace, freeSpace, type WorkFile } from './workfile.js';
 
 export interface DownloadOptions {
   url: URL;
@@ -24,6 +24,8 @@ export interface DownloadOptions {
   meter: ProgressMeter;
   clock: Clock;
   stallTimeoutMs: number;
+  /** Connect to loopback, private, link-local … addresses too (the setting allow-private-download-urls). */
+  allowPrivate: boolean;
   /** Consecutive attempts without new ground before giving up. */
   retries: number;
   retryBaseMs: number;
@@ -37,6 +39,8 @@ export interface DownloadOptions {
 }
 
 const TLS_ERROR = /CERT|SELF_SIGNED|TLS|SSL/;
+/** Left free on the disk by a download of unknown length. */
+const UNKNOWN_LENGTH_RESERVE = 64 * 1024 * 1024;
 
 /** Resolves once every byte is in the work file and fsynced; rejects with a DataSourceError saying why not. */
 export async function download(o: DownloadOptions, { signal }: { signal: AbortSignal }): Promise<void> {
@@ -98,7 +102,7 @@ async function attempt(o: DownloadOptions, signal: AbortSignal): Promise<string 
       ranged = undefined;
     }
     const offset = file.offset;
-    ({ res } = await getFollowingRedirects(o.url, { headers: o.headers, extra: ranged ?? {}, env: o.env, maxRedirects: o.maxRedirects, signal: reqSignal }));
+    ({ res } = await getFollowingRedirects(o.url, { headers: o.headers, extra: ranged ?? {}, env: o.env, maxRedirects: o.maxRedirects, allowPrivate: o.allowPrivate, signal: reqSignal }));
     kick();
     const d = judgeResponse(offset, res.statusCode ?? 0, res.headers, validator);
     let total: number | undefined;
@@ -133,8 +137,11 @@ async function attempt(o: DownloadOptions, signal: AbortSignal): Promise<string 
     }
     meter.setSize(total);
     if (total !== undefined) await ensureSpace(file.dir, total - file.offset);
+    // Without a length the server could send forever: the disk's free space (less a margin for everyone else) is
+    // the bound, checked as the bytes arrive.
+    const limit = total === undefined ? file.offset + Math.max(0, (await freeSpace(file.dir)) - UNKNOWN_LENGTH_RESERVE) : undefined;
     o.onBytes();
-    await receive(o, res, kick, reqSignal);
+    await receive(o, res, kick, reqSignal, limit);
     if (total !== undefined && file.offset !== total) {
       throw new DataSourceError('Truncated', `the connection closed at byte ${file.offset} of ${total}`);
     }
@@ -150,7 +157,7 @@ async function attempt(o: DownloadOptions, signal: AbortSignal): Promise<string 
 }
 
 /** Streams the body into the file; whatever arrived is flushed and made durable even when the body fails. */
-async function receive(o: DownloadOptions, res: IncomingMessage, kick: () => void, signal: AbortSignal): Promise<void> {
+async function receive(o: DownloadOptions, res: IncomingMessage, kick: () => void, signal: AbortSignal, limit?: number): Promise<void> {
   const { file, meter } = o;
   const writer = new ChunkWriter(file);
   let since = file.offset;
@@ -159,6 +166,10 @@ async function receive(o: DownloadOptions, res: IncomingMessage, kick: () => voi
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {
       kick();
+      if (limit !== undefined && writer.position + chunk.length > limit) {
+        res.destroy();
+        throw new DataSourceError('InsufficientStorage', `the download has no length and reached ${writer.position} bytes, all the disk can hold (keeping ${UNKNOWN_LENGTH_RESERVE} bytes free)`);
+      }
       await writer.push(chunk);
       meter.update(writer.position);
       o.onBytes();

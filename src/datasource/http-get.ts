@@ -6,6 +6,9 @@
 
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
+import { addressProblem } from '../util/address-policy.js';
 import { DataSourceError } from './errors.js';
 import { proxyAuthorization, proxyFor, tunnel, type ProxyEnv } from './proxy.js';
 import type { RequestHeaders } from './request-headers.js';
@@ -25,7 +28,35 @@ export interface GetOptions {
   extra: Readonly<Record<string, string>>;
   env: ProxyEnv;
   maxRedirects: number;
+  /** Connect to loopback/private/link-local/… addresses too (allow-private-download-urls). */
+  allowPrivate?: boolean;
   signal: AbortSignal;
+}
+
+/**
+ * A `lookup` for node:http that resolves as usual and then refuses any address the download policy refuses (see
+ * src/util/address-policy.ts): the check is on the address connected to, so a DNS name that resolves to
+ * 127.0.0.1, or a redirect to one, is caught too.
+ */
+export function checkedLookup(host: string): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, '', 0);
+      const list = addresses as LookupAddress[];
+      for (const a of list) {
+        const why = addressProblem(a.address);
+        if (why) return callback(refused(host, a.address, why), '', 0);
+      }
+      if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
+      const first = list[0];
+      if (!first) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '', 0);
+      return callback(null, first.address, first.family);
+    });
+  };
+}
+
+function refused(host: string, address: string, why: string): DataSourceError {
+  return new DataSourceError('SourceRefused', `${host} is ${address}, ${why}: downloads from the cluster's own network are refused; set the setting allow-private-download-urls to true to allow them`);
 }
 
 /** GETs `url`, following redirects; resolves with the first non-redirect response (its body unread). */
@@ -35,7 +66,7 @@ export async function getFollowingRedirects(url: URL, opts: GetOptions): Promise
   for (;;) {
     const headers: OutgoingHttpHeaders = { 'user-agent': USER_AGENT, 'accept-encoding': 'identity', ...opts.extra };
     if (current.origin === url.origin) for (const [k, v] of opts.headers) headers[k.toLowerCase()] = v;
-    const res = await requestOnce(current, headers, opts.env, opts.signal);
+    const res = await requestOnce(current, headers, opts.env, opts.allowPrivate === true, opts.signal);
     const status = res.statusCode ?? 0;
     const location = res.headers.location;
     if (!REDIRECTS.has(status) || location === undefined) return { res, url: current };
@@ -61,13 +92,22 @@ export async function getFollowingRedirects(url: URL, opts: GetOptions): Promise
   }
 }
 
-function requestOnce(url: URL, headers: OutgoingHttpHeaders, env: ProxyEnv, signal: AbortSignal): Promise<IncomingMessage> {
+function requestOnce(url: URL, headers: OutgoingHttpHeaders, env: ProxyEnv, allowPrivate: boolean, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const proxy = proxyFor(url, env);
     const https = url.protocol === 'https:';
     let req;
     if (proxy === undefined) {
-      req = https ? httpsRequest(url, { method: 'GET', headers, signal, agent: httpsAgent }) : httpRequest(url, { method: 'GET', headers, signal, agent: httpAgent });
+      // Direct: the address connected to is checked (a literal here, a name in the lookup). Through a proxy the
+      // proxy connects; the operator chose it, and it is the proxy's policy that applies.
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const literal = isIP(host) !== 0 ? addressProblem(host) : undefined;
+      if (!allowPrivate && literal) {
+        reject(refused(url.host, host, literal));
+        return;
+      }
+      const lookup = allowPrivate ? {} : { lookup: checkedLookup(url.host) };
+      req = https ? httpsRequest(url, { method: 'GET', headers, signal, agent: httpsAgent, ...lookup }) : httpRequest(url, { method: 'GET', headers, signal, agent: httpAgent, ...lookup });
     } else if (!https) {
       // Absolute-form request to the proxy; the target's credentials (userinfo) travel as Authorization.
       const h: OutgoingHttpHeaders = { ...headers, host: url.host };

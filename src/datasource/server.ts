@@ -4,9 +4,11 @@
 
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Readable } from 'node:stream';
+import { requireClusterCredential } from '../auth/index.js';
 import { DataSourceError, httpStatusOf, isDataSourceError, messageOf } from './errors.js';
 import type { DataSource } from './service.js';
 import { normaliseChecksum } from './source-url.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 
 export interface DataSourceServer {
   /** `http://host:port` of the listening socket. */
@@ -20,6 +22,8 @@ export interface DataSourceServer {
 export interface ServeOptions {
   host: string;
   port: number;
+  /** Only requests carrying the cluster credential are served (`/healthz` excepted). */
+  clusterSecret: string;
   /** Minimum spacing of progress-only events on a watch stream. */
   watchIntervalMs?: number;
   /** Keep-alive on idle watch streams. */
@@ -39,6 +43,9 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
   // requestTimeout 0: an upload chunk may stream for hours; stalls are caught by the state machine's idle timeout.
   const app: FastifyInstance = Fastify({ logger: false, requestTimeout: 0, connectionTimeout: 0 });
   const watchers = new Set<() => void>();
+  requireClusterCredential(app, { secret: o.clusterSecret, open: ['/healthz'] });
+  app.server.headersTimeout = 15_000;
+  limitConnectionsPerClient(app.server);
 
   app.setErrorHandler((err: unknown, _req, reply) => {
     const status = isDataSourceError(err) ? httpStatusOf(err) : ((err as { statusCode?: number }).statusCode ?? 500);
@@ -61,6 +68,11 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/x-ndjson', 'cache-control': 'no-store' });
+    // HEAD (fastify's automatic one): a body is never sent, so the headers would wait forever for a first write.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     const interval = o.watchIntervalMs ?? 250;
     let last = 0;
     let trailing: NodeJS.Timeout | undefined;
@@ -89,11 +101,12 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
     send();
   });
 
-  // The upload routes get every body, whatever its content type, as the raw request stream: nothing is parsed
-  // or buffered. Encapsulated so the rest of the API keeps fastify's JSON parser.
+  // The upload routes get bodies declared as bytes (application/octet-stream, or tus's offset+octet-stream) as the
+  // raw request stream: nothing is parsed or buffered. Any other declared type is a 415, so a browser form
+  // (text/plain, urlencoded) is never taken as image bytes. Encapsulated so the rest keeps fastify's JSON parser.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    scope.addContentTypeParser(['application/octet-stream', 'application/offset+octet-stream'], (_req, payload, done) => done(null, payload));
 
     const uploadHeaders = (reply: FastifyReply, s: { offset: number; size: number | undefined }): FastifyReply => {
       void reply.header('upload-offset', String(s.offset)).header('cache-control', 'no-store');

@@ -4,6 +4,7 @@
 // A restarted process picks up its own work dir: a verified file is offered again without re-hashing (its
 // identity must be unchanged), a partial one is re-hashed once and continued.
 
+import { DATA_SOURCE_STAGING_DIR } from '../api/backing-image-data-source.js';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -38,6 +39,8 @@ export interface DataSourceOptions {
   retries?: number;
   retryBaseMs?: number;
   maxRedirects?: number;
+  /** Download from loopback, private, link-local … addresses too (the setting allow-private-download-urls). */
+  allowPrivate?: boolean;
   log?: (line: string) => void;
 }
 
@@ -118,7 +121,7 @@ export class DataSource {
     }
     // The checkpoint is tied to the source, by a fingerprint that does not reveal the URL.
     const key = createHash('sha256').update(`${o.sourceType}\n${url?.href ?? ''}`).digest('hex');
-    const dir = join(o.diskPath, 'tmp', `${o.name}-${o.uuid}`);
+    const dir = join(o.diskPath, DATA_SOURCE_STAGING_DIR, `${o.name}-${o.uuid}`);
     return new DataSource(o, await WorkFile.open(dir, key, { signal }), url, invalid);
   }
 
@@ -294,6 +297,7 @@ export class DataSource {
         retries: o.retries ?? 8,
         retryBaseMs: o.retryBaseMs ?? 1000,
         maxRedirects: o.maxRedirects ?? 10,
+        allowPrivate: o.allowPrivate ?? false,
         checkpointBytes: 64 * 1024 * 1024,
         checkpointMs: 5000,
         onBytes: () => this.#bytesMoved(),

@@ -13,6 +13,7 @@
 //   backing.chunks-4194304.json   its chunk manifest with its identity (the manager's manifest cache format)
 //   checkpoint.json               { offset, source fingerprint, validator, declared size, completion, transfer }
 
+import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
@@ -86,7 +87,7 @@ export class WorkFile {
   private constructor(dir: string, checkpoint: Checkpoint) {
     this.dir = dir;
     this.partPath = join(dir, 'backing.part');
-    this.filePath = join(dir, 'backing');
+    this.filePath = join(dir, DATA_SOURCE_FINISHED_FILE);
     this.manifestPath = manifestSidecarPath(this.filePath, DEFAULT_CHUNK_SIZE);
     this.#checkpointPath = join(dir, 'checkpoint.json');
     this.#checkpoint = checkpoint;
@@ -356,6 +357,12 @@ export async function ensureSpace(dir: string, needed: number): Promise<void> {
   if (needed > free) {
     throw new DataSourceError('InsufficientStorage', `the file needs ${needed} more bytes but the disk has ${free} free`);
   }
+}
+
+/** Bytes free for this file system's non-root users: a download of unknown length must stay below it. */
+export async function freeSpace(dir: string): Promise<number> {
+  const st = await statfs(dir);
+  return st.bavail * st.bsize;
 }
 
 /** fsync a directory so a rename in it survives a crash. */

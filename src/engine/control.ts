@@ -108,6 +108,11 @@ export class EngineControl {
   /** Streams the status now and after each change on `res` (ndjson) until either side closes. */
   watch(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+    // HEAD (fastify's automatic one under the instance manager): no body, so answer with the headers alone.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     // Every line carries the whole status, so a slow reader only ever needs the latest.
     const out = new CoalescingStream<WatchLine>(res, () => 'status');
     out.send({ type: 'SNAPSHOT', status: this.#engine.status() });

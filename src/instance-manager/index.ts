@@ -22,13 +22,19 @@ export { DEFAULT_DEVICE_DIR, checkName } from './spec.js';
 
 export interface InstanceManagerOptions {
   node: string;
-  /** Where the API, the replica listener and the NBD listener listen. */
+  /** Where the API and the replica listener listen (the NBD listener is on loopback: see NBD_HOST). */
   host: string;
   /** The API port (the replica and NBD listeners take free ports; the API reports them). */
   port: number;
   /** Also serve NBD on this Unix socket (for clients on the node: cheaper than loopback TCP). */
   nbdSocket?: string;
+  /** Replica directories must be inside one of these; none: no replica can be created. */
   dataRoots?: readonly string[];
+  /**
+   * The cluster secret: the API, and the replica listener's OPEN, then require the cluster's credential, and this
+   * manager's engines present it to remote replicas (docs/security.md). The CLI always passes one.
+   */
+  clusterSecret?: string;
   /**
    * Where the node's instance-name locks live; every instance manager of the node (whatever its image) must use the
    * same one. Default: one per node name and uid under the system's temporary directory.
@@ -55,6 +61,12 @@ export interface RunningInstanceManager {
   close(): Promise<void>;
 }
 
+/**
+ * The NBD listener serves the volumes attached on this node to this node only: NBD has no credential of its own
+ * (docs/security.md, "NBD"), so it listens on loopback whatever address the node has.
+ */
+export const NBD_HOST = '127.0.0.1';
+
 export function defaultLockDir(node: string, nodeUid?: string): string {
   return join(tmpdir(), `stratum-${userInfo().username}`, 'instances', nodeUid ? `${node}-${nodeUid}` : node);
 }
@@ -63,10 +75,10 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const lockDir = opts.lockDir ?? defaultLockDir(opts.node, opts.nodeUid);
   await mkdir(lockDir, { recursive: true, mode: 0o700 });
-  const hub = new ReplicaHub(log);
+  const hub = new ReplicaHub(log, opts.clusterSecret);
   const nbd = new NbdServer({ onError: (err) => log(`nbd: ${err.message}`) });
   const replicaAddress = await hub.listen(opts.host);
-  await nbd.listen({ host: opts.host, port: 0 });
+  await nbd.listen({ host: NBD_HOST, port: 0 });
   if (opts.nbdSocket) await nbd.listen({ path: opts.nbdSocket });
   const t = nbd.address().tcp;
   const nbdAddress = t ? (t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`) : '';
@@ -77,6 +89,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
     apiAddress: '',
     backingReaders: new SharedBackingReaders(),
     lockDir,
+    dataRoots: opts.dataRoots ?? [],
     holder: `instance manager ${opts.name ?? opts.node} (pid ${process.pid}) on node ${opts.node}`,
     startTimeoutMs: opts.startTimeoutMs ?? 60_000,
     stopTimeoutMs: opts.stopTimeoutMs ?? 10_000,
@@ -89,6 +102,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
     node: opts.node,
     versions: opts.versions ?? { apiVersion: 2, apiMinVersion: 2 },
     dataRoots: opts.dataRoots ?? [],
+    clusterSecret: opts.clusterSecret,
     host: opts.host,
     port: opts.port,
     listeners: { replica: replicaAddress, nbd: nbdAddress },

@@ -46,6 +46,8 @@ export interface HostContext {
   backingReaders: SharedBackingReaders;
   /** Where instance-name locks live: one per node, shared by every instance manager of the node. */
   lockDir: string;
+  /** Replica directories are inside one of these (checked again, symlinks resolved, before anything is removed). */
+  dataRoots: readonly string[];
   /** Who holds locks, in words ("instance manager im-x on node-1"). */
   holder: string;
   /** A start that takes longer is abandoned and the instance is `error`. */

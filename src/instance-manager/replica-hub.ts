@@ -18,10 +18,16 @@ export class ReplicaHub implements ReplicaDirectory {
   readonly initial = undefined;
   readonly #replicas = new Map<string, Hosted>();
   readonly #server: ReplicaServer;
+  readonly #secret: string | undefined;
   #address = '';
 
-  constructor(log: (line: string) => void) {
-    this.#server = new ReplicaServer(this, { onError: (err) => log(`replica listener: ${err.message}`) });
+  /**
+   * With the cluster secret, the listener takes only connections that OPEN with the cluster credential, and this
+   * node's engines present it to other nodes' listeners (docs/security.md). Local ends need nothing.
+   */
+  constructor(log: (line: string) => void, clusterSecret?: string) {
+    this.#secret = clusterSecret;
+    this.#server = new ReplicaServer(this, { clusterSecret, onError: (err) => log(`replica listener: ${err.message}`) });
   }
 
   /** "host:port" of the listener (the address of every replica hosted here). */
@@ -66,7 +72,7 @@ export class ReplicaHub implements ReplicaDirectory {
       h.locals.add(local);
       return local;
     }
-    return ReplicaClient.connect(parseEndpoint(address), { name, timeoutMs: opts.timeoutMs, ...(opts.signal ? { signal: opts.signal } : {}) });
+    return ReplicaClient.connect(parseEndpoint(address), { name, clusterSecret: this.#secret, timeoutMs: opts.timeoutMs, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   close(signal?: AbortSignal): Promise<void> {

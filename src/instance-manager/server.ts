@@ -4,21 +4,30 @@
 
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
+import { requireClusterCredential } from '../auth/cluster-credential.js';
 import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
+import { limitConnectionsPerClient } from '../util/connection-limit.js';
 import { checkName, checkOnDisk, checkPath, parseCreateRequest } from './spec.js';
 
 export interface ImServerOptions {
   manager: InstanceManager;
   node: string;
   versions: { apiVersion: number; apiMinVersion: number };
-  /** Data roots replica directories must be inside (none: any absolute path). */
+  /** Data roots replica directories must be inside (none: no replica can be created or removed). */
   dataRoots: readonly string[];
+  /**
+   * The cluster secret: every route but /healthz then needs the cluster's data-plane credential (401 before routing
+   * and before any body is read). `stratum instance-manager` always has one; only in-process tests run without.
+   */
+  clusterSecret?: string | undefined;
   host: string;
   port: number;
   /** "host:port" of the node's replica listener and NBD listener, reported by GET /v1/version. */
   listeners: { replica: string; nbd: string };
+  /** Connections one client address may hold open (default DEFAULT_CONNECTIONS_PER_CLIENT). */
+  maxConnectionsPerClient?: number;
   /** Interval of heartbeat lines on watch streams (default 5 s). */
   heartbeatMs?: number;
 }
@@ -36,6 +45,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   const m = opts.manager;
   const app = Fastify({ logger: false, forceCloseConnections: true, return503OnClosing: true, bodyLimit: 1024 * 1024 });
   const watchers = new Set<ServerResponse>();
+  app.server.headersTimeout = 15_000;
+  limitConnectionsPerClient(app.server, opts.maxConnectionsPerClient);
 
   app.setErrorHandler((err, _req, reply) => {
     if (isImError(err)) return reply.code(httpStatusOf(err.code)).send({ code: err.code, message: err.message });
@@ -48,6 +59,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ code: 'NotFound', message: `no route for ${req.method} ${req.url}` });
   });
+
+  if (opts.clusterSecret !== undefined) requireClusterCredential(app, { secret: opts.clusterSecret, open: ['/healthz'] });
 
   app.get('/healthz', async () => 'ok');
   app.get('/v1/version', async () => ({ ...opts.versions, node: opts.node, listeners: opts.listeners }));
@@ -63,7 +76,7 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
 
   app.post('/v1/instances', async (req: Req, reply) => {
     const request = parseCreateRequest(req.body, opts.dataRoots);
-    await checkOnDisk(request.spec);
+    await checkOnDisk(request.spec, opts.dataRoots);
     const r = m.create(request);
     return reply.code(r.created ? 201 : 200).send(r.instance);
   });
@@ -106,6 +119,11 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
 
   function watch(req: Req, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    // HEAD (fastify's automatic one): a body is never sent, so the headers would wait for the first heartbeat.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     watchers.add(res);
     // While the socket is full, events are coalesced per instance.
     const out = new CoalescingStream<WatchEvent>(res, (ev) => (ev.type === 'SNAPSHOT' ? '' : ev.instance.name));

@@ -1,7 +1,7 @@
 // Unit tests of instance specs (normalisation, where a replica may live) and of the bounded log buffer.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -19,15 +19,24 @@ test('specs are normalised so that key order and defaults do not make them diffe
 
 test('a replica must sit in <disk>/replicas/<name> on a registered disk and read a backing file of that disk', async () => {
   const disk = await mkdtemp(join(tmpdir(), 'stratum-spec-'));
+  const outside = await mkdtemp(join(tmpdir(), 'stratum-spec-outside-'));
   try {
     const spec = (dir: string, backing?: string): InstanceSpec => ({ type: 'replica', replica: { dir, size: 4096, ...(backing ? { backing: { name: 'b', uuid: 'u', path: backing } } : {}) } });
-    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1'))), /not on a registered disk: .* holds no longhorn-disk\.cfg/);
+    const roots = [disk];
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1')), roots), /not on a registered disk: .* holds no longhorn-disk\.cfg/);
     await writeFile(join(disk, 'longhorn-disk.cfg'), '{}');
-    await checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'backing-images', 'bi-u', 'backing')));
-    await assert.rejects(checkOnDisk(spec(join(disk, 'elsewhere', 'r1'))), /must be <disk>\/replicas\/<name>/);
-    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'replicas', 'r2', 'head.img'))), /must be a backing-image file of the replica's disk/);
+    await checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'backing-images', 'bi-u', 'backing')), roots);
+    await assert.rejects(checkOnDisk(spec(join(disk, 'elsewhere', 'r1')), roots), /must be <disk>\/replicas\/<name>/);
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1'), join(disk, 'replicas', 'r2', 'head.img')), roots), /must be a backing-image file of the replica's disk/);
+    // Without data roots nothing is a replica directory; a symlink inside the disk cannot lead out of it.
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r1')), []), /not inside the data roots .*it has none/);
+    await mkdir(join(disk, 'replicas'), { recursive: true });
+    await mkdir(join(outside, 'victim'));
+    await symlink(join(outside, 'victim'), join(disk, 'replicas', 'r9'));
+    await assert.rejects(checkOnDisk(spec(join(disk, 'replicas', 'r9')), roots), /resolves to .*victim, outside the data roots/);
   } finally {
     await rm(disk, { recursive: true, force: true });
+    await rm(outside, { recursive: true, force: true });
   }
 });
 

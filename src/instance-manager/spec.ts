@@ -2,8 +2,8 @@
 // All path rules live here: replica directories and backing files are absolute, normalised and, when the manager
 // has data roots, strictly inside one of them.
 
-import { access } from 'node:fs/promises';
-import { isAbsolute, join, normalize } from 'node:path';
+import { access, realpath } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { BACKING_IMAGES_DIR, DISK_CONFIG_FILE, diskOfReplicaDir } from '../api/disk-layout.js';
 import { ImError } from './errors.js';
 
@@ -57,16 +57,51 @@ function checkPositiveInt(field: string, v: unknown): number {
   return v;
 }
 
-/** An absolute, normalised path; inside one of `roots` (strictly) when roots are given. */
-export function checkPath(field: string, v: unknown, roots: readonly string[]): string {
+/**
+ * An absolute, normalised path strictly inside one of `roots`, or anywhere when `roots` is 'any' (device
+ * directories only). An instance manager without data roots accepts no replica path at all.
+ */
+export function checkPath(field: string, v: unknown, roots: readonly string[] | 'any'): string {
   const p = checkString(field, v);
   if (!isAbsolute(p)) throw bad(`${field} must be an absolute path, not ${JSON.stringify(p)}`);
   const n = normalize(p).replace(/\/+$/, '');
   if (n !== p.replace(/\/+$/, '') || n === '') throw bad(`${field} ${JSON.stringify(p)} must be normalised (no "..", ".", "//")`);
-  if (roots.length > 0 && !roots.some((r) => n.startsWith(`${r.replace(/\/+$/, '')}/`))) {
-    throw bad(`${field} ${JSON.stringify(p)} is not inside the data roots of this instance manager (${roots.join(', ')})`);
+  if (roots !== 'any' && !roots.some((r) => isInside(r, n))) {
+    throw bad(`${field} ${JSON.stringify(p)} is not inside the data roots of this instance manager (${roots.length ? roots.join(', ') : 'it has none'})`);
   }
   return n;
+}
+
+/** `path` is strictly below `root` (both normalised, absolute). */
+export function isInside(root: string, path: string): boolean {
+  return path.startsWith(`${root.replace(/\/+$/, '')}/`);
+}
+
+/**
+ * `dir` with every symlink resolved is still strictly inside a data root (also resolved): a symlink planted inside
+ * a disk cannot point a removal or a replica elsewhere. A path that does not exist yet is checked by its parent.
+ */
+export async function checkResolvedInside(field: string, dir: string, roots: readonly string[]): Promise<void> {
+  const real = await realpathOfExisting(dir);
+  const realRoots = await Promise.all(roots.map((r) => realpathOfExisting(r)));
+  if (!realRoots.some((r) => isInside(r, real))) {
+    throw bad(`${field} ${JSON.stringify(dir)} resolves to ${real}, outside the data roots of this instance manager (${roots.length ? roots.join(', ') : 'it has none'})`);
+  }
+}
+
+/** realpath of the longest existing prefix of `p`, with the rest appended. */
+async function realpathOfExisting(p: string): Promise<string> {
+  let head = p;
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return join(await realpath(head), ...tail);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || head === '/') throw bad(`Cannot resolve ${p}: ${(err as Error).message}`);
+      tail.unshift(basename(head));
+      head = dirname(head);
+    }
+  }
 }
 
 /** "host:port" or "[v6]:port" with a port of 1–65535. */
@@ -105,7 +140,7 @@ export function parseCreateRequest(body: unknown, roots: readonly string[]): Cre
     const frontend = e.frontend ?? 'nbd';
     if (frontend !== 'nbd' && frontend !== 'blockdev' && frontend !== 'none') throw bad(`engine.frontend must be "nbd", "blockdev" or "none", not ${JSON.stringify(frontend)}`);
     const spec: EngineSpec = { volume: checkName('engine.volume', e.volume), size: checkPositiveInt('engine.size', e.size), replicas, frontend };
-    if (frontend === 'blockdev') spec.deviceDir = e.deviceDir === undefined ? DEFAULT_DEVICE_DIR : checkPath('engine.deviceDir', e.deviceDir, []);
+    if (frontend === 'blockdev') spec.deviceDir = e.deviceDir === undefined ? DEFAULT_DEVICE_DIR : checkPath('engine.deviceDir', e.deviceDir, 'any');
     else if (e.deviceDir !== undefined) throw bad('engine.deviceDir applies to frontend "blockdev" only');
     return { name, spec: { type: 'engine', engine: spec } };
   }
@@ -118,12 +153,16 @@ export function sameSpec(a: InstanceSpec, b: InstanceSpec): boolean {
 }
 
 /**
- * A replica lives at `<disk>/replicas/<name>` on a registered disk (one holding longhorn-disk.cfg) and reads a
- * backing file of that same disk: whatever the data roots, an instance never opens files elsewhere.
+ * A replica lives at `<disk>/replicas/<name>` on a registered disk (one holding longhorn-disk.cfg) inside a data
+ * root, symlinks resolved, and reads a backing file of that same disk: an instance never opens files elsewhere.
  */
-export async function checkOnDisk(spec: InstanceSpec): Promise<void> {
+export async function checkOnDisk(spec: InstanceSpec, roots: readonly string[]): Promise<void> {
   if (spec.type !== 'replica') return;
   const r = spec.replica;
+  checkPath('replica.dir', r.dir, roots);
+  // The directory is written and, on cleanup, removed: a symlink must not lead that elsewhere. The backing file is
+  // only read, and may be a link the operator made (the path rules below still hold for the link itself).
+  await checkResolvedInside('replica.dir', r.dir, roots);
   const disk = diskOfReplicaDir(r.dir);
   if (!disk) throw bad(`replica.dir ${JSON.stringify(r.dir)} must be <disk>/replicas/<name>`);
   try {

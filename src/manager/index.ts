@@ -13,10 +13,17 @@ import { isAlreadyExists } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { startControllers } from './controllers.js';
+import { DEFAULT_EVENT_TTL_MS, startEventExpiry } from './event-expiry.js';
 import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
+import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
 import { defaultIdentity, openEtcdControlPlane } from './etcd-mode.js';
+import { useDataPlaneCredential } from '../controllers/common/http-json.js';
+import { loadManagerCredentials, policyContext } from './credentials.js';
+import { loadCatalog } from '../agent/images.js';
+import { podAdmission } from '../agent/pod-admission.js';
+import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -32,6 +39,14 @@ export interface ManagerOptions {
   etcdPrefix?: string | undefined;
   /** Leader lease duration (ms) on etcd. */
   leaseMs?: number | undefined;
+  /** Image catalog file added to the built-in one: Pods may use only catalog images (pod admission). */
+  imagesFile?: string;
+  /** DNS names the API answers for besides IP literals and localhost (Host check against DNS rebinding). */
+  advertiseHosts?: string[];
+  /** Origins allowed to call the API from a browser on another origin; none: CORS off. */
+  corsOrigins?: string[];
+  /** Events older than this are deleted (default one hour, as Kubernetes' --event-ttl). */
+  eventTtlMs?: number;
 }
 
 export interface RunningManager {
@@ -59,7 +74,8 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const admission = [backingImageAdmission, volumeAdmission];
+  // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
+  const admission = [backingImageAdmission, volumeAdmission, podAdmission(loadCatalog(opts.imagesFile)), backingImageDataSourceAdmission];
   const port = opts.port ?? 9500;
   const cp = opts.etcd
     ? await openEtcdControlPlane({
@@ -85,29 +101,48 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
+  // On etcd the managers share one credentials directory (`stratum up --store etcd`): the same tokens, CA and
+  // cluster secret whichever manager a client or agent reaches.
+  const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
+  useDataPlaneCredential(creds.dataPlaneHeaders);
+  const ttlMs = opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS;
+  // Event expiry is controller work: on etcd only the leader does it, through the fenced store.
   const controllers = cp
     ? {
         stopped: cp.run(opts.signal, async (term) => {
-          await startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log }).stopped;
+          await Promise.all([
+            startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log }).stopped,
+            startEventExpiry({ store: cp.controllerStore, ttlMs, signal: term.signal, log }),
+          ]);
         }),
       }
     : startControllers({ store, metrics, signal: opts.signal, log });
+  const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
     port,
     metrics,
-    podLogs: agentPodLogs(store),
+    podLogs: agentPodLogs(store, { headers: creds.dataPlaneHeaders }),
+    tls: creds.tls,
+    guard: {
+      tokens: creds.tokens,
+      policy: policyContext(store),
+      origins: { hostNames: (opts.advertiseHosts ?? []).map((h) => h.toLowerCase()), corsOrigins: opts.corsOrigins ?? [] },
+    },
     extend: async (app) => {
       cp?.extendApi(app);
-      registerLonghornV1(app, store);
+      await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
+      registerUiRoutes(app);
     },
   });
-  log(`stratum manager: API server listening on ${api.url} (${opts.etcd ? `state in etcd ${opts.etcd.join(',')}` : `data in ${opts.dataDir}`})`);
+  const kubeconfig = creds.writeKubeconfig(api.url);
+  log(`stratum manager: API server listening on ${api.url} (${opts.etcd ? `state in etcd ${opts.etcd.join(',')}` : `data in ${opts.dataDir}`})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
   const done = new Promise<void>((resolve) => {
     const stop = async () => {
       await api.close().catch(() => undefined);
       await controllers.stopped;
+      await expiry;
       await closeStore();
       resolve();
     };

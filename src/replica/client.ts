@@ -5,8 +5,13 @@
 
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { clientProof, newNonce, verifyServerProof } from '../auth/cluster-credential.js';
 import { protocolError, ReplicaError } from './errors.js';
 import {
+  encodeOpenCredential,
+  GREETING_ID,
+  OPEN_NONCE_BYTES,
+  OPEN_PURPOSE,
   decodeExtentData,
   decodeExtents,
   decodeInfo,
@@ -21,6 +26,7 @@ import {
   type ReplicaResponse,
 } from './protocol.js';
 import type { ExtentData, ReplicaInfo, WrittenExtents } from './types.js';
+import { WriteBatch } from '../util/write-batch.js';
 
 export type ReplicaEndpoint = { host?: string; port: number } | { path: string };
 
@@ -34,6 +40,11 @@ export interface ReplicaClientOptions {
    * on a single-replica server (which then checks the name). The connection is returned only once OPEN succeeded.
    */
   name?: string;
+  /**
+   * The cluster secret: wait for the listener's greeting, OPEN `name` with the credential derived from it, and check
+   * the server's proof (protocol.ts, "OPEN with a credential"). Needed by an instance manager's listener.
+   */
+  clusterSecret?: string | undefined;
   signal?: AbortSignal;
 }
 
@@ -70,6 +81,10 @@ function checkRequest(op: Op, offset: number, length: number): string | undefine
   return undefined;
 }
 
+function isTimeout(err: unknown): boolean {
+  return err instanceof ReplicaError && err.code === 'TIMEOUT';
+}
+
 /** "host:port" or the socket path, for messages and status. */
 export function formatEndpoint(e: ReplicaEndpoint): string {
   return 'path' in e ? e.path : `${e.host ?? '127.0.0.1'}:${e.port}`;
@@ -78,6 +93,7 @@ export function formatEndpoint(e: ReplicaEndpoint): string {
 export class ReplicaClient {
   readonly address: string;
   readonly #socket: net.Socket;
+  readonly #batch: WriteBatch;
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   /**
@@ -91,13 +107,13 @@ export class ReplicaClient {
   #nextId = 1;
   #error: Error | undefined;
   #ending = false;
-  #corked = false;
   /** The one timer of the connection, armed for the earliest deadline in flight (see #armTimer). */
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
 
   private constructor(socket: net.Socket, address: string, timeoutMs: number) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.address = address;
     this.#timeoutMs = timeoutMs;
     socket.setNoDelay(true);
@@ -141,15 +157,56 @@ export class ReplicaClient {
       });
     });
     const client = new ReplicaClient(socket, address, opts.timeoutMs ?? 8000);
-    if (opts.name !== undefined) {
+    // The caller's signal only: the connect timeout's own signal would end the greeting wait without saying why.
+    const openOpts = { signal: opts.signal, timeoutMs: opts.connectTimeoutMs ?? 5000 };
+    if (opts.clusterSecret !== undefined) {
+      if (opts.name === undefined) throw new ReplicaError('INVALID_ARGUMENT', 'a replica connection with the cluster credential needs the replica name');
       try {
-        await client.#request(Op.OPEN, { payload: Buffer.from(opts.name, 'utf8') }, { signal, timeoutMs: opts.connectTimeoutMs ?? 5000 });
+        await client.#openWithCredential(opts.name, opts.clusterSecret, openOpts);
+      } catch (err) {
+        client.destroy();
+        throw err;
+      }
+    } else if (opts.name !== undefined) {
+      try {
+        await client.#request(Op.OPEN, { payload: Buffer.from(opts.name, 'utf8') }, openOpts);
       } catch (err) {
         client.destroy();
         throw err;
       }
     }
     return client;
+  }
+
+  /** The greeting's nonce, then OPEN with the proof; the answer must carry the server's proof. */
+  async #openWithCredential(name: string, secret: string, opts: RequestOptions): Promise<void> {
+    const greeting = await this.#expect(GREETING_ID, Op.OPEN, opts, 'the greeting (its nonce) of the replica listener');
+    if (greeting.payload.byteLength !== OPEN_NONCE_BYTES) this.#violation(greeting.streamOffset + 16, `greeting nonce of ${greeting.payload.byteLength} bytes, expected ${OPEN_NONCE_BYTES}`);
+    const h = { purpose: OPEN_PURPOSE, name, serverNonce: Buffer.from(greeting.payload), clientNonce: newNonce() };
+    const { length, payload } = encodeOpenCredential({ name, clientNonce: h.clientNonce, proof: clientProof(secret, h) });
+    const answer = await this.#request(Op.OPEN, { length, payload, flags: RequestFlag.CRED }, opts);
+    try {
+      verifyServerProof(secret, h, Buffer.from(answer.payload));
+    } catch {
+      const err = new ReplicaError('UNAUTHENTICATED', `The replica listener at ${this.address} did not prove it holds the cluster secret (OPEN "${name}")`);
+      this.destroy(err);
+      throw err;
+    }
+  }
+
+  /** Waits for an answer with a fixed id that was not requested (the greeting). */
+  #expect(id: number, op: Op, opts: RequestOptions, what: string): Promise<ReplicaResponse> {
+    const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
+    const promise = new Promise<ReplicaResponse>((resolve, reject) => {
+      const p: Pending = { id, op, deadline: performance.now() + timeoutMs, timeoutMs, signal: opts.signal, resolve, reject };
+      this.#pending.set(id, p);
+      if (opts.signal) this.#joinSignal(opts.signal, p);
+      if (p.deadline < this.#timerAt) this.#armTimer(p.deadline);
+    });
+    return promise.catch((err: unknown) => {
+      if (isTimeout(err)) throw new ReplicaError('TIMEOUT', `No ${what} at ${this.address} within ${timeoutMs} ms (does it require the cluster credential?)`, { cause: err });
+      throw err;
+    });
   }
 
   /** Why the connection closed (or will report once it has). */
@@ -255,15 +312,7 @@ export class ReplicaClient {
     if (signal) this.#joinSignal(signal, pending!);
     if (deadline < this.#timerAt) this.#armTimer(deadline);
     const socket = this.#socket;
-    // Cork for the rest of this tick: the requests an NBD burst starts leave in one writev, not one write each.
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        socket.uncork();
-      });
-    }
+    this.#batch.hold();
     const payload = h.payload;
     socket.write(encodeRequestHeader({ op, flags: h.flags ?? 0, id, offset: h.offset ?? 0, length: h.length ?? 0, payloadLength: payload?.byteLength ?? 0 }));
     if (payload && payload.byteLength > 0) socket.write(payload);

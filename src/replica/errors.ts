@@ -31,6 +31,11 @@ export const REPLICA_ERROR_CODES = [
   'NO_REPLICA',
   /** The replica directory is open by another holder (its lock names who). */
   'LOCKED',
+  /**
+   * The cluster credential of OPEN was missing or wrong (server: the connection is closed), or the server did not
+   * prove it holds the cluster secret (client).
+   */
+  'UNAUTHENTICATED',
 ] as const;
 
 export type ReplicaErrorCode = (typeof REPLICA_ERROR_CODES)[number];

@@ -31,6 +31,8 @@ export const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Obj
 export const RequestFlag = {
   /** WRITE, TRIM, WRITE_ZEROES: durable before the answer (as a flush right after the operation). */
   FUA: 1,
+  /** OPEN only: the payload carries the cluster credential after the name (see "OPEN with a credential"). */
+  CRED: 2,
 } as const;
 
 /** Answer status: 0 is success; the others say how the operation failed (the payload is a UTF-8 message). */
@@ -64,6 +66,45 @@ export const MAX_EXTENTS_PER_PAGE = 65_536;
 export const MAX_RESPONSE_PAYLOAD = MAX_IO + 2 * 1024 * 1024;
 
 const WITH_FUA = new Set<number>([Op.WRITE, Op.TRIM, Op.WRITE_ZEROES]);
+
+// ---------------------------------------------------------------------------------------------------------------
+// OPEN with a credential (a listener that has the cluster secret; docs/replica-protocol.md, docs/security.md).
+//
+// On accept the server sends a greeting before anything else: a response header {op OPEN, status OK, id 0,
+// paylen 32} and a fresh 32-byte server nonce. The client's first request must be OPEN with flag CRED:
+//   length = byte length of the name, paylen = length + 64, payload = name | client nonce (32) | client proof (32)
+//   client proof = clientProof(secret, {purpose "replica", name, serverNonce, clientNonce})
+// and the answer's payload is the 32-byte server proof, which the client checks (it reached the cluster, not an
+// impostor). Any other first request, or a wrong proof, and the server closes the connection.
+
+/** Bytes of each nonce and each proof in the OPEN credential. */
+export const OPEN_NONCE_BYTES = 32;
+export const OPEN_PROOF_BYTES = 32;
+/** The handshake purpose: a proof for the replica protocol opens nothing else. */
+export const OPEN_PURPOSE = 'replica';
+/** The request id of the greeting (client ids start at 1). */
+export const GREETING_ID = 0;
+
+export interface OpenCredential {
+  name: string;
+  clientNonce: Uint8Array;
+  proof: Uint8Array;
+}
+
+export function encodeOpenCredential(c: OpenCredential): { length: number; payload: Uint8Array } {
+  const name = Buffer.from(c.name, 'utf8');
+  return { length: name.byteLength, payload: Buffer.concat([name, c.clientNonce, c.proof]) };
+}
+
+/** The parts of an OPEN payload sent with CRED (the header was validated: paylen = length + 64). */
+export function decodeOpenCredential(payload: Uint8Array, nameLength: number): OpenCredential {
+  const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return {
+    name: b.subarray(0, nameLength).toString('utf8'),
+    clientNonce: b.subarray(nameLength, nameLength + OPEN_NONCE_BYTES),
+    proof: b.subarray(nameLength + OPEN_NONCE_BYTES, nameLength + OPEN_NONCE_BYTES + OPEN_PROOF_BYTES),
+  };
+}
 // ---------------------------------------------------------------------------------------------------------------
 // Request: header, then `payloadLength` bytes (WRITE only).
 //
@@ -75,7 +116,8 @@ const WITH_FUA = new Set<number>([Op.WRITE, Op.TRIM, Op.WRITE_ZEROES]);
 //  READ, READ_EXTENT: offset/length of the range.  WRITE: offset, length = paylen = data bytes.
 //  TRIM, WRITE_ZEROES: offset/length.  LIST_EXTENTS: offset = cursor, length = most extents to return.
 //  SET_REVISION: offset = the new revision.  PING, INFO, FLUSH: all zero.  flags: FUA on WRITE/TRIM/WRITE_ZEROES.
-//  OPEN: paylen = length of the UTF-8 replica name that follows; offset and length zero.
+//  OPEN: paylen = length of the UTF-8 replica name that follows; offset and length zero. With flag CRED: see
+//  "OPEN with a credential" above.
 
 export interface RequestHeader {
   op: Op;
@@ -114,7 +156,7 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
   const op = v.getUint16(4, true);
   if (OP_NAMES[op] === undefined) throw protocolError(at + 4, `unknown op ${op}`);
   const flags = v.getUint16(6, true);
-  const allowed = WITH_FUA.has(op) ? RequestFlag.FUA : 0;
+  const allowed = WITH_FUA.has(op) ? RequestFlag.FUA : op === Op.OPEN ? RequestFlag.CRED : 0;
   if ((flags & ~allowed) !== 0) throw protocolError(at + 6, `flags 0x${flags.toString(16)} are not valid for ${OP_NAMES[op]}`);
   const id = getU64(v, 8, at, 'request id');
   const offset = getU64(v, 16, at, 'offset');
@@ -135,6 +177,12 @@ export function decodeRequestHeader(bytes: Uint8Array, at = 0): RequestHeader {
       break;
     case Op.OPEN:
       if (offset !== 0) throw protocolError(at + 16, 'OPEN must have offset 0');
+      if ((flags & RequestFlag.CRED) !== 0) {
+        if (length === 0 || length > MAX_OPEN_NAME) throw protocolError(at + 24, `OPEN name of ${length} bytes is not in 1..${MAX_OPEN_NAME}`);
+        const want = length + OPEN_NONCE_BYTES + OPEN_PROOF_BYTES;
+        if (payloadLength !== want) throw protocolError(at + 28, `OPEN with a credential carries ${want} bytes (name, nonce, proof), got ${payloadLength}`);
+        break;
+      }
       if (length !== 0) throw protocolError(at + 24, 'OPEN must have length 0');
       if (payloadLength === 0 || payloadLength > MAX_OPEN_NAME) throw protocolError(at + 28, `OPEN name of ${payloadLength} bytes is not in 1..${MAX_OPEN_NAME}`);
       break;

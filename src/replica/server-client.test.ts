@@ -150,3 +150,33 @@ test('close answers requests in flight; destroy fails them with CONNECTION_CLOSE
   release2();
   await store.close();
 });
+
+test('a listener with the cluster secret: OPEN with the credential gets in; none, a wrong one, or a mismatch on either side does not', async () => {
+  const { store } = await fixture();
+  const secret = 'ab'.repeat(32);
+  const errors: Error[] = [];
+  const server = new ReplicaServer(store, { clusterSecret: secret, onError: (e) => errors.push(e) });
+  const addr = await server.listen({ port: 0 });
+  const plain = new ReplicaServer(store);
+  const plainAddr = await plain.listen({ port: 0 });
+  try {
+    const client = await ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: secret, timeoutMs: 5000 });
+    assert.equal((await client.info()).name, 'r-1');
+    await client.close();
+    // No credential: the server closes the connection at OPEN.
+    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'CONNECTION_CLOSED'));
+    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: 'cd'.repeat(32), timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'CONNECTION_CLOSED'));
+    assert.ok(errors.some((e) => isReplicaError(e, 'UNAUTHENTICATED') && /without a credential/.test(e.message)), errors.map((e) => e.message).join('; '));
+    assert.ok(errors.some((e) => isReplicaError(e, 'UNAUTHENTICATED') && /wrong credential/.test(e.message)), errors.map((e) => e.message).join('; '));
+    // A client with a secret against a listener without one: no greeting, so no credential is ever sent.
+    await assert.rejects(ReplicaClient.connect(plainAddr, { name: 'r-1', clusterSecret: secret, connectTimeoutMs: 300 }), (e: ReplicaError) => isReplicaError(e, 'TIMEOUT') && /greeting/.test(e.message));
+    // The listener keeps serving the cluster.
+    const again = await ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: secret, timeoutMs: 5000 });
+    await again.ping();
+    await again.close();
+  } finally {
+    await server.close();
+    await plain.close();
+    await store.close();
+  }
+});

@@ -5,8 +5,10 @@
 // requests or bytes in flight, so a fast engine cannot make the replica buffer without bound.
 
 import * as net from 'node:net';
+import { newNonce, serverProof, verifyClientProof } from '../auth/cluster-credential.js';
 import { isReplicaError, ReplicaError } from './errors.js';
 import {
+  decodeOpenCredential,
   encodeErrorMessage,
   encodeExtentData,
   encodeExtents,
@@ -16,18 +18,42 @@ import {
   OP_NAMES,
   RequestFlag,
   RequestParser,
+  GREETING_ID,
+  OPEN_PURPOSE,
   WireStatus,
   type ReplicaRequest,
 } from './protocol.js';
 import type { ReplicaDevice } from './types.js';
+import { ioBuffers } from '../util/buffer-pool.js';
+import { WriteBatch } from '../util/write-batch.js';
 
 export interface ReplicaServerOptions {
   /** Requests one connection may have in flight before the server stops reading it (default 256). */
   maxInFlightRequests?: number;
   /** Payload and answer bytes one connection may pin before the server stops reading it (default 128 MiB). */
   maxInFlightBytes?: number;
-  /** Connection-level failures: protocol errors (with their stream offset), socket errors. */
+  /** Connection-level failures: protocol errors (with their stream offset), socket errors, refused credentials. */
   onError?: (err: Error) => void;
+  /**
+   * The cluster secret: every connection must then begin with OPEN carrying the credential derived from it (see
+   * protocol.ts, "OPEN with a credential"); anything else closes the connection. Without it: no credential.
+   */
+  clusterSecret?: string | undefined;
+  /** Time a connection has to present its credential (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Connections one remote address may hold open before presenting a credential (default 32; more are closed). */
+  maxUnauthenticatedPerAddress?: number;
+}
+
+type Limits = Required<Pick<ReplicaServerOptions, 'maxInFlightRequests' | 'maxInFlightBytes'>>;
+
+/** What an unauthenticated connection must prove: the secret and the nonce of its greeting. */
+interface Challenge {
+  secret: string;
+  nonce: Buffer;
+  timer: NodeJS.Timeout;
+  /** Called once the connection is authenticated or gone (the per-address count). */
+  settled: () => void;
 }
 
 /**
@@ -59,12 +85,16 @@ export function statusOf(err: unknown): WireStatus {
 
 class Connection {
   readonly #socket: net.Socket;
+  readonly #batch: WriteBatch;
   readonly #directory: ReplicaDirectory;
   #device: ReplicaDevice | undefined;
   /** The name OPEN gave (undefined on a single-replica server's connection that never sent OPEN). */
   replicaName: string | undefined;
-  readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
+  readonly #limits: Limits;
   readonly #onError: (err: Error) => void;
+  #challenge: Challenge | undefined;
+  /** The server proof answering the authenticated OPEN (by request id). */
+  #openProof: { id: number; proof: Buffer } | undefined;
   readonly #parser = new RequestParser();
   readonly #abort = new AbortController();
   readonly closed: Promise<void>;
@@ -72,11 +102,11 @@ class Connection {
   #inFlightBytes = 0;
   #draining = false;
   #paused = false;
-  #corked = false;
   #ended = false;
 
-  constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Required<Omit<ReplicaServerOptions, 'onError'>>, onError: (err: Error) => void) {
+  constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Limits, onError: (err: Error) => void, challenge?: Omit<Challenge, 'nonce' | 'timer'> & { timeoutMs: number }) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.#directory = directory;
     this.#device = directory.initial;
     this.#limits = limits;
@@ -86,6 +116,52 @@ class Connection {
     socket.on('error', (err) => onError(err));
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.drain());
+    if (challenge) {
+      const nonce = newNonce();
+      const timer = setTimeout(() => this.#refuse(`no credential within ${challenge.timeoutMs} ms`), challenge.timeoutMs);
+      timer.unref();
+      this.#challenge = { secret: challenge.secret, nonce, timer, settled: challenge.settled };
+      void this.closed.then(() => this.#settleChallenge());
+      // The greeting: the nonce the client's proof must cover (protocol.ts, "OPEN with a credential").
+      socket.write(encodeResponseHeader({ op: Op.OPEN, status: WireStatus.OK, id: GREETING_ID, payloadLength: nonce.byteLength }));
+      socket.write(nonce);
+    }
+  }
+
+  #settleChallenge(): void {
+    const c = this.#challenge;
+    if (!c) return;
+    this.#challenge = undefined;
+    clearTimeout(c.timer);
+    c.settled();
+  }
+
+  /** Closes a connection that did not authenticate; the reason goes to onError (the server's log). */
+  #refuse(why: string): void {
+    const peer = `${this.#socket.remoteAddress ?? 'a local peer'}${this.#socket.remotePort ? `:${this.#socket.remotePort}` : ''}`;
+    const err = new ReplicaError('UNAUTHENTICATED', `Closed the replica connection from ${peer}: ${why}`);
+    this.#onError(err);
+    this.destroy(err);
+  }
+
+  /** Checks the first request of a connection that must authenticate; false when it was refused. */
+  #authenticate(r: ReplicaRequest): boolean {
+    const c = this.#challenge!;
+    if (r.op !== Op.OPEN || (r.flags & RequestFlag.CRED) === 0) {
+      this.#refuse(`the first request was ${OP_NAMES[r.op] ?? r.op}${r.op === Op.OPEN ? ' without a credential' : ''}, not OPEN with the cluster credential`);
+      return false;
+    }
+    const cred = decodeOpenCredential(r.payload, r.length);
+    const h = { purpose: OPEN_PURPOSE, name: cred.name, serverNonce: c.nonce, clientNonce: Buffer.from(cred.clientNonce) };
+    try {
+      verifyClientProof(c.secret, h, Buffer.from(cred.proof));
+    } catch {
+      this.#refuse(`OPEN "${cred.name}" carried a wrong credential (the peer does not hold the cluster secret)`);
+      return false;
+    }
+    this.#openProof = { id: r.id, proof: serverProof(c.secret, h) };
+    this.#settleChallenge();
+    return true;
   }
 
   /** Graceful: stop reading, answer everything received, then close. */
@@ -109,6 +185,7 @@ class Connection {
       this.destroy(err as Error);
       return;
     }
+    if (this.#challenge && requests.length > 0 && !this.#authenticate(requests[0]!)) return;
     // Dispatch in arrival order, synchronously: the device registers each range lock before yielding (range-lock.ts).
     for (const r of requests) void this.#execute(r);
     this.#pump();
@@ -129,17 +206,11 @@ class Connection {
     const payloadLength = payload.reduce((n, p) => n + p.byteLength, 0);
     const socket = this.#socket;
     if (!socket.destroyed && !socket.writableEnded) {
-      // Cork for the rest of this tick so a burst of small answers leaves in one writev.
-      if (!this.#corked) {
-        this.#corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          this.#corked = false;
-          socket.uncork();
-        });
-      }
+      this.#batch.hold();
       socket.write(encodeResponseHeader({ op: r.op, status, id: r.id, payloadLength }));
-      for (const p of payload) if (p.byteLength > 0) socket.write(p);
+      // A READ's data came from the device, which handed it over: once the socket has taken it, a pooled buffer
+      // goes back (util/buffer-pool.ts).
+      for (const p of payload) if (p.byteLength > 0) socket.write(p, () => ioBuffers.give(p));
     }
     this.#inFlight--;
     this.#inFlightBytes -= cost;
@@ -147,7 +218,7 @@ class Connection {
   }
 
   #call(r: ReplicaRequest): Promise<Uint8Array[]> | Uint8Array[] {
-    if (r.op === Op.OPEN) return this.#open(r.payload);
+    if (r.op === Op.OPEN) return this.#open(r);
     const d = this.#device;
     if (!d) throw new ReplicaError('NO_REPLICA', `${OP_NAMES[r.op] ?? r.op} before OPEN: this listener serves several replicas; name one with OPEN first`);
     const signal = this.#abort.signal;
@@ -161,7 +232,10 @@ class Connection {
       case Op.READ:
         return d.read(r.offset, r.length, { signal }).then((data) => [data]);
       case Op.WRITE:
-        return d.write(r.offset, r.payload, { fua, signal }).then(none);
+        return d.write(r.offset, r.payload, { fua, signal }).then(() => {
+          ioBuffers.give(r.payload);
+          return [];
+        });
       case Op.FLUSH:
         return d.flush({ signal }).then(none);
       case Op.TRIM:
@@ -180,8 +254,11 @@ class Connection {
   }
 
   /** Synchronous, so requests pipelined behind OPEN already see the replica it chose. */
-  #open(payload: Uint8Array): Uint8Array[] {
-    const name = Buffer.from(payload).toString('utf8');
+  #open(r: ReplicaRequest): Uint8Array[] {
+    const withCred = (r.flags & RequestFlag.CRED) !== 0;
+    const name = withCred ? decodeOpenCredential(r.payload, r.length).name : Buffer.from(r.payload).toString('utf8');
+    // A listener without a secret ignores a credential; one with a secret checked it in #authenticate.
+    const proof = this.#openProof?.id === r.id ? this.#openProof.proof : undefined;
     if (this.replicaName !== undefined && this.replicaName !== name) {
       throw new ReplicaError('INVALID_ARGUMENT', `Cannot OPEN replica "${name}": this connection already uses replica "${this.replicaName}"`);
     }
@@ -189,7 +266,7 @@ class Connection {
     if (!device) throw new ReplicaError('NO_REPLICA', `No replica "${name}" is served here (it is not running on this node)`);
     this.#device = device;
     this.replicaName = name;
-    return [];
+    return proof ? [proof] : [];
   }
 
   #pump(): void {
@@ -214,8 +291,13 @@ class Connection {
 
 export class ReplicaServer {
   readonly #directory: ReplicaDirectory;
-  readonly #limits: Required<Omit<ReplicaServerOptions, 'onError'>>;
+  readonly #limits: Limits;
   readonly #onError: (err: Error) => void;
+  readonly #secret: string | undefined;
+  readonly #handshakeTimeoutMs: number;
+  readonly #maxUnauthenticated: number;
+  /** Connections not yet authenticated, per remote address. */
+  readonly #unauthenticated = new Map<string, number>();
   readonly #connections = new Set<Connection>();
   readonly #listeners: net.Server[] = [];
   #closing = false;
@@ -225,6 +307,9 @@ export class ReplicaServer {
     this.#directory = 'open' in served ? served : singleReplica(served);
     this.#limits = { maxInFlightRequests: opts.maxInFlightRequests ?? 256, maxInFlightBytes: opts.maxInFlightBytes ?? 128 * 1024 * 1024 };
     this.#onError = opts.onError ?? (() => {});
+    this.#secret = opts.clusterSecret;
+    this.#handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
+    this.#maxUnauthenticated = opts.maxUnauthenticatedPerAddress ?? 32;
   }
 
   /** Listen on one more endpoint (TCP: host defaults to 127.0.0.1, port 0 picks one; or a Unix socket path). */
@@ -296,7 +381,24 @@ export class ReplicaServer {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, this.#directory, this.#limits, this.#onError);
+    let challenge;
+    if (this.#secret !== undefined) {
+      const addr = socket.remoteAddress ?? 'unix';
+      const n = this.#unauthenticated.get(addr) ?? 0;
+      if (n >= this.#maxUnauthenticated) {
+        this.#onError(new ReplicaError('UNAUTHENTICATED', `Closed a replica connection from ${addr}: it already has ${n} connections that did not present a credential`));
+        socket.destroy();
+        return;
+      }
+      this.#unauthenticated.set(addr, n + 1);
+      const settled = (): void => {
+        const left = (this.#unauthenticated.get(addr) ?? 1) - 1;
+        if (left > 0) this.#unauthenticated.set(addr, left);
+        else this.#unauthenticated.delete(addr);
+      };
+      challenge = { secret: this.#secret, settled, timeoutMs: this.#handshakeTimeoutMs };
+    }
+    const conn = new Connection(socket, this.#directory, this.#limits, this.#onError, challenge);
     this.#connections.add(conn);
     void conn.closed.then(() => this.#connections.delete(conn));
   }

@@ -23,6 +23,7 @@ import { RangeLock } from './range-lock.js';
 import type { SharedBackingReaders } from './shared-backing.js';
 import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
+import { ioBuffers } from '../util/buffer-pool.js';
 
 export const DEFAULT_BLOCK_SIZE = 4096;
 
@@ -233,8 +234,9 @@ export class ReplicaStore implements ReplicaDevice {
   read(offset: number, length: number, { signal }: Signal = {}): Promise<Uint8Array> {
     return this.#run('read', offset, length, undefined, async () => {
       signal?.throwIfAborted();
-      // Not zero-filled: #readInto writes every byte (data, backing bytes, or zeros for ZERO runs).
-      const out = Buffer.allocUnsafe(length);
+      // Not zero-filled: #readInto writes every byte (data, backing bytes, or zeros for ZERO runs). From the pool: the
+      // caller owns the result and may give it back (util/buffer-pool.ts).
+      const out = ioBuffers.take(length);
       await this.#readInto(out, offset, signal);
       return out;
     });

@@ -2,6 +2,8 @@
 // handed out as views of the received chunks whenever they lie inside one chunk; only data that straddles chunk
 // boundaries is copied (once). It counts consumed bytes so parsers can report absolute stream offsets in errors.
 
+import { ioBuffers } from './buffer-pool.js';
+
 export class ByteQueue {
   #chunks: Uint8Array[] = [];
   /** Read position inside #chunks[0]. */
@@ -79,9 +81,9 @@ export class ByteQueue {
       if (consume) this.skip(n);
       return view;
     }
-    // Straddles chunks: one copy into a fresh buffer. Not zero-filled: the loop below writes all n bytes, and a
-    // 1 MiB write payload would otherwise be cleared just to be overwritten.
-    const out = Buffer.allocUnsafe(n);
+    // Straddles chunks: one copy into a buffer of the I/O pool, which the caller may give back (large payloads).
+    // Not zero-filled: the loop below writes all n bytes.
+    const out = ioBuffers.take(n);
     let filled = 0;
     let head = this.#head;
     for (const chunk of this.#chunks) {

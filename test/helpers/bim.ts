@@ -7,6 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './processes.js';
+import { DATA_PLANE_ENV, dataPlaneAuth } from './credentials.js';
+import { DATA_SOURCE_FINISHED_FILE, DATA_SOURCE_STAGING_DIR } from '../../src/api/backing-image-data-source.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const BIM_ENTRY = join(here, 'bim-entry.js');
@@ -55,7 +57,7 @@ export class BimProcess {
   constructor(disk: { path: string; uuid: string }, opts: { args?: string[]; env?: NodeJS.ProcessEnv } = {}) {
     this.disk = disk;
     this.args = opts.args ?? [];
-    this.env = { ...process.env, ...opts.env };
+    this.env = { ...process.env, ...DATA_PLANE_ENV, ...opts.env };
   }
 
   get url(): string {
@@ -94,7 +96,7 @@ export class BimProcess {
     const child = this.spawn();
     await waitFor(`bim on port ${this.port}`, async () => {
       if (child.exitCode !== null) throw new Error(`bim exited with ${child.exitCode}: ${this.#log}`);
-      const res = await fetch(`${this.url}/v1/version`);
+      const res = await fetch(`${this.url}/v1/version`, { headers: dataPlaneAuth() });
       return res.ok;
     });
   }
@@ -120,7 +122,8 @@ export class BimProcess {
   async api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
     const res = await fetch(`${this.url}${path}`, {
       method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      headers: { ...dataPlaneAuth(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
@@ -182,6 +185,13 @@ export function exec(cmd: string, args: string[], timeoutMs = 300_000): Promise<
       res({ code, stdout, stderr });
     });
   });
+}
+
+/** Where a data source leaves a finished file on `disk` (the only place a manager's fetch takes files from). */
+export function stagedPath(disk: { path: string }, name: string): string {
+  const dir = join(disk.path, DATA_SOURCE_STAGING_DIR, `${name}-staged`);
+  mkdirSync(dir, { recursive: true });
+  return join(dir, DATA_SOURCE_FINISHED_FILE);
 }
 
 /** `head -c` of /dev/urandom into `path` (random data of `bytes` bytes, written by a child so the test stays light). */

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, waitFor } from './processes.js';
+import { authFor, rememberCluster } from './credentials.js';
 
 export const NS = 'longhorn-system';
 
@@ -60,6 +61,7 @@ export async function startUp(dir: string, port: number, extra: string[] = []): 
       if (!up.running) throw new Error(`stratum up exited: ${up.output}`);
       return /all \d+ nodes are Ready/.test(up.output);
     }, 30_000);
+    rememberCluster(`http://127.0.0.1:${port}`, dir);
   } catch (err) {
     // Not returned, so nobody else could stop it: stop it here (it stops its manager, agents and pods).
     await up.stop('SIGINT', 60_000);
@@ -73,7 +75,7 @@ export function startNodeAgent(argv: string[]): Proc {
 }
 
 export async function api<T>(url: string, path: string, init: RequestInit = {}): Promise<T> {
-  const res = await fetch(`${url}${path}`, { ...init, headers: { 'content-type': 'application/json', ...init.headers } });
+  const res = await fetch(`${url}${path}`, { ...init, headers: { ...authFor(url), 'content-type': 'application/json', ...init.headers } });
   if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }

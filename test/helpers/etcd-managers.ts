@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { hasEtcd, LocalEtcd } from '../../src/store/etcd/local-cluster.js';
+import { adminToken, bearerHeaders } from './credentials.js';
 
 /** Read when a manager is made (not at import: the `*-etcd.test.ts` files set it after their imports ran). */
 export const testStore = (): 'etcd' | 'sqlite' => (process.env['STRATUM_TEST_STORE'] === 'etcd' ? 'etcd' : 'sqlite');
@@ -35,7 +36,7 @@ export class EtcdManagers {
   }
 
   /** Starts etcd (if not running) and every manager that is not running; resolves when all answer /healthz. */
-  async start(deps: { freePort(): Promise<number>; cli: string; waitFor: WaitFor }, count = 3): Promise<void> {
+  async start(deps: { freePort(): Promise<number>; cli: string; waitFor: WaitFor; extraArgs?: string[] }, count = 3): Promise<void> {
     let etcd = this.etcd;
     if (!etcd) {
       const ports = [];
@@ -45,10 +46,9 @@ export class EtcdManagers {
     }
     await etcd.start();
     while (this.managers.length < count) this.managers.push({ port: await deps.freePort(), child: undefined });
+    // One after the other: they share one credentials directory, and the first start creates it (CA, admin token).
     for (let i = 0; i < this.managers.length; i++) {
-      if (!this.running(i)) this.startManager(i, deps.cli);
-    }
-    for (let i = 0; i < this.managers.length; i++) {
+      if (!this.running(i)) this.startManager(i, deps.cli, deps.extraArgs ?? []);
       const url = this.urls[i];
       await deps.waitFor(`manager ${i} on ${url}`, async () => {
         if (!this.running(i)) throw new Error(`manager ${i} exited: ${this.#log}`);
@@ -57,11 +57,11 @@ export class EtcdManagers {
     }
   }
 
-  startManager(i: number, cli: string): void {
+  startManager(i: number, cli: string, extraArgs: string[] = []): void {
     const m = this.managers[i];
     const etcd = this.etcd;
     if (!m || !etcd) throw new Error(`no manager ${i}`);
-    const child = spawn(process.execPath, [cli, 'manager', '--port', String(m.port), '--data-dir', join(this.#dataDir, `manager-${i}`), '--etcd', etcd.endpoints.join(',')], {
+    const child = spawn(process.execPath, [cli, 'manager', '--port', String(m.port), '--data-dir', this.#dataDir, '--etcd', etcd.endpoints.join(','), ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (d: Buffer) => (this.#log += `[m${i}] ${d.toString()}`));
@@ -83,7 +83,7 @@ export class EtcdManagers {
     for (let i = 0; i < this.managers.length; i++) {
       if (!this.running(i)) continue;
       try {
-        const r = (await (await fetch(`${this.urls[i]}/stratum/leader`, { signal: AbortSignal.timeout(1000) })).json()) as { isLeader: boolean };
+        const r = (await (await fetch(`${this.urls[i]}/stratum/leader`, { headers: bearerHeaders(adminToken(this.#dataDir)), signal: AbortSignal.timeout(1000) })).json()) as { isLeader: boolean };
         if (r.isLeader) return i;
       } catch {
         // not answering

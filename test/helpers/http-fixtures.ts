@@ -2,6 +2,7 @@
 // stall, refuse or ignore Range, redirect, throttle and require a header, recording every request it saw; and the
 // data source itself as a real child process (`stratum data-source`).
 
+import { DATA_PLANE_ENV, dataPlaneAuth } from './credentials.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -178,8 +179,10 @@ export class DataSourceProcess {
   async start(): Promise<this> {
     this.url = '';
     const logStart = this.log.length;
-    const argv = [CLI, 'data-source', ...this.args, '--port', '0'];
-    const env = { ...process.env, http_proxy: '', https_proxy: '', HTTP_PROXY: '', HTTPS_PROXY: '', ...this.env };
+    // The fixtures' origin servers listen on 127.0.0.1: these data sources are allowed to download from it, as
+    // the controller allows them when the setting allow-private-download-urls is on (test/security tests without).
+    const argv = [CLI, 'data-source', ...this.args, '--port', '0', ...(this.args.includes('download') ? ['--allow-private-urls'] : [])];
+    const env = { ...process.env, http_proxy: '', https_proxy: '', HTTP_PROXY: '', HTTPS_PROXY: '', ...DATA_PLANE_ENV, ...this.env };
     const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.#child = child;
     child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
@@ -195,7 +198,7 @@ export class DataSourceProcess {
   }
 
   async file(): Promise<Record<string, unknown> & { state: string; message: string }> {
-    const res = await fetch(`${this.url}/v1/file`);
+    const res = await fetch(`${this.url}/v1/file`, { headers: dataPlaneAuth() });
     return (await res.json()) as Record<string, unknown> & { state: string; message: string };
   }
 

@@ -2,6 +2,7 @@
 // and N `stratum node` agents (each with one disk), plus a static HTTP server for image downloads and helpers to
 // read backing images through the Longhorn /v1 API.
 
+import { authFor, nodeCredentialsFile } from './credentials.js';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -87,8 +88,11 @@ export class LifecycleCluster {
 
   async startAgent(node: string): Promise<void> {
     await mkdir(this.diskDir(node), { recursive: true });
-    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.manager.urls, '--disk', this.diskDir(node),
-      '--data-dir', join(this.dir.path, node, 'agent'), '--port-dir', join(this.dir.path, 'ports'), '--restart-backoff-ms', '500', '--heartbeat-interval-ms', '1000']);
+    const agentDir = join(this.dir.path, node, 'agent');
+    await mkdir(agentDir, { recursive: true });
+    const creds = existsSync(join(agentDir, 'node-credentials.json')) ? join(agentDir, 'node-credentials.json') : nodeCredentialsFile(this.manager.dataDir, node, join(agentDir, 'node-credentials.json'));
+    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.manager.urls, '--disk', this.diskDir(node), '--credentials', creds,
+      '--data-dir', agentDir, '--port-dir', join(this.dir.path, 'ports'), '--restart-backoff-ms', '500', '--heartbeat-interval-ms', '1000']);
     this.agents.set(node, agent);
   }
 
@@ -97,12 +101,12 @@ export class LifecycleCluster {
   }
 
   async setSetting(name: string, value: string): Promise<void> {
-    const res = await fetch(`${this.url}/v1/settings/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value }) });
+    const res = await fetch(`${this.url}/v1/settings/${name}`, { method: 'PUT', headers: { ...authFor(this.url), 'content-type': 'application/json' }, body: JSON.stringify({ value }) });
     if (!res.ok) throw new Error(`setting ${name}: ${await res.text()}`);
   }
 
   async k8s<T>(path: string): Promise<T> {
-    const res = await fetch(`${this.url}${path}`);
+    const res = await fetch(`${this.url}${path}`, { headers: authFor(this.url) });
     if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   }
@@ -110,7 +114,7 @@ export class LifecycleCluster {
   async v1(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
     const res = await fetch(`${this.url}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: { ...authFor(this.url), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EtcdManagers, testStore } from './etcd-managers.js';
+import { adminToken, kubeconfigFor, rememberCluster, tokenFor } from './credentials.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (tests run from dist/test/helpers). */
@@ -61,9 +62,13 @@ export class ManagerProcess {
   #child: ChildProcess | undefined;
   #log = '';
 
-  constructor(dataDir: string) {
+  readonly #extraArgs: string[];
+
+  /** `extraArgs` go after the manager's own flags (e.g. `--event-ttl 2`). */
+  constructor(dataDir: string, extraArgs: string[] = []) {
     this.dataDir = dataDir;
     this.etcd = testStore() === 'etcd' ? new EtcdManagers(dataDir) : undefined;
+    this.#extraArgs = extraArgs;
   }
 
   /** On etcd: the first manager still running (a test may have killed one). */
@@ -90,12 +95,14 @@ export class ManagerProcess {
 
   async start(): Promise<void> {
     if (this.etcd) {
-      await this.etcd.start({ freePort, cli: CLI, waitFor });
+      await this.etcd.start({ freePort, cli: CLI, waitFor, extraArgs: this.#extraArgs });
       this.port = this.etcd.managers[0]?.port ?? 0;
+      // The managers share one credentials directory: one admin token for all of them.
+      for (const url of this.etcd.urls) rememberCluster(url, this.dataDir);
       return;
     }
     if (this.port === 0) this.port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir], {
+    const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir, ...this.#extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (d: Buffer) => (this.#log += d.toString()));
@@ -106,6 +113,12 @@ export class ManagerProcess {
       const res = await fetch(`${this.url}/healthz`);
       return res.ok;
     });
+    rememberCluster(this.url, this.dataDir);
+  }
+
+  /** The admin token the manager wrote to `<data dir>/kubeconfig` on its first start. */
+  get token(): string {
+    return adminToken(this.dataDir);
   }
 
   /** SIGKILL, no chance to flush anything. */
@@ -136,9 +149,19 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The environment for a `stratum` CLI run against a test cluster: its admin token (the CLI would otherwise look
+ * for `.stratum/kubeconfig` in the working directory, which belongs to the developer's own cluster).
+ */
+export function cliEnv(args: readonly string[], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const i = args.indexOf('--server');
+  const token = i >= 0 ? tokenFor(args[i + 1] ?? '') : undefined;
+  return token && args.includes(CLI) ? { ...env, STRATUM_TOKEN: token } : env;
+}
+
 export async function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: cliEnv(args, opts.env) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -162,5 +185,12 @@ export function stratum(server: string, args: string[], input?: string): Promise
 export function kubectl(server: string, args: string[], input?: string): Promise<RunResult> {
   // An empty kubeconfig keeps the developer's own config out of the way.
   const env = { ...process.env, KUBECONFIG: '/dev/null' };
-  return run('kubectl', ['--server', server, ...args], { env, ...(input === undefined ? {} : { input }) });
+  return run('kubectl', kubectlArgs(server, args), { env, ...(input === undefined ? {} : { input }) });
+}
+
+/** `--kubeconfig FILE` (the cluster's own, as the manager or `stratum up` wrote it) followed by `args`. */
+export function kubectlArgs(server: string, args: string[]): string[] {
+  const file = kubeconfigFor(server);
+  // --server too: on etcd the kubeconfig names the first of several managers (the CA and token fit all of them).
+  return [...(file ? ['--kubeconfig', file, '--server', server.replace(/^http:/, 'https:')] : ['--server', server]), ...args];
 }

@@ -3,6 +3,7 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { authFor } from './credentials.js';
 import { waitFor } from './processes.js';
 
 export const NS = 'longhorn-system';
@@ -39,7 +40,7 @@ export class Volumes {
   async req<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; json: T }> {
     const res = await fetch(`${this.url}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': contentType },
+      headers: { ...authFor(this.url), ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();

@@ -8,7 +8,7 @@ import type { BackingImage, BackingImageDiskFileStatus } from '../../api/backing
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
 import { StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { recordRefusal } from '../../controllers/common/refusal.js';
+import { recordRefusal } from '../../controller-kit/refusal.js';
 import { cleanupProblems } from './cleanup.js';
 import { collection, requireObject } from './common.js';
 

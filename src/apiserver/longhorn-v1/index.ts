@@ -5,21 +5,24 @@ import type { Store } from '../../store/types.js';
 import { registerBackingImageRoutes } from './backing-images.js';
 import { registerNodeRoutes } from './nodes.js';
 import { registerSettingRoutes } from './settings.js';
-import { downloadProxy, registerUploadRoutes, uploadAction } from './transfer.js';
+import { downloadProxy, registerUploadRoutes, uploadAction, type DataPlaneAuth } from './transfer.js';
 import { registerVolumeRoutes } from './volumes.js';
 
 export { backingImageResource } from './backing-images.js';
 export { nodeResource } from './nodes.js';
 export { parseSize } from './quantity.js';
 export { volumeResource } from './volume-resource.js';
-export { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from './download-url.js';
+export { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from '../../util/download-url.js';
 
-export function registerLonghornV1(app: FastifyInstance, store: Store): void {
+export type { DataPlaneAuth } from './transfer.js';
+
+/** `dataPlane`: the manager's credential towards data-plane pods (upload and download proxies). */
+export async function registerLonghornV1(app: FastifyInstance, store: Store, dataPlane: DataPlaneAuth = { headers: () => ({}) }): Promise<void> {
   registerBackingImageRoutes(app, store, {
-    upload: (req, reply, bi) => uploadAction(store, req, reply, bi),
-    download: (req, reply, bi) => downloadProxy(store, req, reply, bi),
+    upload: (req, reply, bi) => uploadAction(store, req, reply, bi, dataPlane),
+    download: (req, reply, bi) => downloadProxy(store, req, reply, bi, dataPlane),
   });
-  registerUploadRoutes(app, store);
+  await registerUploadRoutes(app, store, dataPlane);
   registerSettingRoutes(app, store);
   registerVolumeRoutes(app, store);
   registerNodeRoutes(app, store);

@@ -10,7 +10,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import type { DiskSpec, Node } from '../../api/node.js';
-import { AGENT_URL_ANNOTATION } from '../../controllers/node/contract.js';
+import { AGENT_URL_ANNOTATION } from '../../api/node-contract.js';
 import { isConflict, StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { collection, requireObject } from './common.js';

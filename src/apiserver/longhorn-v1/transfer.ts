@@ -12,8 +12,8 @@ import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import type { Pod } from '../../api/pod.js';
-import { bimPodName, dataSourcePodName } from '../../controllers/common/names.js';
-import { podEndpoint, podReady } from '../../controllers/common/pods.js';
+import { bimPodName, dataSourcePodName } from '../../api/labels.js';
+import { podEndpoint, podReady } from '../../api/pods.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 
@@ -25,8 +25,9 @@ const PASS_RESPONSE = ['content-length', 'content-type', 'content-range', 'conte
  * decodes gzip on its own, and a download asked for with `Accept-Encoding: gzip` must reach the client still
  * compressed.
  */
-async function forward(req: FastifyRequest, reply: FastifyReply, url: string, method: string, body?: Readable): Promise<FastifyReply> {
-  const headers: Record<string, string> = {};
+async function forward(req: FastifyRequest, reply: FastifyReply, url: string, method: string, dataPlane: DataPlaneAuth, body?: Readable): Promise<FastifyReply> {
+  // The client's own Authorization (its API token) is not passed on: the pod gets the cluster's credential.
+  const headers: Record<string, string> = { ...dataPlane.headers() };
   for (const h of PASS_REQUEST) {
     const v = req.headers[h];
     if (typeof v === 'string') headers[h] = v;
@@ -68,16 +69,21 @@ async function dataSourceEndpoint(store: Store, bi: BackingImage): Promise<strin
   return ep;
 }
 
-export async function uploadAction(store: Store, req: FastifyRequest, reply: FastifyReply, bi: BackingImage): Promise<unknown> {
+/** How the manager authenticates to data-plane pods: the cluster credential's headers (read on every call: rotation). */
+export interface DataPlaneAuth {
+  headers(): Record<string, string>;
+}
+
+export async function uploadAction(store: Store, req: FastifyRequest, reply: FastifyReply, bi: BackingImage, dataPlane: DataPlaneAuth): Promise<unknown> {
   const ep = await dataSourceEndpoint(store, bi);
   const q = req.query as { size?: string; checksum?: string };
   const url = new URL(`${ep}/v1/upload`);
   if (q.size) url.searchParams.set('size', q.size);
   if (q.checksum) url.searchParams.set('checksum', q.checksum);
-  return forward(req, reply, url.href, 'POST');
+  return forward(req, reply, url.href, 'POST', dataPlane);
 }
 
-export async function downloadProxy(store: Store, req: FastifyRequest, reply: FastifyReply, bi: BackingImage): Promise<unknown> {
+export async function downloadProxy(store: Store, req: FastifyRequest, reply: FastifyReply, bi: BackingImage, dataPlane: DataPlaneAuth): Promise<unknown> {
   const name = bi.metadata.name ?? '';
   const ns = bi.metadata.namespace ?? DEFAULT_NAMESPACE;
   const { items } = await store.list<BackingImageManager>('BackingImageManager', { namespace: ns });
@@ -92,18 +98,24 @@ export async function downloadProxy(store: Store, req: FastifyRequest, reply: Fa
     }
     const ep = podEndpoint(pod);
     if (!ep || !podReady(pod)) continue;
-    return forward(req, reply, `${ep}/v1/files/${encodeURIComponent(name)}/download`, req.method);
+    return forward(req, reply, `${ep}/v1/files/${encodeURIComponent(name)}/download`, req.method, dataPlane);
   }
   throw new StoreError('Conflict', `backing image "${name}" has no ready copy to download from yet (see its diskFileStatusMap)`);
 }
 
-export function registerUploadRoutes(app: FastifyInstance, store: Store): void {
+/** The content types an upload's bytes may be declared as; the bytes are streamed, never parsed or buffered. */
+export const UPLOAD_CONTENT_TYPES = ['application/octet-stream', 'application/offset+octet-stream'];
+
+export async function registerUploadRoutes(app: FastifyInstance, store: Store, dataPlane: DataPlaneAuth): Promise<void> {
   const image = async (req: FastifyRequest) => store.get<BackingImage>('BackingImage', DEFAULT_NAMESPACE, (req.params as { name: string }).name);
-  app.get('/v1/backingimages/:name/upload', async (req, reply) => forward(req, reply, `${await dataSourceEndpoint(store, await image(req))}/v1/upload`, 'GET'));
-  app.put('/v1/backingimages/:name/upload', async (req, reply) => {
-    const ep = await dataSourceEndpoint(store, await image(req));
-    const offset = (req.query as { offset?: string }).offset ?? '';
-    const body = req.body instanceof Readable ? req.body : Readable.from([]);
-    return forward(req, reply, `${ep}/v1/upload?offset=${encodeURIComponent(offset)}`, 'PUT', body);
+  app.get('/v1/backingimages/:name/upload', async (req, reply) => forward(req, reply, `${await dataSourceEndpoint(store, await image(req))}/v1/upload`, 'GET', dataPlane));
+  await app.register(async (scope) => {
+    scope.addContentTypeParser(UPLOAD_CONTENT_TYPES, (_req, payload, done) => done(null, payload));
+    scope.put('/v1/backingimages/:name/upload', async (req, reply) => {
+      const ep = await dataSourceEndpoint(store, await image(req));
+      const offset = (req.query as { offset?: string }).offset ?? '';
+      const body = req.body instanceof Readable ? req.body : Readable.from([]);
+      return forward(req, reply, `${ep}/v1/upload?offset=${encodeURIComponent(offset)}`, 'PUT', dataPlane, body);
+    });
   });
 }

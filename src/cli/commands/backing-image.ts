@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { StoreError, isNotFound } from '../../store/errors.js';
 import { errorFromResponse, describeFetchError } from '../../client/http-store.js';
 import { writeSparse } from '../../util/sparse-write.js';
-import { request } from '../api.js';
+import { authHeaders, request } from '../api.js';
 import { Progress } from '../progress.js';
 
 const CHUNK = 256 * 1024 * 1024;
@@ -99,7 +99,7 @@ export async function uploadImage(server: string, name: string, file: string, o:
     try {
       res = await fetch(`${imageUrl(server, name)}/upload?offset=${offset}`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - offset) },
+        headers: { ...authHeaders(), 'content-type': 'application/octet-stream', 'content-length': String(end - offset) },
         body: body as ReadableStream,
         duplex: 'half',
       } as RequestInit);
@@ -134,7 +134,7 @@ export async function downloadImage(server: string, name: string, out: string): 
   const hash = createHash('sha512');
   if (have > 0) for await (const c of createReadStream(part)) hash.update(c as Buffer);
   // identity: fetch would otherwise ask for gzip, which costs CPU on both ends for images that rarely compress.
-  const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
+  const headers: Record<string, string> = { ...authHeaders(), 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
   const res = await fetch(`${imageUrl(server, name)}/download`, { headers }).catch((err: unknown) => {
     throw new StoreError('Internal', `cannot reach the API server at ${server}: ${describeFetchError(err)}`);
   });

@@ -4,6 +4,7 @@
 
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
+import { CLUSTER_SECRET_ENV, clusterSecretFromEnv } from '../../auth/index.js';
 // The error class alone, statically: the manager itself loads only when `stratum bim` runs (see main.ts).
 import { BimError } from '../../bim/errors.js';
 import type { Timeouts } from '../../bim/index.js';
@@ -17,6 +18,7 @@ export interface BimCommandOptions {
   apiMinVersion?: string | undefined;
   maxConcurrentSends?: string | undefined;
   bandwidthLimit?: string | undefined;
+  clusterSecretFile?: string | undefined;
 }
 
 function int(flag: string, v: string | undefined, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
@@ -64,6 +66,7 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
   const bim = await startBim({
     disk: resolve(opts.disk),
     diskUUID: opts.diskUuid,
+    clusterSecret: clusterSecretFromEnv(opts.clusterSecretFile),
     host: opts.host ?? '127.0.0.1',
     port,
     versions: { apiVersion, apiMinVersion },
@@ -89,6 +92,7 @@ export function bimCommand(): Command {
     .addOption(new Option('--api-min-version <n>', 'oldest API version this manager still serves').env('STRATUM_BIM_API_MIN_VERSION'))
     .option('--max-concurrent-sends <n>', 'receivers one file is sent to at once (more get 429)', '3')
     .option('--bandwidth-limit <bytes/s>', 'cap on the bytes per second this manager sends (e.g. 100Mi)')
+    .option('--cluster-secret-file <file>', `the cluster secret (default: $${CLUSTER_SECRET_ENV}, set by the node agent)`)
     .action(async (o: BimCommandOptions) => {
       const ac = new AbortController();
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());

@@ -2,6 +2,7 @@
 // the API of docs/datasource-api.md until SIGINT/SIGTERM (pod deletion); a failure is reported through the API, not
 // by exiting, so the controller can read it. Only bad flags make the process exit early (status 1).
 
+import { CLUSTER_SECRET_ENV, clusterSecretFromEnv } from '../../auth/index.js';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 // The error class alone, statically: the data source itself loads only when `stratum data-source` runs (main.ts).
@@ -24,6 +25,9 @@ export interface DataSourceCommandOptions {
   beginTimeout?: string | undefined;
   idleTimeout?: string | undefined;
   transferTimeout?: string | undefined;
+  clusterSecretFile?: string | undefined;
+  /** Download from loopback/private addresses (the setting allow-private-download-urls). */
+  allowPrivateUrls?: boolean | undefined;
 }
 
 function seconds(flag: string, raw: string | undefined, dflt: number): number {
@@ -45,6 +49,8 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
   if (o.headerFile !== undefined && o.sourceType !== 'download') {
     throw new DataSourceError('InvalidArgument', '--header-file applies to download data sources only');
   }
+  // Before anything is opened: a data source without the cluster secret would serve whoever connects.
+  const clusterSecret = clusterSecretFromEnv(o.clusterSecretFile);
   const begin = seconds('begin-timeout', o.beginTimeout, 600);
   const { DataSource, normaliseChecksum, parseParameters, serveDataSource } = await import('../../datasource/index.js');
   const ds = await DataSource.open(
@@ -56,6 +62,7 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
       parameters: parseParameters(o.parameters ?? []),
       expectedChecksum: normaliseChecksum('--checksum', o.checksum),
       headerFile: o.headerFile === undefined ? undefined : resolve(o.headerFile),
+      allowPrivate: o.allowPrivateUrls === true,
       env: process.env,
       timeouts: {
         pending: begin,
@@ -79,7 +86,7 @@ export async function runDataSource(o: DataSourceCommandOptions, signal: AbortSi
   ds.start();
   let server;
   try {
-    server = await serveDataSource(ds, { host: o.host ?? '127.0.0.1', port });
+    server = await serveDataSource(ds, { host: o.host ?? '127.0.0.1', port, clusterSecret });
   } catch (err) {
     await ds.close();
     throw err;
@@ -106,6 +113,8 @@ export function dataSourceCommand(): Command {
     .addOption(new Option('--source-type <type>', 'where the file comes from').choices(['download', 'upload']).makeOptionMandatory())
     .requiredOption('--port <port>', 'port of the API (0: any free port)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--allow-private-urls', 'download from loopback, private and link-local addresses too (the setting allow-private-download-urls)')
+    .option('--cluster-secret-file <file>', `the cluster secret (default: $${CLUSTER_SECRET_ENV}, set by the node agent)`)
     .option('--parameters <k=v...>', 'source parameters, e.g. url=https://...')
     .option('--checksum <sha512>', 'expected SHA-512 of the file')
     .option('--header-file <file>', 'extra request headers for the download, one "Name: value" per line')

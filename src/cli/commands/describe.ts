@@ -7,7 +7,7 @@ import { resourceUrl } from '../../client/http-store.js';
 import { findKind } from '../../api/index.js';
 import { humanAge } from '../../apiserver/table.js';
 import { request } from '../api.js';
-import { formatTable } from '../output.js';
+import { formatTable } from '../../util/table.js';
 
 function indent(text: string, by: number): string {
   const pad = ' '.repeat(by);

@@ -6,7 +6,7 @@ import type { KindInfo } from '../../api/kind.js';
 import type { KubeObject } from '../../api/meta.js';
 import { ndjson, resourceUrl } from '../../client/http-store.js';
 import { StoreError } from '../../store/errors.js';
-import { request, TABLE_ACCEPT } from '../api.js';
+import { authHeaders, request, TABLE_ACCEPT } from '../api.js';
 import { renderTable, type TableLike } from '../output.js';
 
 export interface GetOptions {
@@ -63,7 +63,7 @@ async function watchRows(o: GetOptions, rv: string, fmt: string, withNamespace: 
   if (rv) url.searchParams.set('resourceVersion', rv);
   if (o.name) url.searchParams.set('fieldSelector', `metadata.name=${o.name}`);
   const table = fmt === '' || fmt === 'wide';
-  const res = await fetch(url, { headers: { accept: table ? TABLE_ACCEPT : 'application/json' }, signal: o.signal }).catch((err: unknown) => {
+  const res = await fetch(url, { headers: { ...authHeaders(), accept: table ? TABLE_ACCEPT : 'application/json' }, signal: o.signal }).catch((err: unknown) => {
     if (o.signal.aborted) return undefined;
     throw err;
   });

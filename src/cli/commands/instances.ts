@@ -4,6 +4,7 @@
 // once serving (with the real ports); everything else they say goes to stderr.
 
 import { Command, Option } from 'commander';
+import { CLUSTER_SECRET_ENV, clusterSecretFromEnv } from '../../auth/index.js';
 // The error class alone, statically: replica, engine and instance manager load only in the command that runs them.
 import { ImError } from '../../instance-manager/errors.js';
 
@@ -131,15 +132,18 @@ interface ImFlags {
   host: string;
   port: string;
   dataRoot: string[];
+  clusterSecretFile?: string;
 }
 
 export async function runInstanceManagerCommand(o: ImFlags, signal: AbortSignal): Promise<void> {
   const port = int('--port', o.port, 0);
   if (port === undefined || port > 65535) throw new ImError('InvalidArgument', `--port must be 0–65535, not ${JSON.stringify(o.port)}`);
   for (const r of o.dataRoot) if (!r.startsWith('/')) throw new ImError('InvalidArgument', `--data-root must be an absolute path, not ${JSON.stringify(r)}`);
+  // Before anything listens: an instance manager without the cluster secret would serve whoever connects.
+  const clusterSecret = clusterSecretFromEnv(o.clusterSecretFile);
   const { startInstanceManager } = await import('../../instance-manager/index.js');
   const name = process.env['POD_NAME'];
-  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot, ...(o.nodeUid ? { nodeUid: o.nodeUid } : {}), ...(name ? { name } : {}) });
+  const im = await startInstanceManager({ node: o.node, host: o.host, port, dataRoots: o.dataRoot, clusterSecret, ...(o.nodeUid ? { nodeUid: o.nodeUid } : {}), ...(name ? { name } : {}) });
   process.stderr.write(`stratum instance-manager: node ${o.node} served at ${im.url}, replicas on ${im.replicaAddress}, NBD on ${im.nbdAddress}\n`);
   if (!signal.aborted) await new Promise<void>((res) => signal.addEventListener('abort', () => res(), { once: true }));
   process.stderr.write('stratum instance-manager: stopping instances\n');
@@ -179,7 +183,8 @@ export function instanceCommands(): Command[] {
     .option('--node-uid <uid>', "the Node object's uid: instance names are locked per node (default: per node name)")
     .option('--host <addr>', 'address to listen on (the API, the replica and NBD listeners)', '127.0.0.1')
     .requiredOption('--port <port>', 'API port (0: any free port)')
-    .option('--data-root <dir>', 'replica directories must be inside one of these (repeatable; none: any absolute path)', collect, [])
+    .option('--data-root <dir>', 'replica directories must be inside one of these (repeatable; none: no replica can be created)', collect, [])
+    .option('--cluster-secret-file <file>', `the cluster secret (default: $${CLUSTER_SECRET_ENV}, set by the node agent)`)
     .action((o: ImFlags) => foreground((s) => runInstanceManagerCommand(o, s)));
   return [replica, engine, im];
 }

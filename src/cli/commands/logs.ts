@@ -1,6 +1,7 @@
 // `stratum logs POD`: a pod's output, as `kubectl logs` gets it: from the API server, which proxies to the node
 // agent that runs the pod. `-f` follows until the process ends or Ctrl-C.
 
+import { authHeaders } from '../api.js';
 import type { Command } from 'commander';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import { fail } from '../output.js';
@@ -45,7 +46,7 @@ async function printLogs(server: string, pod: string, o: LogFlags): Promise<void
   process.once('SIGINT', () => ac.abort());
   let res: Response;
   try {
-    res = await fetch(url, { signal: ac.signal });
+    res = await fetch(url, { signal: ac.signal, headers: authHeaders() });
   } catch (err) {
     throw new Error(`cannot reach the API server (${server}): ${describeFetchError(err)}`);
   }

@@ -11,11 +11,17 @@ export interface ManagerFlags {
   instanceManagerImage?: string;
   etcd?: string;
   etcdPrefix?: string;
+  images?: string;
+  advertiseHost?: string[];
+  corsOrigin?: string[];
+  eventTtl?: string;
 }
 
 export async function runManagerCommand(o: ManagerFlags): Promise<void> {
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not "${o.port}"`);
+  const ttl = o.eventTtl === undefined ? undefined : Number(o.eventTtl);
+  if (ttl !== undefined && (!Number.isFinite(ttl) || ttl <= 0)) throw new Error(`--event-ttl must be a positive number of seconds, not "${o.eventTtl}"`);
   const ac = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
   // Started by `stratum up` with an IPC channel: when `up` dies, so does its manager.
@@ -32,6 +38,10 @@ export async function runManagerCommand(o: ManagerFlags): Promise<void> {
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
     etcd: o.etcd ? o.etcd.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     etcdPrefix: o.etcdPrefix,
+    ...(o.images ? { imagesFile: resolve(o.images) } : {}),
+    advertiseHosts: o.advertiseHost ?? [],
+    corsOrigins: o.corsOrigin ?? [],
+    ...(ttl === undefined ? {} : { eventTtlMs: ttl * 1000 }),
   });
   await m.done;
 }

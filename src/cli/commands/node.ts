@@ -5,8 +5,11 @@
 // stopPods: true}` IPC message or the IPC channel closing — stops the pods first, then the agent.
 
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { NODE_CREDENTIALS_FILE, readNodeCredentials } from '../../auth/index.js';
 import { fail } from '../output.js';
+import { trustCa } from '../credentials.js';
 
 interface NodeFlags {
   name: string;
@@ -23,6 +26,7 @@ interface NodeFlags {
   portDir?: string;
   portRange?: string;
   listenPort?: string;
+  credentials?: string;
 }
 
 function positive(flag: string, v: string | undefined): number | undefined {
@@ -49,6 +53,7 @@ export function addNodeCommand(program: Command): void {
     .option('--port-dir <dir>', 'machine-wide host-port reservations; every agent on the machine must share it')
     .option('--port-range <lo-hi>', 'host ports handed to pods', '20000-29999')
     .option('--listen-port <port>', "port of the agent's endpoint (pod logs); default any free one")
+    .addOption(new Option('--credentials <file>', `the node's credentials: its API token and the cluster secret (default <data-dir>/${NODE_CREDENTIALS_FILE})`).env('STRATUM_NODE_CREDENTIALS'))
     .action(async (o: NodeFlags) => {
       try {
         await runNode(o);
@@ -82,11 +87,20 @@ async function runNode(o: NodeFlags): Promise<void> {
     // The parent (`stratum up`) is gone: nobody is left to stop this cluster, so take the pods down with us.
     process.on('disconnect', () => void stop(true));
   }
+  const dataDir = o.dataDir ?? join('.stratum', o.name, 'agent');
+  const credFile = o.credentials ?? join(dataDir, NODE_CREDENTIALS_FILE);
+  if (!existsSync(credFile)) {
+    fail(`no node credentials at ${credFile}: create them on the manager's machine with ` +
+      `\`stratum token create ${o.name} --role node --node ${o.name} --manager-data-dir DIR --out FILE\` and pass --credentials FILE`);
+  }
+  const creds = readNodeCredentials(credFile);
+  if (creds.caPem && o.manager.startsWith('https:')) await trustCa(creds.caPem);
   const agent = (started.agent = await startAgent({
     nodeName: o.name,
     managerUrl: o.manager.replace(/\/+$/, ''),
+    credentials: { token: creds.token, clusterSecret: creds.clusterSecret },
     disks,
-    dataDir: o.dataDir ?? join('.stratum', o.name, 'agent'),
+    dataDir,
     address: o.address,
     imagesFile: o.images,
     restartBackoffMs: positive('--restart-backoff-ms', o.restartBackoffMs),

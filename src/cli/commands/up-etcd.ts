@@ -2,10 +2,13 @@
 // managers that elect a leader, plus the node agents, until Ctrl-C. Running it again over the same directory
 // resumes the same etcd members (same ports: their peer URLs are in their data), managers and nodes.
 //
+//   DIR/kubeconfig            the admin credential, as for SQLite (its server is manager-1; the CA fits every manager)
 //   DIR/cluster.json          as for SQLite, plus store, managers and the etcd ports
 //   DIR/etcd/member-<i>/      an etcd member's data and etcd.log
+//   DIR/manager/              the credentials every manager serves with (auth.json, CA and certificate; one
+//                             directory so that a token issued or revoked holds on every manager)
 //   DIR/manager-<i>/          a manager's log (its state is in etcd)
-//   DIR/node-<i>/             as for SQLite
+//   DIR/node-<i>/             as for SQLite (agent/node-credentials.json: the node's token and the cluster secret)
 //
 // Ctrl-C stops the agents with their pods, then the managers, then etcd.
 
@@ -14,7 +17,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lockDataDir, portIsFree } from '../../agent/index.js';
+import { readKubeconfig } from '../../auth/index.js';
 import { hasEtcd, LocalEtcd } from '../../store/etcd/local-cluster.js';
+import { prepareUpCredentials } from './up-credentials.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
 const ETCD_MEMBERS = 3;
@@ -130,12 +135,20 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
     return child;
   };
 
+  // Made before any manager starts, exactly as for one manager; the managers then share DIR/manager.
+  const nodeNames = Array.from({ length: cluster.nodes }, (_, i) => `node-${i + 1}`);
+  const managerDir = join(dir, 'manager');
+  const creds = prepareUpCredentials(dir, managerDir, urls[0] ?? '', nodeNames.map((name) => ({ name, agentDir: join(dir, name, 'agent') })));
+  const token = readKubeconfig(creds.kubeconfig).token;
+
   await etcd.start({ timeoutMs: 60_000 });
   etcd.members.forEach((m, i) => ((cluster.processes ??= {})[m.name] = { pid: etcd.pid(i) ?? 0, argv: etcd.argv(i), log: m.log }));
   save();
   for (let i = 0; i < cluster.managers; i++) {
     const name = `manager-${i + 1}`;
-    const m = start(name, ['manager', '--host', o.host, '--port', String(managerPorts[i]), '--data-dir', join(dir, name), '--etcd', etcd.endpoints.join(',')], join(dir, name, 'manager.log'));
+    const args = ['manager', '--host', o.host, '--port', String(managerPorts[i]), '--data-dir', managerDir, '--etcd', etcd.endpoints.join(',')];
+    if (o.images) args.push('--images', resolve(o.images));
+    const m = start(name, args, join(dir, name, 'manager.log'));
     await waitHealthy(urls[i] ?? '', m, 20_000);
   }
   save();
@@ -147,25 +160,25 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
       mkdirSync(d, { recursive: true });
       disks.push('--disk', d);
     }
-    const args = ['node', '--name', name, '--manager', urls.join(','), ...disks, '--data-dir', join(dir, name, 'agent')];
+    const args = ['node', '--name', name, '--manager', urls.join(','), ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
     if (o.images) args.push('--images', resolve(o.images));
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
     start(name, args, join(dir, name, 'agent', 'agent.log'));
   }
   save();
-  const ready = await waitNodesReady(urls[0] ?? '', cluster.nodes, o.readyTimeoutMs);
+  const ready = await waitNodesReady(urls[0] ?? '', token, cluster.nodes, o.readyTimeoutMs);
   const lines = [
     `stratum up: ${cluster.nodes} node(s) × ${cluster.disksPerNode} disk(s), ${cluster.managers} manager(s) on a ${ETCD_MEMBERS}-member etcd, in ${dir}`,
     ...etcd.members.map((m, i) => `  ${m.name.padEnd(10)} pid ${String(etcd.pid(i)).padEnd(8)} ${etcd.endpoints[i]}  log ${m.log}`),
     ...children.map((c, i) => `  ${c.name.padEnd(10)} pid ${String(c.proc.pid).padEnd(8)} ${c.name.startsWith('manager-') ? `${urls[i]}  ` : ''}log ${c.log}`),
     ready ? `  all ${cluster.nodes} nodes are Ready` : `  not every node is Ready after ${o.readyTimeoutMs / 1000} s: see the agent logs above`,
     '',
-    `API (any manager): ${urls.join(' ')}`,
+    `API (any manager): ${urls.join(' ')} (admin credentials: ${creds.kubeconfig})`,
     `etcd: ${etcd.endpoints.join(',')}`,
     'Try:',
-    `  kubectl --server ${urls[0]} get nodes.longhorn.io -n longhorn-system`,
+    `  kubectl --kubeconfig ${creds.kubeconfig} get nodes.longhorn.io -n longhorn-system`,
     `  stratum --server ${urls.join(',')} get lhn`,
-    `  curl ${urls[0]}/stratum/leader`,
+    `  curl -H "Authorization: Bearer $TOKEN" ${urls[0]}/stratum/leader   (TOKEN: the kubeconfig's)`,
     'Ctrl-C stops the cluster (node agents and their pods, managers, etcd); `stratum up` again resumes it.',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -198,11 +211,11 @@ async function waitHealthy(url: string, m: Child, ms: number): Promise<void> {
   throw new Error(`${m.name} did not answer on ${url} within ${ms / 1000} s; see ${m.log}`);
 }
 
-async function waitNodesReady(url: string, n: number, ms: number): Promise<boolean> {
+async function waitNodesReady(url: string, token: string, n: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) });
       const list = (await res.json()) as { items?: { status?: { conditions?: { type: string; status: string }[] } }[] };
       if ((list.items ?? []).filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length >= n) return true;
     } catch {

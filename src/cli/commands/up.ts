@@ -2,6 +2,7 @@
 // one data directory, until Ctrl-C, which stops the agents with their pods and then the manager. Running it
 // again over the same directory resumes the same cluster (node names, disk UUIDs, resources).
 //
+//   DIR/kubeconfig            the admin credential (kubectl --kubeconfig DIR/kubeconfig; `stratum` reads it by default)
 //   DIR/cluster.json          node and disk counts and port (so a second run needs no flags), and the
 //                             processes of the current run (pid, argv, log) for tools and tests
 //   DIR/manager/              the manager's state; manager.log
@@ -18,7 +19,9 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { readKubeconfig } from '../../auth/index.js';
 import { fail } from '../output.js';
+import { prepareUpCredentials } from './up-credentials.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
 
@@ -174,8 +177,13 @@ async function up(o: UpFlags): Promise<void> {
     return child;
   };
 
+  const nodeNames = Array.from({ length: cluster.nodes }, (_, i) => `node-${i + 1}`);
+  const creds = prepareUpCredentials(dir, join(dir, 'manager'), url, nodeNames.map((name) => ({ name, agentDir: join(dir, name, 'agent') })));
+  const token = readKubeconfig(creds.kubeconfig).token;
   // The manager gets an IPC channel too, so that it can notice when `up` is gone (the channel closes).
-  const manager = start('manager', ['manager', '--host', o.host, '--port', String(cluster.port), '--data-dir', join(dir, 'manager')], join(dir, 'manager', 'manager.log'), true);
+  const managerArgs = ['manager', '--host', o.host, '--port', String(cluster.port), '--data-dir', join(dir, 'manager')];
+  if (o.images) managerArgs.push('--images', resolve(o.images));
+  const manager = start('manager', managerArgs, join(dir, 'manager', 'manager.log'), true);
   save();
   await waitHealthy(url, manager, 20_000);
   for (let i = 1; i <= cluster.nodes; i++) {
@@ -186,21 +194,21 @@ async function up(o: UpFlags): Promise<void> {
       mkdirSync(d, { recursive: true });
       disks.push('--disk', d);
     }
-    const args = ['node', '--name', name, '--manager', url, ...disks, '--data-dir', join(dir, name, 'agent')];
+    const args = ['node', '--name', name, '--manager', url, ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
     if (o.images) args.push('--images', resolve(o.images));
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
     start(name, args, join(dir, name, 'agent', 'agent.log'), true);
   }
   save();
-  const ready = await waitNodesReady(url, cluster.nodes, Number(o.readyTimeout) * 1000);
+  const ready = await waitNodesReady(url, token, cluster.nodes, Number(o.readyTimeout) * 1000);
   const lines = [
     `stratum up: ${cluster.nodes} node(s) × ${cluster.disksPerNode} disk(s) in ${dir}`,
     ...children.map((c) => `  ${c.name.padEnd(8)} pid ${String(c.proc.pid).padEnd(8)} log ${c.log}`),
     ready ? `  all ${cluster.nodes} nodes are Ready` : `  not every node is Ready after ${o.readyTimeout} s: see the agent logs above`,
     '',
-    `API: ${url}`,
+    `API: ${url} (admin credentials: ${creds.kubeconfig})`,
     'Try:',
-    `  kubectl --server ${url} get nodes.longhorn.io -n longhorn-system`,
+    `  kubectl --kubeconfig ${creds.kubeconfig} get nodes.longhorn.io -n longhorn-system`,
     `  stratum ${cluster.port === 9500 && o.host === '127.0.0.1' ? '' : `--server ${url} `}get lhn`,
     `  stratum images`,
     'Ctrl-C stops the cluster (manager, node agents and their pods); `stratum up` again resumes it.',
@@ -238,11 +246,11 @@ async function waitHealthy(url: string, manager: Child, ms: number): Promise<voi
   throw new Error(`the manager did not answer on ${url} within ${ms / 1000} s (port in use?); see ${manager.log}`);
 }
 
-async function waitNodesReady(url: string, n: number, ms: number): Promise<boolean> {
+async function waitNodesReady(url: string, token: string, n: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${url}/apis/longhorn.io/v1beta2/namespaces/longhorn-system/nodes`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) });
       const list = (await res.json()) as { items?: { status?: { conditions?: { type: string; status: string }[] } }[] };
       const ready = (list.items ?? []).filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       if (ready.length >= n) return true;

@@ -7,7 +7,8 @@
 import type { Command } from 'commander';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { RawResponse } from '../api.js';
-import { fail, formatTable } from '../output.js';
+import { formatTable } from '../../util/table.js';
+import { fail } from '../output.js';
 import { humanBytes } from '../progress.js';
 import { endpointOf, parseDuration, waitForVolume, type V1Volume } from './volume-wait.js';
 

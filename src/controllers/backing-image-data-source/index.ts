@@ -4,6 +4,7 @@
 //   pod's progress into status) → handOver (once the disk's manager reports the file ready, mark it transferred)
 //   → failed? remove the pod (its work files are gone) and retry after backing-image-recovery-wait-interval.
 
+import { dataPlaneHeaders } from '../common/http-json.js';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageDataSource, BackingImageDataSourceStatus } from '../../api/backing-image-data-source.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
@@ -16,8 +17,8 @@ import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { Monitors } from '../common/monitor.js';
-import { LABEL_BACKING_IMAGE, LABEL_BIDS, LABEL_COMPONENT, LABEL_DISK_UUID, LABEL_NODE, dataSourcePodName } from '../common/names.js';
-import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../common/pods.js';
+import { LABEL_BACKING_IMAGE, LABEL_BIDS, LABEL_COMPONENT, LABEL_DISK_UUID, LABEL_NODE, dataSourcePodName } from '../../api/labels.js';
+import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../../api/pods.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { nodeIsReady } from '../scheduling.js';
@@ -63,7 +64,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     mutateStatus<BackingImageDataSource>(store, 'BackingImageDataSource', ns, name, f);
 
   async function refresh(ns: string, name: string, base: string, signal: AbortSignal) {
-    const res = await fetch(`${base}/v1/file`, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) });
+    const res = await fetch(`${base}/v1/file`, { headers: dataPlaneHeaders(), signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) });
     if (!res.ok) throw new Error(`data source ${name}: HTTP ${res.status}`);
     const info = (await res.json()) as SourceInfo;
     await writeStatus(ns, name, (st) => {
@@ -119,7 +120,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
     // Once the disk's manager reports the file ready, the data source's job is done.
     if (managerHasReadyFile(ds)) {
       const ep = podEndpoint(pod);
-      if (ep) await fetch(`${ep}/v1/transfer`, { method: 'POST', signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+      if (ep) await fetch(`${ep}/v1/transfer`, { method: 'POST', headers: dataPlaneHeaders(), signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
       await store.patch('BackingImageDataSource', ns, name, 'merge', { spec: { fileTransferred: true } });
       return;
     }
@@ -190,7 +191,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
         namespace: ns,
         nodeName: ds.spec?.nodeID ?? '',
         image: settings.string('default-backing-image-manager-image'),
-        args: ['data-source', '--host', '$(POD_IP)', '--port', '$(PORT)', '--disk', ds.spec?.diskPath ?? '', '--name', name, '--uuid', ds.spec?.uuid ?? '', '--source-type', ds.spec?.sourceType ?? 'download', ...params, ...(checksum ? ['--checksum', checksum] : [])],
+        args: ['data-source', '--host', '$(POD_IP)', '--port', '$(PORT)', '--disk', ds.spec?.diskPath ?? '', '--name', name, '--uuid', ds.spec?.uuid ?? '', '--source-type', ds.spec?.sourceType ?? 'download', ...params, ...(checksum ? ['--checksum', checksum] : []), ...(settings.bool('allow-private-download-urls') ? ['--allow-private-urls'] : [])],
         labels: { [LABEL_COMPONENT]: 'backing-image-data-source', [LABEL_BIDS]: name, [LABEL_BACKING_IMAGE]: name, [LABEL_NODE]: ds.spec?.nodeID ?? '', [LABEL_DISK_UUID]: ds.spec?.diskUUID ?? '' },
         owner: ownerRef('BackingImageDataSource', name, ds.metadata.uid ?? ''),
         readinessPath: '/v1/file',

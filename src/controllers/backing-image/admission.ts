@@ -4,11 +4,11 @@
 // block deletion).
 
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
-import { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from '../../apiserver/longhorn-v1/download-url.js';
+import { downloadUrlProblem, ALLOW_PRIVATE_SETTING } from '../../util/download-url.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { AdmissionPlugin } from '../../store/resource-store.js';
 import type { Store } from '../../store/types.js';
-import { recordRefusal } from '../common/refusal.js';
+import { recordRefusal } from '../../controller-kit/refusal.js';
 
 export async function settingValue(store: Store, name: string): Promise<string | undefined> {
   try {

@@ -14,7 +14,7 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { backingImageManagerName, LABEL_BACKING_IMAGE, LABEL_DISK_UUID, LABEL_NODE, LABEL_COMPONENT, LONGHORN_FINALIZER } from '../common/names.js';
+import { backingImageManagerName, LABEL_BACKING_IMAGE, LABEL_DISK_UUID, LABEL_NODE, LABEL_COMPONENT, LONGHORN_FINALIZER } from '../../api/labels.js';
 import { settingsFrom } from '../common/settings.js';
 import { findDisk, rankDisks, schedulableDisks } from '../scheduling.js';
 import { decideCopies } from './copies.js';

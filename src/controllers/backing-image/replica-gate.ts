@@ -11,7 +11,7 @@ import { Controller } from '../../controller-kit/controller.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { Store } from '../../store/types.js';
 import { mutateStatus } from '../common/status.js';
-import { setCondition } from '../node/contract.js';
+import { setCondition } from '../../api/node-contract.js';
 import { REPLICA_BY_IMAGE } from './index.js';
 
 type RO<T> = DeepReadonly<T>;

@@ -1,6 +1,22 @@
 // JSON over HTTP to data-plane pods, as controllers call it: one request with a timeout (combined with the caller's
 // signal), the body parsed, and a non-2xx answer turned into a RemoteError carrying the pod's own message and the
 // HTTP status, so callers can tell "not found" from a failure without reading the text.
+//
+// Every call carries the cluster's data-plane credential (src/auth/cluster-credential.ts): the manager sets it once
+// at start with `useDataPlaneCredential`, so every controller's client (backing-image manager, data source,
+// instance manager, engine control) and change stream (monitor.ts) presents it without passing it around.
+
+let credentialHeaders: () => Record<string, string> = () => ({});
+
+/** Sets the headers every call to a data-plane pod carries (read per call, so a rotated secret takes effect). */
+export function useDataPlaneCredential(headers: () => Record<string, string>): void {
+  credentialHeaders = headers;
+}
+
+/** The data-plane credential headers, for controllers' own fetch calls. */
+export function dataPlaneHeaders(): Record<string, string> {
+  return credentialHeaders();
+}
 
 export class RemoteError extends Error {
   readonly status: number;
@@ -17,7 +33,7 @@ export async function callJson<T>(base: string, method: string, path: string, ti
   const timeout = AbortSignal.timeout(timeoutMs);
   const res = await fetch(`${base}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...credentialHeaders(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
   });

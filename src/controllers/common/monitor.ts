@@ -2,6 +2,8 @@
 // change), each line triggering a coalesced refresh of the object's status. Longhorn polls every 1–3 s per object
 // and backs that with 30 s resyncs; a stream costs nothing while nothing changes and reacts at once when it does.
 
+import { dataPlaneHeaders } from './http-json.js';
+
 export interface MonitorHandlers {
   /**
    * Called (coalesced, never concurrently) when the stream (re)connects, and after a change line that `onEvent`
@@ -62,7 +64,7 @@ export class Monitors {
     const refresh = coalesce((s) => h.refresh(s), this.#minIntervalMs, signal);
     while (!signal.aborted) {
       try {
-        const res = await fetch(url, { signal, headers: { accept: 'application/x-ndjson, application/json' } });
+        const res = await fetch(url, { signal, headers: { ...dataPlaneHeaders(), accept: 'application/x-ndjson, application/json' } });
         if (!res.ok || !res.body) throw new Error(`${url} answered HTTP ${res.status}`);
         refresh();
         const decoder = new TextDecoder();

@@ -22,11 +22,11 @@ import { keyFor, splitKey } from '../../controller-kit/keys.js';
 import { consoleLogger, type Logger } from '../../controller-kit/log.js';
 import { isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { getCondition, LEASE_NAMESPACE, setCondition, timestamp } from './contract.js';
+import { getCondition, LEASE_NAMESPACE, setCondition, timestamp } from '../../api/node-contract.js';
 import { computeReadiness } from './readiness.js';
 
 export { computeReadiness, lastHeartbeatMs, type Readiness, type ReadinessInput } from './readiness.js';
-export * from './contract.js';
+export * from '../../api/node-contract.js';
 
 const NODE_DOWN_TIMEOUT = 'node-down-timeout';
 const BY_NODE_NAME = 'nodeName';

@@ -3,7 +3,7 @@
 
 import type { Condition, DeepReadonly } from '../../api/meta.js';
 import type { Lease } from '../../api/lease.js';
-import { NodeReadyReason } from './contract.js';
+import { NodeReadyReason } from '../../api/node-contract.js';
 
 export interface ReadinessInput {
   nodeName: string;

@@ -18,8 +18,8 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { engineNameFor, LONGHORN_FINALIZER } from '../common/names.js';
-import { getCondition, setCondition } from '../node/contract.js';
+import { engineNameFor, LONGHORN_FINALIZER } from '../../api/labels.js';
+import { getCondition, setCondition } from '../../api/node-contract.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { nodeIsReady } from '../scheduling.js';
@@ -35,6 +35,13 @@ export const REPLICA_BY_VOLUME = 'replicaByVolume';
 export const ATTACH_TIMEOUT_MS = 5 * 60_000;
 /** Replicas that failed this close together failed in one event (a node or cluster outage). */
 const SALVAGE_GROUP_MS = 10_000;
+/**
+ * A salvage that does not bring a replica back to health (its disk is still failing, say) is retried after this
+ * long, doubling up to SALVAGE_MAX_BACKOFF_MS; without it the volume's failed replicas are marked failed and taken
+ * back in a tight loop of store writes.
+ */
+export const SALVAGE_BACKOFF_MS = 10_000;
+const SALVAGE_MAX_BACKOFF_MS = 5 * 60_000;
 /**
  * A down node fails its replicas only after this long since the controller started: a manager starting after a
  * cluster-wide stop sees every node down until the agents' next heartbeats, and must not fail replicas for that.
@@ -68,6 +75,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const startedAt = nowDate().getTime();
   const created = new Expectations();
   const deleted = new Expectations();
+  /** Per volume key: when the next salvage may run, and the wait after it. Cleared once a replica is healthy. */
+  const salvages = new Map<string, { notBefore: number; nextDelayMs: number }>();
 
   // Nodes live in the Longhorn namespace; a cluster-scoped one (a real kubelet's) is accepted too.
   const nodeReady = (name: string | undefined) => {
@@ -82,7 +91,10 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const reconcile = async (key: string) => {
     const [ns = '', name = ''] = key.split('/');
     const v = volumes.get(ns, name);
-    if (!v) return;
+    if (!v) {
+      salvages.delete(key);
+      return;
+    }
     const mine = replicas.byIndex(REPLICA_BY_VOLUME, name).filter((r) => r.metadata.namespace === ns);
     const engine = engines.get(ns, engineNameFor(name));
     if (v.metadata.deletionTimestamp) return finalize(v, engine, mine);
@@ -100,8 +112,9 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const names = new Set(mine.filter((r) => !r.metadata.deletionTimestamp).map((r) => r.metadata.name ?? ''));
     if (!created.satisfied(key, (n) => names.has(n)) || !deleted.satisfied(key, (n) => !names.has(n))) return { requeueAfter: 500 };
     if (await markFailures(v, engine, mine)) return;
-    if (await salvage(v, mine)) return;
-    if (await markHealthy(engine, mine)) return;
+    const salvaged = await salvage(key, v, mine);
+    if (salvaged !== false) return salvaged === true ? undefined : salvaged;
+    if (await markHealthy(key, engine, mine)) return;
     await cleanupReplicas(v, engine, mine);
     const scheduled = await scheduleReplicas(v, mine);
     const outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
@@ -138,26 +151,34 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
    * (Longhorn's auto-salvage): deleting them would lose the volume. Only the last group (failed within
    * SALVAGE_GROUP_MS of the newest failure) qualifies: a replica that failed earlier missed the writes that came
    * after, and must not be the only one the engine starts from. Every member of that group must be on a Ready node;
-   * the engine's revision check then starts only those with the newest data.
+   * the engine's revision check then starts only those with the newest data. A salvage that fails again waits
+   * (SALVAGE_BACKOFF_MS, doubling): the result then asks for a requeue.
    */
-  async function salvage(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean> {
+  async function salvage(key: string, v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean | { requeueAfter: number }> {
     if (live(mine).some((r) => r.spec?.healthyAt)) return false;
     const failed = mine.filter((r) => r.spec?.failedAt && r.spec.healthyAt && !r.metadata.deletionTimestamp);
     if (failed.length === 0) return false;
     const newest = Math.max(...failed.map((r) => Date.parse(r.spec?.failedAt ?? '')));
     const last = failed.filter((r) => Date.parse(r.spec?.failedAt ?? '') >= newest - SALVAGE_GROUP_MS);
     if (!last.every((r) => nodeReady(r.spec?.nodeID))) return false;
+    const t = nowDate().getTime();
+    const backoff = salvages.get(key);
+    if (backoff && t < backoff.notBefore) return { requeueAfter: backoff.notBefore - t };
+    const delay = backoff?.nextDelayMs ?? SALVAGE_BACKOFF_MS;
+    salvages.set(key, { notBefore: t + delay, nextDelayMs: Math.min(SALVAGE_MAX_BACKOFF_MS, delay * 2) });
     for (const r of last) await patchReplica(r, { failedAt: '' });
-    events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back the last to fail: ${last.map((r) => r.metadata.name).join(', ')}`);
+    const again = backoff ? ` (again; the next try waits ${Math.round(delay / 1000)} s)` : '';
+    events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back the last to fail: ${last.map((r) => r.metadata.name).join(', ')}${again}`);
     return true;
   }
 
   /** Records when replicas are RW in the running engine: from then on they hold the volume's data. */
-  async function markHealthy(e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
+  async function markHealthy(key: string, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
     if (!engineRunning(e)) return false;
     let changed = false;
     for (const r of live(mine)) {
       if (e.status?.replicaModeMap?.[r.metadata.name ?? ''] !== 'RW') continue;
+      salvages.delete(key);
       if (r.spec?.healthyAt) continue;
       await patchReplica(r, { healthyAt: now(), lastHealthyAt: now() });
       changed = true;

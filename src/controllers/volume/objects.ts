@@ -6,8 +6,8 @@ import type { Engine } from '../../api/engine.js';
 import { LONGHORN_API_VERSION, type DeepReadonly } from '../../api/meta.js';
 import { ReplicaLabel, type Replica } from '../../api/replica.js';
 import type { Volume } from '../../api/volume.js';
-import { engineNameFor, LABEL_VOLUME, replicaNameFor } from '../common/names.js';
-import { ownerRef } from '../common/pods.js';
+import { engineNameFor, LABEL_VOLUME, replicaNameFor } from '../../api/labels.js';
+import { ownerRef } from '../../api/pods.js';
 import type { DiskCandidate } from '../scheduling.js';
 
 type RO<T> = DeepReadonly<T>;

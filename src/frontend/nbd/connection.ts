@@ -33,6 +33,8 @@ import {
 import { type NbdRequest, NbdRequestParser, encodeSimpleReply } from './transmission.js';
 import { type NbdExportStats, costOf, countRequest, dispatchRequest, validateRequest } from './requests.js';
 import { encodeUtf8 } from './wire.js';
+import { ioBuffers } from '../../util/buffer-pool.js';
+import { WriteBatch } from '../../util/write-batch.js';
 
 export interface ExportEntry {
   readonly name: string;
@@ -66,6 +68,7 @@ type OptionOutcome = 'continue' | 'transmission' | 'stop';
 
 export class NbdConnection {
   readonly #socket: Socket;
+  readonly #batch: WriteBatch;
   readonly #host: ConnectionHost;
   readonly #abort = new AbortController();
   readonly #handshake = new NbdHandshakeParser();
@@ -82,7 +85,6 @@ export class NbdConnection {
   /** Device calls not yet settled (they may outlive the socket). */
   #running = 0;
   #paused = false;
-  #corked = false;
   #peerDone = false;
   #ending = false;
   #socketClosed = false;
@@ -90,6 +92,7 @@ export class NbdConnection {
 
   constructor(socket: Socket, host: ConnectionHost) {
     this.#socket = socket;
+    this.#batch = new WriteBatch(socket);
     this.#host = host;
     this.#settled = new Promise((resolve) => (this.#resolveSettled = resolve));
     socket.setNoDelay(true); // a no-op on Unix sockets
@@ -310,6 +313,8 @@ export class NbdConnection {
     if (errno === NbdErrno.OK) {
       try {
         data = await dispatchRequest(r, this.#export!.device, this.#abort.signal);
+        // The device is done with a write's payload (pooled when it straddled socket chunks).
+        if (r.type === NbdCmd.WRITE) ioBuffers.give(r.data);
       } catch (err) {
         errno = nbdErrnoFromError(err);
       }
@@ -319,6 +324,8 @@ export class NbdConnection {
     countRequest(stats, r, errno);
     // The reply's buffer stays counted until the socket has taken it: that is what bounds memory on slow readers.
     this.#reply(r.handle, errno, data, () => {
+      // The socket has taken the read's data: a pooled buffer can go back (the device handed it over to us).
+      ioBuffers.give(data);
       this.#inFlight--;
       this.#inFlightBytes -= cost;
       this.#pump();
@@ -332,15 +339,7 @@ export class NbdConnection {
       done();
       return;
     }
-    // Cork for the rest of this tick so a burst of small replies leaves in one writev.
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        socket.uncork();
-      });
-    }
+    this.#batch.hold();
     const header = encodeSimpleReply(errno, handle);
     if (errno === NbdErrno.OK && data && data.byteLength > 0) {
       socket.write(header);

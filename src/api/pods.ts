@@ -1,9 +1,9 @@
 // Pods of data-plane processes as controllers see them: building the Pod object, reading whether it is ready,
 // and where it listens (the node agent allocates host ports and publishes them in an annotation).
 
-import type { DeepReadonly, OwnerReference } from '../../api/meta.js';
-import { LONGHORN_API_VERSION } from '../../api/meta.js';
-import type { Pod } from '../../api/pod.js';
+import type { DeepReadonly, OwnerReference } from './meta.js';
+import { LONGHORN_API_VERSION } from './meta.js';
+import type { Pod } from './pod.js';
 
 export const PORTS_ANNOTATION = 'stratum.io/ports';
 export const HTTP_PORT_NAME = 'http';

@@ -8,7 +8,7 @@
 //
 // The agent only creates `Ready` (as Unknown) when the Node has none; the node controller decides it after that.
 
-import type { Condition, DeepReadonly } from '../../api/meta.js';
+import type { Condition, DeepReadonly } from './meta.js';
 
 /** Leases of node heartbeats live beside the Nodes, named after them. */
 export const LEASE_NAMESPACE = 'longhorn-system';

@@ -3,8 +3,8 @@
 // to record never hides the refusal itself.
 
 import { randomBytes } from 'node:crypto';
-import type { KubeObject } from '../../api/meta.js';
-import type { Store } from '../../store/types.js';
+import type { KubeObject } from '../api/meta.js';
+import type { Store } from '../store/types.js';
 
 export function recordRefusal(store: Store, obj: KubeObject, reason: string, message: string): void {
   const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
