@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import type { KubeObject } from '../src/api/meta.js';
 import { HttpStore } from '../src/client/http-store.js';
+import { authFor, tokenFor } from './helpers/credentials.js';
 import { skipEtcd } from './helpers/etcd-managers.js';
 import { allReady, LifecycleCluster } from './helpers/lifecycle.js';
 import { waitFor } from './helpers/processes.js';
@@ -105,7 +106,7 @@ async function hold(store: HttpStore, kind: string, signal: AbortSignal): Promis
 }
 
 async function reconciles(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const text = await (await fetch(`${url}/metrics`, { headers: authFor(url), signal: AbortSignal.timeout(2000) })).text();
   let sum = 0;
   for (const m of text.matchAll(/^stratum_controller_reconcile_total(?:\{[^}]*\})? (\d+)/gm)) sum += Number(m[1]);
   return sum;
@@ -114,7 +115,7 @@ async function reconciles(url: string): Promise<number> {
 async function scenario(cluster: LifecycleCluster, managers: NonNullable<LifecycleCluster['manager']['etcd']>, etcd: Etcd3, note: (line: string) => void): Promise<void> {
   const leader = await waitFor('a leader', () => managers.leader(), 30_000);
   const [watchIdx = 0, writeIdx = 0] = [0, 1, 2].filter((i) => i !== leader);
-  const watchVia = new HttpStore({ server: managers.urls[watchIdx] ?? '' });
+  const watchVia = new HttpStore({ server: managers.urls[watchIdx] ?? '', token: tokenFor(managers.urls[watchIdx] ?? '') });
 
   const ac = new AbortController();
   const pods = await hold(watchVia, 'Pod', ac.signal);
@@ -161,7 +162,7 @@ async function steps(
   const members = managers.etcd;
   assert.ok(members);
   const { leader, watchIdx, writeIdx, pods, replicas } = w;
-  const writeVia = new HttpStore({ server: managers.urls[writeIdx] ?? '' });
+  const writeVia = new HttpStore({ server: managers.urls[writeIdx] ?? '', token: tokenFor(managers.urls[writeIdx] ?? '') });
   const writeUrl = managers.urls[writeIdx] ?? '';
   const vols = new Volumes(writeUrl);
 
@@ -217,13 +218,13 @@ async function steps(
   await Promise.all([members.stopMember(1, 'SIGKILL'), members.stopMember(2, 'SIGKILL')]);
   const base = `${writeUrl}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`;
   const late = { apiVersion: 'longhorn.io/v1beta2', kind: 'BackingImage', metadata: { name: 'fo-late', namespace: NS }, spec: { sourceType: 'download', sourceParameters: { url: `${webUrl}/fo-late.raw` } } };
-  const refused = await fetch(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(late) });
+  const refused = await fetch(base, { method: 'POST', headers: { ...authFor(writeUrl), 'content-type': 'application/json' }, body: JSON.stringify(late) });
   const refusal = (await refused.json()) as { reason?: string; message?: string };
   note(`without quorum, a write: ${refused.status} ${refusal.reason}: ${refusal.message}`);
   assert.equal(refused.status, 503);
   assert.equal(refusal.reason, 'ServiceUnavailable');
   assert.match(refusal.message ?? '', /no quorum/);
-  const read = await fetch(`${base}/fo-0`);
+  const read = await fetch(`${base}/fo-0`, { headers: authFor(writeUrl) });
   note(`without quorum, a read: ${read.status}, Warning: ${read.headers.get('warning')}${read.ok ? '' : ` ${await read.text()}`}`);
   assert.equal(read.status, 200);
   assert.match(read.headers.get('warning') ?? '', /may be stale/);
@@ -232,12 +233,12 @@ async function steps(
   await members.waitHealthy({ timeoutMs: 60_000 });
   // 409: the refused write was taken after all (a write that timed out without quorum has an unknown outcome).
   const again = await waitFor('a write accepted again', async () => {
-    const st = (await fetch(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(late) })).status;
+    const st = (await fetch(base, { method: 'POST', headers: { ...authFor(writeUrl), 'content-type': 'application/json' }, body: JSON.stringify(late) })).status;
     return st === 201 || st === 409 ? st : undefined;
   }, 60_000);
   note(`with two members back, the same write: ${again}`);
   acknowledged.push('fo-late');
-  const fresh = await fetch(`${base}/fo-0`);
+  const fresh = await fetch(`${base}/fo-0`, { headers: authFor(writeUrl) });
   assert.equal(fresh.headers.get('warning'), null, 'reads are fresh again with quorum');
   for (const name of acknowledged) assert.equal((await writeVia.get('BackingImage', NS, name)).metadata.name, name);
   await waitFor('a leader again', () => managers.leader(), 60_000);
