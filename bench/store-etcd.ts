@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { KubeObject } from '../src/api/meta.js';
+import { AUTH_FILE, ensureTls, issueToken, serverNames } from '../src/auth/index.js';
 import { openStore, type ResourceStore } from '../src/store/index.js';
 import { hasEtcd, LocalEtcd } from '../src/store/etcd/local-cluster.js';
 
@@ -104,8 +105,8 @@ async function measure(store: ResourceStore, n: number): Promise<Figures> {
   return { create, createP99: p99(createLat), update, updateP99: p99(updateLat), list, listP99: p99(listLat), watch, watchP99: p99(watchLat) };
 }
 
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(1000) })).text();
+async function metric(url: string, name: string, auth: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: auth, signal: AbortSignal.timeout(1000) })).text();
   return text.split('\n').filter((l) => l.startsWith(name)).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
@@ -113,21 +114,25 @@ async function metric(url: string, name: string): Promise<number> {
 async function failover(etcd: LocalEtcd, dir: string): Promise<number> {
   const ports = [await freePort(), await freePort(), await freePort()];
   const urls = ports.map((p) => `http://127.0.0.1:${p}`);
-  const procs: ChildProcess[] = ports.map((p, i) => spawn(process.execPath, [CLI, 'manager', '--port', String(p), '--data-dir', join(dir, `m${i}`), '--etcd', etcd.endpoints.join(','), '--etcd-prefix', '/failover/'], { stdio: 'ignore' }));
+  // One credentials directory for the three managers, made before they start (as `stratum up --store etcd` does).
+  const creds = join(dir, 'managers');
+  ensureTls(creds, serverNames());
+  const auth = { authorization: `Bearer ${issueToken(join(creds, AUTH_FILE), { name: 'admin', role: 'admin' })}` };
+  const procs: ChildProcess[] = ports.map((p) => spawn(process.execPath, [CLI, 'manager', '--port', String(p), '--data-dir', creds, '--etcd', etcd.endpoints.join(','), '--etcd-prefix', '/failover/'], { stdio: 'ignore' }));
   try {
     // Every manager must answer (the write below goes to another one than the leader), and one must lead.
     const leader = await poll(async () => {
-      const views = await Promise.all(urls.map(async (u) => (await (await fetch(`${u}/stratum/leader`)).json()) as { isLeader: boolean }));
+      const views = await Promise.all(urls.map(async (u) => (await (await fetch(`${u}/stratum/leader`, { headers: auth })).json()) as { isLeader: boolean }));
       const i = views.findIndex((v) => v.isLeader);
       return i >= 0 ? i : undefined;
     }, 60_000);
     // Something for the next leader to reconcile.
-    await fetch(`${urls[(leader + 1) % 3]}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bi(0)) });
+    await fetch(`${urls[(leader + 1) % 3]}/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(bi(0)) });
     const killedAt = performance.now();
     procs[leader]?.kill('SIGKILL');
     const others = urls.filter((_, i) => i !== leader);
     await poll(async () => {
-      for (const u of others) if ((await metric(u, 'stratum_controller_reconcile_total').catch(() => 0)) > 0) return true;
+      for (const u of others) if ((await metric(u, 'stratum_controller_reconcile_total', auth).catch(() => 0)) > 0) return true;
       return undefined;
     }, 60_000, 20);
     return performance.now() - killedAt;
