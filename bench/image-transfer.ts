@@ -206,7 +206,7 @@ async function downloadPhase(run: Run): Promise<void> {
   const ds = new Service(
     'stratum data-source',
     kids,
-    ['data-source', '--disk', diskA.path, '--name', 'img', '--uuid', 'u1', '--source-type', 'download', '--parameters', `url=${url}`, '--checksum', origin.sha, '--port', '0'],
+    ['data-source', '--disk', diskA.path, '--name', 'img', '--uuid', 'u1', '--source-type', 'download', '--parameters', `url=${url}`, '--checksum', origin.sha, '--allow-private-urls', '--port', '0'],
     /listening on (http:\/\/\S+)/,
   );
   const t1 = performance.now();
@@ -290,7 +290,7 @@ async function sparseSyncPhase(run: Run): Promise<void> {
   const run16 = size / 256;
   const bimA = run.bimA ?? (run.bimA = await startBim(kids, budget, diskA));
 
-  // Served by the web server and downloaded by a data source: the first copy is made the way users make it.
+  // Served by the web server (on loopback: --allow-private-urls) and downloaded by a data source: the first copy is made the way users make it.
   const src = join(root, 'origin', 'sparse.raw');
   mkdirSync(join(root, 'origin'), { recursive: true });
   check(await exec(kids, budget, 'qemu-img', ['create', '-q', '-f', 'raw', src, String(size)]), 'qemu-img create');
@@ -306,7 +306,7 @@ async function sparseSyncPhase(run: Run): Promise<void> {
   const ds = new Service(
     'stratum data-source',
     kids,
-    ['data-source', '--disk', diskA.path, '--name', 'sparse', '--uuid', 'u2', '--source-type', 'download', '--parameters', `url=${run.server.url}/sparse.raw`, '--port', '0'],
+    ['data-source', '--disk', diskA.path, '--name', 'sparse', '--uuid', 'u2', '--source-type', 'download', '--parameters', `url=${run.server.url}/sparse.raw`, '--allow-private-urls', '--port', '0'],
     /listening on (http:\/\/\S+)/,
   );
   await ds.start(budget);
