@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BimProcess, exec, makeDisk, sha512sum } from './helpers/bim.js';
 import { DataSourceProcess, OriginServer, sha512, testBytes } from './helpers/http-fixtures.js';
+import { dataPlaneAuth } from './helpers/credentials.js';
 import { hasTool, tempDir } from './helpers/processes.js';
 
 const MiB = 1024 * 1024;
@@ -100,7 +101,7 @@ test('a downloaded sparse raw stays sparse on the first copy and on a synced one
   assert.equal(statSync(copy).blocks * 512, copyAllocated);
   assert.equal(await sha512sum(copy), sha512(data));
   assert.equal((await b.file('img')).realSize, copyAllocated);
-  const tr = await fetch(`${ds.url}/v1/transfer`, { method: 'POST' });
+  const tr = await fetch(`${ds.url}/v1/transfer`, { method: 'POST', headers: dataPlaneAuth() });
   assert.equal(tr.status, 200);
   assert.equal(existsSync(`${file}.chunks-4194304.json`), false, 'the data source removes its manifest after the transfer');
 });
@@ -109,10 +110,10 @@ test('an uploaded sparse raw stays sparse; zeros inside a chunk sent as data are
   const { data, dataBytes } = sparseImage();
   const disk = makeDisk(root.path, 'up');
   const ds = await dataSource(disk.path, ['--source-type', 'upload']);
-  const declared = await fetch(`${ds.url}/v1/upload?size=${data.length}&checksum=${sha512(data)}`, { method: 'POST' });
+  const declared = await fetch(`${ds.url}/v1/upload?size=${data.length}&checksum=${sha512(data)}`, { method: 'POST', headers: dataPlaneAuth() });
   assert.equal(declared.status, 200);
   for (const [from, to] of [[0, 50 * MiB], [50 * MiB, data.length]] as const) {
-    const res = await fetch(`${ds.url}/v1/upload?offset=${from}`, { method: 'PUT', body: data.subarray(from, to), headers: { 'content-type': 'application/octet-stream' } });
+    const res = await fetch(`${ds.url}/v1/upload?offset=${from}`, { method: 'PUT', body: data.subarray(from, to), headers: { ...dataPlaneAuth(), 'content-type': 'application/octet-stream' } });
     assert.equal(res.status, 200, await res.text());
   }
   const f = await ds.file();
