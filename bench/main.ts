@@ -7,6 +7,7 @@ const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   'volume-io': () => import('./volume-io.js'),
   attach: () => import('./attach.js'),
   ui: () => import('./ui.js'),
+  scale: () => import('./scale.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

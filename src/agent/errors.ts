@@ -23,7 +23,9 @@ export type AgentErrorCode =
   /** A pod spec asks for something the agent does not do. */
   | 'UnsupportedPodSpec'
   /** The node agent that serves a pod's log cannot be found or reached. */
-  | 'AgentUnreachable';
+  | 'AgentUnreachable'
+  /** A pod's volume could not be formatted, mounted or unmounted (the tool's stderr is quoted). */
+  | 'VolumeMountFailed';
 
 export class AgentError extends Error {
   override readonly name = 'AgentError';

@@ -90,6 +90,16 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     description: 'instance manager of a node (args: instance-manager --node … --port …): hosts replicas and engines',
   },
   {
+    // The seed's StatefulSet image: serves the pod's mount of /usr/share/nginx/html on $PORT (its port `web`).
+    name: 'registry.k8s.io/nginx-slim:0.8',
+    component: 'static-web',
+    version: '0.8.0',
+    apiVersion: 1,
+    apiMinVersion: 1,
+    command: ['{node}', '{repo}/dist/src/agent/builtin/static-web.js'],
+    description: 'static file server of the mounted /usr/share/nginx/html (stands in for nginx-slim; also accepts PUT)',
+  },
+  {
     name: 'stratum-test-http:v1',
     component: 'test-http',
     version: '1.0.0',

@@ -1,7 +1,7 @@
 // What a Pod may ask of a node: only catalog images, with the catalog's command (a pod gives args only, whose
 // first one must be a subcommand the image declares), only the environment variables the image declares, probes
-// that are HTTP or TCP (an exec probe is a command of the pod's choosing), and disk paths that are the node's own
-// disks. The manager refuses anything else at admission with a 422 naming the field; the agent checks again
+// that are HTTP or TCP (an exec probe is a command of the pod's choosing), disk paths that are the node's own
+// disks, and volume mounts of the pod's claims that stay inside their volume. The manager refuses anything else at admission with a 422 naming the field; the agent checks again
 // before it starts a process (the manager may be older, or the pod written straight into the store).
 
 import { isAbsolute, relative, resolve } from 'node:path';
@@ -58,9 +58,16 @@ export function podConfinementProblems(pod: DeepReadonly<Pod>, catalog: ImageCat
       if (probe?.httpGet?.host !== undefined) out.push({ field: `${at}.${p}.httpGet.host`, message: 'probes go to the pod itself; host is not supported' });
       if (probe?.tcpSocket?.host !== undefined) out.push({ field: `${at}.${p}.tcpSocket.host`, message: 'probes go to the pod itself; host is not supported' });
     }
-    for (const k of ['lifecycle', 'envFrom', 'volumeMounts', 'securityContext', 'workingDir'] as const) {
+    for (const k of ['lifecycle', 'envFrom', 'securityContext', 'workingDir'] as const) {
       if ((c as Record<string, unknown>)[k] !== undefined) out.push({ field: `${at}.${k}`, message: 'not supported on a Stratum node' });
     }
+    // Mounts are of the pod's claims only (the schema knows no other volume type); a subPath stays inside its volume.
+    (c.volumeMounts ?? []).forEach((m, j) => {
+      const sub = m.subPath;
+      if (sub !== undefined && sub !== '' && (isAbsolute(sub) || sub.split('/').includes('..'))) {
+        out.push({ field: `${at}.volumeMounts[${j}].subPath`, message: `${JSON.stringify(sub)} leaves the volume: a subPath is relative and has no ".."` });
+      }
+    });
   });
   return out;
 }

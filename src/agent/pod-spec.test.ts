@@ -72,3 +72,11 @@ test('confinement: the instance-manager pod as its controller writes it passes; 
   assert.equal(podConfinementProblems(im(['/d1', '/']), catalog, { disks: ['/d1', '/d2'] })[0]?.field, 'spec.containers[0].args[12]');
   assert.equal(podConfinementProblems(pod({ image: 'stratum-im:v1', args: ['replica', '--dir', '/etc'] }), catalog)[0]?.field, 'spec.containers[0].args[0]');
 });
+
+test('confinement: mounts of the pod\'s claims pass; a subPath that leaves its volume is refused', () => {
+  const mounts = (subPath?: string) => pod({ image: 'registry.k8s.io/nginx-slim:0.8', volumeMounts: [{ name: 'www', mountPath: '/usr/share/nginx/html', ...(subPath === undefined ? {} : { subPath }) }] });
+  assert.deepEqual(podConfinementProblems(mounts(), catalog), []);
+  assert.deepEqual(podConfinementProblems(mounts('site/a'), catalog), []);
+  assert.equal(podConfinementProblems(mounts('../../etc'), catalog)[0]?.field, 'spec.containers[0].volumeMounts[0].subPath');
+  assert.equal(podConfinementProblems(mounts('/etc'), catalog)[0]?.field, 'spec.containers[0].volumeMounts[0].subPath');
+});

@@ -29,6 +29,7 @@ import type { PortAllocator } from './ports.js';
 import { identityOf } from './proc.js';
 import { portKey, readinessLoop } from './probes.js';
 import { Waker } from './sleep.js';
+import { MOUNTS_ENV, type PodVolumes } from './volumes.js';
 
 export interface WorkerDeps {
   store: Store;
@@ -43,6 +44,7 @@ export interface WorkerDeps {
   pods: PodStore;
   backoff: BackoffPolicy;
   logger: Logger;
+  volumes: PodVolumes;
 }
 
 interface Live {
@@ -144,16 +146,17 @@ export class PodWorker {
   /** One turn of the loop; true when the worker is done. */
   async #step(signal: AbortSignal): Promise<boolean> {
     if (this.deleting) {
-      await this.#finishDeletion();
+      await this.#finishDeletion(signal);
       return true;
     }
     if (this.#shutdown) {
-      await this.#stopForShutdown();
+      await this.#stopForShutdown(signal);
       return true;
     }
     if (this.#record.terminal) {
       await this.#publish({ kind: 'terminal' });
       await this.#releasePorts();
+      await this.#d.volumes.release(this, signal);
       await this.#setFinalizer(false);
       await this.#waker.wait(undefined, signal);
       return false;
@@ -192,7 +195,14 @@ export class PodWorker {
       await this.#waker.wait(until - Date.now(), signal);
       return false;
     }
-    await this.#start(resolved, signal);
+    // Volumes are attached and mounted before every start (a restart finds them mounted and goes on at once).
+    const volumes = await this.#d.volumes.prepare(this.#pod, signal);
+    if (!volumes.ready) {
+      await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: volumes.message });
+      await this.#waker.wait(RETRY_MS, signal);
+      return false;
+    }
+    await this.#start(resolved, volumes.mounts, signal);
     return false;
   }
 
@@ -215,7 +225,7 @@ export class PodWorker {
     await this.#onExit(await readExit(this.#d.pods.dirOf(this.#record), cur), false);
   }
 
-  async #start(r: ResolvedPod, signal: AbortSignal): Promise<void> {
+  async #start(r: ResolvedPod, mounts: Record<string, string>, signal: AbortSignal): Promise<void> {
     if (this.#record.everStarted) this.#record.restartCount++;
     const n = this.#record.restartCount;
     delete this.#record.backoffUntil;
@@ -223,6 +233,7 @@ export class PodWorker {
     const dir = this.#d.pods.dirOf(this.#record);
     await this.#d.pods.prune(this.#record, n - 1);
     const env = podEnv({ pod: this.#pod, container: r.container, image: r.image, ports: this.#record.ports, nodeName: this.#d.nodeName, hostIP: this.#d.hostIP, managerUrl: this.#d.managerUrl, clusterSecretFile: this.#d.clusterSecretFile });
+    if (Object.keys(mounts).length > 0) env[MOUNTS_ENV] = JSON.stringify(mounts);
     try {
       const started = await startInstance({
         dir,
@@ -309,7 +320,7 @@ export class PodWorker {
     await this.#d.pods.save(this.#record);
   }
 
-  async #finishDeletion(): Promise<void> {
+  async #finishDeletion(signal: AbortSignal): Promise<void> {
     const live = this.#live;
     if (live) {
       const grace = (this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
@@ -319,18 +330,24 @@ export class PodWorker {
       if (exit === undefined) throw new AgentError('StopFailed', `pid ${live.record.process?.pid ?? live.record.shim.pid} did not end even after SIGKILL; retrying`);
       this.#live = undefined;
     }
+    await this.#d.volumes.release(this, signal);
     await this.#releasePorts(true);
     await this.#d.pods.remove(this.#record);
     if (!this.#deleted) await this.#setFinalizer(false);
   }
 
-  async #stopForShutdown(): Promise<void> {
+  async #stopForShutdown(signal: AbortSignal): Promise<void> {
     const live = this.#live;
-    if (!live) return;
+    if (!live) {
+      await this.#d.volumes.release(this, signal);
+      return;
+    }
     live.ac.abort();
     const grace = (this.#pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
     const exit = await stopInstance(this.#d.pods.dirOf(this.#record), live.record, live.child, grace);
     if (exit === undefined) return;
+    // A node that goes away leaves nothing mounted; the volumes are attached again when the pod restarts.
+    await this.#d.volumes.release(this, signal);
     await this.#onExit({ ...exit, message: 'stopped because its node agent shut down with its pods' }, true);
     if (this.#record.terminal) {
       await this.#publish({ kind: 'terminal' }).catch(() => undefined);

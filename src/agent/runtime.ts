@@ -30,6 +30,7 @@ import { PodStore } from './pod-record.js';
 import { POD_FINALIZER } from './pod-spec.js';
 import { PodWorker } from './pod-worker.js';
 import type { PortAllocator } from './ports.js';
+import { PodVolumes } from './volumes.js';
 
 export interface PodRuntimeOptions {
   store: Store;
@@ -54,6 +55,7 @@ interface Running {
 export class PodRuntime {
   readonly #o: PodRuntimeOptions;
   readonly #pods: PodStore;
+  readonly #volumes: PodVolumes;
   readonly #informer: Informer<Pod>;
   readonly #workers = new Map<string, Running>();
   #signal: AbortSignal | undefined;
@@ -62,6 +64,7 @@ export class PodRuntime {
   constructor(o: PodRuntimeOptions) {
     this.#o = o;
     this.#pods = new PodStore(o.dataDir);
+    this.#volumes = new PodVolumes({ store: o.store, nodeName: o.nodeName, dataDir: o.dataDir, logger: o.logger });
     this.#informer = new Informer<Pod>({
       store: o.store,
       kind: 'Pod',
@@ -83,7 +86,7 @@ export class PodRuntime {
       return;
     }
     // Only now is it known which recorded pods still exist.
-    await this.#collectOrphans();
+    await this.#collectOrphans(signal);
     this.#informer.addEventHandler({
       onAdd: (p) => void this.#onPod(p),
       onUpdate: (_o, p) => void this.#onPod(p),
@@ -146,6 +149,7 @@ export class PodRuntime {
         pods: this.#pods,
         backoff: this.#o.backoff,
         logger: this.#o.logger,
+        volumes: this.#volumes,
       },
       this.#informer.getByKey(`${pod.metadata.namespace ?? ''}/${pod.metadata.name ?? ''}`) ?? pod,
       record,
@@ -159,7 +163,7 @@ export class PodRuntime {
   }
 
   /** Stops the processes of recorded pods that no longer exist (deleted while no agent ran) and removes their files. */
-  async #collectOrphans(): Promise<void> {
+  async #collectOrphans(signal: AbortSignal): Promise<void> {
     const alive = new Set(this.#informer.list().map((p) => p.metadata.uid ?? ''));
     for (const entry of this.#pods.list()) {
       if (alive.has(entry.uid)) continue;
@@ -172,6 +176,11 @@ export class PodRuntime {
         await this.#o.ports.release(port, `${this.#o.nodeName}/${entry.namespace}/${entry.name}/${entry.uid}`);
       }
       await this.#pods.remove(entry);
+    }
+    for (const ref of await this.#volumes.list()) {
+      if (alive.has(ref.uid)) continue;
+      this.#o.logger.info(`pod ${ref.namespace}/${ref.name} (uid ${ref.uid}) no longer exists; unmounting and detaching its volumes`);
+      await this.#volumes.release(ref, signal).catch((err: unknown) => this.#o.logger.warn(`cannot release the volumes of ${ref.namespace}/${ref.name}`, { error: errorMessage(err) }));
     }
   }
 }

@@ -65,6 +65,10 @@ export function tooMany(field: string, actual: number, max: number): FieldError 
   return { field, reason: FieldValueTooMany, message: `Too many: ${actual}: must have at most ${max} items` };
 }
 
+export function notFound(field: string, value: unknown): FieldError {
+  return { field, reason: 'FieldValueNotFound', message: `Not found: ${formatValue(value)}` };
+}
+
 /** The usual error for a field that may not change once set. */
 export function immutable(field: string, value: unknown): FieldError {
   return invalid(field, value, 'field is immutable');

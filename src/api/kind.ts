@@ -20,6 +20,8 @@ export interface PrinterColumn {
   /** Shown only with `-o wide` when > 0. */
   priority?: number;
   description?: string;
+  /** A value computed from several fields, which a JSONPath cannot express (`RWO,RWX`, `ns/claim`, `2/3`). */
+  value?(obj: KubeObject): string;
 }
 
 /** What defaulting may consult: settings are read through this so that `minNumberOfCopies` follows its setting. */
@@ -54,6 +56,11 @@ export interface KindInfo {
   defaultOnCreate?(obj: KubeObject, ctx: DefaultingContext): void;
   /** Extra semantic validation beyond the schema (immutability on update gets `old`). */
   validate?(obj: KubeObject, old: KubeObject | undefined): FieldError[];
+  /**
+   * The `scale` subresource (autoscaling/v1 Scale), as a CRD's `subresources.scale` declares it: dotted paths of
+   * the desired and observed replica counts and of the label selector. Makes `kubectl scale` work.
+   */
+  scale?: { specReplicasPath: string; statusReplicasPath: string; selectorPath: string };
   /** Other served versions, converted to the storage version on write. Reads always return the storage version. */
   otherVersions?: {
     version: string;

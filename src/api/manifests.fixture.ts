@@ -397,6 +397,68 @@ spec:
   acquireTime: "2024-05-01T10:00:00.000000Z"
   renewTime: "2024-05-01T10:05:00.000000Z"
   leaseTransitions: 0
+---
+kind: StorageClass
+apiVersion: storage.k8s.io/v1
+metadata: {name: longhorn-test1}
+provisioner: driver.longhorn.io
+allowVolumeExpansion: true
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+parameters: {numberOfReplicas: "3", staleReplicaTimeout: "2880", fromBackup: "", fsType: ext4, backingImage: bi-test1}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: www1-web-0, namespace: default, finalizers: [kubernetes.io/pvc-protection]}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 32Mi}}
+  storageClassName: longhorn-test1
+  volumeMode: Filesystem
+  volumeName: pvc-6b1f0d52-9a7e-4c55-8d0e-1f2a3b4c5d6e
+status: {phase: Bound, accessModes: [ReadWriteOnce], capacity: {storage: 32Mi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pvc-6b1f0d52-9a7e-4c55-8d0e-1f2a3b4c5d6e, finalizers: [kubernetes.io/pv-protection]}
+spec:
+  capacity: {storage: 32Mi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: longhorn-test1
+  volumeMode: Filesystem
+  claimRef: {kind: PersistentVolumeClaim, apiVersion: v1, namespace: default, name: www1-web-0, uid: 6b1f0d52-9a7e-4c55-8d0e-1f2a3b4c5d6e}
+  csi: {driver: driver.longhorn.io, volumeHandle: pvc-6b1f0d52-9a7e-4c55-8d0e-1f2a3b4c5d6e, fsType: ext4, volumeAttributes: {numberOfReplicas: "3"}}
+status: {phase: Bound}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: nginx}}
+  serviceName: nginx
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers:
+      - name: nginx
+        image: registry.k8s.io/nginx-slim:0.8
+        ports: [{containerPort: 80, name: web}]
+        volumeMounts: [{name: www1, mountPath: /usr/share/nginx/html}]
+  volumeClaimTemplates:
+  - metadata: {name: www1}
+    spec: {accessModes: [ReadWriteOnce], storageClassName: longhorn-test1, resources: {requests: {storage: 32Mi}}}
+status: {observedGeneration: 1, replicas: 2, readyReplicas: 2, currentReplicas: 2, updatedReplicas: 2, currentRevision: web-5d8f, updateRevision: web-5d8f}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nginx, namespace: default, labels: {app: nginx}}
+spec:
+  ports: [{port: 80, name: web}]
+  selector: {app: nginx}
+  type: NodePort
 `;
 
 /** A fresh copy of every manifest, keyed by kind. */

@@ -1,7 +1,7 @@
 // The JSON schema of the Pod subset (see pod.ts), apart so pod.ts stays about types and rules.
 
 import {
-  arrayOf, conditionsSchema, enumOf, int, intOrString, obj, resourceSchema, str, bool, type Schema,
+  arrayOf, conditionsSchema, enumOf, int, intOrString, obj, resourceSchema, str, strMap, bool, type Schema,
 } from './schema.js';
 
 const PORT = { minimum: 1, maximum: 65535 };
@@ -37,6 +37,9 @@ const container: Schema = obj(
     readinessProbe: probe,
     livenessProbe: probe,
     imagePullPolicy: enumOf(['Always', 'IfNotPresent', 'Never']),
+    volumeMounts: arrayOf(
+      obj({ name: str({ minLength: 1 }), mountPath: str({ minLength: 1 }), readOnly: bool(), subPath: str() }, { required: ['name', 'mountPath'] }),
+    ),
   },
   { required: ['name', 'image'] },
 );
@@ -55,17 +58,32 @@ const containerState: Schema = obj({
   }),
 });
 
+const volume: Schema = obj(
+  {
+    name: str({ minLength: 1 }),
+    persistentVolumeClaim: obj({ claimName: str({ minLength: 1 }), readOnly: bool() }, { required: ['claimName'] }),
+  },
+  { required: ['name'] },
+);
+
+/** The pod spec; also the spec of a StatefulSet's pod template. */
+export const podSpecSchema: Schema = obj(
+  {
+    nodeName: str(),
+    containers: arrayOf(container),
+    volumes: arrayOf(volume),
+    restartPolicy: enumOf(['Always', 'OnFailure', 'Never']),
+    terminationGracePeriodSeconds: int({ minimum: 0 }),
+    hostname: str(),
+    subdomain: str(),
+    nodeSelector: strMap(),
+  },
+  { required: ['containers'] },
+);
+
 export const podSchema: Schema = resourceSchema({
-  description: 'Pod is one process of the data plane, run by the node agent of spec.nodeName.',
-  spec: obj(
-    {
-      nodeName: str(),
-      containers: arrayOf(container),
-      restartPolicy: enumOf(['Always', 'OnFailure', 'Never']),
-      terminationGracePeriodSeconds: int({ minimum: 0 }),
-    },
-    { required: ['containers'] },
-  ),
+  description: 'Pod is one process, run by the node agent of spec.nodeName, with the volumes of its claims mounted.',
+  spec: podSpecSchema,
   status: obj(
     {
       phase: enumOf(['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']),

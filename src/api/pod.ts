@@ -3,7 +3,7 @@
 // so the fields kept are the ones both understand, with Kubernetes' names and defaults.
 
 import { ageColumn, immutableOnceSet, specOf, stringField } from './common.js';
-import { childPath, duplicate, invalid, required } from './field-errors.js';
+import { childPath, duplicate, invalid, notFound, required } from './field-errors.js';
 import type { DefaultingContext, FieldError, KindInfo } from './kind.js';
 import type { Condition, KubeObject } from './meta.js';
 import { dns1123LabelErrors, dns1123SubdomainErrors } from './names.js';
@@ -47,11 +47,31 @@ export interface Container {
   readinessProbe?: Probe;
   livenessProbe?: Probe;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  volumeMounts?: VolumeMount[];
+}
+
+export interface VolumeMount {
+  /** The name of one of the pod's `volumes`. */
+  name: string;
+  /** Where the pod's process finds the volume: Stratum has no container filesystem, so the process gets the host
+   *  path of each mountPath in the `STRATUM_MOUNTS` map (see src/agent/volumes.ts). */
+  mountPath: string;
+  readOnly?: boolean;
+  subPath?: string;
+}
+
+export interface PodVolume {
+  name: string;
+  persistentVolumeClaim?: { claimName: string; readOnly?: boolean };
 }
 
 export interface PodSpec {
   nodeName?: string;
   containers: Container[];
+  volumes?: PodVolume[];
+  hostname?: string;
+  subdomain?: string;
+  nodeSelector?: Record<string, string>;
   restartPolicy?: (typeof RESTART_POLICIES)[number];
   terminationGracePeriodSeconds?: number;
 }
@@ -137,12 +157,38 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
       names.add(name);
     });
   }
+  errs.push(...volumeErrors(spec));
   const nodeName = stringField(spec, 'nodeName');
   if (nodeName !== '') for (const d of dns1123SubdomainErrors(nodeName)) errs.push(invalid('spec.nodeName', nodeName, d));
   if (old !== undefined) {
     // Kubernetes binds a pod once; moving it would leave the process running where it was.
     errs.push(...immutableOnceSet('spec.nodeName', nodeName, stringField(specOf(old), 'nodeName')));
   }
+  return errs;
+}
+
+/** Volume names unique, and every volumeMount names one of the pod's volumes (Kubernetes' rules). */
+export function volumeErrors(spec: Record<string, unknown>, prefix = 'spec'): FieldError[] {
+  const errs: FieldError[] = [];
+  const names = new Set<string>();
+  const volumes = Array.isArray(spec['volumes']) ? (spec['volumes'] as unknown[]) : [];
+  volumes.forEach((v, i) => {
+    const name = stringField(v as Record<string, unknown>, 'name');
+    if (name === '') return;
+    if (names.has(name)) errs.push(duplicate(childPath(childPath(`${prefix}.volumes`, i), 'name'), name));
+    names.add(name);
+  });
+  const containers = Array.isArray(spec['containers']) ? (spec['containers'] as unknown[]) : [];
+  containers.forEach((c, i) => {
+    const mounts = (c as Record<string, unknown> | null)?.['volumeMounts'];
+    if (!Array.isArray(mounts)) return;
+    mounts.forEach((m: unknown, j) => {
+      const name = stringField(m as Record<string, unknown>, 'name');
+      if (name !== '' && !names.has(name)) {
+        errs.push(notFound(childPath(childPath(childPath(childPath(`${prefix}.containers`, i), 'volumeMounts'), j), 'name'), name));
+      }
+    });
+  });
   return errs;
 }
 

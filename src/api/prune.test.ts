@@ -27,11 +27,11 @@ describe('pruneUnknownFields', () => {
 
   it('reports array elements by index and odd map keys in brackets', () => {
     const pod = untyped('Pod');
-    pod.spec.containers[0].volumeMounts = [];
+    pod.spec.containers[0].securityContext = {};
     pod.spec.containers[0].ports[0].hostPort = 80;
     assert.deepEqual(pruneUnknownFields(findKind('Pod')!, pod).sort(), [
       'spec.containers[0].ports[0].hostPort',
-      'spec.containers[0].volumeMounts',
+      'spec.containers[0].securityContext',
     ]);
     const node = untyped('Node');
     node.spec.disks['disk.with.dots'] = { path: '/d', colour: 'red' };

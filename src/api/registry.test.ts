@@ -8,7 +8,7 @@ import { allKinds, apiVersionOf, findKind, findKindByResource, kindForObject, se
 import { validateObject } from './validate.js';
 
 describe('registry', () => {
-  it('lists the thirteen kinds with the expected groups, versions and short names', () => {
+  it('lists the eighteen kinds with the expected groups, versions and short names', () => {
     const table = allKinds().map((k) => `${k.group}/${k.version} ${k.kind} ${k.plural} ${k.shortNames.join(',')}`);
     assert.deepEqual(table, [
       'longhorn.io/v1beta2 BackingImage backingimages lhbi,bi',
@@ -24,11 +24,17 @@ describe('registry', () => {
       '/v1 Pod pods po',
       '/v1 Event events ev',
       'coordination.k8s.io/v1 Lease leases ',
+      'storage.k8s.io/v1 StorageClass storageclasses sc',
+      '/v1 PersistentVolumeClaim persistentvolumeclaims pvc',
+      '/v1 PersistentVolume persistentvolumes pv',
+      'apps/v1 StatefulSet statefulsets sts',
+      '/v1 Service services svc',
     ]);
     for (const k of allKinds()) {
       assert.equal(k.listKind, `${k.kind}List`);
       assert.equal(k.singular, k.kind.toLowerCase());
-      assert.equal(k.namespaced, true);
+      // As in Kubernetes, classes and PVs are cluster-scoped.
+      assert.equal(k.namespaced, !['StorageClass', 'PersistentVolume'].includes(k.kind), k.kind);
     }
   });
 

@@ -16,7 +16,12 @@ import type { KubeObject } from './meta.js';
 import { nodeInfo } from './node.js';
 import { podInfo } from './pod.js';
 import { replicaInfo } from './replica.js';
+import { persistentVolumeInfo } from './persistent-volume.js';
+import { persistentVolumeClaimInfo } from './persistent-volume-claim.js';
+import { serviceInfo } from './service.js';
 import { settingInfo } from './setting-resource.js';
+import { statefulSetInfo } from './stateful-set.js';
+import { storageClassInfo } from './storage-class.js';
 import { volumeInfo } from './volume.js';
 
 const KINDS: readonly KindInfo[] = [
@@ -33,6 +38,11 @@ const KINDS: readonly KindInfo[] = [
   podInfo,
   eventInfo,
   leaseInfo,
+  storageClassInfo,
+  persistentVolumeClaimInfo,
+  persistentVolumeInfo,
+  statefulSetInfo,
+  serviceInfo,
 ];
 
 const byKind = new Map(KINDS.map((k) => [k.kind, k]));

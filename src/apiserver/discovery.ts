@@ -78,6 +78,9 @@ export function apiResourceList(group: string, version: string) {
     if (info.hasStatusSubresource) {
       resources.push({ name: `${info.plural}/status`, singularName: '', namespaced: info.namespaced, kind: info.kind, verbs: ['get', 'patch', 'update'] });
     }
+    if (info.scale) {
+      resources.push({ name: `${info.plural}/scale`, singularName: '', namespaced: info.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+    }
     if (info.kind === 'Pod') {
       resources.push({ name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] });
     }

@@ -11,6 +11,7 @@ import { StoreError, isConflict, isGone } from '../store/errors.js';
 import { mergePatch } from '../store/merge-patch.js';
 import type { DeleteOptions, PatchType, PropagationPolicy, Store, WriteOptions } from '../store/types.js';
 import { parseResourcePath, type ResourcePath } from './paths.js';
+import { handleScale } from './scale.js';
 import { toStatus } from './status.js';
 import { toTable, wantsTable } from './table.js';
 
@@ -57,6 +58,10 @@ export function resourceHandler(opts: ResourceHandlerOptions) {
       strictFields: query['fieldValidation'] === 'Strict',
       ...(path.subresource === 'status' ? { subresource: 'status' as const } : {}),
     };
+    if (path.subresource === 'scale' && info.scale && path.name) {
+      const type = req.method === 'PATCH' ? patchType(req.headers['content-type']) : 'merge';
+      return handleScale(store, info, ns, path.name, req.method, req.body, type === 'json' ? 'json' : 'merge', write);
+    }
     if (path.subresource && path.subresource !== 'status' && !(path.subresource === 'log' && info.kind === 'Pod')) {
       throw new StoreError('NotFound', `the server could not find the requested resource (${path.plural}/${path.subresource})`);
     }

@@ -105,6 +105,7 @@ export function jsonPathValue(obj: unknown, path: string): string | undefined {
 export function cellValue(obj: KubeObject, col: PrinterColumn, now = Date.now()): unknown {
   const computed = COMPUTED[obj.kind]?.find((c) => c.column === col);
   if (computed) return computed.value(obj);
+  if (col.value) return col.value(obj);
   const raw = jsonPathValue(obj, col.jsonPath);
   if (col.type === 'date') return raw === undefined ? '<unknown>' : humanAge(raw, now);
   if (raw === undefined) return col.type === 'string' ? '' : null;

@@ -66,7 +66,11 @@ describe('tokens', () => {
 });
 
 describe('policy', () => {
-  const ctx = { podNode: async (_ns: string, name: string) => (name === 'mine' ? 'node-1' : 'node-2'), isReadOnlySetting: (n: string) => n === 'ro' };
+  const ctx = {
+    podNode: async (_ns: string, name: string) => (name === 'mine' ? 'node-1' : 'node-2'),
+    volumeNode: async (_ns: string, name: string) => ({ free: '', mine: 'node-1', theirs: 'node-2' } as Record<string, string>)[name],
+    isReadOnlySetting: (n: string) => n === 'ro',
+  };
   const req = (method: string, path: string, body?: unknown): ApiRequest => {
     const u = new URL(path, 'http://x');
     return { method, segments: u.pathname.split('/').filter(Boolean), query: u.searchParams, ...(body === undefined ? {} : { body }) };
@@ -178,5 +182,33 @@ describe('kubeconfig', () => {
     const path = join(dir, 'kubeconfig');
     writeKubeconfig(path, { server: 'http://127.0.0.1:9500', token: 'stratum-abc' });
     assert.deepEqual(readKubeconfig(path), { server: 'http://127.0.0.1:9500', token: 'stratum-abc' });
+  });
+});
+
+describe('policy: a node and its pods\' volumes', () => {
+  const ctx = {
+    podNode: async () => 'node-1',
+    volumeNode: async (_ns: string, name: string) => ({ free: '', mine: 'node-1', theirs: 'node-2' } as Record<string, string>)[name],
+    isReadOnlySetting: () => false,
+  };
+  const node: Identity = { name: 'node-1', role: 'node', node: 'node-1' };
+  const vol = '/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/';
+  const patch = (name: string, body: unknown): ApiRequest => ({ method: 'PATCH', segments: `${vol}${name}`.split('/').filter(Boolean), query: new URLSearchParams(), body });
+
+  it('reads a claim, a PV and a Volume by name, but lists none of them', async () => {
+    const get = (p: string): ApiRequest => ({ method: 'GET', segments: p.split('/').filter(Boolean), query: new URLSearchParams() });
+    assert.equal(await refusal(node, get('/api/v1/namespaces/default/persistentvolumeclaims/www-0'), ctx), undefined);
+    assert.equal(await refusal(node, get('/api/v1/persistentvolumes/pv-1'), ctx), undefined);
+    assert.equal(await refusal(node, get(`${vol}free`), ctx), undefined);
+    assert.match((await refusal(node, get('/api/v1/namespaces/default/persistentvolumeclaims'), ctx)) ?? '', /may not read/);
+  });
+
+  it('attaches a Volume to itself and detaches it from itself, and nothing else', async () => {
+    assert.equal(await refusal(node, patch('free', { spec: { nodeID: 'node-1' }, metadata: { resourceVersion: '7' } }), ctx), undefined);
+    assert.equal(await refusal(node, patch('mine', { spec: { nodeID: '' } }), ctx), undefined);
+    assert.match((await refusal(node, patch('theirs', { spec: { nodeID: '' } }), ctx)) ?? '', /only/);
+    assert.match((await refusal(node, patch('free', { spec: { nodeID: 'node-2' } }), ctx)) ?? '', /own node/);
+    assert.match((await refusal(node, patch('free', { spec: { nodeID: 'node-1', numberOfReplicas: 1 } }), ctx)) ?? '', /only set spec.nodeID/);
+    assert.match((await refusal(node, patch('gone', { spec: { nodeID: 'node-1' } }), ctx)) ?? '', /does not exist/);
   });
 });

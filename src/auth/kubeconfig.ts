@@ -30,7 +30,10 @@ export function writeKubeconfig(path: string, c: ClientCredential, user = 'admin
     kind: 'Config',
     clusters: [{ name: 'stratum', cluster }],
     users: [{ name: user, user: { token: c.token } }],
-    contexts: [{ name: 'stratum', context: { cluster: 'stratum', user, namespace: 'longhorn-system' } }],
+    // No namespace: kubectl's own default (`default`) applies, as with any cluster's kubeconfig, so manifests that
+    // leave the namespace out (the seed's Service) land where their authors meant. Longhorn's objects name
+    // longhorn-system themselves.
+    contexts: [{ name: 'stratum', context: { cluster: 'stratum', user } }],
     'current-context': 'stratum',
   };
   writePrivate(path, stringify(doc));

@@ -1,11 +1,13 @@
 // Who may do what on the manager's API: three roles, decided from the request line (and, for a node agent's pod
-// writes, the pod's node). Pure apart from the `podNode` lookup the caller supplies.
+// writes, the pod's node). Pure apart from the `podNode` and `volumeNode` lookups the caller supplies.
 //
 //   admin  everything, except writing read-only settings (nobody may, through any API: the manager pins them)
 //   view   reads (GET/HEAD, watches, tables), but no pod logs and no image bytes (logs and images may hold secrets)
 //   node   what a node agent does for its own node: read Pods of its node (list/watch with
 //          fieldSelector spec.nodeName=<node>), Settings, its Node and Lease; create and update its own Node (and
-//          status) and Lease; update (finalizers, annotations, status) Pods that run on it. Nothing else.
+//          status) and Lease; update (finalizers, annotations, status) Pods that run on it; for its pods' claims,
+//          read a PersistentVolumeClaim, PersistentVolume or Volume by name, and set a Volume's spec.nodeID to
+//          itself (attach) or from itself to '' (detach). Nothing else.
 
 import type { Identity } from './tokens.js';
 
@@ -21,6 +23,8 @@ export interface ApiRequest {
 export interface PolicyContext {
   /** The node a pod runs on (`spec.nodeName`), or undefined when there is no such pod. */
   podNode(namespace: string, name: string): Promise<string | undefined>;
+  /** The node a Longhorn Volume is attached to (`spec.nodeID`; '' when detached), or undefined when there is none. */
+  volumeNode(namespace: string, name: string): Promise<string | undefined>;
   isReadOnlySetting(name: string): boolean;
 }
 
@@ -95,6 +99,10 @@ export async function refusal(id: Identity, r: ApiRequest, ctx: PolicyContext): 
     if (plural === 'settings' || ((plural === 'nodes' || plural === 'leases') && (name === '' || name === node))) {
       return subresource === '' ? undefined : `a node credential may not read ${plural}/${subresource}`;
     }
+    // The claims of its pods: a claim, its PV and its Volume, by name (what the agent attaches and mounts).
+    if ((plural === 'persistentvolumeclaims' || plural === 'persistentvolumes' || plural === 'volumes') && name !== '' && subresource === '') {
+      return undefined;
+    }
     if (plural === 'pods' && subresource === '') {
       if (name === '') {
         return r.query.get('fieldSelector') === `spec.nodeName=${node}`
@@ -113,5 +121,25 @@ export async function refusal(id: Identity, r: ApiRequest, ctx: PolicyContext): 
   if (plural === 'pods' && name !== '' && (r.method === 'PUT' || r.method === 'PATCH') && (subresource === '' || subresource === 'status')) {
     return (await ctx.podNode(ref.namespace, name)) === node ? undefined : `pod "${name}" does not run on node ${node}`;
   }
+  if (plural === 'volumes' && name !== '' && r.method === 'PATCH' && subresource === '') return volumeAttach(node, ref.namespace, name, r.body, ctx);
   return `a node credential may not ${r.method} ${plural}${subresource ? `/${subresource}` : ''}`;
+}
+
+/**
+ * A node attaches a pod's Volume to itself, and detaches it from itself, by a merge patch of `spec.nodeID` alone
+ * (plus the resourceVersion it read): never another change, never another node's attachment.
+ */
+async function volumeAttach(node: string, namespace: string, name: string, body: unknown, ctx: PolicyContext): Promise<string | undefined> {
+  const b = body as { spec?: Record<string, unknown>; metadata?: Record<string, unknown> } | undefined;
+  const keys = Object.keys(b ?? {});
+  const only = (o: Record<string, unknown> | undefined, allowed: string[]) => Object.keys(o ?? {}).every((k) => allowed.includes(k));
+  const nodeID = b?.spec?.['nodeID'];
+  if (!keys.every((k) => k === 'spec' || k === 'metadata') || !only(b?.spec, ['nodeID']) || !only(b?.metadata, ['resourceVersion']) || typeof nodeID !== 'string') {
+    return 'a node credential may only set spec.nodeID of a Volume (attach to itself, detach from itself)';
+  }
+  const current = await ctx.volumeNode(namespace, name);
+  if (current === undefined) return `volume "${name}" does not exist`;
+  if (nodeID === node && (current === '' || current === node)) return undefined;
+  if (nodeID === '' && current === node) return undefined;
+  return `a node credential may attach a Volume to its own node (${node}) only, and detach it only from there (it is on ${current || 'no node'})`;
 }

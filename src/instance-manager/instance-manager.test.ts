@@ -128,6 +128,8 @@ test('a replica and an engine over it, in this process, serve the backing image 
 
   assert.equal((await call('DELETE', '/v1/instances/e1')).json.state, 'stopped');
   assert.ok(events.some((ev) => ev.type === 'ADDED' && (ev.instance as Instance).name === 'e1'));
+  // Heartbeats come every 200 ms; the steps above may all finish sooner than that.
+  for (let i = 0; i < 50 && !events.some((ev) => ev.type === 'HEARTBEAT'); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(events.some((ev) => ev.type === 'HEARTBEAT'), 'heartbeat lines on the watch stream');
   const gone = await call('DELETE', '/v1/instances/r1?cleanup=true');
   assert.equal(gone.json.state, 'stopped');

@@ -13,6 +13,9 @@ import { backingImageManagerController } from '../controllers/backing-image-mana
 import { dataSourceController } from '../controllers/backing-image-data-source/index.js';
 import { garbageCollector } from '../controllers/gc/index.js';
 import { nodeController } from '../controllers/node/index.js';
+import { podSchedulerController } from '../controllers/pod-scheduler/index.js';
+import { provisionerController } from '../controllers/provisioner/index.js';
+import { statefulSetController } from '../controllers/stateful-set/index.js';
 import { engineController } from '../controllers/engine/index.js';
 import { instanceManagerController } from '../controllers/instance-manager/index.js';
 import { replicaController } from '../controllers/replica/index.js';
@@ -48,6 +51,9 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     replicaController({ store, informers, events, managers: ims }),
     engines.controller,
     volumeController({ store, informers, events }),
+    provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
+    statefulSetController({ store, informers, events }),
+    podSchedulerController({ store, informers, events }),
   ];
   const informersDone = informers.run(opts.signal);
   const stopped = (async () => {

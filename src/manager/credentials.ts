@@ -49,6 +49,14 @@ export function policyContext(store: Store): PolicyContext {
         throw err;
       }
     },
+    volumeNode: async (namespace, name) => {
+      try {
+        return (await store.get<{ apiVersion: string; kind: string; metadata: object; spec?: { nodeID?: string } }>('Volume', namespace, name)).spec?.nodeID ?? '';
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
     isReadOnlySetting: (name) => READ_ONLY.has(name),
   };
 }

@@ -153,7 +153,8 @@ test('a 200 MiB upload, interrupted by a reload, resumes from the server offset 
   await page.reload();
   const left = page.getByTestId('unfinished-uploaded');
   await left.waitFor();
-  assert.match(await left.innerText(), /Upload of uploaded stopped at/);
+  // The offset is shown once the server has said it (a request after the reload), so wait for it.
+  await waitFor('the unfinished upload to name the offset it stopped at', async () => /Upload of uploaded stopped at/.test(await left.innerText()), 30_000);
   await left.locator('input[type="file"]').setInputFiles(file);
   await waitFor('the upload to resume', async () => Number(await job.getAttribute('data-resumed-at')) > 0, 60_000);
   const resumedAt = Number(await job.getAttribute('data-resumed-at'));
@@ -297,6 +298,7 @@ test('nodes and settings pages pass axe; a read-only setting cannot be edited', 
   await page.goto(`${url}/#/settings`);
   const ro = page.getByTestId('setting-default-instance-manager-image');
   await ro.waitFor();
+  await ro.getByText('read-only').waitFor();
   assert.equal(await ro.getByRole('textbox').getAttribute('readonly'), '');
   await noSeriousViolations('settings');
   await shot('settings');

@@ -81,7 +81,7 @@ test('behind the API guard the page loads without a token; the API next to it do
   installApiGuard(app, {
     tokens: new TokenTable(authFile),
     origins: { hostNames: [], corsOrigins: [] },
-    policy: { podNode: async () => undefined, isReadOnlySetting: () => false },
+    policy: { podNode: async () => undefined, volumeNode: async () => undefined, isReadOnlySetting: () => false },
   });
   registerUiRoutes(app, { dir: ui.dir });
   app.get('/v1/settings', async () => ({ data: [] }));

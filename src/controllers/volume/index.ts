@@ -175,10 +175,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   /** Records when replicas are RW in the running engine: from then on they hold the volume's data. */
   async function markHealthy(key: string, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
     if (!engineRunning(e)) return false;
+    const rw = live(mine).filter((r) => e.status?.replicaModeMap?.[r.metadata.name ?? ''] === 'RW');
+    // A replica RW in a running engine ends a salvage episode: the next one starts without backoff.
+    if (rw.length > 0) salvages.delete(key);
     let changed = false;
-    for (const r of live(mine)) {
-      if (e.status?.replicaModeMap?.[r.metadata.name ?? ''] !== 'RW') continue;
-      salvages.delete(key);
+    for (const r of rw) {
       if (r.spec?.healthyAt) continue;
       await patchReplica(r, { healthyAt: now(), lastHealthyAt: now() });
       changed = true;

@@ -11,7 +11,8 @@ function Row({ name, value, def }: { name: string; value: string; def: V1Setting
   const [draft, setDraft] = useState<string | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const [busy, setBusy] = useState(false);
-  const readOnly = def?.readOnly ?? false;
+  // Until the definitions (/v1/settings) are known, nothing is editable: a read-only setting is never offered.
+  const readOnly = def?.readOnly ?? true;
   const save = async (next: string) => {
     setBusy(true);
     setError(undefined);
@@ -42,7 +43,7 @@ function Row({ name, value, def }: { name: string; value: string; def: V1Setting
         )}
         <ErrorAlert error={error} />
       </Table.Td>
-      <Table.Td>{readOnly ? <Badge color="gray">read-only</Badge> : <Text size="xs">default {def?.default || '""'}</Text>}</Table.Td>
+      <Table.Td>{def?.readOnly ? <Badge color="gray">read-only</Badge> : <Text size="xs">default {def?.default || '""'}</Text>}</Table.Td>
     </Table.Tr>
   );
 }
