@@ -30,6 +30,15 @@ export default tseslint.config(
     },
   },
   {
+    files: ['src/util/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['../*'], message: 'src/util is the bottom layer: it imports nothing of Stratum outside itself' }],
+      }],
+    },
+  },
+  {
     files: ['src/controllers/**/*.ts'],
     ignores: ['**/*.test.ts'],
     rules: {
