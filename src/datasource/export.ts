@@ -17,7 +17,7 @@ import { planQcow2 } from '../imagefmt/qcow2-writer.js';
 import { ReplicaClient } from '../replica/index.js';
 import { DataSourceError, messageOf } from './errors.js';
 import type { ProgressMeter } from './progress.js';
-import type { WorkFile } from './workfile.js';
+import { IO_CHUNK, type WorkFile } from './workfile.js';
 
 
 /** Bytes asked for per allocation query and per read. */
@@ -25,8 +25,6 @@ const MAP_WINDOW = 256 * 1024 * 1024;
 const READ_CHUNK = 4 * 1024 * 1024;
 /** Reads in flight ahead of the one being written. */
 const READ_AHEAD = 4;
-/** All-zero pieces of this size inside allocated ranges are holes too (raw). */
-const ZERO_PIECE = 64 * 1024;
 
 export interface ExportOptions {
   file: WorkFile;
@@ -154,44 +152,29 @@ async function writeRaw(file: WorkFile, size: number, allocated: Allocated, read
       signal.throwIfAborted();
       const hole = piece.offset - file.offset;
       if (hole > 0) {
-        await file.writeHole(hole);
+        await appendZeros(file, hole);
         progress(hole);
       }
-      await appendSparse(file, data);
+      await file.write(data);
       progress(piece.length);
     }
     const tail = end - file.offset;
     if (tail > 0) {
-      await file.writeHole(tail);
+      await appendZeros(file, tail);
       progress(tail);
     }
   }
 }
 
-/** Appends `buf`, leaving its all-zero ZERO_PIECE pieces as holes. */
-async function appendSparse(file: WorkFile, buf: Buffer): Promise<void> {
-  let at = 0;
-  while (at < buf.length) {
-    const zero = isZero(buf.subarray(at, Math.min(buf.length, at + ZERO_PIECE)));
-    let end = at;
-    while (end < buf.length && isZero(buf.subarray(end, Math.min(buf.length, end + ZERO_PIECE))) === zero) end = Math.min(buf.length, end + ZERO_PIECE);
-    if (zero) await file.writeHole(end - at);
-    // A copy: WorkFile.write hashes and writes asynchronously, and the caller reuses nothing, but subarrays of one
-    // read must not be written concurrently with each other either way.
-    else await file.write(buf.subarray(at, end));
-    at = end;
-  }
-}
+/** Never written to: appended for the ranges no layer and no backing image allocates. */
+const ZEROS = Buffer.alloc(IO_CHUNK);
 
-const ZEROS = Buffer.alloc(ZERO_PIECE);
-
-/** memcmp against zeros (a per-byte loop in JS costs more than the read). */
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i += ZEROS.length) {
-    const n = Math.min(ZEROS.length, b.length - i);
-    if (!b.subarray(i, i + n).equals(ZEROS.subarray(0, n))) return false;
-  }
-  return true;
+/**
+ * Appends `length` zero bytes. WorkFile writes sparsely (util/sparse-write.ts: all-zero blocks past the file's end
+ * are left as holes, hashed all the same), so these cost hashing only; the same goes for all-zero blocks of data.
+ */
+async function appendZeros(file: WorkFile, length: number): Promise<void> {
+  for (let done = 0; done < length; done += ZEROS.length) await file.write(ZEROS.subarray(0, Math.min(ZEROS.length, length - done)));
 }
 
 async function writeQcow2(file: WorkFile, size: number, allocated: Allocated, read: Read, progress: (n: number) => void, signal: AbortSignal): Promise<void> {
