@@ -23,6 +23,7 @@ import { FrozenLayer, LayerReader } from './layers.js';
 import { decodeCheckpoint, encodeCheckpoint } from './map-format.js';
 import { checkName, decodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { decodeExtentData } from './protocol-payloads.js';
+import { MAX_IO } from './protocol.js';
 import { fsStorage, SyncIoGate, type StorageDir } from './storage.js';
 import { lockDir, openBacking, ReplicaStore, type CreateReplicaOptions, type ReplicaStoreOptions } from './store.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
@@ -199,6 +200,12 @@ export class LayeredReplica implements ReplicaDevice {
 
   /** One CONTROL request (control.ts). */
   control(req: ControlRequest, data: Uint8Array, opts: Signal = {}): Promise<ControlAnswer> {
+    if (req.op === 'layerRead' || req.op === 'readSnapshot' || req.op === 'snapshotAllocated') {
+      // The answer is built in memory: bounded as READ is (snapshotAllocated answers ranges, not bytes).
+      const max = req.op === 'snapshotAllocated' ? this.meta.size : MAX_IO;
+      const ok = Number.isSafeInteger(req.offset) && Number.isSafeInteger(req.length) && req.offset >= 0 && req.length >= 0 && req.length <= max && req.offset + req.length <= this.meta.size;
+      if (!ok) return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot ${req.op} ${req.offset}+${req.length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume or longer than ${max} bytes`));
+    }
     switch (req.op) {
       case 'snapshot':
         return this.snapshot(req.name, req).then((name) => ({ result: { name } }));
