@@ -34,7 +34,8 @@ export function conditionMap(conditions: readonly Condition[] | null | undefined
 
 /** Which actions a volume offers: Longhorn lists only those that make sense in the current state. */
 function actionsFor(v: Volume): string[] {
-  const actions = ['updateReplicaCount'];
+  // Snapshot actions apply attached or detached (a detached volume is attached without a frontend for them).
+  const actions = ['updateReplicaCount', 'snapshotCreate', 'snapshotList', 'snapshotGet', 'snapshotDelete', 'snapshotRevert', 'snapshotPurge'];
   if (v.metadata.deletionTimestamp) return [];
   if (v.spec?.nodeID) actions.unshift('detach');
   else actions.unshift('attach');
