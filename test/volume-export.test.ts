@@ -222,7 +222,15 @@ test('WaitForBackingImage: True while the export image is pending or in progress
   // Detached: the export attaches it without a frontend for the time of the export, then it is detached again.
   await vols.detach('vol-src');
   await cli('bi', 'create', 'exp-wait', '--from-volume', 'vol-src', '--export-type', 'qcow2');
-  const v = await vols.create('vol-w', { size: String(FS_SIZE), numberOfReplicas: 1, backingImage: 'exp-wait', frontend: 'nbd' });
+  // The waiting volume's replica goes to the export's node (one disk per node): what it waits for is the export,
+  // not a peer copy of it.
+  const exportNode = await waitFor('the export data source', async () => {
+    const r = await vols.req<{ spec?: { nodeID?: string } }>('GET', '/apis/longhorn.io/v1beta2/namespaces/longhorn-system/backingimagedatasources/exp-wait');
+    return r.json.spec?.nodeID || undefined;
+  }, 30_000);
+  const tagged = await vols.req('PUT', `/v1/nodes/${exportNode}`, { tags: ['exporter'] });
+  assert.equal(tagged.status, 200, JSON.stringify(tagged.json));
+  const v = await vols.create('vol-w', { size: String(FS_SIZE), numberOfReplicas: 1, backingImage: 'exp-wait', frontend: 'nbd', nodeSelector: ['exporter'] });
   assert.equal(v.status, 201, JSON.stringify(v.json));
   await vols.setNode('vol-w', 'node-2');
   const seen = await waitFor('vol-w waits for its backing image', async () => {
