@@ -21,12 +21,15 @@ import { instanceManagerController } from '../controllers/instance-manager/index
 import { replicaController } from '../controllers/replica/index.js';
 import { volumeController } from '../controllers/volume/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
+import type { Release } from '../release/index.js';
 
 export interface ControllerSetOptions {
   store: ResourceStore;
   metrics: Registry;
   signal: AbortSignal;
   log: (line: string) => void;
+  /** API ranges the manager's release speaks towards each data-plane component (default: the built-in release). */
+  apis?: Release['apis'];
 }
 
 export function startControllers(opts: ControllerSetOptions): { informers: InformerFactory; stopped: Promise<void> } {
@@ -35,9 +38,9 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const { store } = opts;
   const informers = new InformerFactory({ store });
   const events = new EventRecorder({ store, component: 'stratum-manager' });
-  const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE, ...(opts.apis ? { api: opts.apis['backing-image-manager'] } : {}) });
   const bids = dataSourceController({ store, informers, events });
-  const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE, ...(opts.apis ? { api: opts.apis['instance-manager'] } : {}) });
   const engines = engineController({ store, informers, events, managers: ims });
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),

@@ -22,6 +22,8 @@ import { loadManagerCredentials, policyContext } from './credentials.js';
 import { loadCatalog } from '../agent/images.js';
 import { podAdmission } from '../agent/pod-admission.js';
 import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
+import { registerUpgradeRoutes } from '../apiserver/longhorn-v1/upgrade.js';
+import { activeRelease, releaseSettings, upgrader } from './upgrade.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -31,8 +33,10 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Catalog images of data-plane components (Longhorn's --backing-image-manager-image); written to their settings. */
   images?: { backingImageManager?: string | undefined; instanceManager?: string | undefined };
-  /** Image catalog file added to the built-in one: Pods may use only catalog images (pod admission). */
-  imagesFile?: string;
+  /** Image catalog files added to the built-in one: Pods may use only catalog images (pod admission). */
+  imagesFiles?: readonly string[];
+  /** Asks the supervisor to restart this manager (an accepted upgrade); without it upgrades are refused. */
+  restart?: () => void;
   /** DNS names the API answers for besides IP literals and localhost (Host check against DNS rebinding). */
   advertiseHosts?: string[];
   /** Origins allowed to call the API from a browser on another origin; none: CORS off. */
@@ -68,22 +72,32 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission, volumeAdmission] });
   // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
-  store.addAdmission(podAdmission(loadCatalog(opts.imagesFile)));
+  // The active release (src/manager/upgrade.ts): its images join the catalog, its defaults and API ranges rule.
+  const active = activeRelease(opts.dataDir);
+  const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
+  store.addAdmission(podAdmission(loadCatalog(imagesFiles)));
   store.addAdmission(backingImageDataSourceAdmission);
   await ensureSettings(store);
-  // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
-  // ones, and the controllers then retire managers of the old image.
+  // The default images are the manager's to decide (read-only settings): an upgrade starts the manager on a new
+  // release, and the controllers then retire managers of the old image. Without a stored release, the legacy flags
+  // (--backing-image-manager-image) pin them, else the stored values stay.
   const pin = async (name: string, value: string | undefined) => {
     if (value) await store.patch('Setting', DEFAULT_NAMESPACE, name, 'merge', { value });
   };
-  await pin('default-backing-image-manager-image', opts.images?.backingImageManager);
-  await pin('default-instance-manager-image', opts.images?.instanceManager);
+  if (active.file) {
+    for (const [name, value] of Object.entries(releaseSettings(active.release))) await pin(name, value);
+  } else {
+    await pin('default-backing-image-manager-image', opts.images?.backingImageManager);
+    await pin('default-instance-manager-image', opts.images?.instanceManager);
+  }
+  log(`stratum manager: release ${active.release.version} (${active.source})`);
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
   const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
   useDataPlaneCredential(creds.dataPlaneHeaders);
-  const controllers = startControllers({ store, metrics, signal: opts.signal, log });
+  const controllers = startControllers({ store, metrics, signal: opts.signal, log, apis: active.release.apis });
+  const upgrades = upgrader({ store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log });
   const expiry = startEventExpiry({ store, ttlMs: opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS, signal: opts.signal, log });
   const api = await startApiServer({
     store,
@@ -99,6 +113,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     },
     extend: async (app) => {
       await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
+      registerUpgradeRoutes(app, upgrades);
       registerUiRoutes(app);
     },
   });

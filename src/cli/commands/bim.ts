@@ -59,8 +59,9 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
   if (!opts.diskUuid) throw new BimError('InvalidArgument', '--disk-uuid is required');
   const port = int('--port', opts.port, -1, 0, 65535);
   if (port < 0) throw new BimError('InvalidArgument', '--port is required');
-  const apiVersion = int('--api-version', opts.apiVersion, 1, 1);
-  const apiMinVersion = int('--api-min-version', opts.apiMinVersion, Math.min(1, apiVersion), 1);
+  // A pod gets its image's API range as STRATUM_API_VERSION / STRATUM_API_MIN_VERSION (the agent's imageEnv).
+  const apiVersion = int('--api-version', opts.apiVersion ?? process.env['STRATUM_API_VERSION'], 1, 1);
+  const apiMinVersion = int('--api-min-version', opts.apiMinVersion ?? process.env['STRATUM_API_MIN_VERSION'], Math.min(1, apiVersion), 1);
   if (apiMinVersion > apiVersion) throw new BimError('InvalidArgument', `--api-min-version ${apiMinVersion} is above --api-version ${apiVersion}`);
   const { startBim } = await import('../../bim/index.js');
   const bim = await startBim({

@@ -9,7 +9,7 @@ export interface ManagerFlags {
   dataDir: string;
   backingImageManagerImage?: string;
   instanceManagerImage?: string;
-  images?: string;
+  images?: string[];
   advertiseHost?: string[];
   corsOrigin?: string[];
   eventTtl?: string;
@@ -34,7 +34,9 @@ export async function runManagerCommand(o: ManagerFlags): Promise<void> {
     port,
     signal: ac.signal,
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
-    ...(o.images ? { imagesFile: resolve(o.images) } : {}),
+    imagesFiles: (o.images ?? []).map((f) => resolve(f)),
+    // Under `stratum up` an accepted upgrade asks `up` to restart this process on the new release.
+    ...(process.send ? { restart: () => process.send?.({ type: 'restart-manager' }) } : {}),
     advertiseHosts: o.advertiseHost ?? [],
     corsOrigins: o.corsOrigin ?? [],
     ...(ttl === undefined ? {} : { eventTtlMs: ttl * 1000 }),

@@ -26,11 +26,12 @@ import { CopyBackoff, NodeSyncLimiter } from './flow.js';
 
 type RO<T> = DeepReadonly<T>;
 
-/** The backing-image manager API range this controller speaks. */
-export const BIM_API = { min: 1, current: 1 };
+/** The backing-image manager API range this controller speaks unless the release says otherwise. */
+export const BIM_API = { min: 1, max: 1 };
 
-export function apiCompatible(min: number, current: number): boolean {
-  return !(BIM_API.min > current || BIM_API.current < min);
+/** Whether a manager speaking `min..current` can be talked to by a controller speaking `api`. */
+export function apiCompatible(api: { min: number; max: number }, min: number, current: number): boolean {
+  return !(api.min > current || api.max < min);
 }
 
 const BY_NODE = 'bimByNode';
@@ -43,11 +44,14 @@ export interface BimControllerOptions {
   namespace: string;
   workers?: number;
   now?: () => number;
+  /** The backing-image manager API range of the manager's release. */
+  api?: { min: number; max: number };
 }
 
 export function backingImageManagerController(opts: BimControllerOptions) {
   const { store, informers, events } = opts;
   const now = opts.now ?? Date.now;
+  const api = opts.api ?? BIM_API;
   const settings = settingsFrom(informers);
   const bims = informers.informerFor<BackingImageManager>('BackingImageManager');
   const bis = informers.informerFor<BackingImage>('BackingImage');
@@ -142,9 +146,9 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       refresh: (signal) => refreshFiles(bims.get(ns, name) ?? m, c, signal),
       down: () => controller.enqueue(key),
     });
-    if (!apiCompatible(m.status.apiMinVersion ?? 0, m.status.apiVersion)) {
+    if (!apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion)) {
       await setState(m, 'error');
-      events.event(m as never, 'Warning', 'Incompatible', `manager API ${m.status.apiMinVersion}..${m.status.apiVersion} is not compatible with ${BIM_API.min}..${BIM_API.current}`);
+      events.event(m as never, 'Warning', 'Incompatible', `manager API ${m.status.apiMinVersion}..${m.status.apiVersion} is not compatible with ${api.min}..${api.max}`);
       return;
     }
     return handleFiles(m, c);
@@ -276,7 +280,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   async function retire(m: RO<BackingImageManager>, pod: RO<Pod> | undefined) {
     const ns = m.metadata.namespace ?? '';
     const name = m.metadata.name ?? '';
-    const compatible = !m.status?.apiVersion || apiCompatible(m.status.apiMinVersion ?? 0, m.status.apiVersion);
+    const compatible = !m.status?.apiVersion || apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion);
     const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress');
     if (compatible && busy && podReady(pod)) return { requeueAfter: 2000 };
     events.event(m as never, 'Normal', 'Retired', compatible ? 'not the default image and idle: removed; the new manager re-adopts its files' : 'not the default image and API-incompatible: removed at once');

@@ -33,6 +33,8 @@ export interface InstanceManagerControllerOptions {
   informers: InformerFactory;
   events: EventRecorder;
   namespace: string;
+  /** The instance-manager API range of the manager's release (default IM_API). */
+  api?: { min: number; max: number };
 }
 
 export interface InstanceManagers {
@@ -58,6 +60,7 @@ function fromProcess(p: RO<InstanceProcess> | undefined): Instance | undefined {
 export function instanceManagerController(opts: InstanceManagerControllerOptions): InstanceManagers {
   const { store, informers, events, namespace } = opts;
   const settings = settingsFrom(informers);
+  const speaks = opts.api ?? { min: IM_API.min, max: IM_API.current };
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   const nodes = informers.informerFor<Node>('Node');
   const pods = informers.informerFor<Pod>('Pod');
@@ -107,8 +110,8 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
         st.ip = pod.status?.podIP ?? '';
       });
     }
-    if (IM_API.min > api.current || IM_API.current < api.min) {
-      await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${IM_API.min}..${IM_API.current}`);
+    if (speaks.min > api.current || speaks.max < api.min) {
+      await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${speaks.min}..${speaks.max}`);
       return;
     }
     monitors.ensure(nodeName, c.watchUrl(), {
