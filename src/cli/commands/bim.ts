@@ -71,6 +71,8 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
     host: opts.host ?? '127.0.0.1',
     port,
     versions: { apiVersion, apiMinVersion },
+    // The pod's image (the agent sets STRATUM_IMAGE): a manager of a new image takes the disk's files over.
+    image: process.env['STRATUM_IMAGE'],
     maxConcurrentSends: int('--max-concurrent-sends', opts.maxConcurrentSends, 3, 1, 1000),
     bandwidthLimit: opts.bandwidthLimit ? parseRate('--bandwidth-limit', opts.bandwidthLimit) : undefined,
     timeouts: timeoutsFromEnv(process.env),
@@ -92,7 +94,7 @@ export function bimCommand(): Command {
     .addOption(new Option('--api-version <n>', 'API version this manager reports').env('STRATUM_BIM_API_VERSION'))
     .addOption(new Option('--api-min-version <n>', 'oldest API version this manager still serves').env('STRATUM_BIM_API_MIN_VERSION'))
     .option('--max-concurrent-sends <n>', 'receivers one file is sent to at once (more get 429)', '3')
-    .option('--bandwidth-limit <bytes/s>', 'cap on the bytes per second this manager sends (e.g. 100Mi)')
+    .addOption(new Option('--bandwidth-limit <bytes/s>', 'cap on the bytes per second this manager sends (e.g. 100Mi)').env('STRATUM_BIM_BANDWIDTH_LIMIT'))
     .option('--cluster-secret-file <file>', `the cluster secret (default: $${CLUSTER_SECRET_ENV}, set by the node agent)`)
     .action(async (o: BimCommandOptions) => {
       const ac = new AbortController();

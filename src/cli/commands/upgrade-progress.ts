@@ -99,7 +99,8 @@ export async function follow(server: string, version: string, o: FollowOptions):
     if (o.signal.aborted) throw new Error(`the upgrade to ${version} did not complete in time; still waiting for: ${[...shown].join('; ') || 'the manager'}`);
     let s: UpgradeSnapshot;
     try {
-      s = await snapshot(server, AbortSignal.any([o.signal, AbortSignal.timeout(10_000)]));
+      // Not AbortSignal.any with the long-lived signal: every poll's composite would stay referenced by it.
+      s = await snapshot(server, AbortSignal.timeout(10_000));
     } catch {
       if (!unreachable) o.report('manager: restarting (not answering yet)');
       unreachable = true;

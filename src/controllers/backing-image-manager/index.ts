@@ -59,6 +59,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   const nodes = informers.informerFor<Node>('Node');
   const pods = informers.informerFor<Pod>('Pod');
   const monitors = new Monitors();
+  /** Managers whose pod reported its files to this process: before that, their status map is hearsay. */
+  const heard = new Set<string>();
   const backoff = new CopyBackoff(() => settings.int('backing-image-copy-retry-backoff-min') * 1000, () => settings.int('backing-image-copy-retry-backoff-max') * 1000, now);
   const limiter = new NodeSyncLimiter(now);
 
@@ -83,6 +85,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       st.backingImageFileMap = map;
       st.currentState = 'running';
     });
+    heard.add(`${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`);
   }
 
   const reconcile = async (key: string) => {
@@ -90,6 +93,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
     const m = bims.get(ns, name);
     if (!m) {
       monitors.stop(key);
+      heard.delete(key);
       return;
     }
     const podName = bimPodName(name);
@@ -129,6 +133,13 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
         await store.delete('Pod', ns, podName).catch(ignoreNotFound);
       }
+      return;
+    }
+    // A manager process that just started (an upgrade, a crash) has not heard from the pod: the copies it lists were
+    // reported to a predecessor. They are unknown until the pod reports them again (as Longhorn shows them while
+    // longhorn-manager restarts); the monitor's first refresh makes them ready, nothing is re-read or re-fetched.
+    if (!heard.has(key) && m.status?.currentState === 'running') {
+      await markUnknown(m, `the manager restarted: copies on this disk are unknown until pod ${podName} reports them`);
       return;
     }
     const c = new BimClient(ep);
@@ -281,8 +292,20 @@ export function backingImageManagerController(opts: BimControllerOptions) {
     const ns = m.metadata.namespace ?? '';
     const name = m.metadata.name ?? '';
     const compatible = !m.status?.apiVersion || apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion);
-    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress');
-    if (compatible && busy && podReady(pod)) return { requeueAfter: 2000 };
+    // In-flight work: copies being received, and copies being sent to a peer (a sync elsewhere reads from them).
+    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress' || (f.sendingReference ?? 0) > 0);
+    const ep = podEndpoint(pod);
+    if (compatible && busy && podReady(pod) && ep) {
+      // Keep hearing from it (this process may have just started): its map tells when the work is done.
+      const c = new BimClient(ep);
+      const key = `${ns}/${name}`;
+      monitors.ensure(key, c.watchUrl(), {
+        refresh: (signal) => refreshFiles(bims.get(ns, name) ?? m, c, signal),
+        down: () => controller.enqueue(key),
+      });
+      return { requeueAfter: 2000 };
+    }
+    monitors.stop(`${ns}/${name}`);
     events.event(m as never, 'Normal', 'Retired', compatible ? 'not the default image and idle: removed; the new manager re-adopts its files' : 'not the default image and API-incompatible: removed at once');
     await store.delete('BackingImageManager', ns, name).catch(ignoreNotFound);
     return undefined;
