@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { killRecordedCluster, readCluster, startUp, type Proc } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { freePort, kubectl, stratum, tempDir, waitFor } from './helpers/processes.js';
+import { CLI, freePort, kubectl, run, stratum, tempDir, waitFor } from './helpers/processes.js';
 import { BASE, bims, copyInodes, getJson, keepVerifying, MiB, pods, randomImage, releaseFile, VolumeModel } from './helpers/upgrade.js';
 import { Volumes } from './helpers/volumes.js';
 
@@ -161,7 +161,7 @@ test('scenario 2: an upgrade to an incompatible backing-image manager retires th
   // 5. The upgrade, while the volumes are read again and again.
   const checker = keepVerifying(vols, models);
   const file = releaseFile(files.path, 'release-2.0.0.yaml', INCOMPATIBLE);
-  const r = await stratum(url, ['upgrade', '--images', file, '--wait', '--timeout', '5m']);
+  const r = await run(process.execPath, [CLI, '--server', url, 'upgrade', '--images', file, '--wait', '--timeout', '5m'], { timeoutMs: 330_000 });
   const reads = await checker.stop();
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stderr, /release 2\.0\.0 accepted \(was 1\.0\.0\)/);
