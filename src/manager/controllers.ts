@@ -21,7 +21,9 @@ import { instanceManagerController } from '../controllers/instance-manager/index
 import { replicaController } from '../controllers/replica/index.js';
 import { volumeController } from '../controllers/volume/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
-import type { Release } from '../release/index.js';
+import { BUILTIN_RELEASE, type Release } from '../release/index.js';
+import { engineImageController, type ImageInfo } from '../controllers/engine-image/index.js';
+import { engineUpgradeController } from '../controllers/engine-upgrade/index.js';
 
 export interface ControllerSetOptions {
   store: ResourceStore;
@@ -30,6 +32,8 @@ export interface ControllerSetOptions {
   log: (line: string) => void;
   /** API ranges the manager's release speaks towards each data-plane component (default: the built-in release). */
   apis?: Release['apis'];
+  /** What the manager's catalog says of an image (EngineImage versions and API ranges). */
+  imageInfo?: (image: string) => ImageInfo | undefined;
 }
 
 export function startControllers(opts: ControllerSetOptions): { informers: InformerFactory; stopped: Promise<void> } {
@@ -54,6 +58,8 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     replicaController({ store, informers, events, managers: ims }),
     engines.controller,
     volumeController({ store, informers, events }),
+    engineImageController({ store, informers, namespace: DEFAULT_NAMESPACE, imageInfo: opts.imageInfo ?? (() => undefined), api: (opts.apis ?? BUILTIN_RELEASE.apis).engine }),
+    engineUpgradeController({ store, informers, events }),
     provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),

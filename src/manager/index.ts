@@ -96,7 +96,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
   const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
   useDataPlaneCredential(creds.dataPlaneHeaders);
-  const controllers = startControllers({ store, metrics, signal: opts.signal, log, apis: active.release.apis });
+  const catalog = loadCatalog(imagesFiles);
+  const controllers = startControllers({ store, metrics, signal: opts.signal, log, apis: active.release.apis, imageInfo: (image) => catalog.get(image) });
   const upgrades = upgrader({ store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log });
   const expiry = startEventExpiry({ store, ttlMs: opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS, signal: opts.signal, log });
   const api = await startApiServer({

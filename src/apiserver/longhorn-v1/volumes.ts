@@ -16,8 +16,9 @@ import type { Store } from '../../store/types.js';
 import { collection, requireObject } from './common.js';
 import { parseSize } from './quantity.js';
 import { volumeResource, type VolumeParts } from './volume-resource.js';
+import { engineUpgrade } from './volume-upgrade.js';
 
-const ACTIONS = ['attach', 'detach', 'updateReplicaCount'];
+const ACTIONS = ['attach', 'detach', 'updateReplicaCount', 'engineUpgrade'];
 const MAX_CONFLICT_RETRIES = 8;
 
 /** Create-body fields whose /v1 name is the spec field's name; empty values mean "the default". */
@@ -221,6 +222,8 @@ export function registerVolumeRoutes(app: FastifyInstance, store: Store): void {
         const { object } = await store.patch<Volume>('Volume', DEFAULT_NAMESPACE, name, 'merge', { spec: { numberOfReplicas: body['replicaCount'] } });
         return one(req, object);
       }
+      case 'engineUpgrade':
+        return one(req, await engineUpgrade(store, name, body));
       default:
         throw new StoreError('BadRequest', `unknown action "${action ?? ''}" on volume "${name}": use one of ${ACTIONS.join(', ')}`);
     }

@@ -18,6 +18,7 @@ type Bim = Obj<{ image?: string; nodeID?: string; diskUUID?: string; backingImag
   apiMinVersion?: number;
   backingImageFileMap?: Record<string, { state?: string; progress?: number; message?: string }>;
 }>;
+type Vol = Obj<{ image?: string; nodeID?: string }, { currentImage?: string; state?: string }>;
 type Im = Obj<{ image?: string; nodeID?: string }, { currentState?: string; apiVersion?: number; apiMinVersion?: number; instanceEngines?: Record<string, unknown>; instanceReplicas?: Record<string, unknown> }>;
 
 export interface UpgradeSnapshot {
@@ -26,6 +27,7 @@ export interface UpgradeSnapshot {
   defaults: Record<string, string>;
   backingImageManagers: Bim[];
   instanceManagers: Im[];
+  volumes: Vol[];
 }
 
 const BUSY = ['pending', 'starting', 'in-progress'];
@@ -38,7 +40,8 @@ export async function snapshot(server: string, signal?: AbortSignal): Promise<Up
   for (const s of settings.data) if (s.name.startsWith('default-') && s.name.endsWith('-image')) defaults[s.name] = s.value;
   const bims = await get<{ items: Bim[] }>(`${BASE}/backingimagemanagers`);
   const ims = await get<{ items: Im[] }>(`${BASE}/instancemanagers`);
-  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items };
+  const vols = await get<{ items: Vol[] }>(`${BASE}/volumes`);
+  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items, volumes: vols.items };
 }
 
 const pct = (p: number | undefined) => (p === undefined ? '' : ` ${p}%`);
@@ -77,6 +80,12 @@ export function waiting(s: UpgradeSnapshot): string[] {
       const why = f.state === 'failed' ? ' (taken over in progress: synced again from a ready copy after the backoff)' : '';
       out.push(`${where}: copy of ${bi} ${f.state}${pct(f.progress)}${why}`);
     }
+  }
+  // Engine upgrades in progress (a detached volume's is offline and quick; an attached one's waits, see its events).
+  for (const v of s.volumes) {
+    const from = v.status?.currentImage;
+    if (!v.spec?.image || !from || v.spec.image === from || v.status?.state !== 'detached') continue;
+    out.push(`volume ${v.metadata.name}: engine image ${from} -> ${v.spec.image} (offline)`);
   }
   return out;
 }
@@ -136,6 +145,11 @@ export function summary(before: UpgradeSnapshot, after: UpgradeSnapshot, ms: num
       (retired.length > 0 ? `; retired ${retired.map((m) => `${m.metadata.name} (${m.spec?.image}, ${m.spec?.nodeID})`).join(', ')}` : '; none retired'),
     `  instance managers: ${after.instanceManagers.length} running ${[...new Set(after.instanceManagers.map((m) => m.spec?.image))].join(', ')}`,
   ];
+  const engine = after.defaults['default-engine-image'];
+  const on = after.volumes.filter((v) => v.status?.currentImage === engine).length;
+  const stuck = after.volumes.filter((v) => v.status?.currentImage !== engine && v.status?.state !== 'detached').map((v) => v.metadata.name);
+  lines.push(`  volumes: ${on} of ${after.volumes.length} run engine image ${engine}` +
+    (stuck.length > 0 ? `; attached ones on another image wait (live engine swap not implemented yet): ${stuck.join(', ')}` : ''));
   for (const name of ['default-backing-image-manager-image', 'default-instance-manager-image', 'default-engine-image']) {
     const a = before.defaults[name];
     const b = after.defaults[name];

@@ -1,0 +1,153 @@
+// The engine-upgrade controller (issue 12): which engine image each Volume runs. Longhorn's fields: spec.image is
+// the image the volume should run, status.currentImage the one it runs; they differ while it is being upgraded.
+// Per volume:
+//   defaultImage (a volume without spec.image gets default-engine-image) → recordCurrent (a volume with no engine
+//   runs nothing: currentImage follows spec.image at once — the offline upgrade) → waitLive (an attached volume
+//   whose spec.image changed: a live engine swap is not implemented yet, TODO(#12); it waits and says so) →
+//   autoUpgrade (with concurrent-automatic-engine-upgrade-per-node-limit N > 0, a detached volume not on the
+//   default image is moved to it when fewer than N volumes of its node are being upgraded; an attached volume
+//   waits and says why: degraded, rebuilding or not healthy — or, healthy, that the live swap is not there yet).
+// Waiting is said by a Normal event `EngineUpgradeWaiting` on the volume, once per reason.
+// Kept apart from the volume controller (its own files, its own queue with one worker so that the per-node
+// count it keeps is exact).
+
+import type { Engine } from '../../api/engine.js';
+import type { DeepReadonly } from '../../api/meta.js';
+import type { Replica } from '../../api/replica.js';
+import type { Volume } from '../../api/volume.js';
+import { Controller } from '../../controller-kit/controller.js';
+import type { EventRecorder } from '../../controller-kit/events.js';
+import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import type { Store } from '../../store/types.js';
+import { settingsFrom } from '../common/settings.js';
+import { mutateStatus } from '../common/status.js';
+
+type RO<T> = DeepReadonly<T>;
+
+const REPLICAS_OF = 'replicasOfVolumeForUpgrade';
+const ENGINES_OF = 'enginesOfVolumeForUpgrade';
+export const LIMIT_SETTING = 'concurrent-automatic-engine-upgrade-per-node-limit';
+
+export interface EngineUpgradeOptions {
+  store: Store;
+  informers: InformerFactory;
+  events: EventRecorder;
+}
+
+/** A volume is being upgraded while it should run another image than it does. */
+export function upgrading(v: RO<Volume>): boolean {
+  return !!v.spec?.image && !!v.status?.currentImage && v.spec.image !== v.status.currentImage;
+}
+
+export function engineUpgradeController(opts: EngineUpgradeOptions): Controller {
+  const { store, informers, events } = opts;
+  const settings = settingsFrom(informers);
+  const volumes = informers.informerFor<Volume>('Volume');
+  const replicas = informers.informerFor<Replica>('Replica');
+  const engines = informers.informerFor<Engine>('Engine');
+  replicas.addIndex(REPLICAS_OF, (r) => (r.spec?.volumeName ? [r.spec.volumeName] : []));
+  engines.addIndex(ENGINES_OF, (e) => (e.spec?.volumeName ? [e.spec.volumeName] : []));
+  /** The last waiting reason said per volume: said again only when it changes. */
+  const said = new Map<string, string>();
+  /** Upgrades this process started and has not seen finish (volume key → node): the cache may lag behind them. */
+  const started = new Map<string, string>();
+
+  /** The node a volume's upgrade counts against: where it is attached, else where its first replica lives. */
+  const nodeOf = (v: RO<Volume>) => {
+    const ns = v.metadata.namespace ?? '';
+    const first = replicas.byIndex(REPLICAS_OF, v.metadata.name ?? '').filter((r) => r.metadata.namespace === ns).map((r) => r.spec?.nodeID ?? '').sort()[0];
+    return v.status?.currentNodeID || v.spec?.nodeID || first || '';
+  };
+  const attachedOrAttaching = (v: RO<Volume>) => !!v.spec?.nodeID || !!v.status?.currentNodeID || (v.status?.state !== 'detached' && v.status?.state !== 'creating' && !!v.status?.state);
+
+  const wait = (v: RO<Volume>, why: string) => {
+    const key = `${v.metadata.namespace}/${v.metadata.name}`;
+    if (said.get(key) === why) return;
+    said.set(key, why);
+    events.event(v as never, 'Normal', 'EngineUpgradeWaiting', why);
+  };
+
+  const reconcile = async (key: string) => {
+    const [ns = '', name = ''] = key.split('/');
+    const v = volumes.get(ns, name);
+    if (!v || v.metadata.deletionTimestamp) {
+      said.delete(key);
+      started.delete(key);
+      return;
+    }
+    const def = settings.string('default-engine-image');
+    // defaultImage
+    if (!v.spec?.image) {
+      await store.patch('Volume', ns, name, 'merge', { spec: { image: def }, metadata: { resourceVersion: v.metadata.resourceVersion } });
+      return;
+    }
+    // recordCurrent: no engine runs, so nothing needs swapping.
+    const running = engines.byIndex(ENGINES_OF, name).some((e) => e.metadata.namespace === ns && e.status?.currentState === 'running');
+    if (!running && !attachedOrAttaching(v) && v.status?.currentImage !== v.spec.image) {
+      const from = v.status?.currentImage;
+      await mutateStatus<Volume>(store, 'Volume', ns, name, (st) => void (st.currentImage = v.spec?.image ?? ''));
+      if (from) events.event(v as never, 'Normal', 'EngineUpgraded', `offline: the detached volume now uses engine image ${v.spec.image} (was ${from})`);
+      said.delete(key);
+      started.delete(key);
+      return;
+    }
+    if (!v.status?.currentImage) {
+      // Attached before this controller knew it: it runs what it was asked to run.
+      await mutateStatus<Volume>(store, 'Volume', ns, name, (st) => void (st.currentImage = v.spec?.image ?? ''));
+      return;
+    }
+    // waitLive
+    if (upgrading(v)) {
+      wait(v, `waiting: the volume is attached; moving an attached volume's engine to ${v.spec.image} live is not implemented yet (TODO(#12)); detach it to upgrade offline`);
+      return { requeueAfter: 10_000 };
+    }
+    // autoUpgrade
+    const limit = settings.int(LIMIT_SETTING);
+    if (limit <= 0 || v.spec.image === def) return;
+    if (attachedOrAttaching(v)) {
+      if (v.status.state !== 'attached' || v.status.robustness !== 'healthy') {
+        wait(v, `waiting for automatic engine upgrade to ${def}: the volume is ${v.status.state ?? 'unknown'} and ${v.status.robustness || 'of unknown health'}; it is upgraded once attached and healthy, or detached`);
+        return { requeueAfter: 5000 };
+      }
+      const e = engines.byIndex(ENGINES_OF, name).find((x) => x.metadata.namespace === ns);
+      const rebuilding = Object.entries(e?.status?.replicaModeMap ?? {}).filter(([, m]) => m === 'WO').map(([r]) => r);
+      if (rebuilding.length > 0) {
+        wait(v, `waiting for automatic engine upgrade to ${def}: replica ${rebuilding.join(', ')} is rebuilding`);
+        return { requeueAfter: 5000 };
+      }
+      // Not started at all rather than started and stuck: a stuck one would hold its node's slot (TODO(#12)).
+      wait(v, `waiting for automatic engine upgrade to ${def}: the volume is attached and healthy, but a live engine swap is not implemented yet (TODO(#12)); detach it to have it upgraded offline`);
+      return { requeueAfter: 30_000 };
+    }
+    const node = nodeOf(v);
+    const busy = [...new Set([
+      ...volumes.list().filter((o) => o.metadata.name !== name && upgrading(o) && nodeOf(o) === node).map((o) => `${o.metadata.namespace}/${o.metadata.name}`),
+      ...[...started].filter(([k, n]) => k !== key && n === node).map(([k]) => k),
+    ])].map((k) => k.split('/')[1]);
+    if (busy.length >= limit) {
+      wait(v, `waiting for automatic engine upgrade to ${def}: ${busy.join(', ')} on ${node || 'its node'} already upgrading (per-node limit ${limit})`);
+      return { requeueAfter: 2000 };
+    }
+    await store.patch('Volume', ns, name, 'merge', { spec: { image: def }, metadata: { resourceVersion: v.metadata.resourceVersion } });
+    started.set(key, node);
+    events.event(v as never, 'Normal', 'EngineUpgradeStarted', `automatic engine upgrade from ${v.spec.image} to ${def}${node ? ` (node ${node})` : ''}`);
+    return undefined;
+  };
+
+  const controller = new Controller({ name: 'engine-upgrade', workers: 1, reconcile });
+  volumes.addEventHandler({ onAdd: (v) => controller.enqueueObject(v as never), onUpdate: (_a, b) => controller.enqueueObject(b as never), onDelete: (v) => controller.enqueueObject(v as never) });
+  engines.addEventHandler({
+    onUpdate: (a, b) => {
+      if (a.status?.currentState !== b.status?.currentState && b.spec?.volumeName) controller.enqueue(`${b.metadata.namespace ?? ''}/${b.spec.volumeName}`);
+    },
+  });
+  // A changed default or limit concerns every volume (an upgrade is rare; there is no finer key).
+  informers.informerFor('Setting').addEventHandler({
+    onUpdate: (a, b) => {
+      const n = b.metadata.name;
+      if ((n !== 'default-engine-image' && n !== LIMIT_SETTING) || a['value'] === b['value']) return;
+      for (const v of volumes.list()) controller.enqueueObject(v as never);
+    },
+  });
+  return controller;
+}
