@@ -59,7 +59,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     engines.controller,
     volumeController({ store, informers, events }),
     engineImageController({ store, informers, namespace: DEFAULT_NAMESPACE, imageInfo: opts.imageInfo ?? (() => undefined), api: (opts.apis ?? BUILTIN_RELEASE.apis).engine }),
-    engineUpgradeController({ store, informers, events }),
+    engineUpgradeController({ store, informers, events, managers: ims }),
     provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),

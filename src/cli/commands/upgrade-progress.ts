@@ -28,6 +28,8 @@ export interface UpgradeSnapshot {
   backingImageManagers: Bim[];
   instanceManagers: Im[];
   volumes: Vol[];
+  /** concurrent-automatic-engine-upgrade-per-node-limit: 0 means volumes are not moved automatically. */
+  engineUpgradeLimit: number;
 }
 
 const BUSY = ['pending', 'starting', 'in-progress'];
@@ -38,10 +40,11 @@ export async function snapshot(server: string, signal?: AbortSignal): Promise<Up
   const settings = await get<{ data: { name: string; value: string }[] }>('/v1/settings');
   const defaults: Record<string, string> = {};
   for (const s of settings.data) if (s.name.startsWith('default-') && s.name.endsWith('-image')) defaults[s.name] = s.value;
+  const limit = Number(settings.data.find((s) => s.name === 'concurrent-automatic-engine-upgrade-per-node-limit')?.value ?? '0');
   const bims = await get<{ items: Bim[] }>(`${BASE}/backingimagemanagers`);
   const ims = await get<{ items: Im[] }>(`${BASE}/instancemanagers`);
   const vols = await get<{ items: Vol[] }>(`${BASE}/volumes`);
-  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items, volumes: vols.items };
+  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items, volumes: vols.items, engineUpgradeLimit: limit };
 }
 
 const pct = (p: number | undefined) => (p === undefined ? '' : ` ${p}%`);
@@ -81,11 +84,15 @@ export function waiting(s: UpgradeSnapshot): string[] {
       out.push(`${where}: copy of ${bi} ${f.state}${pct(f.progress)}${why}`);
     }
   }
-  // Engine upgrades in progress (a detached volume's is offline and quick; an attached one's waits, see its events).
+  // Engines: with automatic upgrade on, every volume moves to the default engine image (a detached one offline, an
+  // attached one live, at most the limit per node); with it off, only volumes already asked to move are waited for.
+  const engine = s.defaults['default-engine-image'] ?? '';
   for (const v of s.volumes) {
     const from = v.status?.currentImage;
-    if (!v.spec?.image || !from || v.spec.image === from || v.status?.state !== 'detached') continue;
-    out.push(`volume ${v.metadata.name}: engine image ${from} -> ${v.spec.image} (offline)`);
+    if (!from) continue;
+    const how = v.status?.state === 'detached' ? 'offline' : 'live';
+    if (v.spec?.image && v.spec.image !== from) out.push(`volume ${v.metadata.name}: engine image ${from} -> ${v.spec.image} (${how}, in progress)`);
+    else if (s.engineUpgradeLimit > 0 && from !== engine) out.push(`volume ${v.metadata.name}: engine image ${from}, waits for a slot of its node to move to ${engine} (${how}; its events say why it waits)`);
   }
   return out;
 }
@@ -147,9 +154,8 @@ export function summary(before: UpgradeSnapshot, after: UpgradeSnapshot, ms: num
   ];
   const engine = after.defaults['default-engine-image'];
   const on = after.volumes.filter((v) => v.status?.currentImage === engine).length;
-  const stuck = after.volumes.filter((v) => v.status?.currentImage !== engine && v.status?.state !== 'detached').map((v) => v.metadata.name);
-  lines.push(`  volumes: ${on} of ${after.volumes.length} run engine image ${engine}` +
-    (stuck.length > 0 ? `; attached ones on another image wait (live engine swap not implemented yet): ${stuck.join(', ')}` : ''));
+  const others = after.volumes.filter((v) => v.status?.currentImage !== engine).map((v) => `${v.metadata.name} (${v.status?.currentImage})`);
+  lines.push(`  volumes: ${on} of ${after.volumes.length} run engine image ${engine}` + (others.length > 0 ? `; on another image: ${others.join(', ')}` : ''));
   for (const name of ['default-backing-image-manager-image', 'default-instance-manager-image', 'default-engine-image']) {
     const a = before.defaults[name];
     const b = after.defaults[name];

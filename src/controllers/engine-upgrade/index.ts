@@ -2,11 +2,11 @@
 // the image the volume should run, status.currentImage the one it runs; they differ while it is being upgraded.
 // Per volume:
 //   defaultImage (a volume without spec.image gets default-engine-image) → recordCurrent (a volume with no engine
-//   runs nothing: currentImage follows spec.image at once — the offline upgrade) → waitLive (an attached volume
-//   whose spec.image changed: a live engine swap is not implemented yet, TODO(#12); it waits and says so) →
-//   autoUpgrade (with concurrent-automatic-engine-upgrade-per-node-limit N > 0, a detached volume not on the
-//   default image is moved to it when fewer than N volumes of its node are being upgraded; an attached volume
-//   waits and says why: degraded, rebuilding or not healthy — or, healthy, that the live swap is not there yet).
+//   runs nothing: currentImage follows spec.image at once — the offline upgrade) → swapLive (an attached, healthy
+//   volume whose spec.image changed gets its engine swapped under its frontend by its instance manager, then
+//   currentImage follows; docs/upgrade.md) → autoUpgrade (with concurrent-automatic-engine-upgrade-per-node-limit
+//   N > 0, a volume not on the default image is moved to it when fewer than N volumes of its node are being
+//   upgraded; an attached one that is degraded, rebuilding or not healthy waits and says why).
 // Waiting is said by a Normal event `EngineUpgradeWaiting` on the volume, once per reason.
 // Kept apart from the volume controller (its own files, its own queue with one worker so that the per-node
 // count it keeps is exact).
@@ -21,6 +21,7 @@ import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { Store } from '../../store/types.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
+import type { InstanceManagers } from '../instance-manager/index.js';
 
 type RO<T> = DeepReadonly<T>;
 
@@ -32,6 +33,7 @@ export interface EngineUpgradeOptions {
   store: Store;
   informers: InformerFactory;
   events: EventRecorder;
+  managers: InstanceManagers;
 }
 
 /** A volume is being upgraded while it should run another image than it does. */
@@ -40,7 +42,7 @@ export function upgrading(v: RO<Volume>): boolean {
 }
 
 export function engineUpgradeController(opts: EngineUpgradeOptions): Controller {
-  const { store, informers, events } = opts;
+  const { store, informers, events, managers } = opts;
   const settings = settingsFrom(informers);
   const volumes = informers.informerFor<Volume>('Volume');
   const replicas = informers.informerFor<Replica>('Replica');
@@ -96,10 +98,30 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
       await mutateStatus<Volume>(store, 'Volume', ns, name, (st) => void (st.currentImage = v.spec?.image ?? ''));
       return;
     }
-    // waitLive
+    // swapLive: an attached volume asked to run another image gets its engine swapped under its frontend.
     if (upgrading(v)) {
-      wait(v, `waiting: the volume is attached; moving an attached volume's engine to ${v.spec.image} live is not implemented yet (TODO(#12)); detach it to upgrade offline`);
-      return { requeueAfter: 10_000 };
+      if (v.status.state !== 'attached' || v.status.robustness !== 'healthy') {
+        wait(v, `waiting to move the engine to ${v.spec.image} live: the volume is ${v.status.state ?? 'unknown'} and ${v.status.robustness || 'of unknown health'}; it moves once attached and healthy`);
+        return { requeueAfter: 5000 };
+      }
+      const e = engines.byIndex(ENGINES_OF, name).find((x) => x.metadata.namespace === ns && x.status?.currentState === 'running');
+      const rebuilding = Object.entries(e?.status?.replicaModeMap ?? {}).filter(([, m]) => m === 'WO').map(([r]) => r);
+      if (!e || rebuilding.length > 0) {
+        wait(v, `waiting to move the engine to ${v.spec.image} live: ${!e ? 'its engine is not running' : `replica ${rebuilding.join(', ')} is rebuilding`}`);
+        return { requeueAfter: 5000 };
+      }
+      const m = managers.managerFor(e.spec?.nodeID ?? '');
+      if (!('client' in m)) {
+        wait(v, `waiting to move the engine to ${v.spec.image} live: ${m.problem}`);
+        return { requeueAfter: 5000 };
+      }
+      const from = v.status.currentImage;
+      const r = await m.client.swapEngine(e.metadata.name ?? '', v.spec.image);
+      await mutateStatus<Volume>(store, 'Volume', ns, name, (st) => void (st.currentImage = v.spec?.image ?? ''));
+      events.event(v as never, 'Normal', 'EngineUpgraded', `live: engine ${e.metadata.name} swapped from image ${from} to ${v.spec.image} on ${e.spec?.nodeID}; I/O was held ${r.heldMs} ms, no connection was closed`);
+      said.delete(key);
+      started.delete(key);
+      return;
     }
     // autoUpgrade
     const limit = settings.int(LIMIT_SETTING);
@@ -115,9 +137,6 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
         wait(v, `waiting for automatic engine upgrade to ${def}: replica ${rebuilding.join(', ')} is rebuilding`);
         return { requeueAfter: 5000 };
       }
-      // Not started at all rather than started and stuck: a stuck one would hold its node's slot (TODO(#12)).
-      wait(v, `waiting for automatic engine upgrade to ${def}: the volume is attached and healthy, but a live engine swap is not implemented yet (TODO(#12)); detach it to have it upgraded offline`);
-      return { requeueAfter: 30_000 };
     }
     const node = nodeOf(v);
     const busy = [...new Set([
