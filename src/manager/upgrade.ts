@@ -67,7 +67,6 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       const expanded = dir === undefined ? text : text.replaceAll('{dir}', dir);
       const source = name ?? 'the release file';
       const release = parseRelease(expanded, source);
-      await refuseInstanceManagerChange(o.store, release);
       const base = loadCatalog(o.imagesFiles).list();
       const catalog = releaseCatalog(release, base, source, { ...defaultContext(), dir: dir ?? process.cwd() });
       await validateRelease(release, catalog, await runningInstances(o.store), { source });
@@ -86,19 +85,6 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       return { release, previous };
     },
   };
-}
-
-/**
- * Moving replicas and engines to instance managers of another image is not implemented yet: the instance-manager
- * controller would start every instance again on the new manager while the old one still holds it (the replica
- * lock refuses, volumes fault). Refused before anything changes, until it is.
- */
-async function refuseInstanceManagerChange(store: Store, release: Release): Promise<void> {
-  const current = (await store.get<{ apiVersion: string; kind: string; metadata: object; value?: string }>('Setting', DEFAULT_NAMESPACE, 'default-instance-manager-image')).value ?? '';
-  const wanted = release.defaults['instance-manager'];
-  if (current === '' || wanted === current) return;
-  throw new ReleaseError('IncompatibleRelease',
-    `release refused, nothing was changed: defaults.instance-manager: "${wanted}" differs from the running "${current}", and moving replicas and engines between instance managers is not implemented yet (TODO(#12))`);
 }
 
 /** The release as a pinned setting value per default-*-image setting. */

@@ -150,8 +150,16 @@ export function summary(before: UpgradeSnapshot, after: UpgradeSnapshot, ms: num
     `upgraded to release ${after.release.release.version} (from ${before.release.release.version}) in ${Math.round(ms / 1000)} s`,
     `  backing-image managers: ${after.backingImageManagers.length} running ${after.defaults['default-backing-image-manager-image']}` +
       (retired.length > 0 ? `; retired ${retired.map((m) => `${m.metadata.name} (${m.spec?.image}, ${m.spec?.nodeID})`).join(', ')}` : '; none retired'),
-    `  instance managers: ${after.instanceManagers.length} running ${[...new Set(after.instanceManagers.map((m) => m.spec?.image))].join(', ')}`,
+    `  instance managers: ${after.instanceManagers.length} of ${[...new Set(after.instanceManagers.map((m) => m.spec?.image))].join(', ')}`,
   ];
+  // An instance manager of an older image keeps what it hosts (attached volumes) until it is empty; it is not waited
+  // for: detaching a volume, or its next attach, moves it to the new one.
+  const imImage = after.defaults['default-instance-manager-image'];
+  const oldIms = after.instanceManagers.filter((m) => m.spec?.image !== imImage);
+  if (oldIms.length > 0) {
+    lines.push(`  instance managers of an older image, retired once empty (detach their volumes to move them): ${oldIms.map((m) =>
+      `${m.metadata.name} (${m.spec?.image}, ${m.spec?.nodeID}: ${Object.keys(m.status?.instanceEngines ?? {}).length} engine(s), ${Object.keys(m.status?.instanceReplicas ?? {}).length} replica(s))`).join(', ')}`);
+  }
   const engine = after.defaults['default-engine-image'];
   const on = after.volumes.filter((v) => v.status?.currentImage === engine).length;
   const others = after.volumes.filter((v) => v.status?.currentImage !== engine).map((v) => `${v.metadata.name} (${v.status?.currentImage})`);

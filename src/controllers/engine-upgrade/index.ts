@@ -110,7 +110,7 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
         wait(v, `waiting to move the engine to ${v.spec.image} live: ${!e ? 'its engine is not running' : `replica ${rebuilding.join(', ')} is rebuilding`}`);
         return { requeueAfter: 5000 };
       }
-      const m = managers.managerFor(e.spec?.nodeID ?? '');
+      const m = managers.managerFor(e.spec?.nodeID ?? '', e.metadata.name ?? '');
       if (!('client' in m)) {
         wait(v, `waiting to move the engine to ${v.spec.image} live: ${m.problem}`);
         return { requeueAfter: 5000 };
