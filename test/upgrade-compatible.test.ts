@@ -4,7 +4,8 @@
 // steps 7 and 8: old managers go only after their in-flight work, files are never removed, the new managers own
 // every file (ready ones taken over without a transfer, in-progress ones failed then synced again), the volumes —
 // including the one attached across the upgrade — read back what was written, and everything can be deleted.
-// Engine upgrades (the per-node limit) are not implemented yet (TODO(#12)).
+// The new engine image is rolled out live to the attached volumes, never more than one per node at a time (a watch
+// of the volumes shows it).
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -116,6 +117,7 @@ test('scenario 1 (backing images): a compatible backing-image manager upgrade wh
   const smallInodes = copyInodes(diskPaths, 'bi-small', uuidOf('bi-small'));
   const largeReadyInodes = copyInodes(diskPaths.filter((d) => before.find((m) => m.spec.diskPath === d)?.status?.backingImageFileMap?.['bi-large']?.state === 'ready'), 'bi-large', uuidOf('bi-large'));
   const rv = (await getJson<{ metadata: { resourceVersion: string } }>(url, `${BASE}/backingimagemanagers`)).metadata.resourceVersion;
+  const volRv = (await getJson<{ metadata: { resourceVersion: string } }>(url, `${BASE}/volumes`)).metadata.resourceVersion;
   const file = releaseFile(files.path, 'release-1.1.0.yaml', RELEASE);
   const upgrade = await run(process.execPath, [CLI, '--server', url, 'upgrade', '--images', file, '--wait', '--timeout', '10m'], { timeoutMs: 660_000 });
   assert.equal(upgrade.code, 0, `${upgrade.stdout}\n${upgrade.stderr}`);
@@ -167,6 +169,30 @@ test('scenario 1 (backing images): a compatible backing-image manager upgrade wh
     assert.ok((await vols.replicas(v)).every((x) => !x.spec.failedAt), `${v}: no replica failed`);
   }
   assert.equal(await model.verify(vols), undefined);
+  // The new engine image: every volume runs it, the attached ones were moved live, at most one per node at a time.
+  for (const v of ['vol-1', 'vol-2']) {
+    assert.equal((await getJson<{ status?: { currentImage?: string } }>(url, `${BASE}/volumes/${v}`)).status?.currentImage, 'stratum-engine:v2', v);
+    assert.ok((await vols.eventsFor(v)).some((m) => /^live: engine .* swapped from image stratum-engine:v1 to stratum-engine:v2/.test(m)), `${v}: moved live`);
+  }
+  await waitFor('vol-3 on the new engine image', async () => (await getJson<{ status?: { currentImage?: string } }>(url, `${BASE}/volumes/vol-3`)).status?.currentImage === 'stratum-engine:v2', 240_000);
+  const vw = await kubectl(url, ['get', '--raw', `${BASE}/volumes?watch=1&resourceVersion=${volRv}&timeoutSeconds=2`]);
+  assert.equal(vw.code, 0, vw.stderr);
+  const vstate = new Map<string, { spec: { image?: string }; status?: { currentImage?: string; currentNodeID?: string } }>();
+  let most = 0;
+  for (const line of vw.stdout.split('\n').filter((l) => l.trim())) {
+    const ev = JSON.parse(line) as { object: { metadata: { name: string }; spec: { image?: string }; status?: { currentImage?: string; currentNodeID?: string } } };
+    vstate.set(ev.object.metadata.name, ev.object);
+    const perNode = new Map<string, number>();
+    for (const v of vstate.values()) {
+      if (!v.spec.image || !v.status?.currentImage || v.spec.image === v.status.currentImage) continue;
+      const node = v.status.currentNodeID || '?';
+      perNode.set(node, (perNode.get(node) ?? 0) + 1);
+    }
+    const m = Math.max(0, ...perNode.values());
+    assert.ok(m <= 1, `at most one volume per node upgrading: ${JSON.stringify([...perNode])}`);
+    most = Math.max(most, m);
+  }
+  assert.equal(most, 1, 'the watch saw engine upgrades in progress');
   // 7.4 The last volume attached across the upgrade, without replica crash, and shows the large image.
   await vols.waitVolume('vol-3', 'attached and healthy', (v) => v.status?.state === 'attached' && v.status.robustness === 'healthy', 240_000);
   assert.ok((await vols.replicas('vol-3')).every((x) => !x.spec.failedAt), 'vol-3: no replica failed');
