@@ -1,7 +1,8 @@
 // Store benchmark: creates, updates and watches N objects through the resource store (SQLite backend, WAL,
 // synchronous=FULL) and compares write throughput with raw SQLite inserts of the same rows at the same durability
 // (one transaction per row) — the floor our semantics sit on. Watch latency is the time from the start of a write
-// to the delivery of its event to a live watcher.
+// to the delivery of its event to a live watcher. `--backend etcd` compares the etcd backend with SQLite instead
+// (store-etcd.ts).
 
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -90,7 +91,12 @@ async function overHttp(dir: string, n: number) {
   return { rate, p50: percentile(latencies, 50), p99: percentile(latencies, 99), events: latencies.length };
 }
 
-export async function run(args: string[]): Promise<void> {
+export async function run(argv: string[]): Promise<void> {
+  const at = argv.indexOf('--backend');
+  const backend = at >= 0 ? argv[at + 1] : 'sqlite';
+  const args = at >= 0 ? argv.filter((_, i) => i !== at && i !== at + 1) : argv;
+  if (backend === 'etcd') return (await import('./store-etcd.js')).runEtcd(args);
+  if (backend !== 'sqlite') throw new Error(`--backend must be sqlite or etcd, not "${backend}"`);
   const sizes = args.length > 0 ? args.map(Number) : [1_000, 10_000];
   for (const n of sizes) {
     const dir = mkdtempSync(join(tmpdir(), 'stratum-bench-store-'));

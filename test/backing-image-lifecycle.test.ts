@@ -119,7 +119,10 @@ test('a Volume blocks deletion (409 naming it); a Replica blocks cleanup of its 
   const img = await cluster.image('mc');
   const disk = Object.keys(img.diskFileStatusMap)[0] ?? '';
   const node = (await cluster.diskNodes()).get(disk) ?? '';
-  await client.create({ apiVersion: 'longhorn.io/v1beta2', kind: 'Volume', metadata: { name: 'vol-mc', namespace: NS }, spec: { size: '67108864', numberOfReplicas: 1, backingImage: 'mc', frontend: '' } } as KubeObject);
+  // The volume's one replica is the hand-made one below. A disk selector no disk matches keeps the volume
+  // controller from placing a replica of its own first: it then deleted one of the two as an extra, and when that
+  // was the hand-made one (the order the two reached its cache) the cleanup named the other or the delete got 404.
+  await client.create({ apiVersion: 'longhorn.io/v1beta2', kind: 'Volume', metadata: { name: 'vol-mc', namespace: NS }, spec: { size: '67108864', numberOfReplicas: 1, backingImage: 'mc', frontend: '', diskSelector: ['no-disk-has-this-tag'] } } as KubeObject);
   const del = await cluster.v1('DELETE', '/v1/backingimages/mc');
   assert.equal(del.status, 409);
   assert.match(String(del.json['message']), /vol-mc/);

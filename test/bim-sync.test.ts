@@ -60,14 +60,14 @@ describe('1 GiB sync', () => {
     await b.start();
     const back = await b.file('big');
     assert.equal(back.state, 'pending');
-    assert.match(back.message, /interrupted by a restart with \d+ of 1073741824 bytes verified/);
-    assert.ok(back.processedSize > 0, 'the persisted map vouches for chunks received before the kill');
+    assert.match(back.message, /interrupted by a restart with \d+ of 1073741824 bytes received/);
+    assert.ok(back.processedSize > 0, 'the persisted map keeps the chunks received before the kill');
     await startSync(b, 'big', { uuid: 'u1', size: GiB, expectedChecksum: sha, sources: [a.url] });
     const done = await b.waitState('big', ['ready'], 180_000);
     const sent = (await a.stats()).sent.dataBytes;
     const resent = sent - GiB;
     t.diagnostic(
-      `killed at ${atKill.processedSize} bytes verified (${(sentAtKill / MiB).toFixed(0)} MiB sent); persisted ${back.processedSize}; ` +
+      `killed at ${atKill.processedSize} bytes received (${(sentAtKill / MiB).toFixed(0)} MiB sent); persisted ${back.processedSize}; ` +
         `sender total ${sent} bytes, re-sent ${resent} (${((resent / GiB) * 100).toFixed(1)}%); ${(Date.now() - t0) / 1000} s`,
     );
     assert.ok(resent >= 0);

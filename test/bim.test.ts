@@ -313,6 +313,42 @@ describe('two managers', () => {
     }
   });
 
+  test('a peer that sends wrong bytes: the whole-file check fails, the wrong chunks are fetched again from the other peer', async (t) => {
+    // Not one of ours: a peer with the true manifest that flips a byte in every chunk it sends.
+    const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
+    const manifest = (await a.api('GET', '/v1/files/img/chunks?uuid=u1')).body;
+    const flipper = createServer((req, res) => {
+      const u = new URL(req.url ?? '/', 'http://x');
+      if (u.pathname.endsWith('/chunks')) {
+        const body = JSON.stringify(manifest);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+        return;
+      }
+      const off = Number(u.searchParams.get('offset'));
+      const len = Number(u.searchParams.get('length'));
+      const out = Buffer.from(data.subarray(off, off + len));
+      out[len - 1] = (out[len - 1] ?? 0) ^ 0xff;
+      res.writeHead(200, { 'content-length': len }).end(out);
+    });
+    await new Promise<void>((r) => flipper.listen(0, '127.0.0.1', r));
+    const addr = flipper.address();
+    const flipperUrl = `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`;
+    try {
+      // b may hold img from an earlier test: start over without it.
+      assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
+      const before = await b.stats();
+      await startSyncOn(b, 'img', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, sources: [flipperUrl, a.url] });
+      const f = await b.waitState('img', ['ready']);
+      const after = await b.stats();
+      t.diagnostic(`chunks rejected ${after.received.chunksRejected - before.received.chunksRejected}, received ${after.received.chunks - before.received.chunks}`);
+      assert.equal(f.currentChecksum, src.sha512);
+      assert.ok(after.received.chunksRejected > before.received.chunksRejected, 'the wrong chunks were found');
+      assert.equal(await sha512sum(join(b.disk.path, 'backing-images', 'img-u1', 'backing')), src.sha512);
+    } finally {
+      await new Promise((r) => flipper.close(r));
+    }
+  });
+
   test('a sync whose peers never answer fails with a message naming the peer and the reason', async (t) => {
     const t0 = Date.now();
     const dead = `http://127.0.0.1:${await freePort()}`;

@@ -6,6 +6,7 @@ import { dataPlaneAuth } from './helpers/credentials.js';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { DataSourceProcess, OriginServer, sha512, testBytes, type OriginOptions } from './helpers/http-fixtures.js';
@@ -81,6 +82,23 @@ test('a wrong expected checksum fails, the message names both checksums, and no 
   assert.match(f.message, new RegExp(`expected sha512 ${wrong} but the file has ${sha512(data)}`));
   // A wrong file is not worth resuming: its whole work directory (data and checkpoint) is gone.
   assert.equal(existsSync(ds.workDir), false, `${ds.workDir} was left: ${existsSync(ds.workDir) ? readdirSync(ds.workDir).join(', ') : ''}`);
+});
+
+test('SIGTERM ends a failed data source at once although a client holds a connection that never sent a request', async () => {
+  const data = testBytes(MiB);
+  const o = await origin({}, { '/img.raw': data });
+  const ds = await download(`${o.url}/img.raw`, ['--checksum', sha512(Buffer.from('not this'))]);
+  assert.equal((await ds.waitState(['ready-for-transfer', 'failed'])).state, 'failed');
+  // What a fetch aborted right after its connect leaves in the client's pool (the controller's monitor did that).
+  const { hostname, port } = new URL(ds.url);
+  const silent = connect(Number(port), hostname);
+  try {
+    await new Promise((r, j) => silent.once('connect', r).once('error', j));
+    await ds.stop('SIGTERM');
+    assert.match(ds.log, /stopped/, `the process did not finish its graceful close (SIGKILLed after 5 s): ${ds.log}`);
+  } finally {
+    silent.destroy();
+  }
 });
 
 test('a connection dropped at 50% resumes with Range/If-Range near 50% and finishes with the right checksum', async () => {

@@ -13,6 +13,7 @@ const HTTP: Record<StoreErrorCode, number> = {
   BadRequest: 400,
   Forbidden: 403,
   MethodNotAllowed: 405,
+  Unavailable: 503,
   Internal: 500,
 };
 
@@ -26,6 +27,7 @@ const REASON: Record<StoreErrorCode, string> = {
   BadRequest: 'BadRequest',
   Forbidden: 'Forbidden',
   MethodNotAllowed: 'MethodNotAllowed',
+  Unavailable: 'ServiceUnavailable',
   Internal: 'InternalError',
 };
 

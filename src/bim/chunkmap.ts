@@ -1,6 +1,7 @@
-// The persisted map of verified chunks of a partial file (`backing.partial.map`). A bit is set only after the
-// chunk's bytes matched the manifest and the partial file was fsynced, so after a crash every set bit is trustworthy
-// and a resumed sync transfers only the clear ones. The map is bound to the manifest digest, the file size and the
+// The persisted map of received chunks of a partial file (`backing.partial.map`). A bit is set only after the
+// chunk was completely written and the partial file fsynced, so after a crash a resumed sync transfers only the clear
+// ones; the set ones are checked by the whole-file SHA-512 like every other byte (and, if that fails, one by one against
+// the manifest). The map is bound to the manifest digest, the file size and the
 // chunk size: if any differs on resume the partial file is started over.
 //
 // Layout (little-endian), written atomically (temp, fsync, rename) as a whole:
@@ -55,7 +56,14 @@ export class ChunkMap {
     this.#done++;
   }
 
-  /** Number of chunks marked verified. */
+  /** Unmarks chunk `i` (its bytes turned out wrong). */
+  clear(i: number): void {
+    if (!this.has(i)) return;
+    this.#bits[i >> 3] = (this.#bits[i >> 3] ?? 0) & ~(1 << (i & 7));
+    this.#done--;
+  }
+
+  /** Number of chunks marked received. */
   get done(): number {
     return this.#done;
   }

@@ -1,6 +1,7 @@
 // Taking over a finished file from the data source on the same disk: by rename, never by copy. When the caller
 // vouches for the file (its SHA-512 plus the identity of the bytes it hashed) and the identity still matches, the
-// file is not read at all; otherwise it is read once, computing the SHA-512 and the chunk manifest in the same pass.
+// file is not read at all (nor is its chunk manifest computed, when the data source left one beside it); otherwise it
+// is read once, computing the SHA-512 and the chunk manifest in the same pass.
 // The source is only renamed after it was accepted: a file that fails verification stays where it was.
 
 import { lstat, mkdir, realpath } from 'node:fs/promises';
@@ -8,10 +9,10 @@ import { join, relative, resolve, sep } from 'node:path';
 import { DATA_SOURCE_FINISHED_FILE, DATA_SOURCE_STAGING_DIR } from '../api/backing-image-data-source.js';
 import { commitFile, type CommitContext } from './commit.js';
 import { BimError } from './errors.js';
-import { identityOf, removeTempFiles, sameIdentity, type FileIdentity } from './fsutil.js';
+import { identityOf, parseIdentity, readIfExists, removeTempFiles, sameIdentity, type FileIdentity } from './fsutil.js';
 import { hashFile } from './hashing.js';
-import { DEFAULT_CHUNK_SIZE } from './manifest.js';
-import { isInside, type DiskLayout } from './names.js';
+import { checkManifest, DEFAULT_CHUNK_SIZE, type ChunkManifest } from './manifest.js';
+import { isInside, manifestSidecarPath, type DiskLayout } from './names.js';
 import type { BimStats } from './stats.js';
 import type { FileRecord } from './table.js';
 
@@ -65,15 +66,34 @@ export async function checkFetchSource(layout: DiskLayout, req: Pick<FetchReques
   if (st.size !== req.size) throw new BimError('InvalidArgument', `sourcePath ${JSON.stringify(p)} holds ${st.size} bytes, the request says ${req.size}`);
 }
 
+/**
+ * The chunk manifest the data source computed while it wrote the file, when it describes exactly these bytes (same
+ * identity, same SHA-512); undefined otherwise, and the first peer to ask has it computed then.
+ */
+async function vouchedManifest(req: FetchRequest, identity: FileIdentity, chunkSize: number): Promise<ChunkManifest | undefined> {
+  const buf = await readIfExists(manifestSidecarPath(req.sourcePath, chunkSize)).catch(() => undefined);
+  if (!buf) return undefined;
+  try {
+    const o = JSON.parse(buf.toString('utf8')) as { identity?: unknown; manifest?: unknown };
+    const id = parseIdentity(o.identity);
+    if (!id || !sameIdentity(id, identity)) return undefined;
+    const m = checkManifest(o.manifest, { size: req.size, chunkSize }, manifestSidecarPath(req.sourcePath, chunkSize));
+    return m.sha512 === req.sha512 ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runFetch(ctx: FetchContext, rec: FileRecord, req: FetchRequest, signal: AbortSignal): Promise<void> {
   ctx.table.transition(rec, 'starting', `checking ${req.sourcePath}`);
   await checkFetchSource(ctx.layout, req);
   const before = await identityOf(req.sourcePath, { signal });
   let sha512: string;
-  let manifest;
+  let manifest: ChunkManifest | undefined;
   if (req.sha512 && req.identity && sameIdentity(req.identity, before)) {
     sha512 = req.sha512;
     ctx.table.transition(rec, 'in-progress', 'taking over the file: the data source vouched for its checksum and the file is unchanged since');
+    manifest = await vouchedManifest(req, before, ctx.chunkSize ?? DEFAULT_CHUNK_SIZE);
     ctx.table.progress(rec, req.size);
   } else {
     ctx.table.transition(rec, 'in-progress', `computing the SHA-512 of ${req.sourcePath}`);

@@ -1,4 +1,4 @@
-// A minimal HTTP/1.1 client for the sync path, over keep-alive sockets that read into one fixed 64 KiB buffer each
+// A minimal HTTP/1.1 client for the sync path, over keep-alive sockets that read into one fixed 256 KiB buffer each
 // (net's `onread`). Why not fetch or node:http: both allocate a fresh buffer for every socket read, and V8 lets
 // tens of MiB of that garbage pile up before collecting it, which breaks the receiver's memory bound on big files.
 // Here the body is handed out as slices of the fixed buffer that the caller must copy synchronously; returning
@@ -24,7 +24,9 @@ export interface RequestHandlers {
   onPause(): Promise<void>;
 }
 
-const READ_BUFFER = 64 * 1024;
+/** The fixed read buffer of each connection, and so the largest body piece handed out at once. Large enough that a
+ *  read drains what loopback or a fast link queued in one syscall. */
+export const READ_BUFFER = 256 * 1024;
 const MAX_HEAD = 16 * 1024;
 
 export class HttpConnection {

@@ -124,11 +124,11 @@ export class BackingImageManager {
       diskUUID: this.diskUUID,
       peerHeaders: clusterAuthHeaders(opts.clusterSecret),
       chunkSize: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-      parallel: opts.parallelChunks ?? 4,
+      parallel: opts.parallelChunks ?? 8,
       chunkIdleMs: opts.chunkIdleMs ?? 30_000,
       manifestTimeoutMs: 30_000,
-      checkpointChunks: 4,
-      checkpointMs: 200,
+      checkpointChunks: 16,
+      checkpointMs: 1000,
     };
     this.#ticker = setInterval(() => this.#checkDeadlines(), opts.tickMs ?? 1000);
     this.#ticker.unref();

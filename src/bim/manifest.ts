@@ -121,27 +121,43 @@ export function checkManifest(v: unknown, want: { size: number; chunkSize: numbe
 }
 
 /**
- * Builds manifests incrementally while a file is read front to back (the same pass that computes the SHA-512).
- * Bytes are fed in order; a chunk's SHA-256 is only computed once a non-zero byte shows up, so holes cost a memcmp.
+ * Builds manifests incrementally while a file is read or written front to back (the same pass that computes the
+ * SHA-512). Bytes are fed in order; a chunk's SHA-256 is only computed once a non-zero byte shows up, so holes cost a
+ * memcmp. The size may be unknown while bytes stream in (a download without Content-Length): `finish` then takes it.
  */
 export class ManifestBuilder {
   readonly chunkSize: number;
-  readonly size: number;
+  readonly size: number | undefined;
   readonly chunks: ManifestChunk[] = [];
   #hash: ReturnType<typeof createHash> | undefined;
   #inChunk = 0;
 
-  constructor(size: number, chunkSize: number) {
+  constructor(size: number | undefined, chunkSize: number) {
     this.size = size;
     this.chunkSize = chunkSize;
+  }
+
+  /** Bytes fed so far. */
+  get fed(): number {
+    return this.chunks.length * this.chunkSize + this.#inChunk;
+  }
+
+  /** An independent builder at the same point (a mark to roll back to). */
+  copy(): ManifestBuilder {
+    const b = new ManifestBuilder(this.size, this.chunkSize);
+    b.chunks.push(...this.chunks);
+    b.#hash = this.#hash?.copy();
+    b.#inChunk = this.#inChunk;
+    return b;
   }
 
   update(buf: Uint8Array): void {
     let pos = 0;
     while (pos < buf.length) {
       const i = this.chunks.length;
-      if (i >= chunkCount(this.size, this.chunkSize)) throw new BimError('Internal', `more than ${this.size} bytes fed to a manifest`);
-      const want = chunkLength(this.size, this.chunkSize, i) - this.#inChunk;
+      const length = this.size === undefined ? this.chunkSize : chunkLength(this.size, this.chunkSize, i);
+      if (this.size !== undefined && i >= chunkCount(this.size, this.chunkSize)) throw new BimError('Internal', `more than ${this.size} bytes fed to a manifest`);
+      const want = length - this.#inChunk;
       const take = Math.min(want, buf.length - pos);
       const piece = buf.subarray(pos, pos + take);
       if (this.#hash) {
@@ -154,24 +170,25 @@ export class ManifestBuilder {
       }
       this.#inChunk += take;
       pos += take;
-      if (take === want) this.#finishChunk(i);
+      if (take === want) this.#finishChunk(length);
     }
   }
 
-  #finishChunk(i: number): void {
-    const offset = i * this.chunkSize;
-    const length = chunkLength(this.size, this.chunkSize, i);
+  #finishChunk(length: number): void {
+    const offset = this.chunks.length * this.chunkSize;
     if (this.#hash) this.chunks.push({ offset, length, sha256: this.#hash.digest('hex') });
     else this.chunks.push({ offset, length, sha256: zeroSha256(length), zero: true });
     this.#hash = undefined;
     this.#inChunk = 0;
   }
 
-  /** The manifest, once exactly `size` bytes were fed. */
-  finish(ids: { name: string; uuid: string; sha512: string }): ChunkManifest {
-    if (this.chunks.length !== chunkCount(this.size, this.chunkSize) || this.#inChunk !== 0) {
-      throw new BimError('Internal', `manifest of ${ids.name} is incomplete: ${this.chunks.length} chunks built of ${chunkCount(this.size, this.chunkSize)}`);
+  /** The manifest, once exactly `size` bytes were fed (the size given here when the constructor had none). */
+  finish(ids: { name: string; uuid: string; sha512: string }, finalSize?: number): ChunkManifest {
+    const size = this.size ?? finalSize ?? this.fed;
+    if (this.size === undefined && this.#inChunk > 0 && this.fed === size) this.#finishChunk(this.#inChunk);
+    if (this.chunks.length !== chunkCount(size, this.chunkSize) || this.#inChunk !== 0) {
+      throw new BimError('Internal', `manifest of ${ids.name} is incomplete: ${this.chunks.length} chunks built of ${chunkCount(size, this.chunkSize)}`);
     }
-    return { ...ids, size: this.size, chunkSize: this.chunkSize, chunks: this.chunks };
+    return { ...ids, size, chunkSize: this.chunkSize, chunks: this.chunks };
   }
 }

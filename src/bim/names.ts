@@ -23,7 +23,7 @@ export const FILES = {
   meta: 'backing.meta.json',
   /** The file being received, created at full size; holes stay holes. */
   partial: 'backing.partial',
-  /** The persisted map of verified chunks of `backing.partial` (binary, see chunkmap.ts). */
+  /** The persisted map of received chunks of `backing.partial` (binary, see chunkmap.ts). */
   chunkMap: 'backing.partial.map',
   /** What was asked for when the partial was started (name, uuid, size, checksum), so a restart knows it. */
   intent: 'backing.partial.json',
@@ -34,6 +34,15 @@ export const FILES = {
 /** The cached chunk manifest of `backing` for one chunk size. */
 export function manifestFileName(chunkSize: number): string {
   return `backing.chunks-${chunkSize}.json`;
+}
+
+/**
+ * Where a finished file's producer (the data source) leaves the chunk manifest it computed while writing the file:
+ * beside it, named like the manager's own cache (`<file>.chunks-<N>.json`, `{identity, manifest}` in JSON). A fetch
+ * that trusts the file's SHA-512 trusts this too when its identity matches, so the first sync reads nothing.
+ */
+export function manifestSidecarPath(filePath: string, chunkSize: number): string {
+  return `${filePath}.chunks-${chunkSize}.json`;
 }
 
 // Longer names could not be a directory entry once "-<uuid>" is added (255 bytes on every Linux file system).

@@ -105,12 +105,12 @@ async function classify(
     rec.size = intent.size;
     rec.expectedChecksum = intent.expectedChecksum;
     const map = await readChunkMap(join(dir, FILES.chunkMap));
-    const verified = map ? Math.min(intent.size, map.done * intent.chunkSize) : 0;
-    rec.processedSize = verified;
+    const received = map ? Math.min(intent.size, map.done * intent.chunkSize) : 0;
+    rec.processedSize = received;
     rec.realSize = await allocatedBytes(partial);
     rec.state = 'pending';
     rec.waitingFor = 'a restart';
-    rec.message = `sync interrupted by a restart with ${verified} of ${intent.size} bytes verified (zero chunks not counted); a new sync request resumes it`;
+    rec.message = `sync interrupted by a restart with ${received} of ${intent.size} bytes received (zero chunks not counted); a new sync request resumes it`;
     return;
   }
   if (await exists(join(dir, FILES.rejected))) {

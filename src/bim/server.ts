@@ -143,7 +143,8 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     const lease = m.sender.acquire(rec, { session: header(SESSION_HEADER), to: header(RECEIVER_HEADER) ?? req.ip, kind: 'sync' });
     m.stats.sent.dataRequests++;
     reply.header('content-type', 'application/octet-stream').header('content-length', String(length));
-    return reply.send(m.sender.stream(rec, offset, offset + length - 1, lease, 'data'));
+    await m.sender.send(reply, rec, offset, offset + length - 1, lease, 'data');
+    return reply;
   });
 
   app.get('/v1/files/:name/download', async (req: Req, reply) => download(m, req, reply));
@@ -213,7 +214,8 @@ async function download(m: BackingImageManager, req: Req, reply: FastifyReply): 
     if (head) return headOnly(reply);
     const lease = m.sender.acquire(rec, { to: req.ip, kind: 'download' });
     m.stats.sent.downloadRequests++;
-    return reply.send(m.sender.stream(rec, range.start, range.end, lease, 'download'));
+    await m.sender.send(reply, rec, range.start, range.end, lease, 'download');
+    return reply;
   }
   // Ranges refer to the file's bytes, so compression applies only to whole-file downloads.
   const gzip = acceptsGzip(typeof req.headers['accept-encoding'] === 'string' ? req.headers['accept-encoding'] : undefined);
@@ -222,8 +224,11 @@ async function download(m: BackingImageManager, req: Req, reply: FastifyReply): 
   if (head) return headOnly(reply);
   const lease = m.sender.acquire(rec, { to: req.ip, kind: 'download' });
   m.stats.sent.downloadRequests++;
+  if (!gzip) {
+    await m.sender.send(reply, rec, 0, size - 1, lease, 'download');
+    return reply;
+  }
   const stream = m.sender.stream(rec, 0, size - 1, lease, 'download');
-  if (!gzip) return reply.send(stream);
   // Level 1: images compress well already at the fastest level, and the CPU is the bottleneck of gzip.
   const z = createGzip({ level: zlib.Z_BEST_SPEED });
   stream.on('error', (err) => z.destroy(err));

@@ -16,9 +16,9 @@ export class BimStats {
   readonly received = {
     /** Bytes of chunk data received from peers, verified or not. */
     bytes: 0,
-    /** Chunks verified and written. */
+    /** Chunks received and written. */
     chunks: 0,
-    /** Chunks whose SHA-256 did not match the manifest (retried elsewhere). */
+    /** Chunks whose SHA-256 did not match the manifest (fetched again, never from the peer that sent them). */
     chunksRejected: 0,
     /** Chunks skipped because the manifest says they are all zero. */
     zeroChunks: 0,

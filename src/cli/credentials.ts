@@ -21,12 +21,13 @@ export function authHeaders(): Record<string, string> {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-export async function clientCredential(o: { kubeconfig?: string | undefined; token?: string | undefined; serverGiven: boolean }): Promise<{ token?: string; server?: string }> {
+export async function clientCredential(o: { kubeconfig?: string | undefined; token?: string | undefined; serverGiven: boolean; given?: string | undefined }): Promise<{ token?: string; server?: string }> {
   const file = o.kubeconfig ?? (existsSync(DEFAULT_KUBECONFIG) ? DEFAULT_KUBECONFIG : undefined);
   if (file === undefined) return o.token ? { token: o.token } : {};
   const k = readKubeconfig(file);
   const server = o.serverGiven ? undefined : k.server;
-  if (k.caPem && server?.startsWith('https:')) await trustCa(k.caPem);
+  // The cluster CA also for https URLs given on the command line (several managers of one cluster share it).
+  if (k.caPem && (server ?? (o.serverGiven ? o.given : undefined))?.includes('https:')) await trustCa(k.caPem);
   return { token: o.token ?? k.token, ...(server ? { server } : {}) };
 }
 

@@ -10,6 +10,7 @@ import { Command, Option } from 'commander';
 import type { KindInfo } from '../api/kind.js';
 import type { RawResponse } from './api.js';
 import { DEFAULT_NAMESPACE } from '../api/meta.js';
+import { pickLiveServer } from '../client/failover.js';
 import { isNotFound, StoreError } from '../store/errors.js';
 import { clientCredential, DEFAULT_KUBECONFIG, useToken } from './credentials.js';
 import type { ManagerFlags } from './commands/manager.js';
@@ -28,16 +29,19 @@ import { fail, qualifiedName } from './output.js';
 const program = new Command('stratum')
   .description('Stratum: backing images and the volumes built on them')
   .addOption(
-    new Option('-s, --server <url>', 'API server URL (default: the kubeconfig\'s, else http://127.0.0.1:9500)').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
+    new Option('-s, --server <url>', 'API server URL (several managers: comma-separated; default: the kubeconfig\'s, else http://127.0.0.1:9500)').env('STRATUM_SERVER').default('http://127.0.0.1:9500'),
   )
   .addOption(new Option('--kubeconfig <file>', `credentials (default: ${DEFAULT_KUBECONFIG} when it exists, as \`stratum up\` writes it)`).env('STRATUM_KUBECONFIG'))
   .addOption(new Option('--token <token>', 'bearer token (instead of the kubeconfig\'s)').env('STRATUM_TOKEN'))
   .showHelpAfterError('(run with --help for usage)')
   .hook('preAction', async () => {
-    const o = program.opts<{ kubeconfig?: string; token?: string }>();
-    const k = await clientCredential({ kubeconfig: o.kubeconfig, token: o.token, serverGiven: program.getOptionValueSource('server') !== 'default' });
+    const o = program.opts<{ kubeconfig?: string; token?: string; server?: string }>();
+    const k = await clientCredential({ kubeconfig: o.kubeconfig, token: o.token, serverGiven: program.getOptionValueSource('server') !== 'default', given: o.server });
     useToken(k.token);
     if (k.server) program.setOptionValue('server', k.server);
+    // Several managers (`--server a,b,c`): talk to the first one that answers.
+    const list = program.opts<{ server?: string }>().server;
+    if (list?.includes(',')) program.setOptionValue('server', await pickLiveServer(list));
   });
 
 function server(): string {
@@ -70,6 +74,8 @@ program
   .option('--data-dir <dir>', 'where the state database lives', '.stratum/manager')
   .option('--backing-image-manager-image <image>', 'catalog image of backing-image managers (an upgrade changes it)')
   .option('--instance-manager-image <image>', 'catalog image of instance managers')
+  .option('--etcd <urls>', 'keep the state in this etcd cluster (client URLs, comma-separated); managers sharing it elect a leader')
+  .option('--etcd-prefix <prefix>', 'key prefix of this cluster in etcd', '/stratum/')
   .option('--images <file>', 'image catalog added to the built-in one (Pods may use only catalog images); repeatable', (v: string, all: string[] | undefined) => [...(all ?? []), v])
   .option('--advertise-host <name...>', 'DNS names of the manager the API answers for (besides IP literals and localhost)')
   .option('--cors-origin <origin...>', 'browser origins allowed to call the API cross-origin (default: none, CORS off)')

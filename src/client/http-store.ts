@@ -1,11 +1,13 @@
 // The Store interface over HTTP: what the CLI and node agents use to talk to `stratum manager`. It speaks the same
 // Kubernetes resource API that kubectl does, and turns `Status` replies back into StoreErrors with the same codes,
-// so callers classify errors the same way in-process and remote.
+// so callers classify errors the same way in-process and remote. Given several managers (`a,b,c`), it talks to
+// one and moves to the next when that one cannot be reached (see ./failover.ts).
 
 import { findKind } from '../api/index.js';
 import type { KindInfo } from '../api/kind.js';
 import type { KubeObject } from '../api/meta.js';
 import { StoreError, type StoreErrorCode } from '../store/errors.js';
+import { ServerList } from './failover.js';
 import type {
   DeleteOptions,
   DeleteResult,
@@ -30,6 +32,7 @@ const CODE_BY_REASON: Record<string, StoreErrorCode> = {
   Forbidden: 'Forbidden',
   Unauthorized: 'Forbidden',
   MethodNotAllowed: 'MethodNotAllowed',
+  ServiceUnavailable: 'Unavailable',
 };
 
 const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
@@ -44,10 +47,11 @@ const CODE_BY_HTTP: Record<number, StoreErrorCode> = {
   413: 'BadRequest',
   415: 'BadRequest',
   422: 'Invalid',
+  503: 'Unavailable',
 };
 
 export interface HttpStoreOptions {
-  /** Base URL of the API server, e.g. http://127.0.0.1:9500 */
+  /** Base URL of the API server, e.g. http://127.0.0.1:9500, or several, comma-separated (one per manager). */
   server: string;
   /** Per-request timeout for non-watch calls (ms). */
   timeoutMs?: number;
@@ -84,18 +88,23 @@ export async function errorFromResponse(res: Response, what: string): Promise<St
 }
 
 export class HttpStore implements Store {
-  readonly #server: string;
+  readonly #servers: ServerList;
   readonly #timeoutMs: number;
   readonly #auth: Record<string, string>;
 
   constructor(opts: HttpStoreOptions) {
-    this.#server = opts.server.replace(/\/+$/, '');
+    this.#servers = new ServerList(opts.server);
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
     this.#auth = bearer(opts.token);
   }
 
+  /** The manager currently talked to. */
   get server(): string {
-    return this.#server;
+    return this.#servers.current;
+  }
+
+  get #server(): string {
+    return this.#servers.current;
   }
 
   #info(kind: string): KindInfo {
@@ -105,17 +114,12 @@ export class HttpStore implements Store {
   }
 
   async #call<T>(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ value: T; status: number }> {
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method,
-        headers: { ...this.#auth, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (err) {
-      throw new StoreError('Internal', `cannot reach the API server at ${this.#server}: ${describeFetchError(err)}`, { cause: err });
-    }
+    const res = await this.#servers.fetch(url, {
+      method,
+      headers: { ...this.#auth, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': contentType }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    });
     if (!res.ok) throw await errorFromResponse(res, `${method} ${url}`);
     return { value: (await res.json()) as T, status: res.status };
   }
@@ -182,10 +186,10 @@ export class HttpStore implements Store {
     if (opts.fieldSelector) url.searchParams.set('fieldSelector', opts.fieldSelector);
     let res: Response;
     try {
-      res = await fetch(url, { headers: { ...this.#auth, accept: 'application/json' }, signal: opts.signal });
+      res = await this.#servers.fetch(url.href, { headers: { ...this.#auth, accept: 'application/json' }, signal: opts.signal });
     } catch (err) {
       if (opts.signal.aborted) return;
-      throw new StoreError('Internal', `cannot reach the API server at ${this.#server}: ${describeFetchError(err)}`, { cause: err });
+      throw err;
     }
     if (!res.ok || !res.body) throw await errorFromResponse(res, `watch ${info.plural}`);
     try {

@@ -9,6 +9,7 @@ import { DataSourceError, httpStatusOf, isDataSourceError, messageOf } from './e
 import type { DataSource } from './service.js';
 import { normaliseChecksum } from './source-url.js';
 import { limitConnectionsPerClient } from '../util/connection-limit.js';
+import { trackIdleConnections } from '../util/graceful-close.js';
 
 export interface DataSourceServer {
   /** `http://host:port` of the listening socket. */
@@ -46,6 +47,8 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
   requireClusterCredential(app, { secret: o.clusterSecret, open: ['/healthz'] });
   app.server.headersTimeout = 15_000;
   limitConnectionsPerClient(app.server);
+  // Running requests finish on close, but a connection that has sent none is not waited for (see the helper).
+  const idle = trackIdleConnections(app.server);
 
   app.setErrorHandler((err: unknown, _req, reply) => {
     const status = isDataSourceError(err) ? httpStatusOf(err) : ((err as { statusCode?: number }).statusCode ?? 500);
@@ -156,7 +159,9 @@ export async function serveDataSource(ds: DataSource, o: ServeOptions): Promise<
     url: `http://${host}:${port}`,
     close: async () => {
       for (const end of [...watchers]) end();
-      await app.close();
+      const closed = app.close();
+      idle.endIdle();
+      await closed;
     },
     destroy: (err?: Error) => {
       for (const end of [...watchers]) end();

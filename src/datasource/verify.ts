@@ -1,12 +1,18 @@
 // The last step of every source: the SHA-512 (already computed as the bytes arrived) against the expected one,
 // the format through imagefmt (no backing file, no external data file, sizes in whole sectors), then fsync and
-// rename to the final name. A file that fails here is removed with its work directory: it is wrong, not merely incomplete.
+// rename to the final name, with the chunk manifest built in the same pass left beside it for the manager. A file
+// that fails here is removed with its work directory: it is wrong, not merely incomplete.
 
 import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
 import { DataSourceError } from './errors.js';
 import type { CompleteInfo, WorkFile } from './workfile.js';
 
-export async function verifyAndSeal(file: WorkFile, expected: string | undefined, { signal }: { signal: AbortSignal }): Promise<CompleteInfo> {
+export async function verifyAndSeal(
+  file: WorkFile,
+  ids: { name: string; uuid: string },
+  expected: string | undefined,
+  { signal }: { signal: AbortSignal },
+): Promise<CompleteInfo> {
   await file.ensureHash({ signal });
   const checksum = file.digest();
   if (expected !== undefined && checksum !== expected) {
@@ -26,7 +32,10 @@ export async function verifyAndSeal(file: WorkFile, expected: string | undefined
     await file.removeAll();
     throw new DataSourceError('ImageRefused', `the file is not a usable backing image: ${err.message}`, { cause: err });
   }
+  const manifest = file.manifest({ ...ids, sha512: checksum });
   const identity = await file.finish({ signal });
+  // Without it the manager reads the file once when the first peer asks; not a reason to fail a good file.
+  await file.saveManifest(identity, manifest).catch(() => undefined);
   const complete: CompleteInfo = { checksum, size: identity.size, format, virtualSize, identity };
   file.patch({ complete });
   await file.persist();

@@ -3,15 +3,23 @@
 // restart the durable prefix is re-hashed once (`ensureHash`) and hashing continues from there. The checkpoint
 // records only what was fsynced, so a crash loses at most the bytes since the last `sync()`.
 //
-//   backing.part     bytes received so far (download or upload target)
-//   backing          the complete, verified, fsynced file, until the manager renames it away
-//   checkpoint.json  { offset, source fingerprint, validator, declared size, completion, transfer }
+// Holes: an all-zero 64 KiB block past the end of what is on disk is not written; the file is extended with
+// ftruncate before every sync instead, so the zeros stay holes and cost no space. The same pass that hashes the
+// bytes builds the chunk manifest (SHA-256 per 4 MiB, zero chunks flagged) that peers sync from, so the manager
+// that takes the file over never reads it to serve its first copy.
+//
+//   backing.part                  bytes received so far (download or upload target)
+//   backing                       the complete, verified, fsynced file, until the manager renames it away
+//   backing.chunks-4194304.json   its chunk manifest with its identity (the manager's manifest cache format)
+//   checkpoint.json               { offset, source fingerprint, validator, declared size, completion, transfer }
 
 import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DEFAULT_CHUNK_SIZE, ManifestBuilder, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
+import { writeSparse } from '../util/sparse-write.js';
 import { DataSourceError } from './errors.js';
 import type { SourceValidator } from './resume.js';
 
@@ -53,6 +61,7 @@ interface Opts {
 export interface HashMark {
   offset: number;
   hash: Hash | undefined;
+  manifest: ManifestBuilder | undefined;
 }
 
 export class WorkFile {
@@ -60,19 +69,26 @@ export class WorkFile {
   readonly dir: string;
   readonly partPath: string;
   readonly filePath: string;
+  /** The chunk manifest of `backing`, beside it, for the manager that takes it over. */
+  readonly manifestPath: string;
   readonly #checkpointPath: string;
   #checkpoint: Checkpoint;
   #handle: FileHandle | undefined;
   #hash: Hash = createHash('sha512');
+  /** Built in step with #hash, from the same bytes. */
+  #manifest = newManifest();
   /** Bytes covered by #hash; -1 after a failed write left it out of step with the file. */
   #hashedTo = 0;
   #offset = 0;
+  /** The part file's size on disk: zero blocks at or beyond it need not be written (they read as zeros). */
+  #end = 0;
   #rehash: Promise<void> | undefined;
 
   private constructor(dir: string, checkpoint: Checkpoint) {
     this.dir = dir;
     this.partPath = join(dir, 'backing.part');
     this.filePath = join(dir, DATA_SOURCE_FINISHED_FILE);
+    this.manifestPath = manifestSidecarPath(this.filePath, DEFAULT_CHUNK_SIZE);
     this.#checkpointPath = join(dir, 'checkpoint.json');
     this.#checkpoint = checkpoint;
   }
@@ -93,6 +109,7 @@ export class WorkFile {
     if (cp === fresh) {
       await rm(wf.partPath, { force: true });
       await rm(wf.filePath, { force: true });
+      await rm(wf.manifestPath, { force: true });
     }
     return wf;
   }
@@ -136,17 +153,23 @@ export class WorkFile {
     await handle.truncate(offset);
     signal?.throwIfAborted();
     this.#offset = offset;
+    this.#end = offset;
     this.#checkpoint.offset = offset;
+    this.#restartHash(offset === 0 ? 0 : -1);
+  }
+
+  #restartHash(hashedTo: number): void {
     this.#hash = createHash('sha512');
-    this.#hashedTo = offset === 0 ? 0 : -1;
+    this.#manifest = newManifest();
+    this.#hashedTo = hashedTo;
   }
 
   /** Drops every byte: the next pass starts at 0 and so does the hash. */
   async reset({ signal }: Opts = {}): Promise<void> {
     await this.#part().truncate(0);
     this.#offset = 0;
-    this.#hash = createHash('sha512');
-    this.#hashedTo = 0;
+    this.#end = 0;
+    this.#restartHash(0);
     this.patch({ offset: 0 });
     const { validator: _v, ...rest } = this.#checkpoint;
     this.#checkpoint = rest;
@@ -167,40 +190,52 @@ export class WorkFile {
 
   async #hashPrefix(signal: AbortSignal | undefined): Promise<void> {
     const hash = createHash('sha512');
+    const manifest = newManifest();
     const buf = Buffer.allocUnsafe(IO_CHUNK);
     const end = this.#offset;
+    // Holes past the last written byte read as zeros only once the file is extended over them.
+    if (this.#end < end) await this.#extend();
     for (let pos = 0; pos < end; ) {
       signal?.throwIfAborted();
       const { bytesRead } = await this.#part().read(buf, 0, Math.min(buf.length, end - pos), pos);
       if (bytesRead === 0) throw new DataSourceError('Internal', `the partial file ended at ${pos} while re-hashing ${end} bytes`);
       hash.update(buf.subarray(0, bytesRead));
+      manifest.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
     this.#hash = hash;
+    this.#manifest = manifest;
     this.#hashedTo = end;
   }
 
-  /** Appends `buf` at the current offset, hashing it while the write runs on the thread pool. The caller must not
-   *  touch `buf` until this resolves. */
+  /** Appends `buf` at the current offset, hashing it while the write runs on the thread pool; all-zero blocks beyond
+   *  the file's end are not written (holes). The caller must not touch `buf` until this resolves. */
   async write(buf: Buffer): Promise<void> {
     const pos = this.#offset;
     const hashed = this.#hashedTo === pos;
     const handle = this.#part();
-    const pending = writeAll(handle, buf, pos);
-    if (hashed) this.#hash.update(buf);
+    const pending = writeSparse(handle, buf, pos, this.#end);
+    if (hashed) {
+      this.#hash.update(buf);
+      this.#manifest.update(buf);
+    }
     try {
-      await pending;
+      const end = await pending;
+      if (end > this.#end) this.#end = end;
     } catch (err) {
-      // Part of `buf` may be on disk and all of it is in the hash: re-read before trusting the hash again.
+      // Part of `buf` may be on disk and all of it is in the hash: re-read before trusting the hash again, and write
+      // zero blocks over that range from now on.
       if (hashed) this.#hashedTo = -1;
+      this.#end = Math.max(this.#end, pos + buf.length);
       throw new DataSourceError('Internal', `writing ${buf.length} bytes at offset ${pos} of ${this.partPath} failed: ${(err as Error).message}`, { cause: err });
     }
     this.#offset = pos + buf.length;
     if (hashed) this.#hashedTo = this.#offset;
   }
 
-  /** fdatasync, then record the offset as durable. */
+  /** Extends the file over trailing holes, fdatasync, then records the offset as durable. */
   async sync({ signal }: Opts = {}): Promise<void> {
+    if (this.#end < this.#offset) await this.#extend();
     await this.#part().datasync();
     this.patch({ offset: this.#offset });
     await this.persist({ signal });
@@ -208,14 +243,17 @@ export class WorkFile {
 
   /** A point to come back to with `rollback` (an upload chunk that turned out too large). */
   mark(): HashMark {
-    return { offset: this.#offset, hash: this.hashCurrent ? this.#hash.copy() : undefined };
+    const current = this.hashCurrent;
+    return { offset: this.#offset, hash: current ? this.#hash.copy() : undefined, manifest: current ? this.#manifest.copy() : undefined };
   }
 
   async rollback(m: HashMark): Promise<void> {
     await this.#part().truncate(m.offset);
     this.#offset = m.offset;
-    if (m.hash) {
+    this.#end = m.offset;
+    if (m.hash && m.manifest) {
       this.#hash = m.hash;
+      this.#manifest = m.manifest;
       this.#hashedTo = m.offset;
     } else this.#hashedTo = -1;
     if (this.#checkpoint.offset > m.offset) this.patch({ offset: m.offset });
@@ -227,9 +265,23 @@ export class WorkFile {
     return this.#hash.copy().digest('hex');
   }
 
+  /** The chunk manifest of the written bytes (requires a current hash; call once, at the end). */
+  manifest(ids: { name: string; uuid: string; sha512: string }): ChunkManifest {
+    if (!this.hashCurrent) throw new DataSourceError('Internal', 'the chunk manifest was asked for before the hash caught up with the file');
+    return this.#manifest.copy().finish(ids, this.#offset);
+  }
+
+  /** Writes the finished file's manifest beside it, tied to its identity (the manager's manifest cache format). */
+  async saveManifest(identity: FileIdentity, manifest: ChunkManifest): Promise<void> {
+    const tmp = `${this.manifestPath}.tmp`;
+    await writeFile(tmp, JSON.stringify({ identity, manifest }), { flush: true });
+    await rename(tmp, this.manifestPath);
+  }
+
   /** fsync, rename the part file to its final name, fsync the directory; returns the final file's identity. */
   async finish({ signal }: Opts = {}): Promise<FileIdentity> {
     const handle = this.#part();
+    if (this.#end < this.#offset) await this.#extend();
     await handle.sync();
     await handle.close();
     this.#handle = undefined;
@@ -244,9 +296,10 @@ export class WorkFile {
     await this.close();
     await rm(this.partPath, { force: true });
     await rm(this.filePath, { force: true });
+    await rm(this.manifestPath, { force: true });
     this.#offset = 0;
-    this.#hash = createHash('sha512');
-    this.#hashedTo = 0;
+    this.#end = 0;
+    this.#restartHash(0);
     this.#checkpoint = { version: 1, sourceKey: this.#checkpoint.sourceKey, offset: 0 };
     await this.persist();
   }
@@ -265,6 +318,7 @@ export class WorkFile {
   async cleanupAfterTransfer(): Promise<void> {
     await this.close();
     await rm(this.partPath, { force: true });
+    await rm(this.manifestPath, { force: true });
     await rm(this.#checkpointPath, { force: true });
     await rmdir(this.dir).catch(() => undefined);
   }
@@ -275,17 +329,20 @@ export class WorkFile {
     await h?.close();
   }
 
+  /** ftruncate over the trailing holes: the file's size becomes the offset, its zeros allocate nothing. */
+  async #extend(): Promise<void> {
+    await this.#part().truncate(this.#offset);
+    this.#end = this.#offset;
+  }
+
   #part(): FileHandle {
     if (!this.#handle) throw new DataSourceError('Internal', 'the partial file is not open');
     return this.#handle;
   }
 }
 
-async function writeAll(handle: FileHandle, buf: Buffer, pos: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesWritten } = await handle.write(buf, done, buf.length - done, pos + done);
-    done += bytesWritten;
-  }
+function newManifest(): ManifestBuilder {
+  return new ManifestBuilder(undefined, DEFAULT_CHUNK_SIZE);
 }
 
 export async function identityOf(path: string): Promise<FileIdentity> {

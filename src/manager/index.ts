@@ -1,5 +1,6 @@
 // `stratum manager`: the control plane in one process — the durable store, the API server in front of it, and the
-// controllers. It owns no data-plane process; killing it stops no pod.
+// controllers. It owns no data-plane process; killing it stops no pod. On SQLite it is the only manager; on etcd
+// (`etcd` option) several run, all serve the API, and only the elected leader runs the controllers (etcd-mode.ts).
 
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
@@ -17,6 +18,7 @@ import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
+import { defaultIdentity, openEtcdControlPlane } from './etcd-mode.js';
 import { useDataPlaneCredential } from '../controllers/common/http-json.js';
 import { loadManagerCredentials, policyContext } from './credentials.js';
 import { loadCatalog } from '../agent/images.js';
@@ -33,6 +35,12 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Catalog images of data-plane components (Longhorn's --backing-image-manager-image); written to their settings. */
   images?: { backingImageManager?: string | undefined; instanceManager?: string | undefined };
+  /** Client URLs of an etcd cluster: keep the state there and elect a leader among the managers sharing it. */
+  etcd?: string[] | undefined;
+  /** Key prefix of this cluster in etcd (default /stratum/). */
+  etcdPrefix?: string | undefined;
+  /** Leader lease duration (ms) on etcd. */
+  leaseMs?: number | undefined;
   /** Image catalog files added to the built-in one: Pods may use only catalog images (pod admission). */
   imagesFiles?: readonly string[];
   /** Asks the supervisor to restart this manager (an accepted upgrade); without it upgrades are refused. */
@@ -70,13 +78,26 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { store, close: closeStore } = await openStore({ path: join(opts.dataDir, 'state.db'), admission: [backingImageAdmission, volumeAdmission] });
   // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
   // The active release (src/manager/upgrade.ts): its images join the catalog, its defaults and API ranges rule.
   const active = activeRelease(opts.dataDir);
   const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
-  store.addAdmission(podAdmission(loadCatalog(imagesFiles)));
-  store.addAdmission(backingImageDataSourceAdmission);
+  const catalog = loadCatalog(imagesFiles);
+  const admission = [backingImageAdmission, volumeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
+  const port = opts.port ?? 9500;
+  const cp = opts.etcd
+    ? await openEtcdControlPlane({
+        endpoints: opts.etcd,
+        ...(opts.etcdPrefix ? { prefix: opts.etcdPrefix } : {}),
+        ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
+        identity: defaultIdentity(port),
+        admission,
+        log,
+      })
+    : undefined;
+  const sqlite = cp ? undefined : await openStore({ path: join(opts.dataDir, 'state.db'), admission });
+  const store = cp?.apiStore ?? (sqlite as NonNullable<typeof sqlite>).store;
+  const closeStore = async () => (cp ? cp.close() : sqlite?.close());
   await ensureSettings(store);
   // The default images are the manager's to decide (read-only settings): an upgrade starts the manager on a new
   // release, and the controllers then retire managers of the old image. Without a stored release, the legacy flags
@@ -94,16 +115,31 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
+  // On etcd the managers share one credentials directory (`stratum up --store etcd`): the same tokens, CA and
+  // cluster secret whichever manager a client or agent reaches.
   const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
   useDataPlaneCredential(creds.dataPlaneHeaders);
-  const catalog = loadCatalog(imagesFiles);
-  const controllers = startControllers({ store, metrics, signal: opts.signal, log, apis: active.release.apis, imageInfo: (image) => catalog.get(image) });
-  const upgrades = upgrader({ store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log });
-  const expiry = startEventExpiry({ store, ttlMs: opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS, signal: opts.signal, log });
+  const ttlMs = opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS;
+  // The release's API ranges and the catalog's image facts go to the controllers (docs/upgrade.md).
+  const release = { apis: active.release.apis, imageInfo: (image: string) => catalog.get(image) };
+  // Event expiry is controller work: on etcd only the leader does it, through the fenced store.
+  const controllers = cp
+    ? {
+        stopped: cp.run(opts.signal, async (term) => {
+          await Promise.all([
+            startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log, ...release }).stopped,
+            startEventExpiry({ store: cp.controllerStore, ttlMs, signal: term.signal, log }),
+          ]);
+        }),
+      }
+    : startControllers({ store, metrics, signal: opts.signal, log, ...release });
+  const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
+  // On etcd the release file is still per manager data directory: an upgrade there is not supported yet (TODO(#12)).
+  const upgrades = upgrader({ store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: cp ? undefined : opts.restart, log });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
-    port: opts.port ?? 9500,
+    port,
     metrics,
     podLogs: agentPodLogs(store, { headers: creds.dataPlaneHeaders }),
     tls: creds.tls,
@@ -113,13 +149,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       origins: { hostNames: (opts.advertiseHosts ?? []).map((h) => h.toLowerCase()), corsOrigins: opts.corsOrigins ?? [] },
     },
     extend: async (app) => {
+      cp?.extendApi(app);
       await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
       registerUpgradeRoutes(app, upgrades);
       registerUiRoutes(app);
     },
   });
   const kubeconfig = creds.writeKubeconfig(api.url);
-  log(`stratum manager: API server listening on ${api.url} (data in ${opts.dataDir})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
+  log(`stratum manager: API server listening on ${api.url} (${opts.etcd ? `state in etcd ${opts.etcd.join(',')}` : `data in ${opts.dataDir}`})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
   const done = new Promise<void>((resolve) => {
     const stop = async () => {
       await api.close().catch(() => undefined);

@@ -27,6 +27,7 @@ import {
 } from './protocol.js';
 import type { ExtentData, ReplicaInfo, WrittenExtents } from './types.js';
 import { WriteBatch } from '../util/write-batch.js';
+import { connectWithReadBuffer } from '../util/socket-reads.js';
 
 export type ReplicaEndpoint = { host?: string; port: number } | { path: string };
 
@@ -111,13 +112,14 @@ export class ReplicaClient {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
 
-  private constructor(socket: net.Socket, address: string, timeoutMs: number) {
+  /** `attach` routes the socket's reads (into its reusable read buffer, src/util/socket-reads.ts) to this client. */
+  private constructor(socket: net.Socket, attach: (onChunk: (chunk: Buffer) => void) => void, address: string, timeoutMs: number) {
     this.#socket = socket;
     this.#batch = new WriteBatch(socket);
     this.address = address;
     this.#timeoutMs = timeoutMs;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    attach((chunk) => this.#onData(chunk));
     socket.on('error', (err) => (this.#error ??= err));
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {
@@ -132,7 +134,7 @@ export class ReplicaClient {
   static async connect(endpoint: ReplicaEndpoint, opts: ReplicaClientOptions = {}): Promise<ReplicaClient> {
     const address = formatEndpoint(endpoint);
     opts.signal?.throwIfAborted();
-    const socket = 'path' in endpoint ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host ?? '127.0.0.1', port: endpoint.port });
+    const { socket, attach } = connectWithReadBuffer('path' in endpoint ? { path: endpoint.path } : { host: endpoint.host ?? '127.0.0.1', port: endpoint.port });
     const timeout = AbortSignal.timeout(opts.connectTimeoutMs ?? 5000);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     await new Promise<void>((resolve, reject) => {
@@ -156,7 +158,7 @@ export class ReplicaClient {
         resolve();
       });
     });
-    const client = new ReplicaClient(socket, address, opts.timeoutMs ?? 8000);
+    const client = new ReplicaClient(socket, attach, address, opts.timeoutMs ?? 8000);
     // The caller's signal only: the connect timeout's own signal would end the greeting wait without saying why.
     const openOpts = { signal: opts.signal, timeoutMs: opts.connectTimeoutMs ?? 5000 };
     if (opts.clusterSecret !== undefined) {
@@ -373,7 +375,7 @@ export class ReplicaClient {
   #onData(chunk: Buffer): void {
     let responses: ReplicaResponse[];
     try {
-      responses = this.#parser.push(chunk);
+      responses = this.#parser.push(chunk, true);
     } catch (err) {
       this.destroy(err as Error);
       return;

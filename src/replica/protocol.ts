@@ -269,17 +269,25 @@ export class RequestParser {
     return this.#queue.length;
   }
 
-  push(chunk: Uint8Array): ReplicaRequest[] {
-    this.#queue.push(chunk);
+  /** `transient`: the chunk is a socket's reusable read buffer, overwritten after this call (byte-queue.ts). */
+  push(chunk: Uint8Array, transient = false): ReplicaRequest[] {
+    this.#queue.push(chunk, transient);
     const out: ReplicaRequest[] = [];
+    this.#parse(out);
+    // Nothing may point into a transient chunk after this call; a payload still arriving is gathered in one buffer.
+    this.#queue.settle(this.#header?.payloadLength ?? 0);
+    return out;
+  }
+
+  #parse(out: ReplicaRequest[]): void {
     for (;;) {
       if (!this.#header) {
-        if (this.#queue.length < REQUEST_HEADER_SIZE) return out;
+        if (this.#queue.length < REQUEST_HEADER_SIZE) return;
         this.#headerAt = this.#queue.offset;
         this.#header = decodeRequestHeader(this.#queue.take(REQUEST_HEADER_SIZE), this.#headerAt);
       }
       const h = this.#header;
-      if (this.#queue.length < h.payloadLength) return out;
+      if (this.#queue.length < h.payloadLength) return;
       // Spelled out rather than spread: this runs once per request and object spread is the slow path.
       out.push({ op: h.op, flags: h.flags, id: h.id, offset: h.offset, length: h.length, payloadLength: h.payloadLength, streamOffset: this.#headerAt, payload: this.#queue.take(h.payloadLength) });
       this.#header = undefined;
@@ -293,17 +301,24 @@ export class ResponseParser {
   #header: ResponseHeader | undefined;
   #headerAt = 0;
 
-  push(chunk: Uint8Array): ReplicaResponse[] {
-    this.#queue.push(chunk);
+  /** `transient`: as for RequestParser#push. */
+  push(chunk: Uint8Array, transient = false): ReplicaResponse[] {
+    this.#queue.push(chunk, transient);
     const out: ReplicaResponse[] = [];
+    this.#parse(out);
+    this.#queue.settle(this.#header?.payloadLength ?? 0);
+    return out;
+  }
+
+  #parse(out: ReplicaResponse[]): void {
     for (;;) {
       if (!this.#header) {
-        if (this.#queue.length < RESPONSE_HEADER_SIZE) return out;
+        if (this.#queue.length < RESPONSE_HEADER_SIZE) return;
         this.#headerAt = this.#queue.offset;
         this.#header = decodeResponseHeader(this.#queue.take(RESPONSE_HEADER_SIZE), this.#headerAt);
       }
       const h = this.#header;
-      if (this.#queue.length < h.payloadLength) return out;
+      if (this.#queue.length < h.payloadLength) return;
       out.push({ op: h.op, status: h.status, id: h.id, payloadLength: h.payloadLength, streamOffset: this.#headerAt, payload: this.#queue.take(h.payloadLength) });
       this.#header = undefined;
     }

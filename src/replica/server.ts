@@ -26,6 +26,7 @@ import {
 import type { ReplicaDevice } from './types.js';
 import { ioBuffers } from '../util/buffer-pool.js';
 import { WriteBatch } from '../util/write-batch.js';
+import { adoptWithReadBuffer } from '../util/socket-reads.js';
 
 export interface ReplicaServerOptions {
   /** Requests one connection may have in flight before the server stops reading it (default 256). */
@@ -85,6 +86,8 @@ export function statusOf(err: unknown): WireStatus {
 
 class Connection {
   readonly #socket: net.Socket;
+  /** Reads land in one reusable buffer: a chunk is valid only during #onData (src/util/socket-reads.ts). */
+  readonly #transientReads: boolean;
   readonly #batch: WriteBatch;
   readonly #directory: ReplicaDirectory;
   #device: ReplicaDevice | undefined;
@@ -104,8 +107,12 @@ class Connection {
   #paused = false;
   #ended = false;
 
-  constructor(socket: net.Socket, directory: ReplicaDirectory, limits: Limits, onError: (err: Error) => void, challenge?: Omit<Challenge, 'nonce' | 'timer'> & { timeoutMs: number }) {
+  /** `accepted`: a socket its net.Server has just accepted, not yet read from (it is re-homed, see socket-reads.ts). */
+  constructor(accepted: net.Socket, directory: ReplicaDirectory, limits: Limits, onError: (err: Error) => void, challenge?: Omit<Challenge, 'nonce' | 'timer'> & { timeoutMs: number }) {
+    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk));
+    const socket = reads.socket;
     this.#socket = socket;
+    this.#transientReads = reads.transient;
     this.#batch = new WriteBatch(socket);
     this.#directory = directory;
     this.#device = directory.initial;
@@ -114,7 +121,6 @@ class Connection {
     socket.setNoDelay(true);
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', (err) => onError(err));
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.drain());
     if (challenge) {
       const nonce = newNonce();
@@ -177,9 +183,10 @@ class Connection {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#ended) return; // answered everything it will answer (#maybeEnd)
     let requests: ReplicaRequest[];
     try {
-      requests = this.#parser.push(chunk);
+      requests = this.#parser.push(chunk, this.#transientReads);
     } catch (err) {
       this.#onError(err as Error);
       this.destroy(err as Error);
@@ -283,6 +290,9 @@ class Connection {
     if (this.#draining && this.#inFlight === 0 && !this.#ended) {
       this.#ended = true;
       this.#socket.end();
+      // Read on, discarding, until the peer's end arrives: a socket reading into its own buffer (socket-reads.ts)
+      // stops reading the moment it is paused, and a paused socket would never see the end that lets it close.
+      this.#socket.resume();
       // A peer that never closes its side must not hold close() forever.
       setTimeout(() => this.#socket.destroy(), 2000).unref();
     }

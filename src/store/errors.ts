@@ -12,6 +12,7 @@ export type StoreErrorCode =
   | 'BadRequest'
   | 'Forbidden'
   | 'MethodNotAllowed'
+  | 'Unavailable'
   | 'Internal';
 
 export class StoreError extends Error {
@@ -44,4 +45,5 @@ export const isInvalid = has('Invalid');
 export const isGone = has('Gone');
 export const isBadRequest = has('BadRequest');
 export const isForbidden = has('Forbidden');
+export const isUnavailable = has('Unavailable');
 export const isStoreError = (err: unknown): err is StoreError => err instanceof StoreError;

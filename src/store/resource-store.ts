@@ -52,8 +52,11 @@ export class ResourceStore implements Store {
   readonly #backend: Backend;
   readonly #admission: AdmissionPlugin[];
   readonly #now: () => Date;
-  /** Setting values, kept current by our own writes, for defaulting (e.g. minNumberOfCopies). */
-  readonly #settings = new Map<string, string>();
+  /**
+   * Setting values for defaulting (e.g. minNumberOfCopies), read from the backend before each defaulting create:
+   * with several managers on one etcd, another manager may have changed them, so nothing is cached across calls.
+   */
+  #settings = new Map<string, string>();
 
   constructor(opts: ResourceStoreOptions) {
     this.#backend = opts.backend;
@@ -63,8 +66,16 @@ export class ResourceStore implements Store {
 
   /** Loads what defaulting needs. Call once before serving. */
   async init(): Promise<void> {
+    await this.#loadSettings();
+  }
+
+  async #loadSettings(): Promise<void> {
     const { entries } = await this.#backend.list('Setting/');
-    for (const e of entries) this.#rememberSetting(e.value);
+    const next = new Map<string, string>();
+    for (const { value } of entries) {
+      if (value.metadata.name && typeof value['value'] === 'string') next.set(value.metadata.name, value['value']);
+    }
+    this.#settings = next;
   }
 
   addAdmission(plugin: AdmissionPlugin): void {
@@ -101,7 +112,10 @@ export class ResourceStore implements Store {
     meta.namespace = this.#ns(info, meta.namespace ?? '');
     if (!info.namespaced) delete meta.namespace;
     this.#prune(info, obj, opts, warnings);
-    info.defaultOnCreate?.(obj, this.#defaultingContext());
+    if (info.defaultOnCreate) {
+      await this.#loadSettings();
+      info.defaultOnCreate(obj, this.#defaultingContext());
+    }
     meta.uid = randomUUID();
     meta.creationTimestamp = this.#timestamp();
     if (info.hasSpec) meta.generation = 1;
@@ -120,7 +134,6 @@ export class ResourceStore implements Store {
       }
       throw err;
     });
-    this.#rememberSetting(entry.value);
     return { object: entry.value as T, warnings };
   }
 
@@ -197,7 +210,6 @@ export class ResourceStore implements Store {
       try {
         if (finalizers.length === 0) {
           const entry = await this.#backend.delete(key, current.rev, (rev) => withRv(obj, rev));
-          this.#forgetSetting(entry.value);
           return { object: entry.value as T, deleted: true };
         }
         if (obj.metadata.deletionTimestamp && isDeepStrictEqual(finalizers, obj.metadata.finalizers)) {
@@ -307,11 +319,9 @@ export class ResourceStore implements Store {
     if (opts.dryRun) return { object: next, warnings };
     if (meta.deletionTimestamp && (meta.finalizers ?? []).length === 0) {
       const entry = await this.#backend.delete(key, rev, (r) => withRv(next, r));
-      this.#forgetSetting(entry.value);
       return { object: entry.value, warnings };
     }
     const entry = await this.#backend.update(key, rev, (r) => withRv(next, r));
-    this.#rememberSetting(entry.value);
     return { object: entry.value, warnings };
   }
 
@@ -376,16 +386,6 @@ export class ResourceStore implements Store {
 
   #timestamp(): string {
     return this.#now().toISOString().replace(/\.\d{3}Z$/, 'Z');
-  }
-
-  #rememberSetting(obj: KubeObject): void {
-    if (obj.kind === 'Setting' && obj.metadata.name && typeof obj['value'] === 'string') {
-      this.#settings.set(obj.metadata.name, obj['value']);
-    }
-  }
-
-  #forgetSetting(obj: KubeObject): void {
-    if (obj.kind === 'Setting' && obj.metadata.name) this.#settings.delete(obj.metadata.name);
   }
 }
 

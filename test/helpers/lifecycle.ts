@@ -91,7 +91,7 @@ export class LifecycleCluster {
     const agentDir = join(this.dir.path, node, 'agent');
     await mkdir(agentDir, { recursive: true });
     const creds = existsSync(join(agentDir, 'node-credentials.json')) ? join(agentDir, 'node-credentials.json') : nodeCredentialsFile(this.manager.dataDir, node, join(agentDir, 'node-credentials.json'));
-    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.url, '--disk', this.diskDir(node), '--credentials', creds,
+    const agent = new Proc([process.execPath, CLI, 'node', '--name', node, '--manager', this.manager.urls, '--disk', this.diskDir(node), '--credentials', creds,
       '--data-dir', agentDir, '--port-dir', join(this.dir.path, 'ports'), '--restart-backoff-ms', '500', '--heartbeat-interval-ms', '1000']);
     this.agents.set(node, agent);
   }

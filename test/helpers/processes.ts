@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EtcdManagers, testStore } from './etcd-managers.js';
 import { adminToken, kubeconfigFor, rememberCluster, tokenFor } from './credentials.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,9 +50,14 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
 }
 
-/** A `stratum manager` process on a free port over a data dir that outlives restarts. */
+/**
+ * A `stratum manager` process on a free port over a data dir that outlives restarts. With STRATUM_TEST_STORE=etcd
+ * it is three managers on a three-member etcd instead (`etcd`); `url` is the first, `urls` all of them, and
+ * kill9/stop act on all managers.
+ */
 export class ManagerProcess {
   readonly dataDir: string;
+  readonly etcd: EtcdManagers | undefined;
   port = 0;
   #child: ChildProcess | undefined;
   #log = '';
@@ -61,22 +67,40 @@ export class ManagerProcess {
   /** `extraArgs` go after the manager's own flags (e.g. `--event-ttl 2`). */
   constructor(dataDir: string, extraArgs: string[] = []) {
     this.dataDir = dataDir;
+    this.etcd = testStore() === 'etcd' ? new EtcdManagers(dataDir) : undefined;
     this.#extraArgs = extraArgs;
   }
 
+  /** On etcd: the first manager still running (a test may have killed one). */
   get url(): string {
+    if (this.etcd) {
+      const live = this.etcd.managers.findIndex((_, i) => this.etcd?.running(i));
+      return this.etcd.urls[Math.max(0, live)] ?? `http://127.0.0.1:${this.port}`;
+    }
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** Every manager's URL, comma-separated (what agents and the CLI accept). */
+  get urls(): string {
+    return this.etcd ? this.etcd.urls.join(',') : this.url;
+  }
+
   get pid(): number | undefined {
-    return this.#child?.pid;
+    return this.etcd ? this.etcd.pid(0) : this.#child?.pid;
   }
 
   get log(): string {
-    return this.#log;
+    return this.etcd ? this.etcd.log : this.#log;
   }
 
   async start(): Promise<void> {
+    if (this.etcd) {
+      await this.etcd.start({ freePort, cli: CLI, waitFor, extraArgs: this.#extraArgs });
+      this.port = this.etcd.managers[0]?.port ?? 0;
+      // The managers share one credentials directory: one admin token for all of them.
+      for (const url of this.etcd.urls) rememberCluster(url, this.dataDir);
+      return;
+    }
     if (this.port === 0) this.port = await freePort();
     const child = spawn(process.execPath, [CLI, 'manager', '--port', String(this.port), '--data-dir', this.dataDir, ...this.#extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -99,6 +123,7 @@ export class ManagerProcess {
 
   /** SIGKILL, no chance to flush anything. */
   async kill9(): Promise<void> {
+    if (this.etcd) return this.etcd.killManagers();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -107,6 +132,7 @@ export class ManagerProcess {
   }
 
   async stop(): Promise<void> {
+    if (this.etcd) return this.etcd.stop();
     const child = this.#child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -165,5 +191,6 @@ export function kubectl(server: string, args: string[], input?: string): Promise
 /** `--kubeconfig FILE` (the cluster's own, as the manager or `stratum up` wrote it) followed by `args`. */
 export function kubectlArgs(server: string, args: string[]): string[] {
   const file = kubeconfigFor(server);
-  return [...(file ? ['--kubeconfig', file] : ['--server', server]), ...args];
+  // --server too: on etcd the kubeconfig names the first of several managers (the CA and token fit all of them).
+  return [...(file ? ['--kubeconfig', file, '--server', server.replace(/^http:/, 'https:')] : ['--server', server]), ...args];
 }

@@ -304,28 +304,43 @@ test('nodes and settings pages pass axe; a read-only setting cannot be edited', 
   await shot('settings');
 });
 
-test('detach, then delete the volume and the images', { skip }, async () => {
+test('detach, then delete the volume and the images', { skip }, async (t) => {
+  const started = Date.now();
+  const phase = (what: string): void => t.diagnostic(`${what} at ${Date.now() - started} ms`);
   await page.goto(`${url}/#/volumes/vol-ui`);
   await page.getByRole('button', { name: 'Detach' }).click();
   await waitFor('the volume detached', async () => (await page.getByTestId('volume-state').innerText()).toLowerCase() === 'detached', 120_000);
+  phase('volume detached');
   await page.getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('dialog', { name: 'Delete volume vol-ui?' }).getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('heading', { name: 'Volumes' }).waitFor();
   await waitFor('the volume gone', async () => (await page.getByTestId('volume-row-vol-ui').count()) === 0, 120_000);
+  phase('volume gone');
   for (const name of ['url-image', 'uploaded', 'never-ready']) {
     await page.goto(`${url}/#/backingimages/${name}`);
     await page.getByRole('button', { name: 'Delete' }).click();
     const dialog = page.getByRole('dialog', { name: `Delete backing image ${name}?` });
-    // The volume's replicas may still be going away: a refusal is shown; try again until it is accepted.
+    // Hidden before it was ever shown is not an acceptance: wait for the dialog first. The volume's replicas may
+    // still be going away: a refusal is shown in the dialog; confirm again until the dialog closes on success.
+    await dialog.waitFor();
+    const confirm = dialog.getByRole('button', { name: 'Delete' });
     await waitFor(`${name} accepted for deletion`, async () => {
       if (await dialog.isHidden()) return true;
-      await dialog.getByRole('button', { name: 'Delete' }).click();
-      await page.waitForTimeout(1000);
+      if (await confirm.isEnabled()) await confirm.click({ timeout: 5_000 }).catch(() => undefined);
+      await dialog.waitFor({ state: 'hidden', timeout: 2_000 }).catch(() => undefined);
       return dialog.isHidden();
     }, 120_000);
+    phase(`${name} accepted for deletion`);
   }
   await page.goto(`${url}/#/backingimages`);
-  await waitFor('every image gone', async () => (await api<{ items: unknown[] }>(`${LH}/backingimages`)).json.items.length === 0, 120_000);
+  // On a timeout, say what is left and why: the images' finalizers and copies, and their managers' view.
+  interface Left { metadata: { name: string; finalizers?: string[]; deletionTimestamp?: string }; status?: unknown }
+  let left: Left[] = [];
+  await waitFor('every image gone', async () => (left = (await api<{ items: Left[] }>(`${LH}/backingimages`)).json.items).length === 0, 120_000).catch(async (err: Error) => {
+    const bims = (await api<{ items: { metadata: { name: string }; spec?: unknown; status?: unknown }[] }>(`${LH}/backingimagemanagers`)).json.items;
+    throw new Error(`${err.message}\nleft: ${JSON.stringify(left, null, 1)}\nmanagers: ${JSON.stringify(bims, null, 1)}`);
+  });
+  phase('every image gone');
   await waitFor('the list empty', async () => (await page.getByText('No backing images.').count()) === 1, 10_000);
 });
 

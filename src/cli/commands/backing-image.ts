@@ -1,14 +1,15 @@
 // `stratum bi create|upload|download|cleanup`: backing images through the Longhorn /v1 API. Uploads and downloads
 // stream with a progress bar (bytes, rate, ETA) and resume after an interruption: re-running the same command
-// continues from the last durable offset (upload) or the bytes already on disk (download).
+// continues from the last durable offset (upload) or the bytes already on disk (download). Downloads keep the image's
+// zeros as holes (64 KiB blocks, see util/sparse-write.ts), so a sparse raw image costs only its data on the disk.
 
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, rename, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { StoreError, isNotFound } from '../../store/errors.js';
 import { errorFromResponse, describeFetchError } from '../../client/http-store.js';
+import { writeSparse } from '../../util/sparse-write.js';
 import { authHeaders, request } from '../api.js';
 import { Progress } from '../progress.js';
 
@@ -144,11 +145,22 @@ export async function downloadImage(server: string, name: string, out: string): 
   const fresh = !resumed ? createHash('sha512') : hash;
   const progress = new Progress('downloading', total, start);
   const body = Readable.fromWeb(res.body as never);
-  body.on('data', (c: Buffer) => {
-    fresh.update(c);
-    progress.add(c.length);
-  });
-  await pipeline(body, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
+  const fh = await open(part, resumed ? 'r+' : 'w');
+  try {
+    let pos = start;
+    // The file may end before `start` when its last bytes were zeros never written: those read as zeros after the
+    // ftruncate below, like every hole.
+    let end = Math.min(start, (await fh.stat()).size);
+    for await (const c of body as AsyncIterable<Buffer>) {
+      fresh.update(c);
+      end = await writeSparse(fh, c, pos, end);
+      pos += c.length;
+      progress.add(c.length);
+    }
+    await fh.truncate(pos);
+  } finally {
+    await fh.close();
+  }
   progress.done();
   const sum = fresh.digest('hex');
   if (img.currentChecksum && sum !== img.currentChecksum) {

@@ -9,6 +9,8 @@ export interface ManagerFlags {
   dataDir: string;
   backingImageManagerImage?: string;
   instanceManagerImage?: string;
+  etcd?: string;
+  etcdPrefix?: string;
   images?: string[];
   advertiseHost?: string[];
   corsOrigin?: string[];
@@ -34,6 +36,8 @@ export async function runManagerCommand(o: ManagerFlags): Promise<void> {
     port,
     signal: ac.signal,
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
+    etcd: o.etcd ? o.etcd.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
+    etcdPrefix: o.etcdPrefix,
     imagesFiles: (o.images ?? []).map((f) => resolve(f)),
     // Under `stratum up` an accepted upgrade asks `up` to restart this process on the new release.
     ...(process.send ? { restart: () => process.send?.({ type: 'restart-manager' }) } : {}),

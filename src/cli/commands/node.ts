@@ -42,7 +42,7 @@ export function addNodeCommand(program: Command): void {
     .command('node')
     .description('run a node agent: register the node and its disks, heartbeat, run the pods bound to it')
     .requiredOption('--name <name>', 'node name (the Node resource in longhorn-system)')
-    .addOption(new Option('--manager <url>', 'API server of the manager').env('STRATUM_SERVER').default('http://127.0.0.1:9500'))
+    .addOption(new Option('--manager <url>', 'API server of the manager (several managers: comma-separated)').env('STRATUM_SERVER').default('http://127.0.0.1:9500'))
     .option('--disk <path[:tag,tag]>', 'a disk directory, with optional tags; repeat for more disks', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--data-dir <dir>', 'where the agent keeps pod records and logs (default .stratum/<name>/agent)')
     .option('--address <ip>', "this node's IP: pods' hostIP and podIP, where the agent's endpoint listens", '127.0.0.1')

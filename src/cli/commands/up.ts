@@ -36,6 +36,8 @@ interface UpFlags {
   images?: string;
   restartBackoffMs?: string;
   readyTimeout: string;
+  store?: string;
+  managers?: string;
 }
 
 interface ClusterFile {
@@ -67,6 +69,8 @@ export function addUpCommand(program: Command): void {
     .option('--images <file>', 'image catalog for the agents (added to the built-in one)')
     .option('--restart-backoff-ms <ms>', "agents' first crash-loop backoff step")
     .option('--ready-timeout <seconds>', 'how long to wait for every node to become Ready', '30')
+    .option('--store <store>', 'sqlite (one manager, embedded) or etcd (a 3-member etcd from the machine, several managers)')
+    .option('--managers <n>', 'managers on etcd (default 3); they elect a leader that runs the controllers')
     .action(async (o: UpFlags) => {
       try {
         await up(o);
@@ -86,6 +90,26 @@ function count(flag: string, v: string | undefined, stored: number | undefined, 
 async function up(o: UpFlags): Promise<void> {
   const { lockDataDir, portIsFree } = await import('../../agent/index.js');
   const dir = resolve(o.dataDir);
+  const clusterFile = join(dir, 'cluster.json');
+  const before = existsSync(clusterFile) ? (JSON.parse(readFileSync(clusterFile, 'utf8')) as Partial<ClusterFile> & { store?: string; managers?: number }) : undefined;
+  const store = o.store ?? before?.store ?? 'sqlite';
+  if (store !== 'sqlite' && store !== 'etcd') fail(`--store must be sqlite or etcd, not "${store}"`);
+  if (store === 'etcd') {
+    // Loaded only here: it brings the agent's modules, which `stratum --help` and every pod must not load.
+    const { upEtcd } = await import('./up-etcd.js');
+    return upEtcd({
+      nodes: count('--nodes', o.nodes, before?.nodes, 3),
+      disksPerNode: count('--disks-per-node', o.disksPerNode, before?.disksPerNode, 1),
+      managers: count('--managers', o.managers, before?.managers, 3),
+      port: count('--port', o.port, before?.port, 9500),
+      host: o.host,
+      dataDir: dir,
+      images: o.images,
+      restartBackoffMs: o.restartBackoffMs,
+      readyTimeoutMs: Number(o.readyTimeout) * 1000,
+    });
+  }
+  if (before?.store === undefined && o.managers !== undefined) fail('--managers needs --store etcd');
   mkdirSync(dir, { recursive: true });
   const lock = await lockDataDir(dir, 'stratum up', 'up.lock');
   const clusterPath = join(dir, 'cluster.json');

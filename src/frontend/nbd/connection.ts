@@ -35,6 +35,7 @@ import { type NbdExportStats, costOf, countRequest, dispatchRequest, validateReq
 import { encodeUtf8 } from './wire.js';
 import { ioBuffers } from '../../util/buffer-pool.js';
 import { WriteBatch } from '../../util/write-batch.js';
+import { adoptWithReadBuffer } from '../../util/socket-reads.js';
 
 export interface ExportEntry {
   readonly name: string;
@@ -68,6 +69,8 @@ type OptionOutcome = 'continue' | 'transmission' | 'stop';
 
 export class NbdConnection {
   readonly #socket: Socket;
+  /** Reads land in one reusable buffer: a chunk is valid only during #onData (src/util/socket-reads.ts). */
+  readonly #transientReads: boolean;
   readonly #batch: WriteBatch;
   readonly #host: ConnectionHost;
   readonly #abort = new AbortController();
@@ -90,15 +93,18 @@ export class NbdConnection {
   #socketClosed = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(socket: Socket, host: ConnectionHost) {
+  /** `accepted`: a socket its net.Server has just accepted, not yet read from (it is re-homed, see socket-reads.ts). */
+  constructor(accepted: Socket, host: ConnectionHost) {
+    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk));
+    const socket = reads.socket;
     this.#socket = socket;
+    this.#transientReads = reads.transient;
     this.#batch = new WriteBatch(socket);
     this.#host = host;
     this.#settled = new Promise((resolve) => (this.#resolveSettled = resolve));
     socket.setNoDelay(true); // a no-op on Unix sockets
     // Every in-flight device call may listen on the one signal; that is expected, not a leak.
     setMaxListeners(host.limits.maxInFlightRequests + 16, this.#abort.signal);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onPeerEnd());
     // 'close' always follows 'error'; the error itself is the client's business (reset, broken pipe).
     socket.on('error', () => {});
@@ -134,8 +140,9 @@ export class NbdConnection {
   #onData(chunk: Buffer): void {
     try {
       if (this.#ending) return;
-      if (this.#state === 'handshake') this.#onHandshakeData(chunk);
-      else if (this.#state !== 'closed') this.#onTransmissionData(chunk);
+      // The handshake is a few hundred bytes: its parser simply gets its own copy.
+      if (this.#state === 'handshake') this.#onHandshakeData(this.#transientReads ? Buffer.from(chunk) : chunk);
+      else if (this.#state !== 'closed') this.#onTransmissionData(chunk, this.#transientReads);
     } catch (err) {
       const error = isNbdError(err) ? err : new NbdError('NBD_PROTOCOL', 'NBD connection failed', { cause: err });
       this.#host.reportError(error);
@@ -258,9 +265,9 @@ export class NbdConnection {
     entry.stats.connections++;
   }
 
-  #onTransmissionData(chunk: Uint8Array): void {
+  #onTransmissionData(chunk: Uint8Array, transient = false): void {
     if (this.#peerDone) return; // after NBD_CMD_DISC the client must not send anything; ignore it if it does
-    for (const r of this.#requests!.push(chunk)) {
+    for (const r of this.#requests!.push(chunk, transient)) {
       if (r.type === NbdCmd.DISC) {
         this.#peerDone = true;
         break;
@@ -354,6 +361,9 @@ export class NbdConnection {
     this.#ending = true;
     clearTimeout(this.#timer);
     this.#socket.end();
+    // Read on (#onData discards) until the peer's end arrives: a socket reading into its own buffer
+    // (socket-reads.ts) stops reading the moment it is paused, and would never see the end that lets it close.
+    this.#socket.resume();
     // A peer that never closes its side must not hold close() forever.
     this.#timer = setTimeout(() => this.#socket.destroy(), this.#host.limits.closeGraceMs);
   }

@@ -103,7 +103,6 @@ export class NbdServer {
     opts.signal?.throwIfAborted();
     // allowHalfOpen: a client that shuts down its sending side still gets the replies to what it sent.
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
-    server.maxConnections = this.#maxConnections;
     const where = 'path' in endpoint ? endpoint.path : `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
     await new Promise<void>((resolve, reject) => {
       const done = (): void => {
@@ -244,7 +243,8 @@ export class NbdServer {
   }
 
   #accept(socket: net.Socket): void {
-    if (this.#closing) {
+    // Counted here, not by net.Server#maxConnections: the connection re-homes its socket (src/util/socket-reads.ts).
+    if (this.#closing || this.#connections.size >= this.#maxConnections) {
       socket.destroy();
       return;
     }

@@ -79,7 +79,8 @@ export interface NbdRequestParserOptions {
 
 /**
  * Incremental request parser. Memory held is at most one header plus one payload of up to `maxPayload` bytes;
- * a payload that arrives in one chunk is returned as a view of that chunk, one split across chunks is copied once.
+ * a payload that arrives in one owned chunk is returned as a view of that chunk, any other is copied once (into a
+ * buffer of the I/O pool).
  * After a protocol error the parser stays failed: the stream cannot be resynchronised.
  */
 export class NbdRequestParser {
@@ -104,10 +105,11 @@ export class NbdRequestParser {
     return this.#queue.offset;
   }
 
-  push(chunk: Uint8Array): NbdRequest[] {
+  /** `transient`: the chunk is a socket's reusable read buffer, overwritten after this call (byte-queue.ts). */
+  push(chunk: Uint8Array, transient = false): NbdRequest[] {
     if (this.#failed) throw this.#failed;
     const q = this.#queue;
-    q.push(chunk);
+    q.push(chunk, transient);
     const out: NbdRequest[] = [];
     try {
       for (;;) {
@@ -137,6 +139,8 @@ export class NbdRequestParser {
           this.#header = { flags: header.flags, type: header.type, handle: header.handle, offset: header.offset, length: header.length, streamOffset };
         }
       }
+      // Nothing may point into a transient chunk after this call; a payload still arriving is gathered in one buffer.
+      q.settle(this.#header?.length ?? 0);
     } catch (err) {
       this.#failed = err as Error;
       throw err;

@@ -17,8 +17,15 @@ interface WatchEvent {
 
 /** Coalesces bursts (progress updates) into one render; far below the 2 s a state change may take to show. */
 const FLUSH_MS = 50;
-/** A collection nobody shows is kept this long, so moving between pages does not re-list. */
-const LINGER_MS = 30_000;
+/** A collection nobody shows is kept this long, so moving back to a page does not re-list. */
+const LINGER_MS = 10_000;
+/**
+ * Watch streams the page keeps open at most, beyond those shown (no page shows more than five kinds). A browser
+ * opens at most six HTTP/1.1 connections per host, and every watch holds one for its whole life: with six open,
+ * a click's request waits until a lingering watch ends (that was up to 30 s). Collections nobody shows are stopped
+ * first, oldest first, so at least one connection stays free for actions.
+ */
+const MAX_STREAMS = 4;
 
 class Collection {
   readonly #items = new Map<string, KubeObject>();
@@ -40,16 +47,24 @@ class Collection {
     void this.#run(this.#ac.signal);
   }
 
+  /** When the last holder let go; undefined while shown (or about to be: a new one is retained by its effect). */
+  idleSince: number | undefined;
+
   retain(): () => void {
     this.#refs++;
+    this.idleSince = undefined;
     clearTimeout(this.#stopTimer);
     return () => {
       if (--this.#refs > 0) return;
-      this.#stopTimer = setTimeout(() => {
-        this.#ac.abort();
-        this.onStop();
-      }, LINGER_MS);
+      this.idleSince = Date.now();
+      this.#stopTimer = setTimeout(() => this.stop(), LINGER_MS);
     };
+  }
+
+  stop(): void {
+    clearTimeout(this.#stopTimer);
+    this.#ac.abort();
+    this.onStop();
   }
 
   #snapshot(): KubeObject[] {
@@ -156,6 +171,7 @@ export class WatchHub {
     const key = `${kind}?${selector}`;
     let c = this.#collections.get(key);
     if (!c) {
+      this.#makeRoom();
       const qk = WatchHub.queryKey(kind, selector);
       c = new Collection(
         KINDS[kind],
@@ -169,6 +185,14 @@ export class WatchHub {
       this.#collections.set(key, c);
     }
     return c;
+  }
+
+  /** Stops idle collections, oldest first, until a new stream fits under MAX_STREAMS (shown ones are kept). */
+  #makeRoom(): void {
+    const idle = [...this.#collections.values()]
+      .filter((c) => c.idleSince !== undefined)
+      .sort((a, b) => (a.idleSince ?? 0) - (b.idleSince ?? 0));
+    while (this.#collections.size >= MAX_STREAMS && idle.length > 0) idle.shift()!.stop();
   }
 
   first(kind: KindKey, selector: string): Promise<KubeObject[]> {

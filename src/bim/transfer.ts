@@ -1,0 +1,138 @@
+// The chunk workers of a sync: a few requests in flight at once, spread round-robin over the live peers, each chunk
+// written through a ChunkSink (holes kept) and handed on once it is completely in the file. A failed request is
+// retried, on another peer when there is one, after a per-peer back-off. In the first pass chunks are not hashed
+// one by one (the whole-file SHA-512 runs alongside, follower.ts); a repair pass re-fetches chunks found wrong and
+// checks each against the manifest's SHA-256 as it arrives, never asking a peer again for a chunk it sent wrong.
+
+import type { FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ChunkSink } from './chunksink.js';
+import { BimError, isBimError, messageOf } from './errors.js';
+import type { ChunkManifest } from './manifest.js';
+import type { Checkpointer } from './partial.js';
+import type { Peer } from './peers.js';
+import type { BimStats } from './stats.js';
+import type { FileRecord, FileTable } from './table.js';
+
+export interface TransferContext {
+  table: FileTable;
+  stats: BimStats;
+  /** Chunks in flight at once (bounded memory: one 1 MiB staging buffer each). */
+  parallel: number;
+  /** A chunk request with no bytes for this long is abandoned and retried (ms). */
+  chunkIdleMs: number;
+}
+
+export interface TransferPlan {
+  peers: Peer[];
+  manifest: ChunkManifest;
+  todo: number[];
+  /** Chunks a previous attempt may have half-written: their zero blocks are checked, not assumed holes. */
+  dirty: Set<number>;
+  /** Check each chunk's SHA-256 as it arrives (repair pass). */
+  verify: boolean;
+  /** Which peer sent each chunk, to blame it if the chunk turns out wrong. */
+  sentBy: Map<number, Peer>;
+  /** Peers never to be asked again for a chunk (they sent it wrong). */
+  badPeers: Map<number, Set<Peer>>;
+  fh: FileHandle;
+  checkpoint: Checkpointer;
+  signal: AbortSignal;
+  /** Chunk `i` is completely in the file (not yet durable: the checkpointer makes it so). */
+  onReceived: (i: number, length: number) => void;
+}
+
+const MAX_BACKOFF_MS = 10_000;
+
+export function blame(plan: Pick<TransferPlan, 'badPeers'>, chunk: number, peer: Peer): void {
+  let bad = plan.badPeers.get(chunk);
+  if (!bad) plan.badPeers.set(chunk, (bad = new Set()));
+  bad.add(peer);
+}
+
+export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan: TransferPlan): Promise<void> {
+  const { peers, manifest } = plan;
+  // A fatal error in one worker (no peer can supply a chunk, the disk failed) stops the others at once.
+  const fatal = new AbortController();
+  const signal = AbortSignal.any([plan.signal, fatal.signal]);
+  const queue = [...plan.todo];
+  let turn = 0;
+
+  const pickPeer = (chunk: number): Peer | number => {
+    const usable = peers.filter((p) => !p.excluded && !plan.badPeers.get(chunk)?.has(p));
+    if (usable.length === 0) {
+      const c = manifest.chunks[chunk]!;
+      throw new BimError('ChecksumMismatch', `chunk at offset ${c.offset} (${c.length} bytes) of ${rec.name} failed verification from every source (${peers.map((p) => p.url).join(', ')}); expected SHA-256 ${c.sha256}`);
+    }
+    const now = ctx.table.now();
+    const ready = usable.filter((p) => p.backoffUntil <= now);
+    if (ready.length === 0) return Math.min(...usable.map((p) => p.backoffUntil)) - now;
+    return ready[turn++ % ready.length]!;
+  };
+
+  const worker = async () => {
+    const sink = new ChunkSink(plan.fh);
+    for (;;) {
+      if (signal.aborted) return;
+      if (plan.checkpoint.error) throw plan.checkpoint.error;
+      const i = queue.shift();
+      if (i === undefined) return;
+      const peer = pickPeer(i);
+      if (typeof peer === 'number') {
+        queue.unshift(i);
+        await sleep(Math.max(50, peer), undefined, { signal });
+        continue;
+      }
+      const c = manifest.chunks[i]!;
+      try {
+        sink.begin(c.offset, plan.dirty.has(i), plan.verify);
+        await peer.fetchRange(c.offset, c.length, {
+          signal,
+          idleMs: ctx.chunkIdleMs,
+          onPiece: (piece) => {
+            ctx.stats.received.bytes += piece.length;
+            ctx.table.touch(rec);
+            return sink.accept(piece);
+          },
+          onPause: () => sink.drain(),
+        });
+        const got = await sink.end();
+        if (plan.verify && got !== c.sha256) {
+          ctx.stats.received.chunksRejected++;
+          blame(plan, i, peer);
+          throw new BimError('ChecksumMismatch', `${peer.url} sent chunk at offset ${c.offset} with SHA-256 ${got}, the manifest says ${c.sha256}`);
+        }
+        peer.failures = 0;
+        plan.sentBy.set(i, peer);
+        ctx.stats.received.chunks++;
+        plan.checkpoint.add(i);
+        plan.onReceived(i, c.length);
+      } catch (err) {
+        await sink.abandon();
+        if (signal.aborted) throw err;
+        plan.dirty.add(i);
+        queue.push(i);
+        rec.lastError = messageOf(err);
+        if (!isBimError(err, 'ChecksumMismatch')) {
+          peer.failures++;
+          const base = isBimError(err, 'Busy') ? 1000 : 250 * 2 ** Math.min(peer.failures, 6);
+          peer.backoffUntil = ctx.table.now() + Math.min(MAX_BACKOFF_MS, base);
+        }
+      }
+    }
+  };
+
+  const run = async () => {
+    try {
+      await worker();
+    } catch (err) {
+      if (!signal.aborted) fatal.abort(err);
+      throw err;
+    }
+  };
+  const n = Math.max(1, Math.min(ctx.parallel, queue.length));
+  await Promise.allSettled(Array.from({ length: n }, run));
+  plan.signal.throwIfAborted();
+  if (fatal.signal.aborted) throw fatal.signal.reason;
+  if (queue.length > 0) throw new BimError('Internal', `${queue.length} chunks of ${rec.name} were left untransferred`);
+}
