@@ -135,7 +135,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     : startControllers({ store, metrics, signal: opts.signal, log, ...release });
   const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
   // On etcd the release file is still per manager data directory: an upgrade there is not supported yet (TODO(#12)).
-  const upgrades = upgrader({ store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: cp ? undefined : opts.restart, log });
+  const upgrades = upgrader({
+    store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log,
+    ...(cp ? { unavailable: 'upgrades of a cluster whose state is in etcd are not supported yet: each manager keeps its release in its own data directory (TODO(#12))' } : {}),
+  });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',

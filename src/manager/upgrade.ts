@@ -45,6 +45,8 @@ export interface UpgraderOptions {
   imagesFiles: readonly string[];
   /** Asks the supervisor (`stratum up`) to restart this manager; undefined when nothing would. */
   restart: (() => void) | undefined;
+  /** Why upgrades are refused on this manager whatever the supervisor (e.g. the etcd control plane). */
+  unavailable?: string | undefined;
   log: (line: string) => void;
 }
 
@@ -72,6 +74,7 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       await validateRelease(release, catalog, await runningInstances(o.store), { source });
       const previous = active.release;
       if (dryRun) return { release, previous };
+      if (o.unavailable) throw new ReleaseError('UpgradeUnavailable', o.unavailable);
       if (!o.restart) {
         throw new ReleaseError('UpgradeUnavailable', 'this manager was not started by `stratum up`, so nothing would restart it on the release; stop it and start it with the release file in its data directory as release.yaml');
       }
