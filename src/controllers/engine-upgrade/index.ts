@@ -36,6 +36,25 @@ export interface EngineUpgradeOptions {
   managers: InstanceManagers;
 }
 
+/**
+ * Why an attached volume cannot have its engine swapped now (undefined: it can): not attached yet, degraded or
+ * otherwise not healthy, a replica rebuilding (WO), or no running engine.
+ */
+export function liveBlocker(v: RO<Volume>, engine: RO<Engine> | undefined): string | undefined {
+  if (v.status?.state !== 'attached' || v.status.robustness !== 'healthy') {
+    return `the volume is ${v.status?.state || 'unknown'} and ${v.status?.robustness || 'of unknown health'}`;
+  }
+  if (!engine || engine.status?.currentState !== 'running') return 'its engine is not running';
+  const rebuilding = Object.entries(engine.status.replicaModeMap ?? {}).filter(([, m]) => m === 'WO').map(([r]) => r);
+  if (rebuilding.length > 0) return `replica ${rebuilding.join(', ')} is rebuilding`;
+  return undefined;
+}
+
+/** Why a volume must wait for a slot of its node (undefined: a slot is free). `busy`: the node's other upgrades. */
+export function slotBlocker(busy: readonly string[], limit: number, node: string): string | undefined {
+  return busy.length >= limit ? `${busy.join(', ')} on ${node || 'its node'} already upgrading (per-node limit ${limit})` : undefined;
+}
+
 /** A volume is being upgraded while it should run another image than it does. */
 export function upgrading(v: RO<Volume>): boolean {
   return !!v.spec?.image && !!v.status?.currentImage && v.spec.image !== v.status.currentImage;
@@ -100,14 +119,10 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
     }
     // swapLive: an attached volume asked to run another image gets its engine swapped under its frontend.
     if (upgrading(v)) {
-      if (v.status.state !== 'attached' || v.status.robustness !== 'healthy') {
-        wait(v, `waiting to move the engine to ${v.spec.image} live: the volume is ${v.status.state ?? 'unknown'} and ${v.status.robustness || 'of unknown health'}; it moves once attached and healthy`);
-        return { requeueAfter: 5000 };
-      }
       const e = engines.byIndex(ENGINES_OF, name).find((x) => x.metadata.namespace === ns && x.status?.currentState === 'running');
-      const rebuilding = Object.entries(e?.status?.replicaModeMap ?? {}).filter(([, m]) => m === 'WO').map(([r]) => r);
-      if (!e || rebuilding.length > 0) {
-        wait(v, `waiting to move the engine to ${v.spec.image} live: ${!e ? 'its engine is not running' : `replica ${rebuilding.join(', ')} is rebuilding`}`);
+      const blocked = liveBlocker(v, e);
+      if (blocked || !e) {
+        wait(v, `waiting to move the engine to ${v.spec.image} live: ${blocked ?? 'its engine is not running'}; it moves once attached and healthy`);
         return { requeueAfter: 5000 };
       }
       const m = managers.managerFor(e.spec?.nodeID ?? '', e.metadata.name ?? '');
@@ -127,14 +142,10 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
     const limit = settings.int(LIMIT_SETTING);
     if (limit <= 0 || v.spec.image === def) return;
     if (attachedOrAttaching(v)) {
-      if (v.status.state !== 'attached' || v.status.robustness !== 'healthy') {
-        wait(v, `waiting for automatic engine upgrade to ${def}: the volume is ${v.status.state ?? 'unknown'} and ${v.status.robustness || 'of unknown health'}; it is upgraded once attached and healthy, or detached`);
-        return { requeueAfter: 5000 };
-      }
       const e = engines.byIndex(ENGINES_OF, name).find((x) => x.metadata.namespace === ns);
-      const rebuilding = Object.entries(e?.status?.replicaModeMap ?? {}).filter(([, m]) => m === 'WO').map(([r]) => r);
-      if (rebuilding.length > 0) {
-        wait(v, `waiting for automatic engine upgrade to ${def}: replica ${rebuilding.join(', ')} is rebuilding`);
+      const blocked = liveBlocker(v, e);
+      if (blocked) {
+        wait(v, `waiting for automatic engine upgrade to ${def}: ${blocked}; it is upgraded once attached and healthy, or detached`);
         return { requeueAfter: 5000 };
       }
     }
@@ -142,9 +153,10 @@ export function engineUpgradeController(opts: EngineUpgradeOptions): Controller 
     const busy = [...new Set([
       ...volumes.list().filter((o) => o.metadata.name !== name && upgrading(o) && nodeOf(o) === node).map((o) => `${o.metadata.namespace}/${o.metadata.name}`),
       ...[...started].filter(([k, n]) => k !== key && n === node).map(([k]) => k),
-    ])].map((k) => k.split('/')[1]);
-    if (busy.length >= limit) {
-      wait(v, `waiting for automatic engine upgrade to ${def}: ${busy.join(', ')} on ${node || 'its node'} already upgrading (per-node limit ${limit})`);
+    ])].map((k) => k.split('/')[1] ?? k);
+    const full = slotBlocker(busy, limit, node);
+    if (full) {
+      wait(v, `waiting for automatic engine upgrade to ${def}: ${full}`);
       return { requeueAfter: 2000 };
     }
     await store.patch('Volume', ns, name, 'merge', { spec: { image: def }, metadata: { resourceVersion: v.metadata.resourceVersion } });
