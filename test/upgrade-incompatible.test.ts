@@ -5,13 +5,13 @@
 // the volumes keep reading back what was written. Tests share the cluster and run in order.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { killRecordedCluster, readCluster, startUp, type Proc } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
 import { CLI, freePort, kubectl, run, stratum, tempDir, waitFor } from './helpers/processes.js';
-import { BASE, bims, copyInodes, getJson, keepVerifying, MiB, pods, randomImage, releaseFile, VolumeModel } from './helpers/upgrade.js';
+import { BASE, bims, copyInodes, getJson, keepVerifying, MiB, pods, randomImage, releaseFile, VolumeModel, type BimView } from './helpers/upgrade.js';
 import { Volumes } from './helpers/volumes.js';
 
 const IMAGE = 'bi-upgrade';
@@ -56,6 +56,18 @@ images:
     version: 2.0.0
     apiVersion: 2
     apiMinVersion: 2
+    # Sends at most 4 MiB/s: the last test needs a sync still running when the next upgrade starts.
+    env: { STRATUM_BIM_BANDWIDTH_LIMIT: 4Mi }
+`;
+
+const INCOMPATIBLE_AGAIN = `release: 3.0.0
+manager:
+  apis:
+    backing-image-manager: { min: 3, max: 3 }
+defaults:
+  backing-image-manager: stratum-bim:v3
+images:
+  - { name: stratum-bim:v3, from: stratum-bim:v2, version: 3.0.0, apiVersion: 3, apiMinVersion: 3 }
 `;
 
 before(async () => {
@@ -210,4 +222,23 @@ test('scenario 2: an upgrade to an incompatible backing-image manager retires th
     assert.match(ver.stdout, new RegExp(`${n}\\s+backing-image-manager\\s+bim-\\w+\\s+stratum-bim:v2\\s+2\\.0\\.0\\s+2\\s+running`));
   }
   for (const n of ['node-1', 'node-2', 'node-3']) assert.match(ver.stdout, new RegExp(`${n}\\s+instance-manager\\s+instance-manager-\\w+\\s+stratum-im:v1`));
+});
+
+test('a second upgrade, derived from the first release\'s image, while a copy syncs: the stored release stands alone, the new managers own every copy', async () => {
+  const big = randomImage(join(files.path, 'big.raw'), 48, 21);
+  const c = await vols.req('POST', '/v1/backingimages', { name: 'bi-big', sourceType: 'download', parameters: { url: `${web?.url}/big.raw` }, expectedChecksum: big.sha512, minNumberOfCopies: 3 });
+  assert.ok(c.status < 300, JSON.stringify(c.json));
+  // Copies to the other disks are synced at 4 MiB/s: wait until one is under way.
+  await waitFor('a sync of bi-big in progress', async () => (await bims(url)).some((m) => m.status?.backingImageFileMap?.['bi-big']?.state === 'in-progress'), 120_000);
+  const file = releaseFile(files.path, 'release-3.0.0.yaml', INCOMPATIBLE_AGAIN);
+  const r = await run(process.execPath, [CLI, '--server', url, 'upgrade', '--images', file, '--wait', '--timeout', '5m'], { timeoutMs: 330_000 });
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /upgraded to release 3\.0\.0 \(from 2\.0\.0\)/);
+  // The stored release carries the entry it derives from (the manager restarted on it alone).
+  assert.match(readFileSync(join(dir.path, 'manager', 'release.yaml'), 'utf8'), /name: stratum-bim:v2/);
+  await waitFor('bi-big ready on all three disks under the new managers', async () => {
+    const now: BimView[] = await bims(url);
+    return now.length === 3 && now.every((m) => m.spec.image === 'stratum-bim:v3' && m.status?.backingImageFileMap?.['bi-big']?.state === 'ready');
+  }, 180_000);
+  for (const m of models) assert.equal(await m.verify(vols), undefined);
 });

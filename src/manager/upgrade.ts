@@ -7,6 +7,7 @@
 
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify as stringifyYaml } from 'yaml';
 import { defaultContext, loadCatalog } from '../agent/images.js';
 import type { BackingImageManager } from '../api/backing-image-manager.js';
 import type { InstanceManager } from '../api/instance-manager.js';
@@ -69,7 +70,8 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       const expanded = dir === undefined ? text : text.replaceAll('{dir}', dir);
       const source = name ?? 'the release file';
       const release = parseRelease(expanded, source);
-      const base = loadCatalog(o.imagesFiles).list();
+      // What runs now (the active release's entries included): a new release may derive from them.
+      const base = loadCatalog([...o.imagesFiles, ...(active.file ? [active.file] : [])]).list();
       const catalog = releaseCatalog(release, base, source, { ...defaultContext(), dir: dir ?? process.cwd() });
       await validateRelease(release, catalog, await runningInstances(o.store), { source });
       const previous = active.release;
@@ -78,8 +80,16 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       if (!o.restart) {
         throw new ReleaseError('UpgradeUnavailable', 'this manager was not started by `stratum up`, so nothing would restart it on the release; stop it and start it with the release file in its data directory as release.yaml');
       }
+      // The stored release must stand alone (the next manager loads it over the --images files only): it keeps
+      // the active release's entries that the new one does not replace, so a `from` into them still resolves.
+      const stored = storedRelease(release, previous);
+      try {
+        releaseCatalog(parseRelease(stored, RELEASE_FILE), loadCatalog(o.imagesFiles).list(), RELEASE_FILE, { ...defaultContext(), dir: dir ?? process.cwd() });
+      } catch (err) {
+        throw new ReleaseError('InvalidRelease', `release ${source} refused, nothing was changed: it would not load on its own: ${(err as Error).message}`, { cause: err });
+      }
       const file = join(o.dataDir, RELEASE_FILE);
-      writeFileSync(`${file}.tmp`, expanded);
+      writeFileSync(`${file}.tmp`, stored);
       renameSync(`${file}.tmp`, file);
       pending = true;
       o.log(`stratum manager: release ${release.version} accepted (was ${previous.version}); restarting on it`);
@@ -88,6 +98,13 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       return { release, previous };
     },
   };
+}
+
+/** The release as stored: its own entries plus the entries of `previous` it does not replace. */
+function storedRelease(r: Release, previous: Release): string {
+  const images = new Map(previous.images.map((e) => [e.name, e]));
+  for (const e of r.images) images.set(e.name, e);
+  return stringifyYaml({ release: r.version, manager: { apis: r.apis }, defaults: r.defaults, images: [...images.values()] });
 }
 
 /** The release as a pinned setting value per default-*-image setting. */
