@@ -73,8 +73,9 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     version: '1.0.0',
     apiVersion: 1,
     apiMinVersion: 1,
+    // The manager reports the entry's API range (STRATUM_API_VERSION, STRATUM_API_MIN_VERSION, see imageEnv): an
+    // entry derived with `from` and a new apiVersion speaks it without repeating it in env.
     command: ['{node}', '{cli}'],
-    env: { STRATUM_BIM_API_VERSION: '1', STRATUM_BIM_API_MIN_VERSION: '1' },
     subcommands: ['bim', 'data-source'],
     description: 'backing-image manager (args: bim …) and data source (args: data-source …) of one disk',
   },
@@ -83,11 +84,24 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
     name: 'stratum-im:v1',
     component: 'instance-manager',
     version: '1.0.0',
+    // What the instance manager reports on /v1/version (2: instances in-process, engine control under /v1/engines).
+    apiVersion: 2,
+    apiMinVersion: 2,
+    command: ['{node}', '{cli}'],
+    subcommands: ['instance-manager'],
+    description: 'instance manager of a node (args: instance-manager --node … --port …): hosts replicas and engines',
+  },
+  {
+    // Engines run inside the instance manager (one process per node, see src/instance-manager): this entry names
+    // the engine code a release ships, its version and the engine API range, as Longhorn's engine image does.
+    name: 'stratum-engine:v1',
+    component: 'engine',
+    version: '1.0.0',
     apiVersion: 1,
     apiMinVersion: 1,
     command: ['{node}', '{cli}'],
     subcommands: ['instance-manager'],
-    description: 'instance manager of a node (args: instance-manager --node … --port …): hosts replicas and engines',
+    description: 'engine image: the engine and replica code hosted by instance managers',
   },
   {
     // The seed's StatefulSet image: serves the pod's mount of /usr/share/nginx/html on $PORT (its port `web`).
@@ -121,10 +135,15 @@ export const BUILTIN_IMAGES: readonly RawImageEntry[] = [
 ];
 
 export class ImageCatalog {
-  readonly #entries: Map<string, ImageEntry>;
+  #entries: Map<string, ImageEntry>;
 
   constructor(entries: Iterable<ImageEntry>) {
     this.#entries = new Map([...entries].map((e) => [e.name, e]));
+  }
+
+  /** Swaps every entry at once (an upgrade hands the agents a new release); pods already running keep theirs. */
+  replace(other: ImageCatalog): void {
+    this.#entries = new Map(other.#entries);
   }
 
   get(name: string): ImageEntry | undefined {
@@ -148,23 +167,36 @@ export interface CatalogContext {
   dir: string;
 }
 
-const defaultContext = (): CatalogContext => ({ nodeBinary: process.execPath, repo: REPO_ROOT, dir: process.cwd() });
+/** Placeholders of this process: its Node.js binary, this repository, the working directory for `{dir}`. */
+export const defaultContext = (): CatalogContext => ({ nodeBinary: process.execPath, repo: REPO_ROOT, dir: process.cwd() });
 
-/** The built-in catalog plus, when given, the entries of `file` (which win by name). */
-export function loadCatalog(file?: string): ImageCatalog {
-  const ctx = defaultContext();
-  let fromFile: RawImageEntry[] = [];
-  if (file !== undefined) {
+/**
+ * The built-in catalog plus, when given, the entries of each file in order (later ones win by name; a release file
+ * comes last). A file's `from` may name an entry of any earlier file; `{dir}` is the directory of its own file.
+ */
+export function loadCatalog(file?: string | readonly string[]): ImageCatalog {
+  const files = file === undefined ? [] : typeof file === 'string' ? [file] : file;
+  let entries: ImageEntry[] = resolveEntries([...BUILTIN_IMAGES], [], 'built-in', defaultContext());
+  for (const f of files) {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileSync(f, 'utf8');
     } catch (err) {
-      throw new AgentError('InvalidCatalog', `Cannot read image catalog ${file}: ${(err as Error).message}`, { cause: err });
+      throw new AgentError('InvalidCatalog', `Cannot read image catalog ${f}: ${(err as Error).message}`, { cause: err });
     }
-    fromFile = parseCatalog(text, file);
-    ctx.dir = dirname(resolve(file));
+    entries = addEntries(entries, parseCatalog(text, f), f, { ...defaultContext(), dir: dirname(resolve(f)) });
   }
-  return new ImageCatalog(resolveEntries([...BUILTIN_IMAGES], fromFile, file ?? 'built-in', ctx));
+  return new ImageCatalog(entries);
+}
+
+/** Resolved `base` entries plus raw `extra` ones (which win by name and may derive from `base` with `from`). */
+export function addEntries(base: readonly ImageEntry[], extra: RawImageEntry[], source: string, ctx: CatalogContext): ImageEntry[] {
+  const byName = new Map(base.map((e) => [e.name, e]));
+  // Resolved entries carry no `from` and expanded commands: resolving them again changes nothing.
+  const asRaw: RawImageEntry[] = base.map(({ source: _s, ...e }) => e);
+  const resolved = resolveEntries(asRaw, extra, source, ctx);
+  const fresh = new Set(extra.map((e) => e.name));
+  return resolved.map((e) => (fresh.has(e.name) ? e : (byName.get(e.name) ?? e)));
 }
 
 /** Parses a catalog document (YAML or JSON; `{images: [...]}` or a bare list) and checks every field. */

@@ -44,7 +44,8 @@ export interface AgentOptions {
   dataDir: string;
   /** The node's IP: pods' hostIP/podIP, where probes connect, where the agent's endpoint listens. */
   address: string;
-  imagesFile?: string | undefined;
+  /** Catalog files added to the built-in catalog, in order (a release file last). */
+  imagesFile?: string | readonly string[] | undefined;
   /** First crash-loop backoff step (kubelet: 10 s); the cap is 30× unless given. */
   restartBackoffMs?: number | undefined;
   restartBackoffMaxMs?: number | undefined;
@@ -65,6 +66,8 @@ export interface RunningAgent {
   stopPods(): Promise<void>;
   /** Resolves once the agent stopped after `signal` aborted. */
   done: Promise<void>;
+  /** Replaces the image catalog (an upgrade brings a release); pods started later use the new entries. */
+  reloadCatalog(files: readonly string[]): void;
 }
 
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
@@ -108,7 +111,15 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       await server.close();
       await lock.release();
     });
-    return { url: server.url, stopPods: () => runtime.stopPods(), done: done.then(() => undefined) };
+    return {
+      url: server.url,
+      stopPods: () => runtime.stopPods(),
+      done: done.then(() => undefined),
+      reloadCatalog: (files) => {
+        catalog.replace(loadCatalog(files));
+        logger.info(`stratum node ${o.nodeName}: image catalog reloaded from ${files.join(', ') || 'the built-in entries'}`);
+      },
+    };
   } catch (err) {
     await lock.release();
     throw err;

@@ -1,6 +1,7 @@
 // EngineImage (longhorn.io/v1beta2, `lhei`): an image that provides engines and replicas, deployed on nodes and
 // reference-counted by the volumes that use it. Two engine images side by side is how live upgrades are done.
 
+import { createHash } from 'node:crypto';
 import { ageColumn, immutableField, specOf, stringField } from './common.js';
 import type { FieldError, KindInfo } from './kind.js';
 import { LONGHORN_GROUP, LONGHORN_VERSION, type Condition, type KubeObject } from './meta.js';
@@ -33,6 +34,11 @@ export interface EngineImageStatus {
 }
 
 export type EngineImage = KubeObject<EngineImageSpec, EngineImageStatus>;
+
+/** The EngineImage object of an image: `ei-` and the first 8 hex digits of its SHA-256 (as Longhorn names them). */
+export function engineImageName(image: string): string {
+  return `ei-${createHash('sha256').update(image).digest('hex').slice(0, 8)}`;
+}
 
 const schema = resourceSchema({
   description: 'EngineImage is an image that provides engines and replicas.',

@@ -18,7 +18,7 @@ export interface SettingDefinition {
   options?: readonly string[];
   /** Unit of an `int` setting, for help texts. */
   unit?: 'seconds' | 'minutes' | 'percent';
-  /** Set by Stratum itself (e.g. from the image catalogue); the API refuses user changes. */
+  /** Set by Stratum itself (from the release, see src/release): every API refuses user changes; only an upgrade does. */
   readOnly: boolean;
   description: string;
   /** True when the setting is Stratum's addition and does not exist in Longhorn. */
@@ -78,6 +78,8 @@ export const SETTINGS: readonly SettingDefinition[] = [
   // Nodes, instance managers and upgrades.
   def({ name: 'default-instance-manager-image', default: 'stratum-im:v1', type: 'string', readOnly: true,
     description: 'Image of the instance-manager pods that host replicas and engines.' }),
+  def({ name: 'default-engine-image', default: 'stratum-engine:v1', type: 'string', readOnly: true,
+    description: 'Engine image new volumes use; an upgrade moves volumes to it (see the per-node limit below).' }),
   def({ name: 'concurrent-automatic-engine-upgrade-per-node-limit', default: '0', type: 'int', min: 0,
     description: 'Volumes per node moved to the default engine image at a time; 0 disables automatic upgrade.' }),
   def({ name: 'node-down-timeout', default: '30', type: 'int', min: 1, unit: 'seconds', stratum: true,

@@ -1,6 +1,7 @@
 // Error → HTTP status and Kubernetes `Status` body, in one place. Every refusal the API server sends goes through
 // here, so `kubectl` prints the message as-is and clients can rely on `reason` and `code`.
 
+import { isReleaseError, type ReleaseErrorCode } from '../release/errors.js';
 import { StoreError, type StoreErrorCode } from '../store/errors.js';
 
 const HTTP: Record<StoreErrorCode, number> = {
@@ -46,7 +47,17 @@ export function statusFor(code: number, reason: string, message: string): KubeSt
 }
 
 /** Maps any thrown value to a Status. Unknown errors are 500s whose message still says what failed. */
+const RELEASE: Record<ReleaseErrorCode, StoreErrorCode> = {
+  InvalidRelease: 'Invalid',
+  IncompatibleRelease: 'Conflict',
+  UpgradeUnavailable: 'Conflict',
+};
+
 export function toStatus(err: unknown): KubeStatus {
+  if (isReleaseError(err)) {
+    const code = RELEASE[err.code];
+    return statusFor(HTTP[code], REASON[code], err.message);
+  }
   if (err instanceof StoreError) {
     const st = statusFor(HTTP[err.code], REASON[err.code], err.message);
     if (err.details || err.causes.length > 0) {

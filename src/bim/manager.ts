@@ -4,7 +4,7 @@
 // file starts over (reusing verified partial data).
 
 import { clusterAuthHeaders } from '../auth/index.js';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TokenBucket } from './bucket.js';
 import { BimError, isBimError, messageOf } from './errors.js';
@@ -12,7 +12,7 @@ import { allocatedBytes, fsyncDir, identityOf, sameIdentity } from './fsutil.js'
 import { runFetch, type FetchRequest } from './fetch.js';
 import { DEFAULT_CHUNK_SIZE } from './manifest.js';
 import { readMeta } from './meta.js';
-import { DiskLayout, FILES, fileDirName } from './names.js';
+import { DiskLayout, FILES, OWNER_FILE, fileDirName } from './names.js';
 import { runVerify, scanDisk } from './scan.js';
 import { Sender } from './sender.js';
 import { DEFAULT_TIMEOUTS, systemClock, type Clock, type Timeouts } from './states.js';
@@ -38,6 +38,8 @@ export interface ManagerOptions {
   tickMs?: number;
   /** Aborts opening (the start-up scan). */
   signal?: AbortSignal | undefined;
+  /** This manager's image (the catalog name its pod runs); recorded in the folder, see takeOver. */
+  image?: string | undefined;
 }
 
 /** Reads `<disk>/longhorn-disk.cfg` and refuses a disk whose UUID is not `diskUUID`. */
@@ -56,6 +58,35 @@ export async function checkDiskIdentity(layout: DiskLayout, diskUUID: string): P
   }
   if (cfg.diskUUID !== diskUUID) {
     throw new BimError('DiskMismatch', `${layout.configPath} names disk ${JSON.stringify(cfg.diskUUID)}, but this manager was started for disk ${diskUUID}; refusing to manage another disk's files`);
+  }
+}
+
+/**
+ * An upgrade hands the folder to a manager of a new image (Longhorn's backing-image-manager take-over). Ready files
+ * were re-adopted by the scan without being read; a copy found half-received was left by the old manager, whose
+ * sync state is gone: it is failed here (its partial data kept), and the controller syncs it again after its
+ * backoff. A restart of the same image (no take-over) keeps such copies pending for a resume instead.
+ */
+async function takeOver(layout: DiskLayout, image: string, records: FileRecord[]): Promise<void> {
+  const file = join(layout.images, OWNER_FILE);
+  let previous: string | undefined;
+  try {
+    previous = (JSON.parse(await readFile(file, 'utf8')) as { image?: string }).image;
+  } catch {
+    // None yet (a new disk, or a manager from before owners were recorded): nothing is taken over.
+  }
+  if (previous !== undefined && previous !== image) {
+    for (const rec of records) {
+      if (rec.state !== 'pending' || rec.waitingFor !== 'a restart') continue;
+      rec.state = 'failed';
+      rec.waitingFor = undefined;
+      rec.message = `taken over from the manager of image ${previous} while in progress (${rec.processedSize} of ${rec.size} bytes): failed; synced again after the backoff`;
+    }
+  }
+  if (previous !== image) {
+    await writeFile(`${file}.tmp`, JSON.stringify({ image }));
+    await rename(`${file}.tmp`, file);
+    await fsyncDir(layout.images);
   }
 }
 
@@ -117,6 +148,7 @@ export class BackingImageManager {
       await m.close();
       throw err;
     }
+    if (opts.image) await takeOver(layout, opts.image, scan.records);
     for (const rec of scan.records) m.table.add(rec);
     // One at a time: re-hashing several files at once only makes them all slow.
     let chain = Promise.resolve();

@@ -7,6 +7,11 @@ import { BimError } from './errors.js';
 
 /** The folder under the disk that the manager owns. */
 export const IMAGES_DIR = 'backing-images';
+/**
+ * In IMAGES_DIR: the image of the manager that last owned the folder (JSON `{"image": …}`). A manager of another
+ * image finding it takes the folder over from an upgraded-away manager (see takeOver in manager.ts).
+ */
+export const OWNER_FILE = '.manager-image.json';
 /** The disk's identity file, written by the node agent. */
 export const DISK_CONFIG = 'longhorn-disk.cfg';
 

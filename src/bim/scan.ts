@@ -13,7 +13,7 @@ import { allocatedBytes, exists, fsyncDir, identityOf, removeIfExists, removeTem
 import { hashFile } from './hashing.js';
 import { DEFAULT_CHUNK_SIZE } from './manifest.js';
 import { readIntent, readMeta, type BackingMeta } from './meta.js';
-import { FILES } from './names.js';
+import { FILES, OWNER_FILE } from './names.js';
 import type { BimStats } from './stats.js';
 import { FileRecord } from './table.js';
 
@@ -28,6 +28,7 @@ export async function scanDisk(ctx: CommitContext, { signal }: { signal?: AbortS
   const now = ctx.table.now();
   for (const entry of (await readdir(ctx.layout.images, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     signal?.throwIfAborted();
+    if (entry.name === OWNER_FILE) continue;
     const unknown = (why: string) => {
       const r = new FileRecord(entry.name, entry.name, '', now);
       r.state = 'unknown';

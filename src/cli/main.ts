@@ -23,6 +23,7 @@ import { addNodeCommand } from './commands/node.js';
 import { addUpCommand } from './commands/up.js';
 import { addTokenCommand } from './commands/token.js';
 import { addVolumeCommand } from './commands/volume.js';
+import { addUpgradeCommands } from './commands/upgrade.js';
 import { fail, qualifiedName } from './output.js';
 
 const program = new Command('stratum')
@@ -75,7 +76,7 @@ program
   .option('--instance-manager-image <image>', 'catalog image of instance managers')
   .option('--etcd <urls>', 'keep the state in this etcd cluster (client URLs, comma-separated); managers sharing it elect a leader')
   .option('--etcd-prefix <prefix>', 'key prefix of this cluster in etcd', '/stratum/')
-  .option('--images <file>', 'image catalog added to the built-in one (Pods may use only catalog images)')
+  .option('--images <file>', 'image catalog added to the built-in one (Pods may use only catalog images); repeatable', (v: string, all: string[] | undefined) => [...(all ?? []), v])
   .option('--advertise-host <name...>', 'DNS names of the manager the API answers for (besides IP literals and localhost)')
   .option('--cors-origin <origin...>', 'browser origins allowed to call the API cross-origin (default: none, CORS off)')
   .option('--event-ttl <seconds>', 'Events older than this are deleted (default 3600, as Kubernetes)')
@@ -234,6 +235,7 @@ addNodeCommand(program);
 addTokenCommand(program);
 addUpCommand(program);
 addVolumeCommand(program);
+addUpgradeCommands(program);
 addImagesCommand(program);
 addLogsCommand(program);
 

@@ -32,6 +32,8 @@ export interface Instance {
   nbd?: string;
   control?: string;
   device?: string;
+  /** Engine: the engine image it runs (after a live swap, the new one). */
+  image?: string;
   errorMsg?: string;
   startedAt: string;
   spec: InstanceSpec;
@@ -114,7 +116,7 @@ export abstract class HostedInstance {
   /** Closes what open() made (whatever part of it exists). Must not throw. */
   protected abstract close(reason: Error, signal: AbortSignal): Promise<void>;
   /** Fields of the API view that only the kind knows (address, nbd, device). */
-  protected abstract endpoints(): Pick<Instance, 'address' | 'nbd' | 'control' | 'device'>;
+  protected abstract endpoints(): Pick<Instance, 'address' | 'nbd' | 'control' | 'device' | 'image'>;
 
   info(): Instance {
     return {
@@ -169,6 +171,11 @@ export abstract class HostedInstance {
   /** A line of this instance's log (GET …/log) and of the instance manager's stderr. */
   protected say(line: string): void {
     this.log.push(`${line}\n`, (l) => this.ctx.log(`[${this.name}] ${l}`));
+  }
+
+  /** Something shown in info() changed without a state change (watchers are told). */
+  protected changed(): void {
+    this.#onChange();
   }
 
   #set(state: InstanceState): void {

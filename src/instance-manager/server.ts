@@ -116,6 +116,12 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
     reply.hijack();
     return reply;
   });
+  // A live engine upgrade (docs/upgrade.md): {"image": "<engine image>"}; the NBD connections stay open.
+  app.post('/v1/engines/:name/swap', async (req: Req) => {
+    const image = (req.body as { image?: unknown } | undefined)?.image;
+    if (typeof image !== 'string' || image === '') throw new ImError('InvalidArgument', 'the body must be {"image": "<engine image>"}');
+    return m.engine(checkName('name', req.params.name)).swapEngine(image, AbortSignal.timeout(60_000));
+  });
   app.post('/v1/engines/:name/replicas', async (req: Req, reply) => reply.code(202).send(await control(req.params.name).addReplica(req.body)));
   app.delete('/v1/engines/:name/replicas/:replica', async (req: FastifyRequest<{ Params: { name: string; replica: string } }>) =>
     control(req.params.name).removeReplica(checkName('replica', req.params.replica)),

@@ -21,6 +21,8 @@ export interface EngineSpec {
   frontend: 'nbd' | 'blockdev' | 'none';
   /** Only for frontend blockdev (default /dev/longhorn). */
   deviceDir?: string;
+  /** The engine image it is started as (issue 12); a live swap changes what it runs, not this. */
+  image?: string;
 }
 
 export type InstanceSpec = { type: 'replica'; replica: ReplicaSpec } | { type: 'engine'; engine: EngineSpec };
@@ -140,6 +142,10 @@ export function parseCreateRequest(body: unknown, roots: readonly string[]): Cre
     const frontend = e.frontend ?? 'nbd';
     if (frontend !== 'nbd' && frontend !== 'blockdev' && frontend !== 'none') throw bad(`engine.frontend must be "nbd", "blockdev" or "none", not ${JSON.stringify(frontend)}`);
     const spec: EngineSpec = { volume: checkName('engine.volume', e.volume), size: checkPositiveInt('engine.size', e.size), replicas, frontend };
+    if (e.image !== undefined) {
+      if (typeof e.image !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,252}$/.test(e.image)) throw bad('engine.image must be an image name');
+      spec.image = e.image;
+    }
     if (frontend === 'blockdev') spec.deviceDir = e.deviceDir === undefined ? DEFAULT_DEVICE_DIR : checkPath('engine.deviceDir', e.deviceDir, 'any');
     else if (e.deviceDir !== undefined) throw bad('engine.deviceDir applies to frontend "blockdev" only');
     return { name, spec: { type: 'engine', engine: spec } };

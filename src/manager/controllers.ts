@@ -23,12 +23,19 @@ import { volumeController } from '../controllers/volume/index.js';
 import { snapshotController } from '../controllers/snapshot/index.js';
 import { volumeSnapshotController } from '../controllers/volume-snapshot/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
+import { BUILTIN_RELEASE, type Release } from '../release/index.js';
+import { engineImageController, type ImageInfo } from '../controllers/engine-image/index.js';
+import { engineUpgradeController } from '../controllers/engine-upgrade/index.js';
 
 export interface ControllerSetOptions {
   store: ResourceStore;
   metrics: Registry;
   signal: AbortSignal;
   log: (line: string) => void;
+  /** API ranges the manager's release speaks towards each data-plane component (default: the built-in release). */
+  apis?: Release['apis'];
+  /** What the manager's catalog says of an image (EngineImage versions and API ranges). */
+  imageInfo?: (image: string) => ImageInfo | undefined;
 }
 
 export function startControllers(opts: ControllerSetOptions): { informers: InformerFactory; stopped: Promise<void> } {
@@ -37,9 +44,9 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
   const { store } = opts;
   const informers = new InformerFactory({ store });
   const events = new EventRecorder({ store, component: 'stratum-manager' });
-  const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const bim = backingImageManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE, ...(opts.apis ? { api: opts.apis['backing-image-manager'] } : {}) });
   const bids = dataSourceController({ store, informers, events });
-  const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE });
+  const ims = instanceManagerController({ store, informers, events, namespace: DEFAULT_NAMESPACE, ...(opts.apis ? { api: opts.apis['instance-manager'] } : {}) });
   const engines = engineController({ store, informers, events, managers: ims });
   const controllers: Controller[] = [
     garbageCollector({ store, informers }),
@@ -55,6 +62,8 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     volumeController({ store, informers, events }),
     snapshotController({ store, informers, events }),
     volumeSnapshotController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
+    engineImageController({ store, informers, namespace: DEFAULT_NAMESPACE, imageInfo: opts.imageInfo ?? (() => undefined), api: (opts.apis ?? BUILTIN_RELEASE.apis).engine }),
+    engineUpgradeController({ store, informers, events, managers: ims }),
     provisionerController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),

@@ -24,6 +24,8 @@ import { loadManagerCredentials, policyContext } from './credentials.js';
 import { loadCatalog } from '../agent/images.js';
 import { podAdmission } from '../agent/pod-admission.js';
 import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
+import { registerUpgradeRoutes } from '../apiserver/longhorn-v1/upgrade.js';
+import { activeRelease, releaseSettings, upgrader } from './upgrade.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -39,8 +41,10 @@ export interface ManagerOptions {
   etcdPrefix?: string | undefined;
   /** Leader lease duration (ms) on etcd. */
   leaseMs?: number | undefined;
-  /** Image catalog file added to the built-in one: Pods may use only catalog images (pod admission). */
-  imagesFile?: string;
+  /** Image catalog files added to the built-in one: Pods may use only catalog images (pod admission). */
+  imagesFiles?: readonly string[];
+  /** Asks the supervisor to restart this manager (an accepted upgrade); without it upgrades are refused. */
+  restart?: () => void;
   /** DNS names the API answers for besides IP literals and localhost (Host check against DNS rebinding). */
   advertiseHosts?: string[];
   /** Origins allowed to call the API from a browser on another origin; none: CORS off. */
@@ -75,7 +79,11 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
-  const admission = [backingImageAdmission, volumeAdmission, podAdmission(loadCatalog(opts.imagesFile)), backingImageDataSourceAdmission];
+  // The active release (src/manager/upgrade.ts): its images join the catalog, its defaults and API ranges rule.
+  const active = activeRelease(opts.dataDir);
+  const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
+  const catalog = loadCatalog(imagesFiles);
+  const admission = [backingImageAdmission, volumeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
   const port = opts.port ?? 9500;
   const cp = opts.etcd
     ? await openEtcdControlPlane({
@@ -91,13 +99,19 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const store = cp?.apiStore ?? (sqlite as NonNullable<typeof sqlite>).store;
   const closeStore = async () => (cp ? cp.close() : sqlite?.close());
   await ensureSettings(store);
-  // The default images are the manager's to decide (read-only settings): an upgrade starts the manager with new
-  // ones, and the controllers then retire managers of the old image.
+  // The default images are the manager's to decide (read-only settings): an upgrade starts the manager on a new
+  // release, and the controllers then retire managers of the old image. Without a stored release, the legacy flags
+  // (--backing-image-manager-image) pin them, else the stored values stay.
   const pin = async (name: string, value: string | undefined) => {
     if (value) await store.patch('Setting', DEFAULT_NAMESPACE, name, 'merge', { value });
   };
-  await pin('default-backing-image-manager-image', opts.images?.backingImageManager);
-  await pin('default-instance-manager-image', opts.images?.instanceManager);
+  if (active.file) {
+    for (const [name, value] of Object.entries(releaseSettings(active.release))) await pin(name, value);
+  } else {
+    await pin('default-backing-image-manager-image', opts.images?.backingImageManager);
+    await pin('default-instance-manager-image', opts.images?.instanceManager);
+  }
+  log(`stratum manager: release ${active.release.version} (${active.source})`);
   // One registry for the process: the controller kit's queue and reconcile metrics plus Node's defaults.
   const metrics = metricsRegistry;
   if (!metrics.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: metrics });
@@ -106,18 +120,25 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const creds = loadManagerCredentials(opts.dataDir, opts.advertiseHosts);
   useDataPlaneCredential(creds.dataPlaneHeaders);
   const ttlMs = opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS;
+  // The release's API ranges and the catalog's image facts go to the controllers (docs/upgrade.md).
+  const release = { apis: active.release.apis, imageInfo: (image: string) => catalog.get(image) };
   // Event expiry is controller work: on etcd only the leader does it, through the fenced store.
   const controllers = cp
     ? {
         stopped: cp.run(opts.signal, async (term) => {
           await Promise.all([
-            startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log }).stopped,
+            startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log, ...release }).stopped,
             startEventExpiry({ store: cp.controllerStore, ttlMs, signal: term.signal, log }),
           ]);
         }),
       }
-    : startControllers({ store, metrics, signal: opts.signal, log });
+    : startControllers({ store, metrics, signal: opts.signal, log, ...release });
   const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
+  // On etcd the release file is still per manager data directory: an upgrade there is not supported yet (TODO(#12)).
+  const upgrades = upgrader({
+    store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log,
+    ...(cp ? { unavailable: 'upgrades of a cluster whose state is in etcd are not supported yet: each manager keeps its release in its own data directory (TODO(#12))' } : {}),
+  });
   const api = await startApiServer({
     store,
     host: opts.host ?? '127.0.0.1',
@@ -133,6 +154,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     extend: async (app) => {
       cp?.extendApi(app);
       await registerLonghornV1(app, store, { headers: creds.dataPlaneHeaders });
+      registerUpgradeRoutes(app, upgrades);
       registerUiRoutes(app);
     },
   });

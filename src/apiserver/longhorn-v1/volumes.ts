@@ -18,8 +18,9 @@ import { parseSize } from './quantity.js';
 import { volumeResource, type VolumeParts } from './volume-resource.js';
 import { SNAPSHOT_ACTIONS, snapshotAction, type SnapshotAction } from './snapshots.js';
 import type { DataPlaneAuth } from './transfer.js';
+import { engineUpgrade } from './volume-upgrade.js';
 
-const ACTIONS = ['attach', 'detach', 'updateReplicaCount', ...SNAPSHOT_ACTIONS];
+const ACTIONS = ['attach', 'detach', 'updateReplicaCount', 'engineUpgrade', ...SNAPSHOT_ACTIONS];
 const MAX_CONFLICT_RETRIES = 8;
 
 /** Create-body fields whose /v1 name is the spec field's name; empty values mean "the default". */
@@ -223,6 +224,8 @@ export function registerVolumeRoutes(app: FastifyInstance, store: Store, dataPla
         const { object } = await store.patch<Volume>('Volume', DEFAULT_NAMESPACE, name, 'merge', { spec: { numberOfReplicas: body['replicaCount'] } });
         return one(req, object);
       }
+      case 'engineUpgrade':
+        return one(req, await engineUpgrade(store, name, body));
       default:
         if ((SNAPSHOT_ACTIONS as readonly string[]).includes(action ?? '')) {
           const r = await snapshotAction(store, dataPlane, name, action as SnapshotAction, body, base(req));

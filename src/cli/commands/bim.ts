@@ -59,8 +59,9 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
   if (!opts.diskUuid) throw new BimError('InvalidArgument', '--disk-uuid is required');
   const port = int('--port', opts.port, -1, 0, 65535);
   if (port < 0) throw new BimError('InvalidArgument', '--port is required');
-  const apiVersion = int('--api-version', opts.apiVersion, 1, 1);
-  const apiMinVersion = int('--api-min-version', opts.apiMinVersion, Math.min(1, apiVersion), 1);
+  // A pod gets its image's API range as STRATUM_API_VERSION / STRATUM_API_MIN_VERSION (the agent's imageEnv).
+  const apiVersion = int('--api-version', opts.apiVersion ?? process.env['STRATUM_API_VERSION'], 1, 1);
+  const apiMinVersion = int('--api-min-version', opts.apiMinVersion ?? process.env['STRATUM_API_MIN_VERSION'], Math.min(1, apiVersion), 1);
   if (apiMinVersion > apiVersion) throw new BimError('InvalidArgument', `--api-min-version ${apiMinVersion} is above --api-version ${apiVersion}`);
   const { startBim } = await import('../../bim/index.js');
   const bim = await startBim({
@@ -70,6 +71,8 @@ export async function runBim(opts: BimCommandOptions, signal: AbortSignal): Prom
     host: opts.host ?? '127.0.0.1',
     port,
     versions: { apiVersion, apiMinVersion },
+    // The pod's image (the agent sets STRATUM_IMAGE): a manager of a new image takes the disk's files over.
+    image: process.env['STRATUM_IMAGE'],
     maxConcurrentSends: int('--max-concurrent-sends', opts.maxConcurrentSends, 3, 1, 1000),
     bandwidthLimit: opts.bandwidthLimit ? parseRate('--bandwidth-limit', opts.bandwidthLimit) : undefined,
     timeouts: timeoutsFromEnv(process.env),
@@ -91,7 +94,7 @@ export function bimCommand(): Command {
     .addOption(new Option('--api-version <n>', 'API version this manager reports').env('STRATUM_BIM_API_VERSION'))
     .addOption(new Option('--api-min-version <n>', 'oldest API version this manager still serves').env('STRATUM_BIM_API_MIN_VERSION'))
     .option('--max-concurrent-sends <n>', 'receivers one file is sent to at once (more get 429)', '3')
-    .option('--bandwidth-limit <bytes/s>', 'cap on the bytes per second this manager sends (e.g. 100Mi)')
+    .addOption(new Option('--bandwidth-limit <bytes/s>', 'cap on the bytes per second this manager sends (e.g. 100Mi)').env('STRATUM_BIM_BANDWIDTH_LIMIT'))
     .option('--cluster-secret-file <file>', `the cluster secret (default: $${CLUSTER_SECRET_ENV}, set by the node agent)`)
     .action(async (o: BimCommandOptions) => {
       const ac = new AbortController();

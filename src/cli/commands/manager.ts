@@ -11,7 +11,7 @@ export interface ManagerFlags {
   instanceManagerImage?: string;
   etcd?: string;
   etcdPrefix?: string;
-  images?: string;
+  images?: string[];
   advertiseHost?: string[];
   corsOrigin?: string[];
   eventTtl?: string;
@@ -38,7 +38,9 @@ export async function runManagerCommand(o: ManagerFlags): Promise<void> {
     images: { backingImageManager: o.backingImageManagerImage, instanceManager: o.instanceManagerImage },
     etcd: o.etcd ? o.etcd.split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     etcdPrefix: o.etcdPrefix,
-    ...(o.images ? { imagesFile: resolve(o.images) } : {}),
+    imagesFiles: (o.images ?? []).map((f) => resolve(f)),
+    // Under `stratum up` an accepted upgrade asks `up` to restart this process on the new release.
+    ...(process.send ? { restart: () => process.send?.({ type: 'restart-manager' }) } : {}),
     advertiseHosts: o.advertiseHost ?? [],
     corsOrigins: o.corsOrigin ?? [],
     ...(ttl === undefined ? {} : { eventTtlMs: ttl * 1000 }),

@@ -1,7 +1,8 @@
 // `stratum node`: runs a node agent in the foreground.
 //
 // Stopping it: SIGINT/SIGTERM stop the agent only; its pods keep running and a restarted agent adopts them
-// (that is how an agent is upgraded). SIGUSR2 — or, when started by `stratum up`, a `{type: "shutdown",
+// (that is how an agent is upgraded). A `{type: "catalog", files}` IPC message from `stratum up` swaps the image
+// catalog (an upgrade's release). SIGUSR2 — or, when started by `stratum up`, a `{type: "shutdown",
 // stopPods: true}` IPC message or the IPC channel closing — stops the pods first, then the agent.
 
 import { Command, Option } from 'commander';
@@ -18,7 +19,7 @@ interface NodeFlags {
   disk: string[];
   dataDir?: string;
   address: string;
-  images?: string;
+  images?: string[];
   restartBackoffMs?: string;
   restartBackoffMaxMs?: string;
   heartbeatIntervalMs?: string;
@@ -45,7 +46,7 @@ export function addNodeCommand(program: Command): void {
     .option('--disk <path[:tag,tag]>', 'a disk directory, with optional tags; repeat for more disks', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--data-dir <dir>', 'where the agent keeps pod records and logs (default .stratum/<name>/agent)')
     .option('--address <ip>', "this node's IP: pods' hostIP and podIP, where the agent's endpoint listens", '127.0.0.1')
-    .option('--images <file>', 'image catalog (YAML or JSON) added to the built-in one')
+    .option('--images <file>', 'image catalog (YAML or JSON) added to the built-in one; repeatable (later files win)', (v: string, all: string[] | undefined) => [...(all ?? []), v])
     .option('--restart-backoff-ms <ms>', 'first crash-loop backoff step (doubles up to 30x)', '10000')
     .option('--restart-backoff-max-ms <ms>', 'crash-loop backoff cap')
     .option('--heartbeat-interval-ms <ms>', 'how often the heartbeat Lease is renewed', '2000')
@@ -81,8 +82,16 @@ async function runNode(o: NodeFlags): Promise<void> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop(false));
   process.on('SIGUSR2', () => void stop(true));
   if (process.send) {
-    process.on('message', (m: { type?: string; stopPods?: boolean }) => {
+    process.on('message', (m: { type?: string; stopPods?: boolean; files?: string[] }) => {
       if (m?.type === 'shutdown') void stop(m.stopPods === true);
+      // An upgrade: `up` hands over the catalog files of the new release before the new manager starts.
+      if (m?.type === 'catalog' && Array.isArray(m.files)) {
+        try {
+          started.agent?.reloadCatalog(m.files);
+        } catch (err) {
+          process.stderr.write(`stratum node ${o.name}: cannot reload the image catalog: ${(err as Error).message}\n`);
+        }
+      }
     });
     // The parent (`stratum up`) is gone: nobody is left to stop this cluster, so take the pods down with us.
     process.on('disconnect', () => void stop(true));

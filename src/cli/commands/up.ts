@@ -5,14 +5,16 @@
 //   DIR/kubeconfig            the admin credential (kubectl --kubeconfig DIR/kubeconfig; `stratum` reads it by default)
 //   DIR/cluster.json          node and disk counts and port (so a second run needs no flags), and the
 //                             processes of the current run (pid, argv, log) for tools and tests
-//   DIR/manager/              the manager's state; manager.log
+//   DIR/manager/              the manager's state; manager.log; release.yaml, the active release after an upgrade
+//                             (its catalog entries are handed to the agents: docs/upgrade.md)
 //   DIR/node-<i>/agent/       the agent's records and pod logs; agent.log
 //   DIR/node-<i>/disk-<j>/    a disk (holds longhorn-disk.cfg)
 //
 // Children run in their own process groups, so a terminal's Ctrl-C reaches only `up`, which then stops them in
 // order. Agents get an IPC channel: `up` tells them to stop their pods over it, and if `up` itself dies the
 // channel closes and they stop their pods on their own (see node.ts). The manager gets one too, for the same
-// reason; it exits on its close only if `stratum manager` listens for that.
+// reason; it exits on its close only if `stratum manager` listens for that. Over the same channel the manager asks
+// to be restarted when it accepted an upgrade.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
@@ -47,6 +49,8 @@ interface ClusterFile {
 
 interface Child {
   name: string;
+  /** Stopped on purpose to be started again (an upgrade restarts the manager). */
+  replaced?: boolean;
   proc: ChildProcess;
   argv: string[];
   log: string;
@@ -170,7 +174,7 @@ async function up(o: UpFlags): Promise<void> {
     closeSync(fd);
     const child: Child = { name, proc, argv, log, exited: new Promise((r) => proc.once('exit', () => r())) };
     proc.once('exit', (code, sig) => {
-      if (!shuttingDown) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
+      if (!shuttingDown && !child.replaced) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
     });
     children.push(child);
     (cluster.processes ??= {})[name] = { pid: proc.pid ?? 0, argv, log };
@@ -183,7 +187,32 @@ async function up(o: UpFlags): Promise<void> {
   // The manager gets an IPC channel too, so that it can notice when `up` is gone (the channel closes).
   const managerArgs = ['manager', '--host', o.host, '--port', String(cluster.port), '--data-dir', join(dir, 'manager')];
   if (o.images) managerArgs.push('--images', resolve(o.images));
-  const manager = start('manager', managerArgs, join(dir, 'manager', 'manager.log'), true);
+  // The active release (written by the manager when it accepts an upgrade) completes the agents' catalog.
+  const releaseFile = join(dir, 'manager', 'release.yaml');
+  const catalogFiles = () => [...(o.images ? [resolve(o.images)] : []), ...(existsSync(releaseFile) ? [releaseFile] : [])];
+  const startManager = (): Child => {
+    const m = start('manager', managerArgs, join(dir, 'manager', 'manager.log'), true);
+    m.proc.on('message', (msg: { type?: string }) => {
+      if (msg?.type === 'restart-manager' && !shuttingDown) void restartManager(m);
+    });
+    return m;
+  };
+  // An accepted upgrade: the agents get the release's catalog first (the new manager creates pods of its images),
+  // then the manager is replaced by one started on the release, as a Longhorn upgrade replaces longhorn-manager.
+  const restartManager = async (old: Child): Promise<void> => {
+    process.stdout.write('stratum up: an upgrade was accepted; handing the release to the node agents and restarting the manager\n');
+    for (const a of children.filter((c) => c.name !== 'manager')) if (a.proc.connected) a.proc.send({ type: 'catalog', files: catalogFiles() });
+    old.replaced = true;
+    signal(old.proc, 'SIGTERM');
+    await waitOrKill(old, 15_000);
+    children.splice(children.indexOf(old), 1);
+    if (shuttingDown) return;
+    const fresh = startManager();
+    save();
+    await waitHealthy(url, fresh, 20_000).catch((err: Error) => process.stdout.write(`stratum up: ${err.message}\n`));
+    process.stdout.write(`stratum up: manager restarted (pid ${fresh.proc.pid})\n`);
+  };
+  const manager = startManager();
   save();
   await waitHealthy(url, manager, 20_000);
   for (let i = 1; i <= cluster.nodes; i++) {
@@ -195,7 +224,7 @@ async function up(o: UpFlags): Promise<void> {
       disks.push('--disk', d);
     }
     const args = ['node', '--name', name, '--manager', url, ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
-    if (o.images) args.push('--images', resolve(o.images));
+    for (const f of catalogFiles()) args.push('--images', f);
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
     start(name, args, join(dir, name, 'agent', 'agent.log'), true);
   }

@@ -157,6 +157,22 @@ export function addVolumeCommand(program: Command): void {
       process.stdout.write(`volume.longhorn.io/${name} ${o.wait ? 'detached' : 'detaching'}\n`);
     }));
 
+  vol.command('upgrade')
+    .description("move a volume to another engine image (Longhorn's engineUpgrade); a detached volume is moved offline")
+    .argument('<name>')
+    .requiredOption('--image <image>', 'the engine image (its EngineImage must be deployed)')
+    .option('--wait', 'wait until the volume runs it', false)
+    .option('--timeout <duration>', 'how long --wait waits', '120s')
+    .action(action(async (name: string, o: { image: string; wait: boolean; timeout: string }) => {
+      const timeoutMs = parseDuration('--timeout', o.timeout);
+      await request('POST', `${volumeUrl(server(), name)}?action=engineUpgrade`, { body: { image: o.image } });
+      if (o.wait) {
+        const runs = (v: V1Volume) => (v as V1Volume & { currentImage?: string }).currentImage === o.image;
+        await waitForVolume(name, () => getVolume(server(), name), runs, { what: `running engine image ${o.image}`, timeoutMs, report });
+      }
+      process.stdout.write(`volume.longhorn.io/${name} ${o.wait ? 'upgraded to' : 'upgrading to'} ${o.image}\n`);
+    }));
+
   vol.command('delete')
     .description('delete a volume (its replicas\' data goes with it)')
     .argument('<name>')

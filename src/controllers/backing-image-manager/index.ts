@@ -26,11 +26,12 @@ import { CopyBackoff, NodeSyncLimiter } from './flow.js';
 
 type RO<T> = DeepReadonly<T>;
 
-/** The backing-image manager API range this controller speaks. */
-export const BIM_API = { min: 1, current: 1 };
+/** The backing-image manager API range this controller speaks unless the release says otherwise. */
+export const BIM_API = { min: 1, max: 1 };
 
-export function apiCompatible(min: number, current: number): boolean {
-  return !(BIM_API.min > current || BIM_API.current < min);
+/** Whether a manager speaking `min..current` can be talked to by a controller speaking `api`. */
+export function apiCompatible(api: { min: number; max: number }, min: number, current: number): boolean {
+  return !(api.min > current || api.max < min);
 }
 
 const BY_NODE = 'bimByNode';
@@ -43,11 +44,14 @@ export interface BimControllerOptions {
   namespace: string;
   workers?: number;
   now?: () => number;
+  /** The backing-image manager API range of the manager's release. */
+  api?: { min: number; max: number };
 }
 
 export function backingImageManagerController(opts: BimControllerOptions) {
   const { store, informers, events } = opts;
   const now = opts.now ?? Date.now;
+  const api = opts.api ?? BIM_API;
   const settings = settingsFrom(informers);
   const bims = informers.informerFor<BackingImageManager>('BackingImageManager');
   const bis = informers.informerFor<BackingImage>('BackingImage');
@@ -55,6 +59,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   const nodes = informers.informerFor<Node>('Node');
   const pods = informers.informerFor<Pod>('Pod');
   const monitors = new Monitors();
+  /** Managers whose pod reported its files to this process: before that, their status map is hearsay. */
+  const heard = new Set<string>();
   const backoff = new CopyBackoff(() => settings.int('backing-image-copy-retry-backoff-min') * 1000, () => settings.int('backing-image-copy-retry-backoff-max') * 1000, now);
   const limiter = new NodeSyncLimiter(now);
 
@@ -79,6 +85,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       st.backingImageFileMap = map;
       st.currentState = 'running';
     });
+    heard.add(`${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`);
   }
 
   const reconcile = async (key: string) => {
@@ -86,6 +93,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
     const m = bims.get(ns, name);
     if (!m) {
       monitors.stop(key);
+      heard.delete(key);
       return;
     }
     const podName = bimPodName(name);
@@ -127,6 +135,13 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       }
       return;
     }
+    // A manager process that just started (an upgrade, a crash) has not heard from the pod: the copies it lists were
+    // reported to a predecessor. They are unknown until the pod reports them again (as Longhorn shows them while
+    // longhorn-manager restarts); the monitor's first refresh makes them ready, nothing is re-read or re-fetched.
+    if (!heard.has(key) && m.status?.currentState === 'running') {
+      await markUnknown(m, `the manager restarted: copies on this disk are unknown until pod ${podName} reports them`);
+      return;
+    }
     const c = new BimClient(ep);
     if (!m.status?.apiVersion) {
       const v = await c.version();
@@ -142,9 +157,9 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       refresh: (signal) => refreshFiles(bims.get(ns, name) ?? m, c, signal),
       down: () => controller.enqueue(key),
     });
-    if (!apiCompatible(m.status.apiMinVersion ?? 0, m.status.apiVersion)) {
+    if (!apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion)) {
       await setState(m, 'error');
-      events.event(m as never, 'Warning', 'Incompatible', `manager API ${m.status.apiMinVersion}..${m.status.apiVersion} is not compatible with ${BIM_API.min}..${BIM_API.current}`);
+      events.event(m as never, 'Warning', 'Incompatible', `manager API ${m.status.apiMinVersion}..${m.status.apiVersion} is not compatible with ${api.min}..${api.max}`);
       return;
     }
     return handleFiles(m, c);
@@ -276,9 +291,21 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   async function retire(m: RO<BackingImageManager>, pod: RO<Pod> | undefined) {
     const ns = m.metadata.namespace ?? '';
     const name = m.metadata.name ?? '';
-    const compatible = !m.status?.apiVersion || apiCompatible(m.status.apiMinVersion ?? 0, m.status.apiVersion);
-    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress');
-    if (compatible && busy && podReady(pod)) return { requeueAfter: 2000 };
+    const compatible = !m.status?.apiVersion || apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion);
+    // In-flight work: copies being received, and copies being sent to a peer (a sync elsewhere reads from them).
+    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress' || (f.sendingReference ?? 0) > 0);
+    const ep = podEndpoint(pod);
+    if (compatible && busy && podReady(pod) && ep) {
+      // Keep hearing from it (this process may have just started): its map tells when the work is done.
+      const c = new BimClient(ep);
+      const key = `${ns}/${name}`;
+      monitors.ensure(key, c.watchUrl(), {
+        refresh: (signal) => refreshFiles(bims.get(ns, name) ?? m, c, signal),
+        down: () => controller.enqueue(key),
+      });
+      return { requeueAfter: 2000 };
+    }
+    monitors.stop(`${ns}/${name}`);
     events.event(m as never, 'Normal', 'Retired', compatible ? 'not the default image and idle: removed; the new manager re-adopts its files' : 'not the default image and API-incompatible: removed at once');
     await store.delete('BackingImageManager', ns, name).catch(ignoreNotFound);
     return undefined;

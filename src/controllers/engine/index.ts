@@ -52,11 +52,11 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       return;
     }
     const nodeName = e.spec?.nodeID ?? '';
-    const m = nodeName ? managers.managerFor(nodeName) : { problem: 'the engine has no node' };
+    const m = nodeName ? managers.managerFor(nodeName, name) : { problem: 'the engine has no node' };
     // An engine left running on another node (the volume moved) is stopped there first.
     const ran = e.status?.currentTargetNodeID || '';
     if (ran && ran !== nodeName) {
-      const old = managers.managerFor(ran);
+      const old = managers.managerFor(ran, name);
       if ('client' in old) await old.client.delete(name, { signal });
       await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => void (st.currentTargetNodeID = ''));
       return;

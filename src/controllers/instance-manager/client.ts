@@ -46,6 +46,11 @@ export class InstanceManagerClient {
   }
 
   /** Stops the instance (and with `cleanup`, removes a replica's directory); a missing instance is not an error. */
+  /** A live engine upgrade: the engine is replaced under its frontend (docs/upgrade.md). */
+  async swapEngine(name: string, image: string, opts: { signal?: AbortSignal } = {}): Promise<{ image: string; heldMs: number }> {
+    return (await callJson(this.base, 'POST', `/v1/engines/${encodeURIComponent(name)}/swap`, 70_000, { image }, opts.signal)) as { image: string; heldMs: number };
+  }
+
   async delete(name: string, opts: { cleanup?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     try {
       // Stopping waits out the instance's grace period (10 s) on the server side.

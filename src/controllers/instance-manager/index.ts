@@ -33,13 +33,19 @@ export interface InstanceManagerControllerOptions {
   informers: InformerFactory;
   events: EventRecorder;
   namespace: string;
+  /** The instance-manager API range of the manager's release (default IM_API). */
+  api?: { min: number; max: number };
 }
 
 export interface InstanceManagers {
   controller: Controller;
-  /** The running default-image manager of a node and a client to its pod, or why there is none. */
-  managerFor(nodeName: string): { im: RO<InstanceManager>; client: InstanceManagerClient } | { problem: string };
-  /** The instance `name` as the node's manager last reported it. */
+  /**
+   * The manager of a node to ask about `instance` and a client to its pod, or why there is none: the manager of an
+   * older image that still hosts the instance (during a roll: never start it a second time elsewhere), else the
+   * running default-image manager (where new instances start).
+   */
+  managerFor(nodeName: string, instance?: string): { im: RO<InstanceManager>; client: InstanceManagerClient } | { problem: string };
+  /** The instance `name` as the node's manager hosting it (or else the default one) last reported it. */
   instanceOn(nodeName: string, name: string): Instance | undefined;
   stop(): Promise<void>;
 }
@@ -58,6 +64,7 @@ function fromProcess(p: RO<InstanceProcess> | undefined): Instance | undefined {
 export function instanceManagerController(opts: InstanceManagerControllerOptions): InstanceManagers {
   const { store, informers, events, namespace } = opts;
   const settings = settingsFrom(informers);
+  const speaks = opts.api ?? { min: IM_API.min, max: IM_API.current };
   const ims = informers.informerFor<InstanceManager>('InstanceManager');
   const nodes = informers.informerFor<Node>('Node');
   const pods = informers.informerFor<Pod>('Pod');
@@ -67,7 +74,61 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
   const defaultImage = () => settings.string('default-instance-manager-image');
   const currentFor = (nodeName: string) => ims.get(namespace, instanceManagerName(defaultImage(), nodeName));
 
+  /** Managers of an older image on a node. */
+  const oldOn = (nodeName: string) => ims.byIndex(IM_BY_NODE, nodeName).filter((m) => m.metadata.namespace === namespace && m.spec?.image !== defaultImage());
+  const hosts = (m: RO<InstanceManager>, instance: string) => !!(m.status?.instanceReplicas?.[instance] ?? m.status?.instanceEngines?.[instance]);
+  const holderOf = (nodeName: string, instance: string) => oldOn(nodeName).find((m) => hosts(m, instance));
+  /** Managers whose instance list this process has read from the pod (a status from before a restart is hearsay). */
+  const heard = new Set<string>();
+
   const reconcile = async (nodeName: string, signal: AbortSignal) => {
+    const current = await reconcileDefault(nodeName, signal);
+    const old = await rollOld(nodeName);
+    if (current && old) return { requeueAfter: Math.min(current.requeueAfter ?? 5000, old.requeueAfter ?? 5000) };
+    return current ?? old;
+  };
+
+  /**
+   * Managers of an older image (an upgrade changed default-instance-manager-image): they keep hosting what they run
+   * — nothing of theirs is started anywhere else while they report it — and are retired once empty: pod deleted,
+   * InstanceManager deleted. A vanished or failed pod hosts nothing.
+   */
+  async function rollOld(nodeName: string): Promise<{ requeueAfter: number } | undefined> {
+    const olds = oldOn(nodeName);
+    const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
+    // A node that is down tells nothing about what its managers host: wait for it.
+    if (olds.length > 0 && (!node || !nodeIsReady(node))) return { requeueAfter: 5000 };
+    for (const im of olds) {
+      const name = im.metadata.name ?? '';
+      const key = `old/${name}`;
+      const pod = pods.get(namespace, imPodName(name));
+      const ep = podEndpoint(pod);
+      const gone = !pod || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
+      const alive = !gone && podReady(pod) && !!ep && !pod.metadata.deletionTimestamp;
+      if (!gone && !alive) continue; // restarting: wait for it to say what it hosts
+      if (alive) {
+        const c = new InstanceManagerClient(ep ?? '');
+        monitors.ensure(key, c.watchUrl(), {
+          refresh: async (signal) => {
+            await refreshInstances(name, c, signal);
+            heard.add(name);
+          },
+          onEvent: (ev) => applyEvent(name, ev),
+          down: () => controller.enqueue(nodeName),
+        });
+        const n = Object.keys(im.status?.instanceReplicas ?? {}).length + Object.keys(im.status?.instanceEngines ?? {}).length;
+        if (!heard.has(name) || n > 0) continue;
+      }
+      monitors.stop(key);
+      heard.delete(name);
+      events.event(im as never, 'Normal', 'Retired', alive ? `not of the default image ${defaultImage()} and empty: removed` : `not of the default image ${defaultImage()} and its pod is gone: removed`);
+      if (pod) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
+      await store.delete('InstanceManager', namespace, name).catch(ignoreNotFound);
+    }
+    return olds.length > 0 ? { requeueAfter: 3000 } : undefined;
+  }
+
+  const reconcileDefault = async (nodeName: string, signal: AbortSignal): Promise<{ requeueAfter?: number } | undefined> => {
     const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
     const image = defaultImage();
     const name = instanceManagerName(image, nodeName);
@@ -76,7 +137,10 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       return;
     }
     const im = ims.get(namespace, name);
-    if (!im) return createManager(name, image, nodeName);
+    if (!im) {
+      await createManager(name, image, nodeName);
+      return;
+    }
     if (!nodeIsReady(node)) {
       monitors.stop(nodeName);
       await setState(im, 'unknown', `node ${nodeName} is down or not Ready: its replicas and engines are unknown until it is back`);
@@ -107,8 +171,8 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
         st.ip = pod.status?.podIP ?? '';
       });
     }
-    if (IM_API.min > api.current || IM_API.current < api.min) {
-      await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${IM_API.min}..${IM_API.current}`);
+    if (speaks.min > api.current || speaks.max < api.min) {
+      await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${speaks.min}..${speaks.max}`);
       return;
     }
     monitors.ensure(nodeName, c.watchUrl(), {
@@ -236,8 +300,8 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
 
   return {
     controller,
-    managerFor(nodeName) {
-      const im = currentFor(nodeName);
+    managerFor(nodeName, instance) {
+      const im = (instance ? holderOf(nodeName, instance) : undefined) ?? currentFor(nodeName);
       if (!im) return { problem: `no instance manager on node ${nodeName} yet` };
       if (im.status?.currentState !== 'running') {
         const why = im.status?.conditions?.[0]?.message;
@@ -248,7 +312,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       return { im, client: new InstanceManagerClient(ep) };
     },
     instanceOn(nodeName, name) {
-      const im = currentFor(nodeName);
+      const im = holderOf(nodeName, name) ?? currentFor(nodeName);
       return fromProcess(im?.status?.instanceReplicas?.[name]) ?? fromProcess(im?.status?.instanceEngines?.[name]);
     },
     stop: () => {

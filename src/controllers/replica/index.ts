@@ -59,7 +59,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       return;
     }
     const nodeName = r.spec?.nodeID ?? '';
-    const m = managers.managerFor(nodeName);
+    const m = managers.managerFor(nodeName, name);
     const inst = managers.instanceOn(nodeName, name);
     if (r.spec?.desireState !== 'running') {
       if ('client' in m && inst) await m.client.delete(name, { signal });
@@ -130,7 +130,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
     const name = r.metadata.name ?? '';
     const nodeName = r.spec?.nodeID ?? '';
     const node = nodes.get('', nodeName) ?? nodes.get(ns, nodeName);
-    const m = managers.managerFor(nodeName);
+    const m = managers.managerFor(nodeName, name);
     if ('client' in m) {
       await m.client.delete(name, { signal });
       // A stopped replica (its volume detached) has no instance left: its directory is removed on its own.

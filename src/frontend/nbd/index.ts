@@ -12,6 +12,7 @@ export type {
   NbdExportStats,
 } from './server.js';
 export type { BlockDevice } from './device.js';
+export { SwappableDevice } from './swappable.js';
 export { nbdErrnoFromError } from './device.js';
 export { FileBlockDevice } from './file-device.js';
 export type { FileBlockDeviceOptions } from './file-device.js';
