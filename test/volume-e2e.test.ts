@@ -13,6 +13,7 @@ import { mulberry32 } from '../src/util/prng.js';
 import { killRecordedCluster, Proc, readCluster, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
 import { CLI, freePort, hasTool, run, tempDir, waitFor } from './helpers/processes.js';
+import { ext4Qcow2 } from './helpers/ext4-image.js';
 import { parseNbdUri, replicaLockHolders, Volumes } from './helpers/volumes.js';
 
 const MiB = 1024 * 1024;
@@ -46,13 +47,7 @@ async function makeImage(): Promise<void> {
     writeFileSync(join(src, name), buf);
     original.set(name, sha512(buf));
   }
-  const raw = join(files.path, 'fs.raw');
-  writeFileSync(raw, Buffer.alloc(0));
-  await run('truncate', ['-s', String(FS_SIZE), raw]);
-  const mk = await run('mkfs.ext4', ['-q', '-F', '-d', src, raw]);
-  assert.equal(mk.code, 0, mk.stderr);
-  const cv = await run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(files.path, 'fs.qcow2')]);
-  assert.equal(cv.code, 0, cv.stderr);
+  await ext4Qcow2(src, files.path, FS_SIZE, join(files.path, 'fs.qcow2'));
 }
 
 async function mount(device: string, where: string, ro = false): Promise<void> {

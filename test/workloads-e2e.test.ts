@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { killRecordedCluster, killRecordedPods, type Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
 import { freePort, hasTool, kubectl, kubectlArgs, REPO, run, tempDir, waitFor } from './helpers/processes.js';
+import { ext4Qcow2 } from './helpers/ext4-image.js';
 import { authFor } from './helpers/credentials.js';
 
 const PODS = 5;
@@ -66,13 +67,7 @@ async function makeImage(): Promise<void> {
   const content = join(files.path, 'content');
   mkdirSync(content, { recursive: true });
   writeFileSync(join(content, 'index.html'), PAGE);
-  const raw = join(files.path, 'fs.raw');
-  writeFileSync(raw, Buffer.alloc(0));
-  assert.equal((await run('truncate', ['-s', '32M', raw])).code, 0);
-  const mk = await run('mkfs.ext4', ['-q', '-F', '-d', content, raw]);
-  assert.equal(mk.code, 0, mk.stderr);
-  const cv = await run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(files.path, 'parrot.qcow2')]);
-  assert.equal(cv.code, 0, cv.stderr);
+  await ext4Qcow2(content, files.path, 32 * 1024 * 1024, join(files.path, 'parrot.qcow2'));
 }
 
 before(async () => {

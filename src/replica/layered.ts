@@ -21,7 +21,7 @@ import type { ChainView, ControlAnswer, ControlRequest, SnapshotInfo } from './c
 import { ReplicaError } from './errors.js';
 import { FrozenLayer, LayerReader } from './layers.js';
 import { decodeCheckpoint, encodeCheckpoint } from './map-format.js';
-import { checkName, decodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
+import { backingInfo, checkName, decodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { decodeExtentData } from './protocol-payloads.js';
 import { MAX_IO } from './protocol.js';
 import { fsStorage, SyncIoGate, type StorageDir } from './storage.js';
@@ -133,8 +133,7 @@ export class LayeredReplica implements ReplicaDevice {
 
   /** The head's (revision, generation) with the replica's backing image. */
   info(): ReplicaInfo {
-    const b = this.meta.backing;
-    return { ...this.#head.info(), name: this.meta.name, backing: b ? { name: b.name, uuid: b.uuid, format: b.format, virtualSize: b.virtualSize } : null };
+    return { ...this.#head.info(), name: this.meta.name, backing: backingInfo(this.meta.backing) };
   }
 
   stats(): ReturnType<ReplicaStore['stats']> & { snapshots: number } {

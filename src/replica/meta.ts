@@ -4,6 +4,7 @@
 import { checkBlockSize } from './block-map.js';
 import { corrupt, ReplicaError } from './errors.js';
 import type { ImageFormat } from '../imagefmt/index.js';
+import type { ReplicaBackingInfo } from './types.js';
 
 export const META_FILE = 'replica.json';
 export const HEAD_FILE = 'head.img';
@@ -18,6 +19,11 @@ export interface BackingIdentity {
   /** Recorded at creation and checked at every open, so a swapped file is refused rather than served. */
   format: ImageFormat;
   virtualSize: number;
+}
+
+/** What a replica reports of its backing image (info, the wire): its identity without the local path. */
+export function backingInfo(b: BackingIdentity | undefined | null): ReplicaBackingInfo | null {
+  return b ? { name: b.name, uuid: b.uuid, format: b.format, virtualSize: b.virtualSize } : null;
 }
 
 export interface ReplicaMeta {

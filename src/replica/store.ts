@@ -18,7 +18,7 @@ import { ReplicaError } from './errors.js';
 import { MapJournal, type MapJournalOptions, type OpenedMap } from './map-journal.js';
 import type { PendingSlot } from './pending-format.js';
 import { applyPending, PendingLog, removePending, resolveBootId, type PendingLogOptions, type PendingReplay } from './pending-log.js';
-import { checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
+import { backingInfo, checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
 import type { SharedBackingReaders } from './shared-backing.js';
 import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
@@ -229,14 +229,13 @@ export class ReplicaStore implements ReplicaDevice {
   }
 
   info(): ReplicaInfo {
-    const b = this.meta.backing;
     return {
       name: this.meta.name,
       size: this.meta.size,
       blockSize: this.meta.blockSize,
       revision: this.#revision,
       generation: this.#journal.generation,
-      backing: b ? { name: b.name, uuid: b.uuid, format: b.format, virtualSize: b.virtualSize } : null,
+      backing: backingInfo(this.meta.backing),
     };
   }
 

@@ -27,9 +27,8 @@ export function readBufferOption(onChunk: ChunkHandler, bytes = READ_BUFFER_BYTE
   const buffer = Buffer.allocUnsafeSlow(bytes);
   return {
     buffer,
-    callback: (n: number, buf: Uint8Array): boolean => {
+    callback: (n: number): boolean => {
       onChunk(buffer.subarray(0, n));
-      void buf;
       return true;
     },
   };
