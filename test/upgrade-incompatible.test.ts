@@ -81,6 +81,11 @@ before(async () => {
     const s = await vols.req('PUT', `/v1/settings/${name}`, { value });
     assert.equal(s.status, 200, JSON.stringify(s.json));
   }
+  // The bad-ranges case names the running instance managers: wait until all three run (they start after the nodes).
+  await waitFor('three instance managers running', async () => {
+    const ims = await getJson<{ items: { status?: { currentState?: string } }[] }>(url, '/apis/longhorn.io/v1beta2/namespaces/longhorn-system/instancemanagers');
+    return ims.items.filter((m) => m.status?.currentState === 'running').length === 3 || undefined;
+  }, 60_000);
 });
 
 after(async () => {
