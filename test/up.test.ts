@@ -103,3 +103,40 @@ test('Ctrl-C stops pods too; a second stratum up resumes the same cluster', { sk
   assert.equal(again.metadata.uid, pod.metadata.uid, 'the same Pod resource');
   assert.equal(again.status?.containerStatuses?.[0]?.restartCount, 1, 'restarted once, after the cluster stopped');
 });
+
+test('a manager or agent that dies is started again by stratum up; pods keep running and are adopted', { skip: skipKubectl }, async () => {
+  assert.ok(up, 'the earlier tests started the cluster');
+  const url = `http://127.0.0.1:${port}`;
+  await up.stop('SIGINT');
+  up = await startUp(dir.path, port, [], { supervise: true });
+  const pod = await waitFor('the pod running', async () => {
+    const p = await getPod(url, 'default', 'survivor');
+    return p.status?.phase === 'Running' && podPid(p) ? p : undefined;
+  });
+  const podPidBefore = podPid(pod) ?? 0;
+  const restartsBefore = pod.status?.containerStatuses?.[0]?.restartCount;
+  const started = up;
+
+  const manager = readCluster(dir.path).processes?.['manager']?.pid ?? 0;
+  process.kill(manager, 'SIGKILL');
+  await waitFor('up restarts the manager', async () => /stratum up: manager restarted \(pid \d+\)/.test(started.output) || undefined, 30_000);
+  assert.match(started.output, /stratum up: manager exited \(SIGKILL\); restarting it in 1 s/);
+  const fresh = readCluster(dir.path).processes?.['manager']?.pid ?? 0;
+  assert.ok(fresh > 0 && fresh !== manager && alive(fresh), 'cluster.json names the new manager');
+  await waitFor('the API answers again', async () => (await readyNodesAndDisks(url)).size === 3 || undefined, 30_000);
+
+  const agent = readCluster(dir.path).processes?.['node-1']?.pid ?? 0;
+  process.kill(agent, 'SIGKILL');
+  await waitFor('up restarts node-1', async () => /stratum up: node-1 restarted \(pid \d+\)/.test(started.output) || undefined, 30_000);
+  const freshAgent = readCluster(dir.path).processes?.['node-1']?.pid ?? 0;
+  assert.ok(freshAgent !== agent && alive(freshAgent));
+  // The pod outlived its agent and the new agent adopted it: the same process, not restarted.
+  const adopted = await waitFor('node-1 Ready with its pod', async () => {
+    if ((await readyNodesAndDisks(url)).size !== 3) return undefined;
+    const p = await getPod(url, 'default', 'survivor');
+    return p.status?.phase === 'Running' ? p : undefined;
+  }, 30_000);
+  assert.equal(podPid(adopted), podPidBefore, 'the same pod process');
+  assert.ok(alive(podPidBefore));
+  assert.equal(adopted.status?.containerStatuses?.[0]?.restartCount, restartsBefore, 'not restarted by the agent restart');
+});

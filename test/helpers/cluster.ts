@@ -54,8 +54,12 @@ export class Proc {
 }
 
 /** `stratum up` over `dir`, waiting until it printed that every node is Ready. */
-export async function startUp(dir: string, port: number, extra: string[] = []): Promise<Proc> {
-  const up = new Proc([process.execPath, CLI, 'up', '--data-dir', dir, '--port', String(port), ...extra]);
+/**
+ * `stratum up` in `dir`, once every node is Ready. Unless `supervise`, it does not restart a manager or agent that
+ * exits (`--no-supervise`): tests kill them on purpose to make outages.
+ */
+export async function startUp(dir: string, port: number, extra: string[] = [], opts: { supervise?: boolean } = {}): Promise<Proc> {
+  const up = new Proc([process.execPath, CLI, 'up', '--data-dir', dir, '--port', String(port), ...(opts.supervise ? [] : ['--no-supervise']), ...extra]);
   try {
     await waitFor('stratum up to report Ready nodes', async () => {
       if (!up.running) throw new Error(`stratum up exited: ${up.output}`);

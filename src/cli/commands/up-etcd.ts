@@ -10,7 +10,8 @@
 //   DIR/manager-<i>/          a manager's log (its state is in etcd)
 //   DIR/node-<i>/             as for SQLite (agent/node-credentials.json: the node's token and the cluster secret)
 //
-// Ctrl-C stops the agents with their pods, then the managers, then etcd.
+// Ctrl-C stops the agents with their pods, then the managers, then etcd. A manager or agent that exits on its own is
+// started again after a backoff (up-supervisor.ts; `--no-supervise` turns that off).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { lockDataDir, portIsFree } from '../../agent/index.js';
 import { readKubeconfig } from '../../auth/index.js';
 import { hasEtcd, LocalEtcd } from '../../store/etcd/local-cluster.js';
 import { prepareUpCredentials } from './up-credentials.js';
+import { Supervisor } from './up-supervisor.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
 const ETCD_MEMBERS = 3;
@@ -33,6 +35,8 @@ export interface UpEtcdFlags {
   dataDir: string;
   images?: string | undefined;
   restartBackoffMs?: string | undefined;
+  /** Restart a manager or agent that exits on its own (up-supervisor.ts). */
+  supervise: boolean;
   readyTimeoutMs: number;
 }
 
@@ -87,8 +91,10 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
   const etcd = new LocalEtcd({ dir: join(dir, 'etcd'), ports: cluster.etcd, host, token: `stratum-${cluster.port}`, detached: true });
   const children: Child[] = [];
   let shuttingDown = false;
+  const supervisor = new Supervisor({ enabled: o.supervise, log: (line) => process.stdout.write(`${line}\n`) });
   const shutdown = async (): Promise<void> => {
     shuttingDown = true;
+    supervisor.stop();
     process.stdout.write('stratum up: stopping the node agents and their pods, then the managers, then etcd (Ctrl-C again to force)\n');
     const agents = children.filter((c) => c.name.startsWith('node-'));
     for (const a of agents) {
@@ -127,8 +133,18 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
     const proc = spawn(process.execPath, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd, 'ipc'] });
     closeSync(fd);
     const child: Child = { name, proc, log, exited: new Promise((r) => proc.once('exit', () => r())) };
+    const startedAt = Date.now();
     proc.once('exit', (code, sig) => {
-      if (!shuttingDown) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
+      if (shuttingDown) return;
+      // Replaced in place, so that the listing keeps managers in their order (their index is their port's).
+      supervisor.exited(name, sig ?? `code ${code}`, log, startedAt, () => {
+        if (shuttingDown) return;
+        const fresh = start(name, args, log);
+        children.splice(children.indexOf(fresh), 1);
+        children.splice(children.indexOf(child), 1, fresh);
+        save();
+        process.stdout.write(`stratum up: ${name} restarted (pid ${fresh.proc.pid})\n`);
+      });
     });
     children.push(child);
     (cluster.processes ??= {})[name] = { pid: proc.pid ?? 0, argv, log };

@@ -14,7 +14,8 @@
 // order. Agents get an IPC channel: `up` tells them to stop their pods over it, and if `up` itself dies the
 // channel closes and they stop their pods on their own (see node.ts). The manager gets one too, for the same
 // reason; it exits on its close only if `stratum manager` listens for that. Over the same channel the manager asks
-// to be restarted when it accepted an upgrade.
+// to be restarted when it accepted an upgrade. A manager or agent that exits on its own is started again after a
+// backoff (up-supervisor.ts; `--no-supervise` turns that off).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ import type { Command } from 'commander';
 import { readKubeconfig } from '../../auth/index.js';
 import { fail } from '../output.js';
 import { prepareUpCredentials } from './up-credentials.js';
+import { Supervisor } from './up-supervisor.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
 
@@ -38,6 +40,7 @@ interface UpFlags {
   readyTimeout: string;
   store?: string;
   managers?: string;
+  supervise: boolean;
 }
 
 interface ClusterFile {
@@ -71,6 +74,7 @@ export function addUpCommand(program: Command): void {
     .option('--ready-timeout <seconds>', 'how long to wait for every node to become Ready', '30')
     .option('--store <store>', 'sqlite (one manager, embedded) or etcd (a 3-member etcd from the machine, several managers)')
     .option('--managers <n>', 'managers on etcd (default 3); they elect a leader that runs the controllers')
+    .option('--no-supervise', 'do not restart a manager or node agent that exits on its own (to simulate outages)')
     .action(async (o: UpFlags) => {
       try {
         await up(o);
@@ -106,6 +110,7 @@ async function up(o: UpFlags): Promise<void> {
       dataDir: dir,
       images: o.images,
       restartBackoffMs: o.restartBackoffMs,
+      supervise: o.supervise,
       readyTimeoutMs: Number(o.readyTimeout) * 1000,
     });
   }
@@ -129,8 +134,10 @@ async function up(o: UpFlags): Promise<void> {
   const children: Child[] = [];
   const save = (): void => writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
   let shuttingDown = false;
+  const supervisor = new Supervisor({ enabled: o.supervise, log: (line) => process.stdout.write(`${line}\n`) });
   const shutdown = async (): Promise<void> => {
     shuttingDown = true;
+    supervisor.stop();
     process.stdout.write('stratum up: stopping the node agents and their pods, then the manager (Ctrl-C again to force)\n');
     const agents = children.filter((c) => c.name !== 'manager');
     for (const a of agents) {
@@ -166,15 +173,24 @@ async function up(o: UpFlags): Promise<void> {
     });
   }
 
-  const start = (name: string, args: string[], log: string, ipc: boolean): Child => {
+  /** Starts a child; `relaunch` starts it again when it exits on its own (the supervisor decides when). */
+  const start = (name: string, args: string[], log: string, ipc: boolean, relaunch: () => void = () => start(name, args, log, ipc)): Child => {
     mkdirSync(dirname(log), { recursive: true });
     const fd = openSync(log, 'a');
     const argv = [process.execPath, CLI, ...args];
     const proc = spawn(argv[0] ?? process.execPath, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd, ...(ipc ? ['ipc' as const] : [])] });
     closeSync(fd);
     const child: Child = { name, proc, argv, log, exited: new Promise((r) => proc.once('exit', () => r())) };
+    const startedAt = Date.now();
     proc.once('exit', (code, sig) => {
-      if (!shuttingDown && !child.replaced) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
+      if (shuttingDown || child.replaced) return;
+      if (children.includes(child)) children.splice(children.indexOf(child), 1);
+      supervisor.exited(name, sig ?? `code ${code}`, log, startedAt, () => {
+        if (shuttingDown) return;
+        relaunch();
+        save();
+        process.stdout.write(`stratum up: ${name} restarted (pid ${cluster.processes?.[name]?.pid ?? '?'})\n`);
+      });
     });
     children.push(child);
     (cluster.processes ??= {})[name] = { pid: proc.pid ?? 0, argv, log };
@@ -191,7 +207,7 @@ async function up(o: UpFlags): Promise<void> {
   const releaseFile = join(dir, 'manager', 'release.yaml');
   const catalogFiles = () => [...(o.images ? [resolve(o.images)] : []), ...(existsSync(releaseFile) ? [releaseFile] : [])];
   const startManager = (): Child => {
-    const m = start('manager', managerArgs, join(dir, 'manager', 'manager.log'), true);
+    const m = start('manager', managerArgs, join(dir, 'manager', 'manager.log'), true, () => void startManager());
     m.proc.on('message', (msg: { type?: string }) => {
       if (msg?.type === 'restart-manager' && !shuttingDown) void restartManager(m);
     });
@@ -215,8 +231,8 @@ async function up(o: UpFlags): Promise<void> {
   const manager = startManager();
   save();
   await waitHealthy(url, manager, 20_000);
-  for (let i = 1; i <= cluster.nodes; i++) {
-    const name = `node-${i}`;
+  // Its arguments are made at each start: an agent restarted after an upgrade gets the release's catalog too.
+  const startAgent = (name: string): void => {
     const disks: string[] = [];
     for (let j = 1; j <= cluster.disksPerNode; j++) {
       const d = join(dir, name, `disk-${j}`);
@@ -226,8 +242,9 @@ async function up(o: UpFlags): Promise<void> {
     const args = ['node', '--name', name, '--manager', url, ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
     for (const f of catalogFiles()) args.push('--images', f);
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
-    start(name, args, join(dir, name, 'agent', 'agent.log'), true);
-  }
+    start(name, args, join(dir, name, 'agent', 'agent.log'), true, () => startAgent(name));
+  };
+  for (const name of nodeNames) startAgent(name);
   save();
   const ready = await waitNodesReady(url, token, cluster.nodes, Number(o.readyTimeout) * 1000);
   const lines = [
