@@ -2,6 +2,7 @@
 // path safety, downloads (Range, gzip), checksum failures, the watch stream, restart without re-reading, orphan
 // directories, deadlines and the send limit. Big-file sync tests are in bim-sync.test.ts.
 
+import { identityFromStat } from '../src/api/file-identity.js';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -29,8 +30,7 @@ async function sourceFile(disk: { path: string }, name: string, size: number) {
   const path = stagedPath(disk, name);
   await randomFile(path, size);
   const st = statSync(path, { bigint: true });
-  // The data source's spelling of the identity (`ino`), which the manager accepts as it is.
-  return { path, size, sha512: await sha512sum(path), identity: { size, mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() } };
+  return { path, size, sha512: await sha512sum(path), identity: identityFromStat(st) };
 }
 
 test('refuses to start on a disk whose longhorn-disk.cfg names another disk', async () => {
@@ -63,11 +63,11 @@ describe('one manager', () => {
     assert.equal(info.virtualSize, src.size);
     assert.equal((await bim.stats()).hashedBytes, before.hashedBytes, 'not a byte hashed');
     const backing = join(disk.path, 'backing-images', 'vouched-u1', 'backing');
-    assert.equal(statSync(backing, { bigint: true }).ino.toString(), src.identity.ino, 'same inode: renamed, not copied');
+    assert.equal(statSync(backing, { bigint: true }).ino.toString(), src.identity.inode, 'same inode: renamed, not copied');
     assert.equal(existsSync(src.path), false);
     const meta = JSON.parse(readFileSync(join(disk.path, 'backing-images', 'vouched-u1', 'backing.meta.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(meta.sha512, src.sha512);
-    assert.deepEqual(meta.identity, { size: src.size, mtimeNs: src.identity.mtimeNs, inode: src.identity.ino });
+    assert.deepEqual(meta.identity, src.identity);
     // Asking again is idempotent.
     const again = await bim.api<FileInfo>('POST', '/v1/files/vouched/fetch', { uuid: 'u1', sourcePath: src.path, size: src.size });
     assert.equal(again.status, 200);

@@ -40,3 +40,8 @@ test('every error code declared in src/**/errors.ts is documented in docs/', () 
   const missing = files.flatMap((f) => codesOf(readFileSync(f, 'utf8')).filter((c) => !docs.includes(`\`${c}\``)).map((c) => `${relative(ROOT, f)}: ${c}`));
   assert.deepEqual(missing, [], 'codes without a line in docs/ (add them to docs/errors.md or the API document of their component)');
 });
+
+test('every error code has one spelling: PascalCase, as Kubernetes reasons are', () => {
+  const wrong = errorFiles(join(ROOT, 'src')).flatMap((f) => codesOf(readFileSync(f, 'utf8')).filter((c) => !/^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*$/.test(c)).map((c) => `${relative(ROOT, f)}: ${c}`));
+  assert.deepEqual(wrong, []);
+});

@@ -5,41 +5,17 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 
 export interface SignalOptions {
   signal?: AbortSignal | undefined;
 }
 
-/**
- * What identifies the exact bytes of a file without reading them: size, mtime to the nanosecond and inode. A write
- * changes mtime; a replacement changes the inode. Bigints travel as decimal strings in JSON.
- */
-export interface FileIdentity {
-  size: number;
-  mtimeNs: string;
-  inode: string;
-}
+export { parseIdentity, sameIdentity, type FileIdentity } from '../api/file-identity.js';
 
 export async function identityOf(path: string, { signal }: SignalOptions = {}): Promise<FileIdentity> {
   signal?.throwIfAborted();
-  const st = await stat(path, { bigint: true });
-  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), inode: st.ino.toString() };
-}
-
-export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.inode === b.inode;
-}
-
-/** Parses an identity from JSON (numbers accepted for the bigint fields, `ino` for `inode`); undefined when malformed. */
-export function parseIdentity(v: unknown): FileIdentity | undefined {
-  if (!v || typeof v !== 'object') return undefined;
-  const o = v as Record<string, unknown>;
-  const big = (x: unknown) => (typeof x === 'string' && /^\d+$/.test(x) ? x : typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? String(x) : undefined);
-  const size = typeof o.size === 'number' && Number.isSafeInteger(o.size) && o.size >= 0 ? o.size : undefined;
-  const mtimeNs = big(o.mtimeNs);
-  // The data source names the inode `ino` (its GET /v1/file identity); both spellings are accepted.
-  const inode = big(o.inode ?? o.ino);
-  return size === undefined || mtimeNs === undefined || inode === undefined ? undefined : { size, mtimeNs, inode };
+  return identityFromStat(await stat(path, { bigint: true }));
 }
 
 /** Bytes the file really occupies on disk (st_blocks × 512); 0 when it does not exist. */

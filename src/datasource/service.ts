@@ -5,6 +5,7 @@
 // identity must be unchanged), a partial one is re-hashed once and continued.
 
 import { DATA_SOURCE_STAGING_DIR } from '../api/backing-image-data-source.js';
+import { sameIdentity } from '../api/file-identity.js';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -356,7 +357,7 @@ export class DataSource {
   async #stillComplete(c: CompleteInfo): Promise<boolean> {
     try {
       const now = await identityOf(this.#file.filePath);
-      return now.size === c.identity.size && now.mtimeNs === c.identity.mtimeNs && now.ino === c.identity.ino;
+      return sameIdentity(now, c.identity);
     } catch {
       return false;
     }

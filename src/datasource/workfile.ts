@@ -14,6 +14,7 @@
 //   checkpoint.json               { offset, source fingerprint, validator, declared size, completion, transfer }
 
 import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
+import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
@@ -26,12 +27,7 @@ import type { SourceValidator } from './resume.js';
 /** Large sequential buffers: one syscall and one hash update per 4 MiB. */
 export const IO_CHUNK = 4 * 1024 * 1024;
 
-export interface FileIdentity {
-  size: number;
-  /** Nanosecond mtime as a decimal string (beyond 2^53). */
-  mtimeNs: string;
-  ino: string;
-}
+export type { FileIdentity } from '../api/file-identity.js';
 
 export interface CompleteInfo {
   checksum: string;
@@ -346,8 +342,7 @@ function newManifest(): ManifestBuilder {
 }
 
 export async function identityOf(path: string): Promise<FileIdentity> {
-  const st = await stat(path, { bigint: true });
-  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() };
+  return identityFromStat(await stat(path, { bigint: true }));
 }
 
 /** Refuses a transfer that cannot fit: better now than ENOSPC at 90%. */

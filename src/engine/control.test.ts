@@ -20,7 +20,7 @@ test('parseEndpoint reads host:port, [v6]:port and unix paths, and refuses the r
   assert.deepEqual(parseEndpoint('[::1]:80'), { host: '::1', port: 80 });
   assert.deepEqual(parseEndpoint('unix:/run/r.sock'), { path: '/run/r.sock' });
   assert.deepEqual(parseEndpoint('/run/r.sock'), { path: '/run/r.sock' });
-  for (const bad of ['host', 'host:0', 'host:70000', ':80', '']) assert.throws(() => parseEndpoint(bad), (err) => isEngineError(err, 'INVALID_ARGUMENT'), bad);
+  for (const bad of ['host', 'host:0', 'host:70000', ':80', '']) assert.throws(() => parseEndpoint(bad), (err) => isEngineError(err, 'InvalidArgument'), bad);
 });
 
 test('control API: status, add (rebuilt to RW), remove, and errors with codes', async () => {
@@ -48,7 +48,7 @@ test('control API: status, add (rebuilt to RW), remove, and errors with codes', 
 
     const dup = await fetch(`${base}/replicas`, { method: 'POST', body: JSON.stringify({ name: 'r2', address: `127.0.0.1:${r2.port}` }) });
     assert.equal(dup.status, 409);
-    assert.equal(((await dup.json()) as { code: string }).code, 'REPLICA_EXISTS');
+    assert.equal(((await dup.json()) as { code: string }).code, 'ReplicaExists');
     const bad = await fetch(`${base}/replicas`, { method: 'POST', body: '{"name": 1}' });
     assert.equal(bad.status, 400);
     const unknown = await fetch(`${base}/replicas/nope`, { method: 'DELETE' });

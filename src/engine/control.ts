@@ -19,17 +19,17 @@ import type { EngineStatus, ReplicaBackend } from './types.js';
 export type ControlListenOptions = { host?: string; port: number } | { path: string };
 
 const HTTP_STATUS: Record<EngineErrorCode, number> = {
-  INVALID_ARGUMENT: 400,
-  NO_HEALTHY_REPLICA: 503,
-  REPLICA_EXISTS: 409,
-  REPLICA_UNKNOWN: 404,
-  REPLICA_MISMATCH: 409,
-  INVALID_STATE: 409,
-  REBUILD_RUNNING: 409,
-  REBUILD_FAILED: 500,
-  CLOSED: 503,
-  SNAPSHOT_UNKNOWN: 404,
-  SNAPSHOT_EXISTS: 409,
+  InvalidArgument: 400,
+  NoHealthyReplica: 503,
+  ReplicaExists: 409,
+  ReplicaUnknown: 404,
+  ReplicaMismatch: 409,
+  InvalidState: 409,
+  RebuildRunning: 409,
+  RebuildFailed: 500,
+  Closed: 503,
+  SnapshotUnknown: 404,
+  SnapshotExists: 409,
 };
 
 export function statusFor(err: unknown): number {
@@ -42,7 +42,7 @@ export function parseEndpoint(address: string): ReplicaEndpoint {
   if (address.startsWith('/')) return { path: address };
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new EngineError('INVALID_ARGUMENT', `replica address "${address}" is not host:port or unix:/path`);
+  if (!m || port < 1 || port > 65535) throw new EngineError('InvalidArgument', `replica address "${address}" is not host:port or unix:/path`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -51,13 +51,13 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > 64 * 1024) throw new EngineError('INVALID_ARGUMENT', 'request body over 64 KiB');
+    if (size > 64 * 1024) throw new EngineError('InvalidArgument', 'request body over 64 KiB');
     chunks.push(c);
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (err) {
-    throw new EngineError('INVALID_ARGUMENT', `request body is not JSON: ${(err as Error).message}`);
+    throw new EngineError('InvalidArgument', `request body is not JSON: ${(err as Error).message}`);
   }
 }
 
@@ -148,12 +148,12 @@ export class EngineControl {
   async addReplica(input: unknown): Promise<EngineStatus> {
     const { name, address } = (input ?? {}) as { name?: unknown; address?: unknown };
     if (typeof name !== 'string' || name === '' || typeof address !== 'string') {
-      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name": string, "address": "host:port" | "unix:/path"}');
+      throw new EngineError('InvalidArgument', 'body must be {"name": string, "address": "host:port" | "unix:/path"}');
     }
     const timeoutMs = this.#opts.requestTimeoutMs ?? 8000;
     const connect = this.#opts.connectReplica ?? (async (_n: string, a: string) => (await ReplicaClient.connect(parseEndpoint(a), { timeoutMs })) as ReplicaBackend);
     const backend = await connect(name, address).catch((err: unknown) => {
-      throw new EngineError('INVALID_ARGUMENT', `Cannot add replica "${name}": ${(err as Error).message}`, { cause: err });
+      throw new EngineError('InvalidArgument', `Cannot add replica "${name}": ${(err as Error).message}`, { cause: err });
     });
     await this.#engine.addReplica(name, backend);
     // The rebuild runs on; its progress and outcome are in the status.
@@ -175,7 +175,7 @@ export class EngineControl {
   async createSnapshot(input: unknown): Promise<{ name: string; snapshots: SnapshotInfo[] }> {
     const { name, labels } = (input ?? {}) as { name?: unknown; labels?: unknown };
     if ((name !== undefined && typeof name !== 'string') || (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string')))) {
-      throw new EngineError('INVALID_ARGUMENT', 'body must be {"name"?: string, "labels"?: {string: string}}');
+      throw new EngineError('InvalidArgument', 'body must be {"name"?: string, "labels"?: {string: string}}');
     }
     const created = await this.#engine.snapshotCreate({ name: name as string | undefined, labels: labels as Record<string, string> | undefined });
     return { name: created, ...(await this.listSnapshots()) };
@@ -188,7 +188,7 @@ export class EngineControl {
 
   async revertSnapshot(name: string): Promise<{ snapshots: SnapshotInfo[] }> {
     const refused = this.#opts.revertRefused?.();
-    if (refused) throw new EngineError('INVALID_STATE', `Cannot revert volume "${this.#engine.volume}" to snapshot "${name}": ${refused}`);
+    if (refused) throw new EngineError('InvalidState', `Cannot revert volume "${this.#engine.volume}" to snapshot "${name}": ${refused}`);
     await this.#engine.snapshotRevert(name);
     return this.listSnapshots();
   }

@@ -119,8 +119,8 @@ test('reads move to another replica when one fails; with no RW replica left I/O 
   assert.match(errs[0]!.error ?? '', /disk on fire/);
   const last = engine.status().replicas.find((r) => r.mode === 'RW')!;
   await reps.find((r) => r.name === last.name)!.server.destroy();
-  await assert.rejects(engine.write(0, new Uint8Array(10), { fua: false }), (err) => isEngineError(err, 'NO_HEALTHY_REPLICA') && err.nbdErrno === 5);
-  await assert.rejects(engine.read(0, 10), (err) => isEngineError(err, 'NO_HEALTHY_REPLICA'));
+  await assert.rejects(engine.write(0, new Uint8Array(10), { fua: false }), (err) => isEngineError(err, 'NoHealthyReplica') && err.nbdErrno === 5);
+  await assert.rejects(engine.read(0, 10), (err) => isEngineError(err, 'NoHealthyReplica'));
   assert.equal(engine.status().state, 'faulted');
   engine.destroy();
 });
@@ -146,16 +146,16 @@ test('at start, a replica behind the others (missed writes) is ERR; mismatched r
   fixtures.push(other);
   const big = await other.replica('big');
   const e3 = await Engine.start({ volume: 'vol', size: 4 * MiB, replicas: [{ name: 'r1', backend: await r1.connect() }], pingIntervalMs: 0 });
-  await assert.rejects(e3.addReplica('big', await big.connect()), (err) => isEngineError(err, 'REPLICA_MISMATCH'));
-  await assert.rejects(e3.removeReplica('r1'), (err) => isEngineError(err, 'INVALID_STATE'));
+  await assert.rejects(e3.addReplica('big', await big.connect()), (err) => isEngineError(err, 'ReplicaMismatch'));
+  await assert.rejects(e3.removeReplica('r1'), (err) => isEngineError(err, 'InvalidState'));
   await e3.close();
 });
 
 test('a request outside the volume is refused with EINVAL before any replica sees it', async () => {
   const { fx, engine } = await threeReplicas(testSeed(), 4 * MiB);
-  await assert.rejects(engine.read(fx.size - 1, 2), (err) => isEngineError(err, 'INVALID_ARGUMENT') && err.nbdErrno === 22);
-  await assert.rejects(engine.write(0, new Uint8Array(33 * MiB), { fua: false }), (err) => isEngineError(err, 'INVALID_ARGUMENT'));
-  await assert.rejects(engine.trim(-1, 10, { fua: false }), (err) => isEngineError(err, 'INVALID_ARGUMENT'));
+  await assert.rejects(engine.read(fx.size - 1, 2), (err) => isEngineError(err, 'InvalidArgument') && err.nbdErrno === 22);
+  await assert.rejects(engine.write(0, new Uint8Array(33 * MiB), { fua: false }), (err) => isEngineError(err, 'InvalidArgument'));
+  await assert.rejects(engine.trim(-1, 10, { fua: false }), (err) => isEngineError(err, 'InvalidArgument'));
   assert.deepEqual(engine.status().replicas.map((r) => r.mode), ['RW', 'RW', 'RW']);
   await engine.close();
 });

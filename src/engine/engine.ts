@@ -122,7 +122,7 @@ export class Engine implements BlockDevice {
   static async start(opts: EngineOptions): Promise<Engine> {
     const names = new Set(opts.replicas.map((r) => r.name));
     if (opts.replicas.length === 0 || names.size !== opts.replicas.length) {
-      throw new EngineError('INVALID_ARGUMENT', `Cannot start engine for volume "${opts.volume}": replicas must be given, with distinct names`);
+      throw new EngineError('InvalidArgument', `Cannot start engine for volume "${opts.volume}": replicas must be given, with distinct names`);
     }
     const answers = await Promise.allSettled(opts.replicas.map((r) => r.backend.info({ signal: opts.signal })));
     opts.signal?.throwIfAborted();
@@ -130,7 +130,7 @@ export class Engine implements BlockDevice {
     const ref = infos.find((i) => i !== undefined);
     if (!ref) {
       for (const r of opts.replicas) r.backend.destroy();
-      throw new EngineError('NO_HEALTHY_REPLICA', `Cannot start engine for volume "${opts.volume}": no replica answered`, { nbdErrno: NBD_EIO });
+      throw new EngineError('NoHealthyReplica', `Cannot start engine for volume "${opts.volume}": no replica answered`, { nbdErrno: NBD_EIO });
     }
     const size = opts.size ?? ref.size;
     const mismatch = infos.map((i) => i && sameVolume(i, size, ref.blockSize, ref.backing));
@@ -147,7 +147,7 @@ export class Engine implements BlockDevice {
     if (!members.some((m) => m.mode === 'RW')) {
       for (const r of opts.replicas) r.backend.destroy();
       const why = members.map((m) => `${m.name}: ${m.error ?? m.mode}`).join('; ');
-      throw new EngineError('NO_HEALTHY_REPLICA', `Cannot start engine for volume "${opts.volume}": no replica can be RW (${why})`, { nbdErrno: NBD_EIO });
+      throw new EngineError('NoHealthyReplica', `Cannot start engine for volume "${opts.volume}": no replica can be RW (${why})`, { nbdErrno: NBD_EIO });
     }
     for (const m of members) if (m.mode === 'ERR') m.backend.destroy();
     return new Engine(opts, size, ref.blockSize, ref.backing, members);
@@ -208,11 +208,11 @@ export class Engine implements BlockDevice {
   async addReplica(name: string, backend: ReplicaBackend, { signal }: Signal = {}): Promise<void> {
     try {
       this.#checkOpen(`add replica "${name}"`);
-      if (this.#members.has(name)) throw new EngineError('REPLICA_EXISTS', `Cannot add replica "${name}" to volume "${this.volume}": it is already there`);
+      if (this.#members.has(name)) throw new EngineError('ReplicaExists', `Cannot add replica "${name}" to volume "${this.volume}": it is already there`);
       const info = await backend.info({ signal });
       const mismatch = sameVolume(info, this.size, this.blockSize, this.backing);
-      if (mismatch) throw new EngineError('REPLICA_MISMATCH', `Cannot add replica "${name}" to volume "${this.volume}": ${mismatch}`);
-      if (this.#members.has(name)) throw new EngineError('REPLICA_EXISTS', `Cannot add replica "${name}" to volume "${this.volume}": it is already there`);
+      if (mismatch) throw new EngineError('ReplicaMismatch', `Cannot add replica "${name}" to volume "${this.volume}": ${mismatch}`);
+      if (this.#members.has(name)) throw new EngineError('ReplicaExists', `Cannot add replica "${name}" to volume "${this.volume}": it is already there`);
       this.#adopt(new Member(name, backend, 'WO', info.revision));
     } catch (err) {
       backend.destroy();
@@ -226,8 +226,8 @@ export class Engine implements BlockDevice {
   async rebuild(name: string, { signal }: Signal = {}): Promise<RebuildStatus> {
     this.#checkOpen(`rebuild replica "${name}"`);
     const target = this.#member(name);
-    if (target.mode !== 'WO') throw new EngineError('INVALID_STATE', `Cannot rebuild replica "${name}": it is ${target.mode}, not WO`);
-    if (this.#rebuild?.state === 'running') throw new EngineError('REBUILD_RUNNING', `Cannot rebuild replica "${name}": replica "${this.#rebuild.replica}" is being rebuilt`);
+    if (target.mode !== 'WO') throw new EngineError('InvalidState', `Cannot rebuild replica "${name}": it is ${target.mode}, not WO`);
+    if (this.#rebuild?.state === 'running') throw new EngineError('RebuildRunning', `Cannot rebuild replica "${name}": replica "${this.#rebuild.replica}" is being rebuilt`);
     const abort = new AbortController();
     this.#rebuildAbort = abort;
     const progress: RebuildStatus = { replica: name, source: '', state: 'running', startedAt: new Date().toISOString(), bytesListed: 0, bytesCopied: 0, zeroBytes: 0, chunks: 0 };
@@ -259,7 +259,7 @@ export class Engine implements BlockDevice {
       progress.state = 'failed';
       progress.error = err instanceof Error ? err.message : String(err);
       if (target.mode === 'WO') this.#fail(target, err, 'rebuild');
-      throw new EngineError('REBUILD_FAILED', `Rebuild of replica "${name}" failed: ${progress.error}`, { cause: err });
+      throw new EngineError('RebuildFailed', `Rebuild of replica "${name}" failed: ${progress.error}`, { cause: err });
     } finally {
       progress.finishedAt = new Date().toISOString();
       if (this.#rebuildAbort === abort) this.#rebuildAbort = undefined;
@@ -292,8 +292,8 @@ export class Engine implements BlockDevice {
   async removeReplica(name: string): Promise<void> {
     const m = this.#member(name);
     const rw = [...this.#members.values()].filter((x) => x.mode === 'RW');
-    if (m.mode === 'RW' && rw.length === 1) throw new EngineError('INVALID_STATE', `Cannot remove replica "${name}": it is the last RW replica of volume "${this.volume}"`);
-    if (this.#rebuild?.state === 'running' && this.#rebuild.replica === name) this.#rebuildAbort?.abort(new EngineError('INVALID_STATE', `replica "${name}" was removed`));
+    if (m.mode === 'RW' && rw.length === 1) throw new EngineError('InvalidState', `Cannot remove replica "${name}": it is the last RW replica of volume "${this.volume}"`);
+    if (this.#rebuild?.state === 'running' && this.#rebuild.replica === name) this.#rebuildAbort?.abort(new EngineError('InvalidState', `replica "${name}" was removed`));
     this.#members.delete(name);
     this.#readers = undefined;
     m.mode = 'ERR';
@@ -308,7 +308,7 @@ export class Engine implements BlockDevice {
   async close({ signal }: Signal = {}): Promise<void> {
     this.#closing = true;
     clearInterval(this.#timer);
-    this.#rebuildAbort?.abort(new EngineError('CLOSED', `engine for volume "${this.volume}" is closing`));
+    this.#rebuildAbort?.abort(new EngineError('Closed', `engine for volume "${this.volume}" is closing`));
     const onAbort = (): void => this.destroy();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -325,12 +325,12 @@ export class Engine implements BlockDevice {
   destroy(err?: Error): void {
     this.#closing = true;
     clearInterval(this.#timer);
-    this.#rebuildAbort?.abort(err ?? new EngineError('CLOSED', `engine for volume "${this.volume}" destroyed`));
+    this.#rebuildAbort?.abort(err ?? new EngineError('Closed', `engine for volume "${this.volume}" destroyed`));
     for (const m of this.#members.values()) m.backend.destroy(err);
   }
 
   #mutate(what: string, offset: number, length: number, signal: AbortSignal | undefined, send: (b: ReplicaBackend) => Promise<void>): Promise<void> {
-    if (this.#closing) return Promise.reject(new EngineError('CLOSED', `Cannot ${what} on volume "${this.volume}": the engine is closed`));
+    if (this.#closing) return Promise.reject(new EngineError('Closed', `Cannot ${what} on volume "${this.volume}": the engine is closed`));
     // A bad request is refused before any replica sees it: it must never get a healthy replica marked ERR.
     const bad = this.#checkRange(what, offset, length, what === 'write' ? MAX_IO : 0xffff_ffff);
     if (bad) return Promise.reject(bad);
@@ -365,9 +365,9 @@ export class Engine implements BlockDevice {
   }
 
   #faulted(what: string, errors: unknown[]): EngineError {
-    const full = errors.length > 0 && errors.every((e) => isReplicaError(e, 'REMOTE') && e.status === WireStatus.ENOSPC);
+    const full = errors.length > 0 && errors.every((e) => isReplicaError(e, 'Remote') && e.status === WireStatus.ENOSPC);
     const why = errors.length > 0 ? `: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}` : '';
-    return new EngineError('NO_HEALTHY_REPLICA', `Cannot ${what} on volume "${this.volume}": no RW replica left${why}`, { nbdErrno: full ? NBD_ENOSPC : NBD_EIO, cause: errors[0] });
+    return new EngineError('NoHealthyReplica', `Cannot ${what} on volume "${this.volume}": no RW replica left${why}`, { nbdErrno: full ? NBD_ENOSPC : NBD_EIO, cause: errors[0] });
   }
 
   #pickReader(): Member | undefined {
@@ -411,7 +411,7 @@ export class Engine implements BlockDevice {
   }
 
   #track<T>(what: string, op: () => Promise<T>): Promise<T> {
-    if (this.#closing) return Promise.reject(new EngineError('CLOSED', `Cannot ${what} on volume "${this.volume}": the engine is closed`));
+    if (this.#closing) return Promise.reject(new EngineError('Closed', `Cannot ${what} on volume "${this.volume}": the engine is closed`));
     const p = op();
     this.#inFlight.add(p);
     const done = (): void => void this.#inFlight.delete(p);
@@ -422,17 +422,17 @@ export class Engine implements BlockDevice {
   #checkRange(what: string, offset: number, length: number, max: number): EngineError | undefined {
     const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && length <= max && offset + length <= this.size;
     if (ok) return undefined;
-    return new EngineError('INVALID_ARGUMENT', `Cannot ${what} ${offset}+${length} on volume "${this.volume}": outside the ${this.size}-byte volume or longer than ${max} bytes`, { nbdErrno: NBD_EINVAL });
+    return new EngineError('InvalidArgument', `Cannot ${what} ${offset}+${length} on volume "${this.volume}": outside the ${this.size}-byte volume or longer than ${max} bytes`, { nbdErrno: NBD_EINVAL });
   }
 
   #member(name: string): Member {
     const m = this.#members.get(name);
-    if (!m) throw new EngineError('REPLICA_UNKNOWN', `Volume "${this.volume}" has no replica "${name}"`);
+    if (!m) throw new EngineError('ReplicaUnknown', `Volume "${this.volume}" has no replica "${name}"`);
     return m;
   }
 
   #checkOpen(what: string): void {
-    if (this.#closing) throw new EngineError('CLOSED', `Cannot ${what}: the engine for volume "${this.volume}" is closed`);
+    if (this.#closing) throw new EngineError('Closed', `Cannot ${what}: the engine for volume "${this.volume}" is closed`);
   }
 
   #changed(): void {

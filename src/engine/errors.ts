@@ -4,26 +4,26 @@
 
 export const ENGINE_ERROR_CODES = [
   /** An argument of the engine's API is invalid (replica name, address, size). */
-  'INVALID_ARGUMENT',
+  'InvalidArgument',
   /** No replica in mode RW could serve the operation: the volume is faulted. */
-  'NO_HEALTHY_REPLICA',
+  'NoHealthyReplica',
   /** `addReplica` with a name the engine already has. */
-  'REPLICA_EXISTS',
+  'ReplicaExists',
   /** The replica named is not part of the engine. */
-  'REPLICA_UNKNOWN',
+  'ReplicaUnknown',
   /** A replica that does not belong to this volume: different size, block size or backing image. */
-  'REPLICA_MISMATCH',
+  'ReplicaMismatch',
   /** `removeReplica` of the last RW replica, or `rebuild` of a replica that is not WO. */
-  'INVALID_STATE',
+  'InvalidState',
   /** A rebuild is already running (one at a time), or the rebuild failed (`cause` says why). */
-  'REBUILD_RUNNING',
-  'REBUILD_FAILED',
+  'RebuildRunning',
+  'RebuildFailed',
   /** The engine is closing or closed. */
-  'CLOSED',
+  'Closed',
   /** A snapshot operation named a snapshot the volume does not have. */
-  'SNAPSHOT_UNKNOWN',
+  'SnapshotUnknown',
   /** A snapshot was to be created with a name the volume already has. */
-  'SNAPSHOT_EXISTS',
+  'SnapshotExists',
 ] as const;
 
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];

@@ -1,7 +1,7 @@
 // LocalReplica: the engine's end of a replica hosted in the same process (the instance manager runs the engine and
 // the replicas of its node together). Calls go straight to the replica's device: no socket, no encoding, no copy.
 // It behaves as a ReplicaClient does, so the engine cannot tell them apart: every request has a timeout (a hung
-// disk must not stall the volume), a device failure is a REMOTE error with the wire status the server would send,
+// disk must not stall the volume), a device failure is a `Remote` error with the wire status the server would send,
 // and once the replica goes away (`detach`) or the engine drops it, every call fails and `closed` resolves.
 
 import { performance } from 'node:perf_hooks';
@@ -79,7 +79,7 @@ export class LocalReplica implements ReplicaBackend {
   control(req: ControlRequest, data?: Uint8Array, opts?: RequestOptions): Promise<ControlAnswer> {
     const d = this.#device;
     return this.#call('CONTROL', opts, (signal) => {
-      if (!d.control) throw new ReplicaError('INVALID_ARGUMENT', 'this replica has no snapshots (CONTROL is not supported)');
+      if (!d.control) throw new ReplicaError('InvalidArgument', 'this replica has no snapshots (CONTROL is not supported)');
       // As over the wire: the replica gets its own copy of the binary part.
       return d.control(req, data ?? new Uint8Array(0), { signal });
     });
@@ -88,13 +88,13 @@ export class LocalReplica implements ReplicaBackend {
   /** Graceful: waits for the calls in flight, then closes this end (the replica itself stays open). */
   async close(): Promise<void> {
     while (this.#pending.size > 0 && this.#error === undefined) await new Promise((r) => setTimeout(r, 10));
-    this.destroy(new ReplicaError('CLOSED', `connection to replica at ${this.address} closed`));
+    this.destroy(new ReplicaError('Closed', `connection to replica at ${this.address} closed`));
   }
 
   /** Abrupt: every call in flight and later fails with `err`. */
   destroy(err?: Error): void {
     if (this.#error) return;
-    this.#error = err ?? new ReplicaError('CONNECTION_CLOSED', `connection to replica at ${this.address} closed`);
+    this.#error = err ?? new ReplicaError('ConnectionClosed', `connection to replica at ${this.address} closed`);
     clearInterval(this.#sweeper);
     for (const p of this.#pending) p.reject(this.#error);
     this.#pending.clear();
@@ -104,11 +104,11 @@ export class LocalReplica implements ReplicaBackend {
 
   /** The replica this end uses stopped or failed (its host says why). */
   detach(reason: Error): void {
-    this.destroy(new ReplicaError('CONNECTION_CLOSED', `replica at ${this.address} went away: ${reason.message}`, { cause: reason }));
+    this.destroy(new ReplicaError('ConnectionClosed', `replica at ${this.address} went away: ${reason.message}`, { cause: reason }));
   }
 
   #call<T>(what: string, opts: RequestOptions | undefined, op: (signal: AbortSignal | undefined) => T | Promise<T>): Promise<T> {
-    if (this.#error) return Promise.reject(new ReplicaError('CONNECTION_CLOSED', `Cannot send ${what} to replica at ${this.address}: the connection is closed`, { cause: this.#error }));
+    if (this.#error) return Promise.reject(new ReplicaError('ConnectionClosed', `Cannot send ${what} to replica at ${this.address}: the connection is closed`, { cause: this.#error }));
     const signal = opts?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const timeoutMs = opts?.timeoutMs ?? this.#timeoutMs;
@@ -133,9 +133,9 @@ export class LocalReplica implements ReplicaBackend {
 
   /** A device failure as the replica server would report it over the wire. */
   #remote(what: string, err: unknown): ReplicaError {
-    if (err instanceof ReplicaError && err.code === 'CONNECTION_CLOSED') return err;
+    if (err instanceof ReplicaError && err.code === 'ConnectionClosed') return err;
     const message = err instanceof Error ? err.message : String(err);
-    return new ReplicaError('REMOTE', `${what} failed on replica at ${this.address}: ${message}`, { status: statusOf(err), cause: err });
+    return new ReplicaError('Remote', `${what} failed on replica at ${this.address}: ${message}`, { status: statusOf(err), cause: err });
   }
 
   /** One coarse timer per replica end while calls are in flight, not one per call (tens of thousands per second). */
@@ -147,7 +147,7 @@ export class LocalReplica implements ReplicaBackend {
       for (const p of this.#pending) {
         if (p.deadline > now) continue;
         this.#pending.delete(p);
-        p.reject(new ReplicaError('TIMEOUT', `${p.what} to replica at ${this.address} got no answer within ${this.#timeoutMs} ms`));
+        p.reject(new ReplicaError('Timeout', `${p.what} to replica at ${this.address} got no answer within ${this.#timeoutMs} ms`));
       }
       if (this.#pending.size === 0) {
         clearInterval(this.#sweeper);

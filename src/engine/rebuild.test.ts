@@ -123,7 +123,7 @@ test('a target that dies fails the rebuild; the volume keeps working', async () 
   const r3 = await fx.replica('r3');
   await engine.addReplica('r3', await r3.connect());
   r3.device.delayMs = () => 5;
-  const failed = assert.rejects(engine.rebuild('r3'), (err) => isEngineError(err, 'REBUILD_FAILED'));
+  const failed = assert.rejects(engine.rebuild('r3'), (err) => isEngineError(err, 'RebuildFailed'));
   await new Promise((r) => setTimeout(r, 30));
   await r3.server.destroy();
   await failed;
@@ -133,6 +133,6 @@ test('a target that dies fails the rebuild; the volume keeps working', async () 
   await engine.write(0, new Uint8Array([9]), { fua: true });
   model[0] = 9;
   assert.equal(firstDifference(await engine.read(0, fx.size), model), -1, `seed ${seed}`);
-  await assert.rejects(engine.rebuild('r3'), (err) => isEngineError(err, 'INVALID_STATE'));
+  await assert.rejects(engine.rebuild('r3'), (err) => isEngineError(err, 'InvalidState'));
   await engine.close();
 });

@@ -81,7 +81,7 @@ export async function runRebuild(ctx: RebuildContext, progress: RebuildStatus, s
     for (;;) {
       signal.throwIfAborted();
       if (!source || source.mode !== 'RW') source = ctx.pickSource(tried);
-      if (!source) throw new EngineError('NO_HEALTHY_REPLICA', `Cannot rebuild replica "${target.name}": no RW replica left to copy from`);
+      if (!source) throw new EngineError('NoHealthyReplica', `Cannot rebuild replica "${target.name}": no RW replica left to copy from`);
       progress.source = source.name;
       try {
         return await op(source.backend);
@@ -99,13 +99,13 @@ export async function runRebuild(ctx: RebuildContext, progress: RebuildStatus, s
       await op;
     } catch (err) {
       ctx.fail(target, err, what);
-      throw new EngineError('REBUILD_FAILED', `Cannot rebuild replica "${target.name}": ${what} failed: ${(err as Error).message}`, { cause: err });
+      throw new EngineError('RebuildFailed', `Cannot rebuild replica "${target.name}": ${what} failed: ${(err as Error).message}`, { cause: err });
     }
   };
 
   const checkTarget = (): void => {
     signal.throwIfAborted();
-    if (target.mode !== 'WO') throw new EngineError('REBUILD_FAILED', `Cannot rebuild replica "${target.name}": it is ${target.mode}, no longer WO`);
+    if (target.mode !== 'WO') throw new EngineError('RebuildFailed', `Cannot rebuild replica "${target.name}": it is ${target.mode}, no longer WO`);
   };
 
   async function copyChain(): Promise<void> {
@@ -127,7 +127,7 @@ export async function runRebuild(ctx: RebuildContext, progress: RebuildStatus, s
         signal.throwIfAborted();
         const m = source && source.backend === b ? source : undefined;
         if (m) ctx.fail(m, err, what);
-        throw new EngineError('REBUILD_FAILED', `Cannot rebuild replica "${target.name}": ${what} failed on the source: ${(err as Error).message}`, { cause: err });
+        throw new EngineError('RebuildFailed', `Cannot rebuild replica "${target.name}": ${what} failed on the source: ${(err as Error).message}`, { cause: err });
       }
     };
     for (const layer of view.layers) {

@@ -55,7 +55,7 @@ test('snapshot chain with a rebuild in the middle: every replica has every snaps
   // Rebuild r3 now: it must get snap-1 (its written extents, not the backing image) and the head.
   const r3 = await fx.replica('r3');
   await engine.addReplica('r3', await r3.connect(5000));
-  await assert.rejects(engine.snapshotCreate({ name: 'refused' }), (err: unknown) => isEngineError(err, 'REBUILD_RUNNING'));
+  await assert.rejects(engine.snapshotCreate({ name: 'refused' }), (err: unknown) => isEngineError(err, 'RebuildRunning'));
   const status = await engine.rebuild('r3');
   assert.equal(status.snapshots, 1);
   assert.ok(status.bytesCopied < 3 * MiB, `only written extents are copied (${status.bytesCopied} bytes)`);
@@ -97,7 +97,7 @@ test('snapshot chain with a rebuild in the middle: every replica has every snaps
   assert.deepEqual(await engine.snapshotPurge(), ['snap-1']);
   assert.deepEqual((await engine.snapshotList()).map((s) => s.name), ['volume-head']);
   for (const r of reps) assert.equal(firstDifference(await r.store.read(0, fx.size), live), -1, `seed ${seed}: ${r.name} after the purge`);
-  await assert.rejects(engine.snapshotRevert('snap-2'), (err: unknown) => isEngineError(err, 'SNAPSHOT_UNKNOWN'));
+  await assert.rejects(engine.snapshotRevert('snap-2'), (err: unknown) => isEngineError(err, 'SnapshotUnknown'));
   await engine.close();
 });
 

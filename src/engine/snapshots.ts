@@ -5,7 +5,7 @@
 // writes resume. Revert holds the same barrier. Delete and purge change no content and run while I/O goes on.
 //
 // While a replica is WO (being rebuilt) the chain must not change under the rebuild's copy: every operation here
-// but the list is refused then (REBUILD_RUNNING).
+// but the list is refused then (RebuildRunning).
 
 import { randomUUID } from 'node:crypto';
 import { isReplicaError, WireStatus, type ControlRequest, type RangeLock, type SnapshotInfo } from '../replica/index.js';
@@ -76,7 +76,7 @@ export class SnapshotOps {
         this.#ctx.fail(m, err, 'list snapshots');
       }
     }
-    throw new EngineError('NO_HEALTHY_REPLICA', `Cannot list the snapshots of volume "${this.#ctx.volume}": no RW replica answered`, { cause: errors[0] });
+    throw new EngineError('NoHealthyReplica', `Cannot list the snapshots of volume "${this.#ctx.volume}": no RW replica answered`, { cause: errors[0] });
   }
 
   delete(name: string): Promise<void> {
@@ -91,7 +91,7 @@ export class SnapshotOps {
     return this.#serial(`revert to snapshot "${name}"`, async () => {
       const list = await this.list();
       this.#checkExists(list, name);
-      if (list.find((s) => s.name === name)?.removed) throw new EngineError('INVALID_STATE', `Cannot revert volume "${this.#ctx.volume}" to snapshot "${name}": it is removed`);
+      if (list.find((s) => s.name === name)?.removed) throw new EngineError('InvalidState', `Cannot revert volume "${this.#ctx.volume}" to snapshot "${name}": it is removed`);
       await this.#barrier(() => this.#everyRW(`revert to snapshot "${name}"`, { op: 'revertSnapshot', name }, CHAIN_TIMEOUT_MS));
     });
   }
@@ -107,7 +107,7 @@ export class SnapshotOps {
   #serial<T>(what: string, op: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       const r = this.#ctx.rebuilding();
-      if (r !== undefined) throw new EngineError('REBUILD_RUNNING', `Cannot ${what} on volume "${this.#ctx.volume}": replica "${r}" is being rebuilt`);
+      if (r !== undefined) throw new EngineError('RebuildRunning', `Cannot ${what} on volume "${this.#ctx.volume}": replica "${r}" is being rebuilt`);
       return op();
     };
     const p = this.#queue.catch(() => {}).then(run);
@@ -138,25 +138,25 @@ export class SnapshotOps {
       if (r.status === 'fulfilled') ok.push(r.value.result);
       else {
         errors.push(r.reason);
-        if (!(isReplicaError(r.reason, 'REMOTE') && r.reason.status === WireStatus.EINVAL)) this.#ctx.fail(targets[i]!, r.reason, what);
+        if (!(isReplicaError(r.reason, 'Remote') && r.reason.status === WireStatus.EINVAL)) this.#ctx.fail(targets[i]!, r.reason, what);
       }
     });
     if (ok.length === 0) {
       const why = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
-      throw new EngineError('NO_HEALTHY_REPLICA', `Cannot ${what} on volume "${this.#ctx.volume}": no RW replica did it (${why})`, { cause: errors[0] });
+      throw new EngineError('NoHealthyReplica', `Cannot ${what} on volume "${this.#ctx.volume}": no RW replica did it (${why})`, { cause: errors[0] });
     }
-    if (errors.length > 0 && ok.length < targets.length && errors.every((e) => isReplicaError(e, 'REMOTE') && e.status === WireStatus.EINVAL)) {
-      throw new EngineError('INVALID_STATE', `Cannot ${what} on volume "${this.#ctx.volume}": the replicas disagree (${(errors[0] as Error).message})`, { cause: errors[0] });
+    if (errors.length > 0 && ok.length < targets.length && errors.every((e) => isReplicaError(e, 'Remote') && e.status === WireStatus.EINVAL)) {
+      throw new EngineError('InvalidState', `Cannot ${what} on volume "${this.#ctx.volume}": the replicas disagree (${(errors[0] as Error).message})`, { cause: errors[0] });
     }
     return ok;
   }
 
   #checkExists(list: SnapshotInfo[], name: string): void {
-    if (name === 'volume-head' || !list.some((s) => s.name === name)) throw new EngineError('SNAPSHOT_UNKNOWN', `Volume "${this.#ctx.volume}" has no snapshot "${name}"`);
+    if (name === 'volume-head' || !list.some((s) => s.name === name)) throw new EngineError('SnapshotUnknown', `Volume "${this.#ctx.volume}" has no snapshot "${name}"`);
   }
 
   #checkNew(list: SnapshotInfo[], name: string): void {
-    if (name === 'volume-head' || list.some((s) => s.name === name)) throw new EngineError('SNAPSHOT_EXISTS', `Volume "${this.#ctx.volume}" already has a snapshot "${name}"`);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name)) throw new EngineError('INVALID_ARGUMENT', `snapshot name ${JSON.stringify(name)} must be 1-253 letters, digits, '.', '_' or '-'`);
+    if (name === 'volume-head' || list.some((s) => s.name === name)) throw new EngineError('SnapshotExists', `Volume "${this.#ctx.volume}" already has a snapshot "${name}"`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name)) throw new EngineError('InvalidArgument', `snapshot name ${JSON.stringify(name)} must be 1-253 letters, digits, '.', '_' or '-'`);
   }
 }

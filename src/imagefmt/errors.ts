@@ -6,27 +6,27 @@
 
 export const IMAGE_FORMAT_ERROR_CODES = [
   /** The bytes end before a structure that must be there (a header cut short, an extension past the buffer). */
-  'TRUNCATED',
+  'Truncated',
   /** `parseQcow2Header` was given bytes that do not start with the qcow2 magic. */
-  'BAD_MAGIC',
+  'BadMagic',
   /** A qcow2 version other than 2 or 3 (qcow version 1 included). */
-  'UNSUPPORTED_VERSION',
+  'UnsupportedVersion',
   /** The qcow2 image refers to a backing file: a backing image must be self-contained. */
-  'BACKING_FILE',
+  'BackingFile',
   /** The qcow2 image keeps its data in an external data file. */
-  'EXTERNAL_DATA_FILE',
+  'ExternalDataFile',
   /** The qcow2 image is encrypted (AES or LUKS). */
-  'ENCRYPTED',
+  'Encrypted',
   /** A valid feature this implementation does not read: zstd compression, unknown incompatible bits, huge clusters. */
-  'UNSUPPORTED_FEATURE',
+  'UnsupportedFeature',
   /** A size that cannot be served: not a multiple of 512, beyond 2^53, or an L1 table beyond the 32 MiB limit. */
-  'BAD_SIZE',
+  'BadSize',
   /** The image's own structures are inconsistent: misaligned or out-of-file offsets, bad deflate data, the corrupt bit. */
-  'CORRUPT',
+  'Corrupt',
   /** The path is not a regular file. */
-  'NOT_A_FILE',
+  'NotAFile',
   /** The reader was used after `close()`. */
-  'CLOSED',
+  'Closed',
 ] as const;
 
 export type ImageFormatErrorCode = (typeof IMAGE_FORMAT_ERROR_CODES)[number];

@@ -25,7 +25,7 @@ export interface ImageReader {
   readonly virtualSize: number;
   /**
    * Fill `buf` with guest bytes at `offset`; bytes past virtualSize read as zeros. Safe to call concurrently.
-   * Rejects with ImageFormatError (CORRUPT, CLOSED), a file-system error, or an AbortError.
+   * Rejects with ImageFormatError (`Corrupt`, `Closed`), a file-system error, or an AbortError.
    */
   read(buf: Uint8Array, offset: number, options?: SignalOptions): Promise<void>;
   /**
@@ -65,7 +65,7 @@ export function pushExtent(out: ImageExtent[], offset: number, length: number): 
 
 /**
  * Tracks operations in flight so that close() can wait for them before closing the file: a FileHandle closed under
- * a pending read would fail it with EBADF instead of the clear CLOSED error.
+ * a pending read would fail it with EBADF instead of the clear `Closed` error.
  */
 export class ReaderLifecycle {
   #closed = false;
@@ -76,9 +76,9 @@ export class ReaderLifecycle {
     return this.#closed;
   }
 
-  /** Throw CLOSED if close() was called; long operations call this between steps to stop early. */
+  /** Throw `Closed` if close() was called; long operations call this between steps to stop early. */
   check(what: string): void {
-    if (this.#closed) throw new ImageFormatError('CLOSED', `cannot ${what}: the image reader is closed`);
+    if (this.#closed) throw new ImageFormatError('Closed', `cannot ${what}: the image reader is closed`);
   }
 
   run<T>(what: string, op: () => Promise<T>): Promise<T> {

@@ -89,20 +89,20 @@ describe('inspectImage vs qemu-img info', { skip: QEMU_IMG_MISSING }, () => {
 });
 
 describe('inspectImage refusals', { skip: QEMU_IMG_MISSING }, () => {
-  test('qcow2 with a backing file reference: BACKING_FILE', async () => {
+  test('qcow2 with a backing file reference: BackingFile', async () => {
     const d = await dir();
     const base = join(d, 'base.qcow2');
     const top = join(d, 'top.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '4M');
     await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
-    await refused(top, 'BACKING_FILE', 8);
+    await refused(top, 'BackingFile', 8);
     await assert.rejects(inspectImage(top), /backing file ".*base\.qcow2"/);
   });
 
-  test('raw of 1000 bytes: BAD_SIZE', async () => {
+  test('raw of 1000 bytes: BadSize', async () => {
     const path = join(await dir(), 'odd.raw');
     await writeFile(path, new Uint8Array(1000));
-    await refused(path, 'BAD_SIZE');
+    await refused(path, 'BadSize');
   });
 
   test('encrypted (AES), external data file, qcow version 1', async () => {
@@ -111,16 +111,16 @@ describe('inspectImage refusals', { skip: QEMU_IMG_MISSING }, () => {
     // same crypt_method field (LUKS is covered with a synthetic header).
     const aes = join(d, 'aes.qcow2');
     await qemuImg('create', '-q', '--object', 'secret,id=s0,data=pw', '-f', 'qcow2', '-o', 'encrypt.format=aes,encrypt.key-secret=s0', aes, '1M');
-    await refused(aes, 'ENCRYPTED', 32);
+    await refused(aes, 'Encrypted', 32);
     const ext = join(d, 'ext.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(d, 'ext.data')}`, ext, '1M');
-    await refused(ext, 'EXTERNAL_DATA_FILE');
+    await refused(ext, 'ExternalDataFile');
     const v1 = join(d, 'v1.qcow');
     await qemuImg('create', '-q', '-f', 'qcow', v1, '1M');
-    await refused(v1, 'UNSUPPORTED_VERSION', 4);
+    await refused(v1, 'UnsupportedVersion', 4);
   });
 
-  test('zstd compression: UNSUPPORTED_FEATURE naming zstd', async (t) => {
+  test('zstd compression: UnsupportedFeature naming zstd', async (t) => {
     const image = join(await dir(), 'zstd.qcow2');
     try {
       await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd', image, '1M');
@@ -128,26 +128,26 @@ describe('inspectImage refusals', { skip: QEMU_IMG_MISSING }, () => {
       t.skip('this qemu-img was built without zstd');
       return;
     }
-    await refused(image, 'UNSUPPORTED_FEATURE', 104);
+    await refused(image, 'UnsupportedFeature', 104);
     await assert.rejects(inspectImage(image), /zstd/);
   });
 
-  test('a qcow2 file cut inside its header: TRUNCATED', async () => {
+  test('a qcow2 file cut inside its header: `Truncated`', async () => {
     const d = await dir();
     const image = join(d, 'whole.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', image, '1M');
     const cut = join(d, 'cut.qcow2');
     await writeFile(cut, (await readFile(image)).subarray(0, 90));
-    await refused(cut, 'TRUNCATED');
+    await refused(cut, 'Truncated');
   });
 });
 
 describe('inspectImage: not an image file', () => {
-  test('a directory is NOT_A_FILE, a missing file is ENOENT, an aborted signal is AbortError', async () => {
+  test('a directory is NotAFile, a missing file is ENOENT, an aborted signal is AbortError', async () => {
     const d = await dir();
     const sub = join(d, 'a-directory');
     await mkdir(sub, { recursive: true });
-    await refused(sub, 'NOT_A_FILE');
+    await refused(sub, 'NotAFile');
     await assert.rejects(inspectImage(join(d, 'missing')), { code: 'ENOENT' });
     await assert.rejects(inspectImage(sub, { signal: AbortSignal.abort() }), { name: 'AbortError' });
   });

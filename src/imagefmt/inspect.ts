@@ -45,7 +45,7 @@ export function detectFormat(firstBytes: Uint8Array): ImageFormat {
 /** A raw image's size is its virtual size, which must be whole 512-byte sectors (the data path reads sectors). */
 export function checkRawSize(size: number): void {
   if (size % 512 !== 0) {
-    throw new ImageFormatError('BAD_SIZE', `raw image size ${size} is not a multiple of 512 bytes (${size % 512} bytes over)`);
+    throw new ImageFormatError('BadSize', `raw image size ${size} is not a multiple of 512 bytes (${size % 512} bytes over)`);
   }
 }
 

@@ -151,5 +151,5 @@ function checkInFile(offset: number, needed: number, where: number, geo: Qcow2Ge
 }
 
 function corrupt(offset: number, message: string): ImageFormatError {
-  return new ImageFormatError('CORRUPT', `qcow2 ${message}`, { offset });
+  return new ImageFormatError('Corrupt', `qcow2 ${message}`, { offset });
 }

@@ -44,7 +44,7 @@ const utf8 = new TextDecoder('utf-8');
 
 /**
  * Walk the extensions from `start` (the header length) up to `limit` (the end of the first cluster, which is where
- * qemu stops too). An extension running past `limit` is CORRUPT; one running past the end of `buf` is TRUNCATED.
+ * qemu stops too). An extension running past `limit` is `Corrupt`; one running past the end of `buf` is `Truncated`.
  */
 export function parseQcow2Extensions(buf: Uint8Array, start: number, limit: number): Qcow2Extensions {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -57,7 +57,7 @@ export function parseQcow2Extensions(buf: Uint8Array, start: number, limit: numb
     if (type === EXT_END) break;
     const data = offset + 8;
     if (data + length > limit) {
-      throw fail('CORRUPT', offset, `header extension 0x${hex(type)} of ${length} bytes runs past the end of the first cluster (${limit})`);
+      throw fail('Corrupt', offset, `header extension 0x${hex(type)} of ${length} bytes runs past the end of the first cluster (${limit})`);
     }
     if (data + length > buf.length) throw truncated(offset, 8 + length, buf.length, `header extension 0x${hex(type)}`);
     out.extensions.push({ type, offset, length });
@@ -73,10 +73,10 @@ export function parseQcow2Extensions(buf: Uint8Array, start: number, limit: numb
         out.bitmaps = parseBitmaps(view, offset, length);
         break;
       case EXT_DATA_FILE:
-        throw fail('EXTERNAL_DATA_FILE', offset, `the image keeps its data in an external data file ${JSON.stringify(utf8.decode(bytes))}; a backing image must be self-contained`);
+        throw fail('ExternalDataFile', offset, `the image keeps its data in an external data file ${JSON.stringify(utf8.decode(bytes))}; a backing image must be self-contained`);
       case EXT_CRYPTO_HEADER:
         // Only LUKS images carry this, and crypt_method 0 was already checked: the two disagree.
-        throw fail('CORRUPT', offset, 'a full disk encryption header extension is present but crypt_method is 0');
+        throw fail('Corrupt', offset, 'a full disk encryption header extension is present but crypt_method is 0');
       default:
         break; // Unknown extensions "can be safely ignored" (spec); they stay listed in `extensions`.
     }
@@ -100,12 +100,12 @@ function parseFeatureNames(bytes: Uint8Array): Qcow2FeatureName[] {
 }
 
 function parseBitmaps(view: DataView, offset: number, length: number): Qcow2Bitmaps {
-  if (length < 24) throw fail('CORRUPT', offset, `bitmaps extension is ${length} bytes, expected at least 24`);
+  if (length < 24) throw fail('Corrupt', offset, `bitmaps extension is ${length} bytes, expected at least 24`);
   const data = offset + 8;
   const size = view.getBigUint64(data + 8);
   const dirOffset = view.getBigUint64(data + 16);
   const max = BigInt(Number.MAX_SAFE_INTEGER);
-  if (size > max || dirOffset > max) throw fail('CORRUPT', offset, 'bitmaps extension has a directory size or offset beyond 2^53');
+  if (size > max || dirOffset > max) throw fail('Corrupt', offset, 'bitmaps extension has a directory size or offset beyond 2^53');
   return { count: view.getUint32(data), directorySize: Number(size), directoryOffset: Number(dirOffset) };
 }
 
@@ -114,9 +114,9 @@ function hex(n: number): string {
 }
 
 function truncated(offset: number, width: number, have: number, what: string): ImageFormatError {
-  return fail('TRUNCATED', offset, `${what} needs ${width} bytes but the ${have} bytes given end first`);
+  return fail('Truncated', offset, `${what} needs ${width} bytes but the ${have} bytes given end first`);
 }
 
-function fail(code: 'CORRUPT' | 'TRUNCATED' | 'EXTERNAL_DATA_FILE', offset: number, text: string): ImageFormatError {
+function fail(code: 'Corrupt' | 'Truncated' | 'ExternalDataFile', offset: number, text: string): ImageFormatError {
   return new ImageFormatError(code, `qcow2 header at offset ${offset}: ${text}`, { offset });
 }

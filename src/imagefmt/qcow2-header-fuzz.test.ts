@@ -1,7 +1,7 @@
 // Fuzz test of parseQcow2Header: valid headers (synthetic, and real ones from qemu-img when it is installed) with
 // corrupted fields, random bytes, truncation and re-assembly at random split points. Whatever the input, the
 // parser returns a consistent header or throws ImageFormatError; a prefix of a valid header parses the same or is
-// TRUNCATED. Replay a failure with IMAGEFMT_FUZZ_SEED=<seed>.
+// `Truncated`. Replay a failure with IMAGEFMT_FUZZ_SEED=<seed>.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -79,19 +79,19 @@ function check(buf: Uint8Array): Qcow2Header | undefined {
     if (!isImageFormatError(err)) throw new Error(`threw a non-ImageFormatError: ${String(err)}`, { cause: err });
     assert.ok(IMAGE_FORMAT_ERROR_CODES.includes(err.code));
     assert.ok(err.offset === undefined || (Number.isSafeInteger(err.offset) && err.offset >= 0), `bad offset ${err.offset}`);
-    if (err.code === 'TRUNCATED') assert.ok(err.offset !== undefined && err.offset < buf.length + 8);
+    if (err.code === 'Truncated') assert.ok(err.offset !== undefined && err.offset < buf.length + 8);
     return undefined;
   }
 }
 
-/** A prefix of a valid header either parses to the same header or is TRUNCATED. */
+/** A prefix of a valid header either parses to the same header or is `Truncated`. */
 function checkPrefix(base: Base, cut: number): void {
   const prefix = base.buf.subarray(0, cut);
   try {
     assert.deepEqual(parseQcow2Header(prefix), base.parsed, `prefix of ${cut} bytes parsed differently`);
   } catch (err) {
     if (err instanceof assert.AssertionError) throw err;
-    assert.ok(isImageFormatError(err, 'TRUNCATED'), `prefix of ${cut} bytes: ${String(err)}`);
+    assert.ok(isImageFormatError(err, 'Truncated'), `prefix of ${cut} bytes: ${String(err)}`);
   }
 }
 

@@ -93,80 +93,80 @@ describe('parseQcow2Header: refusals', () => {
   test('bad magic', () => {
     const buf = buildQcow2Header();
     buf[3] = 0xfa;
-    refused(buf, 'BAD_MAGIC', 0, /magic is 0x514649fa/);
+    refused(buf, 'BadMagic', 0, /magic is 0x514649fa/);
   });
 
   test('version 4 and version 1', () => {
-    const e = refused({ version: 4 }, 'UNSUPPORTED_VERSION', 4);
+    const e = refused({ version: 4 }, 'UnsupportedVersion', 4);
     assert.equal(e.message, 'qcow2 header at offset 4: version 4 is not supported (2 or 3)');
-    refused({ version: 1 }, 'UNSUPPORTED_VERSION', 4, /original qcow/);
+    refused({ version: 1 }, 'UnsupportedVersion', 4, /original qcow/);
   });
 
   test('cluster_bits outside 9..21', () => {
-    refused({ clusterBits: 8 }, 'CORRUPT', 20, /cluster_bits 8 is below the minimum/);
-    refused({ clusterBits: 22 }, 'UNSUPPORTED_FEATURE', 20, /at most 21/);
+    refused({ clusterBits: 8 }, 'Corrupt', 20, /cluster_bits 8 is below the minimum/);
+    refused({ clusterBits: 22 }, 'UnsupportedFeature', 20, /at most 21/);
   });
 
   test('backing file reference, with its name in the message', () => {
-    refused({ backing: { offset: 400, name: 'base.qcow2' } }, 'BACKING_FILE', 8, /backing file "base.qcow2"; a backing image must be self-contained/);
+    refused({ backing: { offset: 400, name: 'base.qcow2' } }, 'BackingFile', 8, /backing file "base.qcow2"; a backing image must be self-contained/);
   });
 
   test('encryption', () => {
-    refused({ cryptMethod: 1 }, 'ENCRYPTED', 32, /AES/);
-    refused({ cryptMethod: 2 }, 'ENCRYPTED', 32, /LUKS/);
+    refused({ cryptMethod: 1 }, 'Encrypted', 32, /AES/);
+    refused({ cryptMethod: 2 }, 'Encrypted', 32, /LUKS/);
   });
 
   test('virtual size not a multiple of 512, or beyond 2^53', () => {
-    refused({ size: 1024 * 1024 + 100 }, 'BAD_SIZE', 24, /1048676 is not a multiple of 512/);
-    refused({ size: 2 ** 60 }, 'BAD_SIZE', 24, /beyond 2\^53/);
+    refused({ size: 1024 * 1024 + 100 }, 'BadSize', 24, /1048676 is not a multiple of 512/);
+    refused({ size: 2 ** 60 }, 'BadSize', 24, /beyond 2\^53/);
   });
 
   test('corrupt bit, external data file bit and extension', () => {
-    refused({ incompatible: 2n }, 'CORRUPT', 72, /marked corrupt/);
-    refused({ incompatible: 4n }, 'EXTERNAL_DATA_FILE', 72);
-    refused({ extensions: [{ type: 0x44415441, data: new TextEncoder().encode('data.raw') }] }, 'EXTERNAL_DATA_FILE', 112, /"data.raw"/);
+    refused({ incompatible: 2n }, 'Corrupt', 72, /marked corrupt/);
+    refused({ incompatible: 4n }, 'ExternalDataFile', 72);
+    refused({ extensions: [{ type: 0x44415441, data: new TextEncoder().encode('data.raw') }] }, 'ExternalDataFile', 112, /"data.raw"/);
   });
 
   test('unknown incompatible feature bits, named from the feature name table', () => {
-    refused({ incompatible: 1n << 40n }, 'UNSUPPORTED_FEATURE', 72, /unknown incompatible feature bit 40 is set/);
+    refused({ incompatible: 1n << 40n }, 'UnsupportedFeature', 72, /unknown incompatible feature bit 40 is set/);
     const table = featureNameEntry(0, 5, 'shiny new thing');
-    refused({ incompatible: 1n << 5n, extensions: [{ type: 0x6803f857, data: table }] }, 'UNSUPPORTED_FEATURE', 72, /bit 5 \("shiny new thing"\)/);
+    refused({ incompatible: 1n << 5n, extensions: [{ type: 0x6803f857, data: table }] }, 'UnsupportedFeature', 72, /bit 5 \("shiny new thing"\)/);
   });
 
   test('compression type: zstd refused clearly, inconsistent fields are corrupt', () => {
-    refused({ incompatible: 8n, compressionType: 1 }, 'UNSUPPORTED_FEATURE', 104, /zstd.*Node\.js 20's zlib has no zstd decoder/);
-    refused({ incompatible: 8n, compressionType: 7 }, 'UNSUPPORTED_FEATURE', 104, /compression_type 7 is unknown/);
-    refused({ incompatible: 8n, compressionType: 0 }, 'CORRUPT', 104);
-    refused({ incompatible: 8n, headerLength: 104 }, 'CORRUPT', 72);
-    refused({ compressionType: 1 }, 'CORRUPT', 104, /feature bit \(3\) is not set/);
+    refused({ incompatible: 8n, compressionType: 1 }, 'UnsupportedFeature', 104, /zstd.*Node\.js 20's zlib has no zstd decoder/);
+    refused({ incompatible: 8n, compressionType: 7 }, 'UnsupportedFeature', 104, /compression_type 7 is unknown/);
+    refused({ incompatible: 8n, compressionType: 0 }, 'Corrupt', 104);
+    refused({ incompatible: 8n, headerLength: 104 }, 'Corrupt', 72);
+    refused({ compressionType: 1 }, 'Corrupt', 104, /feature bit \(3\) is not set/);
   });
 
   test('header_length, refcount_order, extended L2 with small clusters', () => {
-    refused({ headerLength: 100 }, 'CORRUPT', 100);
-    refused({ headerLength: 108 }, 'CORRUPT', 100);
-    refused({ refcountOrder: 7 }, 'CORRUPT', 96);
-    refused({ incompatible: 1n << 4n, clusterBits: 12, l1Size: 4 }, 'CORRUPT', 20, /at least 16 KiB/);
+    refused({ headerLength: 100 }, 'Corrupt', 100);
+    refused({ headerLength: 108 }, 'Corrupt', 100);
+    refused({ refcountOrder: 7 }, 'Corrupt', 96);
+    refused({ incompatible: 1n << 4n, clusterBits: 12, l1Size: 4 }, 'Corrupt', 20, /at least 16 KiB/);
   });
 
   test('L1 table: too small for the size, too large, misaligned, at offset 0', () => {
-    refused({ size: 1024 ** 3, l1Size: 1 }, 'CORRUPT', 36, /needs 2 entries/);
-    refused({ l1Size: 5_000_000 }, 'BAD_SIZE', 36, /32 MiB/);
-    refused({ l1Offset: 3 * 65536 + 512 }, 'CORRUPT', 40, /not aligned/);
-    refused({ l1Offset: 0 }, 'CORRUPT', 40, /overlap the header/);
+    refused({ size: 1024 ** 3, l1Size: 1 }, 'Corrupt', 36, /needs 2 entries/);
+    refused({ l1Size: 5_000_000 }, 'BadSize', 36, /32 MiB/);
+    refused({ l1Offset: 3 * 65536 + 512 }, 'Corrupt', 40, /not aligned/);
+    refused({ l1Offset: 0 }, 'Corrupt', 40, /overlap the header/);
   });
 
   test('truncated input: the fixed header and the extension area', () => {
-    refused(buildQcow2Header().subarray(0, 50), 'TRUNCATED', 48, /refcount_table_offset needs 8 bytes/);
-    refused(buildQcow2Header().subarray(0, 2), 'TRUNCATED', 0);
+    refused(buildQcow2Header().subarray(0, 50), 'Truncated', 48, /refcount_table_offset needs 8 bytes/);
+    refused(buildQcow2Header().subarray(0, 2), 'Truncated', 0);
     const withExt = buildQcow2Header({ extensions: [{ type: 0xe2792aca, data: new Uint8Array(40) }] });
-    refused(withExt.subarray(0, 130), 'TRUNCATED', 112, /header extension 0xe2792aca/);
+    refused(withExt.subarray(0, 130), 'Truncated', 112, /header extension 0xe2792aca/);
   });
 
   test('an extension running past the first cluster is corrupt', () => {
     const buf = buildQcow2Header({ clusterBits: 9, l1Size: 4096, size: 64 * 1024 * 1024 });
     new DataView(buf.buffer).setUint32(112, 0xe2792aca);
     new DataView(buf.buffer).setUint32(116, 1000);
-    refused(buf, 'CORRUPT', 112, /past the end of the first cluster/);
+    refused(buf, 'Corrupt', 112, /past the end of the first cluster/);
   });
 });
 
@@ -174,6 +174,6 @@ describe('checkQcow2Layout', () => {
   test('an L1 table past the end of the file is corrupt', () => {
     const h = parseQcow2Header(buildQcow2Header({ l1Size: 1, l1Offset: 3 * 65536 }));
     checkQcow2Layout(h, 4 * 65536);
-    assert.throws(() => checkQcow2Layout(h, 3 * 65536 + 4), (err) => isImageFormatError(err, 'CORRUPT') && err.offset === 40);
+    assert.throws(() => checkQcow2Layout(h, 3 * 65536 + 4), (err) => isImageFormatError(err, 'Corrupt') && err.offset === 40);
   });
 });

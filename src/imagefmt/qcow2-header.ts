@@ -98,7 +98,7 @@ export interface Qcow2Header {
 
 /**
  * Parse and validate a qcow2 header. `buf` holds the start of the file: at least the header and its extensions,
- * normally the whole first cluster (or the whole file if it is shorter). Bytes missing from `buf` give TRUNCATED;
+ * normally the whole first cluster (or the whole file if it is shorter). Bytes missing from `buf` give `Truncated`;
  * a value that is wrong gives the matching code with the field's offset. Checks that need the file size are in
  * `checkQcow2Layout`.
  */
@@ -106,20 +106,20 @@ export function parseQcow2Header(buf: Uint8Array): Qcow2Header {
   const r = new FieldReader(buf);
   const magic = r.u32(0, 'magic');
   if (magic !== QCOW2_MAGIC) {
-    throw fail('BAD_MAGIC', 0, `magic is 0x${magic.toString(16).padStart(8, '0')}, not "QFI\\xfb" (0x514649fb)`);
+    throw fail('BadMagic', 0, `magic is 0x${magic.toString(16).padStart(8, '0')}, not "QFI\\xfb" (0x514649fb)`);
   }
   const version = r.u32(4, 'version');
   if (version !== 2 && version !== 3) {
     const what = version === 1 ? 'version 1 (the original qcow format)' : `version ${version}`;
-    throw fail('UNSUPPORTED_VERSION', 4, `${what} is not supported (2 or 3)`);
+    throw fail('UnsupportedVersion', 4, `${what} is not supported (2 or 3)`);
   }
 
   const clusterBits = r.u32(20, 'cluster_bits');
   if (clusterBits < QCOW2_MIN_CLUSTER_BITS) {
-    throw fail('CORRUPT', 20, `cluster_bits ${clusterBits} is below the minimum of 9 (512-byte clusters)`);
+    throw fail('Corrupt', 20, `cluster_bits ${clusterBits} is below the minimum of 9 (512-byte clusters)`);
   }
   if (clusterBits > QCOW2_MAX_CLUSTER_BITS) {
-    throw fail('UNSUPPORTED_FEATURE', 20, `cluster_bits ${clusterBits} is not supported (at most 21: 2 MiB clusters)`);
+    throw fail('UnsupportedFeature', 20, `cluster_bits ${clusterBits} is not supported (at most 21: 2 MiB clusters)`);
   }
   const clusterSize = 2 ** clusterBits;
 
@@ -129,23 +129,23 @@ export function parseQcow2Header(buf: Uint8Array): Qcow2Header {
   const cryptMethod = r.u32(32, 'crypt_method');
   if (cryptMethod !== 0) {
     const name = cryptMethod === 1 ? 'AES' : cryptMethod === 2 ? 'LUKS' : `unknown method ${cryptMethod}`;
-    throw fail('ENCRYPTED', 32, `the image is encrypted (crypt_method ${cryptMethod}: ${name}); encrypted backing images are not supported`);
+    throw fail('Encrypted', 32, `the image is encrypted (crypt_method ${cryptMethod}: ${name}); encrypted backing images are not supported`);
   }
 
-  const virtualSize = r.safe(24, 'size', 'BAD_SIZE');
+  const virtualSize = r.safe(24, 'size', 'BadSize');
   if (virtualSize % 512 !== 0) {
-    throw fail('BAD_SIZE', 24, `virtual size ${virtualSize} is not a multiple of 512 bytes`);
+    throw fail('BadSize', 24, `virtual size ${virtualSize} is not a multiple of 512 bytes`);
   }
   const l1Size = r.u32(36, 'l1_size');
   if (l1Size > QCOW2_MAX_L1_ENTRIES) {
-    throw fail('BAD_SIZE', 36, `L1 table of ${l1Size} entries exceeds the 32 MiB limit (${QCOW2_MAX_L1_ENTRIES} entries)`);
+    throw fail('BadSize', 36, `L1 table of ${l1Size} entries exceeds the 32 MiB limit (${QCOW2_MAX_L1_ENTRIES} entries)`);
   }
   const l1TableOffset = r.alignedOffset(40, 'l1_table_offset', clusterSize);
-  if (l1Size > 0 && l1TableOffset === 0) throw fail('CORRUPT', 40, 'l1_table_offset is 0: the L1 table would overlap the header');
+  if (l1Size > 0 && l1TableOffset === 0) throw fail('Corrupt', 40, 'l1_table_offset is 0: the L1 table would overlap the header');
   const refcountTableOffset = r.alignedOffset(48, 'refcount_table_offset', clusterSize);
   const refcountTableClusters = r.u32(56, 'refcount_table_clusters');
   const snapshotCount = r.u32(60, 'nb_snapshots');
-  const snapshotsOffset = snapshotCount > 0 ? r.alignedOffset(64, 'snapshots_offset', clusterSize) : r.safe(64, 'snapshots_offset', 'CORRUPT');
+  const snapshotsOffset = snapshotCount > 0 ? r.alignedOffset(64, 'snapshots_offset', clusterSize) : r.safe(64, 'snapshots_offset', 'Corrupt');
 
   let incompatibleFeatures = 0n;
   let compatibleFeatures = 0n;
@@ -158,10 +158,10 @@ export function parseQcow2Header(buf: Uint8Array): Qcow2Header {
     compatibleFeatures = r.u64(80, 'compatible_features');
     autoclearFeatures = r.u64(88, 'autoclear_features');
     refcountOrder = r.u32(96, 'refcount_order');
-    if (refcountOrder > 6) throw fail('CORRUPT', 96, `refcount_order ${refcountOrder} is above the maximum of 6`);
+    if (refcountOrder > 6) throw fail('Corrupt', 96, `refcount_order ${refcountOrder} is above the maximum of 6`);
     headerLength = r.u32(100, 'header_length');
     if (headerLength < QCOW2_V3_MIN_HEADER_LENGTH || headerLength % 8 !== 0 || headerLength > clusterSize) {
-      throw fail('CORRUPT', 100, `header_length ${headerLength} must be a multiple of 8 from 104 to the cluster size ${clusterSize}`);
+      throw fail('Corrupt', 100, `header_length ${headerLength} must be a multiple of 8 from 104 to the cluster size ${clusterSize}`);
     }
     r.need(0, headerLength, 'the version 3 header');
     if (headerLength > 104) compressionByte = r.u8(104);
@@ -173,23 +173,23 @@ export function parseQcow2Header(buf: Uint8Array): Qcow2Header {
   // A file offset of guest data must be representable, so the L1 table must cover the whole virtual size.
   const needL1 = Math.ceil(virtualSize / (l2Entries * clusterSize));
   if (l1Size < needL1) {
-    throw fail('CORRUPT', 36, `l1_size ${l1Size} is too small for virtual size ${virtualSize} (needs ${needL1} entries)`);
+    throw fail('Corrupt', 36, `l1_size ${l1Size} is too small for virtual size ${virtualSize} (needs ${needL1} entries)`);
   }
 
   const ext = parseQcow2Extensions(buf, headerLength, clusterSize);
 
   if ((incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) {
-    throw fail('CORRUPT', 72, 'the image is marked corrupt (incompatible feature bit 1); repair it with "qemu-img check -r all"');
+    throw fail('Corrupt', 72, 'the image is marked corrupt (incompatible feature bit 1); repair it with "qemu-img check -r all"');
   }
   if ((incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) {
-    throw fail('EXTERNAL_DATA_FILE', 72, 'the image keeps its data in an external data file (incompatible feature bit 2)');
+    throw fail('ExternalDataFile', 72, 'the image keeps its data in an external data file (incompatible feature bit 2)');
   }
   const unknown = incompatibleFeatures & ~INCOMPAT_KNOWN;
   if (unknown !== 0n) {
-    throw fail('UNSUPPORTED_FEATURE', 72, `unknown incompatible feature ${describeBits(unknown, ext.featureNames)} is set`);
+    throw fail('UnsupportedFeature', 72, `unknown incompatible feature ${describeBits(unknown, ext.featureNames)} is set`);
   }
   if (extendedL2 && clusterBits < 14) {
-    throw fail('CORRUPT', 20, `extended L2 entries need clusters of at least 16 KiB, not ${clusterSize} bytes`);
+    throw fail('Corrupt', 20, `extended L2 entries need clusters of at least 16 KiB, not ${clusterSize} bytes`);
   }
   checkCompressionType(incompatibleFeatures, headerLength, compressionByte);
 
@@ -227,7 +227,7 @@ export function parseQcow2Header(buf: Uint8Array): Qcow2Header {
 export function checkQcow2Layout(header: Qcow2Header, fileSize: number): void {
   const l1End = header.l1TableOffset + header.l1Size * 8;
   if (header.l1Size > 0 && l1End > fileSize) {
-    throw fail('CORRUPT', 40, `the L1 table at offset ${header.l1TableOffset} (${header.l1Size} entries) ends at ${l1End}, past the end of the file (${fileSize} bytes)`);
+    throw fail('Corrupt', 40, `the L1 table at offset ${header.l1TableOffset} (${header.l1Size} entries) ends at ${l1End}, past the end of the file (${fileSize} bytes)`);
   }
 }
 
@@ -235,16 +235,16 @@ function checkCompressionType(incompatible: bigint, headerLength: number, type: 
   const flagged = (incompatible & INCOMPAT_COMPRESSION) !== 0n;
   if (!flagged && type === 0) return;
   if (flagged && headerLength <= 104) {
-    throw fail('CORRUPT', 72, 'the compression type feature bit is set but the header has no compression_type field');
+    throw fail('Corrupt', 72, 'the compression type feature bit is set but the header has no compression_type field');
   }
   if (!flagged) {
-    throw fail('CORRUPT', 104, `compression_type is ${type} but the compression type feature bit (3) is not set`);
+    throw fail('Corrupt', 104, `compression_type is ${type} but the compression type feature bit (3) is not set`);
   }
-  if (type === 0) throw fail('CORRUPT', 104, 'the compression type feature bit is set but compression_type is 0 (zlib)');
+  if (type === 0) throw fail('Corrupt', 104, 'the compression type feature bit is set but compression_type is 0 (zlib)');
   if (type === 1) {
-    throw fail('UNSUPPORTED_FEATURE', 104, 'compression_type is zstd, which cannot be read: Node.js 20\'s zlib has no zstd decoder (convert the image with "qemu-img convert -O qcow2 -o compression_type=zlib")');
+    throw fail('UnsupportedFeature', 104, 'compression_type is zstd, which cannot be read: Node.js 20\'s zlib has no zstd decoder (convert the image with "qemu-img convert -O qcow2 -o compression_type=zlib")');
   }
-  throw fail('UNSUPPORTED_FEATURE', 104, `compression_type ${type} is unknown (0 zlib, 1 zstd)`);
+  throw fail('UnsupportedFeature', 104, `compression_type ${type} is unknown (0 zlib, 1 zstd)`);
 }
 
 function backingFileError(r: FieldReader, buf: Uint8Array, offset: bigint): ImageFormatError {
@@ -255,7 +255,7 @@ function backingFileError(r: FieldReader, buf: Uint8Array, offset: bigint): Imag
     const start = Number(offset);
     name = ` ${JSON.stringify(new TextDecoder().decode(buf.subarray(start, start + size)))}`;
   }
-  return fail('BACKING_FILE', 8, `the image refers to a backing file${name}; a backing image must be self-contained (flatten it with "qemu-img convert -O qcow2")`);
+  return fail('BackingFile', 8, `the image refers to a backing file${name}; a backing image must be self-contained (flatten it with "qemu-img convert -O qcow2")`);
 }
 
 function describeBits(bits: bigint, names: readonly Qcow2FeatureName[]): string {
@@ -285,7 +285,7 @@ class FieldReader {
   need(offset: number, width: number, what: string): void {
     if (offset + width > this.#buf.length) {
       throw new ImageFormatError(
-        'TRUNCATED',
+        'Truncated',
         `qcow2 header at offset ${offset}: ${what} needs ${width} bytes but only ${Math.max(0, this.#buf.length - offset)} are there (${this.#buf.length} bytes given)`,
         { offset },
       );
@@ -315,8 +315,8 @@ class FieldReader {
   }
 
   alignedOffset(offset: number, what: string, clusterSize: number): number {
-    const v = this.safe(offset, what, 'CORRUPT');
-    if (v % clusterSize !== 0) throw fail('CORRUPT', offset, `${what} ${v} is not aligned to the cluster size ${clusterSize}`);
+    const v = this.safe(offset, what, 'Corrupt');
+    if (v % clusterSize !== 0) throw fail('Corrupt', offset, `${what} ${v} is not aligned to the cluster size ${clusterSize}`);
     return v;
   }
 }

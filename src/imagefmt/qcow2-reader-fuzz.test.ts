@@ -193,7 +193,7 @@ describe('qcow2 reader on damaged images', { skip: QEMU_IMG_MISSING }, () => {
       }
     }
     t.diagnostic(`seed ${seed}: ${images.length} images × ${CASES_PER_IMAGE} cases: ${JSON.stringify(outcomes)}`);
-    assert.ok((outcomes['CORRUPT'] ?? 0) > 0 && (outcomes['read'] ?? 0) > 0, `seed ${seed}: ${JSON.stringify(outcomes)}`);
+    assert.ok((outcomes['Corrupt'] ?? 0) > 0 && (outcomes['read'] ?? 0) > 0, `seed ${seed}: ${JSON.stringify(outcomes)}`);
   });
 
   test('targeted: the error names the offset of the bad entry', async () => {
@@ -205,12 +205,12 @@ describe('qcow2 reader on damaged images', { skip: QEMU_IMG_MISSING }, () => {
       let src = new OverlaySource(img.bytes, img.bytes.length);
       const cs = img.header.clusterSize;
       src.patch(l1.offset, be64(0, (Math.ceil(img.bytes.length / cs) + 2) * cs));
-      await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'CORRUPT') && err.offset === l1.offset && /past the end/.test(err.message), img.name);
+      await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'Corrupt') && err.offset === l1.offset && /past the end/.test(err.message), img.name);
       // A misaligned L1 entry (not expressible with 512-byte clusters: bits 0..8 are not part of the offset).
       if (img.header.clusterSize > 512) {
         src = new OverlaySource(img.bytes, img.bytes.length);
         src.patch(l1.offset, be64(0, (firstL2.offset + 512) >>> 0));
-        await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'CORRUPT') && err.offset === l1.offset && /not aligned/.test(err.message), img.name);
+        await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'Corrupt') && err.offset === l1.offset && /not aligned/.test(err.message), img.name);
       }
       // The first allocated L2 entry pointing past the end of the file.
       const view = new DataView(img.bytes.buffer, img.bytes.byteOffset);
@@ -220,11 +220,11 @@ describe('qcow2 reader on damaged images', { skip: QEMU_IMG_MISSING }, () => {
       src = new OverlaySource(img.bytes, img.bytes.length);
       const past = (Math.ceil(img.bytes.length / img.header.clusterSize) + 1) * img.header.clusterSize;
       src.patch(entry, be64((compressed ? 0x40000000 : 0x80000000) + Math.floor(past / 2 ** 32), past >>> 0));
-      await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'CORRUPT') && err.offset === entry && /past the end of the file/.test(err.message), img.name);
+      await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'Corrupt') && err.offset === entry && /past the end of the file/.test(err.message), img.name);
     }
   });
 
-  test('targeted: garbage deflate data is CORRUPT at the compressed data offset', async () => {
+  test('targeted: garbage deflate data is `Corrupt` at the compressed data offset', async () => {
     const img = (await makeImages()).find((i) => i.name.startsWith('compressed'));
     assert.ok(img !== undefined);
     const l2 = img.tables[1];
@@ -236,6 +236,6 @@ describe('qcow2 reader on damaged images', { skip: QEMU_IMG_MISSING }, () => {
     const dataOffset = (view.getUint32(entry) & ((1 << (x - 32)) - 1)) * 2 ** 32 + view.getUint32(entry + 4);
     const src = new OverlaySource(img.bytes, img.bytes.length);
     src.patch(dataOffset, new Uint8Array(64).fill(0xff));
-    await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'CORRUPT') && err.offset === dataOffset && /deflate|decompresses/.test(err.message));
+    await assert.rejects(readAll(src, img, new Rng(1)), (err) => isImageFormatError(err, 'Corrupt') && err.offset === dataOffset && /deflate|decompresses/.test(err.message));
   });
 });

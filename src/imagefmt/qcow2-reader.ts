@@ -55,7 +55,7 @@ export async function openQcow2Reader(source: ByteSource, options: Qcow2ReaderOp
   const header = await readQcow2Header(source, options);
   const l1 = new Uint8Array(header.l1Size * 8);
   if (l1.length > 0 && (await source.read(l1, header.l1TableOffset)) !== l1.length) {
-    throw new ImageFormatError('CORRUPT', `qcow2 L1 table at offset ${header.l1TableOffset}: the file ended while reading it`, { offset: header.l1TableOffset });
+    throw new ImageFormatError('Corrupt', `qcow2 L1 table at offset ${header.l1TableOffset}: the file ended while reading it`, { offset: header.l1TableOffset });
   }
   options.signal?.throwIfAborted();
   return new Qcow2Reader(source, header, l1, options);
@@ -120,7 +120,7 @@ class Qcow2Reader implements Qcow2ImageReader {
       const dst = buf.subarray(pending.at, pending.at + pending.length);
       if ((await this.#source.read(dst, pending.host)) !== dst.length) {
         // decodeL2Entry checked that the clusters lie inside the file, so the file shrank under us.
-        throw new ImageFormatError('CORRUPT', `qcow2 data at offset ${pending.host}: the file ended while reading it`, { offset: pending.host });
+        throw new ImageFormatError('Corrupt', `qcow2 data at offset ${pending.host}: the file ended while reading it`, { offset: pending.host });
       }
       pending.length = 0;
     };
@@ -250,7 +250,7 @@ class Qcow2Reader implements Qcow2ImageReader {
     const table = new Uint8Array(this.header.clusterSize);
     if ((await this.#source.read(table, offset)) !== table.length) {
       // decodeL1Entry checked the table lies inside the file, so the file shrank under us.
-      throw new ImageFormatError('CORRUPT', `qcow2 L2 table at offset ${offset}: the file ended while reading it`, { offset });
+      throw new ImageFormatError('Corrupt', `qcow2 L2 table at offset ${offset}: the file ended while reading it`, { offset });
     }
     return new DataView(table.buffer);
   }
@@ -307,10 +307,10 @@ class Qcow2Reader implements Qcow2ImageReader {
       const opts: ZlibOptions = { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: cs };
       out = cs <= SYNC_INFLATE_MAX ? inflateRawSync(data, opts) : await inflateRawAsync(data, opts);
     } catch (err) {
-      throw new ImageFormatError('CORRUPT', `qcow2 compressed cluster at offset ${hostOffset}: the deflate data is invalid (${err instanceof Error ? err.message : String(err)})`, { offset: hostOffset, cause: err });
+      throw new ImageFormatError('Corrupt', `qcow2 compressed cluster at offset ${hostOffset}: the deflate data is invalid (${err instanceof Error ? err.message : String(err)})`, { offset: hostOffset, cause: err });
     }
     if (out.length !== cs) {
-      throw new ImageFormatError('CORRUPT', `qcow2 compressed cluster at offset ${hostOffset}: decompresses to ${out.length} bytes, not the cluster size ${cs}`, { offset: hostOffset });
+      throw new ImageFormatError('Corrupt', `qcow2 compressed cluster at offset ${hostOffset}: decompresses to ${out.length} bytes, not the cluster size ${cs}`, { offset: hostOffset });
     }
     return out;
   }

@@ -190,7 +190,7 @@ for (const [i, c] of CASES.entries()) {
 }
 
 describe('reader lifecycle and arguments', { skip: QEMU_IMG_MISSING }, () => {
-  test('close waits for reads in flight; later reads fail with CLOSED; close is idempotent', async () => {
+  test('close waits for reads in flight; later reads fail with `Closed`; close is idempotent', async () => {
     const { dir } = await source();
     const image = join(dir, 'lifecycle.qcow2');
     const raw = join(dir, 'lifecycle.raw');
@@ -203,9 +203,9 @@ describe('reader lifecycle and arguments', { skip: QEMU_IMG_MISSING }, () => {
     const settled = await Promise.allSettled(reads);
     await closing;
     for (const s of settled) {
-      if (s.status === 'rejected') assert.ok(isImageFormatError(s.reason, 'CLOSED'), String(s.reason));
+      if (s.status === 'rejected') assert.ok(isImageFormatError(s.reason, 'Closed'), String(s.reason));
     }
-    await assert.rejects(reader.read(new Uint8Array(512), 0), (err) => isImageFormatError(err, 'CLOSED'));
+    await assert.rejects(reader.read(new Uint8Array(512), 0), (err) => isImageFormatError(err, 'Closed'));
     await reader.close();
   });
 
@@ -230,12 +230,12 @@ describe('reader lifecycle and arguments', { skip: QEMU_IMG_MISSING }, () => {
     const { dir } = await source();
     const odd = join(dir, 'odd.raw');
     await writeFile(odd, new Uint8Array(1000));
-    await assert.rejects(openImageReader(odd), (err) => isImageFormatError(err, 'BAD_SIZE'));
+    await assert.rejects(openImageReader(odd), (err) => isImageFormatError(err, 'BadSize'));
     const base = join(dir, 'refuse-base.qcow2');
     const top = join(dir, 'refuse-top.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '1M');
     await qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
-    await assert.rejects(openImageReader(top), (err) => isImageFormatError(err, 'BACKING_FILE'));
+    await assert.rejects(openImageReader(top), (err) => isImageFormatError(err, 'BackingFile'));
   });
 
   test('default cache bounds in entries', async () => {

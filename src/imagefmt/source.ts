@@ -23,7 +23,7 @@ export async function openFileSource(path: string, { signal }: SignalOptions = {
   const handle = await open(path, 'r');
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new ImageFormatError('NOT_A_FILE', `image ${JSON.stringify(path)} is not a regular file`);
+    if (!st.isFile()) throw new ImageFormatError('NotAFile', `image ${JSON.stringify(path)} is not a regular file`);
     signal?.throwIfAborted();
     return new FileSource(handle, st.size);
   } catch (err) {

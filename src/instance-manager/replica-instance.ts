@@ -14,9 +14,9 @@ type Signal = { signal?: AbortSignal | undefined };
 /** Errors that say the request was wrong or the replica is closing, not that the disk failed. */
 function isStorageFault(err: unknown): boolean {
   if (err instanceof Error && err.name === 'AbortError') return false;
-  if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT') || isReplicaError(err, 'CLOSED')) return false;
+  if (isReplicaError(err, 'OutOfRange') || isReplicaError(err, 'InvalidArgument') || isReplicaError(err, 'Closed')) return false;
   // A snapshot request naming a snapshot that is not there, or already is.
-  if (isReplicaError(err, 'NOT_FOUND') || isReplicaError(err, 'ALREADY_EXISTS')) return false;
+  if (isReplicaError(err, 'NotFound') || isReplicaError(err, 'AlreadyExists')) return false;
   const code = (err as { code?: unknown } | null)?.code;
   return code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EFBIG' && code !== 'ABORT_ERR';
 }
@@ -96,7 +96,7 @@ export class ReplicaInstance extends HostedInstance {
     try {
       store = await LayeredReplica.open(r.dir, common);
     } catch (err) {
-      if (!isReplicaError(err, 'NOT_FOUND')) throw err;
+      if (!isReplicaError(err, 'NotFound')) throw err;
       store = await LayeredReplica.create(r.dir, { ...common, name: this.name, size: r.size, ...(r.blockSize === undefined ? {} : { blockSize: r.blockSize }), ...(r.backing ? { backing: r.backing } : {}) });
       this.say(`created in ${r.dir}`);
     }

@@ -84,7 +84,7 @@ function checkRequest(op: Op, offset: number, length: number): string | undefine
 }
 
 function isTimeout(err: unknown): boolean {
-  return err instanceof ReplicaError && err.code === 'TIMEOUT';
+  return err instanceof ReplicaError && err.code === 'Timeout';
 }
 
 /** "host:port" or the socket path, for messages and status. */
@@ -146,11 +146,11 @@ export class ReplicaClient {
       const onAbort = (): void => {
         done();
         socket.destroy();
-        reject(opts.signal?.aborted ? opts.signal.reason : new ReplicaError('TIMEOUT', `Cannot connect to replica at ${address}: no answer within ${opts.connectTimeoutMs ?? 5000} ms`));
+        reject(opts.signal?.aborted ? opts.signal.reason : new ReplicaError('Timeout', `Cannot connect to replica at ${address}: no answer within ${opts.connectTimeoutMs ?? 5000} ms`));
       };
       const onError = (err: Error): void => {
         done();
-        reject(new ReplicaError('CONNECTION_CLOSED', `Cannot connect to replica at ${address}: ${err.message}`, { cause: err }));
+        reject(new ReplicaError('ConnectionClosed', `Cannot connect to replica at ${address}: ${err.message}`, { cause: err }));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       socket.once('error', onError);
@@ -163,7 +163,7 @@ export class ReplicaClient {
     // The caller's signal only: the connect timeout's own signal would end the greeting wait without saying why.
     const openOpts = { signal: opts.signal, timeoutMs: opts.connectTimeoutMs ?? 5000 };
     if (opts.clusterSecret !== undefined) {
-      if (opts.name === undefined) throw new ReplicaError('INVALID_ARGUMENT', 'a replica connection with the cluster credential needs the replica name');
+      if (opts.name === undefined) throw new ReplicaError('InvalidArgument', 'a replica connection with the cluster credential needs the replica name');
       try {
         await client.#openWithCredential(opts.name, opts.clusterSecret, openOpts);
       } catch (err) {
@@ -191,7 +191,7 @@ export class ReplicaClient {
     try {
       verifyServerProof(secret, h, Buffer.from(answer.payload));
     } catch {
-      const err = new ReplicaError('UNAUTHENTICATED', `The replica listener at ${this.address} did not prove it holds the cluster secret (OPEN "${name}")`);
+      const err = new ReplicaError('Unauthenticated', `The replica listener at ${this.address} did not prove it holds the cluster secret (OPEN "${name}")`);
       this.destroy(err);
       throw err;
     }
@@ -207,7 +207,7 @@ export class ReplicaClient {
       if (p.deadline < this.#timerAt) this.#armTimer(p.deadline);
     });
     return promise.catch((err: unknown) => {
-      if (isTimeout(err)) throw new ReplicaError('TIMEOUT', `No ${what} at ${this.address} within ${timeoutMs} ms (does it require the cluster credential?)`, { cause: err });
+      if (isTimeout(err)) throw new ReplicaError('Timeout', `No ${what} at ${this.address} within ${timeoutMs} ms (does it require the cluster credential?)`, { cause: err });
       throw err;
     });
   }
@@ -215,7 +215,7 @@ export class ReplicaClient {
   /** Why the connection closed (or will report once it has). */
   get closeReason(): Error {
     if (this.#error instanceof ReplicaError) return this.#error;
-    return new ReplicaError('CONNECTION_CLOSED', `connection to replica at ${this.address} closed`, { cause: this.#error });
+    return new ReplicaError('ConnectionClosed', `connection to replica at ${this.address} closed`, { cause: this.#error });
   }
 
   get isOpen(): boolean {
@@ -306,9 +306,9 @@ export class ReplicaClient {
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
     const bad = checkRequest(op, h.offset ?? 0, h.length ?? 0);
     // Refused here, not sent: the replica would drop the connection on a header it cannot accept.
-    if (bad) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', `Cannot send ${what()}: ${bad}`));
+    if (bad) return Promise.reject(new ReplicaError('InvalidArgument', `Cannot send ${what()}: ${bad}`));
     if (this.#socket.destroyed || this.#ending) {
-      return Promise.reject(new ReplicaError('CONNECTION_CLOSED', `Cannot send ${what()}: the connection is closed`, { cause: this.#error }));
+      return Promise.reject(new ReplicaError('ConnectionClosed', `Cannot send ${what()}: the connection is closed`, { cause: this.#error }));
     }
     const id = this.#nextId++;
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
@@ -374,7 +374,7 @@ export class ReplicaClient {
     const now = performance.now();
     let next = Infinity;
     for (const p of this.#pending.values()) {
-      if (p.deadline <= now) this.#settle(p).reject(new ReplicaError('TIMEOUT', `${OP_NAMES[p.op]} to replica at ${this.address} got no answer within ${p.timeoutMs} ms`));
+      if (p.deadline <= now) this.#settle(p).reject(new ReplicaError('Timeout', `${OP_NAMES[p.op]} to replica at ${this.address} got no answer within ${p.timeoutMs} ms`));
       else if (p.deadline < next) next = p.deadline;
     }
     if (next !== Infinity && !this.#socket.destroyed) this.#armTimer(next);
@@ -399,7 +399,7 @@ export class ReplicaClient {
       if (r.status === WireStatus.OK) p.resolve(r);
       else {
         const message = Buffer.from(r.payload).toString('utf8');
-        p.reject(new ReplicaError('REMOTE', `${OP_NAMES[r.op]} failed on replica at ${this.address} (${STATUS_NAMES[r.status]}): ${message}`, { status: r.status }));
+        p.reject(new ReplicaError('Remote', `${OP_NAMES[r.op]} failed on replica at ${this.address} (${STATUS_NAMES[r.status]}): ${message}`, { status: r.status }));
       }
     }
   }

@@ -4,49 +4,49 @@
 
 export const REPLICA_ERROR_CODES = [
   /** An argument of this package's API is invalid (size, block size, name, endpoint). */
-  'INVALID_ARGUMENT',
+  'InvalidArgument',
   /** No replica at the directory (its metadata file is missing). */
-  'NOT_FOUND',
+  'NotFound',
   /** `create` on a directory that already holds a replica. */
-  'ALREADY_EXISTS',
+  'AlreadyExists',
   /** A replica file (metadata, map checkpoint, map journal) is damaged; `file` and `offset` say where. */
-  'CORRUPT',
+  'Corrupt',
   /** The backing file is not the one the replica was created over, or is larger than the volume. */
-  'BACKING_MISMATCH',
+  'BackingMismatch',
   /** An I/O range outside the volume, or a rebuild range that is not block-aligned. */
-  'OUT_OF_RANGE',
+  'OutOfRange',
   /** The replica (store, server or client) is closed or closing. */
-  'CLOSED',
+  'Closed',
   /** An earlier durability failure (fdatasync) left the head in an unknown state: every later call fails. */
-  'FAILED',
+  'Failed',
   /** The peer sent bytes that violate the replica wire protocol; `offset` is the stream offset. */
-  'PROTOCOL',
+  'Protocol',
   /** A request to a replica got no answer within its timeout. */
-  'TIMEOUT',
+  'Timeout',
   /** The connection to the replica closed (or could not be opened) while something waited on it. */
-  'CONNECTION_CLOSED',
+  'ConnectionClosed',
   /** The replica answered a request with an error; `status` is the wire status. */
-  'REMOTE',
+  'Remote',
   /** A shared replica listener does not serve the named replica (or a request came before OPEN). */
-  'NO_REPLICA',
+  'NoReplica',
   /** The replica directory is open by another holder (its lock names who). */
-  'LOCKED',
+  'Locked',
   /**
    * The cluster credential of OPEN was missing or wrong (server: the connection is closed), or the server did not
    * prove it holds the cluster secret (client).
    */
-  'UNAUTHENTICATED',
+  'Unauthenticated',
 ] as const;
 
 export type ReplicaErrorCode = (typeof REPLICA_ERROR_CODES)[number];
 
 export interface ReplicaErrorDetails {
   cause?: unknown;
-  /** Byte offset in the stream (PROTOCOL) or in `file` (CORRUPT). */
+  /** Byte offset in the stream (`Protocol`) or in `file` (`Corrupt`). */
   offset?: number;
-  /** The replica file a CORRUPT error is about. */
+  /** The replica file a `Corrupt` error is about. */
   file?: string;
-  /** Wire status of a REMOTE error (a `WireStatus` value). */
+  /** Wire status of a `Remote` error (a `WireStatus` value). */
   status?: number;
 }
 
@@ -70,12 +70,12 @@ export function isReplicaError(err: unknown, code?: ReplicaErrorCode): err is Re
   return err instanceof ReplicaError && (code === undefined || err.code === code);
 }
 
-/** A CORRUPT error about `file` at `offset`. */
+/** A `Corrupt` error about `file` at `offset`. */
 export function corrupt(file: string, offset: number, message: string): ReplicaError {
-  return new ReplicaError('CORRUPT', `replica file ${file} is corrupt at byte ${offset}: ${message}`, { file, offset });
+  return new ReplicaError('Corrupt', `replica file ${file} is corrupt at byte ${offset}: ${message}`, { file, offset });
 }
 
-/** A PROTOCOL error at stream `offset`. */
+/** A `Protocol` error at stream `offset`. */
 export function protocolError(offset: number, message: string): ReplicaError {
-  return new ReplicaError('PROTOCOL', `replica protocol error at byte ${offset}: ${message}`, { offset });
+  return new ReplicaError('Protocol', `replica protocol error at byte ${offset}: ${message}`, { offset });
 }

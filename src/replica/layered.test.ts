@@ -80,9 +80,9 @@ test('a chain of snapshots: reads, revert to each, delete and purge match the mo
   const list = r.listSnapshots();
   assert.deepEqual(list.map((s) => [s.name, s.parent, s.children]), [['s1', '', ['s2']], ['s2', 's1', ['s3']], ['s3', 's2', ['volume-head']], ['volume-head', 's3', []]]);
   assert.ok(list[0]!.size > 0);
-  await assert.rejects(r.snapshot('s1'), { code: 'ALREADY_EXISTS' });
+  await assert.rejects(r.snapshot('s1'), { code: 'AlreadyExists' });
   // CONTROL reads are bounded like READ and stay inside the volume; a snapshot reads as the model did then.
-  await assert.rejects(r.control({ op: 'readSnapshot', name: 's1', offset: 0, length: SIZE + BS }, new Uint8Array(0)), { code: 'OUT_OF_RANGE' });
+  await assert.rejects(r.control({ op: 'readSnapshot', name: 's1', offset: 0, length: SIZE + BS }, new Uint8Array(0)), { code: 'OutOfRange' });
   const s2 = await r.control({ op: 'readSnapshot', name: 's2', offset: 0, length: SIZE }, new Uint8Array(0));
   assert.deepEqual(new Uint8Array(s2.data!), at['s2']);
 

@@ -92,18 +92,18 @@ export class LayeredReplica implements ReplicaDevice {
     const layers: FrozenLayer[] = [];
     try {
       const bytes = await storage.readFile(META_FILE);
-      if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
+      if (bytes === undefined) throw new ReplicaError('NotFound', `No replica in ${dir}: ${META_FILE} is missing`);
       const meta = decodeMeta(bytes);
       const chainBytes = await storage.readFile(CHAIN_FILE);
       const chain = chainBytes === undefined ? EMPTY_CHAIN : decodeChain(chainBytes);
       if (chain.layers.some((l) => l.building)) {
-        throw new ReplicaError('CORRUPT', `replica ${dir}: its snapshot chain was being copied by a rebuild that did not finish`, { file: CHAIN_FILE, offset: 0 });
+        throw new ReplicaError('Corrupt', `replica ${dir}: its snapshot chain was being copied by a rebuild that did not finish`, { file: CHAIN_FILE, offset: 0 });
       }
       if (meta.backing) {
         const b = meta.backing;
         backing = await openBacking(resolve(dir, b.path), gate, opts.signal, opts.backingReaders);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
-          throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
+          throw new ReplicaError('BackingMismatch', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
       }
       await sweep(storage, chain);
@@ -111,7 +111,7 @@ export class LayeredReplica implements ReplicaDevice {
       for (const l of chain.layers) {
         const s = layerStorage(storage, l.id);
         const mapBytes = await s.readFile(SNAP_MAP_FILE);
-        if (mapBytes === undefined) throw new ReplicaError('CORRUPT', `replica ${dir}: snapshot "${l.name}" has no ${SNAP_MAP_FILE}`, { file: SNAP_MAP_FILE, offset: 0 });
+        if (mapBytes === undefined) throw new ReplicaError('Corrupt', `replica ${dir}: snapshot "${l.name}" has no ${SNAP_MAP_FILE}`, { file: SNAP_MAP_FILE, offset: 0 });
         const states = decodeCheckpoint(mapBytes, geometry).states;
         layers.push(new FrozenLayer(l.id, await s.open(HEAD_FILE, { create: false }), meta.blockSize, states));
       }
@@ -203,7 +203,7 @@ export class LayeredReplica implements ReplicaDevice {
       // The answer is built in memory: bounded as READ is (snapshotAllocated answers ranges, not bytes).
       const max = req.op === 'snapshotAllocated' ? this.meta.size : MAX_IO;
       const ok = Number.isSafeInteger(req.offset) && Number.isSafeInteger(req.length) && req.offset >= 0 && req.length >= 0 && req.length <= max && req.offset + req.length <= this.meta.size;
-      if (!ok) return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot ${req.op} ${req.offset}+${req.length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume or longer than ${max} bytes`));
+      if (!ok) return Promise.reject(new ReplicaError('OutOfRange', `Cannot ${req.op} ${req.offset}+${req.length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume or longer than ${max} bytes`));
     }
     switch (req.op) {
       case 'snapshot':
@@ -235,7 +235,7 @@ export class LayeredReplica implements ReplicaDevice {
         return this.snapshotReader(req.name).read(buf, req.offset, opts).then(() => ({ result: null, data: buf }));
       }
     }
-    return Promise.reject(new ReplicaError('INVALID_ARGUMENT', `unknown control op ${JSON.stringify((req as { op: unknown }).op)}`));
+    return Promise.reject(new ReplicaError('InvalidArgument', `unknown control op ${JSON.stringify((req as { op: unknown }).op)}`));
   }
 
   /** Freeze the head as snapshot `name` and continue on a new empty head; returns the name (generated when empty). */
@@ -323,7 +323,7 @@ export class LayeredReplica implements ReplicaDevice {
   installChain(view: ChainView): Promise<void> {
     return this.#exclusive(async () => {
       if (this.#chain.layers.length > 0) {
-        throw new ReplicaError('INVALID_ARGUMENT', `Cannot install a snapshot chain on replica "${this.meta.name}": it has snapshots already`);
+        throw new ReplicaError('InvalidArgument', `Cannot install a snapshot chain on replica "${this.meta.name}": it has snapshots already`);
       }
       if (view.layers.length === 0) return;
       const ids = new Set(view.layers.map((l) => l.id));
@@ -350,7 +350,7 @@ export class LayeredReplica implements ReplicaDevice {
   /** Rebuild target: put a copied extent into a layer that is being built. */
   async layerWrite(id: number, offset: number, extent: ExtentData): Promise<void> {
     const l = this.#chain.layers.find((x) => x.id === id);
-    if (!l?.building) throw new ReplicaError('INVALID_ARGUMENT', `Cannot write layer ${id} of replica "${this.meta.name}": it is not being built`);
+    if (!l?.building) throw new ReplicaError('InvalidArgument', `Cannot write layer ${id} of replica "${this.meta.name}": it is not being built`);
     await this.#layer(id).writeExtent(offset, extent);
   }
 
@@ -395,7 +395,7 @@ export class LayeredReplica implements ReplicaDevice {
   }
 
   #exclusive<T>(op: () => Promise<T>): Promise<T> {
-    if (this.#closing) return Promise.reject(new ReplicaError('CLOSED', `Cannot change the snapshots of replica "${this.meta.name}": it is closed`));
+    if (this.#closing) return Promise.reject(new ReplicaError('Closed', `Cannot change the snapshots of replica "${this.meta.name}": it is closed`));
     const p = this.#ops.catch(() => {}).then(op);
     this.#ops = p;
     return p;
@@ -496,20 +496,20 @@ export class LayeredReplica implements ReplicaDevice {
 
   #layer(id: number): FrozenLayer {
     const l = this.#layers.get(id);
-    if (!l) throw new ReplicaError('NOT_FOUND', `Replica "${this.meta.name}" has no snapshot layer ${id}`);
+    if (!l) throw new ReplicaError('NotFound', `Replica "${this.meta.name}" has no snapshot layer ${id}`);
     return l;
   }
 
   #byName(name: string): ChainLayer {
     const l = this.#chain.layers.find((x) => x.name === name);
-    if (!l) throw new ReplicaError('NOT_FOUND', `Replica "${this.meta.name}" has no snapshot "${name}"`);
+    if (!l) throw new ReplicaError('NotFound', `Replica "${this.meta.name}" has no snapshot "${name}"`);
     return l;
   }
 
   #checkNewName(name: string): void {
     checkName('snapshot name', name);
-    if (name === VOLUME_HEAD) throw new ReplicaError('INVALID_ARGUMENT', `"${VOLUME_HEAD}" is the head's name, not a snapshot's`);
-    if (this.#chain.layers.some((l) => l.name === name)) throw new ReplicaError('ALREADY_EXISTS', `Replica "${this.meta.name}" already has a snapshot "${name}"`);
+    if (name === VOLUME_HEAD) throw new ReplicaError('InvalidArgument', `"${VOLUME_HEAD}" is the head's name, not a snapshot's`);
+    if (this.#chain.layers.some((l) => l.name === name)) throw new ReplicaError('AlreadyExists', `Replica "${this.meta.name}" already has a snapshot "${name}"`);
   }
 }
 

@@ -55,7 +55,7 @@ export class FrozenLayer {
   /** The states of a block-aligned range and the bytes of its DATA runs (the rebuild and purge copy unit). */
   async readExtent(offset: number, length: number): Promise<ExtentData> {
     const bs = this.blockSize;
-    if (offset % bs !== 0 || length % bs !== 0) throw new ReplicaError('OUT_OF_RANGE', `Cannot read extent ${offset}+${length} of layer ${this.id}: it must be aligned to ${bs} bytes`);
+    if (offset % bs !== 0 || length % bs !== 0) throw new ReplicaError('OutOfRange', `Cannot read extent ${offset}+${length} of layer ${this.id}: it must be aligned to ${bs} bytes`);
     const runs = [...this.#map.runs(offset / bs, (offset + length) / bs)];
     const dataBytes = runs.reduce((n, r) => n + (r.state === BlockState.DATA ? r.count * bs : 0), 0);
     const data = Buffer.allocUnsafe(dataBytes);

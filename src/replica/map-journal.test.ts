@@ -193,7 +193,7 @@ test('damage inside the journal before a later valid batch is refused with its b
   const damaged = new Uint8Array(journal);
   damaged[secondBatch + 40]! ^= 0xff; // inside its first entry
   await assert.rejects(openWithJournal(dir, damaged), (err) => {
-    assert.ok(isReplicaError(err, 'CORRUPT'), String(err));
+    assert.ok(isReplicaError(err, 'Corrupt'), String(err));
     assert.equal(err.file, JOURNAL_FILE);
     assert.equal(err.offset, secondBatch + 28, 'points at the batch checksum');
     return true;
@@ -221,5 +221,5 @@ test('a journal from an older generation is ignored; a damaged checkpoint is ref
   bad[70]! ^= 1;
   const copy = dir.crashImage(new Rng(0));
   copy.setFile(CHECKPOINT_FILE, bad);
-  await assert.rejects(ReplicaStore.open(copy.location, { storage: copy, pending: AFTER }), (err) => isReplicaError(err, 'CORRUPT') && err.file === CHECKPOINT_FILE && err.offset === 60);
+  await assert.rejects(ReplicaStore.open(copy.location, { storage: copy, pending: AFTER }), (err) => isReplicaError(err, 'Corrupt') && err.file === CHECKPOINT_FILE && err.offset === 60);
 });

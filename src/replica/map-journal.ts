@@ -97,7 +97,7 @@ export class MapJournal {
   static async open(storage: StorageDir, geometry: MapGeometry, opts: MapJournalOptions = {}, beforeCompact?: (states: Uint8Array) => Promise<number | undefined>): Promise<OpenedMap> {
     const ckptBytes = await storage.readFile(CHECKPOINT_FILE);
     if (ckptBytes === undefined) {
-      throw new ReplicaError('CORRUPT', `replica ${storage.location} has no ${CHECKPOINT_FILE}`, { file: CHECKPOINT_FILE, offset: 0 });
+      throw new ReplicaError('Corrupt', `replica ${storage.location} has no ${CHECKPOINT_FILE}`, { file: CHECKPOINT_FILE, offset: 0 });
     }
     const ckpt = decodeCheckpoint(ckptBytes, geometry);
     const durable = ckpt.states;
@@ -153,7 +153,7 @@ export class MapJournal {
    * first (point 2 above). A failure leaves the journal in an unknown state: the caller must stop using it.
    */
   async commit(runs: readonly StateRun[], revision: number): Promise<void> {
-    if (this.#closed) throw new ReplicaError('CLOSED', 'cannot commit map changes: the map journal is closed');
+    if (this.#closed) throw new ReplicaError('Closed', 'cannot commit map changes: the map journal is closed');
     const changed = this.#changedOnly(runs);
     if (changed.length === 0 && revision === this.#revision) return;
     const batch = encodeBatch({ seq: this.#nextSeq, revision, runs: changed });

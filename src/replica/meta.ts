@@ -42,16 +42,16 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 export function checkName(what: string, name: string): void {
   if (!NAME.test(name)) {
-    throw new ReplicaError('INVALID_ARGUMENT', `${what} ${JSON.stringify(name)} must be 1-253 letters, digits, '.', '_' or '-'`);
+    throw new ReplicaError('InvalidArgument', `${what} ${JSON.stringify(name)} must be 1-253 letters, digits, '.', '_' or '-'`);
   }
 }
 
 export function checkGeometry(size: number, blockSize: number): void {
   if (!checkBlockSize(blockSize)) {
-    throw new ReplicaError('INVALID_ARGUMENT', `block size ${blockSize} must be a power of two from 512 to 1048576`);
+    throw new ReplicaError('InvalidArgument', `block size ${blockSize} must be a power of two from 512 to 1048576`);
   }
   if (!Number.isSafeInteger(size) || size <= 0 || size % blockSize !== 0) {
-    throw new ReplicaError('INVALID_ARGUMENT', `volume size ${size} must be a positive multiple of the block size ${blockSize}`);
+    throw new ReplicaError('InvalidArgument', `volume size ${size} must be a positive multiple of the block size ${blockSize}`);
   }
 }
 

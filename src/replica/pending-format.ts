@@ -118,7 +118,7 @@ export interface DecodedPending {
  * Decode a pending file: the header, then records of the header's epoch with consecutive sequence numbers from 1,
  * up to the first one that is cut short, fails its checksum, or belongs to another epoch. Returns the reason
  * instead when the header is not valid. A record whose checksum matches but whose entries are impossible was
- * written damaged (or by a bug), never torn: that is CORRUPT.
+ * written damaged (or by a bug), never torn: that is `Corrupt`.
  */
 export function decodePending(bytes: Uint8Array, expect: MapGeometry, file: string): DecodedPending | { invalid: string } {
   const header = decodePendingHeader(bytes, expect);

@@ -235,7 +235,7 @@ export class PendingLog {
         // Let the other writes of this event-loop turn put their changes in the same record.
         if (groupCommit) await new Promise((r) => setImmediate(r));
         if (this.#failed !== undefined) throw this.#failedError();
-        if (this.#closed) throw new ReplicaError('CLOSED', 'cannot append to the pending map log: it is closed');
+        if (this.#closed) throw new ReplicaError('Closed', 'cannot append to the pending map log: it is closed');
         await op();
       } catch (err) {
         this.#failed ??= err;
@@ -285,6 +285,6 @@ export class PendingLog {
   }
 
   #failedError(): ReplicaError {
-    return new ReplicaError('FAILED', `Cannot record map changes in the pending map log: ${(this.#failed as Error).message}`, { cause: this.#failed });
+    return new ReplicaError('Failed', `Cannot record map changes in the pending map log: ${(this.#failed as Error).message}`, { cause: this.#failed });
   }
 }

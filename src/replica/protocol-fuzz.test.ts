@@ -1,6 +1,6 @@
 // Fuzz tests of the replica wire protocol: random request and response streams cut at random points decode exactly
-// as sent; corrupted header fields fail with a PROTOCOL error at the field's byte offset; random damage anywhere
-// never throws anything but a PROTOCOL error; payload decoders round-trip and reject truncation with offsets.
+// as sent; corrupted header fields fail with a `Protocol` error at the field's byte offset; random damage anywhere
+// never throws anything but a `Protocol` error; payload decoders round-trip and reject truncation with offsets.
 // Failures print the seed (set REPLICA_TEST_SEED to replay).
 
 import { test } from 'node:test';
@@ -119,7 +119,7 @@ test('response streams split at random points decode identically', () => {
 
 function expectProtocolError(fn: () => unknown, offset: number, what: string): void {
   assert.throws(fn, (err) => {
-    assert.ok(isReplicaError(err, 'PROTOCOL'), `${what}: ${String(err)}`);
+    assert.ok(isReplicaError(err, 'Protocol'), `${what}: ${String(err)}`);
     assert.equal(err.offset, offset, `${what}: ${err.message}`);
     return true;
   });
@@ -172,7 +172,7 @@ test('corrupted response header fields fail with the field offset', () => {
   expectProtocolError(() => new ResponseParser().push(err), 16, 'error message over 4 KiB');
 });
 
-test('random damage to a stream only ever yields PROTOCOL errors with an offset inside the stream', () => {
+test('random damage to a stream only ever yields `Protocol` errors with an offset inside the stream', () => {
   const seed = testSeed();
   const rng = new Rng(seed);
   let errors = 0;
@@ -184,7 +184,7 @@ test('random damage to a stream only ever yields PROTOCOL errors with an offset 
     try {
       pushSplit(rng, stream, (c) => parser.push(c));
     } catch (err) {
-      assert.ok(isReplicaError(err, 'PROTOCOL'), `seed ${seed} round ${round}: ${String(err)}`);
+      assert.ok(isReplicaError(err, 'Protocol'), `seed ${seed} round ${round}: ${String(err)}`);
       assert.ok(err.offset! >= 0 && err.offset! < stream.length, `seed ${seed} round ${round}: offset ${err.offset}`);
       errors++;
     }
@@ -199,7 +199,7 @@ test('payload codecs round-trip and refuse truncation with offsets', () => {
   const blank = { ...info, backing: null };
   assert.deepEqual(decodeInfo(encodeInfo(blank)), blank);
   for (let cut = 0; cut < encoded.length; cut++) {
-    assert.throws(() => decodeInfo(encoded.subarray(0, cut), 1000), (err) => isReplicaError(err, 'PROTOCOL') && err.offset! >= 1000 && err.offset! <= 1000 + cut);
+    assert.throws(() => decodeInfo(encoded.subarray(0, cut), 1000), (err) => isReplicaError(err, 'Protocol') && err.offset! >= 1000 && err.offset! <= 1000 + cut);
   }
 
   const page = { extents: [{ offset: 0, length: 8192, state: 'data' as const }, { offset: 2 ** 45, length: 4096, state: 'zero' as const }], nextOffset: 2 ** 46 };
@@ -208,7 +208,7 @@ test('payload codecs round-trip and refuse truncation with offsets', () => {
   assert.deepEqual(decodeExtents(encodeExtents(last)), last);
   const badState = encodeExtents(page);
   badState[16 + 16] = 0;
-  assert.throws(() => decodeExtents(badState, 500), (err) => isReplicaError(err, 'PROTOCOL') && err.offset === 500 + 32);
+  assert.throws(() => decodeExtents(badState, 500), (err) => isReplicaError(err, 'Protocol') && err.offset === 500 + 32);
 
   const data = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
   const ext = { runs: [{ length: 4096, state: BlockState.UNWRITTEN }, { length: 8, state: BlockState.DATA }, { length: 4096, state: BlockState.ZERO }], data };
@@ -216,5 +216,5 @@ test('payload codecs round-trip and refuse truncation with offsets', () => {
   const back = decodeExtentData(wire);
   assert.deepEqual(back.runs, ext.runs);
   assert.deepEqual([...back.data], [...data]);
-  assert.throws(() => decodeExtentData(wire.subarray(0, wire.length - 1), 0), (err) => isReplicaError(err, 'PROTOCOL') && err.offset === 8 + 3 * 16);
+  assert.throws(() => decodeExtentData(wire.subarray(0, wire.length - 1), 0), (err) => isReplicaError(err, 'Protocol') && err.offset === 8 + 3 * 16);
 });

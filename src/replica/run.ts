@@ -31,7 +31,7 @@ export async function runReplica(opts: RunReplicaOptions, signal: AbortSignal): 
   try {
     store = await LayeredReplica.open(opts.dir, { signal });
   } catch (err) {
-    if (!isReplicaError(err, 'NOT_FOUND') || !opts.create) throw err;
+    if (!isReplicaError(err, 'NotFound') || !opts.create) throw err;
     const c = opts.create;
     store = await LayeredReplica.create(opts.dir, { ...c, signal });
     log(`replica ${c.name}: created in ${opts.dir}`);

@@ -61,12 +61,12 @@ for (const transport of ['tcp', 'unix'] as const) {
       const ext = await client.readExtent(2 * 4096, 8 * 4096);
       assert.deepEqual(ext.runs.map((r) => [r.length / 4096, r.state]), [[1, 0], [1, 1], [4, 0], [2, 2]]);
       assert.equal(ext.data.length, 4096);
-      await assert.rejects(client.read(0, 33 * 1024 * 1024), (err) => isReplicaError(err, 'INVALID_ARGUMENT'), 'refused locally, never sent');
+      await assert.rejects(client.read(0, 33 * 1024 * 1024), (err) => isReplicaError(err, 'InvalidArgument'), 'refused locally, never sent');
       await client.ping(); // the connection survived
       await client.setRevision(1234);
       assert.equal((await client.info()).revision, 1234);
       const bad = await client.read(512 * KiB, 1).catch((e: unknown) => e as ReplicaError);
-      assert.ok(isReplicaError(bad, 'REMOTE') && bad.status === WireStatus.EINVAL, String(bad));
+      assert.ok(isReplicaError(bad, 'Remote') && bad.status === WireStatus.EINVAL, String(bad));
     } finally {
       await client.close();
       await server.close();
@@ -89,7 +89,7 @@ test('requests are pipelined and answered out of order; a timed-out request does
     const order: string[] = [];
     const slow = client.read(0, 4096).then(
       () => order.push('slow'),
-      (err: unknown) => order.push(isReplicaError(err, 'TIMEOUT') ? 'slow timed out' : String(err)),
+      (err: unknown) => order.push(isReplicaError(err, 'Timeout') ? 'slow timed out' : String(err)),
     );
     const fast = Array.from({ length: 20 }, (_, i) => client.read(4096 * (i + 1), 4096).then(() => order.push('fast')));
     await Promise.all([slow, ...fast]);
@@ -115,7 +115,7 @@ test('a client that breaks the protocol is dropped and reported with the offset'
   await new Promise((r) => raw.once('connect', r));
   raw.write(Buffer.alloc(32, 0x41));
   await new Promise((r) => raw.once('close', r));
-  const err = errors.find((e) => isReplicaError(e, 'PROTOCOL'));
+  const err = errors.find((e) => isReplicaError(e, 'Protocol'));
   assert.ok(err && isReplicaError(err) && err.offset === 0, String(err));
   await client.ping(); // other connections are unaffected
   client.destroy();
@@ -123,7 +123,7 @@ test('a client that breaks the protocol is dropped and reported with the offset'
   await store.close();
 });
 
-test('close answers requests in flight; destroy fails them with CONNECTION_CLOSED', async () => {
+test('close answers requests in flight; destroy fails them with ConnectionClosed', async () => {
   const { store } = await fixture();
   const device = new FaultDevice(store);
   const server = new ReplicaServer(device);
@@ -137,8 +137,8 @@ test('close answers requests in flight; destroy fails them with CONNECTION_CLOSE
   await held; // answered before the connection closed
   await closing;
   await client.closed;
-  await assert.rejects(client.ping(), (err) => isReplicaError(err, 'CONNECTION_CLOSED'));
-  await assert.rejects(ReplicaClient.connect(addr, { connectTimeoutMs: 1000 }), (err) => isReplicaError(err, 'CONNECTION_CLOSED'));
+  await assert.rejects(client.ping(), (err) => isReplicaError(err, 'ConnectionClosed'));
+  await assert.rejects(ReplicaClient.connect(addr, { connectTimeoutMs: 1000 }), (err) => isReplicaError(err, 'ConnectionClosed'));
 
   const server2 = new ReplicaServer(device);
   const addr2 = await server2.listen({ port: 0 });
@@ -146,7 +146,7 @@ test('close answers requests in flight; destroy fails them with CONNECTION_CLOSE
   const release2 = device.hold();
   const stuck = client2.read(0, 4096);
   await new Promise((r) => setTimeout(r, 50));
-  await Promise.all([server2.destroy(), assert.rejects(stuck, (err) => isReplicaError(err, 'CONNECTION_CLOSED'))]);
+  await Promise.all([server2.destroy(), assert.rejects(stuck, (err) => isReplicaError(err, 'ConnectionClosed'))]);
   release2();
   await store.close();
 });
@@ -164,12 +164,12 @@ test('a listener with the cluster secret: OPEN with the credential gets in; none
     assert.equal((await client.info()).name, 'r-1');
     await client.close();
     // No credential: the server closes the connection at OPEN.
-    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'CONNECTION_CLOSED'));
-    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: 'cd'.repeat(32), timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'CONNECTION_CLOSED'));
-    assert.ok(errors.some((e) => isReplicaError(e, 'UNAUTHENTICATED') && /without a credential/.test(e.message)), errors.map((e) => e.message).join('; '));
-    assert.ok(errors.some((e) => isReplicaError(e, 'UNAUTHENTICATED') && /wrong credential/.test(e.message)), errors.map((e) => e.message).join('; '));
+    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'ConnectionClosed'));
+    await assert.rejects(ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: 'cd'.repeat(32), timeoutMs: 5000 }), (e: ReplicaError) => isReplicaError(e, 'ConnectionClosed'));
+    assert.ok(errors.some((e) => isReplicaError(e, 'Unauthenticated') && /without a credential/.test(e.message)), errors.map((e) => e.message).join('; '));
+    assert.ok(errors.some((e) => isReplicaError(e, 'Unauthenticated') && /wrong credential/.test(e.message)), errors.map((e) => e.message).join('; '));
     // A client with a secret against a listener without one: no greeting, so no credential is ever sent.
-    await assert.rejects(ReplicaClient.connect(plainAddr, { name: 'r-1', clusterSecret: secret, connectTimeoutMs: 300 }), (e: ReplicaError) => isReplicaError(e, 'TIMEOUT') && /greeting/.test(e.message));
+    await assert.rejects(ReplicaClient.connect(plainAddr, { name: 'r-1', clusterSecret: secret, connectTimeoutMs: 300 }), (e: ReplicaError) => isReplicaError(e, 'Timeout') && /greeting/.test(e.message));
     // The listener keeps serving the cluster.
     const again = await ReplicaClient.connect(addr, { name: 'r-1', clusterSecret: secret, timeoutMs: 5000 });
     await again.ping();

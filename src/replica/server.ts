@@ -77,10 +77,10 @@ export type ReplicaAddress = { host: string; port: number } | { path: string };
 
 /** The wire status for a device failure. */
 export function statusOf(err: unknown): WireStatus {
-  // NOT_FOUND and ALREADY_EXISTS: a snapshot request naming a snapshot that is not there, or already is.
-  if (isReplicaError(err, 'OUT_OF_RANGE') || isReplicaError(err, 'INVALID_ARGUMENT') || isReplicaError(err, 'NOT_FOUND') || isReplicaError(err, 'ALREADY_EXISTS')) return WireStatus.EINVAL;
-  if (isReplicaError(err, 'CLOSED')) return WireStatus.ESHUTDOWN;
-  if (isReplicaError(err, 'NO_REPLICA')) return WireStatus.ENOENT;
+  // NotFound and AlreadyExists: a snapshot request naming a snapshot that is not there, or already is.
+  if (isReplicaError(err, 'OutOfRange') || isReplicaError(err, 'InvalidArgument') || isReplicaError(err, 'NotFound') || isReplicaError(err, 'AlreadyExists')) return WireStatus.EINVAL;
+  if (isReplicaError(err, 'Closed')) return WireStatus.ESHUTDOWN;
+  if (isReplicaError(err, 'NoReplica')) return WireStatus.ENOENT;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return WireStatus.ENOSPC;
   return WireStatus.EIO;
@@ -147,7 +147,7 @@ class Connection {
   /** Closes a connection that did not authenticate; the reason goes to onError (the server's log). */
   #refuse(why: string): void {
     const peer = `${this.#socket.remoteAddress ?? 'a local peer'}${this.#socket.remotePort ? `:${this.#socket.remotePort}` : ''}`;
-    const err = new ReplicaError('UNAUTHENTICATED', `Closed the replica connection from ${peer}: ${why}`);
+    const err = new ReplicaError('Unauthenticated', `Closed the replica connection from ${peer}: ${why}`);
     this.#onError(err);
     this.destroy(err);
   }
@@ -229,7 +229,7 @@ class Connection {
   #call(r: ReplicaRequest): Promise<Uint8Array[]> | Uint8Array[] {
     if (r.op === Op.OPEN) return this.#open(r);
     const d = this.#device;
-    if (!d) throw new ReplicaError('NO_REPLICA', `${OP_NAMES[r.op] ?? r.op} before OPEN: this listener serves several replicas; name one with OPEN first`);
+    if (!d) throw new ReplicaError('NoReplica', `${OP_NAMES[r.op] ?? r.op} before OPEN: this listener serves several replicas; name one with OPEN first`);
     const signal = this.#abort.signal;
     const fua = (r.flags & RequestFlag.FUA) !== 0;
     const none = (): Uint8Array[] => [];
@@ -259,12 +259,12 @@ class Connection {
         d.setRevision(r.offset);
         return [];
       case Op.CONTROL: {
-        if (!d.control) throw new ReplicaError('INVALID_ARGUMENT', 'this replica has no snapshots (CONTROL is not supported)');
+        if (!d.control) throw new ReplicaError('InvalidArgument', 'this replica has no snapshots (CONTROL is not supported)');
         const { req, data } = decodeControlRequest(r.payload, r.length, r.streamOffset);
         return d.control(req, data, { signal }).then(encodeControlAnswer);
       }
     }
-    throw new ReplicaError('INVALID_ARGUMENT', `unexpected op ${r.op}`);
+    throw new ReplicaError('InvalidArgument', `unexpected op ${r.op}`);
   }
 
   /** Synchronous, so requests pipelined behind OPEN already see the replica it chose. */
@@ -274,10 +274,10 @@ class Connection {
     // A listener without a secret ignores a credential; one with a secret checked it in #authenticate.
     const proof = this.#openProof?.id === r.id ? this.#openProof.proof : undefined;
     if (this.replicaName !== undefined && this.replicaName !== name) {
-      throw new ReplicaError('INVALID_ARGUMENT', `Cannot OPEN replica "${name}": this connection already uses replica "${this.replicaName}"`);
+      throw new ReplicaError('InvalidArgument', `Cannot OPEN replica "${name}": this connection already uses replica "${this.replicaName}"`);
     }
     const device = this.#directory.open(name);
-    if (!device) throw new ReplicaError('NO_REPLICA', `No replica "${name}" is served here (it is not running on this node)`);
+    if (!device) throw new ReplicaError('NoReplica', `No replica "${name}" is served here (it is not running on this node)`);
     this.#device = device;
     this.replicaName = name;
     return proof ? [proof] : [];
@@ -331,14 +331,14 @@ export class ReplicaServer {
 
   /** Listen on one more endpoint (TCP: host defaults to 127.0.0.1, port 0 picks one; or a Unix socket path). */
   async listen(endpoint: ReplicaListenOptions, { signal }: { signal?: AbortSignal } = {}): Promise<ReplicaAddress> {
-    if (this.#closing) throw new ReplicaError('CLOSED', 'Cannot listen: the replica server is closed');
+    if (this.#closing) throw new ReplicaError('Closed', 'Cannot listen: the replica server is closed');
     signal?.throwIfAborted();
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
     const where = 'path' in endpoint ? endpoint.path : `${endpoint.host ?? '127.0.0.1'}:${endpoint.port}`;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         signal?.removeEventListener('abort', onAbort);
-        reject(new ReplicaError('INVALID_ARGUMENT', `Cannot listen on ${where}: ${err.message}`, { cause: err }));
+        reject(new ReplicaError('InvalidArgument', `Cannot listen on ${where}: ${err.message}`, { cause: err }));
       };
       const onAbort = (): void => {
         server.off('error', onError);
@@ -364,7 +364,7 @@ export class ReplicaServer {
     this.#closing = true;
     const conns = [...this.#connections];
     for (const c of conns) c.drain();
-    const onAbort = (): void => void this.destroy(new ReplicaError('CLOSED', 'replica server close aborted'));
+    const onAbort = (): void => void this.destroy(new ReplicaError('Closed', 'replica server close aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await Promise.all([...conns.map((c) => c.closed), this.#closeListeners()]);
@@ -376,7 +376,7 @@ export class ReplicaServer {
   /** Abrupt: drop every connection now (device calls in flight see their signal abort). */
   async destroy(err?: Error): Promise<void> {
     this.#closing = true;
-    const reason = err ?? new ReplicaError('CLOSED', 'replica server destroyed');
+    const reason = err ?? new ReplicaError('Closed', 'replica server destroyed');
     const conns = [...this.#connections];
     for (const c of conns) c.destroy(reason);
     await Promise.all([...conns.map((c) => c.closed), this.#closeListeners()]);
@@ -403,7 +403,7 @@ export class ReplicaServer {
       const addr = socket.remoteAddress ?? 'unix';
       const n = this.#unauthenticated.get(addr) ?? 0;
       if (n >= this.#maxUnauthenticated) {
-        this.#onError(new ReplicaError('UNAUTHENTICATED', `Closed a replica connection from ${addr}: it already has ${n} connections that did not present a credential`));
+        this.#onError(new ReplicaError('Unauthenticated', `Closed a replica connection from ${addr}: it already has ${n} connections that did not present a credential`));
         socket.destroy();
         return;
       }

@@ -169,7 +169,7 @@ export async function openBackingSource(path: string, gate: SyncIoGate | undefin
   const handle = await open(path, 'r');
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new ImageFormatError('NOT_A_FILE', `image ${JSON.stringify(path)} is not a regular file`);
+    if (!st.isFile()) throw new ImageFormatError('NotAFile', `image ${JSON.stringify(path)} is not a regular file`);
     return { size: st.size, read: (buf, position) => readFully(handle, gate, buf, position), close: () => handle.close() };
   } catch (err) {
     await handle.close();

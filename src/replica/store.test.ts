@@ -80,9 +80,9 @@ test('a replica without a backing image reads zeros; a backing image larger than
   const path = await backingFile(dir, new Uint8Array(2 * MiB));
   await assert.rejects(
     ReplicaStore.create(join(dir, 'small'), { name: 'small', size: 1 * MiB, backing: { name: 'bi', uuid: 'u', path } }),
-    (err) => isReplicaError(err, 'BACKING_MISMATCH'),
+    (err) => isReplicaError(err, 'BackingMismatch'),
   );
-  await assert.rejects(ReplicaStore.create(join(dir, 'odd'), { name: 'odd', size: 1000 }), (err) => isReplicaError(err, 'INVALID_ARGUMENT'));
+  await assert.rejects(ReplicaStore.create(join(dir, 'odd'), { name: 'odd', size: 1000 }), (err) => isReplicaError(err, 'InvalidArgument'));
 });
 
 test('partial-block writes merge with backing content; TRIM and WRITE_ZEROES hide it', async () => {
@@ -188,12 +188,12 @@ test('concurrent overlapping operations apply in call order; readExtent returns 
       } else if (r.state === 2) assert.ok(model.subarray(at, at + r.length).every((b) => b === 0), `seed ${seed}: ZERO run`);
       at += r.length;
     }
-    await assert.rejects(store.readExtent(100, 4096), (err) => isReplicaError(err, 'OUT_OF_RANGE'));
-    await assert.rejects(store.read(size - 10, 11), (err) => isReplicaError(err, 'OUT_OF_RANGE'));
+    await assert.rejects(store.readExtent(100, 4096), (err) => isReplicaError(err, 'OutOfRange'));
+    await assert.rejects(store.read(size - 10, 11), (err) => isReplicaError(err, 'OutOfRange'));
   } finally {
     await store.close();
   }
-  await assert.rejects(store.read(0, 1), (err) => isReplicaError(err, 'CLOSED'));
+  await assert.rejects(store.read(0, 1), (err) => isReplicaError(err, 'Closed'));
 });
 
 test('open refuses a swapped backing file, a missing replica and a second create', async () => {
@@ -202,8 +202,8 @@ test('open refuses a swapped backing file, a missing replica and a second create
   const rdir = join(dir, 'r');
   const store = await ReplicaStore.create(rdir, { name: 'r', size: 128 * KiB, backing: { name: 'bi', uuid: 'u', path } });
   await store.close();
-  await assert.rejects(ReplicaStore.create(rdir, { name: 'r', size: 128 * KiB }), (err) => isReplicaError(err, 'ALREADY_EXISTS'));
+  await assert.rejects(ReplicaStore.create(rdir, { name: 'r', size: 128 * KiB }), (err) => isReplicaError(err, 'AlreadyExists'));
   await writeFile(path, new Uint8Array(32 * KiB));
-  await assert.rejects(ReplicaStore.open(rdir), (err) => isReplicaError(err, 'BACKING_MISMATCH'));
-  await assert.rejects(ReplicaStore.open(join(dir, 'none')), (err) => isReplicaError(err, 'NOT_FOUND'));
+  await assert.rejects(ReplicaStore.open(rdir), (err) => isReplicaError(err, 'BackingMismatch'));
+  await assert.rejects(ReplicaStore.open(join(dir, 'none')), (err) => isReplicaError(err, 'NotFound'));
 });

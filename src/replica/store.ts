@@ -77,7 +77,7 @@ export async function lockDir(dir: string, opts: ReplicaStoreOptions): Promise<F
   if (opts.storage) return undefined;
   const r = await FileLock.tryAcquire(join(dir, LOCK_FILE), opts.holder ?? `replica process ${process.pid}`);
   if (r instanceof FileLock) return r;
-  throw new ReplicaError('LOCKED', `Cannot open the replica in ${dir}: it is open by ${describeHolder(r.heldBy)}`);
+  throw new ReplicaError('Locked', `Cannot open the replica in ${dir}: it is open by ${describeHolder(r.heldBy)}`);
 }
 
 /** The backing image reader, over a source whose small reads go through `gate`; shared when `shared` is given. */
@@ -137,7 +137,7 @@ export class ReplicaStore implements ReplicaDevice {
     let meta: ReplicaMeta | undefined;
     try {
       if ((await storage.readFile(META_FILE)) !== undefined) {
-        throw new ReplicaError('ALREADY_EXISTS', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
+        throw new ReplicaError('AlreadyExists', `Cannot create replica "${opts.name}" in ${dir}: a replica already exists there`);
       }
       if (opts.backing) {
         checkName('backing image name', opts.backing.name);
@@ -147,7 +147,7 @@ export class ReplicaStore implements ReplicaDevice {
           await backing.close();
         }
         if (backing.virtualSize > opts.size) {
-          throw new ReplicaError('BACKING_MISMATCH', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
+          throw new ReplicaError('BackingMismatch', `Cannot create replica "${opts.name}": backing image "${opts.backing.name}" is ${backing.virtualSize} bytes, larger than the ${opts.size}-byte volume`);
         }
       }
       meta = {
@@ -188,19 +188,19 @@ export class ReplicaStore implements ReplicaDevice {
     let head: StorageFile | undefined;
     try {
       const bytes = await storage.readFile(META_FILE);
-      if (bytes === undefined) throw new ReplicaError('NOT_FOUND', `No replica in ${dir}: ${META_FILE} is missing`);
+      if (bytes === undefined) throw new ReplicaError('NotFound', `No replica in ${dir}: ${META_FILE} is missing`);
       const meta = decodeMeta(bytes);
       if (meta.backing && !opts.below) {
         const b = meta.backing;
         backing = await openBacking(resolve(dir, b.path), gate, opts.signal, opts.backingReaders);
         if (backing.format !== b.format || backing.virtualSize !== b.virtualSize) {
-          throw new ReplicaError('BACKING_MISMATCH', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
+          throw new ReplicaError('BackingMismatch', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
       }
       head = await storage.open(HEAD_FILE, { create: false });
       const headSize = await head.size();
       if (headSize !== meta.size) {
-        throw new ReplicaError('CORRUPT', `replica ${dir}: ${HEAD_FILE} is ${headSize} bytes, the volume is ${meta.size}`, { file: HEAD_FILE, offset: 0 });
+        throw new ReplicaError('Corrupt', `replica ${dir}: ${HEAD_FILE} is ${headSize} bytes, the volume is ${meta.size}`, { file: HEAD_FILE, offset: 0 });
       }
       opts.signal?.throwIfAborted();
       const geometry = { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize };
@@ -312,7 +312,7 @@ export class ReplicaStore implements ReplicaDevice {
   readExtent(offset: number, length: number, { signal }: Signal = {}): Promise<ExtentData> {
     const bs = this.meta.blockSize;
     if (offset % bs !== 0 || length % bs !== 0) {
-      return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot read extent ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
+      return Promise.reject(new ReplicaError('OutOfRange', `Cannot read extent ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
     }
     return this.#run('read extent', offset, length, 'shared', async () => {
       signal?.throwIfAborted();
@@ -346,7 +346,7 @@ export class ReplicaStore implements ReplicaDevice {
     const bs = this.meta.blockSize;
     const length = extent.runs.reduce((n, r) => n + r.length, 0);
     if (offset % bs !== 0 || length % bs !== 0) {
-      return Promise.reject(new ReplicaError('OUT_OF_RANGE', `Cannot adopt ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
+      return Promise.reject(new ReplicaError('OutOfRange', `Cannot adopt ${offset}+${length}: it must be aligned to the ${bs}-byte block size`));
     }
     return this.#run('adopt', offset, length, 'exclusive', async () => {
       let at = offset / bs;
@@ -373,7 +373,7 @@ export class ReplicaStore implements ReplicaDevice {
 
   /** Set the revision counter (a rebuilt replica takes its source's); durable at the next flush. */
   setRevision(revision: number): void {
-    if (!Number.isSafeInteger(revision) || revision < 0) throw new ReplicaError('INVALID_ARGUMENT', `revision ${revision} must be a non-negative integer`);
+    if (!Number.isSafeInteger(revision) || revision < 0) throw new ReplicaError('InvalidArgument', `revision ${revision} must be a non-negative integer`);
     this.#revision = revision;
   }
 
@@ -501,7 +501,7 @@ export class ReplicaStore implements ReplicaDevice {
       // After a failed fdatasync the page cache may have dropped the data: nothing about the head can be trusted.
       this.#failed = err;
       this.#map.restoreDirty(runs);
-      throw new ReplicaError('FAILED', `Cannot flush replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
+      throw new ReplicaError('Failed', `Cannot flush replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -537,22 +537,22 @@ export class ReplicaStore implements ReplicaDevice {
 
   #checkRange(what: string, offset: number, length: number): void {
     const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.meta.size;
-    if (!ok) throw new ReplicaError('OUT_OF_RANGE', `Cannot ${what} ${offset}+${length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume`);
+    if (!ok) throw new ReplicaError('OutOfRange', `Cannot ${what} ${offset}+${length} on replica "${this.meta.name}": outside the ${this.meta.size}-byte volume`);
   }
 
   /** A pending-log append failed: the map changes since can no longer be promised to survive, so stop. */
   #fail(what: string, err: unknown): never {
     this.#failed ??= err;
-    throw new ReplicaError('FAILED', `Cannot ${what} on replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
+    throw new ReplicaError('Failed', `Cannot ${what} on replica "${this.meta.name}": ${(err as Error).message}`, { cause: err });
   }
 
   #checkFailed(what: string): void {
     if (this.#failed !== undefined) {
-      throw new ReplicaError('FAILED', `Cannot ${what} on replica "${this.meta.name}": an earlier flush failed`, { cause: this.#failed });
+      throw new ReplicaError('Failed', `Cannot ${what} on replica "${this.meta.name}": an earlier flush failed`, { cause: this.#failed });
     }
   }
 
   #closedError(what: string): ReplicaError {
-    return new ReplicaError('CLOSED', `Cannot ${what} on replica "${this.meta.name}": it is closed`);
+    return new ReplicaError('Closed', `Cannot ${what} on replica "${this.meta.name}": it is closed`);
   }
 }

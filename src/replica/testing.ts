@@ -264,7 +264,7 @@ export class FaultDevice implements ReplicaDevice {
   }
   control(req: ControlRequest, data: Uint8Array, opts?: { signal?: AbortSignal | undefined }): Promise<ControlAnswer> {
     const inner = this.inner;
-    if (!inner.control) return Promise.reject(new ReplicaError('INVALID_ARGUMENT', 'the wrapped device has no snapshots'));
+    if (!inner.control) return Promise.reject(new ReplicaError('InvalidArgument', 'the wrapped device has no snapshots'));
     return this.#enter('control', 0, () => inner.control!(req, data, opts));
   }
 

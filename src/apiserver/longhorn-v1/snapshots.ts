@@ -115,7 +115,7 @@ async function call<T>(url: string, method: string, dataPlane: DataPlaneAuth, bo
   } catch {
     // a plain-text body
   }
-  const storeCode = res.status === 404 || code === 'SNAPSHOT_UNKNOWN' ? 'NotFound' : res.status === 400 ? 'BadRequest' : res.status === 409 ? 'Conflict' : 'Internal';
+  const storeCode = res.status === 404 || code === 'SnapshotUnknown' ? 'NotFound' : res.status === 400 ? 'BadRequest' : res.status === 409 ? 'Conflict' : 'Internal';
   throw new StoreError(storeCode, message);
 }
 

@@ -9,6 +9,7 @@
 import { dataPlaneHeaders } from '../common/http-json.js';
 import { SourceParam, type BackingImage } from '../../api/backing-image.js';
 import type { Engine } from '../../api/engine.js';
+import type { FileIdentity } from '../../api/file-identity.js';
 import type { Replica } from '../../api/replica.js';
 import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import { ExportParam } from '../../api/backing-image-data-source.js';
@@ -40,7 +41,7 @@ interface SourceInfo {
   format: string | null;
   message: string;
   filePath: string | null;
-  identity: { size: number; mtimeNs: string; ino: string } | null;
+  identity: FileIdentity | null;
   rate?: number;
   etaSeconds?: number | null;
 }
@@ -95,7 +96,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
       st.message = info.message;
       st.runningParameters = {
         ...(info.filePath ? { filePath: info.filePath } : {}),
-        ...(info.identity ? { identity: JSON.stringify({ size: info.identity.size, mtimeNs: info.identity.mtimeNs, inode: info.identity.ino }) } : {}),
+        ...(info.identity ? { identity: JSON.stringify(info.identity) } : {}),
         ...(info.virtualSize ? { virtualSize: String(info.virtualSize) } : {}),
         ...(info.format ? { format: info.format } : {}),
         ...(info.rate ? { rate: String(Math.round(info.rate)) } : {}),

@@ -153,5 +153,5 @@ test('blockdev frontend: leftovers of an engine killed with SIGKILL are cleaned 
 });
 
 test('NbdLoopDevice refuses volume names that are not one path component', { skip: unavailable ?? false }, async () => {
-  await assert.rejects(NbdLoopDevice.create({ volume: '../x', nbdUri: 'nbd://127.0.0.1:1/x', deviceDir: join(root, 'dev-c') }), { code: 'BLOCKDEV_INVALID_ARGUMENT' });
+  await assert.rejects(NbdLoopDevice.create({ volume: '../x', nbdUri: 'nbd://127.0.0.1:1/x', deviceDir: join(root, 'dev-c') }), { code: 'BlockdevInvalidArgument' });
 });

@@ -41,7 +41,7 @@ export async function blockdevUnavailable(): Promise<string | undefined> {
     try {
       await exec(tool, ['--version']);
     } catch (err) {
-      if (err instanceof BlockdevError && err.code === 'BLOCKDEV_UNAVAILABLE') return `${tool} is not installed`;
+      if (err instanceof BlockdevError && err.code === 'BlockdevUnavailable') return `${tool} is not installed`;
     }
   }
   return undefined;
@@ -49,7 +49,7 @@ export async function blockdevUnavailable(): Promise<string | undefined> {
 
 function checkVolume(volume: string): void {
   if (volume === '' || volume === '.' || volume === '..' || volume.includes('/') || volume.includes('\0')) {
-    throw new BlockdevError('BLOCKDEV_INVALID_ARGUMENT', `volume name ${JSON.stringify(volume)} cannot name a device file`);
+    throw new BlockdevError('BlockdevInvalidArgument', `volume name ${JSON.stringify(volume)} cannot name a device file`);
   }
 }
 
@@ -100,7 +100,7 @@ export class NbdLoopDevice {
     const direct = opts.directIo ?? true;
     const { stdout } = await exec('losetup', ['--find', '--show', ...(direct ? ['--direct-io=on'] : []), this.#file], sig);
     this.#loop = stdout.trim();
-    if (!this.#loop.startsWith('/dev/')) throw new BlockdevError('BLOCKDEV_COMMAND_FAILED', `losetup --find --show ${this.#file} printed ${JSON.stringify(stdout)}, not a device`);
+    if (!this.#loop.startsWith('/dev/')) throw new BlockdevError('BlockdevCommandFailed', `losetup --find --show ${this.#file} printed ${JSON.stringify(stdout)}, not a device`);
     await symlink(this.#loop, this.path);
     this.#log(`blockdev ${opts.volume}: ${this.path} -> ${this.#loop} (${this.#file} over ${opts.nbdUri})`);
   }
@@ -129,18 +129,18 @@ export class NbdLoopDevice {
       signal?.throwIfAborted();
       if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
         await this.#fuseExited;
-        throw new BlockdevError('BLOCKDEV_COMMAND_FAILED', `nbdfuse ${this.#file} exited before exposing the export: ${this.#fuseStderr.trim() || `exit ${child.exitCode ?? child.signalCode}`}`);
+        throw new BlockdevError('BlockdevCommandFailed', `nbdfuse ${this.#file} exited before exposing the export: ${this.#fuseStderr.trim() || `exit ${child.exitCode ?? child.signalCode}`}`);
       }
       if ((await mountPoints()).has(this.#file)) {
         const st = await stat(this.#file).catch(() => undefined);
         if (st && (size === undefined ? st.size > 0 : st.size === size)) return;
         if (st && size !== undefined && st.size > 0 && st.size !== size) {
-          throw new BlockdevError('BLOCKDEV_INVALID_ARGUMENT', `nbdfuse ${this.#file} shows ${st.size} bytes, the volume has ${size}`);
+          throw new BlockdevError('BlockdevInvalidArgument', `nbdfuse ${this.#file} shows ${st.size} bytes, the volume has ${size}`);
         }
       }
       await sleep(25);
     }
-    throw new BlockdevError('BLOCKDEV_TIMEOUT', `nbdfuse did not expose ${this.#file} within ${timeoutMs} ms${this.#fuseStderr ? `: ${this.#fuseStderr.trim()}` : ''}`);
+    throw new BlockdevError('BlockdevTimeout', `nbdfuse did not expose ${this.#file} within ${timeoutMs} ms${this.#fuseStderr ? `: ${this.#fuseStderr.trim()}` : ''}`);
   }
 
   /** Removes the symlink, detaches the loop device, unmounts, waits for nbdfuse. Idempotent. */

@@ -3,13 +3,13 @@
 
 export type BlockdevErrorCode =
   /** An argument is invalid (volume name with "/", relative directory, bad size). */
-  | 'BLOCKDEV_INVALID_ARGUMENT'
+  | 'BlockdevInvalidArgument'
   /** A tool the frontend needs (nbdfuse, losetup, fusermount3) is not installed, or /dev/loop-control is absent. */
-  | 'BLOCKDEV_UNAVAILABLE'
+  | 'BlockdevUnavailable'
   /** A command exited non-zero or was killed; the message carries its stderr. */
-  | 'BLOCKDEV_COMMAND_FAILED'
+  | 'BlockdevCommandFailed'
   /** nbdfuse did not expose the file (at the expected size) in time. */
-  | 'BLOCKDEV_TIMEOUT';
+  | 'BlockdevTimeout';
 
 export class BlockdevError extends Error {
   override readonly name = 'BlockdevError';

@@ -9,7 +9,7 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Runs `cmd args…` to completion; rejects with BLOCKDEV_COMMAND_FAILED (or BLOCKDEV_UNAVAILABLE when missing). */
+/** Runs `cmd args…` to completion; rejects with BlockdevCommandFailed (or BlockdevUnavailable when missing). */
 export function exec(cmd: string, args: string[], { signal }: { signal?: AbortSignal } = {}): Promise<ExecResult> {
   const line = [cmd, ...args].join(' ');
   return new Promise((resolve, reject) => {
@@ -19,13 +19,13 @@ export function exec(cmd: string, args: string[], { signal }: { signal?: AbortSi
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') reject(new BlockdevError('BLOCKDEV_UNAVAILABLE', `Cannot run ${cmd}: it is not installed (not on PATH)`, { cause: err }));
-      else reject(new BlockdevError('BLOCKDEV_COMMAND_FAILED', `${line}: ${err.message}`, { cause: err }));
+      if (err.code === 'ENOENT') reject(new BlockdevError('BlockdevUnavailable', `Cannot run ${cmd}: it is not installed (not on PATH)`, { cause: err }));
+      else reject(new BlockdevError('BlockdevCommandFailed', `${line}: ${err.message}`, { cause: err }));
     });
     child.once('close', (code, sig) => {
       if (code === 0) return resolve({ stdout, stderr });
       const how = sig ? `was killed by ${sig}` : `exited with code ${code}`;
-      reject(new BlockdevError('BLOCKDEV_COMMAND_FAILED', `${line} ${how}${stderr.trim() ? `: ${stderr.trim()}` : ''}`));
+      reject(new BlockdevError('BlockdevCommandFailed', `${line} ${how}${stderr.trim() ? `: ${stderr.trim()}` : ''}`));
     });
   });
 }

@@ -41,7 +41,7 @@ export async function detachLoop(loop: string, { signal }: { signal?: AbortSigna
     if (!(await exists(sys))) return;
     await sleep(50);
   }
-  throw new BlockdevError('BLOCKDEV_TIMEOUT', `losetup --detach ${loop}: the loop device still holds its file after 5 s (is it open elsewhere?)`);
+  throw new BlockdevError('BlockdevTimeout', `losetup --detach ${loop}: the loop device still holds its file after 5 s (is it open elsewhere?)`);
 }
 
 /** Unmounts a FUSE mount point; retries while busy (a loop device releasing it), then detaches it lazily. */
@@ -61,7 +61,7 @@ export async function unmountFuse(mountPoint: string, { signal }: { signal?: Abo
   try {
     await exec('fusermount3', ['-u', '-z', mountPoint], signal ? { signal } : {});
   } catch (err) {
-    throw new BlockdevError('BLOCKDEV_COMMAND_FAILED', `Cannot unmount ${mountPoint}: ${(last as Error | undefined)?.message ?? (err as Error).message}`, { cause: err });
+    throw new BlockdevError('BlockdevCommandFailed', `Cannot unmount ${mountPoint}: ${(last as Error | undefined)?.message ?? (err as Error).message}`, { cause: err });
   }
 }
 
@@ -85,7 +85,7 @@ export async function cleanupStale(link: string, file: string, opts: { signal?: 
     opts.log?.(`blockdev: removing stale link ${link} -> ${await readlink(link).catch(() => '?')}`);
     await unlink(link).catch(ignoreNotFound);
   } else if (st) {
-    throw new BlockdevError('BLOCKDEV_INVALID_ARGUMENT', `Cannot create ${link}: something that is not a symlink is there; remove it first`);
+    throw new BlockdevError('BlockdevInvalidArgument', `Cannot create ${link}: something that is not a symlink is there; remove it first`);
   }
 }
 

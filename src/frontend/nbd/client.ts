@@ -81,7 +81,7 @@ class HandshakeReader {
     this.#wake();
   };
   readonly #onClose = (): void => {
-    this.#error ??= new NbdError('NBD_CONNECTION_CLOSED', 'NBD server closed the connection during the handshake');
+    this.#error ??= new NbdError('NbdConnectionClosed', 'NBD server closed the connection during the handshake');
     this.#wake();
   };
 
@@ -137,7 +137,7 @@ async function dial(endpoint: NbdEndpoint, signal: AbortSignal | undefined): Pro
     });
     socket.once('error', (err) => {
       signal?.removeEventListener('abort', onAbort);
-      reject(new NbdError('NBD_CONNECTION_CLOSED', `Cannot connect to NBD server: ${err.message}`, { cause: err }));
+      reject(new NbdError('NbdConnectionClosed', `Cannot connect to NBD server: ${err.message}`, { cause: err }));
     });
   });
   return socket;
@@ -152,7 +152,7 @@ async function readOptionReply(reader: HandshakeReader): Promise<{ replyType: nu
 
 function optionFailure(what: string, replyType: number, data: Uint8Array): NbdError {
   const message = new TextDecoder().decode(data);
-  const code = replyType === NbdRep.ERR_UNKNOWN ? 'NBD_EXPORT_UNKNOWN' : 'NBD_OPTION_FAILED';
+  const code = replyType === NbdRep.ERR_UNKNOWN ? 'NbdExportUnknown' : 'NbdOptionFailed';
   const text = `NBD server refused ${what} (reply 0x${replyType.toString(16)}): ${message}`;
   return new NbdError(code, text, { replyType });
 }
@@ -161,7 +161,7 @@ function optionFailure(what: string, replyType: number, data: Uint8Array): NbdEr
 async function greet(socket: net.Socket, reader: HandshakeReader): Promise<boolean> {
   const { handshakeFlags } = decodeGreeting(await reader.read(NBD_GREETING_SIZE));
   if ((handshakeFlags & NbdHandshakeFlag.FIXED_NEWSTYLE) === 0) {
-    throw new NbdError('NBD_PROTOCOL', 'NBD server does not speak fixed newstyle');
+    throw new NbdError('NbdProtocol', 'NBD server does not speak fixed newstyle');
   }
   const noZeroes = (handshakeFlags & NbdHandshakeFlag.NO_ZEROES) !== 0;
   socket.write(encodeClientFlags(NbdClientFlag.FIXED_NEWSTYLE | (noZeroes ? NbdClientFlag.NO_ZEROES : 0)));
@@ -249,7 +249,7 @@ export class NbdClient {
         } else if ('description' in item) info.description = item.description;
       }
       if (info.size < 0) {
-        throw new NbdError('NBD_PROTOCOL', 'NBD server acknowledged NBD_OPT_GO without NBD_INFO_EXPORT');
+        throw new NbdError('NbdProtocol', 'NBD server acknowledged NBD_OPT_GO without NBD_INFO_EXPORT');
       }
       return new NbdClient(socket, reader.detach(), info);
     } catch (err) {
@@ -370,14 +370,14 @@ export class NbdClient {
   /** Protocol errors from the server keep their code; socket errors become the cause of a closed-connection error. */
   #closedError(): Error {
     if (this.#error instanceof NbdError) return this.#error;
-    return new NbdError('NBD_CONNECTION_CLOSED', 'NBD connection closed', { cause: this.#error });
+    return new NbdError('NbdConnectionClosed', 'NBD connection closed', { cause: this.#error });
   }
 
   async #checked(what: string, req: NbdRawRequest, opts: { signal?: AbortSignal }): Promise<NbdRawReply> {
     const reply = await this.request(req, opts);
     if (reply.error !== NbdErrno.OK) {
       const message = `NBD ${what} at ${req.offset ?? 0} failed: ${nbdErrnoName(reply.error)}`;
-      throw new NbdError('NBD_REQUEST_FAILED', message, { nbdErrno: reply.error });
+      throw new NbdError('NbdRequestFailed', message, { nbdErrno: reply.error });
     }
     return reply;
   }

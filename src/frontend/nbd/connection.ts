@@ -111,7 +111,7 @@ export class NbdConnection {
     socket.once('close', () => this.#onClose());
     this.#timer = setTimeout(() => {
       const ms = host.limits.handshakeTimeoutMs;
-      host.reportError(new NbdError('NBD_HANDSHAKE_TIMEOUT', `NBD client did not finish the handshake in ${ms} ms`));
+      host.reportError(new NbdError('NbdHandshakeTimeout', `NBD client did not finish the handshake in ${ms} ms`));
       this.destroy();
     }, host.limits.handshakeTimeoutMs);
     socket.write(encodeGreeting());
@@ -133,7 +133,7 @@ export class NbdConnection {
 
   /** Abrupt: cancel device calls and drop the socket. */
   destroy(reason?: Error): void {
-    this.#abort.abort(reason ?? new NbdError('NBD_CONNECTION_CLOSED', 'NBD connection destroyed'));
+    this.#abort.abort(reason ?? new NbdError('NbdConnectionClosed', 'NBD connection destroyed'));
     this.#socket.destroy();
   }
 
@@ -144,7 +144,7 @@ export class NbdConnection {
       if (this.#state === 'handshake') this.#onHandshakeData(this.#transientReads ? Buffer.from(chunk) : chunk);
       else if (this.#state !== 'closed') this.#onTransmissionData(chunk, this.#transientReads);
     } catch (err) {
-      const error = isNbdError(err) ? err : new NbdError('NBD_PROTOCOL', 'NBD connection failed', { cause: err });
+      const error = isNbdError(err) ? err : new NbdError('NbdProtocol', 'NBD connection failed', { cause: err });
       this.#host.reportError(error);
       this.destroy(error);
     }
@@ -156,7 +156,7 @@ export class NbdConnection {
       if (msg.kind === 'clientFlags') {
         const known = NbdClientFlag.FIXED_NEWSTYLE | NbdClientFlag.NO_ZEROES;
         if ((msg.flags & ~known) !== 0) {
-          throw new NbdError('NBD_PROTOCOL', `NBD client sent unknown client flags 0x${msg.flags.toString(16)}`, {
+          throw new NbdError('NbdProtocol', `NBD client sent unknown client flags 0x${msg.flags.toString(16)}`, {
             offset: msg.offset,
           });
         }
@@ -190,7 +190,7 @@ export class NbdConnection {
         const name = decodeExportName(data, dataOffset);
         const entry = host.isClosing() ? undefined : host.findExport(name);
         if (!entry) {
-          host.reportError(new NbdError('NBD_EXPORT_UNKNOWN', `NBD client asked for unknown export "${name}"`));
+          host.reportError(new NbdError('NbdExportUnknown', `NBD client asked for unknown export "${name}"`));
           this.#end();
           return 'stop';
         }
@@ -372,7 +372,7 @@ export class NbdConnection {
     this.#socketClosed = true;
     this.#state = 'closed';
     clearTimeout(this.#timer);
-    this.#abort.abort(new NbdError('NBD_CONNECTION_CLOSED', 'NBD connection closed'));
+    this.#abort.abort(new NbdError('NbdConnectionClosed', 'NBD connection closed'));
     this.#pending = [];
     const entry = this.#export;
     if (entry && entry.connections.delete(this)) entry.stats.connections--;

@@ -4,29 +4,29 @@
 
 export type NbdErrorCode =
   /** The peer sent bytes that violate the protocol (bad magic, impossible length, unknown client flag, ...). */
-  | 'NBD_PROTOCOL'
+  | 'NbdProtocol'
   /** A client did not finish option haggling within the handshake timeout. */
-  | 'NBD_HANDSHAKE_TIMEOUT'
+  | 'NbdHandshakeTimeout'
   /** An argument given to this module's API is invalid (export name, size, endpoint). */
-  | 'NBD_INVALID_ARGUMENT'
+  | 'NbdInvalidArgument'
   /** `addExport` with a name that is already exported. */
-  | 'NBD_EXPORT_EXISTS'
+  | 'NbdExportExists'
   /** The export named does not exist (server API, or the server's answer to a client). */
-  | 'NBD_EXPORT_UNKNOWN'
+  | 'NbdExportUnknown'
   /** The server is closing or closed; no new listeners, exports or connections. */
-  | 'NBD_SERVER_CLOSED'
+  | 'NbdServerClosed'
   /** `listen` for a transport that already has a listener. */
-  | 'NBD_ALREADY_LISTENING'
+  | 'NbdAlreadyListening'
   /** The operating system refused the listening socket (address in use, permission, bad path). */
-  | 'NBD_LISTEN_FAILED'
+  | 'NbdListenFailed'
   /** A write-type call on a read-only device (carries `nbdErrno` EPERM). */
-  | 'NBD_DEVICE_READ_ONLY'
+  | 'NbdDeviceReadOnly'
   /** Client side: the server answered an option with an error reply (`replyType` says which). */
-  | 'NBD_OPTION_FAILED'
+  | 'NbdOptionFailed'
   /** Client side: the server answered a transmission request with a non-zero error (`nbdErrno` says which). */
-  | 'NBD_REQUEST_FAILED'
+  | 'NbdRequestFailed'
   /** The connection closed (or was closed) while something still waited on it. */
-  | 'NBD_CONNECTION_CLOSED';
+  | 'NbdConnectionClosed';
 
 export interface NbdErrorDetails {
   cause?: unknown;
@@ -59,10 +59,10 @@ export function isNbdError(err: unknown, code?: NbdErrorCode): err is NbdError {
 }
 
 export function isProtocolError(err: unknown): err is NbdError {
-  return isNbdError(err, 'NBD_PROTOCOL');
+  return isNbdError(err, 'NbdProtocol');
 }
 
 /** Shorthand for the parsers: a protocol error at `offset`. */
 export function protocolError(offset: number, message: string): NbdError {
-  return new NbdError('NBD_PROTOCOL', `NBD protocol error at byte ${offset}: ${message}`, { offset });
+  return new NbdError('NbdProtocol', `NBD protocol error at byte ${offset}: ${message}`, { offset });
 }

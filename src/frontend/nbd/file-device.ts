@@ -41,10 +41,10 @@ export class FileBlockDevice implements BlockDevice {
     opts.signal?.throwIfAborted();
     const readOnly = opts.readOnly ?? false;
     if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size < 0)) {
-      throw new NbdError('NBD_INVALID_ARGUMENT', `Cannot open ${path} as a block device: size ${opts.size} is invalid`);
+      throw new NbdError('NbdInvalidArgument', `Cannot open ${path} as a block device: size ${opts.size} is invalid`);
     }
     if (opts.create && (readOnly || opts.size === undefined)) {
-      throw new NbdError('NBD_INVALID_ARGUMENT', `Cannot create ${path}: creating needs a size and a writable device`);
+      throw new NbdError('NbdInvalidArgument', `Cannot create ${path}: creating needs a size and a writable device`);
     }
     const flags = readOnly
       ? fsConstants.O_RDONLY
@@ -127,7 +127,7 @@ export class FileBlockDevice implements BlockDevice {
 
   #checkWritable(what: string): void {
     if (this.readOnly) {
-      throw new NbdError('NBD_DEVICE_READ_ONLY', `Cannot ${what} ${this.path}: the device is read-only`, {
+      throw new NbdError('NbdDeviceReadOnly', `Cannot ${what} ${this.path}: the device is read-only`, {
         nbdErrno: NbdErrno.EPERM,
       });
     }

@@ -45,7 +45,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 function assertProtocolError(fn: () => unknown, offset: number): void {
   assert.throws(fn, (err: unknown) => {
-    assert.ok(isProtocolError(err), `expected NBD_PROTOCOL, got ${String(err)}`);
+    assert.ok(isProtocolError(err), `expected NbdProtocol, got ${String(err)}`);
     assert.equal(err.offset, offset);
     return true;
   });
@@ -257,7 +257,7 @@ test('device errors map to NBD error values', () => {
   assert.equal(nbdErrnoFromError(Object.assign(new Error('x'), { code: 'ENOSPC' })), NbdErrno.ENOSPC);
   assert.equal(nbdErrnoFromError(Object.assign(new Error('x'), { code: 'EDQUOT' })), NbdErrno.ENOSPC);
   assert.equal(nbdErrnoFromError(Object.assign(new Error('x'), { code: 'EROFS' })), NbdErrno.EPERM);
-  assert.equal(nbdErrnoFromError(new NbdError('NBD_DEVICE_READ_ONLY', 'ro', { nbdErrno: NbdErrno.EPERM })), 1);
+  assert.equal(nbdErrnoFromError(new NbdError('NbdDeviceReadOnly', 'ro', { nbdErrno: NbdErrno.EPERM })), 1);
   assert.equal(nbdErrnoFromError({ nbdErrno: NbdErrno.ENOTSUP }), NbdErrno.ENOTSUP);
   assert.equal(nbdErrnoFromError({ nbdErrno: NbdErrno.ENOMEM }), NbdErrno.EIO);
   assert.equal(nbdErrnoFromError({ nbdErrno: 4242 }), NbdErrno.EIO);

@@ -64,7 +64,7 @@ test('option haggling: unsupported, invalid and oversized options are refused, L
       { name: 'a', description: 'first' },
       { name: 'b', description: '' },
     ]);
-    const unknown = (e: unknown): boolean => isNbdError(e, 'NBD_EXPORT_UNKNOWN');
+    const unknown = (e: unknown): boolean => isNbdError(e, 'NbdExportUnknown');
     await assert.rejects(NbdClient.connect({ port }, { exportName: 'nope' }), unknown);
   } finally {
     await server.close();
@@ -85,7 +85,7 @@ test('NBD_OPT_EXPORT_NAME works, and an unknown name closes the connection', asy
     await d.disconnect();
     await assert.rejects(
       NbdClient.connect({ port }, { exportName: 'missing', useExportName: true }),
-      (e) => isNbdError(e, 'NBD_CONNECTION_CLOSED'),
+      (e) => isNbdError(e, 'NbdConnectionClosed'),
     );
   } finally {
     await server.close();
@@ -99,7 +99,7 @@ test('unknown client flags and silent clients are dropped', async () => {
     const bad = await rawClient(port);
     bad.socket.write(encodeClientFlags(0x80));
     await new Promise((r) => bad.socket.once('close', r));
-    assert.equal(errors[0]?.code, 'NBD_PROTOCOL');
+    assert.equal(errors[0]?.code, 'NbdProtocol');
     assert.equal(errors[0]?.offset, 0);
 
     const started = Date.now();
@@ -107,7 +107,7 @@ test('unknown client flags and silent clients are dropped', async () => {
     await new Promise((r) => silent.socket.once('close', r));
     const waited = Date.now() - started;
     assert.ok(waited >= 100 && waited < 2000, `closed after ${waited} ms`);
-    assert.equal(errors[1]?.code, 'NBD_HANDSHAKE_TIMEOUT');
+    assert.equal(errors[1]?.code, 'NbdHandshakeTimeout');
   } finally {
     await server.close();
   }
@@ -117,21 +117,21 @@ test('export and listener management validates its arguments', async () => {
   const { server, port } = await startServer();
   try {
     server.addExport('x', new ScriptedDevice(512));
-    assert.throws(() => server.addExport('x', new ScriptedDevice(512)), (e) => isNbdError(e, 'NBD_EXPORT_EXISTS'));
-    const invalid = (e: unknown): boolean => isNbdError(e, 'NBD_INVALID_ARGUMENT');
+    assert.throws(() => server.addExport('x', new ScriptedDevice(512)), (e) => isNbdError(e, 'NbdExportExists'));
+    const invalid = (e: unknown): boolean => isNbdError(e, 'NbdInvalidArgument');
     assert.throws(() => server.addExport('a\0b', new ScriptedDevice(512)), invalid);
     assert.throws(() => server.addExport('y'.repeat(5000), new ScriptedDevice(512)), invalid);
-    await assert.rejects(server.listen({ port: 0 }), (e) => isNbdError(e, 'NBD_ALREADY_LISTENING'));
+    await assert.rejects(server.listen({ port: 0 }), (e) => isNbdError(e, 'NbdAlreadyListening'));
     const other = new NbdServer();
-    await assert.rejects(other.listen({ port }), (e) => isNbdError(e, 'NBD_LISTEN_FAILED'));
+    await assert.rejects(other.listen({ port }), (e) => isNbdError(e, 'NbdListenFailed'));
     await other.close();
     assert.match(server.uri('x'), /^nbd:\/\/127\.0\.0\.1:\d+\/x$/);
     assert.deepEqual(server.exportNames(), ['x']);
-    await assert.rejects(server.removeExport('nope'), (e) => isNbdError(e, 'NBD_EXPORT_UNKNOWN'));
+    await assert.rejects(server.removeExport('nope'), (e) => isNbdError(e, 'NbdExportUnknown'));
   } finally {
     await server.close();
   }
-  assert.throws(() => server.addExport('z', new ScriptedDevice(512)), (e) => isNbdError(e, 'NBD_SERVER_CLOSED'));
+  assert.throws(() => server.addExport('z', new ScriptedDevice(512)), (e) => isNbdError(e, 'NbdServerClosed'));
 });
 
 test('close() lets in-flight requests finish, answers later ones ESHUTDOWN, then closes', async () => {
@@ -164,7 +164,7 @@ test('close() with a deadline falls back to destroy; destroy aborts device calls
   server.addExport('disk', device);
   const client = await NbdClient.connect({ port }, { exportName: 'disk' });
   device.hold(); // never released
-  const readFails = assert.rejects(client.read(0, 16), (e) => isNbdError(e, 'NBD_CONNECTION_CLOSED'));
+  const readFails = assert.rejects(client.read(0, 16), (e) => isNbdError(e, 'NbdConnectionClosed'));
   await sleep(30);
   const started = Date.now();
   await server.close({ signal: AbortSignal.timeout(100) });
@@ -193,7 +193,7 @@ test('removeExport drains that export only', async () => {
     await removing;
     await ca.closed;
     assert.equal(server.stats('a'), undefined);
-    await assert.rejects(NbdClient.connect({ port }, { exportName: 'a' }), (e) => isNbdError(e, 'NBD_EXPORT_UNKNOWN'));
+    await assert.rejects(NbdClient.connect({ port }, { exportName: 'a' }), (e) => isNbdError(e, 'NbdExportUnknown'));
     assert.equal((await cb.read(0, 512)).byteLength, 512);
     assert.equal(server.stats('b')!.connections, 1);
     await cb.disconnect();

@@ -235,14 +235,14 @@ test('device failures become EIO, or the errno the error carries', async () => {
       [new Error('disk on fire'), NbdErrno.EIO],
       [Object.assign(new Error('full'), { code: 'ENOSPC' }), NbdErrno.ENOSPC],
       [Object.assign(new Error('no'), { nbdErrno: NbdErrno.ENOTSUP }), NbdErrno.ENOTSUP],
-      [new NbdError('NBD_DEVICE_READ_ONLY', 'ro', { nbdErrno: NbdErrno.EPERM }), NbdErrno.EPERM],
+      [new NbdError('NbdDeviceReadOnly', 'ro', { nbdErrno: NbdErrno.EPERM }), NbdErrno.EPERM],
     ];
     for (const [failure, errno] of cases) {
       device.failures.push(failure);
       await expectErrno(client, { type: NbdCmd.READ, offset: 0, length: 16 }, errno);
     }
     device.failures.push(new Error('flush failed'));
-    await assert.rejects(client.flush(), (e) => isNbdError(e, 'NBD_REQUEST_FAILED') && e.nbdErrno === NbdErrno.EIO);
+    await assert.rejects(client.flush(), (e) => isNbdError(e, 'NbdRequestFailed') && e.nbdErrno === NbdErrno.EIO);
     assert.equal((await client.read(0, 16)).byteLength, 16);
   } finally {
     await client.disconnect();
@@ -257,11 +257,11 @@ test('bad request magic drops the connection and reports the byte offset', async
     await client.read(0, 16); // one good 28-byte request first
     client.sendRaw(new Uint8Array(28).fill(0xaa));
     await client.closed;
-    await assert.rejects(client.read(0, 16), (e: NbdError) => e.code === 'NBD_CONNECTION_CLOSED');
+    await assert.rejects(client.read(0, 16), (e: NbdError) => e.code === 'NbdConnectionClosed');
     // Handshake: 4 bytes of client flags + NBD_OPT_GO (16-byte header + 4 + "disk" + 2 + 3 info requests × 2).
     const handshake = 4 + 16 + 4 + 4 + 2 + 6;
     assert.equal(errors.length, 1);
-    assert.equal(errors[0]!.code, 'NBD_PROTOCOL');
+    assert.equal(errors[0]!.code, 'NbdProtocol');
     assert.equal(errors[0]!.offset, handshake + 28);
   } finally {
     await server.close();

@@ -96,9 +96,9 @@ export class NbdServer {
   /** Starts listening on one more endpoint (at most one TCP and one Unix listener). */
   async listen(endpoint: NbdListenOptions, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const kind = 'path' in endpoint ? 'unix' : 'tcp';
-    if (this.#closing) throw new NbdError('NBD_SERVER_CLOSED', 'Cannot listen: the NBD server is closed');
+    if (this.#closing) throw new NbdError('NbdServerClosed', 'Cannot listen: the NBD server is closed');
     if (this.#listeners.some((l) => l.kind === kind)) {
-      throw new NbdError('NBD_ALREADY_LISTENING', `Cannot listen: the NBD server already has a ${kind} listener`);
+      throw new NbdError('NbdAlreadyListening', `Cannot listen: the NBD server already has a ${kind} listener`);
     }
     opts.signal?.throwIfAborted();
     // allowHalfOpen: a client that shuts down its sending side still gets the replies to what it sent.
@@ -111,7 +111,7 @@ export class NbdServer {
       };
       const onError = (err: Error): void => {
         done();
-        reject(new NbdError('NBD_LISTEN_FAILED', `Cannot listen on ${where}: ${err.message}`, { cause: err }));
+        reject(new NbdError('NbdListenFailed', `Cannot listen on ${where}: ${err.message}`, { cause: err }));
       };
       const onAbort = (): void => {
         done();
@@ -128,7 +128,7 @@ export class NbdServer {
       });
     });
     server.on('error', (err) => {
-      this.#onError(new NbdError('NBD_LISTEN_FAILED', `NBD listener on ${where} failed`, { cause: err }));
+      this.#onError(new NbdError('NbdListenFailed', `NBD listener on ${where} failed`, { cause: err }));
     });
     this.#listeners.push({ kind, server });
   }
@@ -156,24 +156,24 @@ export class NbdServer {
       // Slashes stay readable in the socket path; libnbd and qemu percent-decode the rest.
       return `nbd+unix:///${name}?socket=${encodeURIComponent(a.unix).replaceAll('%2F', '/')}`;
     }
-    throw new NbdError('NBD_INVALID_ARGUMENT', `Cannot build an NBD URI: the server has no ${kind} listener`);
+    throw new NbdError('NbdInvalidArgument', `Cannot build an NBD URI: the server has no ${kind} listener`);
   }
 
   addExport(name: string, device: BlockDevice, opts: NbdExportOptions = {}): void {
-    if (this.#closing) throw new NbdError('NBD_SERVER_CLOSED', `Cannot add export "${name}": the NBD server is closed`);
+    if (this.#closing) throw new NbdError('NbdServerClosed', `Cannot add export "${name}": the NBD server is closed`);
     const bad = checkNbdString(name);
-    if (bad) throw new NbdError('NBD_INVALID_ARGUMENT', `Cannot add export "${name}": the name ${bad}`);
+    if (bad) throw new NbdError('NbdInvalidArgument', `Cannot add export "${name}": the name ${bad}`);
     const description = opts.description ?? '';
     const badDescription = checkNbdString(description);
     if (badDescription) {
-      throw new NbdError('NBD_INVALID_ARGUMENT', `Cannot add export "${name}": the description ${badDescription}`);
+      throw new NbdError('NbdInvalidArgument', `Cannot add export "${name}": the description ${badDescription}`);
     }
     if (!Number.isSafeInteger(device.size) || device.size < 0) {
       const message = `Cannot add export "${name}": device size ${device.size} is not a byte count`;
-      throw new NbdError('NBD_INVALID_ARGUMENT', message);
+      throw new NbdError('NbdInvalidArgument', message);
     }
     if (this.#exports.has(name)) {
-      throw new NbdError('NBD_EXPORT_EXISTS', `Cannot add export "${name}": it already exists`);
+      throw new NbdError('NbdExportExists', `Cannot add export "${name}": it already exists`);
     }
     this.#exports.set(name, {
       name,
@@ -204,7 +204,7 @@ export class NbdServer {
    */
   async removeExport(name: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const entry = this.#exports.get(name);
-    if (!entry) throw new NbdError('NBD_EXPORT_UNKNOWN', `Cannot remove export "${name}": it does not exist`);
+    if (!entry) throw new NbdError('NbdExportUnknown', `Cannot remove export "${name}": it does not exist`);
     this.#exports.delete(name);
     const conns = [...entry.connections];
     for (const c of conns) c.drain();
@@ -236,7 +236,7 @@ export class NbdServer {
   /** Abrupt shutdown: cancel device calls and drop every connection. Resolves when all of them settled. */
   async destroy(err?: Error): Promise<void> {
     this.#closing = true;
-    const reason = err ?? new NbdError('NBD_SERVER_CLOSED', 'NBD server destroyed');
+    const reason = err ?? new NbdError('NbdServerClosed', 'NBD server destroyed');
     const conns = [...this.#connections];
     for (const c of conns) c.destroy(reason);
     await Promise.all([settle(conns), this.#closeListeners()]);
