@@ -24,6 +24,8 @@ export const ENGINE_ERROR_CODES = [
   'SNAPSHOT_UNKNOWN',
   /** A snapshot was to be created with a name the volume already has. */
   'SNAPSHOT_EXISTS',
+  /** The clone status of an engine that was asked for no clone (or restarted since). */
+  'CLONE_UNKNOWN',
 ] as const;
 
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
