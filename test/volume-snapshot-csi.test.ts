@@ -156,13 +156,23 @@ test('VolumeSnapshots of type bi and snap: take, restore a claim from one, pre-p
   await c.disconnect();
   await vols.detach(preVol);
 
-  // A claim restored from the snap VolumeSnapshot (a volume clone, snap://) and a claim cloned from the source claim
-  // (vol://), both created with kubectl: they bind, and their volumes read the source's data.
+  // With kubectl: a type snap VolumeSnapshot of the claim, a claim restored from it (a volume clone, snap://) and a
+  // claim cloned from the source claim (vol://): they bind, and their volumes read the source's data.
+  const vs = { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshot', metadata: { name: 'snap-kc', namespace: NS }, spec: { volumeSnapshotClassName: 'longhorn-snap', source: { persistentVolumeClaimName: 'src' } } };
+  const took = await kubectl(vols.url, ['apply', '-f', '-'], JSON.stringify(vs));
+  assert.equal(took.code, 0, took.stderr);
+  const kcContent = await waitFor('VolumeSnapshot snap-kc ready (kubectl)', async () => {
+    const r = await kubectl(vols.url, ['get', 'volumesnapshot', 'snap-kc', '-n', NS, '-o', 'jsonpath={.status.readyToUse} {.status.boundVolumeSnapshotContentName}']);
+    const [ready, content] = r.stdout.trim().split(' ');
+    return ready === 'true' && content ? content : undefined;
+  }, 180_000);
+  const kcHandle = (await kubectl(vols.url, ['get', 'volumesnapshotcontent', kcContent, '-o', 'jsonpath={.status.snapshotHandle}'])).stdout.trim();
+  assert.match(kcHandle, new RegExp(`^snap://${volume}/snapshot-`));
   const pvc = (name: string, dataSource: Record<string, string>) => ({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name, namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'longhorn', resources: { requests: { storage: String(SIZE) } }, dataSource } });
-  const list = { apiVersion: 'v1', kind: 'List', items: [pvc('from-snap', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap-lh' }), pvc('from-pvc', { kind: 'PersistentVolumeClaim', name: 'src' })] };
+  const list = { apiVersion: 'v1', kind: 'List', items: [pvc('from-snap', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap-kc' }), pvc('from-pvc', { kind: 'PersistentVolumeClaim', name: 'src' })] };
   const applied = await kubectl(vols.url, ['apply', '-f', '-'], JSON.stringify(list));
   assert.equal(applied.code, 0, applied.stderr);
-  for (const [name, ds] of [['from-snap', `snap://${volume}/${lhName}`], ['from-pvc', `vol://${volume}`]] as const) {
+  for (const [name, ds] of [['from-snap', kcHandle], ['from-pvc', `vol://${volume}`]] as const) {
     const vol = await waitFor(`claim ${name} bound (kubectl)`, async () => {
       const r = await kubectl(vols.url, ['get', 'pvc', name, '-n', NS, '-o', 'jsonpath={.status.phase} {.spec.volumeName}']);
       const [phase, v] = r.stdout.trim().split(' ');
@@ -190,13 +200,15 @@ test('VolumeSnapshots of type bi and snap: take, restore a claim from one, pre-p
   // Deleting: the restored claims first (their volumes use the images), then the VolumeSnapshots delete what they name.
   for (const p of ['restored', 'from-pre', 'from-snap', 'from-pvc', 'too-small']) await vols.req('DELETE', `${CORE}/persistentvolumeclaims/${p}`);
   await waitFor('restored volumes deleted', async () => ((await vols.req('GET', `${LH}/volumes/${restoredVol}`)).status === 404 && (await vols.req('GET', `${LH}/volumes/${preVol}`)).status === 404 ? true : undefined), 120_000);
-  for (const v of ['snap-bi', 'snap-lh', 'pre-snap']) await vols.req('DELETE', `${SNAP}/namespaces/${NS}/volumesnapshots/${v}`);
+  for (const v of ['snap-bi', 'snap-lh', 'snap-kc', 'pre-snap']) await vols.req('DELETE', `${SNAP}/namespaces/${NS}/volumesnapshots/${v}`);
   await waitFor('images, snapshot and contents gone', async () => {
     const gone = async (p: string) => (await vols.req('GET', p)).status === 404;
     const all = [
       await gone(`${LH}/backingimages/${image}`),
       await gone(`${LH}/backingimages/pre-image`),
       await gone(`${LH}/snapshots/${lhName}`),
+      await gone(`${LH}/snapshots/${kcHandle.split('/').pop()!}`),
+      await gone(`${SNAP}/volumesnapshotcontents/${kcContent}`),
       await gone(`${SNAP}/volumesnapshotcontents/${bi.content}`),
       await gone(`${SNAP}/volumesnapshotcontents/pre-content`),
       await gone(`${SNAP}/namespaces/${NS}/volumesnapshots/snap-bi`),

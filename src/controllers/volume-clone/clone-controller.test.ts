@@ -2,7 +2,8 @@
 // control APIs answer from a script, and the test plays the volume controller (a clone's maintenance attach gets a
 // running Engine object). Covered: a vol:// clone (fresh snapshot of the source, copy from one RW replica, completed,
 // attaches released, the snapshot deleted), a detached source attached for the copy, a failed copy retried with
-// backoff, a missing snapshot, and the admission's refusals.
+// backoff, a missing snapshot, a clone deleted half-way (its snapshot of the source goes), and the admission's
+// refusals.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -21,7 +22,7 @@ import type { ResourceStore } from '../../store/resource-store.js';
 import type { SnapshotInfo } from '../../replica/index.js';
 import { RemoteError } from '../common/http-json.js';
 import { volumeAdmission } from '../volume/admission.js';
-import { freshSnapshotName, volumeCloneController, type CloneEngineApi } from './index.js';
+import { FOR_CLONING_LABEL, freshSnapshotName, volumeCloneController, type CloneEngineApi } from './index.js';
 
 const NS = DEFAULT_NAMESPACE;
 const MiB = 1024 * 1024;
@@ -170,6 +171,20 @@ test('snap:// of a snapshot that is gone fails naming it, and is retried', async
   const failed = await until('failed', async () => ((await cloneStatus('clone-c')).state === 'failed' ? cloneStatus('clone-c') : undefined));
   assert.match(failed.message ?? '', /snapshot "s1" of volume "src-c" does not exist/);
   await until('a second attempt', async () => (((await cloneStatus('clone-c')).attemptCount ?? 0) >= 2 ? true : undefined));
+});
+
+test('a vol:// clone deleted before it completed leaves no snapshot on its source', async () => {
+  await createVolume('src-e', {});
+  await runEngine('src-e', 9006, { 'src-e-r-1': '10.0.0.5:7000' });
+  const clone = await createVolume('clone-e', { dataSource: 'vol://src-e' });
+  const snapshot = freshSnapshotName(clone);
+  await until('the fresh snapshot', async () => (fake('10.0.0.1:9006').snapshots.some((x) => x.name === snapshot) ? true : undefined));
+  await store.delete('Volume', NS, 'clone-e');
+  // The engine controller mirrors the source's snapshots, labels included, into its status.
+  const e = await store.get<Engine>('Engine', NS, 'src-e-e-0');
+  e.status = { ...e.status, snapshots: { [snapshot]: { name: snapshot, removed: false, labels: { [FOR_CLONING_LABEL]: 'clone-e' } } } };
+  await store.update(e, { subresource: 'status' });
+  await until('the orphan snapshot deleted', async () => (fake('10.0.0.1:9006').deleted.includes(snapshot) ? true : undefined));
 });
 
 test('admission: a missing source or snapshot, another backing image, a smaller size, junk in the handle: 422, nothing created', async () => {

@@ -7,6 +7,8 @@
 //   now) → cloneEngine (the clone's engine, attached without a frontend on the source's node) → copy (the clone's
 //   engine reads the snapshot's written ranges from the source replica and writes them to every replica: engine
 //   clone.ts) → completed (the fresh vol:// snapshot is deleted from the source; the attaches are released).
+// A clone deleted before it completed leaves no snapshot behind: fresh snapshots labelled for a clone that is gone
+// (or completed) are deleted whenever their source's engine runs.
 // The volume controller keeps a clone from attaching with a frontend until it is completed (src/api/volume.ts
 // clonePending). The source keeps serving I/O: the copy reads a frozen snapshot, never the source's head.
 
@@ -32,6 +34,8 @@ type RO<T> = DeepReadonly<T>;
 const SELF_KEY = `${MAINTENANCE_ATTACH_PREFIX}clone`;
 const SOURCE_KEY_PREFIX = `${MAINTENANCE_ATTACH_PREFIX}clone-`;
 const sourceKeyOf = (clone: RO<Volume>) => `${SOURCE_KEY_PREFIX}${(clone.metadata.uid ?? '').slice(0, 8)}`;
+/** The label on the snapshot a vol:// clone takes of its source: the clone's name. */
+export const FOR_CLONING_LABEL = 'longhorn.io/for-cloning-volume';
 /** The snapshot a vol:// clone takes of its source. */
 export const freshSnapshotName = (clone: RO<Volume>) => `clone-${clone.metadata.uid ?? clone.metadata.name ?? ''}`;
 
@@ -119,12 +123,30 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
     }
   }
 
+  /**
+   * Fresh vol:// snapshots of clones that are gone, or done with them, still on a running source: deleted (marked
+   * removed while the source's head sits on one). `keep` is the one the clone named `clone` still needs.
+   */
+  async function dropOrphanSnapshots(ns: string, clone: string, keep: string | undefined, signal: AbortSignal): Promise<void> {
+    for (const e of engines.list()) {
+      if (e.metadata.namespace !== ns || e.status?.currentState !== 'running' || !e.status.ip || !e.status.port) continue;
+      const orphans = Object.entries(e.status.snapshots ?? {}).filter(([n, s]) => n !== keep && s['removed'] !== true && (s['labels'] as Record<string, string> | undefined)?.[FOR_CLONING_LABEL] === clone);
+      for (const [n] of orphans) {
+        await engineApi(`${e.status.ip}:${e.status.port}`, e.metadata.name ?? '').deleteSnapshot(n, signal).catch((err: unknown) => {
+          if (!isRemoteNotFound(err)) throw err;
+        });
+        events.event(e as never, 'Normal', 'CloneSnapshotDeleted', `deleted snapshot ${n}, taken for clone ${clone}, which no longer needs it`);
+      }
+    }
+  }
+
   const reconcile = async (key: string, signal: AbortSignal) => {
     const [ns = '', name = ''] = key.split('/');
     const v = volumes.get(ns, name);
     if (!v || v.metadata.deletionTimestamp || !v.spec?.dataSource || v.status?.cloneStatus?.state === 'completed') {
       if (v && v.metadata.annotations?.[SELF_KEY] !== undefined) await annotate(v, SELF_KEY, null);
       await releaseStale(ns);
+      await dropOrphanSnapshots(ns, name, undefined, signal);
       return undefined;
     }
     const cs = v.status?.cloneStatus ?? {};
@@ -168,7 +190,7 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
     if (!have || have.removed) {
       if (src.kind === 'snapshot') return failed(v, `snapshot "${snapshot}" of volume "${src.volume}" does not exist${have ? ' (it is removed)' : ''}`);
       if (have) return failed(v, `the clone's snapshot "${snapshot}" of volume "${src.volume}" was removed before the copy completed`);
-      await sourceApi.createSnapshot(snapshot, { 'longhorn.io/for-cloning-volume': name }, signal);
+      await sourceApi.createSnapshot(snapshot, { [FOR_CLONING_LABEL]: name }, signal);
       events.event(v as never, 'Normal', 'CloneSnapshot', `took snapshot ${snapshot} of volume ${src.volume} to clone it`);
     }
 
@@ -228,6 +250,13 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
   engines.addEventHandler({
     onUpdate: (a, e) => {
       if (a.status?.currentState !== e.status?.currentState) related(e.metadata.namespace, e.spec?.volumeName);
+      // A fresh snapshot whose clone is gone or completed (deleted then, or the source was detached): cleaned up.
+      for (const s of Object.values(e.status?.snapshots ?? {})) {
+        const clone = (s['labels'] as Record<string, string> | undefined)?.[FOR_CLONING_LABEL];
+        if (!clone || s['removed'] === true) continue;
+        const c = volumes.get(e.metadata.namespace ?? '', clone);
+        if (!c || c.status?.cloneStatus?.state === 'completed') controller.enqueue(`${e.metadata.namespace ?? ''}/${clone}`);
+      }
     },
   });
   return controller;
