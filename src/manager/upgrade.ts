@@ -73,7 +73,7 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       // What runs now (the active release's entries included): a new release may derive from them.
       const base = loadCatalog([...o.imagesFiles, ...(active.file ? [active.file] : [])]).list();
       const catalog = releaseCatalog(release, base, source, { ...defaultContext(), dir: dir ?? process.cwd() });
-      await validateRelease(release, catalog, await runningInstances(o.store), { source });
+      await validateRelease(release, catalog, await runningInstances(o.store), { source, trusted: loadCatalog(o.imagesFiles).list() });
       const previous = active.release;
       if (dryRun) return { release, previous };
       if (o.unavailable) throw new ReleaseError('UpgradeUnavailable', o.unavailable);
