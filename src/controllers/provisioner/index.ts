@@ -5,10 +5,10 @@
 // Per claim (`PersistentVolumeClaim/<ns>/<name>`):
 //   protectClaim (deleting and no pod uses it → drop pvc-protection) → bound? syncClaimStatus → classFor (our
 //   class? WaitForFirstConsumer waits for the scheduler's selected-node) → restoreSource (a VolumeSnapshot dataSource
-//   of type bi: its backing image, ready first; of type snap, or a PersistentVolumeClaim: a volume clone,
-//   `dataSource` snap:// or vol:// on the source's backing image, checked by cloneProblem) → ensureBackingImage (create it from the
-//   class's data source, or refuse a source that differs, or a claim smaller than the image) → provision (Volume,
-//   then PV bound to the claim, then the claim's volumeName and status).
+//   of type bi: its backing image, ready first; of type snap, or a PersistentVolumeClaim: a volume clone, the
+//   Volume's `dataSource` snap:// or vol:// on the source's backing image, checked by cloneProblem) →
+//   ensureBackingImage (create it from the class's data source, or refuse a source that differs, or a claim smaller
+//   than the image) → provision (Volume, then PV bound to the claim, then the claim's volumeName and status).
 // Per volume (`PersistentVolume//<name>`):
 //   claim gone → Released → reclaim (Delete: the Volume, then the PV) → deleting and not bound → drop pv-protection.
 // A claim that cannot be provisioned stays Pending with a Warning Event saying why; it is retried when its class,

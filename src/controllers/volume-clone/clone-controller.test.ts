@@ -187,6 +187,16 @@ test('a vol:// clone deleted before it completed leaves no snapshot on its sourc
   await until('the orphan snapshot deleted', async () => (fake('10.0.0.1:9006').deleted.includes(snapshot) ? true : undefined));
 });
 
+test('a clone of a clone that is not completed waits for it', async () => {
+  await createVolume('src-f', { dataSource: 'vol://src-a', size: String(32 * MiB) });
+  await createVolume('clone-f', { dataSource: 'vol://src-f', size: String(32 * MiB) });
+  const st = await until('waiting for its source', async () => {
+    const cs = await cloneStatus('clone-f');
+    return /src-f is itself a clone that is not completed/.test(cs.message ?? '') ? cs : undefined;
+  });
+  assert.equal(st.state, 'initiated');
+});
+
 test('admission: a missing source or snapshot, another backing image, a smaller size, junk in the handle: 422, nothing created', async () => {
   await createVolume('src-d', { size: String(32 * MiB) });
   const cases: [string, Partial<NonNullable<Volume['spec']>>, RegExp][] = [

@@ -15,7 +15,7 @@
 import type { Engine } from '../../api/engine.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
-import { MAINTENANCE_ATTACH_PREFIX, parseVolumeDataSource, type Volume, type VolumeCloneStatus } from '../../api/volume.js';
+import { clonePending, MAINTENANCE_ATTACH_PREFIX, parseVolumeDataSource, type Volume, type VolumeCloneStatus } from '../../api/volume.js';
 import type { SnapshotInfo } from '../../replica/index.js';
 import type { CloneProgress } from '../../engine/clone.js';
 import { Controller } from '../../controller-kit/controller.js';
@@ -173,6 +173,8 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
     const source = volumes.get(ns, src.volume);
     if (!source || source.metadata.deletionTimestamp) return failed(v, `source volume "${src.volume}" does not exist${source ? ' (it is being deleted)' : ''}`);
     if (BigInt(source.spec?.size ?? '0') > BigInt(v.spec.size ?? '0')) return failed(v, `source volume "${src.volume}" (${source.spec?.size} bytes) is larger than this volume (${v.spec.size} bytes)`);
+    // A clone of a clone waits for its source's copy: before that the source's content is not what it will be.
+    if (clonePending(source)) return waiting(v, `source volume ${src.volume} is itself a clone that is not completed yet`, 5000);
     const se = runningEngine(ns, src.volume);
     if (!se) {
       const node = source.spec?.nodeID || source.status?.state !== 'detached' ? undefined : replicas.list().find((r) => r.metadata.namespace === ns && r.spec?.volumeName === src.volume && !r.spec.failedAt && r.spec.healthyAt && r.spec.nodeID)?.spec?.nodeID;
