@@ -1,12 +1,13 @@
 // Volume clone, the engine's side: fill this (new, empty) volume with the content of another volume's snapshot.
 // Both volumes sit on the same backing image, so only what the snapshot's layers wrote is copied (CONTROL
-// snapshotAllocated with `written`, then readSnapshot: the same reads an export makes, from one replica of the
-// source); the rest reads from the backing image on both sides and is never copied. The bytes go through this
-// engine's own write path, so every replica of the clone gets them, flattened into its head (one layer: a clone has
-// no snapshot history of its own). All-zero pieces are written as write-zeroes (a block written as zeros over the
-// backing image must read as zeros, and costs no data). Copying again is harmless: every write is idempotent, which is
-// how a failed or interrupted clone is retried.
+// snapshotAllocated with `written`, then readSnapshot, from one replica of the source: replica/snapshot-read.ts, the
+// reader an export uses); the rest reads from the backing image on both sides and is never copied. The bytes go
+// through this engine's own write path, so every replica of the clone gets them, flattened into its head (one layer:
+// a clone has no snapshot history of its own). All-zero pieces are written as write-zeroes (a block written as zeros
+// over the backing image must read as zeros, and costs no data). Copying again is harmless: every write is
+// idempotent, which is how a failed or interrupted clone is retried.
 
+import { readPieces, readSnapshotPieces, snapshotRanges } from '../replica/index.js';
 import type { ReplicaBackend } from './types.js';
 
 /** What the engine's control API reports of a clone (GET …/clone). */
@@ -30,16 +31,8 @@ export interface CloneTarget {
   flush(opts?: { signal?: AbortSignal }): Promise<void>;
 }
 
-/** Ranges asked for per allocation query; bytes per read (a replica READ's limit is larger). */
-const MAP_WINDOW = 256 * 1024 * 1024;
-const READ_CHUNK = 4 * 1024 * 1024;
 /** Control requests read whole chunks: more than an I/O request's timeout on a loaded disk. */
 const CONTROL_TIMEOUT_MS = 120_000;
-
-interface Range {
-  offset: number;
-  length: number;
-}
 
 /**
  * Copies snapshot `snapshot` of the volume `source` serves onto `target`, up to the source's size (`sourceSize`; a
@@ -47,25 +40,14 @@ interface Range {
  */
 export async function runClone(target: CloneTarget, source: ReplicaBackend, snapshot: string, sourceSize: number, progress: CloneProgress, { signal }: { signal: AbortSignal }): Promise<void> {
   const size = Math.min(sourceSize, target.size);
-  const opts = { signal, timeoutMs: CONTROL_TIMEOUT_MS };
-  const ranges: Range[] = [];
-  for (let w = 0; w < size; w += MAP_WINDOW) {
-    const got = (await source.control({ op: 'snapshotAllocated', name: snapshot, offset: w, length: Math.min(size, w + MAP_WINDOW) - w, written: true }, undefined, opts)).result as Range[];
-    ranges.push(...got);
-  }
+  const o = { signal, timeoutMs: CONTROL_TIMEOUT_MS };
+  const ranges = await snapshotRanges(source, snapshot, 0, size, true, o);
   progress.bytesTotal = ranges.reduce((n, r) => n + r.length, 0);
-  for (const r of ranges) {
-    for (let at = r.offset; at < r.offset + r.length; at += READ_CHUNK) {
-      signal.throwIfAborted();
-      const length = Math.min(READ_CHUNK, r.offset + r.length - at);
-      const a = await source.control({ op: 'readSnapshot', name: snapshot, offset: at, length }, undefined, opts);
-      const data = a.data ?? new Uint8Array(0);
-      if (data.byteLength !== length) throw new Error(`source replica answered ${data.byteLength} bytes for readSnapshot ${at}+${length}`);
-      if (allZero(data)) await target.writeZeroes(at, length, { fua: false, signal });
-      else await target.write(at, data, { fua: false, signal });
-      progress.bytesCopied += length;
-      progress.progress = progress.bytesTotal === 0 ? 100 : Math.floor((progress.bytesCopied * 100) / progress.bytesTotal);
-    }
+  for await (const { piece, data } of readSnapshotPieces(source, snapshot, readPieces(ranges), o)) {
+    if (allZero(data)) await target.writeZeroes(piece.offset, piece.length, { fua: false, signal });
+    else await target.write(piece.offset, data, { fua: false, signal });
+    progress.bytesCopied += piece.length;
+    progress.progress = progress.bytesTotal === 0 ? 100 : Math.floor((progress.bytesCopied * 100) / progress.bytesTotal);
   }
   await target.flush({ signal });
   progress.progress = 100;
