@@ -2,7 +2,9 @@
 // API. A claim's volume gets data; a VolumeSnapshot of class type bi exports it as a backing image (its content's
 // handle bi://backing?…); a claim with that VolumeSnapshot as dataSource is provisioned on the image and reads the
 // same bytes; a pre-provisioned content with a bi:// download handle creates its image on demand and restores too;
-// a type snap VolumeSnapshot is a Longhorn snapshot; deleting the VolumeSnapshots deletes their image and snapshot.
+// a type snap VolumeSnapshot is a Longhorn snapshot, and a claim restored from it (kubectl) is a volume clone
+// (snap://) reading the same bytes, as is a claim cloned from the source claim (vol://); a clone smaller than its
+// source stays Pending with an Event; deleting the VolumeSnapshots deletes their image and snapshot.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -13,7 +15,7 @@ import { NbdClient } from '../src/frontend/nbd/index.js';
 import { mulberry32 } from '../src/util/prng.js';
 import { killRecordedCluster, Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { freePort, tempDir, waitFor } from './helpers/processes.js';
+import { freePort, kubectl, tempDir, waitFor } from './helpers/processes.js';
 import { parseNbdUri, Volumes } from './helpers/volumes.js';
 
 const MiB = 1024 * 1024;
@@ -154,24 +156,59 @@ test('VolumeSnapshots of type bi and snap: take, restore a claim from one, pre-p
   await c.disconnect();
   await vols.detach(preVol);
 
-  // A snap VolumeSnapshot cannot be restored (a clone): the claim stays Pending with an Event saying so.
-  const refused = await vols.req('POST', `${CORE}/persistentvolumeclaims`, { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'from-snap', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'longhorn', resources: { requests: { storage: String(SIZE) } }, dataSource: { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap-lh' } } });
-  assert.equal(refused.status, 201);
-  await waitFor('the refusal event', async () => {
+  // With kubectl: a type snap VolumeSnapshot of the claim, a claim restored from it (a volume clone, snap://) and a
+  // claim cloned from the source claim (vol://): they bind, and their volumes read the source's data.
+  const vs = { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshot', metadata: { name: 'snap-kc', namespace: NS }, spec: { volumeSnapshotClassName: 'longhorn-snap', source: { persistentVolumeClaimName: 'src' } } };
+  const took = await kubectl(vols.url, ['apply', '-f', '-'], JSON.stringify(vs));
+  assert.equal(took.code, 0, took.stderr);
+  const kcContent = await waitFor('VolumeSnapshot snap-kc ready (kubectl)', async () => {
+    const r = await kubectl(vols.url, ['get', 'volumesnapshot', 'snap-kc', '-n', NS, '-o', 'jsonpath={.status.readyToUse} {.status.boundVolumeSnapshotContentName}']);
+    const [ready, content] = r.stdout.trim().split(' ');
+    return ready === 'true' && content ? content : undefined;
+  }, 180_000);
+  const kcHandle = (await kubectl(vols.url, ['get', 'volumesnapshotcontent', kcContent, '-o', 'jsonpath={.status.snapshotHandle}'])).stdout.trim();
+  assert.match(kcHandle, new RegExp(`^snap://${volume}/snapshot-`));
+  const pvc = (name: string, dataSource: Record<string, string>) => ({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name, namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'longhorn', resources: { requests: { storage: String(SIZE) } }, dataSource } });
+  const list = { apiVersion: 'v1', kind: 'List', items: [pvc('from-snap', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 'snap-kc' }), pvc('from-pvc', { kind: 'PersistentVolumeClaim', name: 'src' })] };
+  const applied = await kubectl(vols.url, ['apply', '-f', '-'], JSON.stringify(list));
+  assert.equal(applied.code, 0, applied.stderr);
+  for (const [name, ds] of [['from-snap', kcHandle], ['from-pvc', `vol://${volume}`]] as const) {
+    const vol = await waitFor(`claim ${name} bound (kubectl)`, async () => {
+      const r = await kubectl(vols.url, ['get', 'pvc', name, '-n', NS, '-o', 'jsonpath={.status.phase} {.spec.volumeName}']);
+      const [phase, v] = r.stdout.trim().split(' ');
+      return phase === 'Bound' && v ? v : undefined;
+    }, 180_000);
+    const lv = await vols.req<{ spec: { dataSource?: string; backingImage?: string } }>('GET', `${LH}/volumes/${vol}`);
+    assert.equal(lv.json.spec.dataSource, ds, `${name}'s volume is a clone of ${ds}`);
+    c = await nbdOf(vol);
+    const cloned = await readAll(c);
+    await c.disconnect();
+    assert.equal(createHash('sha512').update(cloned).digest('hex'), createHash('sha512').update(data).digest('hex'), `${name} reads the source's data`);
+    await vols.detach(vol);
+  }
+  // A clone smaller than its source stays Pending with an Event saying so (no volume is created).
+  const small = await vols.req('POST', `${CORE}/persistentvolumeclaims`, { ...pvc('too-small', { kind: 'PersistentVolumeClaim', name: 'src' }), spec: { ...pvc('x', {}).spec, resources: { requests: { storage: String(SIZE / 2) } }, dataSource: { kind: 'PersistentVolumeClaim', name: 'src' } } });
+  assert.equal(small.status, 201, JSON.stringify(small.json));
+  await waitFor('the refusal event of the too-small clone', async () => {
     const ev = await vols.req<{ items: { involvedObject: { name: string }; message: string }[] }>('GET', `${CORE}/events`);
-    return ev.json.items.some((e) => e.involvedObject.name === 'from-snap' && /type snap/.test(e.message)) ? true : undefined;
+    return ev.json.items.some((e) => e.involvedObject.name === 'too-small' && /smaller than source volume/.test(e.message)) ? true : undefined;
   }, 60_000);
+  const smallClaim = await vols.req<{ spec: { volumeName?: string }; status?: { phase?: string } }>('GET', `${CORE}/persistentvolumeclaims/too-small`);
+  assert.equal(smallClaim.json.status?.phase ?? 'Pending', 'Pending');
+  assert.ok(!smallClaim.json.spec.volumeName);
 
   // Deleting: the restored claims first (their volumes use the images), then the VolumeSnapshots delete what they name.
-  for (const p of ['restored', 'from-pre', 'from-snap']) await vols.req('DELETE', `${CORE}/persistentvolumeclaims/${p}`);
+  for (const p of ['restored', 'from-pre', 'from-snap', 'from-pvc', 'too-small']) await vols.req('DELETE', `${CORE}/persistentvolumeclaims/${p}`);
   await waitFor('restored volumes deleted', async () => ((await vols.req('GET', `${LH}/volumes/${restoredVol}`)).status === 404 && (await vols.req('GET', `${LH}/volumes/${preVol}`)).status === 404 ? true : undefined), 120_000);
-  for (const v of ['snap-bi', 'snap-lh', 'pre-snap']) await vols.req('DELETE', `${SNAP}/namespaces/${NS}/volumesnapshots/${v}`);
+  for (const v of ['snap-bi', 'snap-lh', 'snap-kc', 'pre-snap']) await vols.req('DELETE', `${SNAP}/namespaces/${NS}/volumesnapshots/${v}`);
   await waitFor('images, snapshot and contents gone', async () => {
     const gone = async (p: string) => (await vols.req('GET', p)).status === 404;
     const all = [
       await gone(`${LH}/backingimages/${image}`),
       await gone(`${LH}/backingimages/pre-image`),
       await gone(`${LH}/snapshots/${lhName}`),
+      await gone(`${LH}/snapshots/${kcHandle.split('/').pop()!}`),
+      await gone(`${SNAP}/volumesnapshotcontents/${kcContent}`),
       await gone(`${SNAP}/volumesnapshotcontents/${bi.content}`),
       await gone(`${SNAP}/volumesnapshotcontents/pre-content`),
       await gone(`${SNAP}/namespaces/${NS}/volumesnapshots/snap-bi`),

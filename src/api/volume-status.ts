@@ -38,6 +38,7 @@ export const volumeStatusSchema: Schema = obj(
       state: str(),
       attemptCount: int(),
       nextAllowedAttemptAt: str(),
+      message: str({ description: 'Stratum: what the clone waits for, or why it failed.' }),
     }),
     remountRequestedAt: str(),
     expansionRequired: bool(),

@@ -117,7 +117,7 @@ export interface VolumeStatus {
   frontendDisabled?: boolean;
   restoreRequired?: boolean;
   restoreInitiated?: boolean;
-  cloneStatus?: Record<string, unknown>;
+  cloneStatus?: VolumeCloneStatus;
   remountRequestedAt?: string;
   expansionRequired?: boolean;
   isStandby?: boolean;
@@ -132,6 +132,45 @@ export interface VolumeStatus {
 }
 
 export type Volume = KubeObject<VolumeSpec, VolumeStatus>;
+
+/**
+ * `Volume.status.cloneStatus` (Longhorn's shape; `message` is Stratum's): where a clone's data comes from and how
+ * far it got. `state` '' for a volume that is not a clone.
+ */
+export interface VolumeCloneStatus {
+  sourceVolume?: string;
+  snapshot?: string;
+  state?: '' | 'initiated' | 'completed' | 'failed';
+  attemptCount?: number;
+  nextAllowedAttemptAt?: string;
+  /** Stratum: what the clone waits for, or why it failed. */
+  message?: string;
+}
+
+/** A volume's `spec.dataSource`: `vol://<volume>` (its content now) or `snap://<volume>/<snapshot>` (Longhorn's). */
+export type VolumeDataSource = { kind: 'volume'; volume: string } | { kind: 'snapshot'; volume: string; snapshot: string };
+
+/** Parses `spec.dataSource`; throws an Error saying what is wrong. Names must be DNS-1123 subdomains (no `..`, `/`). */
+export function parseVolumeDataSource(ds: string): VolumeDataSource {
+  const bad = (why: string) => new Error(`dataSource "${ds}" ${why}; expected vol://<volume> or snap://<volume>/<snapshot>`);
+  const m = /^(vol|snap):\/\/(.*)$/.exec(ds);
+  if (!m) throw bad('has an unknown scheme');
+  const parts = m[2]!.split('/');
+  const want = m[1] === 'vol' ? 1 : 2;
+  if (parts.length !== want) throw bad(`has ${parts.length} path part(s), not ${want}`);
+  for (const p of parts) {
+    const errs = dns1123SubdomainErrors(p);
+    if (errs.length > 0) throw bad(`names "${p}", which is not a valid name (${errs.join('; ')})`);
+  }
+  return m[1] === 'vol' ? { kind: 'volume', volume: parts[0]! } : { kind: 'snapshot', volume: parts[0]!, snapshot: parts[1]! };
+}
+
+export const volumeDataSourceFor = (volume: string, snapshot?: string) => (snapshot ? `snap://${volume}/${snapshot}` : `vol://${volume}`);
+
+/** A clone that is not completed: its volume is attached without a frontend only (for the copy). */
+export function clonePending(v: { readonly spec?: { readonly dataSource?: string } | undefined; readonly status?: { readonly cloneStatus?: { readonly state?: string } | undefined } | undefined }): boolean {
+  return !!v.spec?.dataSource && v.status?.cloneStatus?.state !== 'completed';
+}
 
 const schema = resourceSchema({
   description: 'Volume is a replicated block device, optionally created from a backing image.',
@@ -251,8 +290,17 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
     for (const d of dns1123SubdomainErrors(backingImage)) errs.push(invalid('spec.backingImage', backingImage, d));
   }
   errs.push(...checkDataEngineOnCreate('spec.dataEngine', stringField(spec, 'dataEngine'), old));
+  const dataSource = stringField(spec, 'dataSource');
+  if (dataSource !== '') {
+    try {
+      parseVolumeDataSource(dataSource);
+    } catch (err) {
+      errs.push(invalid('spec.dataSource', dataSource, (err as Error).message));
+    }
+  }
   if (old !== undefined) {
     errs.push(...immutableField('spec.backingImage', backingImage, stringField(oldSpec, 'backingImage')));
+    errs.push(...immutableField('spec.dataSource', dataSource, stringField(oldSpec, 'dataSource')));
     errs.push(...immutableField('spec.encrypted', spec['encrypted'] === true, oldSpec['encrypted'] === true));
     errs.push(...immutableField('spec.dataEngine', stringField(spec, 'dataEngine'), stringField(oldSpec, 'dataEngine')));
     errs.push(...immutableField('spec.dataLayout', spec['dataLayout'], oldSpec['dataLayout']));

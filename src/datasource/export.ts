@@ -3,7 +3,7 @@
 //
 //   1. The volume's engine takes a crash-consistent snapshot (its control API on the instance manager hosting it).
 //   2. One replica of the volume serves that snapshot over the replica protocol (CONTROL snapshotAllocated and
-//      readSnapshot): which ranges may hold data (written in a layer, or allocated in the backing image), and the
+//      readSnapshot, through replica/snapshot-read.ts, the reader a volume clone uses too): which ranges may hold data (written in a layer, or allocated in the backing image), and the
 //      bytes, read through the snapshot's layers and the backing image. The head keeps taking writes meanwhile.
 //   3. raw: the file is the volume's bytes, in order, with unallocated and all-zero ranges left as holes (hashed as
 //      zeros, never written). qcow2: the allocated clusters only, after metadata laid out up front
@@ -14,17 +14,15 @@
 import { ExportParam } from '../api/backing-image-data-source.js';
 import { clusterAuthHeaders } from '../auth/cluster-credential.js';
 import { planQcow2 } from '../imagefmt/qcow2-writer.js';
-import { ReplicaClient } from '../replica/index.js';
+import { ReplicaClient, readPieces, readSnapshotPieces, snapshotRanges, SNAPSHOT_MAP_WINDOW, SNAPSHOT_READ_CHUNK, type SnapshotRange as Range } from '../replica/index.js';
 import { DataSourceError, messageOf } from './errors.js';
 import type { ProgressMeter } from './progress.js';
 import { IO_CHUNK, type WorkFile } from './workfile.js';
 
 
-/** Bytes asked for per allocation query and per read. */
-const MAP_WINDOW = 256 * 1024 * 1024;
-const READ_CHUNK = 4 * 1024 * 1024;
-/** Reads in flight ahead of the one being written. */
-const READ_AHEAD = 4;
+/** Bytes asked for per allocation query and per read: the shared reader's. */
+const MAP_WINDOW = SNAPSHOT_MAP_WINDOW;
+const READ_CHUNK = SNAPSHOT_READ_CHUNK;
 
 export interface ExportOptions {
   file: WorkFile;
@@ -36,11 +34,6 @@ export interface ExportOptions {
   clusterSecret: string | undefined;
   onBytes: () => void;
   log: (line: string) => void;
-}
-
-interface Range {
-  offset: number;
-  length: number;
 }
 
 function param(p: Readonly<Record<string, string>>, key: string): string {
@@ -89,12 +82,8 @@ export async function exportVolume(o: ExportOptions, { signal }: { signal: Abort
   try {
     const size = engine.size;
     o.meter.setSize(size);
-    const allocated = async (offset: number, length: number): Promise<Range[]> =>
-      (await client.control({ op: 'snapshotAllocated', name: snapshot, offset, length }, undefined, { signal })).result as Range[];
-    const read = async (offset: number, length: number): Promise<Buffer> => {
-      const a = await client.control({ op: 'readSnapshot', name: snapshot, offset, length }, undefined, { signal });
-      return Buffer.from(a.data!.buffer, a.data!.byteOffset, a.data!.byteLength);
-    };
+    const allocated = (offset: number, length: number): Promise<Range[]> => snapshotRanges(client, snapshot, offset, length, false, { signal });
+    const read = (pieces: Range[]) => readSnapshotPieces(client, snapshot, pieces, { signal });
     let done = 0;
     const progress = (n: number) => {
       done += n;
@@ -112,43 +101,14 @@ export async function exportVolume(o: ExportOptions, { signal }: { signal: Abort
 }
 
 type Allocated = (offset: number, length: number) => Promise<Range[]>;
-type Read = (offset: number, length: number) => Promise<Buffer>;
-
-/**
- * The reads of `pieces`, in order, with up to READ_AHEAD of them in flight: one request at a time would leave the
- * replica idle while the file is written and hashed.
- */
-async function* readAhead(pieces: Range[], read: Read): AsyncGenerator<{ piece: Range; data: Buffer }> {
-  const inFlight: { piece: Range; data: Promise<Buffer> }[] = [];
-  let next = 0;
-  try {
-    while (next < pieces.length || inFlight.length > 0) {
-      while (next < pieces.length && inFlight.length < READ_AHEAD) {
-        const piece = pieces[next++]!;
-        const data = read(piece.offset, piece.length);
-        data.catch(() => {}); // awaited below in order; a failure must not be an unhandled rejection meanwhile
-        inFlight.push({ piece, data });
-      }
-      const head = inFlight.shift()!;
-      yield { piece: head.piece, data: await head.data };
-    }
-  } finally {
-    await Promise.allSettled(inFlight.map((f) => f.data));
-  }
-}
-
-/** [offset, offset + length) cut into READ_CHUNK pieces. */
-function chunks(r: Range): Range[] {
-  const out: Range[] = [];
-  for (let at = r.offset; at < r.offset + r.length; at += READ_CHUNK) out.push({ offset: at, length: Math.min(READ_CHUNK, r.offset + r.length - at) });
-  return out;
-}
+/** The bytes of `pieces`, in order, read ahead (replica/snapshot-read.ts). */
+type Read = (pieces: Range[]) => AsyncGenerator<{ piece: Range; data: Buffer }>;
 
 async function writeRaw(file: WorkFile, size: number, allocated: Allocated, read: Read, progress: (n: number) => void, signal: AbortSignal): Promise<void> {
   for (let w = 0; w < size; w += MAP_WINDOW) {
     const end = Math.min(size, w + MAP_WINDOW);
     const ranges = await allocated(w, end - w);
-    for await (const { piece, data } of readAhead(ranges.flatMap(chunks), read)) {
+    for await (const { piece, data } of read(readPieces(ranges))) {
       signal.throwIfAborted();
       const hole = piece.offset - file.offset;
       if (hole > 0) {
@@ -199,7 +159,7 @@ async function writeQcow2(file: WorkFile, size: number, allocated: Allocated, re
     pieces.push({ offset: from, length: Math.min(size, clusters[j - 1]! * cs + cs) - from });
     i = j;
   }
-  for await (const { piece, data } of readAhead(pieces, read)) {
+  for await (const { piece, data } of read(pieces)) {
     signal.throwIfAborted();
     // The last cluster of an odd-sized volume is padded to a whole cluster.
     const whole = Math.ceil(piece.length / cs) * cs;

@@ -6,6 +6,9 @@
 //                                           one line per WATCH_COALESCE_MS), and {"type":"HEARTBEAT"} lines
 //   POST   /v1/engine/replicas           {name, address} → 202 EngineStatus: added in WO mode, rebuild started
 //   DELETE /v1/engine/replicas/{name}    → 200 EngineStatus
+//   POST   /v1/engine/clone              {sourceVolume, snapshot, sourceSize, replicaName, replicaAddress} → 202
+//                                         CloneProgress: fill this volume from another's snapshot (clone.ts)
+//   GET    /v1/engine/clone              → 200 CloneProgress (404 when no clone was asked of this engine)
 //
 // Errors are {code, message} with the engine's error codes; statusFor() is the one place mapping codes to HTTP.
 
@@ -13,6 +16,7 @@ import * as http from 'node:http';
 import { ReplicaClient, type ReplicaEndpoint, type SnapshotInfo } from '../replica/index.js';
 import type { Engine } from './engine.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
+import { runClone, type CloneProgress } from './clone.js';
 import { EngineError, isEngineError, type EngineErrorCode } from './errors.js';
 import type { EngineStatus, ReplicaBackend } from './types.js';
 
@@ -30,6 +34,7 @@ const HTTP_STATUS: Record<EngineErrorCode, number> = {
   Closed: 503,
   SnapshotUnknown: 404,
   SnapshotExists: 409,
+  CloneUnknown: 404,
 };
 
 export function statusFor(err: unknown): number {
@@ -89,6 +94,7 @@ export class EngineControl {
   readonly #watchers = new Map<http.ServerResponse, CoalescingStream<WatchLine>>();
   #pending: NodeJS.Timeout | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #clone: { progress: CloneProgress; abort: AbortController } | undefined;
 
   constructor(engine: Engine, opts: ControlServerOptions = {}) {
     this.#engine = engine;
@@ -135,8 +141,61 @@ export class EngineControl {
     res.on('close', done);
   }
 
+  /** GET …/clone: the clone asked of this engine (404 when none was: it was restarted, or is not a clone). */
+  cloneStatus(): CloneProgress {
+    if (!this.#clone) throw new EngineError('CloneUnknown', `no clone was started on the engine of volume "${this.#engine.volume}"`);
+    return { ...this.#clone.progress };
+  }
+
+  /**
+   * POST …/clone: starts filling this volume from snapshot `snapshot` of `sourceVolume`, read from the replica
+   * `replicaName` at `replicaAddress`. The same clone in progress or completed is answered as is; a failed one, or
+   * another source, starts over (the copy's writes are idempotent).
+   */
+  startClone(input: unknown): CloneProgress {
+    const b = (input ?? {}) as Record<string, unknown>;
+    const str = (k: string) => (typeof b[k] === 'string' && b[k] !== '' ? (b[k] as string) : undefined);
+    const sourceVolume = str('sourceVolume');
+    const snapshot = str('snapshot');
+    const replicaName = str('replicaName');
+    const replicaAddress = str('replicaAddress');
+    const sourceSize = b['sourceSize'];
+    if (!sourceVolume || !snapshot || !replicaName || !replicaAddress || typeof sourceSize !== 'number' || !Number.isSafeInteger(sourceSize) || sourceSize <= 0) {
+      throw new EngineError('InvalidArgument', 'body must be {"sourceVolume", "snapshot", "replicaName", "replicaAddress": strings, "sourceSize": bytes}');
+    }
+    if (sourceSize > this.#engine.size) throw new EngineError('InvalidArgument', `source volume "${sourceVolume}" (${sourceSize} bytes) is larger than volume "${this.#engine.volume}" (${this.#engine.size} bytes)`);
+    const cur = this.#clone;
+    if (cur && cur.progress.sourceVolume === sourceVolume && cur.progress.snapshot === snapshot && cur.progress.state !== 'failed') return { ...cur.progress };
+    cur?.abort.abort();
+    const progress: CloneProgress = { sourceVolume, snapshot, state: 'in-progress', bytesTotal: 0, bytesCopied: 0, progress: 0, startedAt: new Date().toISOString() };
+    const abort = new AbortController();
+    this.#clone = { progress, abort };
+    const timeoutMs = this.#opts.requestTimeoutMs ?? 8000;
+    const connect = this.#opts.connectReplica ?? (async (_n: string, a: string) => (await ReplicaClient.connect(parseEndpoint(a), { timeoutMs })) as ReplicaBackend);
+    const log = (line: string) => this.#opts.log?.(line);
+    void (async () => {
+      let source: ReplicaBackend | undefined;
+      try {
+        source = await connect(replicaName, replicaAddress);
+        log(`clone: copying snapshot ${snapshot} of volume ${sourceVolume} from replica ${replicaName} (${replicaAddress})`);
+        await runClone(this.#engine, source, snapshot, sourceSize, progress, { signal: abort.signal });
+        progress.state = 'completed';
+        log(`clone: completed, ${progress.bytesCopied} bytes copied`);
+      } catch (err) {
+        progress.state = 'failed';
+        progress.error = `copying snapshot ${snapshot} of volume ${sourceVolume} from replica ${replicaName}: ${(err as Error).message}`;
+        log(`clone: ${progress.error}`);
+      } finally {
+        progress.finishedAt = new Date().toISOString();
+        await source?.close().catch(() => source?.destroy());
+      }
+    })();
+    return { ...progress };
+  }
+
   /** Ends every watch stream (the engine is going away). */
   endWatches(): void {
+    this.#clone?.abort.abort();
     clearTimeout(this.#pending);
     clearInterval(this.#heartbeat);
     this.#pending = this.#heartbeat = undefined;
@@ -258,6 +317,8 @@ export class ControlServer {
       if (req.method === 'GET' && path === '/v1/engine/snapshots') return send(200, await this.#control.listSnapshots());
       if (req.method === 'POST' && path === '/v1/engine/snapshots') return send(200, await this.#control.createSnapshot(await body(req)));
       if (req.method === 'POST' && path === '/v1/engine/purge') return send(200, await this.#control.purgeSnapshots());
+      if (req.method === 'POST' && path === '/v1/engine/clone') return send(202, this.#control.startClone(await body(req)));
+      if (req.method === 'GET' && path === '/v1/engine/clone') return send(200, this.#control.cloneStatus());
       if (req.method === 'DELETE' && snap && !snap[2]) return send(200, await this.#control.deleteSnapshot(decodeURIComponent(snap[1]!)));
       if (req.method === 'POST' && snap?.[2]) return send(200, await this.#control.revertSnapshot(decodeURIComponent(snap[1]!)));
       send(404, { code: 'NotFound', message: `no route ${req.method} ${path}` });

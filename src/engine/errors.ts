@@ -24,6 +24,8 @@ export const ENGINE_ERROR_CODES = [
   'SnapshotUnknown',
   /** A snapshot was to be created with a name the volume already has. */
   'SnapshotExists',
+  /** The clone status of an engine that was asked for no clone (or restarted since). */
+  'CloneUnknown',
 ] as const;
 
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];

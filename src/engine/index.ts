@@ -6,6 +6,7 @@ export { ENGINE_ERROR_CODES, EngineError, isEngineError } from './errors.js';
 export type { EngineErrorCode } from './errors.js';
 export { Engine } from './engine.js';
 export type { EngineOptions, EngineReplicaSpec } from './engine.js';
+export type { CloneProgress } from './clone.js';
 export type { EngineStatus, RebuildStatus, ReplicaBackend, ReplicaMode, ReplicaStatus } from './types.js';
 export { ControlServer, EngineControl, parseEndpoint, statusFor } from './control.js';
 export type { ControlListenOptions, ControlServerOptions } from './control.js';

@@ -132,6 +132,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   app.delete('/v1/engines/:name/snapshots/:snapshot', async (req: SnapReq) => control(req.params.name).deleteSnapshot(checkName('snapshot', req.params.snapshot)));
   app.post('/v1/engines/:name/snapshots/:snapshot/revert', async (req: SnapReq) => control(req.params.name).revertSnapshot(checkName('snapshot', req.params.snapshot)));
   app.post('/v1/engines/:name/purge', async (req: Req) => control(req.params.name).purgeSnapshots());
+  app.post('/v1/engines/:name/clone', async (req: Req, reply) => reply.code(202).send(control(req.params.name).startClone(req.body)));
+  app.get('/v1/engines/:name/clone', async (req: Req) => control(req.params.name).cloneStatus());
 
   function watch(req: Req, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'keep-alive' });

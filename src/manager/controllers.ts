@@ -21,6 +21,7 @@ import { instanceManagerController } from '../controllers/instance-manager/index
 import { replicaController } from '../controllers/replica/index.js';
 import { volumeController } from '../controllers/volume/index.js';
 import { snapshotController } from '../controllers/snapshot/index.js';
+import { volumeCloneController } from '../controllers/volume-clone/index.js';
 import { volumeSnapshotController } from '../controllers/volume-snapshot/index.js';
 import type { ResourceStore } from '../store/resource-store.js';
 import { BUILTIN_RELEASE, type Release } from '../release/index.js';
@@ -61,6 +62,7 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     engines.controller,
     volumeController({ store, informers, events }),
     snapshotController({ store, informers, events }),
+    volumeCloneController({ store, informers, events }),
     volumeSnapshotController({ store, informers, events, namespace: DEFAULT_NAMESPACE }),
     engineImageController({ store, informers, namespace: DEFAULT_NAMESPACE, imageInfo: opts.imageInfo ?? (() => undefined), api: (opts.apis ?? BUILTIN_RELEASE.apis).engine }),
     engineUpgradeController({ store, informers, events, managers: ims }),

@@ -43,7 +43,11 @@ export type ControlRequest =
   | { op: 'installChain'; chain: ChainView }
   | { op: 'layerWrite'; layer: number; offset: number }
   | { op: 'finishChain' }
-  | { op: 'snapshotAllocated'; name: string; offset: number; length: number }
+  /**
+   * Ranges that may hold data. With `written`, only those some layer of the snapshot wrote (data or zeros): what a
+   * clone on the same backing image must copy (the rest reads from the backing image on both sides).
+   */
+  | { op: 'snapshotAllocated'; name: string; offset: number; length: number; written?: boolean }
   | { op: 'readSnapshot'; name: string; offset: number; length: number };
 
 export type ControlOp = ControlRequest['op'];

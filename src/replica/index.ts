@@ -12,6 +12,8 @@ export type { StateRun } from './block-map.js';
 export { DEFAULT_BLOCK_SIZE, ReplicaStore } from './store.js';
 export { LayeredReplica } from './layered.js';
 export { LayerReader } from './layers.js';
+export { readPieces, readSnapshotPieces, snapshotRanges, SNAPSHOT_MAP_WINDOW, SNAPSHOT_READ_CHUNK } from './snapshot-read.js';
+export type { Range as SnapshotRange, SnapshotSource } from './snapshot-read.js';
 export { VOLUME_HEAD } from './chain.js';
 export type { ChainLayer } from './chain.js';
 export type { ChainView, ControlAnswer, ControlRequest, SnapshotInfo } from './control.js';

@@ -229,6 +229,7 @@ export class LayeredReplica implements ReplicaDevice {
       case 'finishChain':
         return this.finishChain().then(() => ({ result: null }));
       case 'snapshotAllocated':
+        if (req.written === true) return Promise.resolve({ result: this.snapshotReader(req.name).written(req.offset, req.length) });
         return this.snapshotReader(req.name).allocated(req.offset, req.length, opts).then((r) => ({ result: r }));
       case 'readSnapshot': {
         const buf = Buffer.allocUnsafe(req.length);

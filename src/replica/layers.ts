@@ -147,6 +147,31 @@ export class LayerReader implements BelowReader {
   }
 
   /**
+   * Ranges of [offset, offset + length) that some layer wrote (data or zeros), merged: where this content differs
+   * from the backing image's. The backing image is not looked at.
+   */
+  written(offset: number, length: number): { offset: number; length: number }[] {
+    const bs = this.#blockSize;
+    const first = Math.floor(offset / bs);
+    const count = Math.ceil((offset + length) / bs) - first;
+    const hit = new Uint8Array(count);
+    for (const layer of this.#layers) {
+      for (const run of layer.map.runs(first, first + count)) {
+        if (run.state !== BlockState.UNWRITTEN) hit.fill(1, Math.max(0, run.start - first), Math.min(count, run.start - first + run.count));
+      }
+    }
+    const out: { offset: number; length: number }[] = [];
+    for (let b = 0; b < count; b++) {
+      if (!hit[b]) continue;
+      const start = (first + b) * bs;
+      const last = out[out.length - 1];
+      if (last && last.offset + last.length === start) last.length += bs;
+      else out.push({ offset: start, length: bs });
+    }
+    return out;
+  }
+
+  /**
    * Ranges of [offset, offset + length) that may hold non-zero bytes: written DATA in some layer, or unwritten
    * everywhere and not known to be zeros in the backing image (its zeroExtents). The rest reads as zeros.
    */

@@ -77,6 +77,7 @@ test('an instance manager answers nothing but /healthz without the cluster crede
     ['GET', '/v1/version'], ['GET', '/v1/instances'], ['GET', '/v1/instances?watch=true'], ['GET', '/v1/instances/sec-r1'],
     ['GET', '/v1/instances/sec-r1/log'], ['GET', '/v1/engines/e1'], ['GET', '/v1/engines/e1?watch=true'],
     ['POST', '/v1/engines/e1/replicas', { name: 'x', address: '127.0.0.1:1' }], ['DELETE', '/v1/engines/e1/replicas/x'],
+    ['POST', '/v1/engines/e1/clone', { sourceVolume: 'v', snapshot: 's', sourceSize: 4096, replicaName: 'x', replicaAddress: '127.0.0.1:1' }], ['GET', '/v1/engines/e1/clone'],
     ['POST', '/v1/instances', { name: 'evil', type: 'replica', replica: { dir: victim, size: 4096 } }],
     ['DELETE', '/v1/instances/sec-r1?cleanup=true'], ['DELETE', `/v1/replica-data?dir=${encodeURIComponent(victim)}`],
   ];

@@ -124,6 +124,7 @@ export function volumeResource(v: Volume, parts: VolumeParts, base: string): Rec
     replicaDiskSoftAntiAffinity: spec.replicaDiskSoftAntiAffinity ?? '',
     fromBackup: spec.fromBackup ?? '',
     dataSource: spec.dataSource ?? '',
+    cloneStatus: { sourceVolume: '', snapshot: '', state: '', attemptCount: 0, nextAllowedAttemptAt: '', message: '', ...(status.cloneStatus ?? {}) },
     image: spec.image ?? '',
     currentImage: status.currentImage ?? '',
     lastAttachedBy: spec.lastAttachedBy ?? '',

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
-import type { Volume } from '../../api/volume.js';
+import { clonePending, type Volume } from '../../api/volume.js';
 import { isConflict, isNotFound, StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { collection, requireObject } from './common.js';
@@ -30,10 +30,10 @@ const PASSTHROUGH = [
   'replicaAutoBalance', 'snapshotDataIntegrity', 'unmapMarkSnapChainRemoved', 'replicaSoftAntiAffinity',
   'replicaZoneSoftAntiAffinity', 'replicaDiskSoftAntiAffinity', 'image', 'snapshotMaxCount', 'snapshotMaxSize',
   'freezeFilesystemForSnapshot', 'backupCompressionMethod', 'offlineRebuilding', 'rebuildConcurrentSyncLimit',
-  'replicaRebuildingBandwidthLimit',
+  'replicaRebuildingBandwidthLimit', 'dataSource',
 ] as const;
 /** Accepted by Longhorn, not implemented by Stratum: refused when set rather than silently ignored. */
-const UNSUPPORTED = ['fromBackup', 'dataSource'] as const;
+const UNSUPPORTED = ['fromBackup'] as const;
 
 function invalidField(volume: string, field: string, value: unknown, detail: string): StoreError {
   const message = `Invalid value: ${JSON.stringify(value) ?? String(value)}: ${detail}`;
@@ -144,7 +144,8 @@ export async function attachVolume(store: Store, name: string, body: Record<stri
     if (spec.nodeID && spec.nodeID !== hostId) {
       throw new StoreError('Conflict', `Cannot attach volume "${name}" to node "${hostId}": it is attached to node "${spec.nodeID}"; detach it first`);
     }
-    if (!spec.nodeID && current && current !== hostId) {
+    // A clone being copied is attached (without a frontend) for the copy only: the user's attach waits for it.
+    if (!spec.nodeID && current && current !== hostId && !clonePending(v)) {
       throw new StoreError('Conflict', `Cannot attach volume "${name}" to node "${hostId}": it is still detaching from node "${current}"; retry once its state is detached`);
     }
     let changed = false;

@@ -28,6 +28,7 @@ interface CreateFlags {
   nodeSelector?: string;
   diskSelector?: string;
   dataLocality?: string;
+  dataSource?: string;
 }
 
 const volumeUrl = (server: string, name: string) => `${server}/v1/volumes/${encodeURIComponent(name)}`;
@@ -55,6 +56,7 @@ export function createBody(name: string, o: CreateFlags): Record<string, unknown
   const diskSelector = list(o.diskSelector);
   if (diskSelector) body['diskSelector'] = diskSelector;
   if (o.dataLocality) body['dataLocality'] = o.dataLocality;
+  if (o.dataSource) body['dataSource'] = o.dataSource;
   return body;
 }
 
@@ -117,6 +119,7 @@ export function addVolumeCommand(program: Command): void {
     .option('--node-selector <tags>', 'comma-separated node tags replicas must be placed on')
     .option('--disk-selector <tags>', 'comma-separated disk tags replicas must be placed on')
     .option('--data-locality <mode>', 'disabled, best-effort or strict-local')
+    .option('--data-source <uri>', "a clone: vol://<volume> (its content now) or snap://<volume>/<snapshot>, on the source's backing image")
     .action(action(async (name: string, o: CreateFlags) => {
       await request('POST', `${server()}/v1/volumes`, { body: createBody(name, o) });
       process.stdout.write(`volume.longhorn.io/${name} created\n`);

@@ -4,6 +4,7 @@
 
 import type { SnapshotInfo } from '../../replica/index.js';
 import type { EngineStatus as LiveEngineStatus } from '../../engine/types.js';
+import type { CloneProgress } from '../../engine/clone.js';
 import type { Instance } from '../../instance-manager/instance.js';
 import type { EngineSpec as EngineInstanceSpec, ReplicaSpec as ReplicaInstanceSpec } from '../../instance-manager/spec.js';
 import { callJson, isRemoteNotFound } from '../common/http-json.js';
@@ -104,5 +105,15 @@ export class EngineControlClient {
 
   deleteSnapshot(name: string, signal?: AbortSignal) {
     return callJson<{ snapshots: SnapshotInfo[] }>(this.base, 'DELETE', `${this.#path}/snapshots/${encodeURIComponent(name)}`, 180_000, undefined, signal);
+  }
+
+  /** A volume clone's copy onto this engine (docs/instance-manager-api.md, "Clone"). */
+  startClone(req: { sourceVolume: string; snapshot: string; sourceSize: number; replicaName: string; replicaAddress: string }, signal?: AbortSignal) {
+    return callJson<CloneProgress>(this.base, 'POST', `${this.#path}/clone`, 15_000, req, signal);
+  }
+
+  /** Its progress; a remote 404 (isRemoteNotFound) when none was asked of the running engine. */
+  cloneStatus(signal?: AbortSignal) {
+    return callJson<CloneProgress>(this.base, 'GET', `${this.#path}/clone`, 5000, undefined, signal);
   }
 }

@@ -5,9 +5,10 @@
 // Per claim (`PersistentVolumeClaim/<ns>/<name>`):
 //   protectClaim (deleting and no pod uses it → drop pvc-protection) → bound? syncClaimStatus → classFor (our
 //   class? WaitForFirstConsumer waits for the scheduler's selected-node) → restoreSource (a VolumeSnapshot dataSource
-//   of type bi: its backing image, ready first) → ensureBackingImage (create it from the
-//   class's data source, or refuse a source that differs, or a claim smaller than the image) → provision (Volume,
-//   then PV bound to the claim, then the claim's volumeName and status).
+//   of type bi: its backing image, ready first; of type snap, or a PersistentVolumeClaim: a volume clone, the
+//   Volume's `dataSource` snap:// or vol:// on the source's backing image, checked by cloneProblem) →
+//   ensureBackingImage (create it from the class's data source, or refuse a source that differs, or a claim smaller
+//   than the image) → provision (Volume, then PV bound to the claim, then the claim's volumeName and status).
 // Per volume (`PersistentVolume//<name>`):
 //   claim gone → Released → reclaim (Delete: the Volume, then the PV) → deleting and not bound → drop pv-protection.
 // A claim that cannot be provisioned stays Pending with a Warning Event saying why; it is retried when its class,
@@ -30,7 +31,7 @@ import {
 } from '../../api/persistent-volume-claim.js';
 import { formatQuantity } from '../../api/quantity.js';
 import type { StorageClass } from '../../api/storage-class.js';
-import type { Volume } from '../../api/volume.js';
+import { volumeDataSourceFor, type Volume } from '../../api/volume.js';
 import { parseSnapshotHandle, type VolumeSnapshot, type VolumeSnapshotContent } from '../../api/volume-snapshot.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
@@ -138,14 +139,14 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
   }
 
   /** False when the Volume was refused (the claim stays Pending with an Event). */
-  async function provision(pvc: RO<PersistentVolumeClaim>, sc: RO<StorageClass>, params: ReturnType<typeof parseClassParameters>, bytes: number): Promise<boolean> {
+  async function provision(pvc: RO<PersistentVolumeClaim>, sc: RO<StorageClass>, params: ReturnType<typeof parseClassParameters>, bytes: number, dataSource?: string): Promise<boolean> {
     const name = volumeNameFor(pvc.metadata.uid ?? '');
     if (!volumes.get(ns, name)) {
       const volume: Volume = {
         apiVersion: 'longhorn.io/v1beta2',
         kind: 'Volume',
         metadata: { name, namespace: ns, labels: { 'longhorn.io/pvc': pvc.metadata.name ?? '', 'longhorn.io/pvc-namespace': pvc.metadata.namespace ?? '' } },
-        spec: volumeSpecFor(params, bytes),
+        spec: { ...volumeSpecFor(params, bytes), ...(dataSource ? { dataSource } : {}) },
       };
       try {
         await store.create(volume);
@@ -191,13 +192,29 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     return true;
   }
 
+  type Restore = { backingImage: string; source: NonNullable<ReturnType<typeof parseClassParameters>['source']> } | { clone: string; sourceVolume: string };
+
   /**
-   * A claim whose dataSource is a VolumeSnapshot restores from it: a `bi` snapshot's backing image becomes the
-   * volume's (created on demand from the handle's source by ensureBackingImage, as a class's would be). 'wait' until
-   * the snapshot is ready; 'refused' (with an Event) for what cannot be restored.
+   * A claim with a dataSource restores from it: a `bi` VolumeSnapshot's backing image becomes the volume's (created
+   * on demand from the handle's source by ensureBackingImage, as a class's would be); a `snap` VolumeSnapshot or a
+   * PersistentVolumeClaim makes the volume a clone (snap://<volume>/<snapshot>, or vol://<the claim's volume>).
+   * 'wait' until the snapshot is ready or the source claim bound; 'refused' (with an Event) for what cannot be
+   * restored.
    */
-  function restoreSource(pvc: RO<PersistentVolumeClaim>): { backingImage: string; source: NonNullable<ReturnType<typeof parseClassParameters>['source']> } | 'wait' | 'refused' | undefined {
+  function restoreSource(pvc: RO<PersistentVolumeClaim>): Restore | 'wait' | 'refused' | undefined {
     const ds = pvc.spec?.dataSource as { kind?: string; name?: string; apiGroup?: string } | undefined;
+    if (ds?.kind === 'PersistentVolumeClaim' && !ds.apiGroup) {
+      const src = claims.get(pvc.metadata.namespace ?? '', ds.name ?? '');
+      if (!src) {
+        refuse(pvc, 'ProvisioningFailed', `source claim "${ds.name ?? ''}" of the clone does not exist in namespace "${pvc.metadata.namespace ?? ''}"`);
+        return 'refused';
+      }
+      if (!src.spec?.volumeName) {
+        refuse(pvc, 'WaitingForSource', `waiting for source claim "${ds.name ?? ''}" to be bound`, 'Normal');
+        return 'wait';
+      }
+      return { clone: volumeDataSourceFor(src.spec.volumeName), sourceVolume: src.spec.volumeName };
+    }
     if (!ds || ds.kind !== 'VolumeSnapshot') return undefined;
     const vs = volumeSnapshots.get(pvc.metadata.namespace ?? '', ds.name ?? '');
     if (!vs?.status?.readyToUse) {
@@ -212,11 +229,21 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
       refuse(pvc, 'ProvisioningFailed', `VolumeSnapshot "${ds.name ?? ''}": ${errorMessage(err)}`);
       return 'refused';
     }
-    if (h.kind === 'snap') {
-      refuse(pvc, 'ProvisioningFailed', `VolumeSnapshot "${ds.name ?? ''}" is a Longhorn snapshot (type snap); restoring a claim from one (a volume clone) is not supported yet: use a type bi class`);
-      return 'refused';
-    }
+    if (h.kind === 'snap') return { clone: volumeDataSourceFor(h.volume, h.snapshot), sourceVolume: h.volume };
     return { backingImage: h.backingImage, source: { type: h.sourceType, parameters: h.parameters, ...(h.checksum ? { checksum: h.checksum } : {}) } };
+  }
+
+  /** Why a clone of `sourceVolume` cannot be this claim's volume (the claim then stays Pending), or undefined. */
+  function cloneProblem(params: ReturnType<typeof parseClassParameters>, bytes: number, sc: RO<StorageClass>, sourceVolume: string): string | undefined {
+    const src = volumes.get(ns, sourceVolume);
+    if (!src || src.metadata.deletionTimestamp) return `source volume "${sourceVolume}" of the clone does not exist${src ? ' (it is being deleted)' : ''}`;
+    const image = src.spec?.backingImage ?? '';
+    if (params.backingImage && params.backingImage !== image) {
+      return `storage class "${sc.metadata.name ?? ''}" asks for backing image "${params.backingImage}" but source volume "${sourceVolume}" is on ${image ? `backing image "${image}"` : 'no backing image'}: a clone shares its source's backing image`;
+    }
+    const srcBytes = Number(src.spec?.size ?? 0);
+    if (bytes < srcBytes) return `claim size ${formatQuantity(bytes)} (${bytes} bytes) is smaller than source volume "${sourceVolume}" (${srcBytes} bytes)`;
+    return undefined;
   }
 
   async function reconcileClaim(claimNs: string, name: string): Promise<{ requeueAfter: number } | undefined> {
@@ -256,8 +283,19 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     const fromSnapshot = restoreSource(pvc);
     if (fromSnapshot === 'wait') return { requeueAfter: 3000 };
     if (fromSnapshot === 'refused') return undefined;
-    if (fromSnapshot) params = { ...params, backingImage: fromSnapshot.backingImage, source: fromSnapshot.source };
     const bytes = requestedBytes(pvc) ?? 0;
+    if (fromSnapshot && 'clone' in fromSnapshot) {
+      const problem = cloneProblem(params, bytes, sc, fromSnapshot.sourceVolume);
+      if (problem) {
+        refuse(pvc, 'ProvisioningFailed', problem);
+        return { requeueAfter: 30_000 };
+      }
+      const image = volumes.get(ns, fromSnapshot.sourceVolume)?.spec?.backingImage ?? '';
+      const { backingImage: _bi, source: _src, ...rest } = params;
+      await provision(pvc, sc, { ...rest, ...(image ? { backingImage: image } : {}) }, bytes, fromSnapshot.clone);
+      return undefined;
+    }
+    if (fromSnapshot) params = { ...params, backingImage: fromSnapshot.backingImage, source: fromSnapshot.source };
     const blocked = await ensureBackingImage(pvc, params, bytes);
     if (blocked !== undefined) return undefined; // the image's next change enqueues the claim
     await provision(pvc, sc, params, bytes);

@@ -4,6 +4,8 @@
 // validation refuses any size change first). Longhorn makes the same checks in its volume validator; without them a
 // too-small volume would only fail at attach time, deep inside the replica, with a message about neither the volume
 // nor the image.
+// A clone (`spec.dataSource` vol:// or snap://) is refused when its source volume or snapshot does not exist, when
+// it is not on its source's backing image and data engine, or when it is smaller than its source.
 //
 // Updates that do not change `spec.size` are never refused here: the backing image may be gone by then (deleted
 // with the volume, or forced), and a controller removing a finalizer must still be able to write the volume.
@@ -12,7 +14,9 @@ import type { BackingImage } from '../../api/backing-image.js';
 import { invalid } from '../../api/field-errors.js';
 import type { FieldError } from '../../api/kind.js';
 import { DEFAULT_NAMESPACE, type KubeObject } from '../../api/meta.js';
-import type { VolumeSpec } from '../../api/volume.js';
+import type { Engine } from '../../api/engine.js';
+import type { Snapshot } from '../../api/snapshot.js';
+import { parseVolumeDataSource, type Volume, type VolumeSpec } from '../../api/volume.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { AdmissionPlugin } from '../../store/resource-store.js';
 import type { Store } from '../../store/types.js';
@@ -31,6 +35,60 @@ function refuse(obj: KubeObject, causes: FieldError[]): never {
     causes,
     details: { kind: VOLUME_RESOURCE, name },
   });
+}
+
+async function getOrUndefined<T extends KubeObject>(store: Store, kind: string, ns: string, name: string): Promise<T | undefined> {
+  try {
+    return await store.get<T>(kind, ns, name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A clone (`spec.dataSource`): its source volume and snapshot exist, it is on the source's backing image and data
+ * engine, and it is not smaller than the source. (The format of the field is the schema's check.)
+ */
+export async function cloneSourceProblems(store: Store, obj: KubeObject): Promise<FieldError[]> {
+  const spec = specOf(obj);
+  const ds = spec.dataSource ?? '';
+  if (ds === '') return [];
+  let src: ReturnType<typeof parseVolumeDataSource>;
+  try {
+    src = parseVolumeDataSource(ds);
+  } catch (err) {
+    return [invalid('spec.dataSource', ds, (err as Error).message)];
+  }
+  const ns = obj.metadata.namespace ?? DEFAULT_NAMESPACE;
+  if (src.volume === obj.metadata.name) return [invalid('spec.dataSource', ds, 'a volume cannot be a clone of itself')];
+  const source = await getOrUndefined<Volume>(store, 'Volume', ns, src.volume);
+  if (!source) return [invalid('spec.dataSource', ds, `source volume "${src.volume}" does not exist`)];
+  if (source.metadata.deletionTimestamp) return [invalid('spec.dataSource', ds, `source volume "${src.volume}" is being deleted`)];
+  const errs: FieldError[] = [];
+  if (src.kind === 'snapshot') {
+    // The Snapshot object, or the engine's own list (a snapshot taken moments ago may have no object yet).
+    const object = await getOrUndefined<Snapshot>(store, 'Snapshot', ns, src.snapshot);
+    const engines = (await store.list<Engine>('Engine', { namespace: ns })).items.filter((e) => e.spec?.volumeName === src.volume);
+    const live = engines.some((e) => {
+      const s = e.status?.snapshots?.[src.snapshot];
+      return s !== undefined && s['removed'] !== true;
+    });
+    if (!live && object?.spec?.volume !== src.volume) errs.push(invalid('spec.dataSource', ds, `snapshot "${src.snapshot}" of volume "${src.volume}" does not exist`));
+  }
+  const srcImage = source.spec?.backingImage ?? '';
+  if ((spec.backingImage ?? '') !== srcImage) {
+    errs.push(invalid('spec.backingImage', spec.backingImage ?? '', `must be the backing image of source volume "${src.volume}" (${srcImage === '' ? 'none' : `"${srcImage}"`}): a clone shares its source's backing image`));
+  }
+  if ((spec.dataEngine ?? 'v1') !== (source.spec?.dataEngine ?? 'v1')) {
+    errs.push(invalid('spec.dataEngine', spec.dataEngine ?? 'v1', `must be the data engine of source volume "${src.volume}" (${source.spec?.dataEngine ?? 'v1'})`));
+  }
+  const size = spec.size ?? '';
+  const srcSize = source.spec?.size ?? '0';
+  if (/^[0-9]+$/.test(size) && /^[0-9]+$/.test(srcSize) && BigInt(size) < BigInt(srcSize)) {
+    errs.push(invalid('spec.size', size, `must be at least the size of source volume "${src.volume}" (${srcSize} bytes)`));
+  }
+  return errs;
 }
 
 async function backingImageOf(store: Store, obj: KubeObject, name: string): Promise<BackingImage | undefined> {
@@ -53,6 +111,8 @@ export const volumeAdmission: AdmissionPlugin = {
   kinds: ['Volume'],
   async validateCreate(obj, store) {
     const spec = specOf(obj);
+    const cloneErrs = await cloneSourceProblems(store, obj);
+    if (cloneErrs.length > 0) refuse(obj, cloneErrs);
     const biName = spec.backingImage ?? '';
     if (biName === '') return;
     const bi = await backingImageOf(store, obj, biName);

@@ -5,7 +5,9 @@
 //   updateStatus (state, robustness, conditions Scheduled, Attached and WaitForBackingImage).
 //
 // A detached volume with a maintenance-attach annotation is attached without a frontend to the node it names
-// (snapshot operations and exports of detached volumes), and detached again when the annotation goes.
+// (snapshot operations and exports of detached volumes), and detached again when the annotation goes. A clone that is
+// not completed (src/api/volume.ts clonePending) is never attached with a frontend: a user's attach waits for it.
+// An engine running with another disableFrontend than the volume now wants is restarted with it.
 //
 // Data safety rules: a replica that never held data (no spec.healthyAt) never starts an engine when one that did
 // exists — it joins a running engine as WO and is rebuilt; a failed replica is deleted only when the volume has
@@ -15,7 +17,7 @@ import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
-import { maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
+import { clonePending, maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -93,7 +95,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
 
   const reconcile = async (key: string) => {
     const [ns = '', name = ''] = key.split('/');
-    const v = maintenanceView(volumes.get(ns, name));
+    const stored = volumes.get(ns, name);
+    const v = maintenanceView(cloneView(stored));
     if (!v) {
       salvages.delete(key);
       return;
@@ -120,7 +123,12 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     if (await markHealthy(key, engine, mine)) return;
     await cleanupReplicas(v, engine, mine);
     const scheduled = await scheduleReplicas(v, mine);
-    const outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
+    let outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
+    if (stored?.spec?.nodeID && v.spec?.nodeID !== stored.spec.nodeID) {
+      // A user's attach held back until the clone is completed: say so (it is retried on the clone's status change).
+      const cs = stored.status?.cloneStatus;
+      outcome = { ...outcome, state: 'attaching', waiting: `the volume is a clone of ${stored.spec.dataSource} that is not completed (${cs?.state || 'not started'}${cs?.message ? `: ${cs.message}` : ''}); it attaches to node ${stored.spec.nodeID} with its frontend once it is` };
+    }
     await updateStatus(v, engine, mine, outcome);
     return outcome.state === 'attaching' || outcome.state === 'detaching' ? { requeueAfter: 2000 } : undefined;
   };
@@ -265,6 +273,15 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const addressOf = (r: RO<Replica>) => (r.status?.currentState === 'running' && r.status.ip && r.status.port ? `${r.status.ip}:${r.status.port}` : undefined);
 
     const frontendNone = v.spec?.disableFrontend || !v.spec?.frontend;
+    // Attached without a frontend for maintenance (or a clone's copy), now wanted with one, or the other way round:
+    // the engine restarts with the volume's setting.
+    if (e.spec?.desireState === 'running' && (e.spec.disableFrontend ?? false) !== (v.spec?.disableFrontend ?? false)) {
+      await patchEngine(e, { desireState: 'stopped' });
+      return state(`restarting the engine on node ${target} ${v.spec?.disableFrontend ? 'without' : 'with'} its frontend`);
+    }
+    if (e.spec?.desireState !== 'running' && (e.status?.currentState === 'running' || e.status?.currentState === 'stopping')) {
+      return state(`the engine on node ${target} is stopping before it starts again`);
+    }
     if (e.spec?.desireState !== 'running' || !engineRunning(e)) {
       // (Re)starting: the engine starts with the replicas that hold data (a brand-new volume: all of them), at the
       // addresses they listen on now — after a node or cluster restart those are new ports, and replicas that
@@ -391,6 +408,15 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   replicas.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
   engines.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
   return controller;
+}
+
+/**
+ * A clone that is not completed is seen as detached (its own maintenance attach, without a frontend, does the copy):
+ * a user's attach waits. Only this controller's view changes.
+ */
+function cloneView(v: RO<Volume> | undefined): RO<Volume> | undefined {
+  if (!v || !v.spec?.nodeID || v.metadata.deletionTimestamp || !clonePending(v)) return v;
+  return { ...v, spec: { ...v.spec, nodeID: '' } };
 }
 
 /**
