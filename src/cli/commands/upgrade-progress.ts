@@ -1,6 +1,7 @@
 // What `stratum upgrade --wait` and `stratum version` read: the manager's release and the data-plane components
 // per node (backing-image managers per disk, instance managers), and from that, what still waits for what.
 
+import { isInFlightWork } from '../../api/backing-image-manager.js';
 import { formatTable } from '../../util/table.js';
 import type { ReleaseView } from '../../apiserver/longhorn-v1/upgrade.js';
 import { request } from '../api.js';
@@ -16,7 +17,7 @@ type Bim = Obj<{ image?: string; nodeID?: string; diskUUID?: string; backingImag
   currentState?: string;
   apiVersion?: number;
   apiMinVersion?: number;
-  backingImageFileMap?: Record<string, { state?: string; progress?: number; message?: string }>;
+  backingImageFileMap?: Record<string, { state?: string; progress?: number; message?: string; senderManagerAddress?: string }>;
 }>;
 type Vol = Obj<{ image?: string; nodeID?: string }, { currentImage?: string; state?: string }>;
 type Im = Obj<{ image?: string; nodeID?: string }, { currentState?: string; apiVersion?: number; apiMinVersion?: number; instanceEngines?: Record<string, unknown>; instanceReplicas?: Record<string, unknown> }>;
@@ -31,8 +32,6 @@ export interface UpgradeSnapshot {
   /** concurrent-automatic-engine-upgrade-per-node-limit: 0 means volumes are not moved automatically. */
   engineUpgradeLimit: number;
 }
-
-const BUSY = ['pending', 'starting', 'in-progress'];
 
 export async function snapshot(server: string, signal?: AbortSignal): Promise<UpgradeSnapshot> {
   const get = async <T>(path: string) => (await request('GET', `${server}${path}`, signal ? { signal } : {})).body as T;
@@ -58,7 +57,7 @@ export function waiting(s: UpgradeSnapshot): string[] {
   for (const [disk, ms] of byDisk) {
     const fresh = ms.find((m) => m.spec?.image === bimImage);
     for (const old of ms.filter((m) => m.spec?.image !== bimImage)) {
-      const busy = Object.entries(old.status?.backingImageFileMap ?? {}).filter(([, f]) => BUSY.includes(f.state ?? ''));
+      const busy = Object.entries(old.status?.backingImageFileMap ?? {}).filter(([, f]) => isInFlightWork(f));
       const where = `backing-image manager ${old.metadata.name} (${old.spec?.image}) on ${old.spec?.nodeID}`;
       out.push(busy.length > 0
         ? `${where}: retired once its in-flight work is done: ${busy.map(([bi, f]) => `${bi} ${f.state}${pct(f.progress)}`).join(', ')}`
