@@ -6,7 +6,11 @@
 //   DIR/cluster.json          as for SQLite, plus store, managers and the etcd ports
 //   DIR/etcd/member-<i>/      an etcd member's data and etcd.log
 //   DIR/manager/              the credentials every manager serves with (auth.json, CA and certificate; one
-//                             directory so that a token issued or revoked holds on every manager)
+//                             directory so that a token issued or revoked holds on every manager), and
+//                             release.yaml, the managers' copy of the active release stored in etcd
+//
+// An accepted upgrade (any manager asks, over IPC): the node agents get the release's catalog, then every manager
+// is stopped and all are started again on it (none keeps running the old release beside the new ones).
 //   DIR/manager-<i>/          a manager's log (its state is in etcd)
 //   DIR/node-<i>/             as for SQLite (agent/node-credentials.json: the node's token and the cluster secret)
 //
@@ -19,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { lockDataDir, portIsFree } from '../../agent/index.js';
 import { readKubeconfig } from '../../auth/index.js';
 import { hasEtcd, LocalEtcd } from '../../store/etcd/local-cluster.js';
+import { RELEASE_FILE } from '../../manager/release-store.js';
 import { prepareUpCredentials } from './up-credentials.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.js');
@@ -51,6 +56,8 @@ interface Child {
   proc: ChildProcess;
   log: string;
   exited: Promise<void>;
+  /** Stopped on purpose to be started again (an upgrade): its exit is not news. */
+  replaced?: boolean;
 }
 
 export async function upEtcd(o: UpEtcdFlags): Promise<void> {
@@ -87,6 +94,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
   const etcd = new LocalEtcd({ dir: join(dir, 'etcd'), ports: cluster.etcd, host, token: `stratum-${cluster.port}`, detached: true });
   const children: Child[] = [];
   let shuttingDown = false;
+  let restarting: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     shuttingDown = true;
     process.stdout.write('stratum up: stopping the node agents and their pods, then the managers, then etcd (Ctrl-C again to force)\n');
@@ -96,6 +104,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
       else signal(a.proc, 'SIGUSR2');
     }
     await Promise.all(agents.map((a) => waitOrKill(a, 60_000)));
+    await restarting;
     const managers = children.filter((c) => c.name.startsWith('manager-'));
     for (const m of managers) signal(m.proc, 'SIGTERM');
     await Promise.all(managers.map((m) => waitOrKill(m, 10_000)));
@@ -128,7 +137,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
     closeSync(fd);
     const child: Child = { name, proc, log, exited: new Promise((r) => proc.once('exit', () => r())) };
     proc.once('exit', (code, sig) => {
-      if (!shuttingDown) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
+      if (!shuttingDown && !child.replaced) process.stdout.write(`stratum up: ${name} exited (${sig ?? `code ${code}`}); see ${log}\n`);
     });
     children.push(child);
     (cluster.processes ??= {})[name] = { pid: proc.pid ?? 0, argv, log };
@@ -144,14 +153,39 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
   await etcd.start({ timeoutMs: 60_000 });
   etcd.members.forEach((m, i) => ((cluster.processes ??= {})[m.name] = { pid: etcd.pid(i) ?? 0, argv: etcd.argv(i), log: m.log }));
   save();
-  for (let i = 0; i < cluster.managers; i++) {
-    const name = `manager-${i + 1}`;
-    const args = ['manager', '--host', o.host, '--port', String(managerPorts[i]), '--data-dir', managerDir, '--etcd', etcd.endpoints.join(',')];
-    if (o.images) args.push('--images', resolve(o.images));
-    const m = start(name, args, join(dir, name, 'manager.log'));
-    await waitHealthy(urls[i] ?? '', m, 20_000);
-  }
-  save();
+  // The managers keep their copy of the release stored in etcd here; it completes the agents' catalog.
+  const releaseFile = join(managerDir, RELEASE_FILE);
+  const catalogFiles = () => [...(o.images ? [resolve(o.images)] : []), ...(existsSync(releaseFile) ? [releaseFile] : [])];
+  const startManagers = async (): Promise<void> => {
+    for (let i = 0; i < cluster.managers; i++) {
+      const name = `manager-${i + 1}`;
+      const args = ['manager', '--host', o.host, '--port', String(managerPorts[i]), '--data-dir', managerDir, '--etcd', etcd.endpoints.join(',')];
+      if (o.images) args.push('--images', resolve(o.images));
+      const m = start(name, args, join(dir, name, 'manager.log'));
+      m.proc.on('message', (msg: { type?: string }) => {
+        if (msg?.type === 'restart-manager' && !shuttingDown && !restarting) restarting = restartManagers().finally(() => (restarting = undefined));
+      });
+      await waitHealthy(urls[i] ?? '', m, 20_000);
+    }
+    save();
+  };
+  // An accepted upgrade: the release is in etcd already. The agents get its catalog first (the new managers create
+  // pods of its images), then every manager is replaced, as a Longhorn upgrade replaces every longhorn-manager pod.
+  const restartManagers = async (): Promise<void> => {
+    process.stdout.write('stratum up: an upgrade was accepted; handing the release to the node agents and restarting every manager\n');
+    for (const a of children.filter((c) => c.name.startsWith('node-'))) if (a.proc.connected) a.proc.send({ type: 'catalog', files: catalogFiles() });
+    const old = children.filter((c) => c.name.startsWith('manager-'));
+    for (const m of old) {
+      m.replaced = true;
+      signal(m.proc, 'SIGTERM');
+    }
+    await Promise.all(old.map((m) => waitOrKill(m, 15_000)));
+    for (const m of old) children.splice(children.indexOf(m), 1);
+    if (shuttingDown) return;
+    await startManagers().catch((err: Error) => process.stdout.write(`stratum up: ${err.message}\n`));
+    process.stdout.write(`stratum up: managers restarted (${children.filter((c) => c.name.startsWith('manager-')).map((c) => `pid ${c.proc.pid}`).join(', ')})\n`);
+  };
+  await startManagers();
   for (let i = 1; i <= cluster.nodes; i++) {
     const name = `node-${i}`;
     const disks: string[] = [];
@@ -161,7 +195,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
       disks.push('--disk', d);
     }
     const args = ['node', '--name', name, '--manager', urls.join(','), ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
-    if (o.images) args.push('--images', resolve(o.images));
+    for (const f of catalogFiles()) args.push('--images', f);
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
     start(name, args, join(dir, name, 'agent', 'agent.log'));
   }
