@@ -2,7 +2,8 @@
 // release with a new engine image and a new (compatible) backing-image manager, while a volume on a backing image is
 // attached with data written. The release is stored in etcd, every manager is restarted on it (`stratum version`
 // through each one shows it), the backing-image managers roll, the attached volume moves to the new engine image
-// live, and the volume reads back what was written.
+// live (its Engine object's spec.image and status.currentImage, and `stratum version`'s row for it, follow), and
+// the volume reads back what was written.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -86,6 +87,9 @@ test('upgrade on the etcd control plane: every manager restarts on the release s
   const model = new VolumeModel('vol-etcd', img.data, 32 * MiB);
   assert.equal(await model.verify(vols), undefined, 'the volume shows the image');
   await model.writeRandom(vols, 6, 21);
+  const engineRow = (image: string) => new RegExp(`^node-1\\s+engine\\s+vol-etcd-e-\\w+\\s+${image.replace('.', '\\.')}\\s+\\S+.*\\s+running\\s+volume vol-etcd\\s*$`, 'm');
+  const verBefore = await stratum(url, ['version']);
+  assert.match(verBefore.stdout, engineRow('stratum-engine:v1'), verBefore.stdout);
   const pidsBefore = [1, 2, 3].map((i) => readCluster(dir.path).processes?.[`manager-${i}`]?.pid);
 
   // The upgrade, through the second manager (any manager takes it).
@@ -121,6 +125,15 @@ test('upgrade on the etcd control plane: every manager restarts on the release s
   const v = await vols.get('vol-etcd');
   assert.equal(v.status?.state, 'attached');
   assert.equal(await model.verify(vols), undefined, 'the volume reads back what was written');
+  // The Engine object: what it should run and what its instance manager says it runs; `stratum version` shows it.
+  const e = await waitFor('the engine reports stratum-engine:v2', async () => {
+    const x = await vols.engine('vol-etcd') as { spec?: { image?: string }; status?: { currentImage?: string } };
+    return x.status?.currentImage === 'stratum-engine:v2' ? x : undefined;
+  }, 60_000);
+  assert.equal(e.spec?.image, 'stratum-engine:v2');
+  const verAfter = await stratum(url, ['version']);
+  assert.match(verAfter.stdout, engineRow('stratum-engine:v2'), verAfter.stdout);
+  assert.match(verAfter.stdout, /^node-1\s+engine\s+vol-etcd-e-\w+\s+stratum-engine:v2\s+2\.0\.0\s/m);
   await vols.detach('vol-etcd');
   await vols.delete('vol-etcd');
 });
