@@ -42,6 +42,13 @@ defaults:
 images:
   - { name: stratum-bim:v9, from: stratum-bim:v1, version: 9.0.0, command: ["{dir}/no-such-bim.js"] }
 `,
+  // A program that exists, but not one the operator's catalog runs: an admin token must not run it.
+  untrusted: `release: 9.0.0
+defaults:
+  backing-image-manager: stratum-bim:v9
+images:
+  - { name: stratum-bim:v9, from: stratum-bim:v1, version: 9.0.0, command: ["/bin/sh", "-c", "touch {dir}/ran"] }
+`,
 };
 
 const INCOMPATIBLE = `release: 2.0.0
@@ -106,6 +113,7 @@ test('a bad release is refused before anything changes, and the message names th
     ['component', /images\[0\] \(stratum-bim:v9\): unknown component "teleporter"/],
     ['ranges', /manager\.apis\.instance-manager: range 7 excludes every running instance-manager: InstanceManager instance-manager-\w+ \(stratum-im:v1, API 2\)/],
     ['command', /images\[0\] \(stratum-bim:v9\): command ".*no-such-bim\.js" does not exist/],
+    ['untrusted', /images\[0\] \(stratum-bim:v9\): command "\/bin\/sh -c touch .*ran" is not the command of any image of the operator's catalog/],
   ];
   for (const [name, why] of cases) {
     const file = releaseFile(files.path, `bad-${name}.yaml`, BAD[name]);
@@ -115,6 +123,7 @@ test('a bad release is refused before anything changes, and the message names th
     assert.match(r.stderr, why, name);
     assert.match(r.stderr, new RegExp(`release bad-${name}\\.yaml refused, nothing was changed`), name);
   }
+  assert.equal(existsSync(join(files.path, 'ran')), false, 'the untrusted release\'s command never ran');
   // Nothing changed: the same manager process, the built-in release, the same default images, no stored release.
   assert.equal(readCluster(dir.path).processes?.['manager']?.pid, managerPid);
   const v = await getJson<{ release: { version: string }; source: string }>(url, '/v1/version');

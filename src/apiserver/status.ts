@@ -50,6 +50,7 @@ export function statusFor(code: number, reason: string, message: string): KubeSt
 const RELEASE: Record<ReleaseErrorCode, StoreErrorCode> = {
   InvalidRelease: 'Invalid',
   IncompatibleRelease: 'Conflict',
+  UntrustedRelease: 'Forbidden',
   UpgradeUnavailable: 'Conflict',
 };
 

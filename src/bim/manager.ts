@@ -32,6 +32,8 @@ export interface ManagerOptions {
   /** Chunks a sync fetches at once. */
   parallelChunks?: number;
   chunkIdleMs?: number;
+  /** How long a receiver waits for a manifest its peers are computing (default: sync.ts manifestWaitMs). */
+  manifestWaitMs?: number;
   timeouts?: Partial<Timeouts>;
   clock?: Clock;
   /** How often deadlines are checked (ms). */
@@ -127,6 +129,7 @@ export class BackingImageManager {
       parallel: opts.parallelChunks ?? 8,
       chunkIdleMs: opts.chunkIdleMs ?? 30_000,
       manifestTimeoutMs: 30_000,
+      ...(opts.manifestWaitMs === undefined ? {} : { manifestWaitMs: opts.manifestWaitMs }),
       checkpointChunks: 16,
       checkpointMs: 1000,
     };

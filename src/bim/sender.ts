@@ -38,6 +38,9 @@ interface Computation {
   done: Promise<void>;
 }
 
+/** Computations in a row that may end without a usable manifest before the sender stops trying and says why. */
+export const MANIFEST_ATTEMPTS = 3;
+
 /** Writes a manifest cache file: the manifest plus the identity of the bytes it describes. */
 export async function saveManifest(layout: DiskLayout, dir: string, identity: FileIdentity, manifest: ChunkManifest): Promise<void> {
   await writeFileAtomic(layout.path(dir, manifestFileName(manifest.chunkSize)), JSON.stringify({ identity, manifest }));
@@ -57,6 +60,8 @@ export class Sender {
   readonly #o: SenderOptions;
   readonly #idleMs: number;
   readonly #computing = new Map<string, Computation>();
+  /** Why the last computations of a manifest ended without one, per `key/chunkSize` (cleared by a success). */
+  readonly #failures = new Map<string, string[]>();
   readonly #closing = new AbortController();
   #nextId = 0;
 
@@ -89,14 +94,26 @@ export class Sender {
     const cached = await this.#load(rec, chunkSize, identity);
     if (cached) return cached;
     const key = `${rec.key}/${chunkSize}`;
+    const failed = this.#failures.get(key) ?? [];
     let c = this.#computing.get(key);
     if (!c) {
+      // A computation that keeps ending without a manifest would keep every receiver waiting: after a few, say why.
+      if (failed.length >= MANIFEST_ATTEMPTS) {
+        this.#failures.delete(key);
+        throw new BimError('Internal', `the chunk manifest of ${rec.name} could not be computed ${failed.length} times in a row: ${failed.join('; ')}`);
+      }
       const comp: Computation = { progress: 0, done: Promise.resolve() };
-      comp.done = this.#compute(rec, chunkSize, identity, comp).finally(() => this.#computing.delete(key));
+      comp.done = this.#compute(rec, chunkSize, identity, comp)
+        .then((why) => {
+          if (why === undefined) this.#failures.delete(key);
+          else this.#failures.set(key, [...(this.#failures.get(key) ?? []), why]);
+        })
+        .finally(() => this.#computing.delete(key));
       this.#computing.set(key, comp);
       c = comp;
     }
-    throw new BimError('ManifestPending', `the chunk manifest of ${rec.name} (chunks of ${chunkSize} bytes) is being computed: ${c.progress}% done; ask again shortly`);
+    const earlier = failed.length > 0 ? ` (attempt ${failed.length + 1} of ${MANIFEST_ATTEMPTS}; the last one ended: ${failed[failed.length - 1]})` : '';
+    throw new BimError('ManifestPending', `the chunk manifest of ${rec.name} (chunks of ${chunkSize} bytes) is being computed: ${c.progress}% done${earlier}; ask again shortly`);
   }
 
   async #load(rec: FileRecord, chunkSize: number, identity: FileIdentity): Promise<ChunkManifest | undefined> {
@@ -113,7 +130,8 @@ export class Sender {
     }
   }
 
-  async #compute(rec: FileRecord, chunkSize: number, identity: FileIdentity, c: Computation): Promise<void> {
+  /** Computes and saves the manifest; resolves with why it ended without one, or undefined when it was saved. */
+  async #compute(rec: FileRecord, chunkSize: number, identity: FileIdentity, c: Computation): Promise<string | undefined> {
     const path = this.#o.layout.path(rec.key, FILES.backing);
     try {
       const r = await hashFile(path, {
@@ -126,14 +144,19 @@ export class Sender {
       // The same pass re-checked the whole file: a ready file that no longer hashes to its checksum is not served.
       if (r.sha512 !== rec.currentChecksum) {
         this.#o.onSuspect(rec, `its bytes hash to ${r.sha512}, not to the recorded ${rec.currentChecksum}`);
-        return;
+        return `the file hashes to ${r.sha512}, not to the recorded ${rec.currentChecksum}`;
       }
       const after = await identityOf(path);
-      if (!sameIdentity(after, identity) || !r.manifest) return;
+      if (!sameIdentity(after, identity)) return 'the file changed while it was being hashed';
+      if (!r.manifest) return 'hashing produced no manifest';
+      // What is saved must load again (#load): a manifest that does not is never served, and would be recomputed forever.
+      checkManifest(r.manifest, { size: rec.size, chunkSize }, 'the computed manifest');
       await saveManifest(this.#o.layout, rec.key, identity, r.manifest);
+      return undefined;
     } catch (err) {
       // The next manifest request starts over; the failure is visible to it as a missing manifest only, so say it.
       rec.lastError = `computing the chunk manifest failed: ${messageOf(err)}`;
+      return messageOf(err);
     }
   }
 

@@ -39,6 +39,8 @@ export interface SyncContext extends CommitContext, TransferContext, CheckpointP
   chunkSize: number;
   /** One manifest request's limit (ms). */
   manifestTimeoutMs: number;
+  /** The whole wait for a manifest (ms); default manifestWaitMs(size). */
+  manifestWaitMs?: number;
 }
 
 export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncRequest, signal: AbortSignal): Promise<void> {
@@ -202,9 +204,23 @@ async function ensureIntent(ctx: SyncContext, rec: FileRecord, req: SyncRequest)
   await writeIntent(path, intent);
 }
 
+/**
+ * How long a receiver waits for a manifest that peers say is being computed: a minute plus the file read at 20 MiB/s,
+ * a rate any working disk beats. Progress messages keep the copy's starting deadline alive, so without this bound a
+ * sender whose computation never finishes (or keeps starting over) would keep the copy waiting forever.
+ */
+export function manifestWaitMs(size: number): number {
+  return 60_000 + Math.ceil(size / (20 * 1024 * 1024)) * 1000;
+}
+
 async function fetchManifest(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peers: Peer[], signal: AbortSignal): Promise<ChunkManifest> {
   let lastPending = '';
+  const waitMs = ctx.manifestWaitMs ?? manifestWaitMs(req.size);
+  const giveUpAt = Date.now() + waitMs;
   for (;;) {
+    if (Date.now() > giveUpAt) {
+      throw new BimError('Timeout', `no chunk manifest of ${req.name} from ${req.sources.join(', ')} within ${Math.round(waitMs / 1000)} s; the last answer: ${rec.lastError ?? 'none'}`);
+    }
     for (const peer of peers) {
       if (peer.excluded) continue;
       signal.throwIfAborted();

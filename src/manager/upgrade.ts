@@ -16,7 +16,6 @@ import { DEFAULT_NAMESPACE } from '../api/meta.js';
 import { BUILTIN_RELEASE, parseRelease, releaseCatalog, ReleaseError, validateRelease, type Release, type RunningInstance } from '../release/index.js';
 import type { Store } from '../store/types.js';
 import type { ReleaseView, UpgradeService } from '../apiserver/longhorn-v1/upgrade.js';
-
 import { RELEASE_FILE } from './release-store.js';
 
 export { RELEASE_FILE };
@@ -76,7 +75,7 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       // What runs now (the active release's entries included): a new release may derive from them.
       const base = loadCatalog([...o.imagesFiles, ...(active.file ? [active.file] : [])]).list();
       const catalog = releaseCatalog(release, base, source, { ...defaultContext(), dir: dir ?? process.cwd() });
-      await validateRelease(release, catalog, await runningInstances(o.store), { source });
+      await validateRelease(release, catalog, await runningInstances(o.store), { source, trusted: loadCatalog(o.imagesFiles).list() });
       const previous = active.release;
       if (dryRun) return { release, previous };
       if (!o.restart) {

@@ -5,6 +5,11 @@ export type ReleaseErrorCode =
   | 'InvalidRelease'
   /** The release is well formed but cannot be applied to this cluster (API ranges, running instances). */
   | 'IncompatibleRelease'
+  /**
+   * The release asks for what only the operator may grant: a command, a subcommand, environment or pod environment
+   * that no entry of the operator's catalog (built-in or --images files) has. Nothing was run.
+   */
+  | 'UntrustedRelease'
   /** An upgrade cannot start: another one is still being applied, or nothing can restart the manager. */
   | 'UpgradeUnavailable';
 

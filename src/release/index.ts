@@ -6,3 +6,4 @@
 export { ReleaseError, isReleaseError, type ReleaseErrorCode } from './errors.js';
 export { BUILTIN_RELEASE, COMPONENT_NAMES, RELEASE_COMPONENTS, isComponent, parseRelease, releaseCatalog, type ApiRange, type Release, type ReleaseComponent } from './release.js';
 export { KNOWN_COMPONENTS, missingProgram, overlaps, validateRelease, type RunningInstance, type ValidateOptions } from './validate.js';
+export { RELEASE_TUNABLE_ENV, untrustedProblems } from './trust.js';

@@ -22,9 +22,9 @@ images:
   - { name: stratum-bim:v2, from: stratum-bim:v1, version: 2.0.0, apiVersion: 2, apiMinVersion: 1 }
 `;
 
-async function check(text: string, running: RunningInstance[] = ims, probe = okProbe): Promise<void> {
+async function check(text: string, running: RunningInstance[] = ims, probe = okProbe, trusted = base): Promise<void> {
   const rel = parseRelease(text, 'rel.yaml');
-  await validateRelease(rel, releaseCatalog(rel, base, 'rel.yaml', ctx), running, { source: 'rel.yaml', probe });
+  await validateRelease(rel, releaseCatalog(rel, trusted, 'rel.yaml', ctx), running, { source: 'rel.yaml', probe, trusted });
 }
 
 test('a release fills what it leaves out from the built-in one and passes validation', async () => {
@@ -72,7 +72,41 @@ test('an image whose command does not exist is refused, naming the entry', async
     /images\[0\] \(stratum-bim:v9\): command "\/no\/such\/program" does not exist: \/no\/such\/program is not on this machine/);
   await assert.rejects(check(`release: 2\nimages:\n  - { name: stratum-bim:v9, from: stratum-bim:v1, command: ["{node}", "{dir}/missing.js"] }\n`),
     /images\[0\] \(stratum-bim:v9\): command .* does not exist: \/etc\/missing.js does not exist/);
+  // The operator's catalog grants a subcommand its program does not have: the probe finds out.
   const probe = async (argv: string[]) => (argv.at(-1) === 'bim-nine' ? '`help bim-nine` exited with code 1' : undefined);
-  await assert.rejects(check(`release: 2\nimages:\n  - { name: stratum-bim:v9, from: stratum-bim:v1, subcommands: [bim-nine] }\n`, ims, probe),
+  const operator = base.map((e) => (e.name === 'stratum-bim:v1' ? { ...e, subcommands: [...e.subcommands, 'bim-nine'] } : e));
+  await assert.rejects(check(`release: 2\nimages:\n  - { name: stratum-bim:v9, from: stratum-bim:v1, subcommands: [bim-nine] }\n`, ims, probe, operator),
     /images\[0\] \(stratum-bim:v9\): command ".* bim-nine" does not exist: `help bim-nine` exited with code 1/);
+});
+
+test('a release may not run anything the operator did not install, and nothing of it is run to find out', async () => {
+  const probed: string[][] = [];
+  const probe = async (argv: string[]) => {
+    probed.push(argv);
+    return undefined;
+  };
+  const refused = async (entry: string, why: RegExp) => {
+    await assert.rejects(check(`release: 2\nimages:\n  - ${entry}\n  - { name: stratum-im:v9, from: stratum-im:v1 }\n`, ims, probe), (err) => {
+      assert.ok(isReleaseError(err, 'UntrustedRelease'), String(err));
+      assert.match(err.message, /^release rel.yaml refused, nothing was changed or run: /);
+      assert.match(err.message, why);
+      return true;
+    });
+  };
+  await refused('{ name: stratum-bim:v9, from: stratum-bim:v1, command: ["/bin/sh", "-c", "id"] }',
+    /images\[0\] \(stratum-bim:v9\): command "\/bin\/sh -c id" is not the command of any image of the operator's catalog/);
+  await refused('{ name: stratum-bim:v9, from: stratum-bim:v1, env: { NODE_OPTIONS: "--require /tmp/x.js" } }',
+    /images\[0\] \(stratum-bim:v9\): env NODE_OPTIONS: a release may set only STRATUM_API_VERSION/);
+  await refused('{ name: stratum-bim:v9, from: stratum-bim:v1, allowedEnv: [NODE_OPTIONS] }', /allowedEnv NODE_OPTIONS: pods of this command may not set them/);
+  await refused('{ name: stratum-bim:v9, from: stratum-bim:v1, subcommands: [bim, up] }', /subcommands up: not allowed by the operator's catalog for this command \(allowed: bim, data-source\)/);
+  await refused('{ name: stratum-bim:v9, from: stratum-bim:v1, subcommands: [] }', /subcommands \(any\): not allowed/);
+  // The test image's command, declared a backing-image manager: a command the catalog runs only as test-exit.
+  await refused('{ name: stratum-bim:v9, from: stratum-test-exit:v1, component: backing-image-manager }',
+    /component "backing-image-manager" with command .*exit\.js": the operator's catalog runs that command only as test-exit/);
+  // Replacing an operator entry by name is no way around it.
+  await refused('{ name: stratum-bim:v1, component: backing-image-manager, command: ["/bin/sh"] }', /images\[0\] \(stratum-bim:v1\): command "\/bin\/sh" is not the command/);
+  assert.deepEqual(probed, [], 'nothing of a refused release is run, not even the probes of its trusted entries');
+  // Renaming, versioning, re-ranging and tuning what the operator installed is what a release is for.
+  await check(`release: 2\nimages:\n  - { name: stratum-bim:v9, from: stratum-bim:v1, version: 9.0.0, apiVersion: 2, env: { STRATUM_BIM_BANDWIDTH_LIMIT: 4Mi } }\n`, ims, probe);
+  assert.ok(probed.length > 0);
 });

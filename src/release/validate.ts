@@ -6,6 +6,8 @@
 //   - the manager's range for the instance manager or the engine excludes every running instance of it: attached
 //     volumes live there, and a manager that cannot talk to them cannot move them (backing-image managers are
 //     exempt: their files outlive them and an incompatible one is replaced at once, its files taken over);
+//   - an image asks for more than the operator's catalog grants (a command, subcommand or environment of its
+//     own: trust.ts); nothing of such a release is run;
 //   - an image's command does not exist: its program is not on disk, a script it names is missing, or one of its
 //     subcommands is unknown to the program (`<command> help <subcommand>` fails: Stratum's images are its CLI).
 
@@ -14,6 +16,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { ImageEntry } from '../agent/images.js';
 import { ReleaseError } from './errors.js';
+import { untrustedProblems } from './trust.js';
 import { COMPONENT_NAMES, isComponent, type ApiRange, type Release, type ReleaseComponent } from './release.js';
 
 /** Components a release may carry images of: the data plane plus the catalog's workload and test images. */
@@ -32,6 +35,8 @@ export interface RunningInstance {
 export interface ValidateOptions {
   /** Where the release came from, for messages. */
   source: string;
+  /** The operator's catalog (built-in plus --images files): what a release may reuse (trust.ts). */
+  trusted: readonly ImageEntry[];
   /** Runs `argv` and says why it failed, or undefined when it exited 0 (injected by unit tests). */
   probe?: (argv: string[], signal: AbortSignal) => Promise<string | undefined>;
   signal?: AbortSignal;
@@ -77,8 +82,10 @@ export async function validateRelease(rel: Release, catalog: readonly ImageEntry
     const seen = mine.map((r) => `${r.name} (${r.image}, API ${rangeText(r.apiMinVersion, r.apiVersion)})`).join(', ');
     incompatible.push(`manager.apis.${c}: range ${rangeText(range.min, range.max)} excludes every running ${c}: ${seen}; the volumes they hold could not be moved`);
   }
-  const probe = o.probe ?? runProbe;
-  const signal = o.signal ?? AbortSignal.timeout(60_000);
+  // Before anything of the release runs, even a `help` probe: its commands exist and ask for nothing the
+  // operator's catalog does not grant (trust.ts).
+  const untrusted: string[] = [];
+  const probes: { where: string; e: ImageEntry }[] = [];
   for (const [i, raw] of rel.images.entries()) {
     const e = byName.get(raw.name);
     if (!e || !isComponentOrKnown(e.component)) continue;
@@ -88,6 +95,16 @@ export async function validateRelease(rel: Release, catalog: readonly ImageEntry
       invalid.push(`${where}: command ${JSON.stringify(e.command.join(' '))} does not exist: ${missing}`);
       continue;
     }
+    const why = untrustedProblems(e, o.trusted);
+    if (why.length > 0) untrusted.push(...why.map((w) => `${where}: ${w}`));
+    else probes.push({ where, e });
+  }
+  if (untrusted.length > 0) {
+    throw new ReleaseError('UntrustedRelease', `release ${o.source} refused, nothing was changed or run: ${[...untrusted, ...invalid, ...incompatible].join('; ')}`);
+  }
+  const probe = o.probe ?? runProbe;
+  const signal = o.signal ?? AbortSignal.timeout(60_000);
+  for (const { where, e } of probes) {
     for (const sub of e.subcommands) {
       const why = await probe([...e.command, 'help', sub], signal);
       if (why) invalid.push(`${where}: command ${JSON.stringify([...e.command, sub].join(' '))} does not exist: ${why}`);
