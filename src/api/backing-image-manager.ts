@@ -31,8 +31,19 @@ export interface BackingImageFileInfo {
   currentChecksum?: string;
   message?: string;
   sendingReference?: number;
+  /** For a copy received from peers: the first peer it syncs from (empty for a copy from a data source). */
   senderManagerAddress?: string;
   progress?: number;
+}
+
+/**
+ * Whether a copy is work a compatible manager of a retired image finishes before it goes (docs/upgrade.md): a copy it
+ * prepares from a data source, the seed's "current downloading". A copy it receives from a peer
+ * (`senderManagerAddress` set) is not: it is cut, and the new manager of the disk finds it half-received, marks it
+ * failed and syncs it again after the backoff (seed step 7.2.2). A `pending` copy is not being worked on.
+ */
+export function isInFlightWork(f: { state?: string; senderManagerAddress?: string }): boolean {
+  return (f.state === 'starting' || f.state === 'in-progress') && !f.senderManagerAddress;
 }
 
 export interface BackingImageManagerStatus {

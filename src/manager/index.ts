@@ -26,6 +26,7 @@ import { podAdmission } from '../agent/pod-admission.js';
 import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
 import { registerUpgradeRoutes } from '../apiserver/longhorn-v1/upgrade.js';
 import { activeRelease, releaseSettings, upgrader } from './upgrade.js';
+import { RELEASE_FILE, syncReleaseFromEtcd, writeReleaseToEtcd } from './release-store.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -79,7 +80,13 @@ export async function ensureSettings(store: ResourceStore): Promise<void> {
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   // Confinement (docs/security.md): Pods only as the catalog allows, data sources only on registered disks.
-  // The active release (src/manager/upgrade.ts): its images join the catalog, its defaults and API ranges rule.
+  // The active release (src/manager/upgrade.ts): its images join the catalog, its defaults and API ranges rule. On
+  // etcd it is the one stored there, the same for every manager (release-store.ts).
+  const etcdRelease = opts.etcd ? { endpoints: opts.etcd, prefix: opts.etcdPrefix } : undefined;
+  if (etcdRelease) {
+    const did = await syncReleaseFromEtcd({ ...etcdRelease, dataDir: opts.dataDir, signal: opts.signal });
+    if (did === 'written' || did === 'removed') log(`stratum manager: ${did} ${join(opts.dataDir, RELEASE_FILE)} to match the release stored in etcd`);
+  }
   const active = activeRelease(opts.dataDir);
   const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
   const catalog = loadCatalog(imagesFiles);
@@ -134,10 +141,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       }
     : startControllers({ store, metrics, signal: opts.signal, log, ...release });
   const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
-  // On etcd the release file is still per manager data directory: an upgrade there is not supported yet (TODO(#12)).
+  // On etcd an accepted release is stored there first; the supervisor then restarts every manager on it.
   const upgrades = upgrader({
     store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log,
-    ...(cp ? { unavailable: 'upgrades of a cluster whose state is in etcd are not supported yet: each manager keeps its release in its own data directory (TODO(#12))' } : {}),
+    ...(etcdRelease ? { persist: (text: string) => writeReleaseToEtcd({ ...etcdRelease, signal: opts.signal }, text) } : {}),
   });
   const api = await startApiServer({
     store,

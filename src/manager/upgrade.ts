@@ -1,4 +1,5 @@
-// The manager's side of an upgrade. The active release is `<data dir>/release.yaml` (absent: the built-in one).
+// The manager's side of an upgrade. The active release is `<data dir>/release.yaml` (absent: the built-in one); on
+// the etcd control plane that file is a copy of the release stored in etcd (release-store.ts).
 // An upgrade request is validated against the running cluster (src/release/validate.ts) and, once accepted, the
 // release is written there and the manager asks its supervisor to restart it: the new manager process starts on
 // the release (its default-*-image settings and API ranges), as a Longhorn upgrade replaces longhorn-manager. The
@@ -15,8 +16,9 @@ import { DEFAULT_NAMESPACE } from '../api/meta.js';
 import { BUILTIN_RELEASE, parseRelease, releaseCatalog, ReleaseError, validateRelease, type Release, type RunningInstance } from '../release/index.js';
 import type { Store } from '../store/types.js';
 import type { ReleaseView, UpgradeService } from '../apiserver/longhorn-v1/upgrade.js';
+import { RELEASE_FILE } from './release-store.js';
 
-export const RELEASE_FILE = 'release.yaml';
+export { RELEASE_FILE };
 
 /** The release the manager in `dataDir` runs on. */
 export function activeRelease(dataDir: string): ReleaseView & { file?: string } {
@@ -46,8 +48,8 @@ export interface UpgraderOptions {
   imagesFiles: readonly string[];
   /** Asks the supervisor (`stratum up`) to restart this manager; undefined when nothing would. */
   restart: (() => void) | undefined;
-  /** Why upgrades are refused on this manager whatever the supervisor (e.g. the etcd control plane). */
-  unavailable?: string | undefined;
+  /** Stores an accepted release where every manager of the cluster reads it (etcd), before the local file. */
+  persist?: ((text: string) => Promise<void>) | undefined;
   log: (line: string) => void;
 }
 
@@ -76,7 +78,6 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       await validateRelease(release, catalog, await runningInstances(o.store), { source, trusted: loadCatalog(o.imagesFiles).list() });
       const previous = active.release;
       if (dryRun) return { release, previous };
-      if (o.unavailable) throw new ReleaseError('UpgradeUnavailable', o.unavailable);
       if (!o.restart) {
         throw new ReleaseError('UpgradeUnavailable', 'this manager was not started by `stratum up`, so nothing would restart it on the release; stop it and start it with the release file in its data directory as release.yaml');
       }
@@ -88,6 +89,7 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       } catch (err) {
         throw new ReleaseError('InvalidRelease', `release ${source} refused, nothing was changed: it would not load on its own: ${(err as Error).message}`, { cause: err });
       }
+      await o.persist?.(stored);
       const file = join(o.dataDir, RELEASE_FILE);
       writeFileSync(`${file}.tmp`, stored);
       renameSync(`${file}.tmp`, file);

@@ -6,7 +6,11 @@
 //   DIR/cluster.json          as for SQLite, plus store, managers and the etcd ports
 //   DIR/etcd/member-<i>/      an etcd member's data and etcd.log
 //   DIR/manager/              the credentials every manager serves with (auth.json, CA and certificate; one
-//                             directory so that a token issued or revoked holds on every manager)
+//                             directory so that a token issued or revoked holds on every manager), and
+//                             release.yaml, the managers' copy of the active release stored in etcd
+//
+// An accepted upgrade (any manager asks, over IPC): the node agents get the release's catalog, then every manager
+// is stopped and all are started again on it (none keeps running the old release beside the new ones).
 //   DIR/manager-<i>/          a manager's log (its state is in etcd)
 //   DIR/node-<i>/             as for SQLite (agent/node-credentials.json: the node's token and the cluster secret)
 //
@@ -20,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { lockDataDir, portIsFree } from '../../agent/index.js';
 import { readKubeconfig } from '../../auth/index.js';
 import { hasEtcd, LocalEtcd } from '../../store/etcd/local-cluster.js';
+import { RELEASE_FILE } from '../../manager/release-store.js';
 import { prepareUpCredentials } from './up-credentials.js';
 import { Supervisor } from './up-supervisor.js';
 
@@ -55,6 +60,8 @@ interface Child {
   proc: ChildProcess;
   log: string;
   exited: Promise<void>;
+  /** Stopped on purpose to be started again (an upgrade): its exit is not news. */
+  replaced?: boolean;
 }
 
 export async function upEtcd(o: UpEtcdFlags): Promise<void> {
@@ -92,6 +99,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
   const children: Child[] = [];
   let shuttingDown = false;
   const supervisor = new Supervisor({ enabled: o.supervise, log: (line) => process.stdout.write(`${line}\n`) });
+  let restarting: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     shuttingDown = true;
     supervisor.stop();
@@ -102,6 +110,7 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
       else signal(a.proc, 'SIGUSR2');
     }
     await Promise.all(agents.map((a) => waitOrKill(a, 60_000)));
+    await restarting;
     const managers = children.filter((c) => c.name.startsWith('manager-'));
     for (const m of managers) signal(m.proc, 'SIGTERM');
     await Promise.all(managers.map((m) => waitOrKill(m, 10_000)));
@@ -126,7 +135,8 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
     });
   }
 
-  const start = (name: string, args: string[], log: string): Child => {
+  /** Starts a child; `relaunch` starts it again when it exits on its own (the supervisor decides when). */
+  const start = (name: string, args: string[], log: string, relaunch: () => Child = () => start(name, args, log)): Child => {
     mkdirSync(dirname(log), { recursive: true });
     const fd = openSync(log, 'a');
     const argv = [process.execPath, CLI, ...args];
@@ -135,13 +145,17 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
     const child: Child = { name, proc, log, exited: new Promise((r) => proc.once('exit', () => r())) };
     const startedAt = Date.now();
     proc.once('exit', (code, sig) => {
-      if (shuttingDown) return;
+      if (shuttingDown || child.replaced) return;
       // Replaced in place, so that the listing keeps managers in their order (their index is their port's).
       supervisor.exited(name, sig ?? `code ${code}`, log, startedAt, () => {
-        if (shuttingDown) return;
-        const fresh = start(name, args, log);
-        children.splice(children.indexOf(fresh), 1);
-        children.splice(children.indexOf(child), 1, fresh);
+        // An upgrade may have replaced every manager in the meantime: then this one was started again already.
+        if (shuttingDown || child.replaced) return;
+        const fresh = relaunch();
+        const at = children.indexOf(child);
+        if (at >= 0) {
+          children.splice(children.indexOf(fresh), 1);
+          children.splice(at, 1, fresh);
+        }
         save();
         process.stdout.write(`stratum up: ${name} restarted (pid ${fresh.proc.pid})\n`);
       });
@@ -160,16 +174,42 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
   await etcd.start({ timeoutMs: 60_000 });
   etcd.members.forEach((m, i) => ((cluster.processes ??= {})[m.name] = { pid: etcd.pid(i) ?? 0, argv: etcd.argv(i), log: m.log }));
   save();
-  for (let i = 0; i < cluster.managers; i++) {
+  // The managers keep their copy of the release stored in etcd here; it completes the agents' catalog.
+  const releaseFile = join(managerDir, RELEASE_FILE);
+  const catalogFiles = () => [...(o.images ? [resolve(o.images)] : []), ...(existsSync(releaseFile) ? [releaseFile] : [])];
+  const startManager = (i: number): Child => {
     const name = `manager-${i + 1}`;
     const args = ['manager', '--host', o.host, '--port', String(managerPorts[i]), '--data-dir', managerDir, '--etcd', etcd.endpoints.join(',')];
     if (o.images) args.push('--images', resolve(o.images));
-    const m = start(name, args, join(dir, name, 'manager.log'));
-    await waitHealthy(urls[i] ?? '', m, 20_000);
-  }
-  save();
-  for (let i = 1; i <= cluster.nodes; i++) {
-    const name = `node-${i}`;
+    const m = start(name, args, join(dir, name, 'manager.log'), () => startManager(i));
+    m.proc.on('message', (msg: { type?: string }) => {
+      if (msg?.type === 'restart-manager' && !shuttingDown && !restarting) restarting = restartManagers().finally(() => (restarting = undefined));
+    });
+    return m;
+  };
+  const startManagers = async (): Promise<void> => {
+    for (let i = 0; i < cluster.managers; i++) await waitHealthy(urls[i] ?? '', startManager(i), 20_000);
+    save();
+  };
+  // An accepted upgrade: the release is in etcd already. The agents get its catalog first (the new managers create
+  // pods of its images), then every manager is replaced, as a Longhorn upgrade replaces every longhorn-manager pod.
+  const restartManagers = async (): Promise<void> => {
+    process.stdout.write('stratum up: an upgrade was accepted; handing the release to the node agents and restarting every manager\n');
+    for (const a of children.filter((c) => c.name.startsWith('node-'))) if (a.proc.connected) a.proc.send({ type: 'catalog', files: catalogFiles() });
+    const old = children.filter((c) => c.name.startsWith('manager-'));
+    for (const m of old) {
+      m.replaced = true;
+      signal(m.proc, 'SIGTERM');
+    }
+    await Promise.all(old.map((m) => waitOrKill(m, 15_000)));
+    for (const m of old) children.splice(children.indexOf(m), 1);
+    if (shuttingDown) return;
+    await startManagers().catch((err: Error) => process.stdout.write(`stratum up: ${err.message}\n`));
+    process.stdout.write(`stratum up: managers restarted (${children.filter((c) => c.name.startsWith('manager-')).map((c) => `pid ${c.proc.pid}`).join(', ')})\n`);
+  };
+  await startManagers();
+  // Its arguments are made at each start: an agent restarted after an upgrade gets the release's catalog too.
+  const startAgent = (name: string): Child => {
     const disks: string[] = [];
     for (let j = 1; j <= cluster.disksPerNode; j++) {
       const d = join(dir, name, `disk-${j}`);
@@ -177,10 +217,11 @@ export async function upEtcd(o: UpEtcdFlags): Promise<void> {
       disks.push('--disk', d);
     }
     const args = ['node', '--name', name, '--manager', urls.join(','), ...disks, '--data-dir', join(dir, name, 'agent'), '--credentials', creds.nodeFiles.get(name) ?? ''];
-    if (o.images) args.push('--images', resolve(o.images));
+    for (const f of catalogFiles()) args.push('--images', f);
     if (o.restartBackoffMs) args.push('--restart-backoff-ms', o.restartBackoffMs);
-    start(name, args, join(dir, name, 'agent', 'agent.log'));
-  }
+    return start(name, args, join(dir, name, 'agent', 'agent.log'), () => startAgent(name));
+  };
+  for (const name of nodeNames) startAgent(name);
   save();
   const ready = await waitNodesReady(urls[0] ?? '', token, cluster.nodes, o.readyTimeoutMs);
   const lines = [

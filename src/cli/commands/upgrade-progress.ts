@@ -1,6 +1,7 @@
 // What `stratum upgrade --wait` and `stratum version` read: the manager's release and the data-plane components
 // per node (backing-image managers per disk, instance managers), and from that, what still waits for what.
 
+import { isInFlightWork } from '../../api/backing-image-manager.js';
 import { formatTable } from '../../util/table.js';
 import type { ReleaseView } from '../../apiserver/longhorn-v1/upgrade.js';
 import { request } from '../api.js';
@@ -16,9 +17,10 @@ type Bim = Obj<{ image?: string; nodeID?: string; diskUUID?: string; backingImag
   currentState?: string;
   apiVersion?: number;
   apiMinVersion?: number;
-  backingImageFileMap?: Record<string, { state?: string; progress?: number; message?: string }>;
+  backingImageFileMap?: Record<string, { state?: string; progress?: number; message?: string; senderManagerAddress?: string }>;
 }>;
 type Vol = Obj<{ image?: string; nodeID?: string }, { currentImage?: string; state?: string }>;
+type Eng = Obj<{ image?: string; nodeID?: string; volumeName?: string }, { currentImage?: string; currentState?: string }>;
 type Im = Obj<{ image?: string; nodeID?: string }, { currentState?: string; apiVersion?: number; apiMinVersion?: number; instanceEngines?: Record<string, unknown>; instanceReplicas?: Record<string, unknown> }>;
 
 export interface UpgradeSnapshot {
@@ -27,12 +29,11 @@ export interface UpgradeSnapshot {
   defaults: Record<string, string>;
   backingImageManagers: Bim[];
   instanceManagers: Im[];
+  engines: Eng[];
   volumes: Vol[];
   /** concurrent-automatic-engine-upgrade-per-node-limit: 0 means volumes are not moved automatically. */
   engineUpgradeLimit: number;
 }
-
-const BUSY = ['pending', 'starting', 'in-progress'];
 
 export async function snapshot(server: string, signal?: AbortSignal): Promise<UpgradeSnapshot> {
   const get = async <T>(path: string) => (await request('GET', `${server}${path}`, signal ? { signal } : {})).body as T;
@@ -43,8 +44,9 @@ export async function snapshot(server: string, signal?: AbortSignal): Promise<Up
   const limit = Number(settings.data.find((s) => s.name === 'concurrent-automatic-engine-upgrade-per-node-limit')?.value ?? '0');
   const bims = await get<{ items: Bim[] }>(`${BASE}/backingimagemanagers`);
   const ims = await get<{ items: Im[] }>(`${BASE}/instancemanagers`);
+  const engines = await get<{ items: Eng[] }>(`${BASE}/engines`);
   const vols = await get<{ items: Vol[] }>(`${BASE}/volumes`);
-  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items, volumes: vols.items, engineUpgradeLimit: limit };
+  return { release, defaults, backingImageManagers: bims.items, instanceManagers: ims.items, engines: engines.items, volumes: vols.items, engineUpgradeLimit: limit };
 }
 
 const pct = (p: number | undefined) => (p === undefined ? '' : ` ${p}%`);
@@ -58,7 +60,7 @@ export function waiting(s: UpgradeSnapshot): string[] {
   for (const [disk, ms] of byDisk) {
     const fresh = ms.find((m) => m.spec?.image === bimImage);
     for (const old of ms.filter((m) => m.spec?.image !== bimImage)) {
-      const busy = Object.entries(old.status?.backingImageFileMap ?? {}).filter(([, f]) => BUSY.includes(f.state ?? ''));
+      const busy = Object.entries(old.status?.backingImageFileMap ?? {}).filter(([, f]) => isInFlightWork(f));
       const where = `backing-image manager ${old.metadata.name} (${old.spec?.image}) on ${old.spec?.nodeID}`;
       out.push(busy.length > 0
         ? `${where}: retired once its in-flight work is done: ${busy.map(([bi, f]) => `${bi} ${f.state}${pct(f.progress)}`).join(', ')}`
@@ -191,11 +193,14 @@ export function versionText(s: UpgradeSnapshot): string {
     const n = Object.keys(m.status?.instanceEngines ?? {}).length;
     const rep = Object.keys(m.status?.instanceReplicas ?? {}).length;
     rows.push([m.spec?.nodeID ?? '', 'instance-manager', m.metadata.name, m.spec?.image ?? '', img(m.spec?.image)?.version ?? '?', range(m.status?.apiMinVersion, m.status?.apiVersion), m.status?.currentState ?? '', `${n} engine(s), ${rep} replica(s)`]);
-    // Engines run inside the instance manager: the engine image they run is the default one (one engine image per
-    // cluster until volumes carry their own, TODO(#12)).
-    const eng = s.defaults['default-engine-image'] ?? r.defaults.engine;
-    const e = img(eng);
-    rows.push([m.spec?.nodeID ?? '', 'engine', `(in ${m.metadata.name})`, eng, e?.version ?? '?', range(e?.apiMinVersion, e?.apiVersion), m.status?.currentState ?? '', `${n} engine(s)`]);
+  }
+  // Each engine that runs (inside its node's instance manager), with the engine image it runs: its status says so,
+  // as its instance manager reports it (a live upgrade changes it).
+  for (const e of s.engines) {
+    if (!e.spec?.nodeID || !e.status?.currentImage) continue;
+    const info = img(e.status.currentImage);
+    const moving = e.spec.image && e.spec.image !== e.status.currentImage ? `, moving to ${e.spec.image}` : '';
+    rows.push([e.spec.nodeID, 'engine', e.metadata.name, e.status.currentImage, info?.version ?? '?', range(info?.apiMinVersion, info?.apiVersion), e.status.currentState ?? '', `volume ${e.spec.volumeName ?? '?'}${moving}`]);
   }
   rows.sort((a, b) => (a[0] ?? '').localeCompare(b[0] ?? '') || (a[1] ?? '').localeCompare(b[1] ?? ''));
   lines.push(formatTable(['NODE', 'COMPONENT', 'NAME', 'IMAGE', 'VERSION', 'API', 'STATE', 'DETAIL'], rows));

@@ -17,6 +17,8 @@ export interface BimFile {
   expectedChecksum?: string;
   message: string;
   senders?: unknown[];
+  /** Peers a sync pulls from; empty for a copy fetched from a data source. */
+  sources?: string[];
 }
 
 export class BimClient {

@@ -6,7 +6,7 @@
 
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageDataSource } from '../../api/backing-image-data-source.js';
-import type { BackingImageFileInfo, BackingImageManager } from '../../api/backing-image-manager.js';
+import { isInFlightWork, type BackingImageFileInfo, type BackingImageManager } from '../../api/backing-image-manager.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Pod } from '../../api/pod.js';
@@ -287,13 +287,14 @@ export function backingImageManagerController(opts: BimControllerOptions) {
     }
   }
 
-  /** A manager of a non-default image: incompatible ones go at once, compatible ones when idle. */
+  /** A manager of a non-default image: incompatible ones go at once, compatible ones once their downloads are done. */
   async function retire(m: RO<BackingImageManager>, pod: RO<Pod> | undefined) {
     const ns = m.metadata.namespace ?? '';
     const name = m.metadata.name ?? '';
     const compatible = !m.status?.apiVersion || apiCompatible(api, m.status.apiMinVersion ?? 0, m.status.apiVersion);
-    // In-flight work: copies being received, and copies being sent to a peer (a sync elsewhere reads from them).
-    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some((f) => f.state === 'pending' || f.state === 'starting' || f.state === 'in-progress' || (f.sendingReference ?? 0) > 0);
+    // In-flight work is a copy prepared from a data source. Syncs between disks are not: every disk's old manager goes,
+    // so a sync sent or received by one is cut, and the new manager fails the half-received copy and syncs it again.
+    const busy = Object.values(m.status?.backingImageFileMap ?? {}).some(isInFlightWork);
     const ep = podEndpoint(pod);
     if (compatible && busy && podReady(pod) && ep) {
       // Keep hearing from it (this process may have just started): its map tells when the work is done.
@@ -306,7 +307,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       return { requeueAfter: 2000 };
     }
     monitors.stop(`${ns}/${name}`);
-    events.event(m as never, 'Normal', 'Retired', compatible ? 'not the default image and idle: removed; the new manager re-adopts its files' : 'not the default image and API-incompatible: removed at once');
+    events.event(m as never, 'Normal', 'Retired', compatible ? 'not the default image and no download in flight: removed; the new manager re-adopts its files (a half-synced copy is failed and synced again)' : 'not the default image and API-incompatible: removed at once');
     await store.delete('BackingImageManager', ns, name).catch(ignoreNotFound);
     return undefined;
   }
@@ -400,6 +401,7 @@ function toFileInfo(f: BimFile): BackingImageFileInfo {
     message: f.message,
     progress: f.progress,
     sendingReference: f.senders?.length ?? 0,
+    senderManagerAddress: f.sources?.[0] ?? '',
   };
 }
 

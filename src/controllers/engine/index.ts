@@ -2,7 +2,9 @@
 // `spec.nodeID` while `spec.desireState` is `running`. Per engine:
 //   desired stopped? stopInstance → startInstance (with the replicas of spec.replicaAddressMap) → once running:
 //   syncMembership (replicas added to the spec are added live and rebuilt; removed ones are dropped) →
-//   updateStatus (endpoint, replicaModeMap, rebuildStatus, snapshots) from the engine's control API.
+//   updateStatus (endpoint, replicaModeMap, rebuildStatus, snapshots) from the engine's control API, and
+//   currentImage: the engine image the instance manager reports the engine runs (spec.image at start, the new one
+//   after a live swap; cleared when it stops).
 // A running engine's change stream (its control API's watch) enqueues the engine on every replica mode change
 // and rebuild step; ENGINE_RESYNC_MS is only a safety net. The volume controller reacts to what this writes.
 
@@ -114,7 +116,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     const spec = e.spec ?? {};
     const frontend = spec.disableFrontend || !spec.frontend ? 'none' : spec.frontend === 'blockdev' ? 'blockdev' : 'nbd';
     const replicas = Object.entries(spec.replicaAddressMap ?? {}).map(([name, address]) => ({ name, address }));
-    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend }, signal);
+    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend, ...(spec.image ? { image: spec.image } : {}) }, signal);
     events.event(e as never, 'Normal', 'Start', `starting engine on node ${spec.nodeID} with ${replicas.length} replica(s), frontend ${frontend}`);
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
       st.currentState = 'starting';
@@ -155,6 +157,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
         if (st.replicaModeMap?.[r.name] !== r.mode) times[r.name] = r.since || now();
       }
       st.currentState = 'running';
+      st.currentImage = inst.image ?? '';
       st.started = true;
       st.starting = false;
       st.instanceManagerName = imName;
@@ -185,6 +188,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
   async function setStopped(e: RO<Engine>, message: string, state: 'stopped' | 'error' | 'unknown' = 'stopped') {
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
       st.currentState = state;
+      st.currentImage = '';
       st.started = false;
       st.starting = false;
       st.endpoint = '';

@@ -1,5 +1,6 @@
 // The Volume controller: owns a volume's engine and replicas and drives them through attach and detach. Per volume:
-//   ensureFinalizer → (deleting? delete engine and replicas, then let go) → ensureEngine → markFailures →
+//   ensureFinalizer → (deleting? delete engine and replicas, then let go) → ensureEngine (its spec.image follows
+//   the volume's: this controller is the one writer of the Engine's spec) → markFailures →
 //   salvage (all replicas with data failed: take them back, the engine's revision check picks the current ones) →
 //   cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas → attach or detach →
 //   updateStatus (state, robustness, conditions Scheduled, Attached and WaitForBackingImage).
@@ -114,6 +115,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       });
       return;
     }
+    if (v.spec?.image && engine.spec?.image !== v.spec.image) await patchEngine(engine, { image: v.spec.image });
     // Until the cache shows the replicas this controller created or deleted, counting them would be wrong.
     const names = new Set(mine.filter((r) => !r.metadata.deletionTimestamp).map((r) => r.metadata.name ?? ''));
     if (!created.satisfied(key, (n) => names.has(n)) || !deleted.satisfied(key, (n) => !names.has(n))) return { requeueAfter: 500 };

@@ -33,6 +33,8 @@ export function buildEngine(v: RO<Volume>): Engine {
       disableFrontend: v.spec?.disableFrontend ?? false,
       replicaAddressMap: {},
       active: true,
+      // The engine image the volume should run (docs/upgrade.md); this controller keeps it equal to the volume's.
+      ...(v.spec?.image ? { image: v.spec.image } : {}),
     },
   } as Engine;
 }

@@ -91,6 +91,8 @@ export class NbdConnection {
   #peerDone = false;
   #ending = false;
   #socketClosed = false;
+  /** Given to a device that refused a write for now (`admit`): it calls this once it has room. */
+  readonly #wake = (): void => this.#pump();
   #timer: NodeJS.Timeout | undefined;
 
   /** `accepted`: a socket its net.Server has just accepted, not yet read from (it is re-homed, see socket-reads.ts). */
@@ -293,6 +295,10 @@ export class NbdConnection {
       const cost = costOf(this.#pending[0]!);
       // A request larger than the whole byte budget still runs, alone, or it would never run at all.
       if (this.#inFlight > 0 && this.#inFlightBytes + cost > limits.maxInFlightBytes) break;
+      // A device that holds writes in memory (a live engine swap) may be full: the request waits here unstarted,
+      // and the socket is paused below until the device has room again.
+      const next = this.#pending[0]!;
+      if (next.type === NbdCmd.WRITE && this.#export?.device.admit && !this.#export.device.admit(next.data?.length ?? 0, this.#wake)) break;
       void this.#execute(this.#pending.shift()!, cost);
     }
     const full =

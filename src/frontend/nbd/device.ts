@@ -23,6 +23,12 @@ export interface BlockDevice {
     length: number,
     opts: { fua: boolean; noHole: boolean; signal?: AbortSignal },
   ): Promise<void>;
+  /**
+   * Optional flow control, asked before a write of `bytes` payload is handed over: false means "not now" (a device
+   * holding requests in memory is full), and the connection leaves the request unstarted and stops reading its
+   * socket until `wake` is called. Writes only: other requests carry no payload to hold.
+   */
+  admit?(bytes: number, wake: () => void): boolean;
 }
 
 const byNodeCode: Readonly<Record<string, number>> = {

@@ -4,17 +4,43 @@
 // of the current device completed, lets `change` turn the current device into the next one (flush and close the
 // old, start the new), and opens the gate again: the waiting requests run on the new device, in arrival order.
 // A `change` that throws leaves whatever device it last returned through `serve` (or the old one) in place.
+// The write payload held while the gate is closed is bounded (`maxHeldBytes`, 64 MiB by default, over all
+// connections): beyond it `admit` refuses, and the NBD connection leaves the request unstarted and pauses its
+// socket (backpressure) until the gate opens, instead of buffering more.
 
 import type { BlockDevice } from './device.js';
+
+export const DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 export class SwappableDevice implements BlockDevice {
   #dev: BlockDevice;
   #inflight = 0;
   #gate: Promise<void> | undefined;
   #drained: (() => void) | undefined;
+  readonly #maxHeld: number;
+  #held = 0;
+  #peakHeld = 0;
+  /** Connections told "not now" by `admit`, woken when the held bytes drop. */
+  #waiters: (() => void)[] = [];
 
-  constructor(device: BlockDevice) {
+  constructor(device: BlockDevice, opts: { maxHeldBytes?: number } = {}) {
     this.#dev = device;
+    this.#maxHeld = opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
+  }
+
+  /** Write payload waiting at the closed gate now, and the most there ever was. */
+  get heldBytes(): { now: number; peak: number } {
+    return { now: this.#held, peak: this.#peakHeld };
+  }
+
+  /**
+   * Flow control (BlockDevice.admit): room while the gate is open, or while the held payload stays within the bound.
+   * One write always fits when nothing is held, or a write larger than the bound could never pass.
+   */
+  admit(bytes: number, wake: () => void): boolean {
+    if (!this.#gate || this.#held === 0 || this.#held + bytes <= this.#maxHeld) return true;
+    this.#waiters.push(wake);
+    return false;
   }
 
   get size(): number {
@@ -54,7 +80,28 @@ export class SwappableDevice implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array, opts: { fua: boolean; signal?: AbortSignal }): Promise<void> {
-    return this.#run((d) => d.write(offset, data, opts));
+    if (!this.#gate) return this.#run((d) => d.write(offset, data, opts));
+    // Counted from now (synchronously, so that the next `admit` sees it) until it passes the gate.
+    this.#held += data.length;
+    this.#peakHeld = Math.max(this.#peakHeld, this.#held);
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      this.#held -= data.length;
+      this.#wakeWaiters();
+    };
+    return this.#run((d) => {
+      release();
+      return d.write(offset, data, opts);
+    }).finally(release);
+  }
+
+  #wakeWaiters(): void {
+    if (this.#gate && this.#held >= this.#maxHeld) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
   }
 
   flush(opts: { signal?: AbortSignal }): Promise<void> {
@@ -88,6 +135,7 @@ export class SwappableDevice implements BlockDevice {
     } finally {
       this.#gate = undefined;
       open();
+      this.#wakeWaiters();
     }
   }
 }

@@ -1,0 +1,65 @@
+// Where the active release is kept on the etcd control plane: one key, `<prefix>release`, beside the registry, so
+// that every manager sharing the cluster runs the same release. A manager copies it into `<data dir>/release.yaml`
+// at start (the file the catalog, the supervisor and the node agents read, as on SQLite; on etcd the managers share
+// that directory) and an accepted upgrade writes the key before the supervisor restarts every manager on it.
+
+import { Etcd3 } from 'etcd3';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const RELEASE_FILE = 'release.yaml';
+const RELEASE_KEY = 'release';
+
+export interface EtcdReleaseOptions {
+  endpoints: string[];
+  /** The cluster's key prefix in etcd (default /stratum/). */
+  prefix?: string | undefined;
+  /** Connecting (ms). */
+  timeoutMs?: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** A client for one call; closed when the call ends or `signal` aborts (which fails the call). */
+function client(o: EtcdReleaseOptions): { etcd: Etcd3; key: string } {
+  const etcd = new Etcd3({ hosts: o.endpoints, dialTimeout: o.timeoutMs ?? 10_000 });
+  o.signal?.throwIfAborted();
+  o.signal?.addEventListener('abort', () => etcd.close(), { once: true });
+  return { etcd, key: `${o.prefix ?? '/stratum/'}${RELEASE_KEY}` };
+}
+
+/**
+ * Makes `<dataDir>/release.yaml` the release stored in etcd: written when etcd has one that differs, removed when
+ * etcd has none (etcd is the truth: a file left from elsewhere must not give this manager another release).
+ * Returns what it did, for the manager's log.
+ */
+export async function syncReleaseFromEtcd(o: EtcdReleaseOptions & { dataDir: string }): Promise<'kept' | 'written' | 'removed' | 'none'> {
+  const { etcd, key } = client(o);
+  try {
+    const text = await etcd.get(key).string();
+    const file = join(o.dataDir, RELEASE_FILE);
+    const local = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+    if (text === null) {
+      if (local === undefined) return 'none';
+      rmSync(file, { force: true });
+      return 'removed';
+    }
+    if (local === text) return 'kept';
+    // Managers sharing the directory may start together: each writes its own temporary file.
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+    return 'written';
+  } finally {
+    etcd.close();
+  }
+}
+
+/** Stores an accepted release in etcd: the release every manager of the cluster starts on from now on. */
+export async function writeReleaseToEtcd(o: EtcdReleaseOptions, text: string): Promise<void> {
+  const { etcd, key } = client(o);
+  try {
+    await etcd.put(key).value(text).exec();
+  } finally {
+    etcd.close();
+  }
+}
