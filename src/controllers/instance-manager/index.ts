@@ -13,12 +13,13 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { coalesce, Monitors } from '../common/monitor.js';
+import { Monitors } from '../common/monitor.js';
 import { imPodName, instanceManagerName, LABEL_COMPONENT, LABEL_INSTANCE_MANAGER, LABEL_NODE } from '../../api/labels.js';
 import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../../api/pods.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { nodeIsReady } from '../scheduling.js';
+import { ChangeBatch } from './change-batch.js';
 import { InstanceManagerClient, type Instance } from './client.js';
 
 type RO<T> = DeepReadonly<T>;
@@ -183,31 +184,12 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     });
   };
 
-  /** Instance changes seen on a manager's stream and not yet written to its status (null: deleted). */
-  const pending = new Map<string, Map<string, Instance | null>>();
-  const flushers = new Map<string, () => void>();
-  const flushAbort = new AbortController();
-
-  function applyEvent(name: string, ev: Record<string, unknown>): boolean {
-    const i = ev['instance'] as Instance | undefined;
-    if (ev['type'] === 'SNAPSHOT' || !i?.name || (ev['type'] !== 'ADDED' && ev['type'] !== 'MODIFIED' && ev['type'] !== 'DELETED')) return false;
-    let changes = pending.get(name);
-    if (!changes) pending.set(name, (changes = new Map()));
-    changes.set(i.name, ev['type'] === 'DELETED' ? null : i);
-    let flush = flushers.get(name);
-    if (!flush) flushers.set(name, (flush = coalesce(() => writeChanges(name), 50, flushAbort.signal)));
-    flush();
-    return true;
-  }
-
-  async function writeChanges(name: string) {
-    const changes = pending.get(name);
-    if (!changes || changes.size === 0) return;
-    pending.delete(name);
+  /** Instance changes seen on a manager's stream, batched into one status write (retried when refused). */
+  const changes = new ChangeBatch<Instance>(async (name, batch) => {
     await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
       const replicas = { ...(st.instanceReplicas ?? {}) };
       const engines = { ...(st.instanceEngines ?? {}) };
-      for (const [n, i] of changes) {
+      for (const [n, i] of batch) {
         delete replicas[n];
         delete engines[n];
         if (i) (i.type === 'engine' ? engines : replicas)[n] = toProcess(i);
@@ -215,11 +197,18 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       st.instanceReplicas = replicas;
       st.instanceEngines = engines;
     });
+  });
+
+  function applyEvent(name: string, ev: Record<string, unknown>): boolean {
+    const i = ev['instance'] as Instance | undefined;
+    if (ev['type'] === 'SNAPSHOT' || !i?.name || (ev['type'] !== 'ADDED' && ev['type'] !== 'MODIFIED' && ev['type'] !== 'DELETED')) return false;
+    changes.add(name, i.name, ev['type'] === 'DELETED' ? null : i);
+    return true;
   }
 
   /** The whole list, on (re)connect or when an event could not be applied. */
   async function refreshInstances(name: string, c: InstanceManagerClient, signal: AbortSignal) {
-    pending.delete(name);
+    changes.discard(name);
     const list = await c.list(signal);
     const replicas: Record<string, InstanceProcess> = {};
     const engines: Record<string, InstanceProcess> = {};
@@ -316,7 +305,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       return fromProcess(im?.status?.instanceReplicas?.[name]) ?? fromProcess(im?.status?.instanceEngines?.[name]);
     },
     stop: () => {
-      flushAbort.abort();
+      changes.stop();
       return monitors.stopAll();
     },
   };
