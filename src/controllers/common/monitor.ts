@@ -61,7 +61,16 @@ export class Monitors {
   }
 
   async #loop(url: string, h: MonitorHandlers, signal: AbortSignal): Promise<void> {
-    const refresh = coalesce((s) => h.refresh(s), this.#minIntervalMs, signal);
+    // A refresh that fails (the source did not answer, the store refused the status write) is tried again: the
+    // stream only carries changes, so without it the status would stay stale until the stream reconnects.
+    const refresh: () => void = coalesce(async (s) => {
+      try {
+        await h.refresh(s);
+      } catch (err) {
+        if (!s.aborted) setTimeout(refresh, this.#retryMs).unref();
+        throw err;
+      }
+    }, this.#minIntervalMs, signal);
     while (!signal.aborted) {
       try {
         const res = await fetch(url, { signal, headers: { ...dataPlaneHeaders(), accept: 'application/x-ndjson, application/json' } });
