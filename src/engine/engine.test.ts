@@ -5,6 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from './engine.js';
+import { LocalReplica } from './local-replica.js';
 import { isEngineError } from './errors.js';
 import { Fixture, firstDifference, Rng, testSeed, type TestReplica } from './testing.js';
 
@@ -158,4 +159,27 @@ test('a request outside the volume is refused with EINVAL before any replica see
   await assert.rejects(engine.trim(-1, 10, { fua: false }), (err) => isEngineError(err, 'InvalidArgument'));
   assert.deepEqual(engine.status().replicas.map((r) => r.mode), ['RW', 'RW', 'RW']);
   await engine.close();
+});
+
+test('reads go to the replica in this process while it is RW, then round-robin over the others', async () => {
+  const seed = testSeed();
+  const fx = await Fixture.create(8 * MiB, 8 * MiB - 512 * KiB, seed);
+  fixtures.push(fx);
+  const reps = [await fx.replica('r1'), await fx.replica('r2'), await fx.replica('r3')];
+  // r2 is reached in-process (as the instance manager hands an engine its node's replica); r1 and r3 over sockets.
+  const backends = await Promise.all(reps.map(async (r) => (r.name === 'r2' ? new LocalReplica(r.device, { address: `local:${r.name}` }) : await r.connect(5000))));
+  const engine = await Engine.start({ volume: 'vol', size: fx.size, replicas: reps.map((r, i) => ({ name: r.name, backend: backends[i]! })), pingIntervalMs: 100, pingTimeoutMs: 5000 });
+  const model = fx.initialModel();
+  // Only reads reach the devices below (pings and info do not count as device calls).
+  const reads = () => reps.map((r) => r.device.calls);
+  const before = reads();
+  for (let i = 0; i < 20; i++) assert.equal(firstDifference(await engine.read(i * 4096, 4096), model.subarray(i * 4096, (i + 1) * 4096)), -1);
+  const served = reads().map((n, i) => n - before[i]!);
+  assert.deepEqual(served, [0, 20, 0], 'every read from the local replica');
+  reps[1]!.device.failures.push(new Error('disk on fire'));
+  for (let i = 0; i < 20; i++) assert.equal(firstDifference(await engine.read(i * 4096, 4096), model.subarray(i * 4096, (i + 1) * 4096)), -1);
+  const after = reads().map((n, i) => n - before[i]! - served[i]!);
+  assert.equal(after[1], 1, 'the local replica failed its next read and went ERR');
+  assert.ok(after[0]! > 0 && after[2]! > 0, `then round-robin over the others: ${after.join(', ')}`);
+  engine.destroy();
 });

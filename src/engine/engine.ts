@@ -1,8 +1,8 @@
 // Engine: a volume's controller. It is a BlockDevice (the NBD frontend serves it) over N replicas: writes, trims
 // and flushes go to every replica in RW or WO mode and complete when all of them answered; reads go to one RW
-// replica (round-robin) and move to the next when one fails. A replica that fails or times out is marked ERR and
-// dropped; I/O continues on the others and succeeds while one RW replica acknowledged it, otherwise it fails
-// with EIO (ENOSPC when every replica was full). Rebuild (rebuild.ts) brings a new WO replica up to RW.
+// replica (the one in this process while it is RW, else round-robin) and move to the next when one fails. A
+// replica that fails or times out is marked ERR and dropped; I/O continues on the others and succeeds while one RW
+// replica acknowledged it, otherwise it fails with EIO (ENOSPC when every replica was full). Rebuild (rebuild.ts) brings a new WO replica up to RW.
 //
 // Write ordering: every mutation takes the range lock (shared) synchronously on entry, then sends to all replicas
 // in one synchronous loop. The NBD server hands requests over in arrival order, so overlapping writes reach every
@@ -371,8 +371,10 @@ export class Engine implements BlockDevice {
   }
 
   #pickReader(): Member | undefined {
-    // Rebuilt only when a mode or the member set changed: this runs once per read.
-    const rw = (this.#readers ??= [...this.#members.values()].filter((m) => m.mode === 'RW'));
+    // Rebuilt only when a mode or the member set changed: this runs once per read. An RW replica in this process
+    // serves every read while it is RW (no socket, no copy through the kernel; the others are on other nodes);
+    // without one, reads go round-robin over the RW replicas.
+    const rw = (this.#readers ??= preferLocal([...this.#members.values()].filter((m) => m.mode === 'RW')));
     if (rw.length === 0) return undefined;
     this.#nextReader = (this.#nextReader + 1) % 1_000_000;
     return rw[this.#nextReader % rw.length];
@@ -438,4 +440,10 @@ export class Engine implements BlockDevice {
   #changed(): void {
     this.#opts.onChange?.(this.status());
   }
+}
+
+/** The members in this process, when there are any; else all of them. */
+function preferLocal(rw: Member[]): Member[] {
+  const local = rw.filter((m) => m.backend.local === true);
+  return local.length > 0 ? local : rw;
 }

@@ -16,6 +16,7 @@ interface Pending {
 }
 
 export class LocalReplica implements ReplicaBackend {
+  readonly local = true;
   readonly address: string;
   readonly closed: Promise<void>;
   readonly #device: ReplicaDevice;

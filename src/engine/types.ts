@@ -9,6 +9,8 @@ export type ReplicaMode = 'RW' | 'WO' | 'ERR';
 /** What the engine needs from a replica; `ReplicaClient` implements it. */
 export interface ReplicaBackend {
   readonly address: string;
+  /** In this process (no socket): reads prefer it, as they cost no copy over the network. */
+  readonly local?: boolean;
   /** Resolves when the connection is gone. */
   readonly closed: Promise<void>;
   info(opts?: RequestOptions): Promise<ReplicaInfo>;

@@ -31,6 +31,7 @@ import {
   encodeServerEntry,
 } from './handshake.js';
 import { type NbdRequest, NbdRequestParser, encodeSimpleReply } from './transmission.js';
+import { encodeErrorChunk, encodeReadChunks } from './structured.js';
 import { type NbdExportStats, costOf, countRequest, dispatchRequest, validateRequest } from './requests.js';
 import { encodeUtf8 } from './wire.js';
 import { ioBuffers } from '../../util/buffer-pool.js';
@@ -81,6 +82,8 @@ export class NbdConnection {
   #requests: NbdRequestParser | undefined;
   #export: ExportEntry | undefined;
   #noZeroes = false;
+  /** The client negotiated structured replies: READs are answered in chunks, zero runs as holes (structured.ts). */
+  #structured = false;
   #pending: NbdRequest[] = [];
   /** Requests taken from #pending whose reply has not been flushed yet. */
   #inFlight = 0;
@@ -217,9 +220,17 @@ export class NbdConnection {
       case NbdOpt.INFO:
       case NbdOpt.GO:
         return this.#onInfoOrGo(option, data, dataOffset);
+      case NbdOpt.STRUCTURED_REPLY:
+        if (data.byteLength !== 0) {
+          this.#optionError(option, NbdRep.ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+          return 'continue';
+        }
+        this.#structured = true;
+        this.#socket.write(encodeOptionReply(option, NbdRep.ACK));
+        return 'continue';
       default:
-        // Includes STARTTLS, STRUCTURED_REPLY, the meta-context options and EXTENDED_HEADERS: we speak plain
-        // simple replies, and every client we care about falls back when told so.
+        // Includes STARTTLS, the meta-context options and EXTENDED_HEADERS: every client we care about falls back
+        // when told so.
         this.#optionError(option, NbdRep.ERR_UNSUP, `option ${option} is not supported by this server`);
         return 'continue';
     }
@@ -275,7 +286,7 @@ export class NbdConnection {
         break;
       }
       // Received after a graceful close began: the spec's answer is ESHUTDOWN, without touching the device.
-      if (this.#state === 'draining') this.#reply(r.handle, NbdErrno.ESHUTDOWN, undefined, () => {});
+      if (this.#state === 'draining') this.#reply(r, NbdErrno.ESHUTDOWN, undefined, () => {});
       else this.#pending.push(r);
     }
     this.#pump();
@@ -336,7 +347,7 @@ export class NbdConnection {
     stats.inFlight--;
     countRequest(stats, r, errno);
     // The reply's buffer stays counted until the socket has taken it: that is what bounds memory on slow readers.
-    this.#reply(r.handle, errno, data, () => {
+    this.#reply(r, errno, data, () => {
       // The socket has taken the read's data: a pooled buffer can go back (the device handed it over to us).
       ioBuffers.give(data);
       this.#inFlight--;
@@ -346,14 +357,20 @@ export class NbdConnection {
     this.#checkSettled();
   }
 
-  #reply(handle: bigint, errno: number, data: Uint8Array | undefined, done: () => void): void {
+  #reply(r: NbdRequest, errno: number, data: Uint8Array | undefined, done: () => void): void {
     const socket = this.#socket;
     if (this.#socketClosed || socket.destroyed || socket.writableEnded) {
       done();
       return;
     }
     this.#batch.hold();
-    const header = encodeSimpleReply(errno, handle);
+    if (this.#structured && r.type === NbdCmd.READ) {
+      const parts = errno === NbdErrno.OK ? encodeReadChunks(r.handle, r.offset, data ?? new Uint8Array(0)) : [encodeErrorChunk(r.handle, errno)];
+      const last = parts.length - 1;
+      parts.forEach((p, i) => (i === last ? socket.write(p, () => done()) : socket.write(p)));
+      return;
+    }
+    const header = encodeSimpleReply(errno, r.handle);
     if (errno === NbdErrno.OK && data && data.byteLength > 0) {
       socket.write(header);
       socket.write(data, () => done());

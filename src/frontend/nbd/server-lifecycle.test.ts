@@ -4,39 +4,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { NbdClient } from './client.js';
 import { NbdCmd, NbdErrno, NbdOpt, NbdRep } from './constants.js';
 import { NbdError, isNbdError } from './errors.js';
-import { ByteQueue, decodeOptionReplyHeader, encodeClientFlags, encodeOption } from './protocol.js';
+import { encodeClientFlags, encodeOption } from './protocol.js';
 import { NbdServer } from './server.js';
-import { ScriptedDevice, sleep, startServer } from './testing.js';
-
-/** A hand-driven client socket for option-level tests. */
-async function rawClient(port: number): Promise<{ socket: net.Socket; read: (n: number) => Promise<Uint8Array> }> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  const queue = new ByteQueue();
-  let wake = (): void => {};
-  let closed = false;
-  socket.on('data', (c) => (queue.push(c), wake()));
-  socket.on('close', () => ((closed = true), wake()));
-  socket.on('error', () => {});
-  const read = (n: number): Promise<Uint8Array> =>
-    new Promise((resolve, reject) => {
-      wake = () => {
-        if (queue.length >= n) resolve(queue.take(n));
-        else if (closed) reject(new Error(`socket closed with ${queue.length} of ${n} bytes`));
-      };
-      wake();
-    });
-  await read(18); // greeting
-  return { socket, read };
-}
-
-async function optionReply(read: (n: number) => Promise<Uint8Array>): Promise<{ replyType: number; text: string }> {
-  const h = decodeOptionReplyHeader(await read(20));
-  return { replyType: h.replyType, text: Buffer.from(await read(h.length)).toString() };
-}
+import { optionReply, rawClient, ScriptedDevice, sleep, startServer } from './testing.js';
 
 test('option haggling: unsupported, invalid and oversized options are refused, LIST and INFO answer', async () => {
   const { server, port } = await startServer();
@@ -45,11 +18,15 @@ test('option haggling: unsupported, invalid and oversized options are refused, L
   try {
     const { socket, read } = await rawClient(port);
     socket.write(encodeClientFlags(3));
-    const { STARTTLS, STRUCTURED_REPLY, SET_META_CONTEXT, EXTENDED_HEADERS } = NbdOpt;
-    for (const opt of [STARTTLS, STRUCTURED_REPLY, SET_META_CONTEXT, EXTENDED_HEADERS, 77]) {
+    const { STARTTLS, SET_META_CONTEXT, EXTENDED_HEADERS } = NbdOpt;
+    for (const opt of [STARTTLS, SET_META_CONTEXT, EXTENDED_HEADERS, 77]) {
       socket.write(encodeOption(opt));
       assert.equal((await optionReply(read)).replyType, NbdRep.ERR_UNSUP, `option ${opt}`);
     }
+    socket.write(encodeOption(NbdOpt.STRUCTURED_REPLY, new Uint8Array(1)));
+    assert.equal((await optionReply(read)).replyType, NbdRep.ERR_INVALID);
+    socket.write(encodeOption(NbdOpt.STRUCTURED_REPLY));
+    assert.equal((await optionReply(read)).replyType, NbdRep.ACK);
     socket.write(encodeOption(NbdOpt.LIST, new Uint8Array(1)));
     assert.equal((await optionReply(read)).replyType, NbdRep.ERR_INVALID);
     socket.write(encodeOption(NbdOpt.INFO, new Uint8Array(3)));

@@ -2,7 +2,9 @@
 // every call, can hold calls at a gate, delay or fail them, and honours abort signals like a real device should;
 // plus a helper that starts a server on an ephemeral port and cleans it up.
 
+import * as net from 'node:net';
 import type { BlockDevice } from './device.js';
+import { ByteQueue, decodeOptionReplyHeader } from './protocol.js';
 import { NbdServer, type NbdServerOptions } from './server.js';
 
 export interface DeviceCall {
@@ -120,3 +122,30 @@ export async function startServer(options: NbdServerOptions = {}): Promise<{ ser
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** A hand-driven client socket for option-level tests. */
+export async function rawClient(port: number): Promise<{ socket: net.Socket; read: (n: number) => Promise<Uint8Array> }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  const queue = new ByteQueue();
+  let wake = (): void => {};
+  let closed = false;
+  socket.on('data', (c) => (queue.push(c), wake()));
+  socket.on('close', () => ((closed = true), wake()));
+  socket.on('error', () => {});
+  const read = (n: number): Promise<Uint8Array> =>
+    new Promise((resolve, reject) => {
+      wake = () => {
+        if (queue.length >= n) resolve(queue.take(n));
+        else if (closed) reject(new Error(`socket closed with ${queue.length} of ${n} bytes`));
+      };
+      wake();
+    });
+  await read(18); // greeting
+  return { socket, read };
+}
+
+export async function optionReply(read: (n: number) => Promise<Uint8Array>): Promise<{ replyType: number; text: string }> {
+  const h = decodeOptionReplyHeader(await read(20));
+  return { replyType: h.replyType, text: Buffer.from(await read(h.length)).toString() };
+}
+
