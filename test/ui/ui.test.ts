@@ -314,7 +314,12 @@ test('detach, then delete the volume and the images', { skip }, async (t) => {
   await page.getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('dialog', { name: 'Delete volume vol-ui?' }).getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('heading', { name: 'Volumes' }).waitFor();
-  await waitFor('the volume gone', async () => (await page.getByTestId('volume-row-vol-ui').count()) === 0, 120_000);
+  // On a timeout, say whether the API still has the volume (and what holds it) or only the page shows it.
+  await waitFor('the volume gone', async () => (await page.getByTestId('volume-row-vol-ui').count()) === 0, 120_000).catch(async (err: Error) => {
+    const v = await api<{ metadata?: { deletionTimestamp?: string; finalizers?: string[] }; status?: unknown }>(`${LH}/volumes/vol-ui`);
+    const parts = await Promise.all(['engines', 'replicas'].map(async (k) => (await api<{ items: { metadata: { name: string }; status?: { currentState?: string } }[] }>(`${LH}/${k}`)).json.items.map((o) => `${o.metadata.name} ${o.status?.currentState ?? ''}`)));
+    throw new Error(`${err.message}\nAPI: HTTP ${v.status} ${JSON.stringify(v.json, null, 1).slice(0, 3000)}\nengines and replicas: ${JSON.stringify(parts)}`);
+  });
   phase('volume gone');
   for (const name of ['url-image', 'uploaded', 'never-ready']) {
     await page.goto(`${url}/#/backingimages/${name}`);

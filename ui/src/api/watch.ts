@@ -62,7 +62,12 @@ class Collection {
   }
 
   stop(): void {
+    if (this.#ac.signal.aborted) return;
     clearTimeout(this.#stopTimer);
+    // A flush still pending would write this stopped collection's snapshot into the cache, over the data of the
+    // collection that replaces it for the same key: a row deleted meanwhile would stay on screen for good.
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
     this.#ac.abort();
     this.onStop();
   }
@@ -112,6 +117,7 @@ class Collection {
 
   async #list(signal: AbortSignal): Promise<void> {
     const list = await apiJson<{ items: KubeObject[]; metadata: { resourceVersion?: string } }>(this.#url(false), { signal });
+    if (signal.aborted) return;
     reportConnection('ok');
     this.#items.clear();
     for (const o of list.items) this.#items.set(o.metadata.name ?? '', o);
@@ -144,6 +150,7 @@ class Collection {
   }
 
   #apply(ev: WatchEvent): void {
+    if (this.#ac.signal.aborted) return;
     if (ev.type === 'ERROR') {
       // 410: our version is older than the retained history. Re-list and watch from there.
       if (ev.object.code === 410) this.#rv = '';
@@ -173,16 +180,18 @@ export class WatchHub {
     if (!c) {
       this.#makeRoom();
       const qk = WatchHub.queryKey(kind, selector);
-      c = new Collection(
+      const fresh: Collection = new Collection(
         KINDS[kind],
         selector,
         (items) => this.queryClient.setQueryData(qk, items),
         () => {
+          // Only this collection's own entry and data: a newer one may hold the key already.
+          if (this.#collections.get(key) !== fresh) return;
           this.#collections.delete(key);
           this.queryClient.removeQueries({ queryKey: qk });
         },
       );
-      this.#collections.set(key, c);
+      this.#collections.set(key, (c = fresh));
     }
     return c;
   }
