@@ -12,17 +12,14 @@ import { NbdClient } from '../src/frontend/nbd/index.js';
 import { mulberry32 } from '../src/util/prng.js';
 import { killRecordedCluster, Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { freePort, hasTool, run, tempDir, waitFor } from './helpers/processes.js';
+import { freePort, skipWithoutRootAnd, run, tempDir, waitFor } from './helpers/processes.js';
 import { parseNbdUri, Volumes } from './helpers/volumes.js';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'im-e2e-image';
 const IMAGE_SIZE = 8 * MiB;
 const VOLUME_SIZE = 32 * MiB;
-const TOOLS = ['qemu-img', 'mkfs.ext4', 'mount', 'losetup', 'fio'];
-const missing = TOOLS.filter((t) => !hasTool(t));
-const isRoot = process.getuid?.() === 0;
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : !isRoot ? 'needs root (loop devices and mount)' : false;
+const skip = skipWithoutRootAnd(['qemu-img', 'mkfs.ext4', 'mount', 'losetup', 'fio']);
 
 const dir = tempDir('im-e2e');
 const files = tempDir('im-e2e-images');

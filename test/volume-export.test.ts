@@ -15,17 +15,14 @@ import { NbdClient } from '../src/frontend/nbd/index.js';
 import { mulberry32 } from '../src/util/prng.js';
 import { killRecordedCluster, Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { CLI, freePort, hasTool, run, tempDir, waitFor } from './helpers/processes.js';
+import { CLI, freePort, skipWithoutRootAnd, run, tempDir, waitFor } from './helpers/processes.js';
 import { ext4Qcow2 } from './helpers/ext4-image.js';
 import { parseNbdUri, Volumes } from './helpers/volumes.js';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'ext4-base';
 const FS_SIZE = 64 * MiB;
-const TOOLS = ['qemu-img', 'mkfs.ext4', 'mount', 'nbdfuse', 'losetup'];
-const missing = TOOLS.filter((t) => !hasTool(t));
-const isRoot = process.getuid?.() === 0;
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : !isRoot ? 'needs root (loop devices and mount)' : false;
+const skip = skipWithoutRootAnd(['qemu-img', 'mkfs.ext4', 'mount', 'nbdfuse', 'losetup']);
 
 const dir = tempDir('export');
 const files = tempDir('export-images');

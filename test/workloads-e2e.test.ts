@@ -10,15 +10,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { killRecordedCluster, killRecordedPods, type Proc, startUp } from './helpers/cluster.js';
 import { staticServer } from './helpers/lifecycle.js';
-import { freePort, hasTool, kubectl, kubectlArgs, REPO, run, tempDir, waitFor } from './helpers/processes.js';
+import { freePort, skipWithoutRootAnd, kubectl, kubectlArgs, REPO, run, tempDir, waitFor } from './helpers/processes.js';
 import { ext4Qcow2 } from './helpers/ext4-image.js';
 import { authFor } from './helpers/credentials.js';
 
 const PODS = 5;
 const CLAIMS = 10;
-const TOOLS = ['qemu-img', 'mkfs.ext4', 'mount', 'findmnt', 'losetup', 'nbdfuse', 'kubectl'];
-const missing = TOOLS.filter((t) => !hasTool(t));
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : process.getuid?.() !== 0 ? 'needs root (loop devices and mount)' : false;
+const skip = skipWithoutRootAnd(['qemu-img', 'mkfs.ext4', 'mount', 'findmnt', 'losetup', 'nbdfuse', 'kubectl']);
 const SEED_URL = 'https://longhorn-backing-image.s3-us-west-1.amazonaws.com/parrot.qcow2';
 const PAGE = 'hello from the parrot image\n';
 

@@ -35,6 +35,13 @@ export function hasTool(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
+/** A test's `skip`: why it cannot run here (the tools it drives that are missing, or root for loop devices and mount), else false. */
+export function skipWithoutRootAnd(tools: readonly string[]): string | false {
+  const missing = tools.filter((t) => !hasTool(t));
+  if (missing.length > 0) return `needs ${missing.join(', ')}`;
+  return process.getuid?.() === 0 ? false : 'needs root (loop devices and mount)';
+}
+
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
