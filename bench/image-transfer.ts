@@ -5,8 +5,8 @@
 //              server, timed from process start to `ready-for-transfer`, against `curl | tee FILE | sha512sum`
 //              from the same server. The baseline also gets an fsync of its copy, because `ready-for-transfer`
 //              means fsynced: without it the baseline would be timed against the page cache, not the disk.
-//   peer-sync  the same file from one `stratum bim` to a fresh one on another disk (chunked, every chunk SHA-256
-//              checked, whole-file SHA-512 and fsync before `ready`), against `curl -o FILE` of the sender's own
+//   peer-sync  the same file from one `stratum bim` to a fresh one on another disk (chunked, the whole-file SHA-512
+//              computed on a second thread while chunks arrive, fsync before `ready`), against `curl -o FILE` of the sender's own
 //              download endpoint plus fsync (the plain HTTP copy), and that copy followed by `sha512sum` (the same
 //              guarantee ours gives). The sender's chunk manifest is computed before the clock starts: it is made
 //              once per file and cached, and is reported on its own line.
@@ -14,11 +14,16 @@
 //              (the first copy), then synced to another manager, against `curl -o` of the whole download: bytes
 //              sent (the sender's /v1/stats), wall time and the allocated size of the first and the synced copy.
 //
-// Every receiving process (and the sender, restarted over its disk) is fresh per phase, so its VmHWM from
-// /proc/PID/status is that phase's peak resident set. Sources are always served from the page cache (they were just
+// Download and peer-sync time each side `--rounds` times (default 3), alternating, and report medians with every
+// run listed: single runs on a shared VM vary by a third. Every timed copy starts right after a scratch file of the
+// same size was written and deleted on its disk (recyclePages): on a VM with free-page reporting, pages not touched
+// for a while cost a trip to the host on first touch, which otherwise favours whichever side runs second.
+//
+// Every receiving process (and the sender, restarted over its disk) is fresh per round, so its VmHWM from
+// /proc/PID/status is that round's peak resident set. Sources are always served from the page cache (they were just
 // written and hashed), so both sides read them at the same cost.
 //
-//   npm run bench -- image-transfer [download] [peer-sync] [sparse-sync] [--size 2G] [--sparse-size 4G] [--limit 600]
+//   npm run bench -- image-transfer [download] [peer-sync] [sparse-sync] [--size 2G] [--sparse-size 4G] [--rounds 3] [--limit 600]
 
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -37,8 +42,10 @@ import {
   GiB,
   hasTool,
   interruptOnSignals,
+  median,
   memoryOf,
   MiB,
+  recyclePages,
   Service,
   startBim,
   waitUntil,
@@ -61,6 +68,8 @@ interface Options {
   size: number;
   sparseSize: number;
   limitMs: number;
+  /** Timed runs of each side of the download and peer-sync comparisons (medians are reported). */
+  rounds: number;
 }
 
 function parseSize(flag: string, v: string | undefined): number {
@@ -70,12 +79,13 @@ function parseSize(flag: string, v: string | undefined): number {
 }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { phases: [], size: 2 * GiB, sparseSize: 4 * GiB, limitMs: 600_000 };
+  const o: Options = { phases: [], size: 2 * GiB, sparseSize: 4 * GiB, limitMs: 600_000, rounds: 3 };
   for (let i = 0; i < args.length; i++) {
     const a = args[i] ?? '';
     if (a === '--size') o.size = parseSize(a, args[++i]);
     else if (a === '--sparse-size') o.sparseSize = parseSize(a, args[++i]);
     else if (a === '--limit') o.limitMs = parseSize(a, args[++i]) * 1000;
+    else if (a === '--rounds') o.rounds = Math.max(1, Math.floor(Number(args[++i])) || 0);
     else if ((PHASES as readonly string[]).includes(a)) o.phases.push(a as Phase);
     else throw new Error(`unknown argument ${JSON.stringify(a)}; phases: ${PHASES.join(', ')}`);
   }
@@ -186,55 +196,77 @@ async function senderWithImage(run: Run): Promise<Service> {
   return bimA;
 }
 
+/** Rounds of a comparison: each side timed `rounds` times, alternating, each run right after recyclePages. */
+function report(label: string, oursMs: number[], baseMs: number[], size: number): void {
+  const list = (ms: number[]) => ms.map((x) => mbps(size, x).toFixed(0)).join(', ');
+  figure(label, 'MB/s', mbps(size, median(oursMs)), mbps(size, median(baseMs)));
+  console.log(`  medians of ${oursMs.length} rounds; ours ${list(oursMs)}; baseline ${list(baseMs)}`);
+}
+
 async function downloadPhase(run: Run): Promise<void> {
   const { kids, budget, server, diskA, o, root } = run;
   const origin = await makeOrigin(run);
   const url = `${server.url}/${origin.name}`;
   const label = `download+sha512 ${gib(o.size)} [MB/s; baseline curl | tee | sha512sum, + fsync]`;
+  const diskB = join(root, 'disk-b');
+  const oursMs: number[] = [];
+  const baseMs: number[] = [];
+  let last: { ds: Service; file: DsFile } | undefined;
 
-  const copy = join(root, 'disk-b', 'baseline-download.raw');
-  const t0 = performance.now();
-  const b = await exec(kids, budget, 'sh', ['-c', 'curl -sS --fail "$0" | tee "$1" | sha512sum', url, copy], { group: true });
-  fsyncFile(copy);
-  const baseMs = performance.now() - t0;
-  // The shell has no pipefail: a failed curl shows up as a wrong checksum or size.
-  if (b.code !== 0 || b.stdout.split(' ')[0] !== origin.sha || statSync(copy).size !== o.size) {
-    throw new Error(`the baseline download went wrong (exit ${b.code}): ${b.stderr.trim() || b.stdout.trim()}`);
+  for (let round = 0; round < o.rounds; round++) {
+    const copy = join(diskB, 'baseline-download.raw');
+    recyclePages(diskB, o.size);
+    const t0 = performance.now();
+    const b = await exec(kids, budget, 'sh', ['-c', 'curl -sS --fail "$0" | tee "$1" | sha512sum', url, copy], { group: true });
+    fsyncFile(copy);
+    baseMs.push(performance.now() - t0);
+    // The shell has no pipefail: a failed curl shows up as a wrong checksum or size.
+    if (b.code !== 0 || b.stdout.split(' ')[0] !== origin.sha || statSync(copy).size !== o.size) {
+      throw new Error(`the baseline download went wrong (exit ${b.code}): ${b.stderr.trim() || b.stdout.trim()}`);
+    }
+    rmSync(copy);
+
+    // A data source's work directory is <disk>/tmp/<name>-<uuid>: the previous round's goes before the next starts.
+    if (last) {
+      await last.ds.stop();
+      rmSync(join(diskA.path, 'tmp', 'img-u1'), { recursive: true, force: true });
+    }
+    const ds = new Service(
+      'stratum data-source',
+      kids,
+      ['data-source', '--disk', diskA.path, '--name', 'img', '--uuid', 'u1', '--source-type', 'download', '--parameters', `url=${url}`, '--checksum', origin.sha, '--allow-private-urls', '--port', '0'],
+      /listening on (http:\/\/\S+)/,
+    );
+    recyclePages(join(diskA.path, 'tmp'), o.size);
+    const t1 = performance.now();
+    await ds.start(budget);
+    const f = await waitUntil('the data source to be ready-for-transfer', budget, async () => {
+      const r = await ds.api<DsFile>('GET', '/v1/file');
+      if (r.body.state === 'failed') throw new Error(`the data source failed: ${r.body.message}`);
+      return r.body.state === 'ready-for-transfer' ? r.body : undefined;
+    });
+    oursMs.push(performance.now() - t1);
+    if (f.currentChecksum !== origin.sha || f.filePath === null) throw new Error(`the data source finished with ${JSON.stringify(f)}`);
+    last = { ds, file: f };
   }
-  rmSync(copy);
-
-  const ds = new Service(
-    'stratum data-source',
-    kids,
-    ['data-source', '--disk', diskA.path, '--name', 'img', '--uuid', 'u1', '--source-type', 'download', '--parameters', `url=${url}`, '--checksum', origin.sha, '--allow-private-urls', '--port', '0'],
-    /listening on (http:\/\/\S+)/,
-  );
-  const t1 = performance.now();
-  await ds.start(budget);
-  const f = await waitUntil('the data source to be ready-for-transfer', budget, async () => {
-    const r = await ds.api<DsFile>('GET', '/v1/file');
-    if (r.body.state === 'failed') throw new Error(`the data source failed: ${r.body.message}`);
-    return r.body.state === 'ready-for-transfer' ? r.body : undefined;
-  });
-  const oursMs = performance.now() - t1;
-  if (f.currentChecksum !== origin.sha || f.filePath === null) throw new Error(`the data source finished with ${JSON.stringify(f)}`);
-  figure(label, 'MB/s', mbps(o.size, oursMs), mbps(o.size, baseMs));
-  rss('download', 'data-source', ds.pid);
+  report(label, oursMs, baseMs, o.size);
+  if (!last?.file.filePath) return;
+  rss('download', 'data-source', last.ds.pid);
 
   // Hand the file to the sending manager the way the controller does (rename, not read), for the next phases.
   const bimA = (run.bimA = await startBim(kids, budget, diskA));
   await post(bimA, '/v1/files/img/fetch', {
     uuid: 'u1',
-    sourcePath: f.filePath,
+    sourcePath: last.file.filePath,
     size: o.size,
     expectedChecksum: origin.sha,
-    sha512: f.currentChecksum,
-    identity: f.identity,
+    sha512: last.file.currentChecksum,
+    identity: last.file.identity,
   });
   await waitReady(bimA, budget, 'img');
-  const t = await ds.api('POST', '/v1/transfer');
+  const t = await last.ds.api('POST', '/v1/transfer');
   if (t.status !== 200) throw new Error(`POST /v1/transfer: ${t.status} ${JSON.stringify(t.body)}`);
-  await ds.stop();
+  await last.ds.stop();
 }
 
 async function peerSyncPhase(run: Run): Promise<void> {
@@ -253,35 +285,46 @@ async function peerSyncPhase(run: Run): Promise<void> {
   await bimA.restart(budget);
 
   const diskB = makeDisk(root, 'disk-b');
-  const bimB = await startBim(kids, budget, diskB);
-  const sent0 = (await stats(bimA)).sent.dataBytes;
-  const t0 = performance.now();
-  await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url] });
-  const f = await waitReady(bimB, budget, 'img');
-  const oursMs = performance.now() - t0;
-  if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
-  const sent = (await stats(bimA)).sent.dataBytes - sent0;
-  rss('peer-sync', 'receiver', bimB.pid);
-  rss('peer-sync', 'sender', bimA.pid);
-  await bimB.stop();
-  rmSync(join(diskB.path, 'backing-images'), { recursive: true, force: true });
+  const oursMs: number[] = [];
+  const copyMs: number[] = [];
+  const sumMs: number[] = [];
+  let sent = 0;
+  let downloaded = 0;
+  for (let round = 0; round < o.rounds; round++) {
+    const bimB = await startBim(kids, budget, diskB);
+    const sent0 = (await stats(bimA)).sent.dataBytes;
+    recyclePages(diskB.path, o.size);
+    const t0 = performance.now();
+    await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url] });
+    const f = await waitReady(bimB, budget, 'img');
+    oursMs.push(performance.now() - t0);
+    if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
+    sent = (await stats(bimA)).sent.dataBytes - sent0;
+    if (round === o.rounds - 1) {
+      rss('peer-sync', 'receiver', bimB.pid);
+      rss('peer-sync', 'sender', bimA.pid);
+    }
+    await bimB.stop();
+    rmSync(join(diskB.path, 'backing-images'), { recursive: true, force: true });
 
-  const copy = join(diskB.path, 'baseline-copy.raw');
-  const downloaded0 = (await stats(bimA)).sent.downloadBytes;
-  const t1 = performance.now();
-  check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
-  fsyncFile(copy);
-  const copyMs = performance.now() - t1;
-  if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
-  const downloaded = (await stats(bimA)).sent.downloadBytes - downloaded0;
-  const v = check(await exec(kids, budget, 'sha512sum', [copy]), 'sha512sum');
-  if (v.stdout.split(' ')[0] !== origin.sha) throw new Error('the plain copy does not match the source checksum');
-  rmSync(copy);
+    const copy = join(diskB.path, 'baseline-copy.raw');
+    const downloaded0 = (await stats(bimA)).sent.downloadBytes;
+    recyclePages(diskB.path, o.size);
+    const t1 = performance.now();
+    check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
+    fsyncFile(copy);
+    copyMs.push(performance.now() - t1);
+    if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
+    downloaded = (await stats(bimA)).sent.downloadBytes - downloaded0;
+    const v = check(await exec(kids, budget, 'sha512sum', [copy]), 'sha512sum');
+    if (v.stdout.split(' ')[0] !== origin.sha) throw new Error('the plain copy does not match the source checksum');
+    sumMs.push(copyMs[round]! + v.ms);
+    rmSync(copy);
+  }
 
-  const ours = mbps(o.size, oursMs);
-  console.log(`note: the sender sent ${mib(sent)} of chunk data to the syncing manager and ${mib(downloaded)} to curl`);
-  figure(`peer sync ${gib(o.size)} [MB/s; baseline curl -o of the sender's download + fsync]`, 'MB/s', ours, mbps(o.size, copyMs));
-  figure(`peer sync ${gib(o.size)} [MB/s; baseline curl -o + fsync, then sha512sum]`, 'MB/s', ours, mbps(o.size, copyMs + v.ms));
+  console.log(`note: each round the sender sent ${mib(sent)} of chunk data to the syncing manager and ${mib(downloaded)} to curl`);
+  report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o of the sender's download + fsync]`, oursMs, copyMs, o.size);
+  report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o + fsync, then sha512sum]`, oursMs, sumMs, o.size);
 }
 
 async function sparseSyncPhase(run: Run): Promise<void> {

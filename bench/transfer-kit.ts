@@ -3,7 +3,7 @@
 // compiled `stratum bim` / `stratum data-source` as child processes, a static file server, and /proc readings.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, createReadStream, fsyncSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { CLUSTER_SECRET_ENV, clusterAuthHeaders, newSecret } from '../src/auth/index.js';
 import { createServer, type Server } from 'node:http';
@@ -158,6 +158,31 @@ export function fsyncFile(path: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Writes `size` bytes of zeros into a scratch file in `dir` and deletes it, unsynced (nothing goes to the disk), so the
+ * copy timed next takes page-cache pages that were just freed. On a VM with free-page reporting a page the guest has
+ * not touched for a while costs a trip to the host on first touch, several times the cost of the copy itself:
+ * without this, whichever side of a comparison runs right after the other deleted its copy is timed on cheap pages.
+ */
+export function recyclePages(dir: string, size: number): void {
+  const path = join(dir, `.recycle-${process.pid}`);
+  const fd = openSync(path, 'w');
+  try {
+    const buf = Buffer.alloc(8 * MiB);
+    for (let done = 0; done < size; done += buf.length) writeSync(fd, buf, 0, Math.min(buf.length, size - done));
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  }
+}
+
+/** The median of some measurements (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export function allocatedBytes(path: string): number {
