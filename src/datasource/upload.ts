@@ -81,7 +81,7 @@ export class UploadSession {
     try {
       // After a restart the prefix is re-hashed here, once, before the first new byte.
       await file.ensureHash({ signal });
-      const mark = file.mark();
+      const mark = await file.mark();
       const writer = new ChunkWriter(file);
       let overflow = false;
       let failure: unknown;

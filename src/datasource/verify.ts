@@ -1,4 +1,4 @@
-// The last step of every source: the SHA-512 (already computed as the bytes arrived) against the expected one,
+// The last step of every source: the SHA-512 (already computed as the bytes arrived, on the hashing thread) against the expected one,
 // the format through imagefmt (no backing file, no external data file, sizes in whole sectors), then fsync and
 // rename to the final name, with the chunk manifest built in the same pass left beside it for the manager. A file
 // that fails here is removed with its work directory: it is wrong, not merely incomplete.
@@ -14,7 +14,7 @@ export async function verifyAndSeal(
   { signal }: { signal: AbortSignal },
 ): Promise<CompleteInfo> {
   await file.ensureHash({ signal });
-  const checksum = file.digest();
+  const checksum = await file.digest();
   if (expected !== undefined && checksum !== expected) {
     await file.removeAll();
     throw new DataSourceError('ChecksumMismatch', `expected sha512 ${expected} but the file has ${checksum}`);
@@ -32,7 +32,7 @@ export async function verifyAndSeal(
     await file.removeAll();
     throw new DataSourceError('ImageRefused', `the file is not a usable backing image: ${err.message}`, { cause: err });
   }
-  const manifest = file.manifest({ ...ids, sha512: checksum });
+  const manifest = await file.manifest({ ...ids, sha512: checksum });
   const identity = await file.finish({ signal });
   // Without it the manager reads the file once when the first peer asks; not a reason to fail a good file.
   await file.saveManifest(identity, manifest).catch(() => undefined);

@@ -1,6 +1,7 @@
 // The data source's work directory, `<disk>/tmp/<name>-<uuid>/`: the partial file, the finished file and a
-// checkpoint. The SHA-512 is updated as bytes are written, once; Node cannot serialise a hash state, so after a
-// restart the durable prefix is re-hashed once (`ensureHash`) and hashing continues from there. The checkpoint
+// checkpoint. The SHA-512 is updated as bytes are written, once, on a hashing thread (stream-hasher.ts) while the
+// write runs; Node cannot serialise a hash state, so after a restart the durable prefix is re-hashed once
+// (`ensureHash`) and hashing continues from there. The checkpoint
 // records only what was fsynced, so a crash loses at most the bytes since the last `sync()`.
 //
 // Holes: an all-zero 64 KiB block past the end of what is on disk is not written; the file is extended with
@@ -15,13 +16,13 @@
 
 import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
 import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
-import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_CHUNK_SIZE, ManifestBuilder, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
+import { DEFAULT_CHUNK_SIZE, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
 import { writeSparse } from '../util/sparse-write.js';
 import { DataSourceError } from './errors.js';
+import { StreamHasher } from './stream-hasher.js';
 import type { SourceValidator } from './resume.js';
 
 /** Large sequential buffers: one syscall and one hash update per 4 MiB. */
@@ -56,8 +57,8 @@ interface Opts {
 
 export interface HashMark {
   offset: number;
-  hash: Hash | undefined;
-  manifest: ManifestBuilder | undefined;
+  /** The hash was current at the mark, and the hashing thread holds its state. */
+  hashed: boolean;
 }
 
 export class WorkFile {
@@ -70,10 +71,9 @@ export class WorkFile {
   readonly #checkpointPath: string;
   #checkpoint: Checkpoint;
   #handle: FileHandle | undefined;
-  #hash: Hash = createHash('sha512');
-  /** Built in step with #hash, from the same bytes. */
-  #manifest = newManifest();
-  /** Bytes covered by #hash; -1 after a failed write left it out of step with the file. */
+  /** The SHA-512 and the chunk manifest of the bytes written, started at first use. */
+  #hasher: StreamHasher | undefined;
+  /** Bytes covered by #hasher; -1 after a failed write left it out of step with the file. */
   #hashedTo = 0;
   #offset = 0;
   /** The part file's size on disk: zero blocks at or beyond it need not be written (they read as zeros). */
@@ -155,9 +155,13 @@ export class WorkFile {
   }
 
   #restartHash(hashedTo: number): void {
-    this.#hash = createHash('sha512');
-    this.#manifest = newManifest();
+    void this.#hasher?.close();
+    this.#hasher = undefined;
     this.#hashedTo = hashedTo;
+  }
+
+  #hash(): StreamHasher {
+    return (this.#hasher ??= new StreamHasher(DEFAULT_CHUNK_SIZE));
   }
 
   /** Drops every byte: the next pass starts at 0 and so does the hash. */
@@ -185,22 +189,11 @@ export class WorkFile {
   }
 
   async #hashPrefix(signal: AbortSignal | undefined): Promise<void> {
-    const hash = createHash('sha512');
-    const manifest = newManifest();
-    const buf = Buffer.allocUnsafe(IO_CHUNK);
     const end = this.#offset;
     // Holes past the last written byte read as zeros only once the file is extended over them.
     if (this.#end < end) await this.#extend();
-    for (let pos = 0; pos < end; ) {
-      signal?.throwIfAborted();
-      const { bytesRead } = await this.#part().read(buf, 0, Math.min(buf.length, end - pos), pos);
-      if (bytesRead === 0) throw new DataSourceError('Internal', `the partial file ended at ${pos} while re-hashing ${end} bytes`);
-      hash.update(buf.subarray(0, bytesRead));
-      manifest.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-    this.#hash = hash;
-    this.#manifest = manifest;
+    this.#restartHash(-1);
+    await this.#hash().rehash(this.partPath, end, signal);
     this.#hashedTo = end;
   }
 
@@ -211,19 +204,25 @@ export class WorkFile {
     const hashed = this.#hashedTo === pos;
     const handle = this.#part();
     const pending = writeSparse(handle, buf, pos, this.#end);
-    if (hashed) {
-      this.#hash.update(buf);
-      this.#manifest.update(buf);
-    }
+    const hashing = hashed ? this.#hash().update(buf) : undefined;
     try {
       const end = await pending;
       if (end > this.#end) this.#end = end;
     } catch (err) {
+      await hashing?.catch(() => undefined);
       // Part of `buf` may be on disk and all of it is in the hash: re-read before trusting the hash again, and write
       // zero blocks over that range from now on.
       if (hashed) this.#hashedTo = -1;
       this.#end = Math.max(this.#end, pos + buf.length);
       throw new DataSourceError('Internal', `writing ${buf.length} bytes at offset ${pos} of ${this.partPath} failed: ${(err as Error).message}`, { cause: err });
+    }
+    // A hash that failed leaves the bytes out of it: ensureHash starts over from the file.
+    try {
+      await hashing;
+    } catch (err) {
+      this.#offset = pos + buf.length;
+      this.#restartHash(-1);
+      throw err;
     }
     this.#offset = pos + buf.length;
     if (hashed) this.#hashedTo = this.#offset;
@@ -238,33 +237,33 @@ export class WorkFile {
   }
 
   /** A point to come back to with `rollback` (an upload chunk that turned out too large). */
-  mark(): HashMark {
-    const current = this.hashCurrent;
-    return { offset: this.#offset, hash: current ? this.#hash.copy() : undefined, manifest: current ? this.#manifest.copy() : undefined };
+  async mark(): Promise<HashMark> {
+    const hashed = this.hashCurrent;
+    if (hashed) await this.#hash().mark();
+    return { offset: this.#offset, hashed };
   }
 
   async rollback(m: HashMark): Promise<void> {
     await this.#part().truncate(m.offset);
     this.#offset = m.offset;
     this.#end = m.offset;
-    if (m.hash && m.manifest) {
-      this.#hash = m.hash;
-      this.#manifest = m.manifest;
+    if (m.hashed && this.#hasher) {
+      await this.#hasher.rollback();
       this.#hashedTo = m.offset;
-    } else this.#hashedTo = -1;
+    } else this.#restartHash(-1);
     if (this.#checkpoint.offset > m.offset) this.patch({ offset: m.offset });
   }
 
   /** The SHA-512 of the written bytes (requires a current hash). */
-  digest(): string {
+  async digest(): Promise<string> {
     if (!this.hashCurrent) throw new DataSourceError('Internal', 'the checksum was asked for before the hash caught up with the file');
-    return this.#hash.copy().digest('hex');
+    return this.#hash().digest();
   }
 
   /** The chunk manifest of the written bytes (requires a current hash; call once, at the end). */
-  manifest(ids: { name: string; uuid: string; sha512: string }): ChunkManifest {
+  async manifest(ids: { name: string; uuid: string; sha512: string }): Promise<ChunkManifest> {
     if (!this.hashCurrent) throw new DataSourceError('Internal', 'the chunk manifest was asked for before the hash caught up with the file');
-    return this.#manifest.copy().finish(ids, this.#offset);
+    return this.#hash().manifest(ids, this.#offset);
   }
 
   /** Writes the finished file's manifest beside it, tied to its identity (the manager's manifest cache format). */
@@ -319,9 +318,11 @@ export class WorkFile {
     await rmdir(this.dir).catch(() => undefined);
   }
 
+  /** Closes the partial file and stops the hashing thread (the hash is rebuilt from the file if writing resumes). */
   async close(): Promise<void> {
     const h = this.#handle;
     this.#handle = undefined;
+    this.#restartHash(this.#offset === 0 ? 0 : -1);
     await h?.close();
   }
 
@@ -335,10 +336,6 @@ export class WorkFile {
     if (!this.#handle) throw new DataSourceError('Internal', 'the partial file is not open');
     return this.#handle;
   }
-}
-
-function newManifest(): ManifestBuilder {
-  return new ManifestBuilder(undefined, DEFAULT_CHUNK_SIZE);
 }
 
 export async function identityOf(path: string): Promise<FileIdentity> {
