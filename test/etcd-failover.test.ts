@@ -12,9 +12,14 @@
 
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
+import { imPodName } from '../src/api/labels.js';
 import type { KubeObject } from '../src/api/meta.js';
+import type { Pod } from '../src/api/pod.js';
+import { podEndpoint } from '../src/api/pods.js';
+import { AUTH_FILE, clusterAuthHeaders, ensureAuthFile } from '../src/auth/index.js';
 import { HttpStore } from '../src/client/http-store.js';
 import { authFor, tokenFor } from './helpers/credentials.js';
 import { skipEtcd } from './helpers/etcd-managers.js';
@@ -80,11 +85,54 @@ test('kill -9 of the leader during downloads and attaches, then of one and of tw
     await scenario(cluster, managers, etcd, (line) => t.diagnostic(line));
   } catch (err) {
     const running = managers.managers.map((_, i) => `manager ${i}: ${managers.running(i) ? 'running' : 'down'}`).join(', ');
-    throw new Error(`${(err as Error).message}\n${running}\n--- manager logs (tail):\n${managers.log.slice(-6000)}`, { cause: err });
+    const views = await replicaViews(cluster).catch((e: unknown) => `(could not read them: ${(e as Error).message})`);
+    throw new Error(`${(err as Error).message}\n${running}\n--- replicas: Replica status / InstanceManager status / the instance manager's own list:\n${views}\n--- manager logs (tail):\n${managers.log.slice(-6000)}`, { cause: err });
   } finally {
     etcd.close();
   }
 });
+
+/**
+ * Each replica as three parties see it: its Replica status, the InstanceManager status the manager keeps from the
+ * instance manager's stream, and what that instance manager itself answers (GET /v1/instances).
+ */
+async function replicaViews(cluster: LifecycleCluster): Promise<string> {
+  const url = managersUp(cluster);
+  const store = new HttpStore({ server: url, token: tokenFor(url) });
+  type Proc = { status?: { state?: string } };
+  type Im = KubeObject & { spec?: { nodeID?: string }; status?: { currentState?: string; instanceReplicas?: Record<string, Proc> } };
+  type Rep = KubeObject & { spec?: { nodeID?: string }; status?: { currentState?: string; instanceManagerName?: string; conditions?: { type: string; message?: string }[] } };
+  const ims = (await store.list<Im>('InstanceManager', { namespace: NS })).items;
+  const pods = (await store.list<Pod>('Pod', { namespace: NS })).items;
+  const auth = clusterAuthHeaders(ensureAuthFile(join(cluster.manager.dataDir, AUTH_FILE)).clusterSecret);
+  const reported = new Map<string, Map<string, string>>();
+  for (const im of ims) {
+    const ep = podEndpoint(pods.find((p) => p.metadata.name === imPodName(im.metadata.name ?? '')));
+    const seen = new Map<string, string>();
+    try {
+      const r = (await (await fetch(`${ep}/v1/instances`, { headers: auth, signal: AbortSignal.timeout(3000) })).json()) as { instances?: { name: string; state: string }[] };
+      for (const i of r.instances ?? []) seen.set(i.name, i.state);
+    } catch (e) {
+      seen.set('*', `unreachable at ${ep}: ${(e as Error).message}`);
+    }
+    reported.set(im.metadata.name ?? '', seen);
+  }
+  const lines: string[] = [];
+  for (const r of (await store.list<Rep>('Replica', { namespace: NS })).items) {
+    const name = r.metadata.name ?? '';
+    const im = ims.find((m) => m.metadata.name === r.status?.instanceManagerName) ?? ims.find((m) => m.spec?.nodeID === r.spec?.nodeID);
+    const own = reported.get(im?.metadata.name ?? '');
+    const msg = r.status?.conditions?.find((c) => c.type === 'InstanceReady')?.message ?? '';
+    lines.push(`${name} on ${r.spec?.nodeID}: Replica ${r.status?.currentState}${msg ? ` (${msg})` : ''}; ${im?.metadata.name} (${im?.status?.currentState}) status ${im?.status?.instanceReplicas?.[name]?.status?.state ?? 'absent'}; the instance manager reports ${own?.get(name) ?? own?.get('*') ?? 'absent'}`);
+  }
+  return lines.join('\n');
+}
+
+function managersUp(cluster: LifecycleCluster): string {
+  const m = cluster.manager.etcd;
+  const i = m?.managers.findIndex((_, k) => m.running(k)) ?? -1;
+  return m?.urls[i] ?? cluster.url;
+}
 
 interface Seen {
   type: string;

@@ -1,6 +1,8 @@
 // Push monitors of data-plane processes: one long-lived change stream per process (`GET <url>`, one line per
-// change), each line triggering a coalesced refresh of the object's status. Longhorn polls every 1–3 s per object
-// and backs that with 30 s resyncs; a stream costs nothing while nothing changes and reacts at once when it does.
+// change), each line triggering a coalesced refresh of the object's status, or applied as it is; a stream that
+// begins with a snapshot of the whole state is applied line by line with no refresh at all. Longhorn polls every
+// 1–3 s per object and backs that with 30 s resyncs; a stream costs nothing while nothing changes and reacts at once
+// when it does.
 
 import { dataPlaneHeaders } from './http-json.js';
 
@@ -8,8 +10,13 @@ export interface MonitorHandlers {
   /**
    * Called (coalesced, never concurrently) when the stream (re)connects, and after a change line that `onEvent`
    * did not apply. Heartbeat lines (`{"type":"HEARTBEAT"}`) trigger nothing.
+   *
+   * Without it, the stream itself starts with the whole state (a snapshot line `onEvent` applies), in order with
+   * the changes after it: nothing is read on the side (a read answered after a change it predates would put the
+   * older view back over the newer one), and a line `onEvent` cannot apply makes the monitor reconnect for a new
+   * snapshot.
    */
-  refresh(signal: AbortSignal): Promise<void>;
+  refresh?(signal: AbortSignal): Promise<void>;
   /** A change line, parsed; return true when it was applied as it is (no refresh needed). */
   onEvent?(event: Record<string, unknown>): boolean;
   /** The stream broke; it is retried after `retryMs`. */
@@ -65,7 +72,7 @@ export class Monitors {
     // stream only carries changes, so without it the status would stay stale until the stream reconnects.
     const refresh: () => void = coalesce(async (s) => {
       try {
-        await h.refresh(s);
+        await h.refresh?.(s);
       } catch (err) {
         if (!s.aborted) setTimeout(refresh, this.#retryMs).unref();
         throw err;
@@ -75,7 +82,7 @@ export class Monitors {
       try {
         const res = await fetch(url, { signal, headers: { ...dataPlaneHeaders(), accept: 'application/x-ndjson, application/json' } });
         if (!res.ok || !res.body) throw new Error(`${url} answered HTTP ${res.status}`);
-        refresh();
+        if (h.refresh) refresh();
         const decoder = new TextDecoder();
         let partial = '';
         for await (const chunk of res.body) {
@@ -94,6 +101,7 @@ export class Monitors {
             if (ev?.['type'] === 'HEARTBEAT') continue;
             if (!ev || !h.onEvent?.(ev)) stale = true;
           }
+          if (stale && !h.refresh) throw new Error(`${url}: a change line that could not be applied; reconnecting for a new snapshot`);
           if (stale) refresh();
         }
         throw new Error(`${url}: the change stream ended`);

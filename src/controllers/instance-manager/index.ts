@@ -110,18 +110,13 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       if (alive) {
         const c = new InstanceManagerClient(ep ?? '');
         monitors.ensure(key, c.watchUrl(), {
-          refresh: async (signal) => {
-            await refreshInstances(name, c, signal);
-            heard.add(name);
-          },
           onEvent: (ev) => applyEvent(name, ev),
           down: () => controller.enqueue(nodeName),
         });
         const n = Object.keys(im.status?.instanceReplicas ?? {}).length + Object.keys(im.status?.instanceEngines ?? {}).length;
         if (!heard.has(name) || n > 0) continue;
       }
-      monitors.stop(key);
-      heard.delete(name);
+      stopMonitor(key, name);
       events.event(im as never, 'Normal', 'Retired', alive ? `not of the default image ${defaultImage()} and empty: removed` : `not of the default image ${defaultImage()} and its pod is gone: removed`);
       if (pod) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
       await store.delete('InstanceManager', namespace, name).catch(ignoreNotFound);
@@ -134,7 +129,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     const image = defaultImage();
     const name = instanceManagerName(image, nodeName);
     if (!node) {
-      monitors.stop(nodeName);
+      stopMonitor(nodeName, name);
       return;
     }
     const im = ims.get(namespace, name);
@@ -143,7 +138,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       return;
     }
     if (!nodeIsReady(node)) {
-      monitors.stop(nodeName);
+      stopMonitor(nodeName, name);
       await setState(im, 'unknown', `node ${nodeName} is down or not Ready: its replicas and engines are unknown until it is back`);
       return;
     }
@@ -155,7 +150,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
     const ep = podEndpoint(pod);
     if (!podReady(pod) || !ep || pod.metadata.deletionTimestamp) {
-      monitors.stop(nodeName);
+      stopMonitor(nodeName, name);
       const failed = pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
       await setState(im, im.status?.currentState === 'running' || failed ? 'error' : 'starting', podProblem(pod, imPodName(name)));
       if (failed) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
@@ -176,19 +171,29 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       await setState(im, 'error', `instance manager API ${api.min}..${api.current} is not compatible with ${speaks.min}..${speaks.max}`);
       return;
     }
+    // The stream starts with a SNAPSHOT of every instance, then each change, in order: applied as they come,
+    // batched into one status write (no list on the side: its answer could land over a newer change).
     monitors.ensure(nodeName, c.watchUrl(), {
-      refresh: (signal) => refreshInstances(name, c, signal),
-      // The stream's events carry the changed instance: applied as they come, batched into one status write.
       onEvent: (ev) => applyEvent(name, ev),
       down: () => controller.enqueue(nodeName),
     });
   };
 
-  /** Instance changes seen on a manager's stream, batched into one status write (retried when refused). */
-  const changes = new ChangeBatch<Instance>(async (name, batch) => {
+  /** Stops the monitor of manager `name`: what its stream said and is not written yet is no longer current. */
+  function stopMonitor(key: string, name: string) {
+    monitors.stop(key);
+    changes.discard(name);
+    heard.delete(name);
+  }
+
+  /**
+   * What a manager's stream says, in its order, as one status write at a time (retried when refused): the SNAPSHOT
+   * replaces the maps (and says the manager runs), each change goes on top.
+   */
+  const changes = new ChangeBatch<Instance>(async (name, batch, full) => {
     await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
-      const replicas = { ...(st.instanceReplicas ?? {}) };
-      const engines = { ...(st.instanceEngines ?? {}) };
+      const replicas = full ? {} : { ...(st.instanceReplicas ?? {}) };
+      const engines = full ? {} : { ...(st.instanceEngines ?? {}) };
       for (const [n, i] of batch) {
         delete replicas[n];
         delete engines[n];
@@ -196,29 +201,25 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       }
       st.instanceReplicas = replicas;
       st.instanceEngines = engines;
+      if (full) {
+        st.currentState = 'running';
+        st.conditions = [];
+      }
     });
+    if (full) heard.add(name);
   });
 
   function applyEvent(name: string, ev: Record<string, unknown>): boolean {
+    if (ev['type'] === 'SNAPSHOT') {
+      const all = ev['instances'];
+      if (!Array.isArray(all)) return false;
+      changes.replace(name, new Map((all as Instance[]).filter((i) => i?.name).map((i) => [i.name, i])));
+      return true;
+    }
     const i = ev['instance'] as Instance | undefined;
-    if (ev['type'] === 'SNAPSHOT' || !i?.name || (ev['type'] !== 'ADDED' && ev['type'] !== 'MODIFIED' && ev['type'] !== 'DELETED')) return false;
+    if (!i?.name || (ev['type'] !== 'ADDED' && ev['type'] !== 'MODIFIED' && ev['type'] !== 'DELETED')) return false;
     changes.add(name, i.name, ev['type'] === 'DELETED' ? null : i);
     return true;
-  }
-
-  /** The whole list, on (re)connect or when an event could not be applied. */
-  async function refreshInstances(name: string, c: InstanceManagerClient, signal: AbortSignal) {
-    changes.discard(name);
-    const list = await c.list(signal);
-    const replicas: Record<string, InstanceProcess> = {};
-    const engines: Record<string, InstanceProcess> = {};
-    for (const i of list) (i.type === 'engine' ? engines : replicas)[i.name] = toProcess(i);
-    await mutateStatus<InstanceManager>(store, 'InstanceManager', namespace, name, (st) => {
-      st.instanceReplicas = replicas;
-      st.instanceEngines = engines;
-      st.currentState = 'running';
-      st.conditions = [];
-    });
   }
 
   async function setState(im: RO<InstanceManager>, state: 'unknown' | 'starting' | 'error', message = '') {
