@@ -320,6 +320,7 @@ export class BackingImageManager {
     await rm(dir, { recursive: true, force: true });
     await fsyncDir(this.layout.images);
     this.table.remove(rec);
+    this.sender.forget(rec);
   }
 
   /** Aborts jobs (their on-disk state stays for resume) and waits for them to stop. */

@@ -109,3 +109,27 @@ test('a receiver whose peer keeps computing its manifest fails the copy after it
     await new Promise((r) => peer.close(r));
   }
 });
+
+test('a deleted file leaves no record of failed computations behind', async () => {
+  const data = Buffer.alloc(2 * CHUNK, 1);
+  const { sender, rec } = await readyFile('forgotten', data, 'f'.repeat(128));
+  const pendingMessage = async () => {
+    try {
+      await sender.manifest(rec, CHUNK);
+      return 'served';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  try {
+    assert.doesNotMatch(await pendingMessage(), /attempt/);
+    // The first computation (2 MiB) fails at once: its file does not hash to the recorded checksum.
+    await new Promise((r) => setTimeout(r, 300));
+    sender.forget(rec);
+    assert.doesNotMatch(await pendingMessage(), /attempt/, 'counted from the start again');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.match(await pendingMessage(), /attempt 2 of 3/, 'without forget, failures are counted');
+  } finally {
+    await sender.close();
+  }
+});

@@ -87,6 +87,11 @@ export class Sender {
     return now;
   }
 
+  /** Forgets what was recorded about a file that is gone (failed manifest computations). */
+  forget(rec: FileRecord): void {
+    for (const key of this.#failures.keys()) if (key.startsWith(`${rec.key}/`)) this.#failures.delete(key);
+  }
+
   /** The manifest for `chunkSize`, from the cache file; when absent, starts computing it and throws ManifestPending. */
   async manifest(rec: FileRecord, chunkSize: number): Promise<ChunkManifest> {
     this.#o.stats.sent.manifestRequests++;
