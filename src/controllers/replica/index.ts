@@ -100,7 +100,10 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       backing = { name: biName, uuid: bi.status.uuid, path: g.path };
     }
     const size = Number(r.spec?.volumeSize ?? '0');
-    await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) }, signal);
+    const inst = await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) }, signal);
+    // The instance manager answers with the instance it has: one that runs already (a status that had not caught up)
+    // stays running instead of flipping back to starting until the next change.
+    if (inst.state === 'running') return setStatus(r, { currentState: 'running', inst, im: imName });
     events.event(r as never, 'Normal', 'Start', `starting replica process on node ${r.spec?.nodeID} in ${replicaDataPath(r)}`);
     await setStatus(r, { currentState: 'starting', im: imName });
   }
