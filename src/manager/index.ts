@@ -144,7 +144,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // On etcd an accepted release is stored there first; the supervisor then restarts every manager on it.
   const upgrades = upgrader({
     store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log,
-    ...(etcdRelease ? { persist: (text: string) => writeReleaseToEtcd({ ...etcdRelease, signal: opts.signal }, text) } : {}),
+    ...(etcdRelease ? { persist: (text: string, expected: string | undefined) => writeReleaseToEtcd({ ...etcdRelease, signal: opts.signal }, text, expected) } : {}),
   });
   const api = await startApiServer({
     store,

@@ -54,11 +54,18 @@ export async function syncReleaseFromEtcd(o: EtcdReleaseOptions & { dataDir: str
   }
 }
 
-/** Stores an accepted release in etcd: the release every manager of the cluster starts on from now on. */
-export async function writeReleaseToEtcd(o: EtcdReleaseOptions, text: string): Promise<void> {
+/**
+ * Stores an accepted release in etcd, the release every manager of the cluster starts on from now on, if the key
+ * still holds `expected` (the stored text this manager started on; undefined: no release stored). Two upgrades sent
+ * to two managers at once are both validated against the same running release; only the first to store wins, and
+ * the other learns it (false) instead of silently replacing a release that was already accepted.
+ */
+export async function writeReleaseToEtcd(o: EtcdReleaseOptions, text: string, expected: string | undefined): Promise<boolean> {
   const { etcd, key } = client(o);
   try {
-    await etcd.put(key).value(text).exec();
+    const guard = expected === undefined ? etcd.if(key, 'Create', '==', 0) : etcd.if(key, 'Value', '==', expected);
+    const r = await guard.then(etcd.put(key).value(text)).commit();
+    return r.succeeded;
   } finally {
     etcd.close();
   }

@@ -48,8 +48,12 @@ export interface UpgraderOptions {
   imagesFiles: readonly string[];
   /** Asks the supervisor (`stratum up`) to restart this manager; undefined when nothing would. */
   restart: (() => void) | undefined;
-  /** Stores an accepted release where every manager of the cluster reads it (etcd), before the local file. */
-  persist?: ((text: string) => Promise<void>) | undefined;
+  /**
+   * Stores an accepted release where every manager of the cluster reads it (etcd), before the local file, if the
+   * stored release is still `expected` (the text this manager started on; undefined: none); false when another
+   * upgrade stored one meanwhile.
+   */
+  persist?: ((text: string, expected: string | undefined) => Promise<boolean>) | undefined;
   log: (line: string) => void;
 }
 
@@ -57,6 +61,7 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
   let pending = false;
   // What this process runs: read once, so that the old manager does not claim the new release before it restarted.
   const active = activeRelease(o.dataDir);
+  const activeText = active.file ? readFileSync(active.file, 'utf8') : undefined;
   return {
     current: () => {
       const { file, ...view } = active;
@@ -89,7 +94,12 @@ export function upgrader(o: UpgraderOptions): UpgradeService {
       } catch (err) {
         throw new ReleaseError('InvalidRelease', `release ${source} refused, nothing was changed: it would not load on its own: ${(err as Error).message}`, { cause: err });
       }
-      await o.persist?.(stored);
+      if (o.persist && !(await o.persist(stored, activeText))) {
+        throw new ReleaseError(
+          'UpgradeUnavailable',
+          `release ${source} refused, nothing was changed: another upgrade stored a new release for the cluster while this one was being checked against ${previous.version}; look at the release the cluster runs now and send this one again if it still applies`,
+        );
+      }
       const file = join(o.dataDir, RELEASE_FILE);
       writeFileSync(`${file}.tmp`, stored);
       renameSync(`${file}.tmp`, file);
