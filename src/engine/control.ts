@@ -105,7 +105,7 @@ export class EngineControl {
     return this.#engine.status();
   }
 
-  /** The engine changed (replica mode, rebuild progress): watchers get the new status, coalesced. */
+  /** The engine changed (replica mode, rebuild progress, snapshots): watchers get the new status, coalesced. */
   changed(): void {
     if (this.#pending || this.#watchers.size === 0) return;
     this.#pending = setTimeout(() => {
@@ -236,25 +236,37 @@ export class EngineControl {
     if ((name !== undefined && typeof name !== 'string') || (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string')))) {
       throw new EngineError('InvalidArgument', 'body must be {"name"?: string, "labels"?: {string: string}}');
     }
-    const created = await this.#engine.snapshotCreate({ name: name as string | undefined, labels: labels as Record<string, string> | undefined });
+    const created = await this.#snapshotsChanged(this.#engine.snapshotCreate({ name: name as string | undefined, labels: labels as Record<string, string> | undefined }));
     return { name: created, ...(await this.listSnapshots()) };
   }
 
   async deleteSnapshot(name: string): Promise<{ snapshots: SnapshotInfo[] }> {
-    await this.#engine.snapshotDelete(name);
+    await this.#snapshotsChanged(this.#engine.snapshotDelete(name));
     return this.listSnapshots();
   }
 
   async revertSnapshot(name: string): Promise<{ snapshots: SnapshotInfo[] }> {
     const refused = this.#opts.revertRefused?.();
     if (refused) throw new EngineError('InvalidState', `Cannot revert volume "${this.#engine.volume}" to snapshot "${name}": ${refused}`);
-    await this.#engine.snapshotRevert(name);
+    await this.#snapshotsChanged(this.#engine.snapshotRevert(name));
     return this.listSnapshots();
   }
 
   async purgeSnapshots(): Promise<{ merged: string[]; snapshots: SnapshotInfo[] }> {
-    const merged = await this.#engine.snapshotPurge();
+    const merged = await this.#snapshotsChanged(this.#engine.snapshotPurge());
     return { merged, ...(await this.listSnapshots()) };
+  }
+
+  /**
+   * A snapshot operation ended (or failed part way): watchers hear of it at once, so the Engine's status (and the
+   * Snapshot objects mirrored from it) follow within a moment instead of at the next resync.
+   */
+  async #snapshotsChanged<T>(op: Promise<T>): Promise<T> {
+    try {
+      return await op;
+    } finally {
+      this.changed();
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import type { Replica } from '../../api/replica.js';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { collection } from './common.js';
@@ -134,7 +135,26 @@ function nameOf(body: Record<string, unknown>, action: string, volume: string, r
  * (delete, revert, purge) and the caller renders it.
  */
 export async function snapshotAction(store: Store, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
-  return withEngine(store, volume, (url) => actionOn(url, dataPlane, volume, action, body, base));
+  return withEngine(store, volume, async (url) => {
+    const answer = await actionOn(url, dataPlane, volume, action, body, base);
+    if (action === 'snapshotCreate') await untilListed(store, volume, (answer as { name: string }).name);
+    return answer;
+  });
+}
+
+/** How long snapshotCreate waits for the cluster's view to list the new snapshot before it answers anyway. */
+const SNAPSHOT_LISTED_MS = 10_000;
+
+/**
+ * Waits until the volume's Engine status lists snapshot `name` (the engine tells its controller at once; this is
+ * well under a second), at most SNAPSHOT_LISTED_MS: a clone from the snapshot requested right after the answer is
+ * then accepted, since admission checks the snapshot against the cluster's view.
+ */
+async function untilListed(store: Store, volume: string, name: string): Promise<void> {
+  for (const until = Date.now() + SNAPSHOT_LISTED_MS; Date.now() < until; await sleep(100)) {
+    const { items } = await store.list<Engine>('Engine', { namespace: DEFAULT_NAMESPACE, fieldSelector: `spec.volumeName=${volume}` });
+    if (items.some((e) => e.status?.snapshots?.[name] !== undefined)) return;
+  }
 }
 
 async function actionOn(url: string, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
