@@ -116,7 +116,10 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     const spec = e.spec ?? {};
     const frontend = spec.disableFrontend || !spec.frontend ? 'none' : spec.frontend === 'blockdev' ? 'blockdev' : 'nbd';
     const replicas = Object.entries(spec.replicaAddressMap ?? {}).map(([name, address]) => ({ name, address }));
-    await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend, ...(spec.image ? { image: spec.image } : {}) }, signal);
+    const inst = await client.createEngine(e.metadata.name ?? '', { volume: spec.volumeName ?? '', size: Number(spec.volumeSize ?? '0'), replicas, frontend, ...(spec.image ? { image: spec.image } : {}) }, signal);
+    // The instance manager answers with the engine it has: one that runs already (the InstanceManager status had not
+    // caught up) is not set back to starting; the status follows shortly, and with it the running path.
+    if (inst.state === 'running') return { requeueAfter: 1000 };
     events.event(e as never, 'Normal', 'Start', `starting engine on node ${spec.nodeID} with ${replicas.length} replica(s), frontend ${frontend}`);
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
       st.currentState = 'starting';
