@@ -85,3 +85,23 @@ test('a refused change batch does not come back over a whole list that came mean
   assert.equal(b.pendingFor('im-1'), undefined);
   b.stop();
 });
+
+test('settled waits out a write already under way, so a status written after it is the last word', async () => {
+  let release: () => void = () => undefined;
+  const order: string[] = [];
+  const b = new ChangeBatch<string>(async () => {
+    await new Promise<void>((r) => (release = r));
+    order.push('batch write landed');
+  }, { minIntervalMs: 1 });
+  b.add('im-1', 'r1', 'running');
+  await tick(20); // the write has started and waits in the store
+  b.discard('im-1');
+  const settled = b.settled('im-1').then(() => order.push('settled'));
+  await tick(20);
+  assert.deepEqual(order, [], 'not settled while the write is under way');
+  release();
+  await settled;
+  assert.deepEqual(order, ['batch write landed', 'settled']);
+  await b.settled('im-1'); // nothing under way: at once
+  b.stop();
+});

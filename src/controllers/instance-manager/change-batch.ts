@@ -24,6 +24,8 @@ export class ChangeBatch<T> {
   readonly #retryMs: number;
   readonly #pending = new Map<string, Pending<T>>();
   readonly #flushers = new Map<string, () => void>();
+  /** The write under way per manager, for settled(). */
+  readonly #writing = new Map<string, Promise<void>>();
   /** Bumped by discard(): a failed write from before it must not come back. */
   readonly #generation = new Map<string, number>();
   readonly #abort = new AbortController();
@@ -54,6 +56,18 @@ export class ChangeBatch<T> {
     this.#generation.set(manager, (this.#generation.get(manager) ?? 0) + 1);
   }
 
+  /**
+   * Resolves once no write for `manager` is under way (waiting at most `maxMs`): after discard(), a write that had
+   * already started could otherwise land after the caller's own write of that status (the manager set to unknown).
+   */
+  async settled(manager: string, maxMs = 5000): Promise<void> {
+    const w = this.#writing.get(manager);
+    if (!w) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([w.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, maxMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Changes not written yet, for tests and diagnostics. */
   pendingFor(manager: string): ReadonlyMap<string, T | null> | undefined {
     return this.#pending.get(manager)?.changes;
@@ -74,8 +88,10 @@ export class ChangeBatch<T> {
     if (!p || (p.changes.size === 0 && !p.full)) return;
     this.#pending.delete(manager);
     const generation = this.#generation.get(manager) ?? 0;
+    const write = this.#write(manager, p.changes, p.full, signal);
+    this.#writing.set(manager, write);
     try {
-      await this.#write(manager, p.changes, p.full, signal);
+      await write;
     } catch (err) {
       if (generation !== (this.#generation.get(manager) ?? 0)) throw err;
       const newer = this.#pending.get(manager);
@@ -87,6 +103,8 @@ export class ChangeBatch<T> {
       }
       if (!signal.aborted) setTimeout(() => this.#flush(manager), this.#retryMs).unref();
       throw err;
+    } finally {
+      if (this.#writing.get(manager) === write) this.#writing.delete(manager);
     }
   }
 }

@@ -116,7 +116,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
         const n = Object.keys(im.status?.instanceReplicas ?? {}).length + Object.keys(im.status?.instanceEngines ?? {}).length;
         if (!heard.has(name) || n > 0) continue;
       }
-      stopMonitor(key, name);
+      await stopMonitor(key, name);
       events.event(im as never, 'Normal', 'Retired', alive ? `not of the default image ${defaultImage()} and empty: removed` : `not of the default image ${defaultImage()} and its pod is gone: removed`);
       if (pod) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
       await store.delete('InstanceManager', namespace, name).catch(ignoreNotFound);
@@ -129,7 +129,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     const image = defaultImage();
     const name = instanceManagerName(image, nodeName);
     if (!node) {
-      stopMonitor(nodeName, name);
+      await stopMonitor(nodeName, name);
       return;
     }
     const im = ims.get(namespace, name);
@@ -138,7 +138,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       return;
     }
     if (!nodeIsReady(node)) {
-      stopMonitor(nodeName, name);
+      await stopMonitor(nodeName, name);
       await setState(im, 'unknown', `node ${nodeName} is down or not Ready: its replicas and engines are unknown until it is back`);
       return;
     }
@@ -150,7 +150,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     }
     const ep = podEndpoint(pod);
     if (!podReady(pod) || !ep || pod.metadata.deletionTimestamp) {
-      stopMonitor(nodeName, name);
+      await stopMonitor(nodeName, name);
       const failed = pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
       await setState(im, im.status?.currentState === 'running' || failed ? 'error' : 'starting', podProblem(pod, imPodName(name)));
       if (failed) await store.delete('Pod', namespace, imPodName(name)).catch(ignoreNotFound);
@@ -179,11 +179,15 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     });
   };
 
-  /** Stops the monitor of manager `name`: what its stream said and is not written yet is no longer current. */
-  function stopMonitor(key: string, name: string) {
+  /**
+   * Stops the monitor of manager `name`: what its stream said and is not written yet is no longer current, and a
+   * write of it already under way is waited out, so that the caller's status write lands after it.
+   */
+  async function stopMonitor(key: string, name: string) {
     monitors.stop(key);
     changes.discard(name);
     heard.delete(name);
+    await changes.settled(name);
   }
 
   /**
