@@ -124,10 +124,19 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     return olds.length > 0 ? { requeueAfter: 3000 } : undefined;
   }
 
+  /** The manager each node's monitor (keyed by node name) feeds: the default image's when it was started. */
+  const feeds = new Map<string, string>();
+
   const reconcileDefault = async (nodeName: string, signal: AbortSignal): Promise<{ requeueAfter?: number } | undefined> => {
     const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
     const image = defaultImage();
     const name = instanceManagerName(image, nodeName);
+    // After an upgrade the node's monitor may still feed the manager of the old image, whose own monitor (rollOld)
+    // speaks for it now: one stream per manager, never two feeding one status.
+    if (feeds.has(nodeName) && feeds.get(nodeName) !== name) {
+      monitors.stop(nodeName);
+      feeds.delete(nodeName);
+    }
     if (!node) {
       await stopMonitor(nodeName, name);
       return;
@@ -177,6 +186,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
       onEvent: (ev) => applyEvent(name, ev),
       down: () => controller.enqueue(nodeName),
     });
+    feeds.set(nodeName, name);
   };
 
   /**
@@ -185,6 +195,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
    */
   async function stopMonitor(key: string, name: string) {
     monitors.stop(key);
+    feeds.delete(key);
     changes.discard(name);
     heard.delete(name);
     await changes.settled(name);
