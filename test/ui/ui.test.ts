@@ -205,6 +205,27 @@ test('a volume from a ready image: only ready images offered, size defaults to t
   await shot('volumes');
 });
 
+test('an image exported from an attached volume through the dialog: its copy gets ready', { skip }, async () => {
+  await page.goto(`${url}/#/backingimages`);
+  await page.getByRole('heading', { name: 'Backing images' }).waitFor();
+  await page.getByRole('button', { name: 'Create backing image' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create backing image' });
+  await dialog.getByRole('tab', { name: 'Export a volume' }).click();
+  await dialog.getByLabel('Name').fill('vol-ui-export');
+  await dialog.getByRole('combobox', { name: 'Volume' }).click();
+  await page.getByRole('option', { name: 'vol-ui' }).click();
+  await dialog.getByText('qcow2', { exact: true }).click();
+  await noSeriousViolations('export dialog');
+  await dialog.getByRole('button', { name: 'Export', exact: true }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  const row = page.getByTestId('bi-row-vol-ui-export');
+  await waitFor('a ready copy of the export', async () => (await row.locator('[data-testid="copy"][data-state="ready"]').count()) >= 1, 180_000);
+  const bi = await api<{ spec?: { sourceType?: string; sourceParameters?: Record<string, string> }; status?: { checksum?: string } }>(`${LH}/backingimages/vol-ui-export`);
+  assert.equal(bi.json.spec?.sourceType, 'export-from-volume');
+  assert.deepEqual(bi.json.spec?.sourceParameters, { 'volume-name': 'vol-ui', 'export-type': 'qcow2' });
+  assert.match(bi.json.status?.checksum ?? '', /^[0-9a-f]{128}$/);
+});
+
 test('deleting an image in use is refused, and the refusal names the volume', { skip }, async () => {
   await page.goto(`${url}/#/backingimages/url-image`);
   await page.getByRole('heading', { name: 'Backing image url-image' }).waitFor();
@@ -323,7 +344,7 @@ test('detach, then delete the volume and the images', { skip }, async (t) => {
     throw new Error(`${err.message}\nAPI: HTTP ${v.status} ${JSON.stringify(v.json, null, 1).slice(0, 3000)}\nengines and replicas: ${JSON.stringify(parts)}`);
   });
   phase('volume gone');
-  for (const name of ['url-image', 'uploaded', 'never-ready']) {
+  for (const name of ['url-image', 'uploaded', 'never-ready', 'vol-ui-export']) {
     await page.goto(`${url}/#/backingimages/${name}`);
     await page.getByRole('button', { name: 'Delete' }).click();
     const dialog = page.getByRole('dialog', { name: `Delete backing image ${name}?` });

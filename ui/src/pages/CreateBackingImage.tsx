@@ -1,9 +1,9 @@
 // Create a backing image: download from a URL (with the expected SHA-512), upload a file from this computer
-// (resumable), or export a volume (not offered until the data source can export).
+// (resumable), or export a volume (its whole content from a fresh snapshot, as raw or qcow2).
 
-import { Button, FileInput, Group, Modal, NumberInput, Stack, Tabs, Text, TextInput } from '@mantine/core';
+import { Button, FileInput, Group, Modal, NumberInput, SegmentedControl, Select, Stack, Tabs, Text, TextInput } from '@mantine/core';
 import { useState } from 'react';
-import { v1 } from '../api/index.js';
+import { useResources, v1, type Volume } from '../api/index.js';
 import { ErrorAlert } from '../components/index.js';
 import { startUpload } from '../transfer/index.js';
 
@@ -14,6 +14,9 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
   const [checksum, setChecksum] = useState('');
   const [minCopies, setMinCopies] = useState<number | string>(1);
   const [file, setFile] = useState<File | null>(null);
+  const [volume, setVolume] = useState<string | null>(null);
+  const [exportType, setExportType] = useState('raw');
+  const volumes = useResources<Volume>('volumes');
   const [error, setError] = useState<unknown>(undefined);
   const [busy, setBusy] = useState(false);
 
@@ -23,6 +26,7 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
     setUrl('');
     setChecksum('');
     setFile(null);
+    setVolume(null);
     onClose();
   };
   const submit = async () => {
@@ -36,6 +40,12 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
         // Creation errors (name taken, invalid) belong in this dialog; the transfer itself shows in the uploads panel.
         await Promise.race([started, new Promise((r) => setTimeout(r, 1500))]);
         started.catch(() => undefined);
+      } else if (tab === 'export') {
+        if (!volume) throw new Error('choose the volume to export');
+        await v1('POST', '/backingimages', {
+          name, sourceType: 'export-from-volume', parameters: { 'volume-name': volume, 'export-type': exportType },
+          ...(min ? { minNumberOfCopies: min } : {}),
+        });
       } else {
         await v1('POST', '/backingimages', {
           name, sourceType: 'download', parameters: { url: url.trim() }, expectedChecksum: checksum.trim(),
@@ -58,7 +68,7 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
             <Tabs.List>
               <Tabs.Tab value="download">From a URL</Tabs.Tab>
               <Tabs.Tab value="upload">Upload a file</Tabs.Tab>
-              <Tabs.Tab value="export" disabled>Export a volume</Tabs.Tab>
+              <Tabs.Tab value="export">Export a volume</Tabs.Tab>
             </Tabs.List>
           </Tabs>
           <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} description="lower-case letters, digits, '-' and '.'" />
@@ -68,14 +78,28 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
           {tab === 'upload' && (
             <FileInput label="File" required value={file} onChange={setFile} placeholder="qcow2 or raw image" clearable />
           )}
-          {tab === 'export' && <Text size="sm">Exporting a volume is not available on this server yet.</Text>}
-          <TextInput label="Expected SHA-512 checksum" value={checksum} onChange={(e) => setChecksum(e.currentTarget.value)}
-            description="Recommended: without it the first file's checksum is taken as the right one." />
+          {tab === 'export' && (
+            <>
+              <Select label="Volume" required searchable value={volume} onChange={setVolume} nothingFoundMessage="no volumes"
+                data={(volumes ?? []).map((v) => v.metadata.name ?? '').filter((n) => n !== '').sort()} />
+              <Stack gap={4}>
+                <Text size="sm" fw={500} id="export-type-label">Format</Text>
+                <SegmentedControl aria-labelledby="export-type-label" value={exportType} onChange={setExportType}
+                  data={[{ value: 'raw', label: 'raw (sparse)' }, { value: 'qcow2', label: 'qcow2' }]} />
+              </Stack>
+              <Text size="sm" c="dimmed">The volume's whole content (its backing image and every snapshot, flattened) from a fresh
+                snapshot, without stopping its I/O; a detached volume is attached without a frontend for the export.</Text>
+            </>
+          )}
+          {tab !== 'export' && (
+            <TextInput label="Expected SHA-512 checksum" value={checksum} onChange={(e) => setChecksum(e.currentTarget.value)}
+              description="Recommended: without it the first file's checksum is taken as the right one." />
+          )}
           <NumberInput label="Minimum number of copies" min={1} max={20} value={minCopies} onChange={setMinCopies} />
           <ErrorAlert error={error} />
           <Group justify="flex-end">
             <Button variant="default" onClick={close}>Cancel</Button>
-            <Button type="submit" loading={busy} disabled={tab === 'export'}>{tab === 'upload' ? 'Create and upload' : 'Create'}</Button>
+            <Button type="submit" loading={busy}>{tab === 'upload' ? 'Create and upload' : tab === 'export' ? 'Export' : 'Create'}</Button>
           </Group>
         </Stack>
       </form>
