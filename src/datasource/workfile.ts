@@ -203,8 +203,10 @@ export class WorkFile {
     const pos = this.#offset;
     const hashed = this.#hashedTo === pos;
     const handle = this.#part();
+    // The hasher first: starting its thread can throw, and must not leave the write below unawaited.
+    const hasher = hashed ? this.#hash() : undefined;
     const pending = writeSparse(handle, buf, pos, this.#end);
-    const hashing = hashed ? this.#hash().update(buf) : undefined;
+    const hashing = hasher?.update(buf);
     try {
       const end = await pending;
       if (end > this.#end) this.#end = end;
