@@ -226,10 +226,10 @@ async function downloadPhase(run: Run): Promise<void> {
     }
     rmSync(copy);
 
-    // A data source's work directory is <disk>/tmp/<name>-<uuid>: the previous round's goes before the next starts.
+    // The previous round's work directory (the one holding the file it reported) goes before the next starts.
     if (last) {
       await last.ds.stop();
-      rmSync(join(diskA.path, 'tmp', 'img-u1'), { recursive: true, force: true });
+      if (last.file.filePath) rmSync(dirname(last.file.filePath), { recursive: true, force: true });
     }
     const ds = new Service(
       'stratum data-source',

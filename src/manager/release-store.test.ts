@@ -2,38 +2,26 @@
 // manager started on, so two upgrades sent to two managers at once cannot both be accepted.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { freePort, tempDir } from '../../test/helpers/processes.js';
 import { hasEtcd, LocalEtcd } from '../store/etcd/local-cluster.js';
 import { RELEASE_FILE, syncReleaseFromEtcd, writeReleaseToEtcd } from './release-store.js';
 
 const skip = hasEtcd() ? false : 'etcd is not installed (Debian package etcd-server)';
-const dir = mkdtempSync(join(tmpdir(), 'stratum-release-store-'));
+const dir = tempDir('release-store');
 let etcd: LocalEtcd | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => res(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 before(async () => {
   if (skip) return;
-  etcd = new LocalEtcd({ dir, ports: [{ client: await freePort(), peer: await freePort() }], token: `release-${process.pid}` });
+  etcd = new LocalEtcd({ dir: dir.path, ports: [{ client: await freePort(), peer: await freePort() }], token: `release-${process.pid}` });
   await etcd.start();
 });
 
 after(async () => {
   await etcd?.stop('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+  dir.remove();
 });
 
 test('a release is stored only over the one its manager started on; the second of two concurrent upgrades is refused', { skip }, async () => {
@@ -47,7 +35,7 @@ test('a release is stored only over the one its manager started on; the second o
   const [a, b] = await Promise.all([writeReleaseToEtcd(o, v2a, v1), writeReleaseToEtcd(o, v2b, v1)]);
   assert.equal(Number(a) + Number(b), 1, `exactly one of the two is stored (a ${a}, b ${b})`);
   assert.equal(await writeReleaseToEtcd(o, v2b, undefined), false, 'a manager that started with none stored is stale too');
-  const dataDir = mkdtempSync(join(dir, 'manager-'));
+  const dataDir = mkdtempSync(join(dir.path, 'manager-'));
   assert.equal(await syncReleaseFromEtcd({ ...o, dataDir }), 'written');
   assert.equal(readFileSync(join(dataDir, RELEASE_FILE), 'utf8'), a ? v2a : v2b, 'every manager starts on the one that won');
 });

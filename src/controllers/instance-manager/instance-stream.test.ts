@@ -19,6 +19,7 @@ import type { Instance } from '../../instance-manager/instance.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
 import { instanceManagerController, type InstanceManagers } from './index.js';
+import { waitFor } from '../../../test/helpers/processes.js';
 
 const NS = DEFAULT_NAMESPACE;
 const IMAGE = 'stratum:test';
@@ -57,16 +58,6 @@ const server = createServer((req, res) => {
   }, 400);
 });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const reported = async () => {
   const im = await store.get<InstanceManager>('InstanceManager', NS, IM);
   return (im.status?.instanceReplicas?.['r1']?.status as { state?: string } | undefined)?.state;
@@ -103,8 +94,8 @@ after(async () => {
 });
 
 test('a change on the stream is not undone by an older view of the instances written after it', async () => {
-  await until('the instance manager to report r1 running', async () => (r1.state === 'running' ? true : undefined));
-  await until('the status to say r1 is running', async () => ((await reported()) === 'running' ? true : undefined), 3000).catch(async () => {
+  await waitFor('the instance manager to report r1 running', async () => r1.state === 'running', 5000);
+  await waitFor('the status to say r1 is running', async () => (await reported()) === 'running', 3000).catch(async () => {
     assert.fail(`the instance manager reports r1 ${r1.state}; its InstanceManager status says ${await reported()}`);
   });
   // And it stays so: nothing older lands later.
