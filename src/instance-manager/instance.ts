@@ -8,6 +8,7 @@
 // A failure inside one instance (a thrown error, a failing disk, a peer that hangs) ends in that instance's
 // `error` state with a message; it never escapes to the process, so every other instance keeps serving.
 
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { NbdServer } from '../frontend/nbd/index.js';
 import type { SharedBackingReaders } from '../replica/shared-backing.js';
@@ -36,6 +37,11 @@ export interface Instance {
   image?: string;
   errorMsg?: string;
   startedAt: string;
+  /**
+   * This incarnation: a new one for each create. Its state only moves forward (starting, running, stopping, stopped
+   * or error), so a status that recorded a later state of the same uid knows an earlier report is stale.
+   */
+  uid: string;
   spec: InstanceSpec;
 }
 
@@ -66,6 +72,7 @@ export abstract class HostedInstance {
   readonly log: LineRing;
   protected readonly ctx: HostContext;
   readonly #startedAt = new Date().toISOString();
+  readonly #uid = randomUUID();
   readonly #onChange: () => void;
   readonly #abort = new AbortController();
   #state: InstanceState = 'starting';
@@ -127,6 +134,7 @@ export abstract class HostedInstance {
       ...(this.#state === 'running' ? this.endpoints() : {}),
       ...(this.#errorMsg === undefined ? {} : { errorMsg: this.#errorMsg }),
       startedAt: this.#startedAt,
+      uid: this.#uid,
       spec: this.spec,
     };
   }

@@ -18,6 +18,7 @@ import type { EngineStatus as LiveStatus } from '../../engine/types.js';
 import type { SnapshotInfo } from '../../replica/index.js';
 import type { Store } from '../../store/types.js';
 import { CopyBackoff } from '../backing-image-manager/flow.js';
+import { isBehind } from '../common/instance-state.js';
 import { Monitors } from '../common/monitor.js';
 import { mutateStatus } from '../common/status.js';
 import { EngineControlClient, type Instance, type InstanceManagerClient } from '../instance-manager/client.js';
@@ -91,6 +92,8 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     }
     if (inst.state !== 'running' || !inst.control) {
       await mutateStatus<Engine>(store, 'Engine', ns, name, (st) => {
+        if (isBehind(st, inst)) return; // a report older than what the status holds of this engine
+        if (inst.uid) st.uuid = inst.uid;
         st.currentState = 'starting';
         st.starting = true;
       });
@@ -122,6 +125,8 @@ export function engineController(opts: EngineControllerOptions): { controller: C
     if (inst.state === 'running') return { requeueAfter: 1000 };
     events.event(e as never, 'Normal', 'Start', `starting engine on node ${spec.nodeID} with ${replicas.length} replica(s), frontend ${frontend}`);
     await mutateStatus<Engine>(store, 'Engine', e.metadata.namespace ?? '', e.metadata.name ?? '', (st) => {
+      if (isBehind(st, inst)) return;
+      if (inst.uid) st.uuid = inst.uid;
       st.currentState = 'starting';
       st.starting = true;
       st.instanceManagerName = imName;
@@ -159,6 +164,8 @@ export function engineController(opts: EngineControllerOptions): { controller: C
         addrs[r.name] = r.address;
         if (st.replicaModeMap?.[r.name] !== r.mode) times[r.name] = r.since || now();
       }
+      if (isBehind(st, inst)) return;
+      if (inst.uid) st.uuid = inst.uid;
       st.currentState = 'running';
       st.currentImage = inst.image ?? '';
       st.started = true;

@@ -17,6 +17,7 @@ import type { InstanceManager } from '../../api/instance-manager.js';
 import type { Store } from '../../store/types.js';
 import { gateFor } from '../backing-image/replica-gate.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
+import { isBehind } from '../common/instance-state.js';
 import { mutateStatus } from '../common/status.js';
 import { setCondition } from '../../api/node-contract.js';
 import type { Instance, InstanceManagerClient } from '../instance-manager/client.js';
@@ -105,12 +106,15 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
     // stays running instead of flipping back to starting until the next change.
     if (inst.state === 'running') return setStatus(r, { currentState: 'running', inst, im: imName });
     events.event(r as never, 'Normal', 'Start', `starting replica process on node ${r.spec?.nodeID} in ${replicaDataPath(r)}`);
-    await setStatus(r, { currentState: 'starting', im: imName });
+    await setStatus(r, { currentState: 'starting', inst, im: imName });
   }
 
   async function setStatus(r: RO<Replica>, s: { currentState: 'running' | 'starting' | 'stopped' | 'error' | 'unknown'; inst?: Instance; im?: string; message?: string }) {
     const [host, port] = s.currentState === 'running' && s.inst?.address ? splitAddress(s.inst.address) : ['', 0];
     await mutateStatus<Replica>(store, 'Replica', r.metadata.namespace ?? '', r.metadata.name ?? '', (st) => {
+      // Checked against the stored status, not the cache: this controller's own newer write may not be in it yet.
+      if (s.inst && isBehind(st, s.inst)) return;
+      if (s.inst?.uid) st.uuid = s.inst.uid;
       st.currentState = s.currentState;
       st.started = s.currentState === 'running';
       st.ip = host;

@@ -1,0 +1,106 @@
+// The Replica controller over the real store, the real InstanceManager controller and a fake instance manager (its
+// HTTP API on a local port). A new leader starts with the InstanceManager status the previous leader left, which
+// may be behind what that leader recorded in the Replica: here the Replica says running (the instance manager's
+// answer to a create) while the InstanceManager status still says starting. Until this manager's own stream has
+// caught up, that older report must not set the replica back to starting: a flip the volume would see as a restart.
+
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import { after, before, test } from 'node:test';
+import type { InstanceManager } from '../../api/instance-manager.js';
+import { instanceManagerName, LONGHORN_FINALIZER } from '../../api/labels.js';
+import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
+import type { Node } from '../../api/node.js';
+import type { Pod } from '../../api/pod.js';
+import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
+import type { Replica } from '../../api/replica.js';
+import { EventRecorder } from '../../controller-kit/events.js';
+import { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { silentLogger } from '../../controller-kit/log.js';
+import type { Instance } from '../../instance-manager/instance.js';
+import { openStore } from '../../store/index.js';
+import type { ResourceStore } from '../../store/resource-store.js';
+import { waitFor } from '../../../test/helpers/processes.js';
+import { instanceManagerController, type InstanceManagers } from '../instance-manager/index.js';
+import { replicaController } from './index.js';
+
+const NS = DEFAULT_NAMESPACE;
+const IMAGE = 'stratum:test';
+const NODE = 'node-1';
+const IM = instanceManagerName(IMAGE, NODE);
+const UID = '7d0c1c52-0000-4000-8000-000000000001';
+const r1 = { name: 'r1', type: 'replica', state: 'running', address: '127.0.0.1:7000', pid: 1, startedAt: '', uid: UID } as Instance;
+let store: ResourceStore;
+let closeStore: () => Promise<void>;
+let managers: InstanceManagers | undefined;
+const ac = new AbortController();
+const running: Promise<unknown>[] = [];
+const watchers = new Set<ServerResponse>();
+let creates = 0;
+
+/** The fake instance manager: r1 runs; its stream's SNAPSHOT comes 800 ms after the watch connects (a slow start). */
+const server = createServer((req, res) => {
+  const url = new URL(req.url ?? '/', 'http://x');
+  const json = (code: number, body: unknown) => res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  if (url.pathname === '/v1/version') return json(200, { apiVersion: 2, apiMinVersion: 2 });
+  if (url.pathname !== '/v1/instances') return json(404, {});
+  if (req.method === 'POST') {
+    creates++;
+    return json(200, r1);
+  }
+  if (url.searchParams.get('watch') !== 'true') return json(200, { instances: [r1] });
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  watchers.add(res);
+  res.on('close', () => watchers.delete(res));
+  setTimeout(() => res.write(`${JSON.stringify({ type: 'SNAPSHOT', instances: [r1] })}\n`), 800);
+});
+
+before(async () => {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  ({ store, close: closeStore } = await openStore({ path: ':memory:' }));
+  await store.create({ apiVersion: LONGHORN_API_VERSION, kind: 'Setting', metadata: { name: 'default-instance-manager-image', namespace: NS }, value: IMAGE } as never);
+  const { object: node } = await store.create<Node>({ apiVersion: LONGHORN_API_VERSION, kind: 'Node', metadata: { name: NODE, namespace: NS }, spec: {} } as Node);
+  await store.update<Node>({ ...node, status: { conditions: [{ type: 'Ready', status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' }] } } as Node, { subresource: 'status' });
+  // As the previous leader left them: the InstanceManager status says r1 is starting; the Replica says running.
+  const { object: im } = await store.create<InstanceManager>({ apiVersion: LONGHORN_API_VERSION, kind: 'InstanceManager', metadata: { name: IM, namespace: NS }, spec: { image: IMAGE, nodeID: NODE, type: 'aio', dataEngine: 'v1' } } as InstanceManager);
+  const starting = { ...r1, state: 'starting', address: undefined };
+  await store.update<InstanceManager>({ ...im, status: { currentState: 'running', apiVersion: 2, apiMinVersion: 2, instanceReplicas: { r1: { spec: { name: 'r1' }, status: starting } }, instanceEngines: {} } } as never, { subresource: 'status' });
+  const { object: pod } = await store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: IM, namespace: NS, annotations: { [PORTS_ANNOTATION]: JSON.stringify({ [HTTP_PORT_NAME]: port }) } }, spec: { nodeName: NODE, containers: [{ name: 'instance-manager', image: IMAGE }] } } as Pod);
+  await store.update<Pod>({ ...pod, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] } } as Pod, { subresource: 'status' });
+  const { object: rep } = await store.create<Replica>({ apiVersion: LONGHORN_API_VERSION, kind: 'Replica', metadata: { name: 'r1', namespace: NS, finalizers: [LONGHORN_FINALIZER] }, spec: { nodeID: NODE, volumeName: 'v', volumeSize: '1048576', desireState: 'running', diskPath: '/tmp/none', dataDirectoryName: 'v-1' } } as Replica);
+  await store.update<Replica>({ ...rep, status: { currentState: 'running', started: true, instanceManagerName: IM, ip: '127.0.0.1', storageIP: '127.0.0.1', port: 7000, uuid: UID } } as Replica, { subresource: 'status' });
+});
+
+after(async () => {
+  ac.abort();
+  await Promise.allSettled(running);
+  await managers?.stop();
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  await closeStore();
+});
+
+test('an older report of the incarnation a Replica recorded does not set it back to starting', async () => {
+  const { resourceVersion } = await store.list('Replica', { namespace: NS });
+  const seen: string[] = [];
+  const watching = (async () => {
+    for await (const ev of store.watch<Replica>('Replica', { namespace: NS, resourceVersion, signal: ac.signal })) seen.push(ev.object.status?.currentState ?? '');
+  })().catch(() => undefined);
+  const informers = new InformerFactory({ store, logger: silentLogger });
+  const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
+  managers = instanceManagerController({ store, informers, events, namespace: NS });
+  const replicas = replicaController({ store, informers, events, managers });
+  void informers.run(ac.signal);
+  await informers.waitForSync(ac.signal);
+  running.push(managers.controller.run(ac.signal), replicas.run(ac.signal));
+  await waitFor('the stream to report r1 running', async () => {
+    const im = await store.get<InstanceManager>('InstanceManager', NS, IM);
+    return (im.status?.instanceReplicas?.['r1']?.status as { state?: string } | undefined)?.state === 'running';
+  }, 5000);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(seen.filter((s) => s !== 'running'), [], `Replica states written: ${seen.join(' → ')}`);
+  assert.equal((await store.get<Replica>('Replica', NS, 'r1')).status?.currentState, 'running');
+  assert.equal(creates, 0, 'nothing is created for an instance the status lists');
+  void watching;
+});
