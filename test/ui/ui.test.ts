@@ -25,7 +25,8 @@ const LH = `/apis/longhorn.io/v1beta2/namespaces/${NS}`;
 const isRoot = process.getuid?.() === 0;
 const skip = chromiumSkip || (!isRoot ? 'needs root (volumes use loop devices and NBD)' : false);
 /** Screenshots refresh docs/ui/ only when asked (STRATUM_UI_SCREENSHOTS=docs); a test run leaves tracked files alone. */
-const SHOTS = process.env['STRATUM_UI_SCREENSHOTS'] === 'docs' ? join(REPO, 'docs', 'ui') : tempDir('ui-shots').path;
+const shots = process.env['STRATUM_UI_SCREENSHOTS'] === 'docs' ? { path: join(REPO, 'docs', 'ui'), remove: () => undefined } : tempDir('ui-shots');
+const SHOTS = shots.path;
 
 const dir = tempDir('ui');
 const files = tempDir('ui-images');
@@ -97,6 +98,7 @@ after(async () => {
   await web?.close();
   dir.remove();
   files.remove();
+  shots.remove();
 });
 
 test('the login screen takes a token; the shell is keyboard navigable and passes axe', { skip }, async () => {

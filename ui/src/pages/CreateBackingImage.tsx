@@ -16,7 +16,6 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
   const [file, setFile] = useState<File | null>(null);
   const [volume, setVolume] = useState<string | null>(null);
   const [exportType, setExportType] = useState('raw');
-  const volumes = useResources<Volume>('volumes');
   const [error, setError] = useState<unknown>(undefined);
   const [busy, setBusy] = useState(false);
 
@@ -80,8 +79,7 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
           )}
           {tab === 'export' && (
             <>
-              <Select label="Volume" required searchable value={volume} onChange={setVolume} nothingFoundMessage="no volumes"
-                data={(volumes ?? []).map((v) => v.metadata.name ?? '').filter((n) => n !== '').sort()} />
+              <VolumePicker value={volume} onChange={setVolume} />
               <Stack gap={4}>
                 <Text size="sm" fw={500} id="export-type-label">Format</Text>
                 <SegmentedControl aria-labelledby="export-type-label" value={exportType} onChange={setExportType}
@@ -104,5 +102,14 @@ export function CreateBackingImage({ opened, onClose }: { opened: boolean; onClo
         </Stack>
       </form>
     </Modal>
+  );
+}
+
+/** The cluster's volumes, watched only while this picker is shown (the export tab of an open dialog). */
+function VolumePicker({ value, onChange }: { value: string | null; onChange: (v: string | null) => void }) {
+  const volumes = useResources<Volume>('volumes');
+  return (
+    <Select label="Volume" required searchable value={value} onChange={onChange} nothingFoundMessage="no volumes"
+      data={(volumes ?? []).map((v) => v.metadata.name ?? '').filter((n) => n !== '').sort()} />
   );
 }
