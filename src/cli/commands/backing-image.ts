@@ -129,45 +129,95 @@ export async function uploadImage(server: string, name: string, file: string, o:
   }
 }
 
-/** Downloads a ready copy of NAME to OUT (via OUT.part, resumed by Range), verifying the image's SHA-512. */
-export async function downloadImage(server: string, name: string, out: string): Promise<void> {
+/** A download cut short by the network or by the server's side (a restart, an upgrade): resuming it may succeed. */
+class Interrupted extends Error {}
+
+export interface DownloadOptions {
+  /** Tries in all, each resuming from the bytes already in OUT.part (default 6). */
+  attempts?: number;
+  /** The pause before the second try, doubled for each further one (default 1 s). */
+  retryDelayMs?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Downloads a ready copy of NAME to OUT (via OUT.part, resumed by Range), verifying the image's SHA-512. A connection
+ * cut midway (a manager restarting, a backing-image manager retired by an upgrade) is resumed by itself a few times;
+ * an answer that says the request is wrong (4xx) or a copy that does not match its checksum never is.
+ */
+export async function downloadImage(server: string, name: string, out: string, o: DownloadOptions = {}): Promise<void> {
   const img = (await request('GET', imageUrl(server, name))).body as V1Image;
   const part = `${out}.part`;
-  const have = await stat(part).then((s) => s.size, () => 0);
+  const attempts = Math.max(1, o.attempts ?? 6);
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  for (let n = 1; ; n++) {
+    try {
+      await downloadOnce(server, name, part, img);
+      break;
+    } catch (err) {
+      if (!(err instanceof Interrupted)) throw err;
+      if (n >= attempts) throw new StoreError('Unavailable', `${err.message}; gave up after ${attempts} tries: run the same command again to resume from the ${(await sizeOf(part)) ?? 0} bytes in ${part}`);
+      const wait = (o.retryDelayMs ?? 1000) * 2 ** (n - 1);
+      log(`stratum: ${err.message}; resuming from the bytes in ${part} in ${(wait / 1000).toFixed(1)} s (try ${n + 1} of ${attempts})`);
+      await sleep(wait);
+    }
+  }
+  await rename(part, out);
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  return stat(path).then((s) => s.size, () => undefined);
+}
+
+/** One try: continues PART from its length (or starts it over when the server ignores the Range) and checks the SHA-512. */
+async function downloadOnce(server: string, name: string, part: string, img: V1Image): Promise<void> {
+  const have = (await sizeOf(part)) ?? 0;
   const hash = createHash('sha512');
   if (have > 0) for await (const c of createReadStream(part)) hash.update(c as Buffer);
   // identity: fetch would otherwise ask for gzip, which costs CPU on both ends for images that rarely compress.
   const headers: Record<string, string> = { ...authHeaders(), 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
   const res = await fetch(`${imageUrl(server, name)}/download`, { headers }).catch((err: unknown) => {
-    throw new StoreError('Internal', `cannot reach the API server at ${server}: ${describeFetchError(err)}`);
+    throw new Interrupted(`cannot reach the API server at ${server}: ${describeFetchError(err)}`);
   });
-  if (!res.ok || !res.body) throw await errorFromResponse(res, 'download');
+  if (!res.ok || !res.body) {
+    const err = await errorFromResponse(res, 'download');
+    if (res.status >= 500) throw new Interrupted(`the download of ${name} was refused for now (${res.status}): ${err.message}`);
+    throw err;
+  }
   const resumed = res.status === 206;
   const start = resumed ? have : 0;
   const total = start + Number(res.headers.get('content-length') ?? 0) || img.size;
   const fresh = !resumed ? createHash('sha512') : hash;
   const progress = new Progress('downloading', total, start);
-  const body = Readable.fromWeb(res.body as never);
+  const body = (Readable.fromWeb(res.body as never) as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const fh = await open(part, resumed ? 'r+' : 'w');
+  let pos = start;
   try {
-    let pos = start;
     // The file may end before `start` when its last bytes were zeros never written: those read as zeros after the
     // ftruncate below, like every hole.
     let end = Math.min(start, (await fh.stat()).size);
-    for await (const c of body as AsyncIterable<Buffer>) {
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await body.next();
+      } catch (err) {
+        throw new Interrupted(`the connection closed after ${pos} of ${total} bytes of ${name}: ${describeFetchError(err)}`);
+      }
+      if (next.done) break;
+      const c = next.value;
       fresh.update(c);
       end = await writeSparse(fh, c, pos, end);
       pos += c.length;
       progress.add(c.length);
     }
+    if (pos < total) throw new Interrupted(`the connection closed after ${pos} of ${total} bytes of ${name}`);
     await fh.truncate(pos);
   } finally {
     await fh.close();
+    progress.done();
   }
-  progress.done();
   const sum = fresh.digest('hex');
   if (img.currentChecksum && sum !== img.currentChecksum) {
     throw new StoreError('Internal', `downloaded ${part} has sha512 ${sum} but the image's is ${img.currentChecksum}; delete the .part file and retry`);
   }
-  await rename(part, out);
 }
