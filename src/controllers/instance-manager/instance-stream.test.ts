@@ -7,24 +7,17 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { InstanceManager } from '../../api/instance-manager.js';
-import { instanceManagerName } from '../../api/labels.js';
-import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
-import type { Node } from '../../api/node.js';
-import type { Pod } from '../../api/pod.js';
-import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
 import type { Instance } from '../../instance-manager/instance.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
+import { FIXTURE, seedNodeWithManager } from './fixtures.js';
 import { instanceManagerController, type InstanceManagers } from './index.js';
 import { waitFor } from '../../../test/helpers/processes.js';
 
-const NS = DEFAULT_NAMESPACE;
-const IMAGE = 'stratum:test';
-const NODE = 'node-1';
-const IM = instanceManagerName(IMAGE, NODE);
+const { namespace: NS, im: IM } = FIXTURE;
 let store: ResourceStore;
 let closeStore: () => Promise<void>;
 let managers: InstanceManagers;
@@ -67,14 +60,8 @@ before(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   ({ store, close: closeStore } = await openStore({ path: ':memory:' }));
-  await store.create({ apiVersion: LONGHORN_API_VERSION, kind: 'Setting', metadata: { name: 'default-instance-manager-image', namespace: NS }, value: IMAGE } as never);
-  const { object: node } = await store.create<Node>({ apiVersion: LONGHORN_API_VERSION, kind: 'Node', metadata: { name: NODE, namespace: NS }, spec: {} } as Node);
-  await store.update<Node>({ ...node, status: { conditions: [{ type: 'Ready', status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' }] } } as Node, { subresource: 'status' });
   // The manager and its pod as a previous leader left them: running, with r1 starting.
-  const { object: im } = await store.create<InstanceManager>({ apiVersion: LONGHORN_API_VERSION, kind: 'InstanceManager', metadata: { name: IM, namespace: NS }, spec: { image: IMAGE, nodeID: NODE, type: 'aio', dataEngine: 'v1' } } as InstanceManager);
-  await store.update<InstanceManager>({ ...im, status: { currentState: 'running', apiVersion: 2, apiMinVersion: 2, instanceReplicas: { r1: { spec: { name: 'r1' }, status: { ...r1 } } }, instanceEngines: {} } } as never, { subresource: 'status' });
-  const { object: pod } = await store.create<Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: IM, namespace: NS, annotations: { [PORTS_ANNOTATION]: JSON.stringify({ [HTTP_PORT_NAME]: port }) } }, spec: { nodeName: NODE, containers: [{ name: 'instance-manager', image: IMAGE }] } } as Pod);
-  await store.update<Pod>({ ...pod, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] } } as Pod, { subresource: 'status' });
+  await seedNodeWithManager(store, port, { r1: { spec: { name: 'r1' }, status: { ...r1 } } });
 
   const informers = new InformerFactory({ store, logger: silentLogger });
   const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
