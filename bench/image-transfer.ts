@@ -5,11 +5,14 @@
 //              server, timed from process start to `ready-for-transfer`, against `curl | tee FILE | sha512sum`
 //              from the same server. The baseline also gets an fsync of its copy, because `ready-for-transfer`
 //              means fsynced: without it the baseline would be timed against the page cache, not the disk.
-//   peer-sync  the same file from one `stratum bim` to a fresh one on another disk (chunked, the whole-file SHA-512
-//              computed on a second thread while chunks arrive, fsync before `ready`), against `curl -o FILE` of the sender's own
-//              download endpoint plus fsync (the plain HTTP copy), and that copy followed by `sha512sum` (the same
-//              guarantee ours gives). The sender's chunk manifest is computed before the clock starts: it is made
-//              once per file and cached, and is reported on its own line.
+//   peer-sync  the same file from one `stratum bim` to a fresh one on another disk, fsync before `ready`, against
+//              `curl -o FILE` of the sender's own download endpoint plus fsync (the plain HTTP copy), and that copy
+//              followed by `sha512sum` (the same guarantee ours gives). Ours twice: as the controller asks for it, with
+//              the image's manifest anchor (each chunk read back and checked against the data source's manifest on a
+//              second thread; the bench computes the anchor from the origin file, as the data source does), and
+//              without one (the whole-file SHA-512 on a second thread while chunks arrive). The sender's chunk
+//              manifest is computed before the clock starts: it is made once per file and cached, and is reported on
+//              its own line.
 //   sparse-sync a 4 GiB raw image holding 256 MiB of data, downloaded by a data source and taken over by a manager
 //              (the first copy), then synced to another manager, against `curl -o` of the whole download: bytes
 //              sent (the sender's /v1/stats), wall time and the allocated size of the first and the synced copy.
@@ -26,10 +29,11 @@
 //   npm run bench -- image-transfer [download] [peer-sync] [sparse-sync] [--size 2G] [--sparse-size 4G] [--rounds 3] [--limit 600]
 
 import { cpus, freemem, release, tmpdir, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { ManifestBuilder, manifestDigest } from '../src/bim/manifest.js';
 import {
   allocatedBytes,
   Budget,
@@ -284,28 +288,33 @@ async function peerSyncPhase(run: Run): Promise<void> {
   console.log(`note: the sender's chunk manifest of ${gib(o.size)} (SHA-512 + SHA-256 per 4 MiB, once per file, cached) took ${((performance.now() - tm) / 1000).toFixed(1)} s, before the clock`);
   await bimA.restart(budget);
 
+  const anchor = await manifestAnchorOf(origin.path);
   const diskB = makeDisk(root, 'disk-b');
   const oursMs: number[] = [];
+  const wholeMs: number[] = [];
   const copyMs: number[] = [];
   const sumMs: number[] = [];
   let sent = 0;
   let downloaded = 0;
-  for (let round = 0; round < o.rounds; round++) {
+  const syncOnce = async (times: number[], extra: Record<string, string>, last: boolean) => {
     const bimB = await startBim(kids, budget, diskB);
     const sent0 = (await stats(bimA)).sent.dataBytes;
     recyclePages(diskB.path, o.size);
     const t0 = performance.now();
-    await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url] });
+    await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url], ...extra });
     const f = await waitReady(bimB, budget, 'img');
-    oursMs.push(performance.now() - t0);
+    times.push(performance.now() - t0);
     if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
     sent = (await stats(bimA)).sent.dataBytes - sent0;
-    if (round === o.rounds - 1) {
+    if (last) {
       rss('peer-sync', 'receiver', bimB.pid);
       rss('peer-sync', 'sender', bimA.pid);
     }
     await bimB.stop();
     rmSync(join(diskB.path, 'backing-images'), { recursive: true, force: true });
+  };
+  for (let round = 0; round < o.rounds; round++) {
+    await syncOnce(oursMs, { expectedManifestDigest: anchor }, round === o.rounds - 1);
 
     const copy = join(diskB.path, 'baseline-copy.raw');
     const downloaded0 = (await stats(bimA)).sent.downloadBytes;
@@ -320,11 +329,20 @@ async function peerSyncPhase(run: Run): Promise<void> {
     if (v.stdout.split(' ')[0] !== origin.sha) throw new Error('the plain copy does not match the source checksum');
     sumMs.push(copyMs[round]! + v.ms);
     rmSync(copy);
+    await syncOnce(wholeMs, {}, false);
   }
 
   console.log(`note: each round the sender sent ${mib(sent)} of chunk data to the syncing manager and ${mib(downloaded)} to curl`);
   report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o of the sender's download + fsync]`, oursMs, copyMs, o.size);
   report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o + fsync, then sha512sum]`, oursMs, sumMs, o.size);
+  report(`peer sync ${gib(o.size)} without the manifest anchor (whole-file SHA-512) [MB/s; baseline curl -o + fsync]`, wholeMs, copyMs, o.size);
+}
+
+/** What a data source publishes as the image's manifest anchor: the digest of the origin file's chunk manifest. */
+async function manifestAnchorOf(path: string): Promise<string> {
+  const b = new ManifestBuilder(undefined, CHUNK);
+  for await (const piece of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) b.update(piece as Buffer);
+  return `${CHUNK}:${manifestDigest(b.finish({ name: 'img', uuid: 'u1', sha512: '' })).toString('hex')}`;
 }
 
 async function sparseSyncPhase(run: Run): Promise<void> {

@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { KubeObject } from '../src/api/meta.js';
+import { DEFAULT_CHUNK_SIZE, ManifestBuilder, manifestDigest } from '../src/bim/manifest.js';
 import { HttpStore } from '../src/client/http-store.js';
 import { getPod, podPid } from './helpers/cluster.js';
 import { allReady, LifecycleCluster, staticServer } from './helpers/lifecycle.js';
@@ -107,6 +108,11 @@ test('minNumberOfCopies 1 → 3 gives three ready copies on three nodes; 3 → 1
   const three = await cluster.waitCopies('mc', 'three ready copies', allReady(3), 90_000);
   const diskNodes = await cluster.diskNodes();
   assert.equal(new Set(Object.keys(three.diskFileStatusMap).map((d) => diskNodes.get(d))).size, 3);
+  // The two synced copies were checked chunk by chunk against the manifest the data source built with the checksum.
+  const bi = await cluster.k8s<{ status?: { chunkManifestDigest?: string } }>(`/apis/longhorn.io/v1beta2/namespaces/${NS}/backingimages/mc`);
+  const built = new ManifestBuilder(undefined, DEFAULT_CHUNK_SIZE);
+  built.update(readFileSync(join(files.path, 'image.raw')));
+  assert.equal(bi.status?.chunkManifestDigest, `${DEFAULT_CHUNK_SIZE}:${manifestDigest(built.finish({ name: 'mc', uuid: '', sha512: '' })).toString('hex')}`);
   await cluster.setSetting('backing-image-cleanup-wait-interval', '1');
   await cluster.v1('POST', '/v1/backingimages/mc?action=updateMinNumberOfCopies', { minNumberOfCopies: 1 });
   const one = await cluster.waitCopies('mc', 'one copy after cleanup', allReady(1), 180_000);

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { manifestDigest, type ChunkManifest } from '../src/bim/manifest.js';
 import { dataPlaneAuth } from './helpers/credentials.js';
 import { BimProcess, bytesReadBy, exec as run, makeDisk, randomFile, sha512sum, stagedPath, type FileInfo, type Stats } from './helpers/bim.js';
 import { freePort, hasTool, tempDir, waitFor } from './helpers/processes.js';
@@ -20,9 +21,36 @@ const MiB = 1024 * 1024;
 const root = tempDir('bim');
 after(() => root.remove());
 
-async function startSyncOn(to: BimProcess, name: string, body: { uuid: string; size: number; expectedChecksum: string; sources: string[] }): Promise<void> {
+async function startSyncOn(to: BimProcess, name: string, body: { uuid: string; size: number; expectedChecksum: string; expectedManifestDigest?: string; sources: string[] }): Promise<void> {
   const r = await to.api('POST', `/v1/files/${name}/sync`, body);
   assert.equal(r.status, 202, JSON.stringify(r.body));
+}
+
+/** The anchor a BackingImage status carries for `m`. */
+const anchorOf = (m: ChunkManifest) => `${m.chunkSize}:${manifestDigest(m).toString('hex')}`;
+
+/** Not one of ours: a peer serving `manifest` and, for each chunk request, what `bytes` gives. */
+async function fakePeer(bytes: (offset: number, length: number) => Buffer, manifest: unknown) {
+  let ranges = 0;
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname.endsWith('/chunks')) {
+      const body = JSON.stringify(manifest);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
+    ranges++;
+    const off = Number(u.searchParams.get('offset'));
+    const len = Number(u.searchParams.get('length'));
+    res.writeHead(200, { 'content-length': len }).end(bytes(off, len));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  return {
+    url: `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`,
+    rangeRequests: () => ranges,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 /** A random file of `size` bytes where a data source leaves its finished file, with its SHA-512 and identity. */
@@ -283,20 +311,8 @@ describe('two managers', () => {
     const data = randomBytes(8 * MiB);
     const claimed = createHash('sha512').update('something else').digest('hex');
     const chunks = [0, 1].map((i) => ({ offset: i * 4 * MiB, length: 4 * MiB, sha256: createHash('sha256').update(data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB)).digest('hex') }));
-    const liar = createServer((req, res) => {
-      const u = new URL(req.url ?? '/', 'http://x');
-      if (u.pathname.endsWith('/chunks')) {
-        const body = JSON.stringify({ name: 'lie', uuid: 'u1', size: data.length, chunkSize: 4 * MiB, sha512: claimed, chunks });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-        return;
-      }
-      const off = Number(u.searchParams.get('offset'));
-      const len = Number(u.searchParams.get('length'));
-      res.writeHead(200, { 'content-length': len }).end(data.subarray(off, off + len));
-    });
-    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
-    const addr = liar.address();
-    const liarUrl = `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`;
+    const liar = await fakePeer((off, len) => data.subarray(off, off + len), { name: 'lie', uuid: 'u1', size: data.length, chunkSize: 4 * MiB, sha512: claimed, chunks });
+    const liarUrl = liar.url;
     try {
       await startSyncOn(b, 'lie', { uuid: 'u1', size: data.length, expectedChecksum: claimed, sources: [liarUrl] });
       const f = await waitFor('lie failed', async () => {
@@ -309,7 +325,7 @@ describe('two managers', () => {
       const dir = join(b.disk.path, 'backing-images', 'lie-u1');
       assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('backing')), []);
     } finally {
-      await new Promise((r) => liar.close(r));
+      await liar.close();
     }
   });
 
@@ -317,22 +333,12 @@ describe('two managers', () => {
     // Not one of ours: a peer with the true manifest that flips a byte in every chunk it sends.
     const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
     const manifest = (await a.api('GET', '/v1/files/img/chunks?uuid=u1')).body;
-    const flipper = createServer((req, res) => {
-      const u = new URL(req.url ?? '/', 'http://x');
-      if (u.pathname.endsWith('/chunks')) {
-        const body = JSON.stringify(manifest);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-        return;
-      }
-      const off = Number(u.searchParams.get('offset'));
-      const len = Number(u.searchParams.get('length'));
+    const flipper = await fakePeer((off, len) => {
       const out = Buffer.from(data.subarray(off, off + len));
       out[len - 1] = (out[len - 1] ?? 0) ^ 0xff;
-      res.writeHead(200, { 'content-length': len }).end(out);
-    });
-    await new Promise<void>((r) => flipper.listen(0, '127.0.0.1', r));
-    const addr = flipper.address();
-    const flipperUrl = `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`;
+      return out;
+    }, manifest);
+    const flipperUrl = flipper.url;
     try {
       // b may hold img from an earlier test: start over without it.
       assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
@@ -345,8 +351,69 @@ describe('two managers', () => {
       assert.ok(after.received.chunksRejected > before.received.chunksRejected, 'the wrong chunks were found');
       assert.equal(await sha512sum(join(b.disk.path, 'backing-images', 'img-u1', 'backing')), src.sha512);
     } finally {
-      await new Promise((r) => flipper.close(r));
+      await flipper.close();
     }
+  });
+
+  test('with the manifest anchor: a peer flipping bytes is caught chunk by chunk, and no whole-file hash is made', async (t) => {
+    // Not one of ours: a peer with the true manifest that flips a byte in every chunk it sends.
+    const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
+    const manifest = (await a.api<ChunkManifest>('GET', '/v1/files/img/chunks?uuid=u1')).body;
+    const peer = await fakePeer((off, len) => {
+      const out = Buffer.from(data.subarray(off, off + len));
+      out[len - 1] = (out[len - 1] ?? 0) ^ 0xff;
+      return out;
+    }, manifest);
+    try {
+      assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
+      const before = await b.stats();
+      await startSyncOn(b, 'img', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: anchorOf(manifest), sources: [peer.url, a.url] });
+      const f = await b.waitState('img', ['ready']);
+      const after = await b.stats();
+      const hashed = after.hashedBytes - before.hashedBytes;
+      t.diagnostic(`chunks rejected ${after.received.chunksRejected - before.received.chunksRejected}, bytes received ${after.received.bytes - before.received.bytes}, hashed ${hashed}`);
+      assert.equal(f.currentChecksum, src.sha512);
+      assert.ok(after.received.chunksRejected > before.received.chunksRejected, 'the wrong chunks were found');
+      // Each received chunk is read back once: nothing else (no whole-file pass, no repair pass) is hashed.
+      assert.equal(hashed, after.received.bytes - before.received.bytes);
+      assert.equal(await sha512sum(join(b.disk.path, 'backing-images', 'img-u1', 'backing')), src.sha512);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('with the manifest anchor: a peer whose manifest is another one is never asked for a chunk', async () => {
+    // Not one of ours: it claims the expected SHA-512 with a manifest of its own (other) bytes, consistent in itself.
+    const other = randomBytes(src.size);
+    const own = (await a.api<ChunkManifest>('GET', '/v1/files/img/chunks?uuid=u1')).body;
+    const chunks = own.chunks.map((c) => ({ ...c, sha256: createHash('sha256').update(other.subarray(c.offset, c.offset + c.length)).digest('hex') }));
+    const peer = await fakePeer((off, len) => other.subarray(off, off + len), { ...own, chunks });
+    try {
+      assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
+      await startSyncOn(b, 'img', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: anchorOf(own), sources: [peer.url, a.url] });
+      const f = await b.waitState('img', ['ready']);
+      assert.equal(f.currentChecksum, src.sha512);
+      assert.equal(peer.rangeRequests(), 0, 'no chunk was asked of it');
+      // Alone, it is refused with the reason.
+      await startSyncOn(b, 'alone', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: anchorOf(own), sources: [peer.url] });
+      const g = await b.waitState('alone', ['failed']);
+      assert.match(g.message, /serves a chunk manifest with digest [0-9a-f]{64}, not the image's [0-9a-f]{64}/);
+      assert.equal(peer.rangeRequests(), 0);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('a manifest anchor that is malformed is refused; one cut with another chunk size leaves the whole-file check to decide', async () => {
+    const bad = await b.api<{ code: string; message: string }>('POST', '/v1/files/img2/sync', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: '../x', sources: [a.url] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /expectedManifestDigest must be/);
+    const own = (await a.api<ChunkManifest>('GET', '/v1/files/img/chunks?uuid=u1')).body;
+    assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
+    const before = await b.stats();
+    await startSyncOn(b, 'img', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: `${1024 * 1024}:${anchorOf(own).split(':')[1]}`, sources: [a.url] });
+    assert.equal((await b.waitState('img', ['ready'])).currentChecksum, src.sha512);
+    assert.equal((await b.stats()).hashedBytes - before.hashedBytes, src.size, 'the whole file was hashed once');
   });
 
   test('a sync whose peers never answer fails with a message naming the peer and the reason', async (t) => {

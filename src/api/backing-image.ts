@@ -93,6 +93,12 @@ export interface BackingImageStatus {
   virtualSize?: number;
   realSize?: number;
   checksum?: string;
+  /**
+   * The anchor of the image's chunk manifest (`<chunk size>:<SHA-256 hex>`, see ManifestAnchor): what its data source
+   * computed in the same pass as the SHA-512. A copy synced between disks is verified chunk by chunk against a manifest
+   * with this digest instead of hashing the whole file again. Set once, from the data source only (never from a copy).
+   */
+  chunkManifestDigest?: string;
   diskFileStatusMap?: Record<string, BackingImageDiskFileStatus> | null;
   diskLastRefAtMap?: Record<string, string> | null;
   v2FirstCopyStatus?: string;
@@ -102,6 +108,22 @@ export interface BackingImageStatus {
 export type BackingImage = KubeObject<BackingImageSpec, BackingImageStatus>;
 
 const SHA512_HEX = /^[0-9a-fA-F]{128}$/;
+
+/** A chunk manifest's digest (`manifestDigest` of the backing-image manager) and the chunk size it was cut with. */
+export interface ManifestAnchor {
+  chunkSize: number;
+  /** SHA-256, hex. */
+  digest: string;
+}
+
+export function formatManifestAnchor(a: ManifestAnchor): string {
+  return `${a.chunkSize}:${a.digest}`;
+}
+
+export function parseManifestAnchor(text: string | undefined): ManifestAnchor | undefined {
+  const m = /^([1-9]\d{0,12}):([0-9a-f]{64})$/.exec(text ?? '');
+  return m ? { chunkSize: Number(m[1]), digest: m[2] ?? '' } : undefined;
+}
 
 const dataEngineSchema = enumOf(DATA_ENGINES);
 
@@ -128,6 +150,7 @@ const schema = resourceSchema({
       virtualSize: int64(),
       realSize: int64(),
       checksum: str(),
+      chunkManifestDigest: str({ description: 'The chunk size and SHA-256 of the chunk manifest the data source computed with the checksum.' }),
       diskFileStatusMap: mapOf(
         obj({ dataEngine: dataEngineSchema, state: str(), progress: int(), message: str(), lastStateTransitionTime: str() }),
         { nullable: true },
@@ -244,9 +267,15 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
   const uuid = stringField(status, 'uuid');
   if (uuid !== '') errs.push(...validatePathComponent('status.uuid', uuid));
 
+  const anchor = stringField(status, 'chunkManifestDigest');
+  if (anchor !== '' && !parseManifestAnchor(anchor)) {
+    errs.push(invalid('status.chunkManifestDigest', anchor, 'must be "<chunk size>:<SHA-256 as 64 lower-case hexadecimal characters>"'));
+  }
+
   if (old !== undefined) {
     errs.push(...immutableOnceSet('status.uuid', uuid, stringField(oldStatus, 'uuid')));
     errs.push(...immutableOnceSet('status.checksum', stringField(status, 'checksum'), stringField(oldStatus, 'checksum')));
+    errs.push(...immutableOnceSet('status.chunkManifestDigest', anchor, stringField(oldStatus, 'chunkManifestDigest')));
     // Compared case-insensitively: create stores the digest lower-cased, a later apply may resend it as typed.
     errs.push(...immutableOnceSet('spec.checksum', checksum.toLowerCase(), stringField(oldSpec, 'checksum').toLowerCase()));
     errs.push(...immutableOnceSet('spec.secret', stringField(spec, 'secret'), stringField(oldSpec, 'secret')));

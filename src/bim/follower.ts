@@ -31,7 +31,7 @@ export class WholeFileHasher {
         this.hashed += r.bytes;
         if (r.read > 0) opts.onRead?.(r.read);
       } else if (r.type === 'digest') this.#settle?.resolve(r.sha512);
-      else this.#fail(new BimError('Internal', `hashing ${path} failed: ${r.message}`));
+      else if (r.type === 'error') this.#fail(new BimError('Internal', `hashing ${path} failed: ${r.message}`));
     });
     this.#worker.on('error', (err) => this.#fail(err));
     this.#worker.on('exit', (code) => this.#fail(new BimError('Internal', `the hashing thread exited (${code}) before the digest`)));

@@ -14,7 +14,7 @@ export type { FileInfo, SenderInfo, WatchEvent } from './table.js';
 export type { FileState, Timeouts } from './states.js';
 export { DEFAULT_TIMEOUTS, FILE_STATES } from './states.js';
 export type { ChunkManifest, ManifestChunk } from './manifest.js';
-export { DEFAULT_CHUNK_SIZE, isAllZero, ManifestBuilder } from './manifest.js';
+export { DEFAULT_CHUNK_SIZE, isAllZero, ManifestBuilder, manifestDigest } from './manifest.js';
 export { manifestSidecarPath } from './names.js';
 
 export interface BimOptions extends ManagerOptions {

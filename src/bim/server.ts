@@ -16,6 +16,7 @@ import { CoalescingStream } from '../util/coalescing-stream.js';
 import { acceptsGzip, parseRange } from './ranges.js';
 import type { WatchEvent } from './table.js';
 import { limitConnectionsPerClient } from '../util/connection-limit.js';
+import { parseManifestAnchor } from '../api/backing-image.js';
 
 export interface ApiVersions {
   apiVersion: number;
@@ -96,7 +97,11 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     const expectedChecksum = checkSha512('expectedChecksum', b.expectedChecksum);
     const sources = b.sources;
     if (!Array.isArray(sources) || sources.length === 0) throw new BimError('InvalidArgument', 'sources must be a non-empty list of peer base URLs');
-    const r = m.startSync({ name, uuid, size, expectedChecksum, sources: sources.map((s, i) => checkPeerUrl(`sources[${i}]`, s)) });
+    const anchor = b.expectedManifestDigest;
+    if (anchor !== undefined && (typeof anchor !== 'string' || !parseManifestAnchor(anchor))) {
+      throw new BimError('InvalidArgument', 'expectedManifestDigest must be "<chunk size>:<SHA-256 as 64 lower-case hexadecimal characters>"');
+    }
+    const r = m.startSync({ name, uuid, size, expectedChecksum, ...(anchor ? { expectedManifestDigest: anchor } : {}), sources: sources.map((s, i) => checkPeerUrl(`sources[${i}]`, s)) });
     return reply.code(r.started ? 202 : 200).send(r.info);
   });
 

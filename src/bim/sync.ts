@@ -1,11 +1,18 @@
 // Receiving a copy from peers. The receiver pulls: it asks the peers (in the given order) for the chunk manifest,
 // creates `backing.partial` at full size (all hole), and a few workers fetch the non-zero chunks that the persisted
 // chunk map does not yet mark received, spreading them over the peers (transfer.ts). A chunk is marked only after
-// the partial file was fsynced. Each byte is hashed once: the whole-file SHA-512 follows the chunks in file order on
-// another thread while they arrive (follower.ts), so when the last chunk is in only the tail is left to hash. The
-// copy is committed only when that SHA-512 is the expected one. When it is not, every chunk is checked against the
-// manifest's SHA-256, the wrong ones are fetched again (each checked as it arrives, never from the peer that sent it
-// wrong), and the whole file is hashed again; a connection closing never completes anything.
+// the partial file was fsynced. Each byte is hashed once, in one of two ways:
+// - With the image's manifest anchor (BackingImage status.chunkManifestDigest, from its data source): only peers
+//   whose manifest has that digest are used, and each chunk, once written, is read back and checked against the
+//   manifest's SHA-256 on another thread (chunk-checker.ts), in any order and in parallel with the transfer; a chunk
+//   that does not match is fetched again from another peer. The copy's SHA-512 is the one the anchored manifest
+//   names: the data source built that manifest in the pass that produced the checksum.
+// - Without one: the whole-file SHA-512 follows the chunks in file order on another thread while they arrive
+//   (follower.ts), so when the last chunk is in only the tail is left to hash. The copy is committed only when that
+//   SHA-512 is the expected one. When it is not, every chunk is checked against the manifest's SHA-256, the wrong
+//   ones are fetched again (each checked as it arrives, never from the peer that sent it wrong), and the whole file
+//   is hashed again.
+// A connection closing never completes anything.
 
 import { createHash } from 'node:crypto';
 import { mkdir, rm, type FileHandle } from 'node:fs/promises';
@@ -16,7 +23,9 @@ import { BimError, messageOf } from './errors.js';
 import { WholeFileHasher } from './follower.js';
 import { allocatedBytes, removeIfExists, removeTempFiles } from './fsutil.js';
 import { hashFile } from './hashing.js';
-import { checkManifest, type ChunkManifest } from './manifest.js';
+import { parseManifestAnchor, type ManifestAnchor } from '../api/backing-image.js';
+import { ChunkChecker } from './chunk-checker.js';
+import { checkManifest, manifestDigest, type ChunkManifest } from './manifest.js';
 import { Checkpointer, openPartial, type CheckpointPolicy } from './partial.js';
 import { readIntent, writeIntent, type PartialIntent } from './meta.js';
 import { FILES } from './names.js';
@@ -29,6 +38,12 @@ export interface SyncRequest {
   uuid: string;
   size: number;
   expectedChecksum: string;
+  /**
+   * The image's chunk-manifest anchor (`<chunk size>:<SHA-256 hex>`, BackingImage status.chunkManifestDigest). With it,
+   * and when its chunk size is this manager's, only peers whose manifest has this digest are used and each chunk is
+   * verified against it as it lands: no whole-file hash. Without it the whole-file SHA-512 decides.
+   */
+  expectedManifestDigest?: string;
   sources: string[];
 }
 
@@ -60,19 +75,27 @@ export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncReques
 }
 
 async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peers: Peer[], signal: AbortSignal): Promise<void> {
-  const manifest = await fetchManifest(ctx, rec, req, peers, signal);
+  // An anchor cut with another chunk size than this manager's cannot vouch for its chunks: the whole-file hash decides.
+  const parsed = parseManifestAnchor(req.expectedManifestDigest);
+  const anchor = parsed?.chunkSize === ctx.chunkSize ? parsed : undefined;
+  const manifest = await fetchManifest(ctx, rec, req, peers, anchor, signal);
 
   const partial = ctx.layout.path(rec.key, FILES.partial);
   const mapPath = ctx.layout.path(rec.key, FILES.chunkMap);
   const { fh, map, resumed } = await openPartial(partial, mapPath, manifest);
   const checkpoint = new Checkpointer(fh, map, mapPath, ctx);
-  const hasher = new WholeFileHasher(partial, manifest, { onRead: (n) => (ctx.stats.hashedBytes += n) });
+  const onRead = (n: number) => (ctx.stats.hashedBytes += n);
+  const checker = anchor ? new ChunkChecker(partial, { onRead }) : undefined;
+  const hasher = anchor ? undefined : new WholeFileHasher(partial, manifest, { onRead });
   let sha512: string;
   try {
+    // Chunks an earlier attempt marked were not necessarily checked one by one (it may have had no anchor): check them.
+    const recheck = checker && resumed ? await unmatched(checker, manifest, map) : [];
+    for (const i of recheck) map.clear(i);
     const done = (i: number) => map.has(i) || manifest.chunks[i]?.zero === true;
     let processed = 0;
     for (let i = 0; i < map.count; i++) if (done(i)) processed += manifest.chunks[i]?.length ?? 0;
-    for (let i = 0; i < map.count; i++) if (map.has(i)) hasher.received(i);
+    for (let i = 0; i < map.count; i++) if (map.has(i)) hasher?.received(i);
     ctx.stats.received.zeroChunks += manifest.chunks.filter((c, i) => c.zero && !map.has(i)).length;
     ctx.table.progress(rec, processed);
     const todo = manifest.chunks.map((_, i) => i).filter((i) => !done(i));
@@ -88,34 +111,49 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
       // Chunks a previous process may have half-written: their zero blocks must be checked, not assumed holes.
       dirty: new Set<number>(resumed ? todo : []),
       verify: false,
+      ...(checker ? { readBack: (offset: number, length: number) => checker.sha256(offset, length) } : {}),
       sentBy: new Map(),
       badPeers: new Map(),
       fh,
       checkpoint,
       signal,
       onReceived: (i, len) => {
-        hasher.received(i);
+        hasher?.received(i);
         ctx.table.progress(rec, (processed += len));
       },
     };
     await transferChunks(ctx, rec, plan);
     rec.realSize = await allocatedBytes(partial);
-    rec.message = `all chunks received; finishing the SHA-512 of ${req.size} bytes`;
-    ctx.table.changedNow(rec);
     const durable = checkpoint.flush().then(() => fh.datasync());
-    [sha512] = await Promise.all([hasher.digest(signal), durable]);
-    if (sha512 !== req.expectedChecksum) {
-      sha512 = await repair(ctx, rec, req, { ...plan, onReceived: (_, len) => ctx.table.progress(rec, (processed += len)) }, map, sha512, (len) => ctx.table.progress(rec, (processed -= len)));
+    if (!hasher) {
+      // Every chunk matched the anchored manifest, which was built with the SHA-512 it names (checked in fetchManifest).
+      await durable;
+      sha512 = manifest.sha512;
+    } else {
+      rec.message = `all chunks received; finishing the SHA-512 of ${req.size} bytes`;
+      ctx.table.changedNow(rec);
+      [sha512] = await Promise.all([hasher.digest(signal), durable]);
+      if (sha512 !== req.expectedChecksum) {
+        sha512 = await repair(ctx, rec, req, { ...plan, onReceived: (_, len) => ctx.table.progress(rec, (processed += len)) }, map, sha512, (len) => ctx.table.progress(rec, (processed -= len)));
+      }
     }
   } finally {
     // Stopped or failed: chunks received so far still count, so persist them before letting go of the file.
     await checkpoint.flush().catch(() => undefined);
-    await hasher.close();
+    await hasher?.close();
+    await checker?.close();
     await fh.close();
   }
   await commitFile(ctx, rec, { from: partial, sha512, manifest, signal });
   await removeIfExists(mapPath);
   await removeIfExists(ctx.layout.path(rec.key, FILES.intent));
+}
+
+/** The marked non-zero chunks whose bytes in the file do not match the manifest (checked on the checker's thread). */
+async function unmatched(checker: ChunkChecker, manifest: ChunkManifest, map: ChunkMap): Promise<number[]> {
+  const marked = manifest.chunks.map((c, i) => ({ c, i })).filter(({ c, i }) => map.has(i) && !c.zero);
+  const sums = await Promise.all(marked.map(({ c }) => checker.sha256(c.offset, c.length)));
+  return marked.filter(({ c }, k) => sums[k] !== c.sha256).map(({ i }) => i);
 }
 
 /**
@@ -213,7 +251,7 @@ export function manifestWaitMs(size: number): number {
   return 60_000 + Math.ceil(size / (20 * 1024 * 1024)) * 1000;
 }
 
-async function fetchManifest(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peers: Peer[], signal: AbortSignal): Promise<ChunkManifest> {
+async function fetchManifest(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peers: Peer[], anchor: ManifestAnchor | undefined, signal: AbortSignal): Promise<ChunkManifest> {
   let lastPending = '';
   const waitMs = ctx.manifestWaitMs ?? manifestWaitMs(req.size);
   const giveUpAt = Date.now() + waitMs;
@@ -237,6 +275,12 @@ async function fetchManifest(ctx: SyncContext, rec: FileRecord, req: SyncRequest
         const m = checkManifest(ans.manifest, { size: req.size, chunkSize: ctx.chunkSize }, peer.url);
         if (m.sha512 !== req.expectedChecksum) {
           peer.excluded = `${peer.url} holds SHA-512 ${m.sha512}, expected ${req.expectedChecksum}`;
+          rec.lastError = peer.excluded;
+          continue;
+        }
+        const digest = anchor ? manifestDigest(m).toString('hex') : undefined;
+        if (anchor && digest !== anchor.digest) {
+          peer.excluded = `${peer.url} serves a chunk manifest with digest ${digest}, not the image's ${anchor.digest} (from its data source)`;
           rec.lastError = peer.excluded;
           continue;
         }

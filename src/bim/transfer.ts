@@ -1,8 +1,9 @@
 // The chunk workers of a sync: a few requests in flight at once, spread round-robin over the live peers, each chunk
 // written through a ChunkSink (holes kept) and handed on once it is completely in the file. A failed request is
-// retried, on another peer when there is one, after a per-peer back-off. In the first pass chunks are not hashed
-// one by one (the whole-file SHA-512 runs alongside, follower.ts); a repair pass re-fetches chunks found wrong and
-// checks each against the manifest's SHA-256 as it arrives, never asking a peer again for a chunk it sent wrong.
+// retried, on another peer when there is one, after a per-peer back-off. With an anchored manifest each chunk is read
+// back once written and checked against the manifest's SHA-256 (`readBack`). Without one the first pass does not hash
+// chunks one by one (the whole-file SHA-512 runs alongside, follower.ts); a repair pass re-fetches chunks found wrong
+// and checks each against the manifest's SHA-256 as it arrives. A peer is never asked again for a chunk it sent wrong.
 
 import type { FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,6 +32,11 @@ export interface TransferPlan {
   dirty: Set<number>;
   /** Check each chunk's SHA-256 as it arrives (repair pass). */
   verify: boolean;
+  /**
+   * Check each chunk's SHA-256 as the file holds it once written (an anchored manifest, sync.ts): the chunk counts
+   * as received only when it matches.
+   */
+  readBack?: (offset: number, length: number) => Promise<string>;
   /** Which peer sent each chunk, to blame it if the chunk turns out wrong. */
   sentBy: Map<number, Peer>;
   /** Peers never to be asked again for a chunk (they sent it wrong). */
@@ -62,7 +68,8 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
     const usable = peers.filter((p) => !p.excluded && !plan.badPeers.get(chunk)?.has(p));
     if (usable.length === 0) {
       const c = manifest.chunks[chunk]!;
-      throw new BimError('ChecksumMismatch', `chunk at offset ${c.offset} (${c.length} bytes) of ${rec.name} failed verification from every source (${peers.map((p) => p.url).join(', ')}); expected SHA-256 ${c.sha256}`);
+      const disk = plan.readBack ? ' (checked as read back from this disk: if every source is right, the disk altered it)' : '';
+      throw new BimError('ChecksumMismatch', `chunk at offset ${c.offset} (${c.length} bytes) of ${rec.name} failed verification from every source (${peers.map((p) => p.url).join(', ')})${disk}; expected SHA-256 ${c.sha256}`);
     }
     const now = ctx.table.now();
     const ready = usable.filter((p) => p.backoffUntil <= now);
@@ -70,13 +77,56 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
     return ready[turn++ % ready.length]!;
   };
 
+  /** Chunk `i` is in the file as the manifest says. */
+  const accepted = (i: number, peer: Peer, length: number) => {
+    peer.failures = 0;
+    plan.sentBy.set(i, peer);
+    ctx.stats.received.chunks++;
+    plan.checkpoint.add(i);
+    plan.onReceived(i, length);
+  };
+
+  /** Why a read-back check could not be made (the checking thread failed): fatal, thrown by the next worker turn. */
+  let checkFailure: unknown;
+  /** The read-back check of a written chunk: accepted, or blamed on its peer and queued again. Never rejects. */
+  const checkHeld = async (readBack: NonNullable<TransferPlan['readBack']>, i: number, peer: Peer): Promise<void> => {
+    const c = manifest.chunks[i]!;
+    let held: string;
+    try {
+      held = await readBack(c.offset, c.length);
+    } catch (err) {
+      checkFailure ??= err;
+      return;
+    }
+    if (held === c.sha256) return accepted(i, peer, c.length);
+    ctx.stats.received.chunksRejected++;
+    blame(plan, i, peer);
+    plan.dirty.add(i);
+    queue.push(i);
+    rec.lastError = `chunk at offset ${c.offset} from ${peer.url} reads back with SHA-256 ${held}, the manifest says ${c.sha256}; fetching it again`;
+  };
+
   const worker = async () => {
     const sink = new ChunkSink(plan.fh);
+    // This worker's previous chunk being checked (one at a time): the next chunk's transfer overlaps its check.
+    let checking: Promise<void> | undefined;
+    const settle = async () => {
+      const p = checking;
+      checking = undefined;
+      await p;
+    };
     for (;;) {
-      if (signal.aborted) return;
+      if (signal.aborted) return settle();
       if (plan.checkpoint.error) throw plan.checkpoint.error;
+      if (checkFailure !== undefined) throw checkFailure;
       const i = queue.shift();
-      if (i === undefined) return;
+      if (i === undefined) {
+        // A check still running may queue its chunk again: nothing is left only once it is done.
+        if (!checking) return;
+        await settle();
+        if (checkFailure !== undefined) throw checkFailure;
+        continue;
+      }
       const peer = pickPeer(i);
       if (typeof peer === 'number') {
         queue.unshift(i);
@@ -102,11 +152,12 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
           blame(plan, i, peer);
           throw new BimError('ChecksumMismatch', `${peer.url} sent chunk at offset ${c.offset} with SHA-256 ${got}, the manifest says ${c.sha256}`);
         }
-        peer.failures = 0;
-        plan.sentBy.set(i, peer);
-        ctx.stats.received.chunks++;
-        plan.checkpoint.add(i);
-        plan.onReceived(i, c.length);
+        if (plan.readBack) {
+          await settle();
+          checking = checkHeld(plan.readBack, i, peer);
+          continue;
+        }
+        accepted(i, peer, c.length);
       } catch (err) {
         await sink.abandon();
         if (signal.aborted) throw err;

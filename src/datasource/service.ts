@@ -67,6 +67,8 @@ export interface FileInfo {
   message: string;
   filePath: string | null;
   identity: FileIdentity | null;
+  /** Once verified: the chunk manifest's anchor, `<chunk size>:<SHA-256 hex>` (empty before, or when unknown). */
+  chunkManifestDigest: string;
 }
 
 export type ChangeKind = 'state' | 'progress';
@@ -175,6 +177,7 @@ export class DataSource {
       message: this.#machine.message,
       filePath: state === 'ready-for-transfer' ? this.#file.filePath : null,
       identity: c?.identity ?? null,
+      chunkManifestDigest: c?.chunkManifestDigest ?? '',
     };
   }
 

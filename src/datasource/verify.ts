@@ -3,6 +3,8 @@
 // rename to the final name, with the chunk manifest built in the same pass left beside it for the manager. A file
 // that fails here is removed with its work directory: it is wrong, not merely incomplete.
 
+import { formatManifestAnchor } from '../api/backing-image.js';
+import { manifestDigest } from '../bim/index.js';
 import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
 import { DataSourceError } from './errors.js';
 import type { CompleteInfo, WorkFile } from './workfile.js';
@@ -36,7 +38,10 @@ export async function verifyAndSeal(
   const identity = await file.finish({ signal });
   // Without it the manager reads the file once when the first peer asks; not a reason to fail a good file.
   await file.saveManifest(identity, manifest).catch(() => undefined);
-  const complete: CompleteInfo = { checksum, size: identity.size, format, virtualSize, identity };
+  // The manifest's digest is the anchor receivers verify chunks against: it describes the very bytes that hashed to
+  // the checksum (one pass), so a chunk matching it is a chunk of this file.
+  const chunkManifestDigest = formatManifestAnchor({ chunkSize: manifest.chunkSize, digest: manifestDigest(manifest).toString('hex') });
+  const complete: CompleteInfo = { checksum, size: identity.size, format, virtualSize, identity, chunkManifestDigest };
   file.patch({ complete });
   await file.persist();
   return complete;

@@ -36,6 +36,8 @@ export interface CompleteInfo {
   format: string;
   virtualSize: number;
   identity: FileIdentity;
+  /** The chunk manifest's anchor (BackingImage status.chunkManifestDigest); absent in checkpoints of older versions. */
+  chunkManifestDigest?: string;
 }
 
 export interface Checkpoint {

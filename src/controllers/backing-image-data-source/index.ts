@@ -9,7 +9,6 @@
 import { dataPlaneHeaders } from '../common/http-json.js';
 import { SourceParam, type BackingImage } from '../../api/backing-image.js';
 import type { Engine } from '../../api/engine.js';
-import type { FileIdentity } from '../../api/file-identity.js';
 import type { Replica } from '../../api/replica.js';
 import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import { ExportParam } from '../../api/backing-image-data-source.js';
@@ -27,24 +26,14 @@ import { Monitors } from '../common/monitor.js';
 import { LABEL_BACKING_IMAGE, LABEL_BIDS, LABEL_COMPONENT, LABEL_DISK_UUID, LABEL_NODE, dataSourcePodName } from '../../api/labels.js';
 import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../../api/pods.js';
 import { settingsFrom } from '../common/settings.js';
+import type { FileInfo } from '../../datasource/service.js';
 import { mutateStatus } from '../common/status.js';
 import { nodeIsReady } from '../scheduling.js';
 
 type RO<T> = DeepReadonly<T>;
 
-interface SourceInfo {
-  state: string;
-  progress: number;
-  size: number | null;
-  currentChecksum: string;
-  virtualSize: number | null;
-  format: string | null;
-  message: string;
-  filePath: string | null;
-  identity: FileIdentity | null;
-  rate?: number;
-  etaSeconds?: number | null;
-}
+/** What the data source's `GET /v1/file` answers (one contract for both sides). */
+type SourceInfo = FileInfo;
 
 export interface DataSourceControllerOptions {
   store: Store;
@@ -97,6 +86,7 @@ export function dataSourceController(opts: DataSourceControllerOptions) {
       st.runningParameters = {
         ...(info.filePath ? { filePath: info.filePath } : {}),
         ...(info.identity ? { identity: JSON.stringify(info.identity) } : {}),
+        ...(info.chunkManifestDigest ? { chunkManifestDigest: info.chunkManifestDigest } : {}),
         ...(info.virtualSize ? { virtualSize: String(info.virtualSize) } : {}),
         ...(info.format ? { format: info.format } : {}),
         ...(info.rate ? { rate: String(Math.round(info.rate)) } : {}),

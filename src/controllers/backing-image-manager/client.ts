@@ -3,6 +3,7 @@
 
 import { callJson } from '../common/http-json.js';
 import type { BackingImageState } from '../../api/backing-image.js';
+import type { SyncRequest } from '../../bim/sync.js';
 
 export interface BimFile {
   name: string;
@@ -50,7 +51,7 @@ export class BimClient {
     return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/fetch`, req, signal);
   }
 
-  syncFile(name: string, req: { uuid: string; size: number; expectedChecksum: string; sources: string[] }, signal?: AbortSignal) {
+  syncFile(name: string, req: Omit<SyncRequest, 'name'>, signal?: AbortSignal) {
     return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/sync`, req, signal);
   }
 

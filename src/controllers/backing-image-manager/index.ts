@@ -236,7 +236,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       // Rotate the peer list by copy so that concurrent syncs spread over the ready copies.
       const shift = hash(copyKey) % peers.length;
       const sources = [...peers.slice(shift), ...peers.slice(0, shift)];
-      await c.syncFile(biName, { uuid, size: bi.status.size, expectedChecksum: bi.status.checksum, sources });
+      const anchor = bi.status.chunkManifestDigest;
+      await c.syncFile(biName, { uuid, size: bi.status.size, expectedChecksum: bi.status.checksum, sources, ...(anchor ? { expectedManifestDigest: anchor } : {}) });
       backoff.next(copyKey);
       events.event(m as never, 'Normal', 'SyncStarted', `syncing ${biName} from ${sources.length} ready cop${sources.length > 1 ? 'ies' : 'y'}`);
     }

@@ -120,3 +120,21 @@ test('status: the data source speaks for its disk until the manager has the file
   const stale = computeStatus({ bi: bi(['d2']), bids: transferred, files: new Map([['d2', { name: 'bi', uuid: 'old', state: 'ready' }]]), now: NOW });
   assert.equal(stale.diskFileStatusMap?.['d2'], undefined);
 });
+
+test('status: the chunk-manifest anchor comes from the data source that made the checksum, never from a copy', () => {
+  const sum = 'a'.repeat(128);
+  const anchor = `4194304:${'b'.repeat(64)}`;
+  const ready: BackingImageDataSource = { ...transferred, spec: { diskUUID: 'd1', fileTransferred: false }, status: { currentState: 'ready-for-transfer', checksum: sum, runningParameters: { chunkManifestDigest: anchor } } };
+  assert.equal(computeStatus({ bi: bi(['d1']), bids: ready, files: new Map(), now: NOW }).chunkManifestDigest, anchor);
+  // Another checksum (the image expects other bytes), a malformed anchor, a data source not done: nothing.
+  const other = bi(['d1'], { checksum: 'c'.repeat(128) });
+  assert.equal(computeStatus({ bi: other, bids: ready, files: new Map(), now: NOW }).chunkManifestDigest, undefined);
+  const malformed = { ...ready, status: { ...ready.status, runningParameters: { chunkManifestDigest: '../x' } } };
+  assert.equal(computeStatus({ bi: bi(['d1']), bids: malformed, files: new Map(), now: NOW }).chunkManifestDigest, undefined);
+  const busy = { ...ready, status: { ...ready.status, currentState: 'in-progress' as const } };
+  assert.equal(computeStatus({ bi: bi(['d1']), bids: busy, files: new Map(), now: NOW }).chunkManifestDigest, undefined);
+  // Only copies, even ready ones with the checksum: nothing (their manifest may have come from a peer).
+  const copies = computeStatus({ bi: bi(['d1']), bids: transferred, files: new Map([['d1', { name: 'bi', uuid: 'u1', state: 'ready', currentChecksum: sum }]]), now: NOW });
+  assert.equal(copies.checksum, sum);
+  assert.equal(copies.chunkManifestDigest, undefined);
+});

@@ -2,7 +2,7 @@
 // handed over) and the backing-image managers of the disks in `spec.diskFileSpecMap`. Pure: the controller reads,
 // calls this, and writes once if anything changed.
 
-import type { BackingImage, BackingImageDiskFileStatus, BackingImageStatus } from '../../api/backing-image.js';
+import { parseManifestAnchor, type BackingImage, type BackingImageDiskFileStatus, type BackingImageStatus } from '../../api/backing-image.js';
 import type { BackingImageDataSource } from '../../api/backing-image-data-source.js';
 import type { BackingImageFileInfo } from '../../api/backing-image-manager.js';
 import type { DeepReadonly } from '../../api/meta.js';
@@ -35,6 +35,12 @@ export function computeStatus(inp: StatusInputs): BackingImageStatus {
     const fromCopy = [...files.values()].find((f) => f.state === 'ready' && f.uuid === uuid && f.currentChecksum)?.currentChecksum;
     const first = expected || fromSource || fromCopy;
     if (first) status.checksum = first;
+  }
+  // The chunk manifest's anchor: only from the data source, which built the manifest in the pass that produced the
+  // checksum. A copy's manifest may have come from a peer and was never checked chunk by chunk.
+  if (!status.chunkManifestDigest && status.checksum && (bidsState === 'ready-for-transfer' || bidsState === 'ready') && bids?.status?.checksum === status.checksum) {
+    const anchor = bids.status.runningParameters?.['chunkManifestDigest'] ?? '';
+    if (parseManifestAnchor(anchor)) status.chunkManifestDigest = anchor;
   }
 
   const map: Record<string, BackingImageDiskFileStatus> = {};
