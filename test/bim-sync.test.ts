@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { manifestDigest, type ChunkManifest } from '../src/bim/manifest.js';
 import { BimProcess, exec, makeDisk, memoryOf, randomFile, sha512sum, stagedPath, type FileInfo } from './helpers/bim.js';
 import { freePort, hasTool, tempDir, waitFor } from './helpers/processes.js';
 
@@ -15,7 +16,7 @@ const GiB = 1024 * MiB;
 const root = tempDir('bim-sync');
 after(() => root.remove());
 
-async function startSync(to: BimProcess, name: string, body: { uuid: string; size: number; expectedChecksum: string; sources: string[] }): Promise<void> {
+async function startSync(to: BimProcess, name: string, body: { uuid: string; size: number; expectedChecksum: string; expectedManifestDigest?: string; sources: string[] }): Promise<void> {
   const r = await to.api('POST', `/v1/files/${name}/sync`, body);
   assert.ok(r.status === 202 || r.status === 200, `sync ${name}: ${r.status} ${JSON.stringify(r.body)}`);
 }
@@ -62,7 +63,11 @@ describe('1 GiB sync', () => {
     assert.equal(back.state, 'pending');
     assert.match(back.message, /interrupted by a restart with \d+ of 1073741824 bytes received/);
     assert.ok(back.processedSize > 0, 'the persisted map keeps the chunks received before the kill');
-    await startSync(b, 'big', { uuid: 'u1', size: GiB, expectedChecksum: sha, sources: [a.url] });
+    // Resumed with the image's manifest anchor: the chunks the first attempt marked (it had none) are read back and
+    // checked, the rest checked as they land.
+    const manifest = (await a.api<ChunkManifest>('GET', '/v1/files/big/chunks?uuid=u1')).body;
+    const hashed0 = (await b.stats()).hashedBytes;
+    await startSync(b, 'big', { uuid: 'u1', size: GiB, expectedChecksum: sha, expectedManifestDigest: `${manifest.chunkSize}:${manifestDigest(manifest).toString('hex')}`, sources: [a.url] });
     const done = await b.waitState('big', ['ready'], 180_000);
     const sent = (await a.stats()).sent.dataBytes;
     const resent = sent - GiB;
@@ -74,6 +79,7 @@ describe('1 GiB sync', () => {
     assert.ok(resent < 0.2 * GiB, `re-sent ${resent} bytes`);
     assert.ok(sent - sentAtKill < 0.7 * GiB, 'the second sync sent only what was missing');
     assert.equal(done.currentChecksum, sha);
+    assert.equal((await b.stats()).hashedBytes - hashed0, GiB, 'every byte checked once: the persisted chunks read back, the others as they landed');
     assert.equal(await sha512sum(join(dir, 'backing')), sha);
     assert.deepEqual(readdirSync(dir).sort(), ['backing', 'backing.chunks-4194304.json', 'backing.meta.json']);
   });

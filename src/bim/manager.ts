@@ -130,10 +130,10 @@ export class BackingImageManager {
       chunkIdleMs: opts.chunkIdleMs ?? 30_000,
       manifestTimeoutMs: 30_000,
       ...(opts.manifestWaitMs === undefined ? {} : { manifestWaitMs: opts.manifestWaitMs }),
-      // Once a second (or per GiB): each checkpoint is an fdatasync of the partial file, and one every 64 MiB held
-      // a fast sync to the disk's pace mid-transfer; a crash loses at most a second of chunks, fetched again.
-      checkpointChunks: 256,
-      checkpointMs: 1000,
+      // Every 256 MiB or half a second: each checkpoint is an fdatasync of the partial file, and one every 64 MiB held
+      // a fast sync to the disk's pace; a crash loses at most that much, fetched again.
+      checkpointChunks: 64,
+      checkpointMs: 500,
     };
     this.#ticker = setInterval(() => this.#checkDeadlines(), opts.tickMs ?? 1000);
     this.#ticker.unref();

@@ -17,13 +17,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rm, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseManifestAnchor, type ManifestAnchor } from '../api/backing-image.js';
 import { writeChunkMap, type ChunkMap } from './chunkmap.js';
 import { commitFile, type CommitContext } from './commit.js';
 import { BimError, messageOf } from './errors.js';
 import { WholeFileHasher } from './follower.js';
 import { allocatedBytes, removeIfExists, removeTempFiles } from './fsutil.js';
 import { hashFile } from './hashing.js';
-import { parseManifestAnchor, type ManifestAnchor } from '../api/backing-image.js';
 import { ChunkChecker } from './chunk-checker.js';
 import { checkManifest, manifestDigest, type ChunkManifest } from './manifest.js';
 import { Checkpointer, openPartial, type CheckpointPolicy } from './partial.js';
@@ -90,7 +90,7 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
   let sha512: string;
   try {
     // Chunks an earlier attempt marked were not necessarily checked one by one (it may have had no anchor): check them.
-    const recheck = checker && resumed ? await unmatched(checker, manifest, map) : [];
+    const recheck = checker && resumed ? await unmatched(checker, manifest, map, () => ctx.table.touch(rec)) : [];
     for (const i of recheck) map.clear(i);
     const done = (i: number) => map.has(i) || manifest.chunks[i]?.zero === true;
     let processed = 0;
@@ -149,10 +149,13 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
   await removeIfExists(ctx.layout.path(rec.key, FILES.intent));
 }
 
-/** The marked non-zero chunks whose bytes in the file do not match the manifest (checked on the checker's thread). */
-async function unmatched(checker: ChunkChecker, manifest: ChunkManifest, map: ChunkMap): Promise<number[]> {
+/**
+ * The marked non-zero chunks whose bytes in the file do not match the manifest (checked on the checker's thread);
+ * `onChecked` after each, a sign of life for the copy's deadline.
+ */
+async function unmatched(checker: ChunkChecker, manifest: ChunkManifest, map: ChunkMap, onChecked: () => void): Promise<number[]> {
   const marked = manifest.chunks.map((c, i) => ({ c, i })).filter(({ c, i }) => map.has(i) && !c.zero);
-  const sums = await Promise.all(marked.map(({ c }) => checker.sha256(c.offset, c.length)));
+  const sums = await Promise.all(marked.map(({ c }) => checker.sha256(c.offset, c.length).finally(onChecked)));
   return marked.filter(({ c }, k) => sums[k] !== c.sha256).map(({ i }) => i);
 }
 
