@@ -6,7 +6,7 @@ import { identityFromStat } from '../src/api/file-identity.js';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -377,6 +377,10 @@ describe('two managers', () => {
       // Each received chunk is read back once: nothing else (no whole-file pass, no repair pass) is hashed.
       assert.equal(hashed, after.received.bytes - before.received.bytes);
       assert.equal(await sha512sum(join(b.disk.path, 'backing-images', 'img-u1', 'backing')), src.sha512);
+      // Nothing of the copy is held open once it is ready (the checking thread's descriptor went with the thread).
+      const dir = join(b.disk.path, 'backing-images', 'img-u1');
+      const held = readdirSync(`/proc/${b.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${b.pid}/fd/${fd}`); } catch { return ''; } }).filter((l) => l.startsWith(dir));
+      assert.deepEqual(held, []);
     } finally {
       await peer.close();
     }
