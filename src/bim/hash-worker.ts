@@ -37,18 +37,12 @@ function serve(path: string): void {
     }
   };
   port.on('message', (m: HashWorkerRequest) => {
-    if (m.type === 'chunk') {
-      try {
+    try {
+      if (m.type === 'chunk') {
         const h = createHash('sha256');
         read(m.offset, m.length, (piece) => h.update(piece));
         reply({ type: 'chunk', id: m.id, sha256: h.digest('hex') });
-      } catch (err) {
-        reply({ type: 'error', id: m.id, message: err instanceof Error ? err.message : String(err) });
-      }
-      return;
-    }
-    try {
-      if (m.type === 'zero') {
+      } else if (m.type === 'zero') {
         for (let left = m.length; left > 0; left -= PIECE) hash.update(zero.subarray(0, Math.min(PIECE, left)));
         reply({ type: 'hashed', bytes: m.length, read: 0 });
       } else if (m.type === 'data') {
@@ -59,7 +53,7 @@ function serve(path: string): void {
         reply({ type: 'digest', sha512: hash.digest('hex') });
       }
     } catch (err) {
-      reply({ type: 'error', message: err instanceof Error ? err.message : String(err) });
+      reply({ type: 'error', message: err instanceof Error ? err.message : String(err), ...(m.type === 'chunk' ? { id: m.id } : {}) });
     }
   });
 }
