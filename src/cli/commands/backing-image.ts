@@ -4,7 +4,7 @@
 // continues from the last durable offset (upload) or the bytes already on disk (download). Downloads keep the image's
 // zeros as holes (64 KiB blocks, see util/sparse-write.ts), so a sparse raw image costs only its data on the disk.
 
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -129,8 +129,18 @@ export async function uploadImage(server: string, name: string, file: string, o:
   }
 }
 
+/** What a cut try leaves for the next: PART holds `length` bytes (holes included) and `hash` has hashed them. */
+interface Kept {
+  hash: Hash;
+  length: number;
+}
+
 /** A download cut short by the network or by the server's side (a restart, an upgrade): resuming it may succeed. */
-class Interrupted extends Error {}
+class Interrupted extends Error {
+  constructor(message: string, readonly kept?: Kept) {
+    super(message);
+  }
+}
 
 export interface DownloadOptions {
   /** Tries in all, each resuming from the bytes already in OUT.part (default 6). */
@@ -150,12 +160,14 @@ export async function downloadImage(server: string, name: string, out: string, o
   const part = `${out}.part`;
   const attempts = Math.max(1, o.attempts ?? 6);
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  let kept: Kept | undefined;
   for (let n = 1; ; n++) {
     try {
-      await downloadOnce(server, name, part, img);
+      await downloadOnce(server, name, part, img, kept);
       break;
     } catch (err) {
       if (!(err instanceof Interrupted)) throw err;
+      kept = err.kept;
       if (n >= attempts) throw new StoreError('Unavailable', `${err.message}; gave up after ${attempts} tries: run the same command again to resume from the ${(await sizeOf(part)) ?? 0} bytes in ${part}`);
       const wait = (o.retryDelayMs ?? 1000) * 2 ** (n - 1);
       log(`stratum: ${err.message}; resuming from the bytes in ${part} in ${(wait / 1000).toFixed(1)} s (try ${n + 1} of ${attempts})`);
@@ -169,11 +181,18 @@ async function sizeOf(path: string): Promise<number | undefined> {
   return stat(path).then((s) => s.size, () => undefined);
 }
 
-/** One try: continues PART from its length (or starts it over when the server ignores the Range) and checks the SHA-512. */
-async function downloadOnce(server: string, name: string, part: string, img: V1Image): Promise<void> {
+/**
+ * One try: continues PART from its length (or starts it over when the server ignores the Range) and checks the
+ * SHA-512. The bytes already in PART are hashed from the disk, unless the previous try of this command kept their hash.
+ */
+async function downloadOnce(server: string, name: string, part: string, img: V1Image, kept: Kept | undefined): Promise<void> {
   const have = (await sizeOf(part)) ?? 0;
-  const hash = createHash('sha512');
-  if (have > 0) for await (const c of createReadStream(part)) hash.update(c as Buffer);
+  let hash: Hash;
+  if (kept && kept.length === have) hash = kept.hash;
+  else {
+    hash = createHash('sha512');
+    if (have > 0) for await (const c of createReadStream(part)) hash.update(c as Buffer);
+  }
   // identity: fetch would otherwise ask for gzip, which costs CPU on both ends for images that rarely compress.
   const headers: Record<string, string> = { ...authHeaders(), 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
   const res = await fetch(`${imageUrl(server, name)}/download`, { headers }).catch((err: unknown) => {
@@ -196,12 +215,18 @@ async function downloadOnce(server: string, name: string, part: string, img: V1I
     // The file may end before `start` when its last bytes were zeros never written: those read as zeros after the
     // ftruncate below, like every hole.
     let end = Math.min(start, (await fh.stat()).size);
+    // Cut short: PART is made exactly the bytes hashed (trailing zeros never written become a hole), for the next try.
+    // Called as `return await cut(…)`: awaited inside the try, so its rejection is handled before the finally runs.
+    const cut = async (why: string): Promise<never> => {
+      await fh.truncate(pos);
+      throw new Interrupted(`the connection closed after ${pos} of ${total} bytes of ${name}${why}`, { hash: fresh, length: pos });
+    };
     for (;;) {
       let next: IteratorResult<Buffer>;
       try {
         next = await body.next();
       } catch (err) {
-        throw new Interrupted(`the connection closed after ${pos} of ${total} bytes of ${name}: ${describeFetchError(err)}`);
+        return await cut(`: ${describeFetchError(err)}`);
       }
       if (next.done) break;
       const c = next.value;
@@ -210,7 +235,7 @@ async function downloadOnce(server: string, name: string, part: string, img: V1I
       pos += c.length;
       progress.add(c.length);
     }
-    if (pos < total) throw new Interrupted(`the connection closed after ${pos} of ${total} bytes of ${name}`);
+    if (pos < total) return await cut('');
     await fh.truncate(pos);
   } finally {
     await fh.close();
