@@ -39,6 +39,7 @@ import {
   Budget,
   check,
   Children,
+  cpuSeconds,
   CURL_AUTH,
   exec,
   FileServer,
@@ -46,6 +47,7 @@ import {
   GiB,
   hasTool,
   interruptOnSignals,
+  machineBusySeconds,
   median,
   memoryOf,
   MiB,
@@ -296,14 +298,18 @@ async function peerSyncPhase(run: Run): Promise<void> {
   const sumMs: number[] = [];
   let sent = 0;
   let downloaded = 0;
-  const syncOnce = async (times: number[], extra: Record<string, string>, last: boolean) => {
+  // CPU seconds per run: the sender, the receiver (ours) and the whole machine (curl and the kernel included).
+  const cpu = { anchored: [] as Cpu[], whole: [] as Cpu[], curl: [] as Cpu[] };
+  const syncOnce = async (times: number[], cpus: Cpu[], extra: Record<string, string>, last: boolean) => {
     const bimB = await startBim(kids, budget, diskB);
     const sent0 = (await stats(bimA)).sent.dataBytes;
     recyclePages(diskB.path, o.size);
+    const c0 = { sender: cpuSeconds(bimA.pid), receiver: cpuSeconds(bimB.pid), machine: machineBusySeconds() };
     const t0 = performance.now();
     await post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url], ...extra });
     const f = await waitReady(bimB, budget, 'img');
     times.push(performance.now() - t0);
+    cpus.push({ sender: cpuSeconds(bimA.pid) - c0.sender, receiver: cpuSeconds(bimB.pid) - c0.receiver, machine: machineBusySeconds() - c0.machine });
     if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
     sent = (await stats(bimA)).sent.dataBytes - sent0;
     if (last) {
@@ -314,28 +320,44 @@ async function peerSyncPhase(run: Run): Promise<void> {
     rmSync(join(diskB.path, 'backing-images'), { recursive: true, force: true });
   };
   for (let round = 0; round < o.rounds; round++) {
-    await syncOnce(oursMs, { expectedManifestDigest: anchor }, round === o.rounds - 1);
+    await syncOnce(oursMs, cpu.anchored, { expectedManifestDigest: anchor }, round === o.rounds - 1);
 
     const copy = join(diskB.path, 'baseline-copy.raw');
     const downloaded0 = (await stats(bimA)).sent.downloadBytes;
     recyclePages(diskB.path, o.size);
+    const c1 = { sender: cpuSeconds(bimA.pid), machine: machineBusySeconds() };
     const t1 = performance.now();
     check(await exec(kids, budget, 'curl', ['-sS', '--fail', ...CURL_AUTH, '-o', copy, `${bimA.url}/v1/files/img/download`]), 'curl');
     fsyncFile(copy);
     copyMs.push(performance.now() - t1);
+    cpu.curl.push({ sender: cpuSeconds(bimA.pid) - c1.sender, receiver: NaN, machine: machineBusySeconds() - c1.machine });
     if (statSync(copy).size !== o.size) throw new Error(`curl copied ${statSync(copy).size} bytes`);
     downloaded = (await stats(bimA)).sent.downloadBytes - downloaded0;
     const v = check(await exec(kids, budget, 'sha512sum', [copy]), 'sha512sum');
     if (v.stdout.split(' ')[0] !== origin.sha) throw new Error('the plain copy does not match the source checksum');
     sumMs.push(copyMs[round]! + v.ms);
     rmSync(copy);
-    await syncOnce(wholeMs, {}, false);
+    await syncOnce(wholeMs, cpu.whole, {}, false);
   }
 
   console.log(`note: each round the sender sent ${mib(sent)} of chunk data to the syncing manager and ${mib(downloaded)} to curl`);
+  console.log(`cpu: peer sync ${gib(o.size)}, CPU s per run (median): ${cpuLine('anchored', cpu.anchored)}; ${cpuLine('whole-file', cpu.whole)}; ${cpuLine('curl -o + fsync', cpu.curl)}`);
   report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o of the sender's download + fsync]`, oursMs, copyMs, o.size);
   report(`peer sync ${gib(o.size)} [MB/s; baseline curl -o + fsync, then sha512sum]`, oursMs, sumMs, o.size);
   report(`peer sync ${gib(o.size)} without the manifest anchor (whole-file SHA-512) [MB/s; baseline curl -o + fsync]`, wholeMs, copyMs, o.size);
+}
+
+interface Cpu {
+  sender: number;
+  /** NaN for curl, whose CPU is in `machine`. */
+  receiver: number;
+  machine: number;
+}
+
+function cpuLine(what: string, runs: Cpu[]): string {
+  const m = (f: (c: Cpu) => number) => median(runs.map(f)).toFixed(1);
+  const receiver = runs.every((c) => Number.isNaN(c.receiver)) ? '' : `, receiver ${m((c) => c.receiver)}`;
+  return `${what}: sender ${m((c) => c.sender)}${receiver}, machine ${m((c) => c.machine)}`;
 }
 
 /** What a data source publishes as the image's manifest anchor: the digest of the origin file's chunk manifest. */

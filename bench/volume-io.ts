@@ -37,7 +37,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Budget, check, Children, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, recyclePages, waitUntil } from './transfer-kit.js';
+import { Budget, check, Children, cpuSeconds, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, recyclePages, waitUntil } from './transfer-kit.js';
 import type { ChildSpec } from './volume-io-child.js';
 import { clusterAuthHeaders, newSecret } from '../src/auth/index.js';
 
@@ -105,16 +105,6 @@ const plural = (n: number) => `${n} replica${n === 1 ? '' : 's'}`;
 
 function figure(name: string, unit: string, ours: number, baseline: number, digits = 1): void {
   console.log(`${name}: ours ${ours.toFixed(digits)} ${unit}, baseline (qemu-nbd qcow2 overlay) ${baseline.toFixed(digits)} ${unit}, ratio ${ratio(ours / baseline)}`);
-}
-
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/** User + system CPU seconds a process has used so far, from /proc/PID/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are fields 14 and 15.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
 /** One long-running child: spawned, waited for until it is ready, stopped by pid. */
