@@ -8,6 +8,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChunkSink } from './chunksink.js';
+import { READ_BUFFER } from './httpclient.js';
+import { SyncIoGate } from '../util/sync-io-gate.js';
 import { BimError, isBimError, messageOf } from './errors.js';
 import type { ChunkManifest } from './manifest.js';
 import type { Checkpointer } from './partial.js';
@@ -63,6 +65,8 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
   const signal = AbortSignal.any([plan.signal, fatal.signal]);
   const queue = [...plan.todo];
   let turn = 0;
+  // One gate for the workers: they write to the same file on the same disk (chunksink.ts, "write-through").
+  const gate = new SyncIoGate({ maxBytes: READ_BUFFER });
 
   const pickPeer = (chunk: number): Peer | number => {
     const usable = peers.filter((p) => !p.excluded && !plan.badPeers.get(chunk)?.has(p));
@@ -107,7 +111,7 @@ export async function transferChunks(ctx: TransferContext, rec: FileRecord, plan
   };
 
   const worker = async () => {
-    const sink = new ChunkSink(plan.fh);
+    const sink = new ChunkSink(plan.fh, gate);
     // This worker's previous chunk being checked (one at a time): the next chunk's transfer overlaps its check.
     let checking: Promise<void> | undefined;
     const settle = async () => {

@@ -3,18 +3,15 @@
 // substitute an in-memory directory that models what survives a power cut (testing.ts), which is how the map's
 // crash consistency is checked without pulling plugs.
 //
-// Small positional reads and writes are done synchronously on the event-loop thread (SyncIoGate): a 4 KiB pread or
-// pwrite that the page cache serves costs a few µs, while the same call through the libuv thread pool costs a
-// thread hand-off each way (futex wake, context switch, completion wake-up), which profiles showed to be most of a
-// replica's CPU per 4 KiB request. A sync call that turns out slow (the page was not cached, dirty-page throttling)
-// switches the gate off for a while so that a cold disk still gets queue depth from the thread pool. fdatasync is
-// always asynchronous.
+// Small positional reads and writes are done synchronously on the event-loop thread while the disk answers fast
+// (util/sync-io-gate.ts): through the libuv thread pool, the hand-off each way was most of a replica's CPU per 4 KiB
+// request. fdatasync is always asynchronous.
 
 import { constants as fsConstants, readSync, writeSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { ImageFormatError, type ByteSource } from '../imagefmt/index.js';
+import type { SyncIoGate } from '../util/sync-io-gate.js';
 
 export interface StorageFile {
   /** Fill `buf` from `position`; returns the bytes read (fewer only at end of file). */
@@ -43,56 +40,6 @@ export interface StorageDir {
   /** Make the directory entries durable (after creating files). */
   syncDir(): Promise<void>;
   remove(name: string): Promise<void>;
-}
-
-export interface SyncIoOptions {
-  /** Largest read or write done synchronously (default 64 KiB; 0 disables sync I/O). */
-  maxBytes?: number;
-  /** A sync call slower than this means the disk, not the page cache, answered (default 1 ms). */
-  slowMs?: number;
-  /** How long async I/O is used after a slow sync call (default 1000 ms). */
-  backoffMs?: number;
-  /** Clock in ms (tests); default performance.now. */
-  now?: () => number;
-}
-
-const SLOW_IN_A_ROW = 3;
-
-/** Decides per call whether small file I/O runs synchronously; shared by the files of one replica (one disk). */
-export class SyncIoGate {
-  readonly #maxBytes: number;
-  readonly #slowMs: number;
-  readonly #backoffMs: number;
-  readonly #now: () => number;
-  #offUntil = 0;
-  #slowInARow = 0;
-
-  constructor(opts: SyncIoOptions = {}) {
-    this.#maxBytes = opts.maxBytes ?? 64 * 1024;
-    this.#slowMs = opts.slowMs ?? 1;
-    this.#backoffMs = opts.backoffMs ?? 1000;
-    this.#now = opts.now ?? (() => performance.now());
-  }
-
-  /** Runs `op` synchronously when `bytes` is small and sync I/O has been fast; undefined when the caller must go async. */
-  run<T>(bytes: number, op: () => T): T | undefined {
-    if (bytes > this.#maxBytes) return undefined;
-    const start = this.#now();
-    if (this.#offUntil !== 0) {
-      if (start < this.#offUntil) return undefined;
-      this.#offUntil = 0;
-    }
-    const result = op();
-    const end = this.#now();
-    // Several slow calls in a row, not one: on a busy machine a single call is slow whenever the thread happens to
-    // be preempted, which says nothing about the disk.
-    if (end - start <= this.#slowMs) this.#slowInARow = 0;
-    else if (++this.#slowInARow >= SLOW_IN_A_ROW) {
-      this.#slowInARow = 0;
-      this.#offUntil = end + this.#backoffMs;
-    }
-    return result;
-  }
 }
 
 /** Positional read of all of `buf` (fewer bytes only at end of file), sync through `gate` when it allows. */

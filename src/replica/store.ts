@@ -21,7 +21,8 @@ import { applyPending, PendingLog, removePending, resolveBootId, type PendingLog
 import { backingInfo, checkGeometry, checkName, decodeMeta, encodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
 import { RangeLock } from './range-lock.js';
 import type { SharedBackingReaders } from './shared-backing.js';
-import { fsStorage, openBackingSource, SyncIoGate, type StorageDir, type StorageFile, type SyncIoOptions } from './storage.js';
+import { fsStorage, openBackingSource, type StorageDir, type StorageFile } from './storage.js';
+import { SyncIoGate, type SyncIoOptions } from '../util/sync-io-gate.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 import { ioBuffers } from '../util/buffer-pool.js';
 

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SyncIoGate } from './storage.js';
+import { SyncIoGate } from './sync-io-gate.js';
 
 test('SyncIoGate runs small calls synchronously and backs off after slow ones in a row', () => {
   let t = 0;
