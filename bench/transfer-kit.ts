@@ -30,6 +30,14 @@ export const CURL_AUTH = ['-H', `Authorization: ${BENCH_AUTH.authorization}`];
 /** The compiled CLI (this file runs from dist/bench). */
 export const CLI = resolve(here, '..', 'src', 'cli', 'main.js');
 
+/** Node options every Service is started with (a bench's --cpu-prof DIR). */
+const serviceNodeArgs: string[] = [];
+
+/** Makes every Service started from now on write a V8 CPU profile to `dir` when it exits. */
+export function profileServices(dir: string): void {
+  serviceNodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+}
+
 /** A deadline for the whole run; `abort` makes every later wait throw at once. */
 export class Budget {
   readonly #deadline: number;
@@ -256,7 +264,7 @@ export class Service {
   async start(budget: Budget): Promise<this> {
     this.url = '';
     this.#log = '';
-    const child = this.#kids.spawn(process.execPath, [CLI, ...this.#args]);
+    const child = this.#kids.spawn(process.execPath, [...serviceNodeArgs, CLI, ...this.#args]);
     this.#child = child;
     const keep = (d: Buffer) => {
       // Only the tail matters (error messages); a long run must not grow this without bound.
