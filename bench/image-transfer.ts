@@ -12,7 +12,11 @@
 //              second thread; the bench computes the anchor from the origin file, as the data source does), and
 //              without one (the whole-file SHA-512 on a second thread while chunks arrive). The sender's chunk
 //              manifest is computed before the clock starts: it is made once per file and cached, and is reported on
-//              its own line.
+//              its own line. Ours is timed from the sync request to the `ready` event on the receiver's watch stream
+//              (not polled: polling cost the measured side CPU). A `cpu:` line gives the median CPU seconds per run
+//              of the sender, the receiver and the whole machine (curl and the kernel's share included), from
+//              /proc: on a 2-core host sender, receiver and hashing compete for the same cores, so CPU per byte
+//              decides the rate.
 //   sparse-sync a 4 GiB raw image holding 256 MiB of data, downloaded by a data source and taken over by a manager
 //              (the first copy), then synced to another manager, against `curl -o` of the whole download: bytes
 //              sent (the sender's /v1/stats), wall time and the allocated size of the first and the synced copy.
