@@ -31,7 +31,7 @@ const anchorOf = (m: ChunkManifest) => `${m.chunkSize}:${manifestDigest(m).toStr
 
 /** Not one of ours: a peer serving `manifest` and, for each chunk request, what `bytes` gives. */
 async function fakePeer(bytes: (offset: number, length: number) => Buffer, manifest: unknown) {
-  let ranges = 0;
+  const ranges: Array<{ offset: number; length: number }> = [];
   const server = createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.pathname.endsWith('/chunks')) {
@@ -39,16 +39,17 @@ async function fakePeer(bytes: (offset: number, length: number) => Buffer, manif
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       return;
     }
-    ranges++;
     const off = Number(u.searchParams.get('offset'));
     const len = Number(u.searchParams.get('length'));
+    ranges.push({ offset: off, length: len });
     res.writeHead(200, { 'content-length': len }).end(bytes(off, len));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address();
   return {
     url: `http://127.0.0.1:${addr && typeof addr === 'object' ? addr.port : 0}`,
-    rangeRequests: () => ranges,
+    rangeRequests: () => ranges.length,
+    ranges: () => [...ranges],
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
@@ -330,7 +331,7 @@ describe('two managers', () => {
   });
 
   test('a peer that sends wrong bytes: the whole-file check fails, the wrong chunks are fetched again from the other peer', async (t) => {
-    // Not one of ours: a peer with the true manifest that flips a byte in every chunk it sends.
+    // Not one of ours: a peer with the true manifest that flips the last byte of every range it sends.
     const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
     const manifest = (await a.api('GET', '/v1/files/img/chunks?uuid=u1')).body;
     const flipper = await fakePeer((off, len) => {
@@ -356,7 +357,7 @@ describe('two managers', () => {
   });
 
   test('with the manifest anchor: a peer flipping bytes is caught chunk by chunk, and no whole-file hash is made', async (t) => {
-    // Not one of ours: a peer with the true manifest that flips a byte in every chunk it sends.
+    // Not one of ours: a peer with the true manifest that flips the last byte of every range it sends.
     const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
     const manifest = (await a.api<ChunkManifest>('GET', '/v1/files/img/chunks?uuid=u1')).body;
     const peer = await fakePeer((off, len) => {
@@ -381,6 +382,27 @@ describe('two managers', () => {
       const dir = join(b.disk.path, 'backing-images', 'img-u1');
       const held = readdirSync(`/proc/${b.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${b.pid}/fd/${fd}`); } catch { return ''; } }).filter((l) => l.startsWith(dir));
       assert.deepEqual(held, []);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('with the manifest anchor: consecutive chunks travel in one request, each still checked on its own', async () => {
+    const data = readFileSync(join(a.disk.path, 'backing-images', 'img-u1', 'backing'));
+    const manifest = (await a.api<ChunkManifest>('GET', '/v1/files/img/chunks?uuid=u1')).body;
+    assert.equal(manifest.chunks.length, 4);
+    // Not one of ours: a peer with the true manifest and bytes, recording what it is asked for.
+    const peer = await fakePeer((off, len) => Buffer.from(data.subarray(off, off + len)), manifest);
+    try {
+      assert.ok([204, 404].includes((await b.api('DELETE', '/v1/files/img?uuid=u1')).status));
+      const before = await b.stats();
+      await startSyncOn(b, 'img', { uuid: 'u1', size: src.size, expectedChecksum: src.sha512, expectedManifestDigest: anchorOf(manifest), sources: [peer.url] });
+      const f = await b.waitState('img', ['ready']);
+      const after = await b.stats();
+      assert.equal(f.currentChecksum, src.sha512);
+      assert.deepEqual(peer.ranges(), [{ offset: 0, length: src.size }], 'the four chunks in one request');
+      assert.equal(after.received.chunks - before.received.chunks, 4, 'each chunk counted once it checked');
+      assert.equal(after.hashedBytes - before.hashedBytes, src.size);
     } finally {
       await peer.close();
     }
