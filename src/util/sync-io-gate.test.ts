@@ -1,5 +1,6 @@
 // SyncIoGate: small calls run synchronously, large ones never, and a run of slow sync calls sends I/O to the thread
-// pool for the back-off period (one slow call does not: it may just be the thread being preempted).
+// pool for the back-off period (one slow call does not: it may just be the thread being preempted), as does a single
+// call that stalled.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -26,4 +27,19 @@ test('SyncIoGate runs small calls synchronously and backs off after slow ones in
   t += 2;
   assert.equal(gate.run(10, fast), 7, 'sync again once the back-off is over');
   assert.equal(new SyncIoGate({ maxBytes: 0 }).run(1, fast), undefined, 'maxBytes 0 turns sync I/O off');
+});
+
+test('SyncIoGate closes at once after a single call that stalled the event loop', () => {
+  let t = 0;
+  const gate = new SyncIoGate({ maxBytes: 4096, slowMs: 1, backoffMs: 100, now: () => t });
+  const taking = (ms: number) => (): number => {
+    t += ms;
+    return 7;
+  };
+  assert.equal(gate.run(10, taking(20)), 7, '20 ms: slow, not a stall');
+  assert.equal(gate.run(10, taking(0)), 7, 'still open');
+  assert.equal(gate.run(10, taking(21)), 7, 'a stall still completes');
+  assert.equal(gate.run(10, taking(0)), undefined, 'then async for the back-off period');
+  t += 101;
+  assert.equal(gate.run(10, taking(0)), 7);
 });

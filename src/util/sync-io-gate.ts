@@ -20,6 +20,11 @@ export interface SyncIoOptions {
 }
 
 const SLOW_IN_A_ROW = 3;
+/**
+ * A single call this many times slower than `slowMs` closes the gate at once: preemption of a thread on a busy
+ * machine does not last that long, a disk that throttles writes does, and every such call stalls the event loop.
+ */
+const STALL_FACTOR = 20;
 
 /** Decides per call whether small file I/O runs synchronously; shared by the files of one disk. */
 export class SyncIoGate {
@@ -48,9 +53,10 @@ export class SyncIoGate {
     const result = op();
     const end = this.#now();
     // Several slow calls in a row, not one: on a busy machine a single call is slow whenever the thread happens to
-    // be preempted, which says nothing about the disk.
-    if (end - start <= this.#slowMs) this.#slowInARow = 0;
-    else if (++this.#slowInARow >= SLOW_IN_A_ROW) {
+    // be preempted, which says nothing about the disk. A stall, though, is never preemption.
+    const took = end - start;
+    if (took <= this.#slowMs) this.#slowInARow = 0;
+    else if (++this.#slowInARow >= SLOW_IN_A_ROW || took > STALL_FACTOR * this.#slowMs) {
       this.#slowInARow = 0;
       this.#offUntil = end + this.#backoffMs;
     }
