@@ -346,7 +346,7 @@ async function peerSyncPhase(run: Run): Promise<void> {
   let downloaded = 0;
   // CPU seconds per run: the sender, the receiver (ours) and the whole machine (curl and the kernel included).
   const cpu = { anchored: [] as Cpu[], whole: [] as Cpu[], curl: [] as Cpu[] };
-  const syncOnce = async (times: number[], cpus: Cpu[], extra: Record<string, string>, last: boolean) => {
+  const syncOnce = async (times: number[], cpuRuns: Cpu[], extra: Record<string, string>, last: boolean) => {
     const bimB = await startBim(kids, budget, diskB);
     const sent0 = (await stats(bimA)).sent.dataBytes;
     recyclePages(diskB.path, o.size);
@@ -354,7 +354,7 @@ async function peerSyncPhase(run: Run): Promise<void> {
     const t0 = performance.now();
     const f = await readyAfter(bimB, budget, 'img', () => post(bimB, '/v1/files/img/sync', { uuid: 'u1', size: o.size, expectedChecksum: origin.sha, sources: [bimA.url], ...extra }));
     times.push(performance.now() - t0);
-    cpus.push({ sender: cpuSeconds(bimA.pid) - c0.sender, receiver: cpuSeconds(bimB.pid) - c0.receiver, machine: machineBusySeconds() - c0.machine });
+    cpuRuns.push({ sender: cpuSeconds(bimA.pid) - c0.sender, receiver: cpuSeconds(bimB.pid) - c0.receiver, machine: machineBusySeconds() - c0.machine });
     if (f.currentChecksum !== origin.sha) throw new Error(`the synced copy has checksum ${f.currentChecksum}`);
     sent = (await stats(bimA)).sent.dataBytes - sent0;
     if (last) {
