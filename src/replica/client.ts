@@ -114,13 +114,16 @@ export class ReplicaClient {
   #timerAt = Infinity;
 
   /** `attach` routes the socket's reads (into its reusable read buffer, src/util/socket-reads.ts) to this client. */
-  private constructor(socket: net.Socket, attach: (onChunk: (chunk: Buffer) => void) => void, address: string, timeoutMs: number) {
+  private constructor(socket: net.Socket, attach: (onChunk: (chunk: Buffer) => void, target: () => Uint8Array | undefined) => void, address: string, timeoutMs: number) {
     this.#socket = socket;
     this.#batch = new WriteBatch(socket);
     this.address = address;
     this.#timeoutMs = timeoutMs;
     socket.setNoDelay(true);
-    attach((chunk) => this.#onData(chunk));
+    attach(
+      (chunk) => this.#onData(chunk),
+      () => this.#parser.readTarget(),
+    );
     socket.on('error', (err) => (this.#error ??= err));
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {

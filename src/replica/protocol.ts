@@ -277,6 +277,11 @@ export class RequestParser {
     return this.#queue.length;
   }
 
+  /** Where the socket may read the rest of a large payload directly (ByteQueue.fillSpace), or undefined. */
+  readTarget(): Uint8Array | undefined {
+    return this.#queue.fillSpace();
+  }
+
   /** `transient`: the chunk is a socket's reusable read buffer, overwritten after this call (byte-queue.ts). */
   push(chunk: Uint8Array, transient = false): ReplicaRequest[] {
     this.#queue.push(chunk, transient);
@@ -308,6 +313,11 @@ export class ResponseParser {
   readonly #queue = new ByteQueue();
   #header: ResponseHeader | undefined;
   #headerAt = 0;
+
+  /** As RequestParser#readTarget. */
+  readTarget(): Uint8Array | undefined {
+    return this.#queue.fillSpace();
+  }
 
   /** `transient`: as for RequestParser#push. */
   push(chunk: Uint8Array, transient = false): ReplicaResponse[] {

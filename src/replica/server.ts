@@ -111,7 +111,7 @@ class Connection {
 
   /** `accepted`: a socket its net.Server has just accepted, not yet read from (it is re-homed, see socket-reads.ts). */
   constructor(accepted: net.Socket, directory: ReplicaDirectory, limits: Limits, onError: (err: Error) => void, challenge?: Omit<Challenge, 'nonce' | 'timer'> & { timeoutMs: number }) {
-    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk));
+    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk), { target: () => this.#parser.readTarget() });
     const socket = reads.socket;
     this.#socket = socket;
     this.#transientReads = reads.transient;

@@ -50,6 +50,38 @@ test('settle(want) gathers a payload split over many reads into one buffer, and 
   assert.deepEqual(Buffer.from(q.take(30)), next);
 });
 
+test('reads placed in fillSpace() are taken without a copy; a short remainder is not offered', () => {
+  const q = new ByteQueue();
+  const read = reader(4096);
+  const payload = randomBytes(300_000);
+  const next = randomBytes(20);
+  assert.equal(q.fillSpace(), undefined, 'no fill target yet');
+  q.push(read(payload.subarray(0, 1000)), true);
+  q.settle(payload.length);
+  let at = 1000;
+  let direct = 0;
+  for (;;) {
+    const space = q.fillSpace();
+    if (!space) break;
+    assert.ok(space.byteLength >= 64 * 1024);
+    // A socket read of at most 100 000 bytes straight into the space, as socket-reads.ts does.
+    const n = Math.min(100_000, space.byteLength);
+    space.set(payload.subarray(at, at + n));
+    q.push(space.subarray(0, n), true);
+    at += n;
+    direct++;
+  }
+  assert.equal(direct, 3, 'three reads landed in place; the last 0 < n < 64 KiB are not offered');
+  const tail = Buffer.concat([payload.subarray(at), next]);
+  q.push(read(tail), true);
+  const got = q.take(payload.length);
+  assert.equal(got.byteLength, payload.length);
+  assert.deepEqual(Buffer.from(got), payload);
+  q.settle();
+  assert.deepEqual(Buffer.from(q.take(20)), next);
+  assert.equal(q.fillSpace(), undefined);
+});
+
 test('skip and takeAll work while a fill target is open', () => {
   const q = new ByteQueue();
   const read = reader(100);

@@ -9,6 +9,9 @@
 //              `settle`, which copies whatever is still unconsumed. `settle(want)` with the length of the payload the
 //              parser waits for opens a fill target: one pooled buffer of exactly that length that the following
 //              chunks are copied into, so a 1 MiB write costs one copy and no allocation however it is split.
+//              While the target is open, `fillSpace` offers its unfilled part as the socket's next read buffer
+//              (socket-reads.ts): the kernel then reads the payload straight into it and `push` finds the bytes
+//              already in place, so a large payload costs no copy in user space at all.
 //
 // Why transient chunks at all: a socket that allocates a fresh buffer per read makes hundreds of MiB per second of
 // external memory, which V8 answers with a full mark-compact every few tens of milliseconds (profiles of a
@@ -23,6 +26,12 @@ interface Chunk {
 
 /** Below this a fill target is not worth a pooled buffer: the tail is copied as is. */
 const FILL_MIN = 4096;
+
+/**
+ * Below this many missing bytes a fill target is not offered as a read buffer: a read that may stop at the payload's
+ * end costs a system call, copying a short tail does not.
+ */
+export const DIRECT_READ_MIN = 64 * 1024;
 
 export class ByteQueue {
   #chunks: Chunk[] = [];
@@ -53,7 +62,9 @@ export class ByteQueue {
     const fill = this.#fill;
     if (fill) {
       const n = Math.min(chunk.byteLength, fill.target.byteLength - fill.filled);
-      fill.target.set(chunk.subarray(0, n), fill.filled);
+      // A read into fillSpace() put the bytes in place already.
+      const inPlace = chunk.buffer === fill.target.buffer && chunk.byteOffset === fill.target.byteOffset + fill.filled;
+      if (!inPlace) fill.target.set(chunk.subarray(0, n), fill.filled);
       fill.filled += n;
       this.#length += n;
       if (fill.filled === fill.target.byteLength) {
@@ -95,6 +106,16 @@ export class ByteQueue {
       this.#chunks[i] = { bytes: Buffer.from(c.bytes.subarray(start)), transient: false };
       if (i === 0) this.#head = 0;
     }
+  }
+
+  /**
+   * The unfilled part of the open fill target when at least `min` bytes are missing, else undefined. A socket may
+   * read into it directly; the chunk it then pushes must be a view from the start of this space.
+   */
+  fillSpace(min = DIRECT_READ_MIN): Uint8Array | undefined {
+    const fill = this.#fill;
+    if (!fill || fill.target.byteLength - fill.filled < min) return undefined;
+    return fill.target.subarray(fill.filled);
   }
 
   /** The next `n` bytes without consuming them. Caller must check `length >= n` first. */

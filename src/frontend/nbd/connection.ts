@@ -100,7 +100,7 @@ export class NbdConnection {
 
   /** `accepted`: a socket its net.Server has just accepted, not yet read from (it is re-homed, see socket-reads.ts). */
   constructor(accepted: Socket, host: ConnectionHost) {
-    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk));
+    const reads = adoptWithReadBuffer(accepted, (chunk) => this.#onData(chunk), { target: () => this.#readTarget() });
     const socket = reads.socket;
     this.#socket = socket;
     this.#transientReads = reads.transient;
@@ -153,6 +153,12 @@ export class NbdConnection {
       this.#host.reportError(error);
       this.destroy(error);
     }
+  }
+
+  /** The rest of a large write's payload is read straight into its buffer, only while requests are parsed. */
+  #readTarget(): Uint8Array | undefined {
+    if (this.#ending || this.#peerDone || (this.#state !== 'transmission' && this.#state !== 'draining')) return undefined;
+    return this.#requests?.readTarget();
   }
 
   #onHandshakeData(chunk: Uint8Array): void {

@@ -105,6 +105,11 @@ export class NbdRequestParser {
     return this.#queue.offset;
   }
 
+  /** Where the socket may read the rest of a large write's payload directly (ByteQueue.fillSpace), or undefined. */
+  readTarget(): Uint8Array | undefined {
+    return this.#failed ? undefined : this.#queue.fillSpace();
+  }
+
   /** `transient`: the chunk is a socket's reusable read buffer, overwritten after this call (byte-queue.ts). */
   push(chunk: Uint8Array, transient = false): NbdRequest[] {
     if (this.#failed) throw this.#failed;
