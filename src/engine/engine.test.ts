@@ -34,6 +34,16 @@ async function threeReplicas(seed: number, size = 8 * MiB, timeoutMs = 5000): Pr
   return { fx, reps, engine };
 }
 
+/** Three replicas behind an engine: r2 reached in-process (as the instance manager hands an engine its node's replica), r1 and r3 over sockets. */
+async function oneLocalReplica(seed: number): Promise<{ fx: Fixture; reps: TestReplica[]; engine: Engine }> {
+  const fx = await Fixture.create(8 * MiB, 8 * MiB - 512 * KiB, seed);
+  fixtures.push(fx);
+  const reps = [await fx.replica('r1'), await fx.replica('r2'), await fx.replica('r3')];
+  const backends = await Promise.all(reps.map(async (r) => (r.name === 'r2' ? new LocalReplica(r.device, { address: `local:${r.name}` }) : await r.connect(5000))));
+  const engine = await Engine.start({ volume: 'vol', size: fx.size, replicas: reps.map((r, i) => ({ name: r.name, backend: backends[i]! })), pingIntervalMs: 100, pingTimeoutMs: 5000 });
+  return { fx, reps, engine };
+}
+
 /** `count` random operations, issued 16 at a time without waiting, applied to `model` in call order. */
 async function randomIo(engine: Engine, model: Uint8Array, rng: Rng, count: number, onOp?: (i: number) => Promise<void> | void): Promise<void> {
   const size = model.length;
@@ -87,6 +97,16 @@ test('a replica whose connection drops mid-stream goes ERR; I/O continues and st
   for (const r of [reps[0]!, reps[2]!]) {
     assert.equal(firstDifference(await r.store.read(0, fx.size), model), -1, `seed ${seed}: replica ${r.name} holds the volume`);
   }
+});
+
+test('with a replica in this process (its mutations deferred to the check phase), every replica applies overlapping mutations in call order', async () => {
+  const seed = testSeed();
+  const { fx, reps, engine } = await oneLocalReplica(seed);
+  const model = fx.initialModel();
+  await randomIo(engine, model, new Rng(seed), 800);
+  assert.deepEqual(engine.status().replicas.map((r) => r.mode), ['RW', 'RW', 'RW'], `seed ${seed}`);
+  await engine.close();
+  for (const r of reps) assert.equal(firstDifference(await r.store.read(0, fx.size), model), -1, `seed ${seed}: replica ${r.name} holds the volume`);
 });
 
 test('a replica that stops answering times out and goes ERR; writes then complete on the others', async () => {
@@ -163,12 +183,7 @@ test('a request outside the volume is refused with EINVAL before any replica see
 
 test('reads go to the replica in this process while it is RW, then round-robin over the others', async () => {
   const seed = testSeed();
-  const fx = await Fixture.create(8 * MiB, 8 * MiB - 512 * KiB, seed);
-  fixtures.push(fx);
-  const reps = [await fx.replica('r1'), await fx.replica('r2'), await fx.replica('r3')];
-  // r2 is reached in-process (as the instance manager hands an engine its node's replica); r1 and r3 over sockets.
-  const backends = await Promise.all(reps.map(async (r) => (r.name === 'r2' ? new LocalReplica(r.device, { address: `local:${r.name}` }) : await r.connect(5000))));
-  const engine = await Engine.start({ volume: 'vol', size: fx.size, replicas: reps.map((r, i) => ({ name: r.name, backend: backends[i]! })), pingIntervalMs: 100, pingTimeoutMs: 5000 });
+  const { fx, reps, engine } = await oneLocalReplica(seed);
   const model = fx.initialModel();
   // Only reads reach the devices below (pings and info do not count as device calls).
   const reads = () => reps.map((r) => r.device.calls);

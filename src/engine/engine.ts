@@ -88,6 +88,8 @@ export class Engine implements BlockDevice {
   #nextReader = 0;
   /** The RW members, for #pickReader; undefined when it must be recomputed. */
   #readers: Member[] | undefined;
+  /** The members a mutation goes to (all but ERR), remote ones first; undefined when it must be recomputed. */
+  #writers: { targets: Member[]; anyRemote: boolean } | undefined;
   #rebuild: RebuildStatus | undefined;
   #rebuildAbort: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -186,21 +188,21 @@ export class Engine implements BlockDevice {
   }
 
   write(offset: number, data: Uint8Array, { fua, signal }: { fua: boolean } & Signal): Promise<void> {
-    return this.#mutate('write', offset, data.byteLength, signal, (b) => b.write(offset, data, { fua }));
+    return this.#mutate('write', offset, data.byteLength, signal, (b, deferred) => b.write(offset, data, { fua, deferred }));
   }
 
   trim(offset: number, length: number, { fua, signal }: { fua: boolean } & Signal): Promise<void> {
-    return this.#mutate('trim', offset, length, signal, (b) => b.trim(offset, length, { fua }));
+    return this.#mutate('trim', offset, length, signal, (b, deferred) => b.trim(offset, length, { fua, deferred }));
   }
 
   writeZeroes(offset: number, length: number, { fua, signal }: { fua: boolean; noHole?: boolean } & Signal): Promise<void> {
-    return this.#mutate('write zeroes', offset, length, signal, (b) => b.writeZeroes(offset, length, { fua }));
+    return this.#mutate('write zeroes', offset, length, signal, (b, deferred) => b.writeZeroes(offset, length, { fua, deferred }));
   }
 
   flush({ signal }: Signal = {}): Promise<void> {
     return this.#track('flush', async () => {
       signal?.throwIfAborted();
-      await this.#fanOut('flush', (b) => b.flush());
+      await this.#fanOut('flush', (b, deferred) => b.flush({ deferred }));
     });
   }
 
@@ -295,7 +297,7 @@ export class Engine implements BlockDevice {
     if (m.mode === 'RW' && rw.length === 1) throw new EngineError('InvalidState', `Cannot remove replica "${name}": it is the last RW replica of volume "${this.volume}"`);
     if (this.#rebuild?.state === 'running' && this.#rebuild.replica === name) this.#rebuildAbort?.abort(new EngineError('InvalidState', `replica "${name}" was removed`));
     this.#members.delete(name);
-    this.#readers = undefined;
+    this.#readers = this.#writers = undefined;
     m.mode = 'ERR';
     m.error = 'removed';
     this.#log(`engine ${this.volume}: replica ${name} removed`);
@@ -329,7 +331,7 @@ export class Engine implements BlockDevice {
     for (const m of this.#members.values()) m.backend.destroy(err);
   }
 
-  #mutate(what: string, offset: number, length: number, signal: AbortSignal | undefined, send: (b: ReplicaBackend) => Promise<void>): Promise<void> {
+  #mutate(what: string, offset: number, length: number, signal: AbortSignal | undefined, send: Send): Promise<void> {
     if (this.#closing) return Promise.reject(new EngineError('Closed', `Cannot ${what} on volume "${this.volume}": the engine is closed`));
     // A bad request is refused before any replica sees it: it must never get a healthy replica marked ERR.
     const bad = this.#checkRange(what, offset, length, what === 'write' ? MAX_IO : 0xffff_ffff);
@@ -348,10 +350,14 @@ export class Engine implements BlockDevice {
     });
   }
 
-  /** Send to every RW and WO replica; mark failures ERR; succeed when one RW replica acknowledged. */
-  async #fanOut(what: string, send: (b: ReplicaBackend) => Promise<void>): Promise<void> {
-    const targets = [...this.#members.values()].filter((m) => m.mode !== 'ERR');
-    const results = await Promise.allSettled(targets.map((m) => send(m.backend)));
+  /**
+   * Send to every RW and WO replica; mark failures ERR; succeed when one RW replica acknowledged. Remote replicas
+   * first, and the replica in this process told so (`deferred`): it runs its part once their requests left
+   * (local-replica.ts).
+   */
+  async #fanOut(what: string, send: Send): Promise<void> {
+    const { targets, anyRemote } = (this.#writers ??= writers([...this.#members.values()].filter((m) => m.mode !== 'ERR')));
+    const results = await Promise.allSettled(targets.map((m) => send(m.backend, anyRemote)));
     const errors: unknown[] = [];
     let acked = 0;
     results.forEach((r, i) => {
@@ -391,7 +397,7 @@ export class Engine implements BlockDevice {
 
   #setMode(m: Member, mode: ReplicaMode): void {
     m.mode = mode;
-    this.#readers = undefined;
+    this.#readers = this.#writers = undefined;
     m.since = new Date();
     if (mode === 'RW') m.error = undefined;
     this.#changed();
@@ -399,7 +405,7 @@ export class Engine implements BlockDevice {
 
   #adopt(m: Member): void {
     this.#members.set(m.name, m);
-    this.#readers = undefined;
+    this.#readers = this.#writers = undefined;
     void m.backend.closed.then(() => {
       if (!this.#closing && this.#members.get(m.name) === m) this.#fail(m, new Error(`connection to ${m.backend.address} closed`), 'connection');
     });
@@ -440,6 +446,15 @@ export class Engine implements BlockDevice {
   #changed(): void {
     this.#opts.onChange?.(this.status());
   }
+}
+
+/** Sends a mutation to one replica; `deferred`: it went to a remote replica first (MutationOptions). */
+type Send = (b: ReplicaBackend, deferred: boolean) => Promise<void>;
+
+/** The members on other nodes, then those in this process. */
+function writers(members: Member[]): { targets: Member[]; anyRemote: boolean } {
+  const remote = members.filter((m) => m.backend.local !== true);
+  return { targets: [...remote, ...members.filter((m) => m.backend.local === true)], anyRemote: remote.length > 0 };
 }
 
 /** The members in this process, when there are any; else all of them. */

@@ -3,11 +3,17 @@
 // It behaves as a ReplicaClient does, so the engine cannot tell them apart: every request has a timeout (a hung
 // disk must not stall the volume), a device failure is a `Remote` error with the wire status the server would send,
 // and once the replica goes away (`detach`) or the engine drops it, every call fails and `closed` resolves.
+//
+// A mutation (write, trim, write zeroes, flush) that the engine also sent to remote replicas (`deferred`) runs in
+// the event loop's check phase, not at once: the requests to the remote replicas leave in that same check phase,
+// scheduled earlier (util/write-batch.ts), so the other nodes start on a batch while this one writes it, instead of
+// after. Mutations run in call order: one that is not deferred waits behind those that are. Reads run at once: NBD
+// orders a read only after the writes that were acknowledged, and those are done.
 
 import { performance } from 'node:perf_hooks';
 import { ReplicaError, statusOf, type ControlAnswer, type ControlRequest, type ExtentData, type ReplicaDevice, type ReplicaInfo, type RequestOptions, type WrittenExtents } from '../replica/index.js';
 import { MAX_EXTENTS_PER_PAGE } from '../replica/protocol.js';
-import type { ReplicaBackend } from './types.js';
+import type { MutationOptions, ReplicaBackend } from './types.js';
 
 interface Pending {
   deadline: number;
@@ -26,6 +32,8 @@ export class LocalReplica implements ReplicaBackend {
   #resolveClosed!: () => void;
   #error: Error | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  /** Mutations waiting for the check phase, in call order (see the top). */
+  #deferred: (() => void)[] = [];
 
   /** `onClose` runs once, when this end is closed or destroyed (the host forgets it). */
   constructor(device: ReplicaDevice, opts: { address: string; timeoutMs?: number; onClose?: () => void }) {
@@ -48,20 +56,20 @@ export class LocalReplica implements ReplicaBackend {
     return this.#call('READ', opts, (signal) => this.#device.read(offset, length, { signal }));
   }
 
-  write(offset: number, data: Uint8Array, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
-    return this.#call('WRITE', opts, (signal) => this.#device.write(offset, data, { fua: opts.fua ?? false, signal }));
+  write(offset: number, data: Uint8Array, opts: MutationOptions = {}): Promise<void> {
+    return this.#call('WRITE', opts, (signal) => this.#device.write(offset, data, { fua: opts.fua ?? false, signal }), opts?.deferred === true ? 'deferred' : 'mutation');
   }
 
-  flush(opts?: RequestOptions): Promise<void> {
-    return this.#call('FLUSH', opts, (signal) => this.#device.flush({ signal }));
+  flush(opts?: MutationOptions): Promise<void> {
+    return this.#call('FLUSH', opts, (signal) => this.#device.flush({ signal }), opts?.deferred === true ? 'deferred' : 'mutation');
   }
 
-  trim(offset: number, length: number, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
-    return this.#call('TRIM', opts, (signal) => this.#device.trim(offset, length, { fua: opts.fua ?? false, signal }));
+  trim(offset: number, length: number, opts: MutationOptions = {}): Promise<void> {
+    return this.#call('TRIM', opts, (signal) => this.#device.trim(offset, length, { fua: opts.fua ?? false, signal }), opts?.deferred === true ? 'deferred' : 'mutation');
   }
 
-  writeZeroes(offset: number, length: number, opts: RequestOptions & { fua?: boolean } = {}): Promise<void> {
-    return this.#call('WRITE_ZEROES', opts, (signal) => this.#device.writeZeroes(offset, length, { fua: opts.fua ?? false, signal }));
+  writeZeroes(offset: number, length: number, opts: MutationOptions = {}): Promise<void> {
+    return this.#call('WRITE_ZEROES', opts, (signal) => this.#device.writeZeroes(offset, length, { fua: opts.fua ?? false, signal }), opts?.deferred === true ? 'deferred' : 'mutation');
   }
 
   listExtents(offset: number, maxExtents = 1024, opts?: RequestOptions): Promise<WrittenExtents> {
@@ -108,7 +116,8 @@ export class LocalReplica implements ReplicaBackend {
     this.destroy(new ReplicaError('ConnectionClosed', `replica at ${this.address} went away: ${reason.message}`, { cause: reason }));
   }
 
-  #call<T>(what: string, opts: RequestOptions | undefined, op: (signal: AbortSignal | undefined) => T | Promise<T>): Promise<T> {
+  /** `kind`: a mutation runs after those called before it; a deferred one in the check phase (see the top). */
+  #call<T>(what: string, opts: RequestOptions | undefined, op: (signal: AbortSignal | undefined) => T | Promise<T>, kind: 'read' | 'mutation' | 'deferred' = 'read'): Promise<T> {
     if (this.#error) return Promise.reject(new ReplicaError('ConnectionClosed', `Cannot send ${what} to replica at ${this.address}: the connection is closed`, { cause: this.#error }));
     const signal = opts?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -118,18 +127,30 @@ export class LocalReplica implements ReplicaBackend {
       this.#pending.add(p);
       this.#armSweeper();
       const settle = (): boolean => this.#pending.delete(p);
-      let result: T | Promise<T>;
-      try {
-        result = op(signal);
-      } catch (err) {
-        if (settle()) reject(this.#remote(what, err));
-        return;
-      }
-      Promise.resolve(result).then(
-        (v) => settle() && resolve(v),
-        (err: unknown) => settle() && reject(this.#remote(what, err)),
-      );
+      const run = (): void => {
+        // Timed out or destroyed while it waited: it was rejected then, and must not reach the replica now.
+        if (!this.#pending.has(p)) return;
+        let result: T | Promise<T>;
+        try {
+          result = op(signal);
+        } catch (err) {
+          if (settle()) reject(this.#remote(what, err));
+          return;
+        }
+        Promise.resolve(result).then(
+          (v) => settle() && resolve(v),
+          (err: unknown) => settle() && reject(this.#remote(what, err)),
+        );
+      };
+      if (kind === 'read' || (kind === 'mutation' && this.#deferred.length === 0)) run();
+      else if (this.#deferred.push(run) === 1) setImmediate(() => this.#runDeferred());
     });
+  }
+
+  #runDeferred(): void {
+    const batch = this.#deferred;
+    this.#deferred = [];
+    for (const run of batch) run();
   }
 
   /** A device failure as the replica server would report it over the wire. */

@@ -6,6 +6,16 @@ import type { ControlAnswer, ControlRequest, ExtentData, ReplicaInfo, RequestOpt
 /** RW: receives writes and serves reads. WO: rebuilding, receives writes only. ERR: failed, receives nothing. */
 export type ReplicaMode = 'RW' | 'WO' | 'ERR';
 
+/** Options of a mutation (write, trim, write zeroes, flush). */
+export interface MutationOptions extends RequestOptions {
+  fua?: boolean;
+  /**
+   * The same mutation went to remote replicas just before: a replica in this process runs it in the check phase,
+   * after those requests left (local-replica.ts). Others ignore it.
+   */
+  deferred?: boolean;
+}
+
 /** What the engine needs from a replica; `ReplicaClient` implements it. */
 export interface ReplicaBackend {
   readonly address: string;
@@ -16,10 +26,10 @@ export interface ReplicaBackend {
   info(opts?: RequestOptions): Promise<ReplicaInfo>;
   ping(opts?: RequestOptions): Promise<void>;
   read(offset: number, length: number, opts?: RequestOptions): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
-  flush(opts?: RequestOptions): Promise<void>;
-  trim(offset: number, length: number, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
-  writeZeroes(offset: number, length: number, opts?: RequestOptions & { fua?: boolean }): Promise<void>;
+  write(offset: number, data: Uint8Array, opts?: MutationOptions): Promise<void>;
+  flush(opts?: MutationOptions): Promise<void>;
+  trim(offset: number, length: number, opts?: MutationOptions): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: MutationOptions): Promise<void>;
   listExtents(offset: number, maxExtents?: number, opts?: RequestOptions): Promise<WrittenExtents>;
   readExtent(offset: number, length: number, opts?: RequestOptions): Promise<ExtentData>;
   setRevision(revision: number, opts?: RequestOptions): Promise<void>;
