@@ -2,6 +2,7 @@
 // controllers. It owns no data-plane process; killing it stops no pod. On SQLite it is the only manager; on etcd
 // (`etcd` option) several run, all serve the API, and only the elected leader runs the controllers (etcd-mode.ts).
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../api/meta.js';
@@ -26,7 +27,8 @@ import { podAdmission } from '../agent/pod-admission.js';
 import { backingImageDataSourceAdmission } from '../controllers/backing-image-data-source/admission.js';
 import { registerUpgradeRoutes } from '../apiserver/longhorn-v1/upgrade.js';
 import { activeRelease, releaseSettings, upgrader } from './upgrade.js';
-import { RELEASE_FILE, syncReleaseFromEtcd, writeReleaseToEtcd } from './release-store.js';
+import { RELEASE_FILE, syncReleaseFromEtcd, watchReleaseInEtcd, writeReleaseToEtcd } from './release-store.js';
+import { parseRelease } from '../release/index.js';
 
 export interface ManagerOptions {
   dataDir: string;
@@ -57,8 +59,29 @@ export interface ManagerOptions {
 export interface RunningManager {
   store: ResourceStore;
   api: ApiServer;
-  /** Resolves once everything has stopped (after `signal` aborts). */
+  /**
+   * Resolves once everything has stopped: after `signal` aborts, or, on etcd without a supervisor (`restart`), once
+   * the cluster's release changed under this manager. Then `releaseChanged` says so, and the manager must be
+   * started again to run the new release.
+   */
   done: Promise<void>;
+  readonly releaseChanged: string | undefined;
+}
+
+/**
+ * The exit status of a manager that stopped because the cluster's release changed (EX_TEMPFAIL of sysexits.h): its
+ * service manager should start it again, as systemd's `Restart=on-failure` does, and it then runs the new release.
+ */
+export const EXIT_RELEASE_CHANGED = 75;
+
+/** "release 1.1.0", or what the stored text is when it is not a release, for the manager's log. */
+function describeRelease(text: string | undefined): string {
+  if (text === undefined) return 'none stored (the built-in release)';
+  try {
+    return `release ${parseRelease(text, 'the release stored in etcd').version}`;
+  } catch (err) {
+    return `a release that does not parse (${(err as Error).message})`;
+  }
 }
 
 /** Creates every catalogued Setting that does not exist yet, with its default value. */
@@ -88,6 +111,19 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     if (did === 'written' || did === 'removed') log(`stratum manager: ${did} ${join(opts.dataDir, RELEASE_FILE)} to match the release stored in etcd`);
   }
   const active = activeRelease(opts.dataDir);
+  // Managers under `stratum up` are all restarted by it when an upgrade is accepted. One without it stops itself when
+  // the release changes (release-store.ts), so that no leader keeps running controllers of the old release.
+  const self = new AbortController();
+  const signal = AbortSignal.any([opts.signal, self.signal]);
+  let releaseChanged: string | undefined;
+  const unwatch =
+    etcdRelease && !opts.restart
+      ? await watchReleaseInEtcd({ ...etcdRelease, signal }, active.file ? readFileSync(active.file, 'utf8') : undefined, (now) => {
+          releaseChanged = `the cluster's release changed to ${describeRelease(now)} while this manager runs release ${active.release.version}; stopping, to be started again on it`;
+          log(`stratum manager: ${releaseChanged}`);
+          self.abort(new Error(releaseChanged));
+        })
+      : undefined;
   const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
   const catalog = loadCatalog(imagesFiles);
   const admission = [backingImageAdmission, volumeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
@@ -132,19 +168,19 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // Event expiry is controller work: on etcd only the leader does it, through the fenced store.
   const controllers = cp
     ? {
-        stopped: cp.run(opts.signal, async (term) => {
+        stopped: cp.run(signal, async (term) => {
           await Promise.all([
             startControllers({ store: cp.controllerStore, metrics, signal: term.signal, log, ...release }).stopped,
             startEventExpiry({ store: cp.controllerStore, ttlMs, signal: term.signal, log }),
           ]);
         }),
       }
-    : startControllers({ store, metrics, signal: opts.signal, log, ...release });
-  const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal: opts.signal, log });
+    : startControllers({ store, metrics, signal, log, ...release });
+  const expiry = cp ? Promise.resolve() : startEventExpiry({ store, ttlMs, signal, log });
   // On etcd an accepted release is stored there first; the supervisor then restarts every manager on it.
   const upgrades = upgrader({
     store, dataDir: opts.dataDir, imagesFiles: opts.imagesFiles ?? [], restart: opts.restart, log,
-    ...(etcdRelease ? { persist: (text: string, expected: string | undefined) => writeReleaseToEtcd({ ...etcdRelease, signal: opts.signal }, text, expected) } : {}),
+    ...(etcdRelease ? { persist: (text: string, expected: string | undefined) => writeReleaseToEtcd({ ...etcdRelease, signal }, text, expected) } : {}),
   });
   const api = await startApiServer({
     store,
@@ -173,10 +209,18 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       await controllers.stopped;
       await expiry;
       await closeStore();
+      await unwatch?.();
       resolve();
     };
-    if (opts.signal.aborted) void stop();
-    else opts.signal.addEventListener('abort', () => void stop(), { once: true });
+    if (signal.aborted) void stop();
+    else signal.addEventListener('abort', () => void stop(), { once: true });
   });
-  return { store, api, done };
+  return {
+    store,
+    api,
+    done,
+    get releaseChanged() {
+      return releaseChanged;
+    },
+  };
 }

@@ -2,6 +2,9 @@
 // that every manager sharing the cluster runs the same release. A manager copies it into `<data dir>/release.yaml`
 // at start (the file the catalog, the supervisor and the node agents read, as on SQLite; on etcd the managers share
 // that directory) and an accepted upgrade writes the key before the supervisor restarts every manager on it.
+// A manager without that supervisor (started on its own, on another machine, by systemd) watches the key instead
+// and stops when the release changes under it, so that whatever restarts it starts it on the new one: managers of
+// two releases never run controllers side by side.
 
 import { Etcd3 } from 'etcd3';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,5 +71,34 @@ export async function writeReleaseToEtcd(o: EtcdReleaseOptions, text: string, ex
     return r.succeeded;
   } finally {
     etcd.close();
+  }
+}
+
+/**
+ * Watches the release key and calls `onChange` once, the first time the stored release is not `startedOn` (the text
+ * this manager started on; undefined: none stored), with the text now stored (undefined: deleted). A change made
+ * before the watch began counts too. Resolves once watching, to a function that stops it.
+ */
+export async function watchReleaseInEtcd(o: EtcdReleaseOptions, startedOn: string | undefined, onChange: (now: string | undefined) => void): Promise<() => Promise<void>> {
+  const { etcd, key } = client(o);
+  let fired = false;
+  const check = (now: string | undefined): void => {
+    if (fired || now === startedOn) return;
+    fired = true;
+    onChange(now);
+  };
+  try {
+    // etcd3 re-establishes a broken watch from the last revision it saw: no change is missed across a reconnect.
+    const watcher = await etcd.watch().key(key).create();
+    watcher.on('put', (kv) => check(kv.value.toString()));
+    watcher.on('delete', () => check(undefined));
+    check((await etcd.get(key).string()) ?? undefined);
+    return async () => {
+      await watcher.cancel().catch(() => undefined);
+      etcd.close();
+    };
+  } catch (err) {
+    etcd.close();
+    throw err;
   }
 }

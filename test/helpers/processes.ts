@@ -100,6 +100,11 @@ export class ManagerProcess {
     return this.etcd ? this.etcd.log : this.#log;
   }
 
+  /** The exit status of the (SQLite-mode) manager process once it exited on its own; null while it runs. */
+  get exitCode(): number | null {
+    return this.#child?.exitCode ?? null;
+  }
+
   async start(): Promise<void> {
     if (this.etcd) {
       await this.etcd.start({ freePort, cli: CLI, waitFor, extraArgs: this.#extraArgs });

@@ -1,7 +1,7 @@
 // `stratum manager`: runs the control plane in the foreground until SIGINT/SIGTERM.
 
 import { resolve } from 'node:path';
-import { startManager } from '../../manager/index.js';
+import { EXIT_RELEASE_CHANGED, startManager } from '../../manager/index.js';
 
 export interface ManagerFlags {
   host: string;
@@ -46,4 +46,8 @@ export async function runManagerCommand(o: ManagerFlags): Promise<void> {
     ...(ttl === undefined ? {} : { eventTtlMs: ttl * 1000 }),
   });
   await m.done;
+  if (m.releaseChanged !== undefined) {
+    process.stderr.write(`stratum manager: exiting with status ${EXIT_RELEASE_CHANGED}: ${m.releaseChanged}\n`);
+    process.exitCode = EXIT_RELEASE_CHANGED;
+  }
 }
