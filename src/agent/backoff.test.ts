@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffPolicy, failuresAfterExit, restartDelayMs, shouldRestart } from './backoff.js';
+import { backoffPolicy, failuresAfterExit, restartDelayMs, shouldRestart, volumeRecheckMs } from './backoff.js';
 
 test('kubelet defaults: 10 s doubling to 5 min, reset after 10 min of running', () => {
   const p = backoffPolicy();
@@ -28,4 +28,9 @@ test('restart policies', () => {
   assert.equal(shouldRestart('OnFailure', 0), false);
   assert.equal(shouldRestart('OnFailure', 2), true);
   assert.equal(shouldRestart('Never', 2), false);
+});
+
+test('a pod waiting for its volumes checks again after 250 ms, doubling to 2 s', () => {
+  assert.deepEqual([1, 2, 3, 4, 5, 100].map(volumeRecheckMs), [250, 500, 1000, 2000, 2000, 2000]);
+  assert.equal(volumeRecheckMs(0), 250);
 });

@@ -14,7 +14,7 @@ import type { DeepReadonly } from '../api/meta.js';
 import type { ContainerPort, Pod, Probe } from '../api/pod.js';
 import { errorMessage, type Logger } from '../controller-kit/log.js';
 import type { Store } from '../store/types.js';
-import { failuresAfterExit, restartDelayMs, shouldRestart, type BackoffPolicy } from './backoff.js';
+import { failuresAfterExit, restartDelayMs, shouldRestart, volumeRecheckMs, type BackoffPolicy } from './backoff.js';
 import { AgentError, isAgentError } from './errors.js';
 import type { ImageCatalog } from './images.js';
 import {
@@ -73,6 +73,8 @@ export class PodWorker {
   #portsClaimed = false;
   #lastStatus: unknown;
   #lastError = '';
+  /** Checks in a row that found the pod's volumes not ready (volumeRecheckMs). */
+  #volumeChecks = 0;
 
   constructor(d: WorkerDeps, pod: DeepReadonly<Pod>, record: PodRecord | undefined) {
     this.#d = d;
@@ -199,9 +201,10 @@ export class PodWorker {
     const volumes = await this.#d.volumes.prepare(this.#pod, signal);
     if (!volumes.ready) {
       await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: volumes.message });
-      await this.#waker.wait(RETRY_MS, signal);
+      await this.#waker.wait(volumeRecheckMs(++this.#volumeChecks), signal);
       return false;
     }
+    this.#volumeChecks = 0;
     await this.#start(resolved, volumes.mounts, signal);
     return false;
   }
