@@ -73,8 +73,9 @@ export class PodWorker {
   #portsClaimed = false;
   #lastStatus: unknown;
   #lastError = '';
-  /** Checks in a row that found the pod's volumes not ready (volumeRecheckMs). */
+  /** Checks in a row that found the pod's volumes not ready, for the same reason (volumeRecheckMs). */
   #volumeChecks = 0;
+  #volumeWait = '';
 
   constructor(d: WorkerDeps, pod: DeepReadonly<Pod>, record: PodRecord | undefined) {
     this.#d = d;
@@ -201,10 +202,14 @@ export class PodWorker {
     const volumes = await this.#d.volumes.prepare(this.#pod, signal);
     if (!volumes.ready) {
       await this.#publish({ kind: 'waiting', reason: 'ContainerCreating', message: volumes.message });
+      // Progress (the pod now waits for something else) starts the quick checks over.
+      if (volumes.message !== this.#volumeWait) this.#volumeChecks = 0;
+      this.#volumeWait = volumes.message;
       await this.#waker.wait(volumeRecheckMs(++this.#volumeChecks), signal);
       return false;
     }
     this.#volumeChecks = 0;
+    this.#volumeWait = '';
     await this.#start(resolved, volumes.mounts, signal);
     return false;
   }

@@ -91,26 +91,32 @@ export class PodVolumes {
   /**
    * Attaches and mounts every claimed volume of `pod`; `ready: false` says what it waits for (call again later).
    * Throws AgentError `VolumeMountFailed` when a tool fails.
+   *
+   * The claims are taken in the pod's order, and a free volume is claimed for this node without waiting for the
+   * ones before it to finish attaching: a pod's volumes attach together, not one per check. A volume that is not
+   * free (bound elsewhere, attached to another node) stops the pass there, so a pod only ever holds a prefix of its
+   * claims, as before. Mounting starts once every volume is attached.
    */
   async prepare(pod: DeepReadonly<Pod>, signal: AbortSignal): Promise<VolumesResult> {
     const ref = { namespace: pod.metadata.namespace ?? '', name: pod.metadata.name ?? '', uid: pod.metadata.uid ?? '' };
     const dir = this.dirOf(ref);
-    const hostPathOf = new Map<string, string>();
     const attached = new Set(await this.#attached(dir));
+    const ready: { name: string; endpoint: string; fsType: string }[] = [];
+    let waiting: string | undefined;
     for (const v of pod.spec?.volumes ?? []) {
       if (!v.persistentVolumeClaim) continue;
       const claim = v.persistentVolumeClaim.claimName;
       const pvc = await this.#get<PersistentVolumeClaim>('PersistentVolumeClaim', ref.namespace, claim);
       const pvName = pvc?.spec?.volumeName;
-      if (!pvc || !pvName || pvc.status?.phase !== 'Bound') return { ready: false, message: `waiting for claim "${claim}" to be bound` };
+      if (!pvc || !pvName || pvc.status?.phase !== 'Bound') return { ready: false, message: waiting ?? `waiting for claim "${claim}" to be bound` };
       const pv = await this.#get<PersistentVolume>('PersistentVolume', '', pvName);
       const handle = pv?.spec?.csi?.volumeHandle;
-      if (!handle) return { ready: false, message: `PV ${pvName} of claim "${claim}" names no volume` };
+      if (!handle) return { ready: false, message: waiting ?? `PV ${pvName} of claim "${claim}" names no volume` };
       const volume = await this.#get<Volume>('Volume', this.#ns, handle);
-      if (!volume) return { ready: false, message: `waiting for volume ${handle} of claim "${claim}"` };
+      if (!volume) return { ready: false, message: waiting ?? `waiting for volume ${handle} of claim "${claim}"` };
       const owner = volume.spec?.nodeID ?? '';
       if (owner !== '' && owner !== this.#o.nodeName) {
-        return { ready: false, message: `volume ${handle} of claim "${claim}" is attached to ${owner}; waiting for it to be detached there` };
+        return { ready: false, message: waiting ?? `volume ${handle} of claim "${claim}" is attached to ${owner}; waiting for it to be detached there` };
       }
       if (owner === '') {
         attached.add(handle);
@@ -120,19 +126,26 @@ export class PodVolumes {
         } catch (err) {
           if (!isConflict(err)) throw err;
         }
-        return { ready: false, message: `attaching volume ${handle} of claim "${claim}"` };
+        waiting ??= `attaching volume ${handle} of claim "${claim}"`;
+        continue;
       }
       const st = volume.status;
       if (st?.state !== 'attached' || st.currentNodeID !== this.#o.nodeName || !st.endpoint) {
-        return { ready: false, message: `waiting for volume ${handle} of claim "${claim}" to be attached (state ${st?.state || 'unknown'})` };
+        waiting ??= `waiting for volume ${handle} of claim "${claim}" to be attached (state ${st?.state || 'unknown'})`;
+        continue;
       }
       if (!attached.has(handle)) {
         attached.add(handle);
         await this.#saveAttached(dir, attached);
       }
-      const target = join(dir, v.name);
-      await this.#mount(st.endpoint, target, pv.spec?.csi?.fsType || 'ext4', signal);
-      hostPathOf.set(v.name, target);
+      ready.push({ name: v.name, endpoint: st.endpoint, fsType: pv.spec?.csi?.fsType || 'ext4' });
+    }
+    if (waiting !== undefined) return { ready: false, message: waiting };
+    const hostPathOf = new Map<string, string>();
+    for (const r of ready) {
+      const target = join(dir, r.name);
+      await this.#mount(r.endpoint, target, r.fsType, signal);
+      hostPathOf.set(r.name, target);
     }
     const mounts: Record<string, string> = {};
     for (const m of pod.spec?.containers[0]?.volumeMounts ?? []) {
