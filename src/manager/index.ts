@@ -115,15 +115,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // the release changes (release-store.ts), so that no leader keeps running controllers of the old release.
   const self = new AbortController();
   const signal = AbortSignal.any([opts.signal, self.signal]);
-  let releaseChanged: string | undefined;
-  const unwatch =
-    etcdRelease && !opts.restart
-      ? await watchReleaseInEtcd({ ...etcdRelease, signal }, active.file ? readFileSync(active.file, 'utf8') : undefined, (now) => {
-          releaseChanged = `the cluster's release changed to ${describeRelease(now)} while this manager runs release ${active.release.version}; stopping, to be started again on it`;
-          log(`stratum manager: ${releaseChanged}`);
-          self.abort(new Error(releaseChanged));
-        })
-      : undefined;
+  const startedOn = active.file ? readFileSync(active.file, 'utf8') : undefined;
   const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
   const catalog = loadCatalog(imagesFiles);
   const admission = [backingImageAdmission, volumeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
@@ -201,19 +193,35 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       registerUiRoutes(app);
     },
   });
+  let unwatch: (() => Promise<void>) | undefined;
+  const stop = async (): Promise<void> => {
+    await api.close().catch(() => undefined);
+    await controllers.stopped;
+    await expiry;
+    await closeStore();
+    await unwatch?.();
+  };
+  // Started last: a change since the sync above still counts (the watch compares with what this manager read).
+  let releaseChanged: string | undefined;
+  if (etcdRelease && !opts.restart) {
+    try {
+      unwatch = await watchReleaseInEtcd({ ...etcdRelease, signal }, startedOn, (now) => {
+        releaseChanged = `the cluster's release changed to ${describeRelease(now)} while this manager runs release ${active.release.version}; stopping, to be started again on it`;
+        log(`stratum manager: ${releaseChanged}`);
+        self.abort(new Error(releaseChanged));
+      });
+    } catch (err) {
+      self.abort(err);
+      await stop();
+      throw err;
+    }
+  }
   const kubeconfig = creds.writeKubeconfig(api.url);
   log(`stratum manager: API server listening on ${api.url} (${opts.etcd ? `state in etcd ${opts.etcd.join(',')}` : `data in ${opts.dataDir}`})${kubeconfig ? `; admin credentials in ${kubeconfig}` : ''}`);
   const done = new Promise<void>((resolve) => {
-    const stop = async () => {
-      await api.close().catch(() => undefined);
-      await controllers.stopped;
-      await expiry;
-      await closeStore();
-      await unwatch?.();
-      resolve();
-    };
-    if (signal.aborted) void stop();
-    else signal.addEventListener('abort', () => void stop(), { once: true });
+    const end = (): void => void stop().then(resolve);
+    if (signal.aborted) end();
+    else signal.addEventListener('abort', end, { once: true });
   });
   return {
     store,
