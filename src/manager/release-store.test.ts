@@ -70,6 +70,19 @@ test('the release watch fires once, on the first stored release that is not the 
   await unwatchLate();
 });
 
+test('the release watch outlives a restart of etcd: a release stored after it still reaches the manager', { skip, timeout: 60_000 }, async () => {
+  const o = { endpoints: etcd?.endpoints ?? [], prefix: `/x${process.pid}/` };
+  const seen: (string | undefined)[] = [];
+  const unwatch = await watchReleaseInEtcd(o, undefined, (now) => seen.push(now));
+  await etcd?.stop('SIGKILL');
+  await etcd?.start();
+  assert.deepEqual(seen, [], 'a restart is no change');
+  assert.equal(await writeReleaseToEtcd(o, 'release: 2.0.0\n', undefined), true);
+  await waitFor('the watch to see release 2.0.0 after the restart', async () => seen.length > 0, 30_000);
+  assert.deepEqual(seen, ['release: 2.0.0\n']);
+  await unwatch();
+});
+
 test('a manager on etcd without a supervisor exits with status 75 when the release changes, and starts again on the new one', { skip }, async () => {
   const prefix = `/m${process.pid}/`;
   const o = { endpoints: etcd?.endpoints ?? [], prefix };

@@ -6,7 +6,7 @@
 // and stops when the release changes under it, so that whatever restarts it starts it on the new one: managers of
 // two releases never run controllers side by side.
 
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type Watcher } from 'etcd3';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -82,23 +82,44 @@ export async function writeReleaseToEtcd(o: EtcdReleaseOptions, text: string, ex
 export async function watchReleaseInEtcd(o: EtcdReleaseOptions, startedOn: string | undefined, onChange: (now: string | undefined) => void): Promise<() => Promise<void>> {
   const { etcd, key } = client(o);
   let fired = false;
+  let stopped = false;
+  let watcher: Watcher | undefined;
+  let retry: NodeJS.Timeout | undefined;
   const check = (now: string | undefined): void => {
-    if (fired || now === startedOn) return;
+    if (fired || stopped || now === startedOn) return;
     fired = true;
     onChange(now);
   };
-  try {
-    // etcd3 re-establishes a broken watch from the last revision it saw: no change is missed across a reconnect.
-    const watcher = await etcd.watch().key(key).create();
-    watcher.on('put', (kv) => check(kv.value.toString()));
-    watcher.on('delete', () => check(undefined));
+  // etcd3 re-establishes a watch whose connection broke, from the last revision it saw. One that etcd canceled is
+  // gone (an `error`): a new one is opened a second later, and the key read again, so no change is missed.
+  const open = async (): Promise<void> => {
+    const w = await etcd.watch().key(key).create();
+    w.on('put', (kv) => check(kv.value.toString()));
+    w.on('delete', () => check(undefined));
+    w.on('error', () => {
+      if (watcher === w) watcher = undefined;
+      reopen();
+    });
+    watcher = w;
     check((await etcd.get(key).string()) ?? undefined);
-    return async () => {
-      await watcher.cancel().catch(() => undefined);
-      etcd.close();
-    };
+  };
+  const reopen = (): void => {
+    if (stopped || fired) return;
+    retry = setTimeout(() => void open().catch(reopen), 1000);
+    retry.unref();
+  };
+  try {
+    await open();
   } catch (err) {
     etcd.close();
     throw err;
   }
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    const w = watcher;
+    watcher = undefined;
+    await w?.cancel().catch(() => undefined);
+    etcd.close();
+  };
 }
