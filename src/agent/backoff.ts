@@ -29,13 +29,15 @@ export function failuresAfterExit(previous: number, ranForMs: number, p: Backoff
   return ranForMs >= p.resetAfterMs ? 1 : previous + 1;
 }
 
+const VOLUME_RECHECK = backoffPolicy(250, 2000);
+
 /**
  * How long a pod waits before it checks its volumes again after `checks` checks found them not ready (bound, attached,
  * mounted): 250 ms doubling to 2 s. An attach usually takes about a second, so the pod starts soon after its volume
  * is attached, and a volume that takes longer costs one check every 2 s.
  */
 export function volumeRecheckMs(checks: number): number {
-  return Math.min(250 * 2 ** Math.min(Math.max(checks, 1) - 1, 8), 2000);
+  return restartDelayMs(Math.max(checks, 1), VOLUME_RECHECK);
 }
 
 export type RestartPolicy = NonNullable<PodSpec['restartPolicy']>;

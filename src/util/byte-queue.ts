@@ -31,7 +31,7 @@ const FILL_MIN = 4096;
  * Below this many missing bytes a fill target is not offered as a read buffer: a read that may stop at the payload's
  * end costs a system call, copying a short tail does not.
  */
-export const DIRECT_READ_MIN = 64 * 1024;
+const DIRECT_READ_MIN = 64 * 1024;
 
 export class ByteQueue {
   #chunks: Chunk[] = [];
