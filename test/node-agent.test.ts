@@ -174,8 +174,10 @@ test('restart policies: Always restarts with growing backoff; Never ends Failed 
 
 test('two agents on one machine never hand out the same port', async () => {
   const portDir = join(dir.path, 'shared-ports');
-  // Twelve ports: each node also runs its instance-manager pod (one port each), then the ten test pods.
-  const range = '24100-24111';
+  // Twelve ports: each node also runs its instance-manager pod (one port each), then the ten test pods. The range
+  // lies outside the agents' default 20000-29999, where the pods of tests running beside this one take random ports
+  // (a port in use fails the bind check, and the range would run out one pod early), and below the ephemeral ports.
+  const range = '30100-30111';
   for (const name of ['node-a', 'node-b']) withCredentials(name);
   const agents = ['node-a', 'node-b'].map((name) =>
     startNodeAgent([process.execPath, CLI, 'node', '--name', name, '--manager', url, '--data-dir', join(dir.path, name), '--port-dir', portDir, '--port-range', range]),
@@ -190,7 +192,7 @@ test('two agents on one machine never hand out the same port', async () => {
     return got.every((p) => p !== undefined) ? (got as number[]) : undefined;
   }, 30_000);
   assert.equal(new Set(ports).size, 10, `ports: ${ports.join(', ')}`);
-  for (const p of ports) assert.ok(p >= 24100 && p <= 24111);
+  for (const p of ports) assert.ok(p >= 30100 && p <= 30111);
   const files = readFileSync(join(portDir, String(ports[0])), 'utf8');
   assert.match(files, /"owner":"node-[ab]\/default\/p\d\//);
   // The eleventh pod waits, saying why and what to do.
