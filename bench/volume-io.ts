@@ -22,8 +22,11 @@
 // free pages to its host, pages untouched for a while cost a host round trip on first touch, and a run with three
 // replicas, which fills three files, would otherwise pay that three times over.
 //
-// Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat) and
-// their peak resident set (VmHWM from /proc/PID/status).
+// Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat), that
+// time per request (at fio's rate over the whole run, ramp included), the share of the machine's cores left idle
+// during the run (from /proc/stat: with 3 replicas every node's instance manager and fio share this machine's cores,
+// so idle cores mean the chain of processes was waiting on itself) and their peak resident set (VmHWM from
+// /proc/PID/status).
 //
 //   npm run bench -- volume-io [seq-read] [seq-write] [rand-read] [rand-write] [rand-write-flush]
 //                              [--replicas 1,3] [--runtime 8] [--limit 900] [--cpu-prof DIR]
@@ -37,7 +40,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Budget, check, Children, cpuSeconds, exec, GiB, hasTool, interruptOnSignals, memoryOf, MiB, recyclePages, waitUntil } from './transfer-kit.js';
+import { Budget, check, Children, cpuSeconds, exec, GiB, hasTool, interruptOnSignals, machineBusySeconds, memoryOf, MiB, recyclePages, waitUntil } from './transfer-kit.js';
 import type { ChildSpec } from './volume-io-child.js';
 import { clusterAuthHeaders, newSecret } from '../src/auth/index.js';
 
@@ -292,6 +295,8 @@ interface Measured {
   fio: FioResult;
   /** CPU seconds per role during the fio run. */
   cpu: Map<string, number>;
+  /** Share of the machine's cores idle during the fio run, 0..1. */
+  idle: number;
 }
 
 /**
@@ -304,14 +309,17 @@ async function measure(ctx: Ctx, w: Workload, label: string, copies: number, sta
   try {
     if (w.rw === 'write' || w.rw === 'randwrite') recyclePages(ctx.root, copies * VOLUME_SIZE);
     const before = side.procs.map((p) => cpuSeconds(p.proc.pid));
+    const busy0 = machineBusySeconds();
+    const t0 = performance.now();
     const result = await fio(ctx, w, side.uri);
+    const idle = Math.max(0, 1 - (machineBusySeconds() - busy0) / (((performance.now() - t0) / 1000) * cpus().length));
     const cpu = new Map<string, number>();
     side.procs.forEach((p, i) => cpu.set(p.role, (cpu.get(p.role) ?? 0) + cpuSeconds(p.proc.pid) - (before[i] ?? 0)));
     for (const p of side.procs) {
       const key = `${label}/${p.role}`;
       ctx.hwm.set(key, Math.max(ctx.hwm.get(key) ?? 0, memoryOf(p.proc.pid).hwm));
     }
-    return { fio: result, cpu };
+    return { fio: result, cpu, idle };
   } finally {
     await side.stop();
   }
@@ -319,6 +327,16 @@ async function measure(ctx: Ctx, w: Workload, label: string, copies: number, sta
 
 function cpuText(m: Measured): string {
   return [...m.cpu].map(([role, s]) => `${role} ${s.toFixed(1)} s`).join(' + ');
+}
+
+/** CPU µs of the serving processes per request, at fio's rate over the whole run (ramp included). */
+function cpuPerRequest(m: Measured, runS: number): string {
+  const total = [...m.cpu.values()].reduce((a, b) => a + b, 0);
+  return `${((total / (m.fio.iops * runS)) * 1e6).toFixed(1)} µs`;
+}
+
+function percent(x: number): string {
+  return `${Math.round(x * 100)}%`;
 }
 
 async function workload(ctx: Ctx, w: Workload, replicas: number, oursFirst: boolean): Promise<void> {
@@ -341,7 +359,12 @@ async function workload(ctx: Ctx, w: Workload, replicas: number, oursFirst: bool
   } else {
     figure(`${name} [MiB/s]`, 'MiB/s', ours.fio.bwBytes / MiB, base.fio.bwBytes / MiB, 0);
   }
-  console.log(`cpu: ${name}, ${oursFirst ? 'ours ran first' : 'baseline ran first'}: ours ${cpuText(ours)}, baseline ${cpuText(base)} (CPU s during the ${ctx.o.runtimeS + 1} s fio run)`);
+  const runS = ctx.o.runtimeS + 1;
+  console.log(`cpu: ${name}, ${oursFirst ? 'ours ran first' : 'baseline ran first'}: ours ${cpuText(ours)}, baseline ${cpuText(base)} (CPU s during the ${runS} s fio run)`);
+  console.log(
+    `cpu per request: ${name}: ours ${cpuPerRequest(ours, runS)}, baseline ${cpuPerRequest(base, runS)}; ` +
+      `machine cores idle during the run: ours ${percent(ours.idle)}, baseline ${percent(base.idle)}`,
+  );
 }
 
 /** A raw image of random data in the first half of every stride, converted to qcow2; then read once into the cache. */
