@@ -22,7 +22,8 @@
 // free pages to its host, pages untouched for a while cost a host round trip on first touch, and a run with three
 // replicas, which fills three files, would otherwise pay that three times over.
 //
-// Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat), that
+// With several replica counts it also compares each count above 1 with 1 replica (ours against ours, same run): what
+// replication costs. Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat), that
 // time per request (at fio's rate over the whole run, ramp included), the share of the machine's cores left idle
 // during the run (from /proc/stat: with 3 replicas every node's instance manager and fio share this machine's cores,
 // so idle cores mean the chain of processes was waiting on itself) and their peak resident set (VmHWM from
@@ -106,8 +107,8 @@ const ratio = (r: number) => (r >= 0.1 ? r.toFixed(2) : r.toFixed(3));
 const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
 const plural = (n: number) => `${n} replica${n === 1 ? '' : 's'}`;
 
-function figure(name: string, unit: string, ours: number, baseline: number, digits = 1): void {
-  console.log(`${name}: ours ${ours.toFixed(digits)} ${unit}, baseline (qemu-nbd qcow2 overlay) ${baseline.toFixed(digits)} ${unit}, ratio ${ratio(ours / baseline)}`);
+function figure(name: string, unit: string, ours: number, baseline: number, digits = 1, baselineName = 'qemu-nbd qcow2 overlay'): void {
+  console.log(`${name}: ours ${ours.toFixed(digits)} ${unit}, baseline (${baselineName}) ${baseline.toFixed(digits)} ${unit}, ratio ${ratio(ours / baseline)}`);
 }
 
 /** One long-running child: spawned, waited for until it is ready, stopped by pid. */
@@ -163,6 +164,8 @@ interface Ctx {
   backing: string;
   /** Peak VmHWM per "side/role", over all runs. */
   hwm: Map<string, number>;
+  /** Our fio result per "workload/replicas", for the comparison of replica counts. */
+  ours: Map<string, FioResult>;
   seq: number;
 }
 
@@ -352,6 +355,7 @@ async function workload(ctx: Ctx, w: Workload, replicas: number, oursFirst: bool
     base = await runBase();
     ours = await runOurs();
   }
+  ctx.ours.set(`${w.key}/${replicas}`, ours.fio);
   const name = `${w.label}, ${label}`;
   if (w.random) {
     figure(`${name} [IOPS]`, 'IOPS', ours.fio.iops, base.fio.iops, 0);
@@ -445,6 +449,21 @@ async function header(ctx: Ctx): Promise<void> {
   );
 }
 
+/** What more replicas cost: each workload with N replicas against the same workload with 1, both ours, same run. */
+function replicaCost(ctx: Ctx): void {
+  if (!ctx.o.replicas.includes(1)) return;
+  for (const replicas of ctx.o.replicas.filter((n) => n > 1)) {
+    for (const w of ctx.o.workloads) {
+      const one = ctx.ours.get(`${w.key}/1`);
+      const many = ctx.ours.get(`${w.key}/${replicas}`);
+      if (!one || !many) continue;
+      const name = `${w.label}, ${plural(replicas)} vs 1 replica`;
+      if (w.random) figure(`${name} [IOPS]`, 'IOPS', many.iops, one.iops, 0, 'Stratum, 1 replica');
+      else figure(`${name} [MiB/s]`, 'MiB/s', many.bwBytes / MiB, one.bwBytes / MiB, 0, 'Stratum, 1 replica');
+    }
+  }
+}
+
 export async function run(args: string[]): Promise<void> {
   const o = parseArgs(args);
   const missing = missingTools();
@@ -459,7 +478,7 @@ export async function run(args: string[]): Promise<void> {
   // Ctrl-C or a kill reaches the cleanup below: every wait throws and every child of this run is stopped.
   const undoSignals = interruptOnSignals(budget, kids);
   try {
-    const ctx: Ctx = { o, root, budget, kids, backing: '', hwm: new Map(), seq: 0 };
+    const ctx: Ctx = { o, root, budget, kids, backing: '', hwm: new Map(), ours: new Map(), seq: 0 };
     await header(ctx);
     ctx.backing = await makeBacking(ctx);
     await verify(ctx);
@@ -469,6 +488,7 @@ export async function run(args: string[]): Promise<void> {
         await workload(ctx, w, replicas, k++ % 2 === 0);
       }
     }
+    replicaCost(ctx);
     const base = ctx.hwm.get('qemu-nbd/qemu-nbd') ?? NaN;
     for (const replicas of o.replicas) {
       const label = plural(replicas);
