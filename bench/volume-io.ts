@@ -23,11 +23,11 @@
 // replicas, which fills three files, would otherwise pay that three times over.
 //
 // With several replica counts it also compares each count above 1 with 1 replica (ours against ours, same run): what
-// replication costs. Besides the figures it prints the CPU time the serving processes used during each run (from /proc/PID/stat), that
-// time per request (at fio's rate over the whole run, ramp included), the share of the machine's cores left idle
-// during the run (from /proc/stat: with 3 replicas every node's instance manager and fio share this machine's cores,
-// so idle cores mean the chain of processes was waiting on itself) and their peak resident set (VmHWM from
-// /proc/PID/status).
+// replication costs. Besides the figures it prints the CPU time the serving processes used during each run (from
+// /proc/PID/stat), that time per request (at fio's rate over the whole run, ramp included), the share of the
+// machine's cores left idle during the run (from /proc/stat: with 3 replicas every node's instance manager and fio
+// share this machine's cores, so idle cores mean the chain of processes was waiting on itself) and their peak
+// resident set (VmHWM from /proc/PID/status).
 //
 //   npm run bench -- volume-io [seq-read] [seq-write] [rand-read] [rand-write] [rand-write-flush]
 //                              [--replicas 1,3] [--runtime 8] [--limit 900] [--cpu-prof DIR]

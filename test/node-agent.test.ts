@@ -175,8 +175,9 @@ test('restart policies: Always restarts with growing backoff; Never ends Failed 
 test('two agents on one machine never hand out the same port', async () => {
   const portDir = join(dir.path, 'shared-ports');
   // Twelve ports: each node also runs its instance-manager pod (one port each), then the ten test pods. The range
-  // lies outside the agents' default 20000-29999, where the pods of tests running beside this one take random ports
-  // (a port in use fails the bind check, and the range would run out one pod early), and below the ephemeral ports.
+  // lies outside the agents' default 20000-29999, where the pods of this file's cluster (and of any other agent on
+  // the machine) take random ports: one of them in the range fails the bind check, and the range runs out a pod
+  // early. It also lies below the ephemeral ports, which outgoing connections take.
   const range = '30100-30111';
   for (const name of ['node-a', 'node-b']) withCredentials(name);
   const agents = ['node-a', 'node-b'].map((name) =>
