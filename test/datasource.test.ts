@@ -271,18 +271,27 @@ test('http_proxy is used for http URLs and no_proxy bypasses it', async () => {
 
 const noQemu = hasTool('qemu-img') ? false : 'qemu-img is not installed';
 
-test('qcow2 images: one with a backing file is failed with the reason; a self-contained one is accepted with its virtual size', { skip: noQemu }, async () => {
+test('qcow2 images: one with a backing file or cut short is failed with the reason; a self-contained one is accepted with its virtual size', { skip: noQemu }, async () => {
   const base = join(dir.path, 'base.qcow2');
   const child = join(dir.path, 'child.qcow2');
   assert.equal((await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M'])).code, 0);
+  assert.equal((await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 1M', base])).code, 0);
   assert.equal((await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', child])).code, 0);
   const { readFileSync } = await import('node:fs');
-  const o = await origin({}, { '/base.qcow2': readFileSync(base), '/child.qcow2': readFileSync(child) });
+  const whole = readFileSync(base);
+  // The header and tables are all there; the data clusters they map are not (a download or upload cut short).
+  const cut = whole.subarray(0, whole.length - 512 * 1024);
+  const o = await origin({}, { '/base.qcow2': whole, '/child.qcow2': readFileSync(child), '/cut.qcow2': cut });
   const bad = await download(`${o.url}/child.qcow2`);
   const f = await bad.waitState(['ready-for-transfer', 'failed']);
   assert.equal(f.state, 'failed');
   assert.match(f.message, /not a usable backing image: .*backing file/);
   assert.equal(existsSync(join(bad.workDir, 'backing')) || existsSync(join(bad.workDir, 'backing.part')), false, 'refused file removed');
+  const short = await download(`${o.url}/cut.qcow2`);
+  const s = await short.waitState(['ready-for-transfer', 'failed']);
+  assert.equal(s.state, 'failed', 'a qcow2 whose clusters lie past its end is never offered');
+  assert.match(s.message, /not a usable backing image: qcow2 .*L2 entry at offset \d+: host cluster \d+ .*runs past the end of the file \(\d+ bytes\)/);
+  assert.equal(existsSync(join(short.workDir, 'backing')) || existsSync(join(short.workDir, 'backing.part')), false, 'refused file removed');
   const good = await download(`${o.url}/base.qcow2`);
   const g = await good.waitState(['ready-for-transfer', 'failed']);
   assert.equal(g.state, 'ready-for-transfer', g.message);

@@ -209,6 +209,15 @@ test('stratum volume: create, get, attach (and a --wait that times out naming th
   const [header, row] = get.stdout.trimEnd().split('\n');
   assert.match(header ?? '', /^NAME\s+STATE\s+ROBUSTNESS\s+SIZE\s+NODE\s+BACKINGIMAGE\s+ENDPOINT$/);
   assert.match(row ?? '', /^cli-vol\s.*\s1Gi/);
+  const yaml = await stratum(manager.url, ['volume', 'get', 'cli-vol', '-o', 'yaml']);
+  assert.equal(yaml.code, 0, yaml.stderr);
+  assert.match(yaml.stdout, /^name: cli-vol$/m);
+  assert.match(yaml.stdout, /^size: "1073741824"$/m);
+  const names = await stratum(manager.url, ['volume', 'get', '-o', 'name']);
+  assert.equal(names.stdout, 'volume.longhorn.io/cli-vol\n');
+  const xml = await stratum(manager.url, ['volume', 'get', '-o', 'xml']);
+  assert.equal(xml.code, 1);
+  assert.match(xml.stderr, /unknown output format "xml": use json, yaml or name/);
 
   const attach = await stratum(manager.url, ['volume', 'attach', 'cli-vol', '--node', 'node-1', '--wait', '--timeout', '2s']);
   assert.equal(attach.code, 1);

@@ -350,7 +350,7 @@ export class DataSource {
   /** Every byte is durable: verify, seal, then offer the file. */
   async #finish(signal: AbortSignal): Promise<void> {
     this.#machine.set('in-progress', 'verifying the file');
-    const c = await verifyAndSeal(this.#file, { name: this.#o.name, uuid: this.#o.uuid }, this.#expected(), { signal });
+    const c = await verifyAndSeal(this.#file, { name: this.#o.name, uuid: this.#o.uuid }, this.#expected(), { signal, onProgress: () => this.#machine.touch() });
     this.#complete = c;
     this.#meter.complete();
     this.#machine.set('ready-for-transfer');

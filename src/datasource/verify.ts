@@ -1,11 +1,12 @@
-// The last step of every source: the SHA-512 (already computed as the bytes arrived, on the hashing thread) against the expected one,
-// the format through imagefmt (no backing file, no external data file, sizes in whole sectors), then fsync and
-// rename to the final name, with the chunk manifest built in the same pass left beside it for the manager. A file
-// that fails here is removed with its work directory: it is wrong, not merely incomplete.
+// The last step of every source: the SHA-512 (already computed as the bytes arrived, on the hashing thread) against
+// the expected one, the format through imagefmt (no backing file, no external data file, sizes in whole sectors,
+// every qcow2 cluster mapping inside the file), then fsync and rename to the final name, with the chunk manifest
+// built in the same pass left beside it for the manager. A file that fails here is removed with its work
+// directory: it is wrong, not merely incomplete.
 
 import { formatManifestAnchor } from '../api/backing-image.js';
 import { manifestDigest } from '../bim/index.js';
-import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
+import { inspectImage, isImageFormatError, verifyImage } from '../imagefmt/index.js';
 import { DataSourceError } from './errors.js';
 import type { CompleteInfo, WorkFile } from './workfile.js';
 
@@ -13,7 +14,7 @@ export async function verifyAndSeal(
   file: WorkFile,
   ids: { name: string; uuid: string },
   expected: string | undefined,
-  { signal }: { signal: AbortSignal },
+  { signal, onProgress }: { signal: AbortSignal; onProgress?: () => void },
 ): Promise<CompleteInfo> {
   await file.ensureHash({ signal });
   const checksum = await file.digest();
@@ -29,6 +30,8 @@ export async function verifyAndSeal(
   let virtualSize: number;
   try {
     ({ format, virtualSize } = await inspectImage(file.partPath, { signal }));
+    // Reading every table (and inflating every compressed cluster) of a large image takes a while: it counts as progress.
+    await verifyImage(file.partPath, { signal, ...(onProgress ? { onProgress } : {}) });
   } catch (err) {
     if (!isImageFormatError(err)) throw err;
     await file.removeAll();

@@ -9,6 +9,7 @@ export { checkQcow2Layout, parseQcow2Header, QCOW2_MAGIC } from './qcow2-header.
 export type { Qcow2Bitmaps, Qcow2FeatureName, Qcow2Header, Qcow2HeaderExtension } from './qcow2-header.js';
 
 export { detectFormat, inspectImage, inspectSource } from './inspect.js';
+export { verifyImage } from './verify-image.js';
 export type { ImageInfo, Qcow2Info } from './inspect.js';
 
 export type { ImageExtent, ImageFormat, ImageReader, ZeroExtentsOptions } from './image-reader.js';

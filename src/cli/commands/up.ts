@@ -252,7 +252,7 @@ async function up(o: UpFlags): Promise<void> {
     ...children.map((c) => `  ${c.name.padEnd(8)} pid ${String(c.proc.pid).padEnd(8)} log ${c.log}`),
     ready ? `  all ${cluster.nodes} nodes are Ready` : `  not every node is Ready after ${o.readyTimeout} s: see the agent logs above`,
     '',
-    `API: ${url} (admin credentials: ${creds.kubeconfig})`,
+    `API: ${url.replace(/^http:/, 'https:')} (plain HTTP from this machine too; admin credentials: ${creds.kubeconfig})`,
     'Try:',
     `  kubectl --kubeconfig ${creds.kubeconfig} get nodes.longhorn.io -n longhorn-system`,
     `  stratum ${cluster.port === 9500 && o.host === '127.0.0.1' ? '' : `--server ${url} `}get lhn`,

@@ -5,6 +5,7 @@
 // works in scripts; progress and errors go to stderr.
 
 import type { Command } from 'commander';
+import { stringify } from 'yaml';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { RawResponse } from '../api.js';
 import { formatTable } from '../../util/table.js';
@@ -204,13 +205,17 @@ export function addVolumeCommand(program: Command): void {
     .alias('list')
     .description('list volumes, or show one')
     .argument('[name]')
-    .option('-o, --output <format>', 'json (the /v1 resource)')
+    .option('-o, --output <format>', 'json or yaml (the /v1 resource), or name')
     .action(action(async (name: string | undefined, o: { output?: string }) => {
-      if (o.output !== undefined && o.output !== 'json') throw new StoreError('BadRequest', `--output must be json, not "${o.output}"`);
+      if (o.output !== undefined && o.output !== 'json' && o.output !== 'yaml' && o.output !== 'name') {
+        throw new StoreError('BadRequest', `unknown output format "${o.output}": use json, yaml or name`);
+      }
       const vols = name
         ? [(await request('GET', volumeUrl(server(), name))).body as V1Volume]
         : ((await request('GET', `${server()}/v1/volumes`)).body as { data: V1Volume[] }).data;
       if (o.output === 'json') process.stdout.write(`${JSON.stringify(name ? vols[0] : vols, null, 2)}\n`);
+      else if (o.output === 'yaml') process.stdout.write(stringify(name ? vols[0] : vols));
+      else if (o.output === 'name') process.stdout.write(vols.map((v) => `volume.longhorn.io/${v.name}\n`).join(''));
       else if (vols.length === 0) process.stderr.write('No volumes found.\n');
       else process.stdout.write(volumeTable(vols));
     }));
