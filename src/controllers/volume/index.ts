@@ -339,7 +339,10 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     for (const r of mine) if (r.spec?.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
     const stopping = live(mine).filter((r) => r.status?.currentState === 'running' || r.status?.currentState === 'starting');
     if (stopping.length > 0) return { state: 'detaching', waiting: `replicas ${stopping.map((r) => r.metadata.name).join(', ')} are stopping`, scheduled };
-    const created = live(mine).length >= (v.spec?.numberOfReplicas ?? 3);
+    // Created once every replica that can be placed exists: one or more that cannot (the Scheduled condition says
+    // why) do not keep an attachable volume "creating".
+    const count = live(mine).length;
+    const created = count >= (v.spec?.numberOfReplicas ?? 3) || (!scheduled.ok && count > 0);
     return { state: !wasAttached && !created && v.status?.state !== 'detached' ? 'creating' : 'detached', waiting: '', scheduled };
   }
 

@@ -1,0 +1,77 @@
+// The volume controller over the in-memory store, with no data plane: a new volume is "creating" until every
+// replica that can be placed exists. On one node, a 3-replica volume gets one replica and becomes "detached" (it can
+// be attached, degraded) with Scheduled=False saying why the other two cannot be placed; a volume for which no
+// node qualifies stays "creating", with the same condition.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { Node } from '../../api/node.js';
+import type { Replica } from '../../api/replica.js';
+import type { Volume } from '../../api/volume.js';
+import { EventRecorder } from '../../controller-kit/events.js';
+import { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { silentLogger } from '../../controller-kit/log.js';
+import { MemoryStore } from '../../controller-kit/testing.js';
+import { volumeController } from './index.js';
+
+const NS = 'longhorn-system';
+const GiB = 2 ** 30;
+const store = new MemoryStore();
+const ac = new AbortController();
+let running: Promise<unknown>;
+
+before(async () => {
+  const { object: node } = await store.create<Node>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'Node',
+    metadata: { name: 'node-1', namespace: NS },
+    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: '/d1', allowScheduling: true, tags: [] } } },
+  } as Node);
+  const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
+  node.status = {
+    conditions: [ok('Ready'), ok('Schedulable')],
+    diskStatus: { 'disk-1': { diskUUID: 'uuid-1', diskPath: '/d1', storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
+  } as NonNullable<Node['status']>;
+  await store.update(node, { subresource: 'status' });
+  const informers = new InformerFactory({ store, logger: silentLogger });
+  const events = new EventRecorder({ store, component: 'volume-controller', logger: silentLogger, registry: new Registry() });
+  const controller = volumeController({ store, informers, events });
+  const informersDone = informers.run(ac.signal);
+  await informers.waitForSync();
+  running = Promise.all([controller.run(ac.signal), informersDone]);
+});
+
+after(async () => {
+  ac.abort();
+  await running;
+});
+
+async function settled(name: string): Promise<Volume> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const v = await store.get<Volume>('Volume', NS, name);
+    const scheduled = v.status?.conditions?.find((c) => c.type === 'Scheduled');
+    if (scheduled?.status === 'False' && v.status?.state) return v;
+    if (Date.now() > deadline) assert.fail(`volume ${name} never reported Scheduled=False: ${JSON.stringify(v.status)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('a volume with some replicas placed is detached, not creating; Scheduled says why the rest are not', async () => {
+  await store.create<Volume>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Volume', metadata: { name: 'three', namespace: NS }, spec: { size: String(GiB), numberOfReplicas: 3 } });
+  const v = await settled('three');
+  const replicas = (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'three');
+  assert.equal(replicas.length, 1, 'one replica on the one node');
+  assert.equal(v.status?.state, 'detached');
+  const scheduled = v.status?.conditions?.find((c) => c.type === 'Scheduled');
+  assert.match(scheduled?.message ?? '', /^2 of 3 replicas cannot be scheduled: .*already holds a replica/);
+});
+
+test('a volume no replica of which can be placed stays creating, and says why', async () => {
+  await store.create<Volume>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Volume', metadata: { name: 'nowhere', namespace: NS }, spec: { size: String(GiB), numberOfReplicas: 1, nodeSelector: ['gpu'] } });
+  const v = await settled('nowhere');
+  assert.equal(v.status?.state, 'creating');
+  const scheduled = v.status?.conditions?.find((c) => c.type === 'Scheduled');
+  assert.match(scheduled?.message ?? '', /^1 of 1 replicas cannot be scheduled: .*gpu/);
+});
