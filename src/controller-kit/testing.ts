@@ -286,3 +286,23 @@ function matcher(opts: ListOptions): (obj: KubeObject) => boolean {
   }
   return (o) => tests.every((t) => t(o));
 }
+
+/** What runControllers needs of a controller and of the informer factory (kept structural: no import cycle). */
+interface Runnable {
+  run(signal: AbortSignal): Promise<unknown>;
+}
+
+/**
+ * Starts `informers`, waits for their first sync, then runs `controllers` over them; the returned stop() aborts
+ * them all and waits until they have returned (call it in the test file's `after`).
+ */
+export async function runControllers(informers: Runnable & { waitForSync(): Promise<unknown> }, ...controllers: Runnable[]): Promise<() => Promise<void>> {
+  const ac = new AbortController();
+  const informersDone = informers.run(ac.signal);
+  await informers.waitForSync();
+  const running = Promise.all([...controllers.map((c) => c.run(ac.signal)), informersDone]);
+  return async () => {
+    ac.abort();
+    await running;
+  };
+}

@@ -11,15 +11,14 @@ import { FakeClock, settle } from '../../controller-kit/clock.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
-import { MemoryStore } from '../../controller-kit/testing.js';
+import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
 import { computeReadiness, LEASE_NAMESPACE, microTimestamp, nodeController } from './index.js';
 
 const NS = LEASE_NAMESPACE;
 const clock = new FakeClock(Math.floor(Date.now() / 1000) * 1000);
 const store = new MemoryStore();
-const ac = new AbortController();
 const adds: string[] = [];
-let running: Promise<unknown>;
+let stop: () => Promise<void>;
 
 async function ready(name: string): Promise<{ status?: string; reason?: string; message?: string } | undefined> {
   const n = await store.get<Node>('Node', NS, name);
@@ -61,15 +60,10 @@ before(async () => {
     adds.push(key);
     add(key);
   };
-  const informersDone = informers.run(ac.signal);
-  await informers.waitForSync();
-  running = Promise.all([controller.run(ac.signal), informersDone]);
+  stop = await runControllers(informers, controller);
 });
 
-after(async () => {
-  ac.abort();
-  await running;
-});
+after(() => stop());
 
 test('nodes with fresh heartbeats become Ready', async () => {
   await until('both nodes Ready', async () => (await ready('node-1'))?.status === 'True' && (await ready('node-2'))?.status === 'True');

@@ -12,14 +12,13 @@ import type { Volume } from '../../api/volume.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
-import { MemoryStore } from '../../controller-kit/testing.js';
+import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
 import { volumeController } from './index.js';
 
 const NS = 'longhorn-system';
 const GiB = 2 ** 30;
 const store = new MemoryStore();
-const ac = new AbortController();
-let running: Promise<unknown>;
+let stop: () => Promise<void>;
 
 before(async () => {
   const { object: node } = await store.create<Node>({
@@ -36,16 +35,10 @@ before(async () => {
   await store.update(node, { subresource: 'status' });
   const informers = new InformerFactory({ store, logger: silentLogger });
   const events = new EventRecorder({ store, component: 'volume-controller', logger: silentLogger, registry: new Registry() });
-  const controller = volumeController({ store, informers, events });
-  const informersDone = informers.run(ac.signal);
-  await informers.waitForSync();
-  running = Promise.all([controller.run(ac.signal), informersDone]);
+  stop = await runControllers(informers, volumeController({ store, informers, events }));
 });
 
-after(async () => {
-  ac.abort();
-  await running;
-});
+after(() => stop());
 
 async function settled(name: string): Promise<Volume> {
   const deadline = Date.now() + 5000;

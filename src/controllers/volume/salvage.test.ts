@@ -12,14 +12,14 @@ import type { Volume } from '../../api/volume.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
-import { MemoryStore } from '../../controller-kit/testing.js';
+import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
 import { engineNameFor } from '../../api/labels.js';
 import { volumeController } from './index.js';
 
 const NS = 'longhorn-system';
 const store = new MemoryStore();
 const ac = new AbortController();
-let running: Promise<unknown>;
+let stop: () => Promise<void>;
 const replicaWrites: string[] = [];
 
 before(async () => {
@@ -43,14 +43,12 @@ before(async () => {
   void (async () => {
     for await (const e of watch) replicaWrites.push(String((e.object as Replica).spec?.failedAt ?? ''));
   })().catch(() => {});
-  const informersDone = informers.run(ac.signal);
-  await informers.waitForSync();
-  running = Promise.all([controller.run(ac.signal), informersDone]);
+  stop = await runControllers(informers, controller);
 });
 
 after(async () => {
   ac.abort();
-  await running;
+  await stop();
 });
 
 test('a replica that keeps failing is salvaged once, then waits: no storm of store writes', async () => {
