@@ -1,8 +1,8 @@
 // The last step of every source: the SHA-512 (already computed as the bytes arrived, on the hashing thread) against
 // the expected one, the format through imagefmt (no backing file, no external data file, sizes in whole sectors,
-// every qcow2 cluster mapping inside the file), then fsync and rename to the final name, with the chunk manifest
-// built in the same pass left beside it for the manager. A file that fails here is removed with its work
-// directory: it is wrong, not merely incomplete.
+// every qcow2 table entry inside the file, every compressed cluster inflating), then fsync and rename to the final
+// name, with the chunk manifest built in the same pass left beside it for the manager. A file that fails here is
+// removed with its work directory: it is wrong, not merely incomplete.
 
 import { formatManifestAnchor } from '../api/backing-image.js';
 import { manifestDigest } from '../bim/index.js';
