@@ -25,6 +25,7 @@ export type ControlListenOptions = { host?: string; port: number } | { path: str
 const HTTP_STATUS: Record<EngineErrorCode, number> = {
   InvalidArgument: 400,
   NoHealthyReplica: 503,
+  ImageUnreadable: 500,
   ReplicaExists: 409,
   ReplicaUnknown: 404,
   ReplicaMismatch: 409,

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Engine } from './engine.js';
 import { LocalReplica } from './local-replica.js';
 import { isEngineError } from './errors.js';
+import { ImageFormatError } from '../imagefmt/index.js';
 import { Fixture, firstDifference, Rng, testSeed, type TestReplica } from './testing.js';
 
 const KiB = 1024;
@@ -170,6 +171,35 @@ test('at start, a replica behind the others (missed writes) is ERR; mismatched r
   await assert.rejects(e3.addReplica('big', await big.connect()), (err) => isEngineError(err, 'ReplicaMismatch'));
   await assert.rejects(e3.removeReplica('r1'), (err) => isEngineError(err, 'InvalidState'));
   await e3.close();
+});
+
+test('a backing image that cannot be decoded fails the read or write with EIO, not the replicas; a replica alone in failing is ERR', async () => {
+  const corrupt = () => new ImageFormatError('Corrupt', 'qcow2 L2 entry at offset 196608: host cluster 327680 runs past the end of the file (300000 bytes)');
+  for (const setup of [threeReplicas, oneLocalReplica]) {
+    const { fx, reps, engine } = await setup(testSeed());
+    const model = fx.initialModel();
+    // Every replica meets the same bytes: the read fails, every replica stays RW, and the next read is served.
+    for (const r of reps) r.device.failures.push(corrupt());
+    await assert.rejects(engine.read(0, 4096), (err) => isEngineError(err, 'ImageUnreadable') && err.nbdErrno === 5 && /host cluster 327680/.test(err.message));
+    assert.deepEqual(engine.status().replicas.map((r) => r.mode), ['RW', 'RW', 'RW'], `${setup.name}: ${JSON.stringify(engine.status().replicas)}`);
+    assert.equal(firstDifference(await engine.read(0, 4096), model.subarray(0, 4096)), -1);
+    // A write that merges with those bytes fails alike on every replica: none applied it, all stay RW.
+    for (const r of reps) r.device.failures.push(corrupt());
+    await assert.rejects(engine.write(100, new Uint8Array(10), { fua: false }), (err) => isEngineError(err, 'ImageUnreadable') && err.nbdErrno === 5);
+    assert.deepEqual(engine.status().replicas.map((r) => r.mode), ['RW', 'RW', 'RW'], `${setup.name}: after the write`);
+    assert.equal(firstDifference(await engine.read(0, 4096), model.subarray(0, 4096)), -1, 'the refused write changed nothing');
+    // Only one replica fails: its copy of the image is bad, another serves the read, and it goes ERR.
+    const reader = reps.find((r) => r.name === (setup === oneLocalReplica ? 'r2' : 'r1'))!;
+    for (const r of reps) r.device.calls = 0;
+    reader.device.failures.push(corrupt());
+    for (let i = 0; i < 3; i++) assert.equal(firstDifference(await engine.read(i * 4096, 4096), model.subarray(i * 4096, (i + 1) * 4096)), -1);
+    // Round-robin (or the local replica first) brings one of the three reads to it.
+    assert.ok(reader.device.calls > 0, `${setup.name}: ${reader.name} was asked`);
+    const errs = engine.status().replicas.filter((r) => r.mode === 'ERR');
+    assert.deepEqual(errs.map((r) => r.name), [reader.name], `${setup.name}: ${JSON.stringify(engine.status().replicas)}`);
+    assert.match(errs[0]!.error ?? '', /host cluster 327680/);
+    engine.destroy();
+  }
 });
 
 test('a request outside the volume is refused with EINVAL before any replica sees it', async () => {

@@ -8,7 +8,7 @@
 // in one synchronous loop. The NBD server hands requests over in arrival order, so overlapping writes reach every
 // replica in the same order and the replicas (which apply overlapping requests in arrival order) agree.
 
-import { RangeLock, isReplicaError, replicaProtocol, WireStatus, type ReplicaInfo } from '../replica/index.js';
+import { isImageDataError, isReplicaError, RangeLock, replicaProtocol, WireStatus, type ReplicaInfo } from '../replica/index.js';
 import type { BlockDevice } from '../frontend/nbd/index.js';
 import { EngineError, NBD_EIO, NBD_EINVAL, NBD_ENOSPC } from './errors.js';
 import { runRebuild, type RebuildMember } from './rebuild.js';
@@ -173,15 +173,22 @@ export class Engine implements BlockDevice {
     const bad = this.#checkRange('read', offset, length, MAX_IO);
     if (bad) return Promise.reject(bad);
     return this.#track('read', async () => {
+      // Replicas that could not decode the backing image's bytes here: every replica over the same image meets the
+      // same error, so they are marked ERR only if another replica reads the range (then their copy is bad).
+      let unreadable: { m: Member; err: unknown }[] | undefined;
       for (;;) {
         // A failed reader is marked ERR, so the next pick skips it: no per-read set of replicas tried is needed.
-        const m = this.#pickReader();
+        const m = unreadable ? this.#untried(unreadable) : this.#pickReader();
+        if (!m && unreadable) throw this.#imageUnreadable(`read ${offset}+${length}`, unreadable[0]!.err);
         if (!m) throw this.#faulted('read', []);
         try {
-          return await m.backend.read(offset, length, { signal });
+          const data = await m.backend.read(offset, length, { signal });
+          for (const u of unreadable ?? []) this.#fail(u.m, u.err, 'read');
+          return data;
         } catch (err) {
           if (signal?.aborted) throw signal.reason;
-          this.#fail(m, err, 'read');
+          if (isImageDataError(err)) (unreadable ??= []).push({ m, err });
+          else this.#fail(m, err, 'read');
         }
       }
     });
@@ -359,14 +366,20 @@ export class Engine implements BlockDevice {
     const { targets, anyRemote } = (this.#writers ??= writers([...this.#members.values()].filter((m) => m.mode !== 'ERR')));
     const results = await Promise.allSettled(targets.map((m) => send(m.backend, anyRemote)));
     const errors: unknown[] = [];
+    // A partial-block write merges with the backing image's bytes: where those cannot be decoded, every replica
+    // over the image fails alike and none applied it, so they are marked ERR only if another one acknowledged.
+    const unreadable: { m: Member; err: unknown }[] = [];
     let acked = 0;
     results.forEach((r, i) => {
       const m = targets[i]!;
       if (r.status === 'rejected') {
         errors.push(r.reason);
-        this.#fail(m, r.reason, what);
+        if (isImageDataError(r.reason)) unreadable.push({ m, err: r.reason });
+        else this.#fail(m, r.reason, what);
       } else if (m.mode === 'RW') acked++;
     });
+    if (acked > 0) for (const u of unreadable) this.#fail(u.m, u.err, what);
+    else if (unreadable.length > 0) throw this.#imageUnreadable(what, unreadable[0]!.err);
     if (acked === 0) throw this.#faulted(what, errors);
   }
 
@@ -384,6 +397,16 @@ export class Engine implements BlockDevice {
     if (rw.length === 0) return undefined;
     this.#nextReader = (this.#nextReader + 1) % 1_000_000;
     return rw[this.#nextReader % rw.length];
+  }
+
+  /** An RW replica not among `tried`: after a read that could not decode the image, any other may still read it. */
+  #untried(tried: readonly { m: Member }[]): Member | undefined {
+    return [...this.#members.values()].find((m) => m.mode === 'RW' && !tried.some((t) => t.m === m));
+  }
+
+  #imageUnreadable(what: string, err: unknown): EngineError {
+    const why = err instanceof Error ? err.message : String(err);
+    return new EngineError('ImageUnreadable', `Cannot ${what} on volume "${this.volume}": no replica can decode its backing image there (${why}); the replicas stay RW`, { nbdErrno: NBD_EIO, cause: err });
   }
 
   #fail(m: Member, err: unknown, what: string): void {

@@ -7,6 +7,8 @@ export const ENGINE_ERROR_CODES = [
   'InvalidArgument',
   /** No replica in mode RW could serve the operation: the volume is faulted. */
   'NoHealthyReplica',
+  /** No RW replica could read the range because the backing image's bytes there cannot be decoded (EIO). */
+  'ImageUnreadable',
   /** `addReplica` with a name the engine already has. */
   'ReplicaExists',
   /** The replica named is not part of the engine. */

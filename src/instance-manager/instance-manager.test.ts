@@ -210,6 +210,42 @@ test('an engine reaches a replica of another instance manager by name on its lis
   for (const n of ['ra', 'rb', 'rc']) await call('DELETE', `/v1/instances/${n}?cleanup=true`);
 });
 
+const noQemu = await run('qemu-img', ['--version']).then(() => false, () => 'qemu-img (qemu-utils) not installed');
+
+test('a backing image whose clusters lie past its end fails those reads with EIO; its replicas keep running and RW', { skip: noNbdTools || noQemu }, async () => {
+  // Made before data sources verified images (or damaged alike on every disk): the tables say the first MiB is
+  // allocated, the file ends before it.
+  const dir = join(disk, 'backing-images', 'bi-2-u2');
+  await mkdir(dir, { recursive: true });
+  const cut = join(dir, 'backing');
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', cut, String(SIZE)]);
+  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 1M', cut]);
+  // Header, L1, refcounts and the L2 table fill the first five 64 KiB clusters; the data starts at the sixth.
+  await writeFile(cut, (await readFile(cut)).subarray(0, 5 * 65536 + 4096));
+  const body = (name: string) => ({ name, type: 'replica', replica: { dir: join(disk, 'replicas', name), size: SIZE, backing: { name: 'bi-2', uuid: 'u-2', path: cut } } });
+  for (const n of ['rx', 'ry']) await call('POST', '/v1/instances', body(n));
+  for (const n of ['rx', 'ry']) await inState(n, 'running');
+  await call('POST', '/v1/instances', engineBody('ev3', 'v3', ['rx', 'ry'].map((name) => ({ name, address: im.replicaAddress }))));
+  await inState('ev3', 'running');
+  const [host, port] = im.nbdAddress.split(':');
+  const c = await NbdClient.connect({ host: host!, port: Number(port) }, { exportName: 'v3' });
+  try {
+    await assert.rejects(c.read(0, 4096), /EIO|Input\/output|error 5/i);
+    // Past the allocated MiB the image is all holes: readable, zeros.
+    assert.deepEqual(Buffer.from(await c.read(2 * 1024 * 1024, 4096)), Buffer.alloc(4096));
+    // A whole-block write needs no backing bytes: it lands, and reads back.
+    await c.write(0, Buffer.alloc(4096, 7));
+    assert.deepEqual(Buffer.from(await c.read(0, 4096)), Buffer.alloc(4096, 7));
+  } finally {
+    await c.disconnect();
+  }
+  const s = (await call('GET', '/v1/engines/ev3')).json as { replicas: { name: string; mode: string }[] };
+  assert.deepEqual(s.replicas.map((r) => `${r.name}:${r.mode}`).sort(), ['rx:RW', 'ry:RW']);
+  for (const n of ['rx', 'ry']) assert.equal((await call('GET', `/v1/instances/${n}`)).json.state, 'running');
+  await call('DELETE', '/v1/instances/ev3');
+  for (const n of ['rx', 'ry']) await call('DELETE', `/v1/instances/${n}?cleanup=true`);
+});
+
 test('a replica that cannot open is an error that says why', async () => {
   await mkdir(join(disk, 'replicas'), { recursive: true });
   await writeFile(join(disk, 'replicas', 'r-bad'), 'a file, not a directory');

@@ -3,9 +3,10 @@
 //
 // Storage failures make the replica `error`: any read or write the disk refuses (EIO, EROFS, a failed fdatasync)
 // means its content can no longer be trusted or extended, so it stops serving at once and its engines mark it ERR
-// and rebuild elsewhere. A full disk (ENOSPC) is not a fault of the replica; the engine handles it.
+// and rebuild elsewhere. A full disk (ENOSPC) is not a fault of the replica, nor is a backing image whose bytes
+// cannot be decoded (every replica over it meets the same); the engine handles both.
 
-import { isReplicaError, LayeredReplica, type ControlAnswer, type ControlRequest, type ExtentData, type ReplicaDevice, type ReplicaInfo, type WrittenExtents } from '../replica/index.js';
+import { isImageDataError, isReplicaError, LayeredReplica, type ControlAnswer, type ControlRequest, type ExtentData, type ReplicaDevice, type ReplicaInfo, type WrittenExtents } from '../replica/index.js';
 import { HostedInstance, messageOf } from './instance.js';
 import type { ReplicaSpec } from './spec.js';
 
@@ -17,6 +18,8 @@ function isStorageFault(err: unknown): boolean {
   if (isReplicaError(err, 'OutOfRange') || isReplicaError(err, 'InvalidArgument') || isReplicaError(err, 'Closed')) return false;
   // A snapshot request naming a snapshot that is not there, or already is.
   if (isReplicaError(err, 'NotFound') || isReplicaError(err, 'AlreadyExists')) return false;
+  // The backing image's bytes cannot be decoded: the same for every replica over it, not this disk failing.
+  if (isImageDataError(err)) return false;
   const code = (err as { code?: unknown } | null)?.code;
   return code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EFBIG' && code !== 'ABORT_ERR';
 }

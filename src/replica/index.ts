@@ -40,7 +40,7 @@ export type { ReplicaAddress, ReplicaListenOptions, ReplicaServerOptions } from 
 export { ReplicaClient, formatEndpoint } from './client.js';
 export type { ReplicaClientOptions, ReplicaEndpoint, RequestOptions } from './client.js';
 export * as replicaProtocol from './protocol.js';
-export { WireStatus } from './protocol.js';
+export { isImageDataError, WireStatus } from './protocol.js';
 
 export { runReplica } from './run.js';
 export type { RunReplicaOptions } from './run.js';

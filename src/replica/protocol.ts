@@ -5,7 +5,8 @@
 // peer that sends more is answered with a protocol error naming the byte offset of the field.
 
 import { ByteQueue } from '../util/byte-queue.js';
-import { protocolError } from './errors.js';
+import { isImageFormatError } from '../imagefmt/index.js';
+import { isReplicaError, protocolError } from './errors.js';
 import { getU64, setU64, view } from './wire.js';
 import { MAX_CONTROL_JSON } from './control.js';
 
@@ -51,8 +52,23 @@ export const WireStatus = {
   ESHUTDOWN: 4,
   /** OPEN named a replica this listener does not serve, or a request came before OPEN on a shared listener. */
   ENOENT: 5,
+  /**
+   * The backing image's bytes cannot be decoded as its format says (a corrupt or truncated qcow2): every replica over
+   * the same image answers the same, so it says nothing about this replica's disk.
+   */
+  EBADIMAGE: 6,
 } as const;
 export type WireStatus = (typeof WireStatus)[keyof typeof WireStatus];
+
+/**
+ * The backing image's bytes could not be decoded (a corrupt or truncated qcow2): met locally as an ImageFormatError,
+ * from a remote replica as wire status EBADIMAGE. Every replica over the same image meets the same error, so it is
+ * no fault of the replica that reported it.
+ */
+export function isImageDataError(err: unknown): boolean {
+  if (isImageFormatError(err, 'Corrupt') || isImageFormatError(err, 'Truncated')) return true;
+  return isReplicaError(err, 'Remote') && err.status === WireStatus.EBADIMAGE;
+}
 
 export const REQUEST_HEADER_SIZE = 32;
 export const RESPONSE_HEADER_SIZE = 24;
@@ -248,7 +264,7 @@ export function decodeResponseHeader(bytes: Uint8Array, at = 0): ResponseHeader 
   const op = v.getUint16(4, true);
   if (OP_NAMES[op] === undefined) throw protocolError(at + 4, `unknown op ${op}`);
   const status = v.getUint16(6, true);
-  if (status > WireStatus.ENOENT) throw protocolError(at + 6, `unknown status ${status}`);
+  if (status > WireStatus.EBADIMAGE) throw protocolError(at + 6, `unknown status ${status}`);
   const id = getU64(v, 8, at, 'request id');
   const payloadLength = v.getUint32(16, true);
   const limit = status === WireStatus.OK ? MAX_RESPONSE_PAYLOAD : MAX_ERROR_MESSAGE;

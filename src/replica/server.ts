@@ -20,6 +20,7 @@ import {
   RequestFlag,
   RequestParser,
   GREETING_ID,
+  isImageDataError,
   OPEN_PURPOSE,
   WireStatus,
   type ReplicaRequest,
@@ -81,6 +82,7 @@ export function statusOf(err: unknown): WireStatus {
   if (isReplicaError(err, 'OutOfRange') || isReplicaError(err, 'InvalidArgument') || isReplicaError(err, 'NotFound') || isReplicaError(err, 'AlreadyExists')) return WireStatus.EINVAL;
   if (isReplicaError(err, 'Closed')) return WireStatus.ESHUTDOWN;
   if (isReplicaError(err, 'NoReplica')) return WireStatus.ENOENT;
+  if (isImageDataError(err)) return WireStatus.EBADIMAGE;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return WireStatus.ENOSPC;
   return WireStatus.EIO;
