@@ -177,7 +177,8 @@ export class Engine implements BlockDevice {
       // same error, so they are marked ERR only if another replica reads the range (then their copy is bad).
       let unreadable: { m: Member; err: unknown }[] | undefined;
       for (;;) {
-        // A failed reader is marked ERR, so the next pick skips it: no per-read set of replicas tried is needed.
+        // A failed reader is marked ERR, so the next pick skips it; only those that could not decode the image are
+        // remembered, since they stay RW.
         const m = unreadable ? this.#untried(unreadable) : this.#pickReader();
         if (!m && unreadable) throw this.#imageUnreadable(`read ${offset}+${length}`, unreadable[0]!.err);
         if (!m) throw this.#faulted('read', []);
