@@ -1,6 +1,7 @@
 // Tests of the engine's I/O fan-out over three in-process replicas (real stores, servers and clients): random
 // pipelined I/O against a byte model while one replica's connection drops mid-stream or one stops answering, read
-// retry on another replica, the faulted volume (EIO), and the revision check at start.
+// retry on another replica, the faulted volume (EIO), a backing image no replica can decode (EIO, replicas kept), and
+// the revision check at start.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 // Tests of the instance manager with real listeners, real files and real NBD clients (nbdinfo, nbdcopy): replicas
-// and engines hosted in-process, the shared replica and NBD listeners, the locks that keep two openers apart, and
-// a failure inside one instance staying inside it.
+// and engines hosted in-process, the shared replica and NBD listeners, the locks that keep two openers apart, a
+// failure inside one instance staying inside it, and a corrupt backing image failing reads, not replicas.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
