@@ -264,10 +264,19 @@ test('NBD is served on loopback only, whatever address the instance manager has;
     const [api, , nbd] = [m[1]!, m[2]!, m[3]!];
     const nbdPort = Number(nbd.slice(nbd.lastIndexOf(':') + 1));
     assert.equal(nbd.slice(0, nbd.lastIndexOf(':')), '127.0.0.1', `NBD listens on loopback: ${nbd}`);
+    // An NBD server speaks first ("NBDMAGIC"). A bare connect is not enough: the port number the kernel gave the
+    // loopback NBD listener may also be one of this instance manager's listeners on `ip` (its API or replica port).
     const reach = (host: string) => new Promise<boolean>((res) => {
       const s = connect({ host, port: nbdPort });
-      s.on('connect', () => { s.destroy(); res(true); });
+      let got = Buffer.alloc(0);
+      const done = (v: boolean) => { s.destroy(); res(v); };
+      s.setTimeout(2000, () => done(false));
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        if (got.length >= 8) done(got.subarray(0, 8).toString('latin1') === 'NBDMAGIC');
+      });
       s.on('error', () => res(false));
+      s.on('end', () => done(false));
     });
     assert.equal(await reach('127.0.0.1'), true, 'the node itself reaches its NBD listener');
     if (ip) assert.equal(await reach(ip), false, `the NBD port is closed on ${ip}`);
