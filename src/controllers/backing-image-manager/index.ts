@@ -75,6 +75,9 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   /** Replaces the file map from the pod's own list; called by the monitor on every change. */
   async function refreshFiles(m: RO<BackingImageManager>, c: BimClient, signal: AbortSignal) {
     const files = await c.list(signal);
+    // Heard before the status says so: a store may show the write to this controller's watch before it answers it,
+    // and the reconcile that triggers must not take the pod's own report for a predecessor's.
+    heard.add(`${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`);
     const map: Record<string, BackingImageFileInfo> = {};
     for (const f of files) {
       // A directory the manager found but nobody asked for is reported under its directory key; skip it here.
@@ -85,7 +88,6 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       st.backingImageFileMap = map;
       st.currentState = 'running';
     });
-    heard.add(`${m.metadata.namespace ?? ''}/${m.metadata.name ?? ''}`);
   }
 
   const reconcile = async (key: string) => {

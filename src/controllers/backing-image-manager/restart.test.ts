@@ -1,0 +1,112 @@
+// The backing-image-manager controller after the manager process restarts, over the in-memory store and a fake
+// manager pod (an HTTP server answering version, files and the change stream). The copies a restarted manager finds
+// in a status are hearsay until the pod reports them: the controller marks them unknown, then the pod's first report
+// makes the manager running again. That report must stick even when the store delivers the status change to the
+// controller's watch before it answers the write (as etcd can): the reconcile it triggers must not take it for
+// hearsay again, or the manager stays unknown until the pod happens to report a change.
+
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { BackingImageManager } from '../../api/backing-image-manager.js';
+import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
+import type { KubeObject } from '../../api/meta.js';
+import type { Node } from '../../api/node.js';
+import type { Pod } from '../../api/pod.js';
+import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
+import { EventRecorder } from '../../controller-kit/events.js';
+import { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { silentLogger } from '../../controller-kit/log.js';
+import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
+import type { WriteOptions, WriteResult } from '../../store/types.js';
+import { backingImageManagerController } from './index.js';
+
+const NS = 'longhorn-system';
+
+/** A store that answers a write only after its watchers could see it. */
+class SlowAnswers extends MemoryStore {
+  override async update<T extends KubeObject>(obj: T, opts?: WriteOptions): Promise<WriteResult<T>> {
+    const r = await super.update(obj, opts);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return r;
+  }
+}
+
+const store = new SlowAnswers();
+let pod: Server;
+let stop: (() => Promise<void>) | undefined;
+
+/** The manager pod: no files, a change stream that only sends heartbeats. */
+function fakeManagerPod(): Server {
+  return createServer((req, res) => {
+    if (req.url === '/v1/version') return void res.end(JSON.stringify({ apiVersion: 1, apiMinVersion: 1 }));
+    if (req.url === '/v1/files') return void res.end(JSON.stringify({ files: [] }));
+    if (req.url === '/v1/watch') {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const beat = setInterval(() => res.write('{"type":"HEARTBEAT"}\n'), 200);
+      res.on('close', () => clearInterval(beat));
+      return;
+    }
+    res.statusCode = 404;
+    res.end();
+  });
+}
+
+before(async () => {
+  pod = fakeManagerPod();
+  await new Promise<void>((resolve) => pod.listen(0, '127.0.0.1', resolve));
+  const port = (pod.address() as AddressInfo).port;
+  const ready = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
+  const { object: node } = await store.create<Node>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Node', metadata: { name: 'n1', namespace: NS }, spec: { allowScheduling: true, tags: [], disks: {} } } as Node);
+  await store.update({ ...node, status: { conditions: [ready('Ready')] } } as Node, { subresource: 'status' });
+  const { object: p } = await store.create<Pod>({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: bimPodName('bim-1'), namespace: NS, annotations: { [PORTS_ANNOTATION]: JSON.stringify({ [HTTP_PORT_NAME]: port }) } },
+    spec: { nodeName: 'n1', containers: [] },
+  } as unknown as Pod);
+  await store.update({ ...p, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [ready('Ready')] } } as Pod, { subresource: 'status' });
+  // As the manager's predecessor left it: running, with a copy the pod no longer holds.
+  const { object: m } = await store.create<BackingImageManager>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'BackingImageManager',
+    metadata: { name: 'bim-1', namespace: NS, finalizers: [LONGHORN_FINALIZER] },
+    spec: { image: 'stratum-bim:v1', nodeID: 'n1', diskUUID: 'disk-1', diskPath: '/d1', backingImages: {} },
+  } as BackingImageManager);
+  const old = { gone: { name: 'gone', uuid: 'u1', state: 'ready', message: '' } };
+  await store.update({ ...m, status: { currentState: 'running', apiVersion: 1, apiMinVersion: 1, backingImageFileMap: old } } as BackingImageManager, { subresource: 'status' });
+
+  const informers = new InformerFactory({ store, logger: silentLogger });
+  const events = new EventRecorder({ store, component: 'bim-controller', logger: silentLogger, registry: new Registry() });
+  const bim = backingImageManagerController({ store, informers, events, namespace: NS });
+  const halt = await runControllers(informers, bim.controller);
+  stop = async () => {
+    await bim.stop();
+    await halt();
+  };
+});
+
+after(async () => {
+  await stop?.();
+  pod.closeAllConnections();
+  await new Promise((resolve) => pod.close(resolve));
+});
+
+test("a restarted manager's copies are unknown until the pod reports, then running, and it stays so", async () => {
+  const seen = new Set<string>();
+  const deadline = Date.now() + 5000;
+  let m = await store.get<BackingImageManager>('BackingImageManager', NS, 'bim-1');
+  while (!(seen.has('unknown') && m.status?.currentState === 'running')) {
+    if (Date.now() > deadline) assert.fail(`the manager never became running again after unknown: ${JSON.stringify(m.status)}`);
+    seen.add(m.status?.currentState ?? '');
+    await new Promise((r) => setTimeout(r, 10));
+    m = await store.get<BackingImageManager>('BackingImageManager', NS, 'bim-1');
+  }
+  assert.deepEqual(m.status?.backingImageFileMap, {}, "the pod's report replaced the predecessor's map");
+  // Long enough for every reconcile the report triggered to have run.
+  await new Promise((r) => setTimeout(r, 1000));
+  m = await store.get<BackingImageManager>('BackingImageManager', NS, 'bim-1');
+  assert.equal(m.status?.currentState, 'running', `after the pod reported: ${JSON.stringify(m.status)}`);
+});
