@@ -1,7 +1,7 @@
 // A monitor refreshes when its stream connects; a refresh that fails is tried again while the stream stays up
 // (the stream carries only changes: a failed refresh would otherwise leave the status stale until a reconnect). A
 // monitor without a refresh takes the stream's own snapshot, and reconnects for a new one when a line cannot be
-// applied.
+// applied. A stream silent for too long (no heartbeat either) counts as broken.
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -66,6 +66,32 @@ test('without a refresh, the stream\'s snapshot and changes are applied in order
     assert.deepEqual(seen, ['SNAPSHOT 1', 'MODIFIED 1', 'SNAPSHOT 2', 'MODIFIED 2']);
     assert.equal(connects, 2, 'reconnected once, for the line it could not apply');
     assert.equal(downs, 1);
+  } finally {
+    await monitors.stopAll();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test('a stream that goes silent, or a server that never answers, is reported down and reconnected', async () => {
+  let requests = 0;
+  // The first request is answered with one heartbeat and then nothing; the second is never answered at all.
+  const server = createServer((_req, res) => {
+    if (++requests === 1) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write('{"type":"HEARTBEAT"}\n');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const monitors = new Monitors({ retryMs: 10, minIntervalMs: 1, silenceMs: 150 });
+  const downs: string[] = [];
+  try {
+    const port = (server.address() as { port: number }).port;
+    monitors.ensure('bim-1', `http://127.0.0.1:${port}/v1/watch`, { refresh: async () => {}, down: (err) => downs.push((err as Error).message) });
+    for (let i = 0; i < 200 && downs.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(downs.length, 2, `reported down twice: ${JSON.stringify(downs)}`);
+    for (const d of downs) assert.match(d, /nothing heard for 0\.15 s, not even a heartbeat; reconnecting/);
+    assert.ok(requests >= 2, 'and reconnected');
   } finally {
     await monitors.stopAll();
     server.closeAllConnections();

@@ -33,10 +33,17 @@ export class Monitors {
   readonly #running = new Map<string, Running>();
   readonly #retryMs: number;
   readonly #minIntervalMs: number;
+  readonly #silenceMs: number;
 
-  constructor(opts: { retryMs?: number; minIntervalMs?: number } = {}) {
+  /**
+   * `silenceMs`: a stream that sends nothing for this long, not even a heartbeat (every server sends one at least
+   * every 15 s), or a server that takes this long to answer at all, is taken as broken: the monitor reports it down
+   * and reconnects (default 45 s). A frozen pod or a lost peer is noticed then, not when the HTTP client gives up.
+   */
+  constructor(opts: { retryMs?: number; minIntervalMs?: number; silenceMs?: number } = {}) {
     this.#retryMs = opts.retryMs ?? 1000;
     this.#minIntervalMs = opts.minIntervalMs ?? 200;
+    this.#silenceMs = opts.silenceMs ?? 45_000;
   }
 
   has(key: string, url: string): boolean {
@@ -79,13 +86,24 @@ export class Monitors {
       }
     }, this.#minIntervalMs, signal);
     while (!signal.aborted) {
+      // This connection ends with the monitor, or when it stays silent too long.
+      const cut = new AbortController();
+      const connection = AbortSignal.any([signal, cut.signal]);
+      let silence: NodeJS.Timeout | undefined;
+      const heard = (): void => {
+        clearTimeout(silence);
+        silence = setTimeout(() => cut.abort(new Error(`${url}: nothing heard for ${this.#silenceMs / 1000} s, not even a heartbeat; reconnecting`)), this.#silenceMs);
+        silence.unref();
+      };
+      heard();
       try {
-        const res = await fetch(url, { signal, headers: { ...dataPlaneHeaders(), accept: 'application/x-ndjson, application/json' } });
+        const res = await fetch(url, { signal: connection, headers: { ...dataPlaneHeaders(), accept: 'application/x-ndjson, application/json' } });
         if (!res.ok || !res.body) throw new Error(`${url} answered HTTP ${res.status}`);
         if (h.refresh) refresh();
         const decoder = new TextDecoder();
         let partial = '';
         for await (const chunk of res.body) {
+          heard();
           const lines = (partial + decoder.decode(chunk as Uint8Array, { stream: true })).split('\n');
           partial = lines.pop() ?? '';
           if (partial.length > 16 * 1024 * 1024) throw new Error(`${url}: a change line over 16 MiB`);
@@ -107,8 +125,10 @@ export class Monitors {
         throw new Error(`${url}: the change stream ended`);
       } catch (err) {
         if (signal.aborted) return;
-        h.down?.(err);
+        h.down?.(cut.signal.aborted ? cut.signal.reason : err);
         await new Promise((r) => setTimeout(r, this.#retryMs));
+      } finally {
+        clearTimeout(silence);
       }
     }
   }
