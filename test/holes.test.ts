@@ -116,7 +116,7 @@ test('an uploaded sparse raw stays sparse; zeros inside a chunk sent as data are
     const res = await fetch(`${ds.url}/v1/upload?offset=${from}`, { method: 'PUT', body: data.subarray(from, to), headers: { ...dataPlaneAuth(), 'content-type': 'application/octet-stream' } });
     assert.equal(res.status, 200, await res.text());
   }
-  const f = await ds.file();
+  const f = await ds.waitState(['ready-for-transfer', 'failed']);
   assert.equal(f.state, 'ready-for-transfer', f.message);
   const allocated = await du(f.filePath as string);
   assert.ok(allocated <= 1.1 * dataBytes, `${allocated} bytes allocated for ${dataBytes} of data`);

@@ -93,6 +93,8 @@ export class DataSource {
   #closing = false;
   /** Upload chunks still streaming; `close()` waits for them so their bytes are checkpointed. */
   readonly #inflight = new Set<Promise<unknown>>();
+  /** The verification of a completed upload, once begun. */
+  #finishing: Promise<void> | undefined;
   readonly #log: (line: string) => void;
 
   private constructor(o: DataSourceOptions, file: WorkFile, url: URL | undefined, invalid: unknown) {
@@ -247,13 +249,10 @@ export class DataSource {
     return this.#upload;
   }
 
-  async #finishUpload(): Promise<void> {
-    try {
-      await this.#finish(this.#run.signal);
-    } catch (err) {
-      this.#fail(err);
-      throw err;
-    }
+  #finishUpload(): void {
+    if (this.#finishing) return; // a repeated last chunk (offset = size, no bytes) starts nothing new
+    this.#finishing = this.#finish(this.#run.signal).catch((err: unknown) => this.#fail(err));
+    this.#inflight.add(this.#finishing);
   }
 
   /** Stops the job (a partial file and its checkpoint stay for the next process) and the timers. */
@@ -337,6 +336,8 @@ export class DataSource {
     }
     this.#machine.set('in-progress', `re-hashing the ${this.#file.offset} bytes uploaded before a restart`);
     await this.#file.ensureHash({ signal });
+    // Every byte arrived before the restart, and the client was told so: verify now, nobody will send more.
+    if (this.#file.offset === cp.declaredSize) return this.#finishUpload();
     this.#machine.set('in-progress', `upload continues at offset ${this.#file.offset}`);
   }
 

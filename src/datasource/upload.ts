@@ -13,8 +13,11 @@ import type { WorkFile } from './workfile.js';
 export interface UploadHooks {
   /** Bytes arrived (state → in-progress, idle timeout re-armed, watchers told). */
   onBytes: () => void;
-  /** The last byte is durable: verify and finish. Its error is the last chunk's answer. */
-  onComplete: (signal: AbortSignal) => Promise<void>;
+  /**
+   * The last byte is durable: verify and finish, in the background. The last chunk is answered at once: verifying a
+   * large image may take longer than any HTTP client waits for an answer. The state says how it ended.
+   */
+  onComplete: () => void;
 }
 
 export interface UploadStatus {
@@ -60,7 +63,7 @@ export class UploadSession {
 
   /**
    * Streams `body` into the file from `offset`, which must be the current offset. Resolves with the new durable
-   * offset (after verification when it was the last chunk). `length` is the Content-Length when there is one.
+   * offset; after the last chunk, verification has begun. `length` is the Content-Length when there is one.
    */
   async receive(offset: number, length: number | undefined, body: Readable, { signal }: { signal: AbortSignal }): Promise<number> {
     const file = this.#file;
@@ -108,7 +111,7 @@ export class UploadSession {
       await file.sync({ signal });
       this.#meter.update(file.offset);
       if (failure !== undefined) throw failure;
-      if (file.offset === size) await this.#hooks.onComplete(signal);
+      if (file.offset === size) this.#hooks.onComplete();
       return file.durableOffset;
     } finally {
       signal.removeEventListener('abort', onAbort);
