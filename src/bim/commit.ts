@@ -44,6 +44,7 @@ export function applyMeta(rec: FileRecord, m: BackingMeta): void {
   rec.currentChecksum = m.sha512;
   rec.identity = m.identity;
   rec.processedSize = m.size;
+  rec.verifiedAt = m.verifiedAt ?? m.readyAt;
 }
 
 /**
@@ -53,7 +54,7 @@ export function applyMeta(rec: FileRecord, m: BackingMeta): void {
 export async function commitFile(
   ctx: CommitContext,
   rec: FileRecord,
-  opts: { from: string; sha512: string; manifest?: ChunkManifest | undefined; signal?: AbortSignal | undefined },
+  opts: { from: string; sha512: string; manifest?: ChunkManifest | undefined; signal?: AbortSignal | undefined; readyMessage?: string },
 ): Promise<void> {
   const dir = ctx.layout.dirOf(rec.key);
   const target = ctx.layout.path(rec.key, FILES.backing);
@@ -86,5 +87,5 @@ export async function commitFile(
   rec.realSize = await allocatedBytes(target);
   rec.lastError = undefined;
   rec.waitingFor = undefined;
-  ctx.table.transition(rec, 'ready', image.problem ? `verified, but not usable as an image: ${image.problem}` : '');
+  ctx.table.transition(rec, 'ready', image.problem ? `verified, but not usable as an image: ${image.problem}` : (opts.readyMessage ?? ''));
 }

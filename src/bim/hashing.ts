@@ -4,6 +4,8 @@
 
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BimError } from './errors.js';
 import { ManifestBuilder, type ChunkManifest } from './manifest.js';
 
@@ -26,6 +28,8 @@ export interface HashOptions {
   onProgress?: (bytes: number) => void;
   /** Counts every byte read (the manager's `hashedBytes` statistic). */
   onRead?: (bytes: number) => void;
+  /** Read no faster than this (a scrub shares the disk with the volumes over the file); default: as fast as it goes. */
+  maxBytesPerSecond?: number | undefined;
 }
 
 export async function hashFile(path: string, opts: HashOptions = {}): Promise<HashResult> {
@@ -48,6 +52,7 @@ export async function hashFile(path: string, opts: HashOptions = {}): Promise<Ha
     };
     let pos = 0;
     let turn = 0;
+    const started = performance.now();
     let pending = size > 0 ? readAt(bufs[0], 0) : Promise.resolve(0);
     while (pos < size) {
       const got = await pending;
@@ -62,6 +67,17 @@ export async function hashFile(path: string, opts: HashOptions = {}): Promise<Ha
       pos = nextPos;
       opts.onRead?.(got);
       opts.onProgress?.(pos);
+      if (opts.maxBytesPerSecond) {
+        const ahead = (pos / opts.maxBytesPerSecond) * 1000 - (performance.now() - started);
+        if (ahead > 0) {
+          try {
+            await sleep(ahead, undefined, { signal });
+          } catch (err) {
+            await pending.catch(() => 0); // the next read is under way: let it end before the file is closed
+            throw err;
+          }
+        }
+      }
     }
     await pending;
     const sha512 = sha.digest('hex');

@@ -14,6 +14,7 @@ import { DEFAULT_CHUNK_SIZE } from './manifest.js';
 import { readMeta } from './meta.js';
 import { DiskLayout, FILES, OWNER_FILE, fileDirName } from './names.js';
 import { runVerify, scanDisk } from './scan.js';
+import { runScrub, type ScrubRequest } from './scrub.js';
 import { Sender } from './sender.js';
 import { DEFAULT_TIMEOUTS, systemClock, type Clock, type Timeouts } from './states.js';
 import { BimStats } from './stats.js';
@@ -206,6 +207,24 @@ export class BackingImageManager {
     rec.sources = [];
     rec.activity = `take-over of ${req.sourcePath} as ${req.name}`;
     this.#startJob(rec, 'fetch', (signal) => runFetch(this.#ctx, rec, req, signal));
+    return { info: rec.info(), started: true };
+  }
+
+  /**
+   * Starts a scrub of a ready file (scrub.ts), or joins the one under way. One scrub per disk at a time: a second file
+   * is refused with Busy naming the one being read.
+   */
+  startScrub(req: ScrubRequest): { info: FileInfo; started: boolean } {
+    if (this.#closing) throw new BimError('NotReady', 'the manager is shutting down');
+    const rec = this.table.find(req.name, req.uuid);
+    if (rec.job?.kind === 'scrub') return { info: rec.info(), started: false };
+    if (rec.state !== 'ready' || rec.job) {
+      throw new BimError('NotReady', `${req.name} (uuid ${req.uuid}) is ${rec.state}${rec.job ? ` with a ${rec.job.kind} under way` : ''}; only a ready file is scrubbed`);
+    }
+    const other = this.table.all().find((r) => r.job?.kind === 'scrub');
+    if (other) throw new BimError('Busy', `a scrub of ${other.name} is reading this disk (${other.scrubbedSize ?? 0} of ${other.size} bytes); one at a time per disk, ask again later`);
+    rec.activity = `scrub of ${req.name}`;
+    this.#startJob(rec, 'scrub', (signal) => runScrub(this.#ctx, rec, req, signal));
     return { info: rec.info(), started: true };
   }
 

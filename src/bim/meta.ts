@@ -19,6 +19,8 @@ export interface BackingMeta {
   identity: FileIdentity;
   /** When the file became ready (ISO 8601). */
   readyAt: string;
+  /** When a scrub last read every byte and found the SHA-512 unchanged (ISO 8601; absent: never since ready). */
+  verifiedAt?: string;
 }
 
 export interface PartialIntent {
@@ -60,6 +62,7 @@ export function decodeMeta(text: string): BackingMeta | undefined {
     sha512: o.sha512,
     identity,
     readyAt: isStr(o.readyAt) ? o.readyAt : '',
+    ...(isStr(o.verifiedAt) ? { verifiedAt: o.verifiedAt } : {}),
   };
 }
 

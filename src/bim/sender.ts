@@ -43,6 +43,24 @@ interface Computation {
 export const MANIFEST_ATTEMPTS = 3;
 
 /** Writes a manifest cache file: the manifest plus the identity of the bytes it describes. */
+/**
+ * The cached manifest of a ready file for `chunkSize`: only one saved for the bytes of `identity` that hash to the file's
+ * SHA-512 (otherwise undefined).
+ */
+export async function loadManifest(layout: DiskLayout, rec: FileRecord, chunkSize: number, identity: FileIdentity): Promise<ChunkManifest | undefined> {
+  const buf = await readIfExists(layout.path(rec.key, manifestFileName(chunkSize)));
+  if (!buf) return undefined;
+  try {
+    const o = JSON.parse(buf.toString('utf8')) as { identity?: unknown; manifest?: unknown };
+    const id = parseIdentity(o.identity);
+    if (!id || !sameIdentity(id, identity)) return undefined;
+    const m = checkManifest(o.manifest, { size: rec.size, chunkSize }, 'the cache file');
+    return m.sha512 === rec.currentChecksum ? { ...m, name: rec.name, uuid: rec.uuid } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function saveManifest(layout: DiskLayout, dir: string, identity: FileIdentity, manifest: ChunkManifest): Promise<void> {
   await writeFileAtomic(layout.path(dir, manifestFileName(manifest.chunkSize)), JSON.stringify({ identity, manifest }));
 }
@@ -129,18 +147,8 @@ export class Sender {
     throw new BimError('ManifestPending', `the chunk manifest of ${rec.name} (chunks of ${chunkSize} bytes) is being computed: ${c.progress}% done${earlier}; ask again shortly`);
   }
 
-  async #load(rec: FileRecord, chunkSize: number, identity: FileIdentity): Promise<ChunkManifest | undefined> {
-    const buf = await readIfExists(this.#o.layout.path(rec.key, manifestFileName(chunkSize)));
-    if (!buf) return undefined;
-    try {
-      const o = JSON.parse(buf.toString('utf8')) as { identity?: unknown; manifest?: unknown };
-      const id = parseIdentity(o.identity);
-      if (!id || !sameIdentity(id, identity)) return undefined;
-      const m = checkManifest(o.manifest, { size: rec.size, chunkSize }, 'the cache file');
-      return m.sha512 === rec.currentChecksum ? { ...m, name: rec.name, uuid: rec.uuid } : undefined;
-    } catch {
-      return undefined;
-    }
+  #load(rec: FileRecord, chunkSize: number, identity: FileIdentity): Promise<ChunkManifest | undefined> {
+    return loadManifest(this.#o.layout, rec, chunkSize, identity);
   }
 
   /** Computes and saves the manifest; resolves with why it ended without one, or undefined when it was saved. */

@@ -105,6 +105,20 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     return reply.code(r.started ? 202 : 200).send(r.info);
   });
 
+  app.post('/v1/files/:name/scrub', async (req: Req, reply) => {
+    const name = checkPathComponent('name', req.params.name);
+    const b = body(req);
+    const uuid = checkPathComponent('uuid', b.uuid);
+    const sources = b.sources ?? [];
+    if (!Array.isArray(sources)) throw new BimError('InvalidArgument', 'sources must be a list of peer base URLs (it may be empty)');
+    const rate = b.maxBytesPerSecond;
+    if (rate !== undefined && (typeof rate !== 'number' || !Number.isSafeInteger(rate) || rate < 1)) {
+      throw new BimError('InvalidArgument', 'maxBytesPerSecond must be a positive whole number of bytes');
+    }
+    const r = m.startScrub({ name, uuid, sources: sources.map((s, i) => checkPeerUrl(`sources[${i}]`, s)), ...(rate === undefined ? {} : { maxBytesPerSecond: rate }) });
+    return reply.code(r.started ? 202 : 200).send(r.info);
+  });
+
   app.post('/v1/files/:name/fetch', async (req: Req, reply) => {
     const name = checkPathComponent('name', req.params.name);
     const b = body(req);

@@ -45,10 +45,17 @@ export interface FileInfo {
   /** Peers a sync pulls from (empty otherwise). */
   sources: string[];
   lastStateTransitionTime: string;
+  /**
+   * When every byte was last read and found to hash to the SHA-512 (ISO 8601): the time it became ready, then each
+   * clean scrub. Empty while it is not ready.
+   */
+  verifiedAt: string;
+  /** A scrub reading the file now: bytes read so far (ready files only). */
+  scrubbedSize?: number;
 }
 
 export interface Job {
-  kind: 'fetch' | 'sync' | 'verify';
+  kind: 'fetch' | 'sync' | 'verify' | 'scrub';
   abort: AbortController;
   done: Promise<void>;
 }
@@ -70,6 +77,10 @@ export class FileRecord {
   sources: string[] = [];
   /** Identity of `backing` when it was verified (ready files only). */
   identity: FileIdentity | undefined;
+  /** See FileInfo.verifiedAt. */
+  verifiedAt = '';
+  /** Bytes a running scrub has read. */
+  scrubbedSize: number | undefined;
   enteredAt: number;
   lastProgressAt: number;
   lastTransition: string;
@@ -105,6 +116,8 @@ export class FileRecord {
       senders: [...this.sessions.values()].map((s) => ({ id: s.id, to: s.to, kind: s.kind, bytes: s.bytes, since: s.since })),
       sources: this.sources,
       lastStateTransitionTime: this.lastTransition,
+      verifiedAt: this.state === 'ready' ? this.verifiedAt : '',
+      ...(this.scrubbedSize === undefined ? {} : { scrubbedSize: this.scrubbedSize }),
     };
   }
 }

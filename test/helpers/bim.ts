@@ -22,22 +22,9 @@ export function makeDisk(root: string, label: string): { path: string; uuid: str
   return { path, uuid };
 }
 
-export interface FileInfo {
-  name: string;
-  uuid: string;
-  state: string;
-  progress: number;
-  processedSize: number;
-  size: number;
-  virtualSize: number;
-  realSize: number;
-  format: string;
-  currentChecksum: string;
-  expectedChecksum: string;
-  message: string;
-  senders: { id: string; to: string; kind: string; bytes: number }[];
-  lastStateTransitionTime: string;
-}
+/** What the manager's API returns for one file. */
+export type { FileInfo } from '../../src/bim/table.js';
+import type { FileInfo } from '../../src/bim/table.js';
 
 export interface Stats {
   sent: { dataBytes: number; dataRequests: number; downloadBytes: number; manifestRequests: number; busyRejections: number };
