@@ -1,10 +1,11 @@
 // End-to-end: the backing-image lifecycle on a real cluster (manager + three node agents, real pods, real files),
-// images served by a local HTTP server. Tests share the cluster and run in order.
+// images served by a local HTTP server; a copy damaged on disk is found and repaired by a scrub. Tests share the
+// cluster and run in order.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -162,6 +163,28 @@ test('rm -rf of one copy: it becomes failed, then ready again from a peer', asyn
   await cluster.waitCopies('mc', 'the copy to be ready again', (f) => f[victimDisk]?.state === 'ready', 60_000);
   const path = join(cluster.imageDirs(victim, 'mc')[0] ?? '', 'backing');
   assert.equal(await sha512(path), (await cluster.image('mc')).currentChecksum);
+});
+
+test('bytes of a copy changed with size, mtime and inode kept: stratum bi scrub finds them and repairs the chunk from the peer', async () => {
+  const two = await cluster.waitCopies('mc', 'two ready copies', allReady(2), 90_000);
+  const diskNodes = await cluster.diskNodes();
+  const victimDisk = Object.keys(two.diskFileStatusMap)[0] ?? '';
+  const path = join(cluster.imageDirs(diskNodes.get(victimDisk) ?? '', 'mc')[0] ?? '', 'backing');
+  const before = statSync(path, { bigint: true });
+  const fd = openSync(path, 'r+');
+  writeSync(fd, Buffer.from('bit rot'), 0, 7, 1000);
+  closeSync(fd);
+  const ns = before.mtimeNs;
+  assert.equal(spawnSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`, path]).status, 0);
+  assert.equal(statSync(path, { bigint: true }).mtimeNs, ns);
+  const r = await run(process.execPath, [CLI, '--server', cluster.url, 'bi', 'scrub', 'mc', '--wait', '--timeout', '120'], { env: cliEnv([CLI, '--server', cluster.url]), timeoutMs: 150_000 });
+  assert.equal(r.code, 1, `a copy was repaired, so not clean: ${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /^backingimage.longhorn.io\/mc scrub requested for 2 ready copies$/m);
+  assert.match(r.stdout, new RegExp(`^disk ${victimDisk}: repaired by a scrub: 1 chunk had changed on disk \\(the first at offset 0\\) and was fetched again from peers$`, 'm'));
+  assert.match(r.stdout, /: verified: every byte hashes to the checksum$/m);
+  assert.equal(await sha512(path), (await cluster.image('mc')).currentChecksum);
+  const clean = await run(process.execPath, [CLI, '--server', cluster.url, 'bi', 'scrub', 'mc', '--wait', '--timeout', '120'], { env: cliEnv([CLI, '--server', cluster.url]), timeoutMs: 150_000 });
+  assert.equal(clean.code, 0, clean.stdout + clean.stderr);
 });
 
 test('kill -9 of a manager pod process: copies go unknown, the pod comes back, copies are ready with no transfer', async () => {

@@ -34,6 +34,8 @@ export interface BackingImageFileInfo {
   /** For a copy received from peers: the first peer it syncs from (empty for a copy from a data source). */
   senderManagerAddress?: string;
   progress?: number;
+  /** Stratum: when every byte of the copy was last read and found to hash to its SHA-512 (ready copies; a scrub). */
+  verifiedAt?: string;
 }
 
 /**
@@ -84,6 +86,7 @@ const schema = resourceSchema({
           sendingReference: int(),
           senderManagerAddress: str(),
           progress: int(),
+          verifiedAt: str(),
         }),
         { nullable: true },
       ),

@@ -66,6 +66,8 @@ export interface BackingImageDiskFileStatus {
   progress?: number;
   message?: string;
   lastStateTransitionTime?: string;
+  /** Stratum: when every byte of this ready copy was last read and found to hash to the checksum (a scrub). */
+  verifiedAt?: string;
 }
 
 export interface BackingImageSpec {
@@ -152,7 +154,7 @@ const schema = resourceSchema({
       checksum: str(),
       chunkManifestDigest: str({ description: 'The chunk size and SHA-256 of the chunk manifest the data source computed with the checksum.' }),
       diskFileStatusMap: mapOf(
-        obj({ dataEngine: dataEngineSchema, state: str(), progress: int(), message: str(), lastStateTransitionTime: str() }),
+        obj({ dataEngine: dataEngineSchema, state: str(), progress: int(), message: str(), lastStateTransitionTime: str(), verifiedAt: str() }),
         { nullable: true },
       ),
       diskLastRefAtMap: strMap({ nullable: true }),

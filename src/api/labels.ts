@@ -23,6 +23,12 @@ export const LABEL_BIDS = 'longhorn.io/backing-image-data-source';
 /** The finalizer Longhorn puts on its objects. */
 export const LONGHORN_FINALIZER = 'longhorn.io';
 
+/**
+ * On a BackingImage: a time (ISO 8601) before which every ready copy is to be scrubbed again, whatever
+ * `backing-image-scrub-interval` says (`stratum bi scrub`): a copy last verified before it is read again now.
+ */
+export const ANNOTATION_SCRUB_REQUESTED = 'stratum.io/scrub-requested';
+
 /** Longhorn's InstanceManager name: one per (instance-manager image, node), so a new image gets new managers. */
 export function instanceManagerName(image: string, nodeName: string): string {
   return `instance-manager-${createHash('sha224').update(`${image}-${nodeName}`).digest('hex').slice(0, 32)}`;

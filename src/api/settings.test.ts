@@ -25,6 +25,8 @@ describe('settings catalogue', () => {
       ['backing-image-copy-retry-backoff-min', '60', 'int', 1, undefined, true],
       ['backing-image-copy-retry-backoff-max', '300', 'int', 1, undefined, true],
       ['allow-private-download-urls', 'false', 'bool', undefined, undefined, true],
+      ['backing-image-scrub-interval', '168', 'int', 0, undefined, true],
+      ['backing-image-scrub-bandwidth', '64', 'int', 1, undefined, true],
       ['allow-empty-node-selector-volume', 'true', 'bool', undefined, undefined, false],
       ['allow-empty-disk-selector-volume', 'true', 'bool', undefined, undefined, false],
     ];

@@ -17,7 +17,7 @@ export interface SettingDefinition {
   /** Allowed values for enumerated `string` settings. */
   options?: readonly string[];
   /** Unit of an `int` setting, for help texts. */
-  unit?: 'seconds' | 'minutes' | 'percent';
+  unit?: 'seconds' | 'minutes' | 'hours' | 'percent' | 'MiB/s';
   /** Set by Stratum itself (from the release, see src/release): every API refuses user changes; only an upgrade does. */
   readOnly: boolean;
   description: string;
@@ -45,6 +45,10 @@ export const SETTINGS: readonly SettingDefinition[] = [
     stratum: true, description: 'First wait before a failed backing image copy is synced again.' }),
   def({ name: 'backing-image-copy-retry-backoff-max', default: '300', type: 'int', min: 1, unit: 'seconds',
     stratum: true, description: 'Longest wait between retries of a failed backing image copy.' }),
+  def({ name: 'backing-image-scrub-interval', default: '168', type: 'int', min: 0, unit: 'hours', stratum: true,
+    description: 'How often each ready backing image copy is read again and checked against its SHA-512; changed chunks are repaired from another copy. 0 turns scrubbing off.' }),
+  def({ name: 'backing-image-scrub-bandwidth', default: '64', type: 'int', min: 1, unit: 'MiB/s', stratum: true,
+    description: 'How fast a scrub reads a backing image copy (one copy at a time per disk), so volumes on the disk keep their I/O.' }),
   def({ name: 'allow-private-download-urls', default: 'false', type: 'bool', stratum: true,
     description: 'Allow download-type backing images from loopback, link-local and private network addresses.' }),
   def({ name: 'replica-file-sync-http-client-timeout', default: '30', type: 'int', min: 5, max: 120,

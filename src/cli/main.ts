@@ -171,7 +171,7 @@ program
     }),
   );
 
-const bi = program.command('bi').alias('backingimage').description('backing images: create, upload, download, clean up copies');
+const bi = program.command('bi').alias('backingimage').description('backing images: create, upload, download, scrub, clean up copies');
 
 bi.command('create')
   .description('create a backing image downloaded from a URL, or exported from a volume')
@@ -214,6 +214,18 @@ bi.command('cleanup')
     action(async (name: string, o: { disk: string[] }) => {
       await (await import('./commands/backing-image.js')).cleanupImage(server(), name, o.disk);
       process.stdout.write(`backingimage.longhorn.io/${name} cleaned up on ${o.disk.join(', ')}\n`);
+    }),
+  );
+
+bi.command('scrub')
+  .description('read every ready copy again now and check it against the SHA-512; changed chunks are repaired from other copies')
+  .argument('<name>')
+  .option('--wait', 'follow the copies until each is verified, repaired or failed; exit 1 unless every copy verified clean')
+  .option('--timeout <seconds>', 'with --wait: give up after this long', '3600')
+  .action(
+    action(async (name: string, o: { wait?: boolean; timeout: string }) => {
+      const clean = await (await import('./commands/backing-image.js')).scrubImage(server(), name, { wait: o.wait === true, timeoutSeconds: Number(o.timeout), log: (l) => process.stdout.write(`${l}\n`) });
+      if (!clean) process.exitCode = 1;
     }),
   );
 

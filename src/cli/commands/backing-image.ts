@@ -1,4 +1,4 @@
-// `stratum bi create|upload|download|cleanup`: backing images through the Longhorn /v1 API (create: downloaded from
+// `stratum bi create|upload|download|cleanup|scrub`: backing images through the Longhorn /v1 API (create: downloaded from
 // a URL, or exported from a volume). Uploads and downloads
 // stream with a progress bar (bytes, rate, ETA) and resume after an interruption: re-running the same command
 // continues from the last durable offset (upload) or the bytes already on disk (download). Downloads keep the image's
@@ -12,6 +12,11 @@ import { StoreError, isNotFound } from '../../store/errors.js';
 import { errorFromResponse, describeFetchError } from '../../client/http-store.js';
 import { writeSparse } from '../../util/sparse-write.js';
 import { authHeaders, request } from '../api.js';
+import { findKind } from '../../api/index.js';
+import { ANNOTATION_SCRUB_REQUESTED } from '../../api/labels.js';
+import type { BackingImage } from '../../api/backing-image.js';
+import { DEFAULT_NAMESPACE } from '../../api/meta.js';
+import { resourceUrl } from '../../client/http-store.js';
 import { Progress } from '../progress.js';
 
 const CHUNK = 256 * 1024 * 1024;
@@ -245,4 +250,42 @@ async function downloadOnce(server: string, name: string, part: string, img: V1I
   if (img.currentChecksum && sum !== img.currentChecksum) {
     throw new StoreError('Internal', `downloaded ${part} has sha512 ${sum} but the image's is ${img.currentChecksum}; delete the .part file and retry`);
   }
+}
+
+/**
+ * `stratum bi scrub NAME`: asks for every ready copy to be read again now and checked against the image's SHA-512
+ * (annotation ANNOTATION_SCRUB_REQUESTED; the backing-image-manager controller does the rest). With `wait`, follows
+ * the copies until each was verified after the request, repaired, or failed, and says which.
+ */
+export async function scrubImage(server: string, name: string, o: { wait: boolean; timeoutSeconds: number; log: (line: string) => void }): Promise<boolean> {
+  const info = findKind('BackingImage')!;
+  const url = resourceUrl(server, info, DEFAULT_NAMESPACE, name);
+  const requestedAt = new Date().toISOString();
+  const before = (await request('GET', url)).body as BackingImage;
+  const copies = Object.entries(before.status?.diskFileStatusMap ?? {}).filter(([, s]) => s.state === 'ready').map(([disk]) => disk);
+  if (copies.length === 0) throw new StoreError('Conflict', `backing image "${name}" has no ready copy to scrub`);
+  await request('PATCH', url, { body: { metadata: { annotations: { [ANNOTATION_SCRUB_REQUESTED]: requestedAt } } }, contentType: 'application/merge-patch+json' });
+  o.log(`backingimage.longhorn.io/${name} scrub requested for ${copies.length} ready cop${copies.length === 1 ? 'y' : 'ies'}`);
+  if (!o.wait) return true;
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  const left = new Set(copies);
+  let clean = true;
+  while (left.size > 0) {
+    const now = (await request('GET', url)).body as BackingImage;
+    for (const disk of [...left]) {
+      const s = now.status?.diskFileStatusMap?.[disk];
+      let outcome: string | undefined;
+      if (!s) outcome = 'gone: the copy was removed from this disk';
+      else if (s.state === 'failed') outcome = `failed: ${s.message ?? ''}`;
+      else if (s.state === 'ready' && (s.verifiedAt ?? '') >= requestedAt) outcome = s.message ? s.message : 'verified: every byte hashes to the checksum';
+      if (outcome === undefined) continue;
+      if (!outcome.startsWith('verified')) clean = false;
+      o.log(`disk ${disk}: ${outcome}`);
+      left.delete(disk);
+    }
+    if (left.size === 0) break;
+    if (Date.now() > deadline) throw new StoreError('Internal', `timed out: the scrub of ${[...left].join(', ')} did not end within ${o.timeoutSeconds} s; see stratum describe bi ${name}`);
+    await sleep(1000);
+  }
+  return clean;
 }

@@ -2,25 +2,12 @@
 // running manager pod. Every call has a timeout; errors carry the pod's own message.
 
 import { callJson } from '../common/http-json.js';
-import type { BackingImageState } from '../../api/backing-image.js';
+import type { ScrubRequest } from '../../bim/scrub.js';
 import type { SyncRequest } from '../../bim/sync.js';
+import type { FileInfo } from '../../bim/table.js';
 
-export interface BimFile {
-  name: string;
-  uuid: string;
-  state: BackingImageState;
-  progress: number;
-  processedSize?: number;
-  size: number;
-  virtualSize: number;
-  realSize: number;
-  currentChecksum: string;
-  expectedChecksum?: string;
-  message: string;
-  senders?: unknown[];
-  /** Peers a sync pulls from; empty for a copy fetched from a data source. */
-  sources?: string[];
-}
+/** One file as the manager reports it (its own type: one home for the contract). */
+export type BimFile = FileInfo;
 
 export class BimClient {
   readonly #base: string;
@@ -53,6 +40,11 @@ export class BimClient {
 
   syncFile(name: string, req: Omit<SyncRequest, 'name'>, signal?: AbortSignal) {
     return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/sync`, req, signal);
+  }
+
+  /** Starts a scrub of a ready file (202), or joins the one under way (200). */
+  scrubFile(name: string, req: Omit<ScrubRequest, 'name'>, signal?: AbortSignal) {
+    return this.#call<BimFile>('POST', `/v1/files/${encodeURIComponent(name)}/scrub`, req, signal);
   }
 
   deleteFile(name: string, uuid: string, signal?: AbortSignal) {

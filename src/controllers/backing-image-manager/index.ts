@@ -15,8 +15,9 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
+import { isRemoteBusy } from '../common/http-json.js';
 import { Monitors } from '../common/monitor.js';
-import { LABEL_BIM, LABEL_COMPONENT, LABEL_DISK_UUID, LABEL_NODE, LONGHORN_FINALIZER, bimPodName } from '../../api/labels.js';
+import { ANNOTATION_SCRUB_REQUESTED, LABEL_BIM, LABEL_COMPONENT, LABEL_DISK_UUID, LABEL_NODE, LONGHORN_FINALIZER, bimPodName } from '../../api/labels.js';
 import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../../api/pods.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
@@ -188,6 +189,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       const copyKey = `${m.metadata.name}|${biName}`;
       if (f?.state === 'ready') {
         backoff.reset(copyKey);
+        const due = await scrubIfDue(m, c, live, f, bi);
+        if (due !== undefined) later(due);
         continue;
       }
       if (f?.state === 'failed') {
@@ -244,6 +247,40 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       events.event(m as never, 'Normal', 'SyncStarted', `syncing ${biName} from ${sources.length} ready cop${sources.length > 1 ? 'ies' : 'y'}`);
     }
     return requeue === undefined ? undefined : { requeueAfter: requeue };
+  }
+
+  /**
+   * Scrubs a ready copy whose bytes were last verified longer ago than `backing-image-scrub-interval` (the manager
+   * reads it again and repairs changed chunks from the other ready copies, bim/scrub.ts). One scrub per disk, none
+   * while the disk receives a copy, and none while other disks hold the image but none is known ready (up to one more
+   * interval). Returns when to look again (ms), or undefined when scrubbing is off.
+   */
+  async function scrubIfDue(m: RO<BackingImageManager>, c: BimClient, live: BimFile[], f: BimFile, bi: RO<BackingImage>): Promise<number | undefined> {
+    const uuid = bi.status?.uuid ?? '';
+    const hours = settings.int('backing-image-scrub-interval');
+    const verified = Date.parse(f.verifiedAt ?? '');
+    // A manager that reports no verification time (an older release) has no scrub either.
+    if (Number.isNaN(verified)) return undefined;
+    const requested = Date.parse(bi.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED] ?? '');
+    const asked = !Number.isNaN(requested) && verified < requested;
+    if (hours <= 0 && !asked) return undefined;
+    const wait = asked ? 0 : verified + hours * 3_600_000 - now();
+    if (wait > 0) return Math.min(wait, 3_600_000);
+    if (live.some((o) => o.scrubbedSize !== undefined || o.state === 'starting' || o.state === 'in-progress')) return 60_000;
+    const sources = readyPeers(m, f.name, uuid);
+    // Other disks hold the image but none is known ready (managers just restarted, a node down): a damaged copy could
+    // not be repaired, only set aside, so wait for one, up to one more interval.
+    const holders = bims.list().filter((o) => o.metadata.name !== m.metadata.name && o.spec?.backingImages?.[f.name] === uuid).length;
+    if (sources.length === 0 && holders > 0 && (asked ? now() - requested : -wait) < Math.max(hours, 1) * 3_600_000) return 5_000;
+    const maxBytesPerSecond = settings.int('backing-image-scrub-bandwidth') * 1024 * 1024;
+    try {
+      await c.scrubFile(f.name, { uuid, sources, maxBytesPerSecond });
+    } catch (err) {
+      if (isRemoteBusy(err)) return 60_000;
+      throw err;
+    }
+    events.event(m as never, 'Normal', 'ScrubStarted', `${asked ? 'asked for: ' : ''}reading ${f.name} again to check it against its SHA-512 (last verified ${f.verifiedAt}); ${sources.length > 0 ? `changed chunks are repaired from ${sources.length} other cop${sources.length > 1 ? 'ies' : 'y'}` : 'no other ready copy to repair from'}`);
+    return 60_000;
   }
 
   /** Endpoints of running default managers holding a ready copy (uuid matching). */
@@ -380,6 +417,13 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       for (const m of bims.byIndex(BY_DISK, b.spec?.diskUUID ?? '')) controller.enqueueObject(m as never);
     },
   });
+  // A scrub asked for on an image concerns the managers holding it.
+  bis.addEventHandler({
+    onUpdate: (a, b) => {
+      if (a.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED] === b.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED]) return;
+      for (const o of bims.list()) if (b.metadata.name && b.metadata.name in (o.spec?.backingImages ?? {})) controller.enqueueObject(o as never);
+    },
+  });
   // A copy becoming ready somewhere can unblock syncs of the same image elsewhere: enqueue the managers that list it.
   bims.addEventHandler({
     onUpdate: (a, b) => {
@@ -405,6 +449,7 @@ function toFileInfo(f: BimFile): BackingImageFileInfo {
     progress: f.progress,
     sendingReference: f.senders?.length ?? 0,
     senderManagerAddress: f.sources?.[0] ?? '',
+    ...(f.verifiedAt ? { verifiedAt: f.verifiedAt } : {}),
   };
 }
 

@@ -6,22 +6,18 @@
 // hearsay again, or the manager stays unknown until the pod happens to report a change.
 
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { KubeObject } from '../../api/meta.js';
-import type { Node } from '../../api/node.js';
-import type { Pod } from '../../api/pod.js';
-import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
 import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
 import type { WriteOptions, WriteResult } from '../../store/types.js';
 import { backingImageManagerController } from './index.js';
+import { fakeBimPod, readyNode, runningPod, type FakeBimPod } from './testing.js';
 
 const NS = 'longhorn-system';
 
@@ -35,39 +31,13 @@ class SlowAnswers extends MemoryStore {
 }
 
 const store = new SlowAnswers();
-let pod: Server;
+let pod: FakeBimPod;
 let stop: (() => Promise<void>) | undefined;
 
-/** The manager pod: no files, a change stream that only sends heartbeats. */
-function fakeManagerPod(): Server {
-  return createServer((req, res) => {
-    if (req.url === '/v1/version') return void res.end(JSON.stringify({ apiVersion: 1, apiMinVersion: 1 }));
-    if (req.url === '/v1/files') return void res.end(JSON.stringify({ files: [] }));
-    if (req.url === '/v1/watch') {
-      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      const beat = setInterval(() => res.write('{"type":"HEARTBEAT"}\n'), 200);
-      res.on('close', () => clearInterval(beat));
-      return;
-    }
-    res.statusCode = 404;
-    res.end();
-  });
-}
-
 before(async () => {
-  pod = fakeManagerPod();
-  await new Promise<void>((resolve) => pod.listen(0, '127.0.0.1', resolve));
-  const port = (pod.address() as AddressInfo).port;
-  const ready = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
-  const { object: node } = await store.create<Node>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Node', metadata: { name: 'n1', namespace: NS }, spec: { allowScheduling: true, tags: [], disks: {} } } as Node);
-  await store.update({ ...node, status: { conditions: [ready('Ready')] } } as Node, { subresource: 'status' });
-  const { object: p } = await store.create<Pod>({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: bimPodName('bim-1'), namespace: NS, annotations: { [PORTS_ANNOTATION]: JSON.stringify({ [HTTP_PORT_NAME]: port }) } },
-    spec: { nodeName: 'n1', containers: [] },
-  } as unknown as Pod);
-  await store.update({ ...p, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [ready('Ready')] } } as Pod, { subresource: 'status' });
+  pod = await fakeBimPod([]); // no files; a change stream that only sends heartbeats
+  await readyNode(store, NS, 'n1');
+  await runningPod(store, NS, bimPodName('bim-1'), 'n1', pod.url);
   // As the manager's predecessor left it: running, with a copy the pod no longer holds.
   const { object: m } = await store.create<BackingImageManager>({
     apiVersion: 'longhorn.io/v1beta2',
@@ -90,8 +60,7 @@ before(async () => {
 
 after(async () => {
   await stop?.();
-  pod.closeAllConnections();
-  await new Promise((resolve) => pod.close(resolve));
+  await pod.close();
 });
 
 test("a restarted manager's copies are unknown until the pod reports, then running, and it stays so", async () => {

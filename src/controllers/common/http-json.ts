@@ -28,6 +28,8 @@ export class RemoteError extends Error {
 }
 
 export const isRemoteNotFound = (err: unknown) => err instanceof RemoteError && err.status === 404;
+/** The peer is busy (429): ask again later. */
+export const isRemoteBusy = (err: unknown) => err instanceof RemoteError && err.status === 429;
 
 export async function callJson<T>(base: string, method: string, path: string, timeoutMs: number, body?: unknown, signal?: AbortSignal): Promise<T> {
   const timeout = AbortSignal.timeout(timeoutMs);
