@@ -48,6 +48,9 @@ export function isInFlightWork(f: { state?: string; senderManagerAddress?: strin
   return (f.state === 'starting' || f.state === 'in-progress') && !f.senderManagerAddress;
 }
 
+/** How the message of a ready copy that a scrub repaired begins; the next clean scrub clears it. */
+export const SCRUB_REPAIRED = 'repaired by a scrub';
+
 export interface BackingImageManagerStatus {
   ownerID?: string;
   currentState?: BackingImageManagerState | '';

@@ -15,6 +15,7 @@
 
 import { open, rename } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
+import { SCRUB_REPAIRED as REPAIRED } from '../api/backing-image-manager.js';
 import { commitFile } from './commit.js';
 import { BimError, messageOf } from './errors.js';
 import { fsyncDir, identityOf, sameIdentity } from './fsutil.js';
@@ -68,6 +69,8 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
     const now = new Date().toISOString();
     await writeMeta(metaPath, { ...meta, verifiedAt: now });
     rec.verifiedAt = now;
+    // The news of an earlier repair is old now: the copy is as verified as any.
+    if (rec.message.startsWith(REPAIRED)) rec.message = '';
     if (!trusted && r.manifest) await saveManifest(ctx.layout, rec.key, identity, r.manifest).catch(() => undefined);
     ctx.table.changedNow(rec);
     return;
@@ -94,7 +97,7 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
   const again = await hashFile(backing, { signal, chunkSize: ctx.chunkSize, ids: { name: rec.name, uuid: rec.uuid }, onRead: (n) => (ctx.stats.hashedBytes += n), onProgress: () => ctx.table.touch(rec) });
   if (again.sha512 !== meta.sha512) throw await setAside(ctx, rec, `${found}${where}; after ${bad.length} chunks were repaired it hashes to ${again.sha512}, still not the recorded SHA-512`);
   const one = bad.length === 1;
-  const repaired = `repaired by a scrub: ${bad.length} chunk${one ? '' : 's'} had changed on disk (the first at offset ${trusted.chunks[bad[0]!]?.offset}) and ${one ? 'was' : 'were'} fetched again from peers`;
+  const repaired = `${REPAIRED}: ${bad.length} chunk${one ? '' : 's'} had changed on disk (the first at offset ${trusted.chunks[bad[0]!]?.offset}) and ${one ? 'was' : 'were'} fetched again from peers`;
   await commitFile(ctx, rec, { from: backing, sha512: again.sha512, manifest: again.manifest, signal, readyMessage: repaired });
 }
 

@@ -15,6 +15,7 @@ import { authHeaders, request } from '../api.js';
 import { findKind } from '../../api/index.js';
 import { ANNOTATION_SCRUB_REQUESTED } from '../../api/labels.js';
 import type { BackingImage } from '../../api/backing-image.js';
+import { SCRUB_REPAIRED } from '../../api/backing-image-manager.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import { resourceUrl } from '../../client/http-store.js';
 import { Progress } from '../progress.js';
@@ -277,7 +278,8 @@ export async function scrubImage(server: string, name: string, o: { wait: boolea
       let outcome: string | undefined;
       if (!s) outcome = 'gone: the copy was removed from this disk';
       else if (s.state === 'failed') outcome = `failed: ${s.message ?? ''}`;
-      else if (s.state === 'ready' && (s.verifiedAt ?? '') >= requestedAt) outcome = s.message ? s.message : 'verified: every byte hashes to the checksum';
+      // Verified since the request; a clean scrub clears the news of an earlier repair, so this one's is this scrub's.
+      else if (s.state === 'ready' && (s.verifiedAt ?? '') >= requestedAt) outcome = s.message?.startsWith(SCRUB_REPAIRED) ? s.message : 'verified: every byte hashes to the checksum';
       if (outcome === undefined) continue;
       if (!outcome.startsWith('verified')) clean = false;
       o.log(`disk ${disk}: ${outcome}`);
