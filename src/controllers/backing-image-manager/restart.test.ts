@@ -7,17 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Registry } from 'prom-client';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { KubeObject } from '../../api/meta.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
-import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
+import { MemoryStore } from '../../controller-kit/testing.js';
 import type { WriteOptions, WriteResult } from '../../store/types.js';
-import { backingImageManagerController } from './index.js';
-import { fakeBimPod, readyNode, runningPod, type FakeBimPod } from './testing.js';
+import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
 
 const NS = 'longhorn-system';
 
@@ -48,14 +43,7 @@ before(async () => {
   const old = { gone: { name: 'gone', uuid: 'u1', state: 'ready', message: '' } };
   await store.update({ ...m, status: { currentState: 'running', apiVersion: 1, apiMinVersion: 1, backingImageFileMap: old } } as BackingImageManager, { subresource: 'status' });
 
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'bim-controller', logger: silentLogger, registry: new Registry() });
-  const bim = backingImageManagerController({ store, informers, events, namespace: NS });
-  const halt = await runControllers(informers, bim.controller);
-  stop = async () => {
-    await bim.stop();
-    await halt();
-  };
+  stop = await runBimController(store, NS);
 });
 
 after(async () => {

@@ -5,17 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Registry } from 'prom-client';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
 import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { Setting } from '../../api/setting-resource.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
-import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
-import { backingImageManagerController } from './index.js';
-import { fakeBimPod, readyNode, runningPod, type FakeBimPod } from './testing.js';
+import { MemoryStore } from '../../controller-kit/testing.js';
+import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
 
 const NS = 'longhorn-system';
 const DAY = 24 * 3_600_000;
@@ -48,14 +43,7 @@ before(async () => {
   await store.update({ ...bi, status: { uuid: 'u1', size: 1024, checksum: 'a'.repeat(128) } } as BackingImage, { subresource: 'status' });
   old = await manager('bim-old', 'n1', [file(8 * DAY)]);
   fresh = await manager('bim-fresh', 'n2', [file(DAY)]);
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'bim-controller', logger: silentLogger, registry: new Registry() });
-  const bim = backingImageManagerController({ store, informers, events, namespace: NS });
-  const halt = await runControllers(informers, bim.controller);
-  stop = async () => {
-    await bim.stop();
-    await halt();
-  };
+  stop = await runBimController(store, NS);
 });
 
 after(async () => {

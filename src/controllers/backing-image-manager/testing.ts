@@ -1,6 +1,6 @@
 // Test doubles for the backing-image-manager controller: a fake manager pod (an HTTP server answering version, the
-// file list, the change stream and scrub requests, recording what it was asked) and the objects that place it: a
-// Ready node and a Running pod whose endpoint is the fake's. Not for production.
+// file list, the change stream and scrub requests, recording what it was asked), the objects that place it (a Ready
+// node, a Running pod whose endpoint is the fake's), and the controller running over a store. Not for production.
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,7 +8,12 @@ import type { Node } from '../../api/node.js';
 import type { Pod } from '../../api/pod.js';
 import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
 import type { FileInfo } from '../../bim/table.js';
-import type { MemoryStore } from '../../controller-kit/testing.js';
+import { Registry } from 'prom-client';
+import { EventRecorder } from '../../controller-kit/events.js';
+import { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { silentLogger } from '../../controller-kit/log.js';
+import { runControllers, type MemoryStore } from '../../controller-kit/testing.js';
+import { backingImageManagerController } from './index.js';
 
 export interface FakeBimPod {
   server: Server;
@@ -66,4 +71,16 @@ export async function runningPod(store: MemoryStore, namespace: string, name: st
     spec: { nodeName: node, containers: [] },
   } as unknown as Pod);
   await store.update({ ...object, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [ready('Ready')] } } as Pod, { subresource: 'status' });
+}
+
+/** Runs the controller over `store` (its informers and events too); resolves with what stops it all. */
+export async function runBimController(store: MemoryStore, namespace: string): Promise<() => Promise<void>> {
+  const informers = new InformerFactory({ store, logger: silentLogger });
+  const events = new EventRecorder({ store, component: 'bim-controller', logger: silentLogger, registry: new Registry() });
+  const bim = backingImageManagerController({ store, informers, events, namespace });
+  const halt = await runControllers(informers, bim.controller);
+  return async () => {
+    await bim.stop();
+    await halt();
+  };
 }
