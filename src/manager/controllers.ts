@@ -10,6 +10,7 @@ import { InformerFactory } from '../controller-kit/informer-factory.js';
 import { backingImageController } from '../controllers/backing-image/index.js';
 import { replicaGateController } from '../controllers/backing-image/replica-gate.js';
 import { backingImageManagerController } from '../controllers/backing-image-manager/index.js';
+import { registerBackingImageMetrics } from '../controllers/backing-image-manager/metrics.js';
 import { dataSourceController } from '../controllers/backing-image-data-source/index.js';
 import { garbageCollector } from '../controllers/gc/index.js';
 import { nodeController } from '../controllers/node/index.js';
@@ -70,12 +71,14 @@ export function startControllers(opts: ControllerSetOptions): { informers: Infor
     statefulSetController({ store, informers, events }),
     podSchedulerController({ store, informers, events }),
   ];
+  const unregisterMetrics = registerBackingImageMetrics(opts.metrics, informers);
   const informersDone = informers.run(opts.signal);
   const stopped = (async () => {
     await informers.waitForSync(opts.signal).catch(() => undefined);
     await Promise.all(controllers.map((c) => c.run(opts.signal)));
     await Promise.all([bim.stop(), bids.stop(), ims.stop(), engines.stop()]);
     await events.close().catch(() => undefined);
+    unregisterMetrics();
     await informersDone;
   })();
   return { informers, stopped };
