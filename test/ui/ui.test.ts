@@ -46,10 +46,10 @@ async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: n
 }
 
 interface BiView {
-  status?: { checksum?: string; diskFileStatusMap?: Record<string, { state?: string }> };
+  status?: { checksum?: string; diskFileStatusMap?: Record<string, { state?: string; verifiedAt?: string }> };
 }
 
-async function copies(name: string): Promise<Record<string, { state?: string }>> {
+async function copies(name: string): Promise<Record<string, { state?: string; verifiedAt?: string }>> {
   const r = await api<BiView>(`${LH}/backingimages/${name}`);
   return r.json.status?.diskFileStatusMap ?? {};
 }
@@ -262,6 +262,18 @@ test('deleting an image in use is refused, and the refusal names the volume', { 
   await page.getByRole('button', { name: 'Update' }).click();
   await waitFor('minNumberOfCopies 2 in the API', async () =>
     (await api<{ spec?: { minNumberOfCopies?: number } }>(`${LH}/backingimages/url-image`)).json.spec?.minNumberOfCopies === 2, 10_000);
+
+  // Scrub now: every ready copy is read again; the Verified column follows without a reload.
+  const asked = new Date().toISOString();
+  await page.getByRole('button', { name: 'Scrub now' }).click();
+  await waitFor('every ready copy verified after the click', async () => {
+    const all = Object.values(await copies('url-image')).filter((f) => f.state === 'ready');
+    return all.length > 0 && all.every((f) => (f.verifiedAt ?? '') >= asked);
+  }, 60_000);
+  await waitFor('the page to show copies verified seconds ago', async () => {
+    const cells = await page.getByTestId('verified').allInnerTexts();
+    return cells.length > 0 && cells.every((t) => /^\d+s ago$/.test(t));
+  }, 10_000);
   await noSeriousViolations('backing image detail');
   await shot('backing-image-detail');
 });

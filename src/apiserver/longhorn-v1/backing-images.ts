@@ -1,10 +1,11 @@
 // Longhorn's `/v1/backingimages` REST API (the UI's and Longhorn clients' view): list, get, create, delete, and the
-// actions `backingImageCleanup` and `updateMinNumberOfCopies`. Resources have Longhorn's JSON shape
+// actions `backingImageCleanup`, `updateMinNumberOfCopies` and (Stratum) `scrub`. Resources have Longhorn's JSON shape
 // (`diskFileStatusMap` keyed by disk UUID, `currentChecksum`, `deletionTimestamp`, `actions`); the objects behind
 // them are the BackingImage resources of the store, so both APIs always agree.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BackingImage, BackingImageDiskFileStatus } from '../../api/backing-image.js';
+import { ANNOTATION_SCRUB_REQUESTED } from '../../api/labels.js';
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
 import { StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
@@ -12,7 +13,7 @@ import { recordRefusal } from '../../controller-kit/refusal.js';
 import { cleanupProblems } from './cleanup.js';
 import { collection, requireObject } from './common.js';
 
-const ACTIONS = ['backingImageCleanup', 'upload', 'updateMinNumberOfCopies'];
+const ACTIONS = ['backingImageCleanup', 'upload', 'updateMinNumberOfCopies', 'scrub'];
 
 export function backingImageResource(bi: BackingImage, base: string): Record<string, unknown> {
   const name = bi.metadata.name ?? '';
@@ -43,6 +44,7 @@ export function backingImageResource(bi: BackingImage, base: string): Record<str
     secret: spec.secret ?? '',
     secretNamespace: spec.secretNamespace ?? '',
     deletionTimestamp: bi.metadata.deletionTimestamp ?? '',
+    scrubRequestedAt: bi.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED] ?? '',
     actions: Object.fromEntries(ACTIONS.map((a) => [a, `${self}?action=${a}`])),
     links: { self, download: `${self}/download` },
   };
@@ -122,6 +124,18 @@ export function registerBackingImageRoutes(app: FastifyInstance, store: Store, o
         const body = requireObject(req.body) as { minNumberOfCopies?: unknown };
         const { object } = await store.patch<BackingImage>('BackingImage', DEFAULT_NAMESPACE, name, 'merge', {
           spec: { minNumberOfCopies: body.minNumberOfCopies },
+        });
+        return backingImageResource(object, base(req));
+      }
+      case 'scrub': {
+        // Every ready copy is read again now and checked against the checksum (the backing-image-manager
+        // controller acts on the annotation; docs/api.md).
+        const bi = await get(name);
+        if (!Object.values(bi.status?.diskFileStatusMap ?? {}).some((f) => f.state === 'ready')) {
+          throw new StoreError('Conflict', `backing image "${name}" has no ready copy to scrub`);
+        }
+        const { object } = await store.patch<BackingImage>('BackingImage', DEFAULT_NAMESPACE, name, 'merge', {
+          metadata: { annotations: { [ANNOTATION_SCRUB_REQUESTED]: new Date().toISOString() } },
         });
         return backingImageResource(object, base(req));
       }

@@ -13,7 +13,6 @@ import { errorFromResponse, describeFetchError } from '../../client/http-store.j
 import { writeSparse } from '../../util/sparse-write.js';
 import { authHeaders, request } from '../api.js';
 import { findKind } from '../../api/index.js';
-import { ANNOTATION_SCRUB_REQUESTED } from '../../api/labels.js';
 import type { BackingImage } from '../../api/backing-image.js';
 import { SCRUB_REPAIRED } from '../../api/backing-image-manager.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
@@ -28,6 +27,8 @@ interface V1Image {
   currentChecksum: string;
   size: number;
   diskFileStatusMap: Record<string, { state: string; progress: number; message: string }>;
+  /** Stratum: when a scrub of every ready copy was last asked for (the `scrub` action). */
+  scrubRequestedAt?: string;
 }
 
 const imageUrl = (server: string, name: string) => `${server}/v1/backingimages/${encodeURIComponent(name)}`;
@@ -255,17 +256,14 @@ async function downloadOnce(server: string, name: string, part: string, img: V1I
 
 /**
  * `stratum bi scrub NAME`: asks for every ready copy to be read again now and checked against the image's SHA-512
- * (annotation ANNOTATION_SCRUB_REQUESTED; the backing-image-manager controller does the rest). With `wait`, follows
- * the copies until each was verified after the request, repaired, or failed, and says which.
+ * (the `/v1` action `scrub`; the backing-image-manager controller does the rest). With `wait`, follows the copies
+ * until each was verified after the request, repaired, or failed, and says which.
  */
 export async function scrubImage(server: string, name: string, o: { wait: boolean; timeoutSeconds: number; log: (line: string) => void }): Promise<boolean> {
-  const info = findKind('BackingImage')!;
-  const url = resourceUrl(server, info, DEFAULT_NAMESPACE, name);
-  const requestedAt = new Date().toISOString();
-  const before = (await request('GET', url)).body as BackingImage;
-  const copies = Object.entries(before.status?.diskFileStatusMap ?? {}).filter(([, s]) => s.state === 'ready').map(([disk]) => disk);
-  if (copies.length === 0) throw new StoreError('Conflict', `backing image "${name}" has no ready copy to scrub`);
-  await request('PATCH', url, { body: { metadata: { annotations: { [ANNOTATION_SCRUB_REQUESTED]: requestedAt } } }, contentType: 'application/merge-patch+json' });
+  const url = resourceUrl(server, findKind('BackingImage')!, DEFAULT_NAMESPACE, name);
+  const asked = (await request('POST', `${imageUrl(server, name)}?action=scrub`, { body: {} })).body as V1Image;
+  const requestedAt = asked.scrubRequestedAt ?? '';
+  const copies = Object.entries(asked.diskFileStatusMap).filter(([, s]) => s.state === 'ready').map(([disk]) => disk);
   o.log(`backingimage.longhorn.io/${name} scrub requested for ${copies.length} ready cop${copies.length === 1 ? 'y' : 'ies'}`);
   if (!o.wait) return true;
   const deadline = Date.now() + o.timeoutSeconds * 1000;

@@ -137,6 +137,8 @@ export function BackingImageDetail({ name }: { name: string }) {
   const [deleting, setDeleting] = useState(false);
   const [downloadError, setDownloadError] = useState<unknown>(undefined);
   const [downloading, setDownloading] = useState(false);
+  const [scrubError, setScrubError] = useState<unknown>(undefined);
+  const [scrubbing, setScrubbing] = useState(false);
 
   if (images === undefined) return <Text>Loading…</Text>;
   if (!bi) return <Stack><Title order={1} size="h2">{name}</Title><Text>This backing image does not exist (any more). <Anchor href={href.backingImages}>All backing images</Anchor></Text></Stack>;
@@ -154,17 +156,32 @@ export function BackingImageDetail({ name }: { name: string }) {
     }
   };
 
+  // Every ready copy is read again now and checked against the checksum; the copies table shows when it is done.
+  const scrub = async () => {
+    setScrubbing(true);
+    setScrubError(undefined);
+    try {
+      await v1('POST', `/backingimages/${encodeURIComponent(name)}?action=scrub`, {});
+    } catch (err) {
+      setScrubError(err);
+    } finally {
+      setScrubbing(false);
+    }
+  };
+
   return (
     <Stack>
       <Group justify="space-between">
         <Title order={1} size="h2">Backing image {name}</Title>
         <Group>
           <Button variant="default" loading={downloading} onClick={() => void download()}>Download</Button>
+          <Button variant="default" loading={scrubbing} onClick={() => void scrub()} title="Read every ready copy again and check it against the checksum; changed chunks are repaired from another copy">Scrub now</Button>
           <Button variant="default" onClick={() => setCleanup(true)}>Clean up copies</Button>
           <Button color="red" onClick={() => setDeleting(true)}>Delete</Button>
         </Group>
       </Group>
       <ErrorAlert error={downloadError} title="Download failed" />
+      <ErrorAlert error={scrubError} title="Scrub not started" />
       {bi.metadata.deletionTimestamp && <Badge color="red">being deleted</Badge>}
       <SimpleGrid cols={{ base: 1, md: 2 }}>
         <Table variant="vertical" aria-label="properties">
@@ -192,7 +209,7 @@ export function BackingImageDetail({ name }: { name: string }) {
       <Title order={2} size="h3">Copies</Title>
       <Table aria-label="copies per disk">
         <Table.Thead>
-          <Table.Tr><Table.Th>Node</Table.Th><Table.Th>Disk</Table.Th><Table.Th>State</Table.Th><Table.Th>Progress</Table.Th><Table.Th>Message</Table.Th><Table.Th>Since</Table.Th></Table.Tr>
+          <Table.Tr><Table.Th>Node</Table.Th><Table.Th>Disk</Table.Th><Table.Th>State</Table.Th><Table.Th>Progress</Table.Th><Table.Th>Message</Table.Th><Table.Th>Since</Table.Th><Table.Th>Verified</Table.Th></Table.Tr>
         </Table.Thead>
         <Table.Tbody>
           {copyEntries(bi).map(([uuid, f]) => {
@@ -210,6 +227,7 @@ export function BackingImageDetail({ name }: { name: string }) {
                 </Table.Td>
                 <Table.Td><Text size="sm">{f.message}</Text></Table.Td>
                 <Table.Td>{since ? `${age(since, now)} ago` : '—'}</Table.Td>
+                <Table.Td data-testid="verified">{f.verifiedAt ? `${age(f.verifiedAt, now)} ago` : '—'}</Table.Td>
               </Table.Tr>
             );
           })}
