@@ -60,7 +60,7 @@ async function scrub(bim: BimProcess, body: Record<string, unknown>): Promise<{ 
 test('a clean scrub reads every byte, keeps the file ready and records when it was verified', async () => {
   const before = await b.file('img');
   const hashed0 = (await b.stats()).hashedBytes;
-  const r = await scrub(b, { sources: [a.url] });
+  const r = await scrub(b, { sources: [a.url], request: '2026-12-07T10:00:00.000Z' });
   assert.equal(r.status, 202, JSON.stringify(r.body));
   assert.equal(r.body.state, 'ready', 'the file stays ready while it is read');
   const after = await waitFor('the scrub to record its time', async () => {
@@ -68,6 +68,7 @@ test('a clean scrub reads every byte, keeps the file ready and records when it w
     return f.verifiedAt > before.verifiedAt && f.scrubbedSize === undefined ? f : undefined;
   });
   assert.equal(after.state, 'ready');
+  assert.equal(after.scrubRequest, '2026-12-07T10:00:00.000Z', 'the request it answered is recorded');
   assert.equal(after.lastStateTransitionTime, before.lastStateTransitionTime, 'no state change');
   assert.ok((await b.stats()).hashedBytes - hashed0 >= SIZE, 'every byte was read');
 });
@@ -115,6 +116,9 @@ test('a scrub is refused for a file that is not ready, with a bad rate, or with 
   const rate = await a.api<{ message: string }>('POST', '/v1/files/img/scrub', { uuid: 'u1', maxBytesPerSecond: -5 });
   assert.equal(rate.status, 400);
   assert.match(rate.body.message, /maxBytesPerSecond must be a positive whole number/);
+  const token = await a.api<{ message: string }>('POST', '/v1/files/img/scrub', { uuid: 'u1', request: 'x'.repeat(65) });
+  assert.equal(token.status, 400);
+  assert.match(token.body.message, /request must be a string of at most 64 characters/);
   const climb = await a.api('POST', '/v1/files/..%2Fetc/scrub', { uuid: 'u1' });
   assert.equal(climb.status, 400);
 });

@@ -36,6 +36,8 @@ export interface BackingImageFileInfo {
   progress?: number;
   /** Stratum: when every byte of the copy was last read and found to hash to its SHA-512 (ready copies; a scrub). */
   verifiedAt?: string;
+  /** Stratum: the `stratum.io/scrub-requested` value the copy's last scrub answered. */
+  scrubRequest?: string;
 }
 
 /**
@@ -90,6 +92,7 @@ const schema = resourceSchema({
           senderManagerAddress: str(),
           progress: int(),
           verifiedAt: str(),
+          scrubRequest: str(),
         }),
         { nullable: true },
       ),

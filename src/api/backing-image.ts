@@ -68,6 +68,8 @@ export interface BackingImageDiskFileStatus {
   lastStateTransitionTime?: string;
   /** Stratum: when every byte of this ready copy was last read and found to hash to the checksum (a scrub). */
   verifiedAt?: string;
+  /** Stratum: the `stratum.io/scrub-requested` value this copy's last scrub answered. */
+  scrubRequest?: string;
 }
 
 export interface BackingImageSpec {
@@ -154,7 +156,7 @@ const schema = resourceSchema({
       checksum: str(),
       chunkManifestDigest: str({ description: 'The chunk size and SHA-256 of the chunk manifest the data source computed with the checksum.' }),
       diskFileStatusMap: mapOf(
-        obj({ dataEngine: dataEngineSchema, state: str(), progress: int(), message: str(), lastStateTransitionTime: str(), verifiedAt: str() }),
+        obj({ dataEngine: dataEngineSchema, state: str(), progress: int(), message: str(), lastStateTransitionTime: str(), verifiedAt: str(), scrubRequest: str() }),
         { nullable: true },
       ),
       diskLastRefAtMap: strMap({ nullable: true }),

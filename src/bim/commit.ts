@@ -45,6 +45,7 @@ export function applyMeta(rec: FileRecord, m: BackingMeta): void {
   rec.identity = m.identity;
   rec.processedSize = m.size;
   rec.verifiedAt = m.verifiedAt ?? m.readyAt;
+  rec.scrubRequest = m.scrubRequest;
 }
 
 /**
@@ -54,7 +55,7 @@ export function applyMeta(rec: FileRecord, m: BackingMeta): void {
 export async function commitFile(
   ctx: CommitContext,
   rec: FileRecord,
-  opts: { from: string; sha512: string; manifest?: ChunkManifest | undefined; signal?: AbortSignal | undefined; readyMessage?: string },
+  opts: { from: string; sha512: string; manifest?: ChunkManifest | undefined; signal?: AbortSignal | undefined; readyMessage?: string; scrubRequest?: string | undefined },
 ): Promise<void> {
   const dir = ctx.layout.dirOf(rec.key);
   const target = ctx.layout.path(rec.key, FILES.backing);
@@ -71,6 +72,7 @@ export async function commitFile(
     sha512: opts.sha512,
     identity,
     readyAt: new Date().toISOString(),
+    ...(opts.scrubRequest === undefined ? {} : { scrubRequest: opts.scrubRequest }),
   };
   opts.signal?.throwIfAborted();
   await writeMeta(ctx.layout.path(rec.key, FILES.meta), meta);

@@ -21,6 +21,8 @@ export interface BackingMeta {
   readyAt: string;
   /** When a scrub last read every byte and found the SHA-512 unchanged (ISO 8601; absent: never since ready). */
   verifiedAt?: string;
+  /** The request (an opaque token from the controller) the last scrub answered, repaired or clean. */
+  scrubRequest?: string;
 }
 
 export interface PartialIntent {
@@ -63,6 +65,7 @@ export function decodeMeta(text: string): BackingMeta | undefined {
     identity,
     readyAt: isStr(o.readyAt) ? o.readyAt : '',
     ...(isStr(o.verifiedAt) ? { verifiedAt: o.verifiedAt } : {}),
+    ...(isStr(o.scrubRequest) ? { scrubRequest: o.scrubRequest } : {}),
   };
 }
 

@@ -35,6 +35,11 @@ export interface ScrubRequest {
   sources: string[];
   /** Read no faster than this (bytes per second); default: as fast as the disk goes. */
   maxBytesPerSecond?: number;
+  /**
+   * The controller's token for this request (the image's `stratum.io/scrub-requested`), recorded when the scrub ends
+   * with the file ready: how it knows the request was answered without comparing two machines' clocks.
+   */
+  request?: string;
 }
 
 export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequest, signal: AbortSignal): Promise<void> {
@@ -67,8 +72,9 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
   if (!sameIdentity(await identityOf(backing), identity)) return;
   if (r.sha512 === meta.sha512) {
     const now = new Date().toISOString();
-    await writeMeta(metaPath, { ...meta, verifiedAt: now });
+    await writeMeta(metaPath, { ...meta, verifiedAt: now, ...(req.request === undefined ? {} : { scrubRequest: req.request }) });
     rec.verifiedAt = now;
+    if (req.request !== undefined) rec.scrubRequest = req.request;
     // The news of an earlier repair is old now: the copy is as verified as any.
     if (rec.message.startsWith(REPAIRED)) rec.message = '';
     if (!trusted && r.manifest) await saveManifest(ctx.layout, rec.key, identity, r.manifest).catch(() => undefined);
@@ -98,7 +104,7 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
   if (again.sha512 !== meta.sha512) throw await setAside(ctx, rec, `${found}${where}; after ${bad.length} chunks were repaired it hashes to ${again.sha512}, still not the recorded SHA-512`);
   const one = bad.length === 1;
   const repaired = `${REPAIRED}: ${bad.length} chunk${one ? '' : 's'} had changed on disk (the first at offset ${trusted.chunks[bad[0]!]?.offset}) and ${one ? 'was' : 'were'} fetched again from peers`;
-  await commitFile(ctx, rec, { from: backing, sha512: again.sha512, manifest: again.manifest, signal, readyMessage: repaired });
+  await commitFile(ctx, rec, { from: backing, sha512: again.sha512, manifest: again.manifest, signal, readyMessage: repaired, scrubRequest: req.request });
 }
 
 /** Fetches chunks `bad` again into `path`, each from the first peer that sends it as `manifest` says, then syncs. */

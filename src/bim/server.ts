@@ -115,7 +115,15 @@ export async function startBimServer(opts: BimServerOptions): Promise<BimServer>
     if (rate !== undefined && (typeof rate !== 'number' || !Number.isSafeInteger(rate) || rate < 1)) {
       throw new BimError('InvalidArgument', 'maxBytesPerSecond must be a positive whole number of bytes');
     }
-    const r = m.startScrub({ name, uuid, sources: sources.map((s, i) => checkPeerUrl(`sources[${i}]`, s)), ...(rate === undefined ? {} : { maxBytesPerSecond: rate }) });
+    const request = b.request;
+    if (request !== undefined && (typeof request !== 'string' || request.length > 64)) throw new BimError('InvalidArgument', 'request must be a string of at most 64 characters');
+    const r = m.startScrub({
+      name,
+      uuid,
+      sources: sources.map((s, i) => checkPeerUrl(`sources[${i}]`, s)),
+      ...(rate === undefined ? {} : { maxBytesPerSecond: rate }),
+      ...(request === undefined ? {} : { request }),
+    });
     return reply.code(r.started ? 202 : 200).send(r.info);
   });
 

@@ -52,6 +52,8 @@ export interface FileInfo {
   verifiedAt: string;
   /** A scrub reading the file now: bytes read so far (ready files only). */
   scrubbedSize?: number;
+  /** The request token of the last scrub that ended with the file ready (repaired or clean), when it had one. */
+  scrubRequest?: string;
 }
 
 export interface Job {
@@ -81,6 +83,8 @@ export class FileRecord {
   verifiedAt = '';
   /** Bytes a running scrub has read. */
   scrubbedSize: number | undefined;
+  /** See FileInfo.scrubRequest. */
+  scrubRequest: string | undefined;
   enteredAt: number;
   lastProgressAt: number;
   lastTransition: string;
@@ -118,6 +122,7 @@ export class FileRecord {
       lastStateTransitionTime: this.lastTransition,
       verifiedAt: this.state === 'ready' ? this.verifiedAt : '',
       ...(this.scrubbedSize === undefined ? {} : { scrubbedSize: this.scrubbedSize }),
+      ...(this.scrubRequest === undefined ? {} : { scrubRequest: this.scrubRequest }),
     };
   }
 }

@@ -276,8 +276,8 @@ export async function scrubImage(server: string, name: string, o: { wait: boolea
       let outcome: string | undefined;
       if (!s) outcome = 'gone: the copy was removed from this disk';
       else if (s.state === 'failed') outcome = `failed: ${s.message ?? ''}`;
-      // Verified since the request; a clean scrub clears the news of an earlier repair, so this one's is this scrub's.
-      else if (s.state === 'ready' && (s.verifiedAt ?? '') >= requestedAt) outcome = s.message?.startsWith(SCRUB_REPAIRED) ? s.message : 'verified: every byte hashes to the checksum';
+      // This request answered; a clean scrub clears the news of an earlier repair, so a repair reported is this one's.
+      else if (s.state === 'ready' && s.scrubRequest === requestedAt) outcome = s.message?.startsWith(SCRUB_REPAIRED) ? s.message : 'verified: every byte hashes to the checksum';
       if (outcome === undefined) continue;
       if (!outcome.startsWith('verified')) clean = false;
       o.log(`disk ${disk}: ${outcome}`);

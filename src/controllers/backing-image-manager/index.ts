@@ -64,6 +64,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
   const heard = new Set<string>();
   const backoff = new CopyBackoff(() => settings.int('backing-image-copy-retry-backoff-min') * 1000, () => settings.int('backing-image-copy-retry-backoff-max') * 1000, now);
   const limiter = new NodeSyncLimiter(now);
+  const startedAt = now();
 
   bims.addIndex(BY_NODE, (m) => (m.spec?.nodeID ? [m.spec.nodeID] : []));
   bims.addIndex(BY_DISK, (m) => (m.spec?.diskUUID ? [m.spec.diskUUID] : []));
@@ -261,20 +262,24 @@ export function backingImageManagerController(opts: BimControllerOptions) {
     const verified = Date.parse(f.verifiedAt ?? '');
     // A manager that reports no verification time (an older release) has no scrub either.
     if (Number.isNaN(verified)) return undefined;
-    const requested = Date.parse(bi.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED] ?? '');
-    const asked = !Number.isNaN(requested) && verified < requested;
+    // A scrub asked for: the copy has not answered this request yet (its manager records the token it answered, so no
+    // two machines' clocks are compared).
+    const request = bi.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED];
+    const asked = request !== undefined && f.scrubRequest !== request;
     if (hours <= 0 && !asked) return undefined;
     const wait = asked ? 0 : verified + hours * 3_600_000 - now();
     if (wait > 0) return Math.min(wait, 3_600_000);
     if (live.some((o) => o.scrubbedSize !== undefined || o.state === 'starting' || o.state === 'in-progress')) return 60_000;
     const sources = readyPeers(m, f.name, uuid);
     // Other disks hold the image but none is known ready (managers just restarted, a node down): a damaged copy could
-    // not be repaired, only set aside, so wait for one, up to one more interval.
+    // not be repaired, only set aside, so wait for one: up to one more interval, or a minute of this process's life
+    // for a scrub asked for now.
     const holders = bims.list().filter((o) => o.metadata.name !== m.metadata.name && o.spec?.backingImages?.[f.name] === uuid).length;
-    if (sources.length === 0 && holders > 0 && (asked ? now() - requested : -wait) < Math.max(hours, 1) * 3_600_000) return 5_000;
+    const waited = asked ? now() - startedAt < 60_000 : -wait < hours * 3_600_000;
+    if (sources.length === 0 && holders > 0 && waited) return 5_000;
     const maxBytesPerSecond = settings.int('backing-image-scrub-bandwidth') * 1024 * 1024;
     try {
-      await c.scrubFile(f.name, { uuid, sources, maxBytesPerSecond });
+      await c.scrubFile(f.name, { uuid, sources, maxBytesPerSecond, ...(request === undefined ? {} : { request }) });
     } catch (err) {
       if (isRemoteBusy(err)) return 60_000;
       throw err;
@@ -450,6 +455,7 @@ function toFileInfo(f: BimFile): BackingImageFileInfo {
     sendingReference: f.senders?.length ?? 0,
     senderManagerAddress: f.sources?.[0] ?? '',
     ...(f.verifiedAt ? { verifiedAt: f.verifiedAt } : {}),
+    ...(f.scrubRequest ? { scrubRequest: f.scrubRequest } : {}),
   };
 }
 

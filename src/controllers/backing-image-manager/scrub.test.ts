@@ -1,13 +1,14 @@
 // The backing-image-manager controller's scrub schedule, over the in-memory store and fake manager pods: a ready copy
 // last verified longer ago than backing-image-scrub-interval is scrubbed, with the other ready copies as repair
 // sources and the scrub bandwidth as its rate; a recently verified copy is not, nor any while the disk is receiving a
-// copy, nor any once the interval is 0.
+// copy, nor any once the interval is 0. A scrub asked for on the image reaches each copy once, with the request as
+// its token, and not again once the copy reports it answered.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
-import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
+import { ANNOTATION_SCRUB_REQUESTED, bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { Setting } from '../../api/setting-resource.js';
 import { MemoryStore } from '../../controller-kit/testing.js';
 import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
@@ -65,15 +66,36 @@ test('a copy verified longer ago than the interval is scrubbed, repaired from th
   assert.equal(m.status?.backingImageFileMap?.['img']?.verifiedAt, fresh.files[0]?.verifiedAt, 'the status says when it was verified');
 });
 
+test('a scrub asked for on the image: each copy is scrubbed once with the request as its token, not again once answered', async () => {
+  const before = scrubs(fresh).length;
+  const { object: bi } = await store.patch<BackingImage>('BackingImage', NS, 'img', 'merge', { metadata: { annotations: { [ANNOTATION_SCRUB_REQUESTED]: 'req-1' } } });
+  assert.ok(bi.metadata.annotations?.[ANNOTATION_SCRUB_REQUESTED]);
+  const deadline = Date.now() + 10_000;
+  while (scrubs(fresh).length === before) {
+    if (Date.now() > deadline) assert.fail('the copy verified a day ago was not scrubbed when asked');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal((scrubs(fresh).at(-1)?.body as { request?: string }).request, 'req-1');
+  // The pod says the request was answered: no further scrub for it, whatever the copy's verification time.
+  fresh.files = [{ ...file(0), scrubRequest: 'req-1' }];
+  await store.patch('BackingImageManager', NS, 'bim-fresh', 'merge', { metadata: { labels: { touched: '1' } } });
+  await new Promise((r) => setTimeout(r, 500));
+  const answered = scrubs(fresh).length;
+  await store.patch('BackingImageManager', NS, 'bim-fresh', 'merge', { metadata: { labels: { touched: '2' } } });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(scrubs(fresh).length, answered, 'answered: not scrubbed again');
+});
+
 test('no scrub while the disk receives a copy, and none at all with the interval at 0', async () => {
+  const before = scrubs(fresh).length;
   // The disk starts receiving a copy of another image: the due scrub waits.
   fresh.files = [file(8 * DAY), { name: 'other', uuid: 'u2', state: 'in-progress', size: 1, message: '', verifiedAt: '' }];
   await store.patch('BackingImageManager', NS, 'bim-fresh', 'merge', { spec: { backingImages: { img: 'u1', other: 'u2' } } });
   await new Promise((r) => setTimeout(r, 500));
-  assert.equal(scrubs(fresh).length, 0);
+  assert.equal(scrubs(fresh).length, before);
   await store.create<Setting>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Setting', metadata: { name: 'backing-image-scrub-interval', namespace: NS }, value: '0' } as Setting);
-  fresh.files = [file(8 * DAY)];
+  fresh.files = [{ ...file(8 * DAY), scrubRequest: 'req-1' }]; // the request on the image is answered
   await store.patch('BackingImageManager', NS, 'bim-fresh', 'merge', { spec: { backingImages: { img: 'u1' } } });
   await new Promise((r) => setTimeout(r, 500));
-  assert.equal(scrubs(fresh).length, 0, 'scrubbing is off');
+  assert.equal(scrubs(fresh).length, before, 'scrubbing is off');
 });

@@ -51,7 +51,7 @@ export function computeStatus(inp: StatusInputs): BackingImageStatus {
     if (!transferred && disk === bidsDisk && !(fileUsable && file.state === 'ready')) {
       next = { state: bidsState, progress: bids?.status?.progress ?? 0, message: bids?.status?.message ?? '' };
     } else if (fileUsable) {
-      next = { state: file.state ?? '', progress: file.progress ?? 0, message: file.message ?? '', ...(file.state === 'ready' && file.verifiedAt ? { verifiedAt: file.verifiedAt } : {}) };
+      next = { state: file.state ?? '', progress: file.progress ?? 0, message: file.message ?? '', ...(file.state === 'ready' && file.verifiedAt ? { verifiedAt: file.verifiedAt } : {}), ...(file.state === 'ready' && file.scrubRequest ? { scrubRequest: file.scrubRequest } : {}) };
       if (file.state === 'ready' && status.checksum && file.currentChecksum && file.currentChecksum !== status.checksum) {
         next = {
           state: 'failed',
