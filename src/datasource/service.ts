@@ -91,7 +91,7 @@ export class DataSource {
   #prepared: Promise<void> = Promise.resolve();
   #complete: CompleteInfo | undefined;
   #closing = false;
-  /** Upload chunks still streaming; `close()` waits for them so their bytes are checkpointed. */
+  /** Upload chunks still streaming and a verification under way; `close()` waits for them (bytes checkpointed). */
   readonly #inflight = new Set<Promise<unknown>>();
   /** The verification of a completed upload, once begun. */
   #finishing: Promise<void> | undefined;

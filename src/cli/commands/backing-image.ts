@@ -276,6 +276,7 @@ export async function scrubImage(server: string, name: string, o: { wait: boolea
       let outcome: string | undefined;
       if (!s) outcome = 'gone: the copy was removed from this disk';
       else if (s.state === 'failed') outcome = `failed: ${s.message ?? ''}`;
+      else if (s.state === 'ready' && !s.verifiedAt) outcome = 'not scrubbed: its backing-image manager is of a release without scrubs';
       // This request answered; a clean scrub clears the news of an earlier repair, so a repair reported is this one's.
       else if (s.state === 'ready' && s.scrubRequest === requestedAt) outcome = s.message?.startsWith(SCRUB_REPAIRED) ? s.message : 'verified: every byte hashes to the checksum';
       if (outcome === undefined) continue;
