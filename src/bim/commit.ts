@@ -91,3 +91,9 @@ export async function commitFile(
   rec.waitingFor = undefined;
   ctx.table.transition(rec, 'ready', image.problem ? `verified, but not usable as an image: ${image.problem}` : (opts.readyMessage ?? ''));
 }
+
+/** Moves a `backing` that failed verification aside as `backing.rejected`: kept for a human, never served. */
+export async function setAsideBacking(ctx: CommitContext, rec: FileRecord): Promise<void> {
+  await rename(ctx.layout.path(rec.key, FILES.backing), ctx.layout.path(rec.key, FILES.rejected));
+  await fsyncDir(ctx.layout.dirOf(rec.key));
+}

@@ -3,7 +3,7 @@
 // whatever the file size. Holes read as zeros (the kernel does not touch the disk for them).
 
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BimError } from './errors.js';
@@ -87,4 +87,27 @@ export async function hashFile(path: string, opts: HashOptions = {}): Promise<Ha
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Indices of the chunks whose bytes in the file do not hash to the manifest's SHA-256. All-zero chunks are skipped
+ * unless `includeZero` (a file received from peers leaves them as holes; a ready file's may have been written over).
+ */
+export async function chunksNotMatching(fh: FileHandle, manifest: ChunkManifest, signal: AbortSignal, onRead: (n: number) => void, { includeZero = false } = {}): Promise<number[]> {
+  const bad: number[] = [];
+  const buf = Buffer.allocUnsafe(Math.min(manifest.chunkSize, 4 * 1024 * 1024));
+  for (const [i, c] of manifest.chunks.entries()) {
+    if (c.zero && !includeZero) continue;
+    const h = createHash('sha256');
+    for (let pos = c.offset, end = c.offset + c.length; pos < end; ) {
+      signal.throwIfAborted();
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
+      if (bytesRead === 0) throw new BimError('Internal', `the file ended at ${pos} while checking chunk ${i}`);
+      h.update(buf.subarray(0, bytesRead));
+      onRead(bytesRead);
+      pos += bytesRead;
+    }
+    if (h.digest('hex') !== c.sha256) bad.push(i);
+  }
+  return bad;
 }

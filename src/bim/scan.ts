@@ -7,7 +7,7 @@
 import { readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readChunkMap } from './chunkmap.js';
-import { applyMeta, commitFile, type CommitContext } from './commit.js';
+import { applyMeta, commitFile, setAsideBacking, type CommitContext } from './commit.js';
 import { BimError } from './errors.js';
 import { allocatedBytes, exists, fsyncDir, identityOf, removeIfExists, removeTempFiles, sameIdentity } from './fsutil.js';
 import { hashFile } from './hashing.js';
@@ -142,8 +142,7 @@ export async function runVerify(ctx: VerifyContext, rec: FileRecord, meta: Backi
     onProgress: (n) => ctx.table.progress(rec, n),
   });
   if (r.sha512 !== meta.sha512) {
-    await rename(backing, ctx.layout.path(rec.key, FILES.rejected));
-    await fsyncDir(ctx.layout.dirOf(rec.key));
+    await setAsideBacking(ctx, rec);
     rec.currentChecksum = r.sha512;
     throw new BimError(
       'ChecksumMismatch',

@@ -13,13 +13,13 @@
 // - without peers, without a manifest from before the damage, or when the repaired file still does not hash right, the
 //   file is set aside as `backing.rejected` and fails; the controller then syncs it again like any failed copy.
 
-import { open, rename } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { SCRUB_REPAIRED as REPAIRED } from '../api/backing-image-manager.js';
-import { commitFile } from './commit.js';
+import { commitFile, setAsideBacking } from './commit.js';
 import { BimError, messageOf } from './errors.js';
-import { fsyncDir, identityOf, sameIdentity } from './fsutil.js';
-import { hashFile } from './hashing.js';
+import { identityOf, sameIdentity } from './fsutil.js';
+import { chunksNotMatching, hashFile } from './hashing.js';
 import type { ChunkManifest } from './manifest.js';
 import { readMeta, writeMeta } from './meta.js';
 import { FILES } from './names.js';
@@ -54,7 +54,9 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
   try {
     r = await hashFile(backing, {
       signal,
-      chunkSize: ctx.chunkSize,
+      // Chunk hashes only to save a manifest where none vouches for the chunks yet; with one, damage is located in a
+      // second pass, when there is damage.
+      chunkSize: trusted ? undefined : ctx.chunkSize,
       ids: { name: rec.name, uuid: rec.uuid },
       maxBytesPerSecond: req.maxBytesPerSecond,
       onRead: (n) => (ctx.stats.hashedBytes += n),
@@ -82,7 +84,7 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
     return;
   }
 
-  const bad = trusted && r.manifest ? r.manifest.chunks.flatMap((c, i) => (c.sha256 === trusted.chunks[i]?.sha256 ? [] : [i])) : undefined;
+  const bad = trusted ? await damagedChunks(ctx, backing, trusted, signal) : undefined;
   const found = `the scrub found that ${rec.name} no longer hashes to its SHA-512 (now ${r.sha512}, recorded ${meta.sha512})`;
   const where = bad && trusted ? `: ${bad.length} of ${trusted.chunks.length} chunks of ${trusted.chunkSize} bytes changed, the first at offset ${trusted.chunks[bad[0]!]?.offset}` : '';
   if (!bad || !trusted || bad.length === 0 || req.sources.length === 0) {
@@ -105,6 +107,16 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
   const one = bad.length === 1;
   const repaired = `${REPAIRED}: ${bad.length} chunk${one ? '' : 's'} had changed on disk (the first at offset ${trusted.chunks[bad[0]!]?.offset}) and ${one ? 'was' : 'were'} fetched again from peers`;
   await commitFile(ctx, rec, { from: backing, sha512: again.sha512, manifest: again.manifest, signal, readyMessage: repaired, scrubRequest: req.request });
+}
+
+/** The chunks of the file at `path` that no longer hash as the manifest says (all-zero ones included). */
+async function damagedChunks(ctx: SyncContext, path: string, manifest: ChunkManifest, signal: AbortSignal): Promise<number[]> {
+  const fh = await open(path, 'r');
+  try {
+    return await chunksNotMatching(fh, manifest, signal, (n) => (ctx.stats.hashedBytes += n), { includeZero: true });
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Fetches chunks `bad` again into `path`, each from the first peer that sends it as `manifest` says, then syncs. */
@@ -161,7 +173,6 @@ async function setAside(ctx: SyncContext, rec: FileRecord, message: string): Pro
     rec.identity = undefined;
     ctx.table.transition(rec, 'unknown', message);
   }
-  await rename(ctx.layout.path(rec.key, FILES.backing), ctx.layout.path(rec.key, FILES.rejected));
-  await fsyncDir(ctx.layout.dirOf(rec.key));
+  await setAsideBacking(ctx, rec);
   return new BimError('ChecksumMismatch', `${message}; it was set aside as ${FILES.rejected} and is not served`);
 }

@@ -14,8 +14,7 @@
 //   is hashed again.
 // A connection closing never completes anything.
 
-import { createHash } from 'node:crypto';
-import { mkdir, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseManifestAnchor, type ManifestAnchor } from '../api/backing-image.js';
 import { writeChunkMap, type ChunkMap } from './chunkmap.js';
@@ -23,7 +22,7 @@ import { commitFile, type CommitContext } from './commit.js';
 import { BimError, messageOf } from './errors.js';
 import { WholeFileHasher } from './follower.js';
 import { allocatedBytes, removeIfExists, removeTempFiles } from './fsutil.js';
-import { hashFile } from './hashing.js';
+import { chunksNotMatching, hashFile } from './hashing.js';
 import { ChunkChecker } from './chunk-checker.js';
 import { checkManifest, manifestDigest, type ChunkManifest } from './manifest.js';
 import { Checkpointer, openPartial, type CheckpointPolicy } from './partial.js';
@@ -204,26 +203,6 @@ async function repair(
   ctx.table.changedNow(rec);
   const r = await hashFile(partial, { signal: plan.signal, onRead: (n) => (ctx.stats.hashedBytes += n), onProgress: () => ctx.table.touch(rec) });
   return r.sha512 === req.expectedChecksum ? r.sha512 : lied(r.sha512);
-}
-
-/** Indices of the non-zero chunks whose bytes in the file do not hash to the manifest's SHA-256. */
-async function chunksNotMatching(fh: FileHandle, manifest: ChunkManifest, signal: AbortSignal, onRead: (n: number) => void): Promise<number[]> {
-  const bad: number[] = [];
-  const buf = Buffer.allocUnsafe(Math.min(manifest.chunkSize, 4 * 1024 * 1024));
-  for (const [i, c] of manifest.chunks.entries()) {
-    if (c.zero) continue;
-    const h = createHash('sha256');
-    for (let pos = c.offset, end = c.offset + c.length; pos < end; ) {
-      signal.throwIfAborted();
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
-      if (bytesRead === 0) throw new BimError('Internal', `the partial file ended at ${pos} while checking chunk ${i}`);
-      h.update(buf.subarray(0, bytesRead));
-      onRead(bytesRead);
-      pos += bytesRead;
-    }
-    if (h.digest('hex') !== c.sha256) bad.push(i);
-  }
-  return bad;
 }
 
 async function ensureIntent(ctx: SyncContext, rec: FileRecord, req: SyncRequest): Promise<void> {

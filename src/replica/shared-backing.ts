@@ -61,8 +61,7 @@ export class SharedBackingReaders {
       this.#byPath.set(path, e);
       // A failed open is forgotten at once, so the next replica tries again.
       void e.opening.then(
-        async (r) => {
-          e.current ??= r;
+        async () => {
           e.identity ??= await identityOf(path);
         },
         () => {

@@ -12,11 +12,8 @@ import { StoreError, isNotFound } from '../../store/errors.js';
 import { errorFromResponse, describeFetchError } from '../../client/http-store.js';
 import { writeSparse } from '../../util/sparse-write.js';
 import { authHeaders, request } from '../api.js';
-import { findKind } from '../../api/index.js';
-import type { BackingImage } from '../../api/backing-image.js';
+import type { BackingImageDiskFileStatus } from '../../api/backing-image.js';
 import { SCRUB_REPAIRED } from '../../api/backing-image-manager.js';
-import { DEFAULT_NAMESPACE } from '../../api/meta.js';
-import { resourceUrl } from '../../client/http-store.js';
 import { Progress } from '../progress.js';
 
 const CHUNK = 256 * 1024 * 1024;
@@ -26,7 +23,7 @@ interface V1Image {
   sourceType: string;
   currentChecksum: string;
   size: number;
-  diskFileStatusMap: Record<string, { state: string; progress: number; message: string }>;
+  diskFileStatusMap: Record<string, BackingImageDiskFileStatus>;
   /** Stratum: when a scrub of every ready copy was last asked for (the `scrub` action). */
   scrubRequestedAt?: string;
 }
@@ -260,7 +257,6 @@ async function downloadOnce(server: string, name: string, part: string, img: V1I
  * until each was verified after the request, repaired, or failed, and says which.
  */
 export async function scrubImage(server: string, name: string, o: { wait: boolean; timeoutSeconds: number; log: (line: string) => void }): Promise<boolean> {
-  const url = resourceUrl(server, findKind('BackingImage')!, DEFAULT_NAMESPACE, name);
   const asked = (await request('POST', `${imageUrl(server, name)}?action=scrub`, { body: {} })).body as V1Image;
   const requestedAt = asked.scrubRequestedAt ?? '';
   const copies = Object.entries(asked.diskFileStatusMap).filter(([, s]) => s.state === 'ready').map(([disk]) => disk);
@@ -270,9 +266,9 @@ export async function scrubImage(server: string, name: string, o: { wait: boolea
   const left = new Set(copies);
   let clean = true;
   while (left.size > 0) {
-    const now = (await request('GET', url)).body as BackingImage;
+    const now = (await request('GET', imageUrl(server, name))).body as V1Image;
     for (const disk of [...left]) {
-      const s = now.status?.diskFileStatusMap?.[disk];
+      const s = now.diskFileStatusMap[disk];
       let outcome: string | undefined;
       if (!s) outcome = 'gone: the copy was removed from this disk';
       else if (s.state === 'failed') outcome = `failed: ${s.message ?? ''}`;

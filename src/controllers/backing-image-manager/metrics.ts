@@ -13,6 +13,7 @@ import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 
 const STATES = ['pending', 'starting', 'in-progress', 'ready', 'failed', 'unknown'] as const;
 const LABELS = ['backing_image', 'node', 'disk'] as const;
+const NAMES = ['longhorn_backing_image_actual_size_bytes', 'longhorn_backing_image_state', 'stratum_backing_image_copy_verified_timestamp_seconds'] as const;
 
 /** Registers the gauges on `registry` (replacing earlier ones); returns what removes them again. */
 export function registerBackingImageMetrics(registry: Registry, informers: InformerFactory): () => void {
@@ -26,7 +27,7 @@ export function registerBackingImageMetrics(registry: Registry, informers: Infor
   };
   const gauges = [
     new Gauge({
-      name: 'longhorn_backing_image_actual_size_bytes',
+      name: NAMES[0],
       help: 'Bytes a backing image copy takes on its disk',
       labelNames: LABELS,
       registers: [],
@@ -36,7 +37,7 @@ export function registerBackingImageMetrics(registry: Registry, informers: Infor
       },
     }),
     new Gauge({
-      name: 'longhorn_backing_image_state',
+      name: NAMES[1],
       help: `State of a backing image copy: 1 for its state, 0 for the others (${STATES.join(', ')})`,
       labelNames: [...LABELS, 'state'],
       registers: [],
@@ -46,7 +47,7 @@ export function registerBackingImageMetrics(registry: Registry, informers: Infor
       },
     }),
     new Gauge({
-      name: 'stratum_backing_image_copy_verified_timestamp_seconds',
+      name: NAMES[2],
       help: 'When every byte of a ready backing image copy was last read and found to hash to its checksum (Unix time)',
       labelNames: LABELS,
       registers: [],
@@ -59,15 +60,9 @@ export function registerBackingImageMetrics(registry: Registry, informers: Infor
       },
     }),
   ];
-  for (const g of gauges) {
-    const name = (g as unknown as { name: string }).name;
-    registry.removeSingleMetric(name);
+  gauges.forEach((g, i) => {
+    registry.removeSingleMetric(NAMES[i]!);
     registry.registerMetric(g);
-  }
-  return () => {
-    for (const g of gauges) {
-      const name = (g as unknown as { name: string }).name;
-      if (registry.getSingleMetric(name) === g) registry.removeSingleMetric(name);
-    }
-  };
+  });
+  return () => NAMES.forEach((name, i) => registry.getSingleMetric(name) === gauges[i] && registry.removeSingleMetric(name));
 }
