@@ -2,17 +2,7 @@
 // line every few seconds otherwise (logs, CI), so output stays readable either way.
 
 import cliProgress from 'cli-progress';
-
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+import { humanBytes } from '../util/bytes.js';
 
 export class Progress {
   readonly #label: string;

@@ -8,6 +8,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { NbdServer } from '../frontend/nbd/index.js';
 import { SharedBackingReaders } from '../replica/shared-backing.js';
+import { DataRoots } from './data-roots.js';
 import { InstanceManager } from './manager.js';
 import { ReplicaHub } from './replica-hub.js';
 import { startImServer } from './server.js';
@@ -82,6 +83,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
   if (opts.nbdSocket) await nbd.listen({ path: opts.nbdSocket });
   const t = nbd.address().tcp;
   const nbdAddress = t ? (t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`) : '';
+  const dataRoots = new DataRoots(opts.dataRoots);
   // The API's address is known only once it listens; instances are created only through it, so none reads it early.
   const ctx = {
     hub,
@@ -89,7 +91,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
     apiAddress: '',
     backingReaders: new SharedBackingReaders(),
     lockDir,
-    dataRoots: opts.dataRoots ?? [],
+    dataRoots,
     holder: `instance manager ${opts.name ?? opts.node} (pid ${process.pid}) on node ${opts.node}`,
     startTimeoutMs: opts.startTimeoutMs ?? 60_000,
     stopTimeoutMs: opts.stopTimeoutMs ?? 10_000,
@@ -101,7 +103,7 @@ export async function startInstanceManager(opts: InstanceManagerOptions): Promis
     manager,
     node: opts.node,
     versions: opts.versions ?? { apiVersion: 2, apiMinVersion: 2 },
-    dataRoots: opts.dataRoots ?? [],
+    dataRoots,
     clusterSecret: opts.clusterSecret,
     host: opts.host,
     port: opts.port,

@@ -317,3 +317,41 @@ test('the data directory of a replica that no longer runs is removed on request,
   }
   assert.equal(await readFile(join(disk, 'replicas', 'other', 'precious'), 'utf8'), 'x');
 });
+
+test('PUT /v1/data-roots: a disk added after the start takes replicas; bad lists are refused whole, naming the entry', async () => {
+  const other = await mkdtemp(join(tmpdir(), 'stratum-im-disk2-'));
+  try {
+    const body = { name: 'r-late', type: 'replica', replica: { dir: join(other, 'replicas', 'r-late'), size: SIZE } };
+    const refused = await call('POST', '/v1/instances', body);
+    assert.equal(refused.status, 400);
+    assert.match(String(refused.json.message), /not inside the data roots of this instance manager/);
+
+    const relative = await call('PUT', '/v1/data-roots', { dataRoots: [disk, 'disks/two'] });
+    assert.equal(relative.status, 400);
+    assert.match(String(relative.json.message), /dataRoots\[1\] must be an absolute path/);
+    const unregistered = await call('PUT', '/v1/data-roots', { dataRoots: [disk, other] });
+    assert.equal(unregistered.status, 400);
+    assert.match(String(unregistered.json.message), /dataRoots\[1\] ".*" is not a registered disk of this node: .*longhorn-disk\.cfg/);
+    assert.equal((await call('PUT', '/v1/data-roots', { dataRoots: 'x' })).status, 400);
+    assert.deepEqual((await call('GET', '/v1/data-roots')).json, { dataRoots: [root] }, 'a refused list changes nothing');
+
+    await writeFile(join(other, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'disk-2', diskUUID: 'd2' }));
+    const put = await call('PUT', '/v1/data-roots', { dataRoots: [disk, other, disk] });
+    assert.equal(put.status, 200);
+    assert.deepEqual(put.json, { dataRoots: [disk, other] });
+    assert.equal((await call('POST', '/v1/instances', body)).status, 201);
+    await inState('r-late', 'running');
+
+    // The disk leaves the list: what runs there keeps running, nothing new starts there.
+    assert.equal((await call('PUT', '/v1/data-roots', { dataRoots: [disk] })).status, 200);
+    assert.equal((await call('GET', '/v1/instances/r-late')).json.state, 'running');
+    const again = await call('POST', '/v1/instances', { ...body, name: 'r-later', replica: { ...body.replica, dir: join(other, 'replicas', 'r-later') } });
+    assert.equal(again.status, 400);
+    assert.equal((await call('PUT', '/v1/data-roots', { dataRoots: [disk, other] })).status, 200);
+    assert.equal((await call('DELETE', '/v1/instances/r-late?cleanup=true')).json.state, 'stopped');
+    assert.equal(existsSync(join(other, 'replicas', 'r-late')), false);
+  } finally {
+    await call('PUT', '/v1/data-roots', { dataRoots: [disk] });
+    await rm(other, { recursive: true, force: true });
+  }
+});

@@ -16,6 +16,7 @@ import { describeHolder, FileLock } from '../util/file-lock.js';
 import { ImError } from './errors.js';
 import { LineRing } from './line-ring.js';
 import type { ReplicaHub } from './replica-hub.js';
+import type { DataRoots } from './data-roots.js';
 import type { InstanceSpec } from './spec.js';
 
 export type InstanceState = 'starting' | 'running' | 'stopping' | 'stopped' | 'error';
@@ -55,7 +56,7 @@ export interface HostContext {
   /** Where instance-name locks live: one per node, shared by every instance manager of the node. */
   lockDir: string;
   /** Replica directories are inside one of these (checked again, symlinks resolved, before anything is removed). */
-  dataRoots: readonly string[];
+  dataRoots: DataRoots;
   /** Who holds locks, in words ("instance manager im-x on node-1"). */
   holder: string;
   /** A start that takes longer is abandoned and the instance is `error`. */

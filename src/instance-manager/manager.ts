@@ -95,7 +95,7 @@ export class InstanceManager {
   async removeReplicaData(dir: string): Promise<boolean> {
     // The spec check made it absolute, normalised and inside a data root; this is the last line of defence.
     if (!dir.startsWith('/') || dir.split('/').includes('..')) throw new ImError('InvalidArgument', `Refusing to remove ${dir}: not a normalised absolute path`);
-    await checkOnDisk({ type: 'replica', replica: { dir, size: 1 } }, this.#ctx.dataRoots);
+    await checkOnDisk({ type: 'replica', replica: { dir, size: 1 } }, this.#ctx.dataRoots.list);
     const user = [...this.#instances.values()].find((p) => p.spec.type === 'replica' && p.spec.replica.dir === dir && p.info().state !== 'stopped' && p.info().state !== 'error');
     if (user) throw new ImError('Conflict', `Refusing to remove ${dir}: replica "${user.name}" is ${user.info().state} on it`);
     let entries: string[];

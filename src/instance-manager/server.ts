@@ -9,6 +9,7 @@ import { httpStatusOf, ImError, isImError, messageOf } from './errors.js';
 import { statusFor } from '../engine/control.js';
 import { isEngineError } from '../engine/errors.js';
 import type { InstanceManager, WatchEvent } from './manager.js';
+import type { DataRoots } from './data-roots.js';
 import { CoalescingStream } from '../util/coalescing-stream.js';
 import { limitConnectionsPerClient } from '../util/connection-limit.js';
 import { checkName, checkOnDisk, checkPath, parseCreateRequest } from './spec.js';
@@ -17,8 +18,8 @@ export interface ImServerOptions {
   manager: InstanceManager;
   node: string;
   versions: { apiVersion: number; apiMinVersion: number };
-  /** Data roots replica directories must be inside (none: no replica can be created or removed). */
-  dataRoots: readonly string[];
+  /** Data roots replica directories must be inside (none: no replica can be created or removed); PUT replaces them. */
+  dataRoots: DataRoots;
   /**
    * The cluster secret: every route but /healthz then needs the cluster's data-plane credential (401 before routing
    * and before any body is read). `stratum instance-manager` always has one; only in-process tests run without.
@@ -68,6 +69,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
 
   app.get('/healthz', async () => 'ok');
   app.get('/v1/version', async () => ({ ...opts.versions, node: opts.node, listeners: opts.listeners }));
+  app.get('/v1/data-roots', async () => ({ dataRoots: opts.dataRoots.list }));
+  app.put('/v1/data-roots', async (req: Req) => ({ dataRoots: await opts.dataRoots.replace(req.body) }));
 
   app.get('/v1/instances', (req: Req, reply) => {
     if (req.query.watch !== 'true' && req.query.watch !== '1') return reply.send({ instances: m.list() });
@@ -79,8 +82,8 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   app.get('/v1/instances/:name', async (req: Req) => m.get(checkName('name', req.params.name)));
 
   app.post('/v1/instances', async (req: Req, reply) => {
-    const request = parseCreateRequest(req.body, opts.dataRoots);
-    await checkOnDisk(request.spec, opts.dataRoots);
+    const request = parseCreateRequest(req.body, opts.dataRoots.list);
+    await checkOnDisk(request.spec, opts.dataRoots.list);
     const r = m.create(request);
     return reply.code(r.created ? 201 : 200).send(r.instance);
   });
@@ -92,7 +95,7 @@ export async function startImServer(opts: ImServerOptions): Promise<ImServer> {
   });
 
   app.delete('/v1/replica-data', async (req: Req) => {
-    const dir = checkPath('dir', req.query.dir, opts.dataRoots);
+    const dir = checkPath('dir', req.query.dir, opts.dataRoots.list);
     return { dir, removed: await m.removeReplicaData(dir) };
   });
 

@@ -7,10 +7,12 @@
 //   address-policy, download-url                         which download URLs may be fetched
 //   connection-limit, graceful-close                     HTTP servers: per-client caps, closing without waiting on idle peers
 //   coalescing-stream                                    watch responses written in bursts
+//   bytes                                                byte counts as people read them (1.5 KiB)
 //   table, prng                                          kubectl-style tables; the tests' seeded PRNG
 
 export * from './address-policy.js';
 export * from './buffer-pool.js';
+export * from './bytes.js';
 export * from './byte-queue.js';
 export * from './coalescing-stream.js';
 export * from './connection-limit.js';

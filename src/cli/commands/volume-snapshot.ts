@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { StoreError } from '../../store/errors.js';
 import { formatTable } from '../../util/table.js';
-import { humanBytes } from '../progress.js';
+import { humanBytes } from '../../util/bytes.js';
 
 interface V1Snapshot {
   name: string;

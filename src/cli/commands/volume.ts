@@ -10,7 +10,7 @@ import { isNotFound, StoreError } from '../../store/errors.js';
 import type { RawResponse } from '../api.js';
 import { formatTable } from '../../util/table.js';
 import { fail } from '../output.js';
-import { humanBytes } from '../progress.js';
+import { humanBytes } from '../../util/bytes.js';
 import { addVolumeSnapshotCommand } from './volume-snapshot.js';
 import { endpointOf, parseDuration, waitForVolume, type V1Volume } from './volume-wait.js';
 

@@ -46,12 +46,12 @@ export class InstanceManagerClient {
     return callJson<Instance>(this.base, 'POST', '/v1/instances', this.#timeoutMs, { name, type: 'engine', engine }, signal);
   }
 
-  /** Stops the instance (and with `cleanup`, removes a replica's directory); a missing instance is not an error. */
   /** A live engine upgrade: the engine is replaced under its frontend (docs/upgrade.md). */
   async swapEngine(name: string, image: string, opts: { signal?: AbortSignal } = {}): Promise<{ image: string; heldMs: number }> {
     return (await callJson(this.base, 'POST', `/v1/engines/${encodeURIComponent(name)}/swap`, 70_000, { image }, opts.signal)) as { image: string; heldMs: number };
   }
 
+  /** Stops the instance (and with `cleanup`, removes a replica's directory); a missing instance is not an error. */
   async delete(name: string, opts: { cleanup?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     try {
       // Stopping waits out the instance's grace period (10 s) on the server side.
@@ -59,6 +59,11 @@ export class InstanceManagerClient {
     } catch (err) {
       if (!isRemoteNotFound(err)) throw err;
     }
+  }
+
+  /** Makes `dataRoots` (the node's disk paths) the disks the manager may open replicas on; returns the new list. */
+  async setDataRoots(dataRoots: readonly string[], signal?: AbortSignal): Promise<string[]> {
+    return (await callJson<{ dataRoots: string[] }>(this.base, 'PUT', '/v1/data-roots', this.#timeoutMs, { dataRoots }, signal)).dataRoots;
   }
 
   /** Removes the data directory of a replica that is not running. */

@@ -13,6 +13,7 @@ import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
+import { isRemoteNotFound } from '../common/http-json.js';
 import { Monitors } from '../common/monitor.js';
 import { imPodName, instanceManagerName, LABEL_COMPONENT, LABEL_INSTANCE_MANAGER, LABEL_NODE } from '../../api/labels.js';
 import { buildPod, ownerRef, podEndpoint, podProblem, podReady } from '../../api/pods.js';
@@ -126,6 +127,8 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
 
   /** The manager each node's monitor (keyed by node name) feeds: the default image's when it was started. */
   const feeds = new Map<string, string>();
+  /** Per manager, the data roots it was last told over its current stream (JSON), so they are sent once per change. */
+  const rootsSent = new Map<string, string>();
 
   const reconcileDefault = async (nodeName: string, signal: AbortSignal): Promise<{ requeueAfter?: number } | undefined> => {
     const node = nodes.get('', nodeName) ?? nodes.get(namespace, nodeName);
@@ -183,11 +186,30 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
     // The stream starts with a SNAPSHOT of every instance, then each change, in order: applied as they come,
     // batched into one status write (no list on the side: its answer could land over a newer change).
     monitors.ensure(nodeName, c.watchUrl(), {
-      onEvent: (ev) => applyEvent(name, ev),
+      onEvent: (ev) => {
+        // A new stream: the manager may have restarted, with the disks its pod was made with; tell it the node's.
+        if (ev['type'] === 'SNAPSHOT' && rootsSent.delete(name)) controller.enqueue(nodeName);
+        return applyEvent(name, ev);
+      },
       down: () => controller.enqueue(nodeName),
     });
     feeds.set(nodeName, name);
+    await sendDataRoots(name, c, node, signal);
   };
+
+  /** The node's disks as the manager's data roots: a disk added after its pod was made takes replicas at once. */
+  async function sendDataRoots(name: string, c: InstanceManagerClient, node: RO<Node>, signal: AbortSignal) {
+    const roots = dataRootsOf(node);
+    const key = JSON.stringify(roots);
+    if (rootsSent.get(name) === key) return;
+    try {
+      await c.setDataRoots(roots, signal);
+    } catch (err) {
+      // A manager from before PUT /v1/data-roots keeps its pod's list; anything else is retried with the reconcile.
+      if (!isRemoteNotFound(err)) throw err;
+    }
+    rootsSent.set(name, key);
+  }
 
   /**
    * Stops the monitor of manager `name`: what its stream said and is not written yet is no longer current, and a
@@ -196,6 +218,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
   async function stopMonitor(key: string, name: string) {
     monitors.stop(key);
     feeds.delete(key);
+    rootsSent.delete(name);
     changes.discard(name);
     heard.delete(name);
     await changes.settled(name);
@@ -262,7 +285,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
   async function createPod(im: RO<InstanceManager>, image: string, node: RO<Node>) {
     const name = im.metadata.name ?? '';
     // Replicas only on the node's disks (the instance manager also checks each is a registered disk).
-    const roots = Object.values(node.spec?.disks ?? {}).flatMap((d) => (d.path ? ['--data-root', d.path] : []));
+    const roots = dataRootsOf(node).flatMap((path) => ['--data-root', path]);
     try {
       await store.create(
         buildPod({
@@ -286,7 +309,7 @@ export function instanceManagerController(opts: InstanceManagerControllerOptions
   nodes.addEventHandler({
     onAdd: (n) => controller.enqueue(n.metadata.name ?? ''),
     onUpdate: (a, b) => {
-      if (nodeIsReady(a) !== nodeIsReady(b)) controller.enqueue(b.metadata.name ?? '');
+      if (nodeIsReady(a) !== nodeIsReady(b) || JSON.stringify(dataRootsOf(a)) !== JSON.stringify(dataRootsOf(b))) controller.enqueue(b.metadata.name ?? '');
     },
   });
   ims.addEventHandler({
@@ -334,4 +357,10 @@ export function instanceManagersByNode(informers: InformerFactory, nodeName: str
 
 function ignoreNotFound(err: unknown): void {
   if (!isNotFound(err)) throw err;
+}
+
+/** The paths of the node's disks its agent registered (a disk it could not register holds no replicas), sorted. */
+export function dataRootsOf(node: RO<Node>): string[] {
+  const registered = Object.entries(node.spec?.disks ?? {}).filter(([disk, d]) => d.path && node.status?.diskStatus?.[disk]?.diskUUID);
+  return registered.map(([, d]) => d.path ?? '').sort();
 }

@@ -18,6 +18,7 @@ import type { Store } from '../../store/types.js';
 import { gateFor } from '../backing-image/replica-gate.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
 import { isBehind } from '../common/instance-state.js';
+import { RemoteError } from '../common/http-json.js';
 import { mutateStatus } from '../common/status.js';
 import { setCondition } from '../../api/node-contract.js';
 import type { Instance, InstanceManagerClient } from '../instance-manager/client.js';
@@ -101,7 +102,17 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       backing = { name: biName, uuid: bi.status.uuid, path: g.path };
     }
     const size = Number(r.spec?.volumeSize ?? '0');
-    const inst = await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) }, signal);
+    let inst: Instance;
+    try {
+      inst = await client.createReplica(r.metadata.name ?? '', { dir: replicaDataPath(r), size, ...(backing ? { backing } : {}) }, signal);
+    } catch (err) {
+      // A refusal (a disk the manager does not serve, a directory held elsewhere) goes where a human looks, and the
+      // reconcile's backoff asks again.
+      if (err instanceof RemoteError && err.status >= 400 && err.status < 500) {
+        await setStatus(r, { currentState: 'stopped', message: `instance manager ${imName} refused to start the replica: ${err.message}` });
+      }
+      throw err;
+    }
     // The instance manager answers with the instance it has: one that runs already (a status that had not caught up)
     // stays running instead of flipping back to starting until the next change.
     if (inst.state === 'running') return setStatus(r, { currentState: 'running', inst, im: imName });

@@ -68,3 +68,33 @@ test('a volume no replica of which can be placed stays creating, and says why', 
   const scheduled = v.status?.conditions?.find((c) => c.type === 'Scheduled');
   assert.match(scheduled?.message ?? '', /^1 of 1 replicas cannot be scheduled: .*gpu/);
 });
+
+test('a volume short of replicas gets them when a node with room joins', async () => {
+  const before = (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'three');
+  assert.equal(before.length, 1);
+  const { object: node } = await store.create<Node>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'Node',
+    metadata: { name: 'node-2', namespace: NS },
+    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: '/d1', allowScheduling: true, tags: [] } } },
+  } as Node);
+  const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
+  node.status = {
+    conditions: [ok('Ready'), ok('Schedulable')],
+    diskStatus: { 'disk-1': { diskUUID: 'uuid-2', diskPath: '/d1', storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
+  } as NonNullable<Node['status']>;
+  // Only the status write makes the node schedulable: the retry comes from the node's update, not from the volume.
+  await store.update(node, { subresource: 'status' });
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const mine = (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'three');
+    if (mine.length === 2) {
+      assert.deepEqual(mine.map((r) => r.spec?.nodeID).sort(), ['node-1', 'node-2']);
+      break;
+    }
+    if (Date.now() > deadline) assert.fail(`volume three still has ${mine.length} replica(s) after node-2 joined`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const v = await store.get<Volume>('Volume', NS, 'three');
+  assert.match(v.status?.conditions?.find((c) => c.type === 'Scheduled')?.message ?? '', /^1 of 3 replicas cannot be scheduled/);
+});

@@ -14,10 +14,12 @@
 // exists — it joins a running engine as WO and is rebuilt; a failed replica is deleted only when the volume has
 // `numberOfReplicas` replicas RW again, or when it never held data.
 
+import type { BackingImage } from '../../api/backing-image.js';
 import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
+import type { Setting } from '../../api/setting-resource.js';
 import { clonePending, maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
@@ -37,6 +39,8 @@ import { failureOf, robustnessOf } from './robustness.js';
 type RO<T> = DeepReadonly<T>;
 
 export const REPLICA_BY_VOLUME = 'replicaByVolume';
+/** Volumes whose `Scheduled` condition is False (short of replicas), indexed under the value 'short'. */
+const SHORT_OF_REPLICAS = 'shortOfReplicas';
 /** After this long in `attaching`, the Attached condition says so (the controller keeps trying). */
 export const ATTACH_TIMEOUT_MS = 5 * 60_000;
 /** Replicas that failed this close together failed in one event (a node or cluster outage). */
@@ -77,7 +81,10 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const engines = informers.informerFor<Engine>('Engine');
   const replicas = informers.informerFor<Replica>('Replica');
   const nodes = informers.informerFor<Node>('Node');
+  const images = informers.informerFor<BackingImage>('BackingImage');
   replicas.addIndex(REPLICA_BY_VOLUME, (r) => (r.spec?.volumeName ? [r.spec.volumeName] : []));
+  volumes.addIndex(SHORT_OF_REPLICAS, (v) => (v.status?.conditions?.some((c) => c.type === 'Scheduled' && c.status === 'False') ? ['short'] : []));
+  const settingsInformer = informers.informerFor<Setting>('Setting');
   const startedAt = nowDate().getTime();
   const created = new Expectations();
   const deleted = new Expectations();
@@ -233,6 +240,10 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const wanted = v.spec?.numberOfReplicas ?? 3;
     const siblings = [...live(mine)];
     const size = Number(v.spec?.size ?? '0');
+    const bi = v.spec?.backingImage ? images.get(v.metadata.namespace ?? '', v.spec.backingImage) : undefined;
+    // Allocated bytes of a ready copy (a sparse image takes less than its size); unknown until the first copy is ready.
+    const biBytes = bi?.status?.realSize || bi?.status?.size || 0;
+    const backingImage = bi && biBytes > 0 ? { name: bi.metadata.name ?? '', bytes: biBytes, disks: new Set(Object.keys(bi.spec?.diskFileSpecMap ?? {})) } : undefined;
     let count = 0;
     while (siblings.length < wanted) {
       const p = placeReplica({
@@ -243,6 +254,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         nodeSelector: v.spec?.nodeSelector,
         diskSelector: v.spec?.diskSelector,
         softAntiAffinity: settings.bool('replica-soft-anti-affinity'),
+        backingImage,
       });
       if ('reason' in p) {
         const message = `${wanted - siblings.length} of ${wanted} replicas cannot be scheduled: ${p.reason}`;
@@ -412,6 +424,14 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   };
   replicas.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
   engines.addEventHandler({ onAdd: byVolume, onUpdate: (_a, b) => byVolume(b), onDelete: byVolume });
+  // A volume short of replicas gets another try when room may have appeared: a node or disk changed (space freed,
+  // scheduling enabled, a disk added), its image's copies or size changed, or soft anti-affinity was turned on.
+  const retryShort = (image?: string) => {
+    for (const v of volumes.byIndex(SHORT_OF_REPLICAS, 'short')) if (image === undefined || v.spec?.backingImage === image) controller.enqueueObject(v);
+  };
+  nodes.addEventHandler({ onAdd: () => retryShort(), onUpdate: () => retryShort() });
+  images.addEventHandler({ onUpdate: (_a, b) => retryShort(b.metadata.name ?? '') });
+  settingsInformer.addEventHandler({ onUpdate: (_a, b) => b.metadata.name === 'replica-soft-anti-affinity' && retryShort() });
   return controller;
 }
 

@@ -55,7 +55,29 @@ test('selectors and space failures are named', () => {
   assert.match(sel.reason, /disk selector \[nvme\]/);
   const big = placeReplica({ ...base, nodes, size: 20 * GiB, nodeSelector: ['fast'], diskSelector: ['ssd'] });
   assert.ok('reason' in big);
-  assert.match(big.reason, /21474836480 bytes free/);
+  assert.match(big.reason, /^no disk has room: n1\/d1 has 10\.0 GiB available, needs 20\.0 GiB for the replica/);
+});
+
+test('a disk without a copy of the backing image needs room for one too; the reason names the image', () => {
+  const nodes = [node('n1', { d1: { free: 3 * GiB } }), node('n2', { d1: { free: 4 * GiB } }), node('n3', { d1: { free: 2.5 * GiB } })];
+  const image = { name: 'ubuntu', bytes: 2 * GiB, disks: new Set(['n1-d1']) };
+  // n2 has the most free space, but a copy would take 2 GiB of it: n1, which holds one, has more room left.
+  const first = placeReplica({ ...base, nodes, backingImage: image });
+  assert.ok('disk' in first);
+  assert.equal(first.disk.nodeName, 'n1');
+  const without = placeReplica({ ...base, nodes });
+  assert.ok('disk' in without);
+  assert.equal(without.disk.nodeName, 'n2', 'without the image n2 would be chosen');
+  const third = placeReplica({ ...base, nodes, size: 1.5 * GiB, backingImage: image, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
+  assert.ok('reason' in third, 'n3: 2.5 GiB free is short of 1.5 GiB + a 2 GiB copy');
+  assert.equal(
+    third.reason,
+    'no disk has room: n3/d1 has 2.5 GiB available, needs 1.5 GiB for the replica + 2.0 GiB for a copy of backing image ubuntu (available: free space less the sizes of the replicas already on the disk); n1, n2 already hold a replica of this volume',
+  );
+  // Where the copy is already (being) made, only the replica's own size counts.
+  const there = placeReplica({ ...base, nodes, size: 1.5 * GiB, backingImage: { ...image, disks: new Set(['n3-d1']) }, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
+  assert.ok('disk' in there);
+  assert.equal(there.disk.nodeName, 'n3');
 });
 
 test('robustness: healthy, degraded, faulted while attached; unknown or faulted detached', () => {
