@@ -25,6 +25,8 @@ export const BIM_ERROR_CODES = [
   'PeerFailed',
   /** A non-terminal state lasted longer than its limit (stall, slow start). */
   'Timeout',
+  /** The disk has no room for the copy (checked before receiving, or it filled up meanwhile). */
+  'InsufficientStorage',
   /** Anything unexpected; the message says what failed. */
   'Internal',
 ] as const;
@@ -57,6 +59,7 @@ const STATUS: Record<BimErrorCode, number> = {
   ChecksumMismatch: 422,
   PeerFailed: 502,
   Timeout: 504,
+  InsufficientStorage: 507,
   Internal: 500,
 };
 

@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 
@@ -26,6 +26,18 @@ export async function allocatedBytes(path: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** Free bytes of the file system holding `path` (for unprivileged writers), and its size. */
+export async function diskSpace(path: string): Promise<{ free: number; total: number }> {
+  const st = await statfs(path);
+  return { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
+}
+
+/** The error is, or was caused by, a full disk. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err; e; e = (e as { cause?: unknown }).cause) if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
+  return false;
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -21,7 +21,8 @@ import { writeChunkMap, type ChunkMap } from './chunkmap.js';
 import { commitFile, type CommitContext } from './commit.js';
 import { BimError, messageOf } from './errors.js';
 import { WholeFileHasher } from './follower.js';
-import { allocatedBytes, removeIfExists, removeTempFiles } from './fsutil.js';
+import { allocatedBytes, diskSpace, isNoSpace, removeIfExists, removeTempFiles } from './fsutil.js';
+import { humanBytes } from '../util/bytes.js';
 import { chunksNotMatching, hashFile } from './hashing.js';
 import { ChunkChecker } from './chunk-checker.js';
 import { checkManifest, manifestDigest, type ChunkManifest } from './manifest.js';
@@ -68,6 +69,11 @@ export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncReques
   ctx.table.transition(rec, 'starting', `asking ${req.sources.join(', ')} for the chunk manifest`);
   try {
     await receive(ctx, rec, req, peers, signal);
+  } catch (err) {
+    if (!isNoSpace(err)) throw err;
+    // Others filled the disk meanwhile. A full disk fails the writes of the volumes on it: give the space back.
+    await removePartial(ctx, rec).catch(() => undefined);
+    throw new BimError('InsufficientStorage', `the disk filled up while receiving ${req.name} (${messageOf(err)}); the partial copy was removed to give the space back to the volumes on this disk`);
   } finally {
     for (const p of peers) p.close();
   }
@@ -98,6 +104,7 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
     ctx.stats.received.zeroChunks += manifest.chunks.filter((c, i) => c.zero && !map.has(i)).length;
     ctx.table.progress(rec, processed);
     const todo = manifest.chunks.map((_, i) => i).filter((i) => !done(i));
+    await ensureRoom(ctx, rec, req, todo.reduce((n, i) => n + (manifest.chunks[i]?.length ?? 0), 0));
     ctx.table.transition(
       rec,
       'in-progress',
@@ -147,6 +154,24 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
   await removeIfExists(mapPath);
   await removeIfExists(ctx.layout.path(rec.key, FILES.intent));
 }
+
+/**
+ * A copy never takes a disk's last RESERVE bytes: the volumes on the disk write into them. Refused before anything is
+ * written, naming what is needed and what is free; `needed` counts only the non-zero chunks still to come.
+ */
+async function ensureRoom(ctx: SyncContext, rec: FileRecord, req: SyncRequest, needed: number): Promise<void> {
+  const { free, total } = await diskSpace(ctx.layout.dirOf(rec.key));
+  const reserve = Math.min(RESERVE_BYTES, Math.floor(total * RESERVE_SHARE));
+  if (needed + reserve <= free) return;
+  throw new BimError(
+    'InsufficientStorage',
+    `${req.name} needs ${humanBytes(needed)} more on this disk and ${humanBytes(reserve)} must stay free for the volumes on it, but only ${humanBytes(free)} is free; free space or put the copy on another disk`,
+  );
+}
+
+/** What a copy leaves free on its disk: the smaller of these. */
+const RESERVE_BYTES = 64 * 1024 * 1024;
+const RESERVE_SHARE = 0.05;
 
 /**
  * The marked non-zero chunks whose bytes in the file do not match the manifest (checked on the checker's thread);

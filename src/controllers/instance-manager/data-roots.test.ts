@@ -51,10 +51,10 @@ const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', l
 /** Adds disk `name` at `path` to the node's spec and, when `registered`, its status as the agent would. */
 async function addDisk(name: string, path: string, registered: boolean) {
   const node = await store.get<Node>('Node', NS, FIXTURE.node);
-  node.spec = { ...node.spec, disks: { ...(node.spec?.disks ?? {}), [name]: { path, allowScheduling: true, tags: [] } } } as Node['spec'];
+  node.spec = { ...node.spec, disks: { ...(node.spec?.disks ?? {}), [name]: { path, allowScheduling: true, tags: [] } } } as NonNullable<Node['spec']>;
   const updated = (await store.update<Node>(node)).object;
   if (!registered) return;
-  updated.status = { ...updated.status, diskStatus: { ...(updated.status?.diskStatus ?? {}), [name]: { diskUUID: `uuid-${name}`, diskPath: path, conditions: [ok('Ready')] } } } as Node['status'];
+  updated.status = { ...updated.status, diskStatus: { ...(updated.status?.diskStatus ?? {}), [name]: { diskUUID: `uuid-${name}`, diskPath: path, conditions: [ok('Ready')] } } } as NonNullable<Node['status']>;
   await store.update<Node>(updated, { subresource: 'status' });
 }
 
