@@ -54,6 +54,11 @@ export interface FileInfo {
   scrubbedSize?: number;
   /** The request token of the last scrub that ended with the file ready (repaired or clean), when it had one. */
   scrubRequest?: string;
+  /**
+   * Pending with nothing under way: a restart interrupted its sync or fetch (its partial data kept), and a new
+   * request resumes it. Fails when none comes within the pending timeout.
+   */
+  awaitingRequest?: true;
 }
 
 export interface Job {
@@ -123,6 +128,7 @@ export class FileRecord {
       verifiedAt: this.state === 'ready' ? this.verifiedAt : '',
       ...(this.scrubbedSize === undefined ? {} : { scrubbedSize: this.scrubbedSize }),
       ...(this.scrubRequest === undefined ? {} : { scrubRequest: this.scrubRequest }),
+      ...(this.state === 'pending' && !this.job ? { awaitingRequest: true as const } : {}),
     };
   }
 }

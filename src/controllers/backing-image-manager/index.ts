@@ -209,7 +209,9 @@ export function backingImageManagerController(opts: BimControllerOptions) {
         events.event(m as never, 'Warning', 'FailedCopyDeleted', `deleted the failed copy of ${biName}; it is synced again from a ready copy`);
         continue;
       }
-      if (f) continue; // in progress
+      // A sync or fetch a restart of the manager interrupted: asked again at once, it resumes on the data kept.
+      const resume = f?.state === 'pending' && f.awaitingRequest === true;
+      if (f && !resume) continue; // in progress
       const bids = bidss.get(ns, biName);
       if (bids && !bids.spec?.fileTransferred) {
         if (bids.spec?.diskUUID === m.spec?.diskUUID && bids.status?.currentState === 'ready-for-transfer') {
@@ -226,7 +228,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
         }
         continue;
       }
-      const wait = backoff.remaining(copyKey);
+      const wait = resume ? 0 : backoff.remaining(copyKey);
       if (wait > 0) {
         later(wait);
         continue;
@@ -245,7 +247,8 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       const anchor = bi.status.chunkManifestDigest;
       await c.syncFile(biName, { uuid, size: bi.status.size, expectedChecksum: bi.status.checksum, sources, ...(anchor ? { expectedManifestDigest: anchor } : {}) });
       backoff.next(copyKey);
-      events.event(m as never, 'Normal', 'SyncStarted', `syncing ${biName} from ${sources.length} ready cop${sources.length > 1 ? 'ies' : 'y'}`);
+      const what = resume ? `resuming the sync of ${biName} (${f.processedSize} of ${f.size} bytes kept)` : `syncing ${biName}`;
+      events.event(m as never, 'Normal', 'SyncStarted', `${what} from ${sources.length} ready cop${sources.length > 1 ? 'ies' : 'y'}`);
     }
     return requeue === undefined ? undefined : { requeueAfter: requeue };
   }

@@ -1,0 +1,73 @@
+// A copy a restart of its manager left pending (partial data kept, nothing under way) is asked to sync again at once,
+// so that it resumes where it stopped; before, nobody asked, it failed after the pending timeout and was deleted and
+// synced from scratch. A pending copy with a sync under way is left alone. In-memory store, fake manager pods.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { BackingImage } from '../../api/backing-image.js';
+import type { BackingImageManager } from '../../api/backing-image-manager.js';
+import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
+import type { FileInfo } from '../../bim/table.js';
+import { MemoryStore } from '../../controller-kit/testing.js';
+import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
+
+const NS = 'longhorn-system';
+const store = new MemoryStore();
+const pods: FakeBimPod[] = [];
+let stop: (() => Promise<void>) | undefined;
+
+async function manager(name: string, node: string, files: Partial<FileInfo>[], images: Record<string, string>): Promise<FakeBimPod> {
+  const pod = await fakeBimPod(files);
+  pods.push(pod);
+  await readyNode(store, NS, node);
+  await runningPod(store, NS, bimPodName(name), node, pod.url);
+  await store.create<BackingImageManager>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'BackingImageManager',
+    metadata: { name, namespace: NS, finalizers: [LONGHORN_FINALIZER] },
+    spec: { image: 'stratum-bim:v1', nodeID: node, diskUUID: `disk-${node}`, diskPath: '/d', backingImages: images },
+  } as BackingImageManager);
+  return pod;
+}
+
+async function image(name: string, uuid: string): Promise<void> {
+  const { object } = await store.create<BackingImage>({ apiVersion: 'longhorn.io/v1beta2', kind: 'BackingImage', metadata: { name, namespace: NS }, spec: { sourceType: 'download', sourceParameters: {} } } as unknown as BackingImage);
+  await store.update({ ...object, status: { uuid, size: 1024, checksum: 'a'.repeat(128) } } as BackingImage, { subresource: 'status' });
+}
+
+let source: FakeBimPod;
+let receiver: FakeBimPod;
+
+before(async () => {
+  await image('img', 'u1');
+  await image('busy', 'u2');
+  const ready = { state: 'ready' as const, size: 1024, message: '', verifiedAt: new Date().toISOString() };
+  source = await manager('bim-a', 'n1', [{ name: 'img', uuid: 'u1', ...ready }, { name: 'busy', uuid: 'u2', ...ready }], { img: 'u1', busy: 'u2' });
+  receiver = await manager(
+    'bim-b',
+    'n2',
+    [
+      { name: 'img', uuid: 'u1', state: 'pending', size: 1024, processedSize: 512, message: 'sync interrupted by a restart with 512 of 1024 bytes received', awaitingRequest: true },
+      { name: 'busy', uuid: 'u2', state: 'pending', size: 1024, processedSize: 0, message: 'sync requested' },
+    ],
+    { img: 'u1', busy: 'u2' },
+  );
+  stop = await runBimController(store, NS);
+});
+
+after(async () => {
+  await stop?.();
+  for (const p of pods) await p.close();
+});
+
+test('a copy left pending by a restart is asked to sync again at once; one with a sync under way is not', async () => {
+  const syncs = (name: string) => receiver.requests.filter((r) => r.path === `/v1/files/${name}/sync`);
+  const deadline = Date.now() + 5000;
+  while (syncs('img').length === 0) {
+    if (Date.now() > deadline) assert.fail(`no sync was asked for; requests: ${JSON.stringify(receiver.requests)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.deepEqual(syncs('img')[0]?.body, { uuid: 'u1', size: 1024, expectedChecksum: 'a'.repeat(128), sources: [source.url] });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(syncs('busy').length, 0, 'a pending copy with its sync under way is not asked again');
+});
