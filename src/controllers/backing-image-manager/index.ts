@@ -198,19 +198,18 @@ export function backingImageManagerController(opts: BimControllerOptions) {
         // The last failed copy is kept: the backing image controller's recovery needs to see it.
         const othersHealthy = Object.entries(bi.status?.diskFileStatusMap ?? {}).some(([d, s]) => d !== m.spec?.diskUUID && s.state !== 'failed');
         if (!othersHealthy) continue;
-        // The first sight of a failure starts the backoff; the copy is deleted (and synced again) when it ends.
+        // The first sight of a failure starts the backoff; the copy is asked for again when it ends. The manager
+        // keeps what it received and verified (a set-aside or mismatching file it starts over): a copy that failed
+        // at 90% does not start from nothing.
         if (!backoff.has(copyKey)) backoff.next(copyKey);
         const wait = backoff.remaining(copyKey);
         if (wait > 0) {
           later(wait);
           continue;
         }
-        await c.deleteFile(biName, uuid);
-        events.event(m as never, 'Warning', 'FailedCopyDeleted', `deleted the failed copy of ${biName}; it is synced again from a ready copy`);
-        continue;
       }
       // A sync or fetch a restart of the manager interrupted: asked again at once, it resumes on the data kept.
-      const resume = f?.state === 'pending' && f.awaitingRequest === true;
+      const resume = (f?.state === 'pending' && f.awaitingRequest === true) || f?.state === 'failed';
       if (f && !resume) continue; // in progress
       const bids = bidss.get(ns, biName);
       if (bids && !bids.spec?.fileTransferred) {
@@ -247,7 +246,7 @@ export function backingImageManagerController(opts: BimControllerOptions) {
       const anchor = bi.status.chunkManifestDigest;
       await c.syncFile(biName, { uuid, size: bi.status.size, expectedChecksum: bi.status.checksum, sources, ...(anchor ? { expectedManifestDigest: anchor } : {}) });
       backoff.next(copyKey);
-      const what = resume ? `resuming the sync of ${biName} (${f.processedSize} of ${f.size} bytes kept)` : `syncing ${biName}`;
+      const what = !f ? `syncing ${biName}` : f.state === 'failed' ? `retrying the failed copy of ${biName}` : `resuming the sync of ${biName} (${f.processedSize} of ${f.size} bytes kept)`;
       events.event(m as never, 'Normal', 'SyncStarted', `${what} from ${sources.length} ready cop${sources.length > 1 ? 'ies' : 'y'}`);
     }
     return requeue === undefined ? undefined : { requeueAfter: requeue };
