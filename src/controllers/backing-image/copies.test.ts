@@ -138,3 +138,32 @@ test('status: the chunk-manifest anchor comes from the data source that made the
   assert.equal(copies.checksum, sum);
   assert.equal(copies.chunkManifestDigest, undefined);
 });
+
+test('eviction: an evicted copy is not healthy, a copy is made elsewhere from it, and it goes once others are ready', () => {
+  // The only copy is on d1, whose disk asks for eviction: d3 (most free, another node) gets one, d1 stays meanwhile.
+  const first = decideCopies(inputs({ evictingDisks: new Set(['d1']), candidates: [cand('n2', 'd2', 50), cand('n3', 'd3', 500)] }));
+  assert.deepEqual(Object.keys(first.diskFileSpecMap).sort(), ['d1', 'd3']);
+  assert.deepEqual(first.removed, []);
+  // d3 is syncing: d1 still stays (it is the source).
+  const syncing = decideCopies(inputs({ bi: bi(['d1', 'd3']), fileStatus: { d1: { state: 'ready' }, d3: { state: 'in-progress' } }, evictingDisks: new Set(['d1']) }));
+  assert.deepEqual(Object.keys(syncing.diskFileSpecMap).sort(), ['d1', 'd3']);
+  // d3 is ready: d1 goes, without waiting for the cleanup interval.
+  const done = decideCopies(inputs({ bi: bi(['d1', 'd3']), fileStatus: { d1: { state: 'ready' }, d3: { state: 'ready' } }, evictingDisks: new Set(['d1']) }));
+  assert.deepEqual(Object.keys(done.diskFileSpecMap), ['d3']);
+  assert.deepEqual(done.removed, [{ disk: 'd1', why: 'evicted: 1 ready copy is on other disks' }]);
+});
+
+test('eviction: a copy a replica still uses stays; a per-copy evictionRequested counts the same', () => {
+  const used = decideCopies(inputs({ bi: bi(['d1', 'd3']), fileStatus: { d1: { state: 'ready' }, d3: { state: 'ready' } }, evictingDisks: new Set(['d1']), usedDisks: new Set(['d1']) }));
+  assert.deepEqual(Object.keys(used.diskFileSpecMap).sort(), ['d1', 'd3']);
+  const perCopy = bi(['d1', 'd3']);
+  perCopy.spec!.diskFileSpecMap = { d1: { evictionRequested: true }, d3: {} };
+  const gone = decideCopies(inputs({ bi: perCopy, fileStatus: { d1: { state: 'ready' }, d3: { state: 'ready' } } }));
+  assert.deepEqual(Object.keys(gone.diskFileSpecMap), ['d3']);
+});
+
+test('a copy on a disk no node has any more goes once enough copies are ready elsewhere', () => {
+  const gone = decideCopies(inputs({ bi: bi(['d1', 'd9']), fileStatus: { d1: { state: 'ready' }, d9: { state: 'ready' } } }));
+  assert.deepEqual(Object.keys(gone.diskFileSpecMap), ['d1']);
+  assert.deepEqual(gone.removed, [{ disk: 'd9', why: 'no node has this disk: 1 ready copy is on other disks' }]);
+});

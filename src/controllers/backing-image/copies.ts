@@ -4,7 +4,10 @@
 //   3. one more healthy copy per pass while fewer than minNumberOfCopies are healthy (best disk by failure domain,
 //      then free space);
 //   4. minus copies no replica has used for `backing-image-cleanup-wait-interval`, never going below
-//      minNumberOfCopies (Longhorn's ready / in-progress / failed floor).
+//      minNumberOfCopies (Longhorn's ready / in-progress / failed floor);
+//   5. minus evicted copies (the copy's own evictionRequested, its disk's or node's, or a disk no node has): they do not count as healthy,
+//      so step 3 makes copies elsewhere (a ready evicted copy is still a source), and each is removed once no replica
+//      uses it and minNumberOfCopies copies are ready on other disks.
 // It also maintains `status.diskLastRefAtMap` (when each unused copy was last used).
 
 import type { BackingImage, BackingImageDiskFileSpec, BackingImageDiskFileStatus } from '../../api/backing-image.js';
@@ -23,6 +26,8 @@ export interface CopyInputs {
   candidates: readonly DiskCandidate[];
   /** Disk UUID → node name, for every known disk. */
   nodeOfDisk: ReadonlyMap<string, string>;
+  /** Disks whose disk or node asks for eviction (`evictionRequested`). */
+  evictingDisks?: ReadonlySet<string>;
   minCopies: number;
   replenishEnabled: boolean;
   cleanupWaitMs: number;
@@ -59,9 +64,13 @@ export function decideCopies(inp: CopyInputs): CopyDecision {
   for (const disk of usedDisks) add(disk, 'a replica uses the image there');
 
   const min = Math.max(1, inp.minCopies);
+  // A disk no node has any more (removed before this check existed, or by hand) is as good as evicted.
+  const evicted = (d: string) => map[d]?.evictionRequested === true || inp.evictingDisks?.has(d) === true || !inp.nodeOfDisk.has(d);
   if (transferred && inp.replenishEnabled) {
-    const healthy = Object.keys(map).filter((d) => !isUnhealthy(fileStatus[d]?.state) && !map[d]?.evictionRequested);
-    if (healthy.length > 0 && healthy.length < min) {
+    const healthy = Object.keys(map).filter((d) => !isUnhealthy(fileStatus[d]?.state) && !evicted(d));
+    // With no healthy copy, an evicted ready one is still a source to copy from.
+    const source = healthy.length > 0 || Object.keys(map).some((d) => fileStatus[d]?.state === 'ready');
+    if (source && healthy.length < min) {
       const nodesWithCopy = new Set(Object.keys(map).map((d) => inp.nodeOfDisk.get(d) ?? ''));
       const best = rankDisks(inp.candidates, {
         nodeSelector: bi.spec?.nodeSelector,
@@ -71,6 +80,16 @@ export function decideCopies(inp: CopyInputs): CopyDecision {
         needBytes: bi.status?.size ?? 0,
       })[0];
       if (best) add(best.diskUUID, `${healthy.length} healthy of minNumberOfCopies ${min}`);
+    }
+  }
+
+  if (transferred) {
+    const readyElsewhere = Object.keys(map).filter((d) => !evicted(d) && fileStatus[d]?.state === 'ready').length;
+    for (const disk of Object.keys(map)) {
+      if (!evicted(disk) || usedDisks.has(disk) || readyElsewhere < min) continue;
+      delete map[disk];
+      const why = inp.nodeOfDisk.has(disk) ? 'evicted' : 'no node has this disk';
+      removed.push({ disk, why: `${why}: ${readyElsewhere} ready cop${readyElsewhere === 1 ? 'y is' : 'ies are'} on other disks` });
     }
   }
 

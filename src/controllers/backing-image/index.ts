@@ -91,7 +91,14 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
       if (disk && r.metadata.namespace === ns) usedDisks.add(disk);
     }
     const nodeOfDisk = new Map<string, string>();
-    for (const n of nodeList) for (const st of Object.values(n.status?.diskStatus ?? {})) if (st.diskUUID) nodeOfDisk.set(st.diskUUID, n.metadata.name ?? '');
+    const evictingDisks = new Set<string>();
+    for (const n of nodeList) {
+      for (const [disk, st] of Object.entries(n.status?.diskStatus ?? {})) {
+        if (!st.diskUUID) continue;
+        nodeOfDisk.set(st.diskUUID, n.metadata.name ?? '');
+        if (n.spec?.evictionRequested || n.spec?.disks?.[disk]?.evictionRequested) evictingDisks.add(st.diskUUID);
+      }
+    }
 
     const copies = decideCopies({
       bi,
@@ -100,6 +107,7 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
       usedDisks,
       candidates: schedulableDisks(nodeList),
       nodeOfDisk,
+      evictingDisks,
       minCopies: bi.spec?.minNumberOfCopies ?? settings.int('default-min-number-of-backing-image-copies'),
       replenishEnabled: settings.int('concurrent-backing-image-replenish-per-node-limit') > 0,
       cleanupWaitMs: settings.int('backing-image-cleanup-wait-interval') * 60_000,
@@ -317,7 +325,14 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
     onDelete: fromReplica,
   });
   // A node's disks becoming (un)schedulable can unblock a data source or a copy: only images waiting for a disk
-  // care, and they requeue themselves, so node events are not fanned out here.
+  // care, and they requeue themselves, so node events are not fanned out here. An eviction asked for or called off
+  // (rare, and an operator waits on it) moves copies of any image: that one is.
+  const evictions = (n: RO<Node>) => JSON.stringify([n.spec?.evictionRequested === true, Object.entries(n.spec?.disks ?? {}).filter(([, d]) => d.evictionRequested).map(([k]) => k)]);
+  nodes.addEventHandler({
+    onUpdate: (a, b) => {
+      if (evictions(a) !== evictions(b)) for (const bi of bis.list()) controller.enqueueObject(bi as never);
+    },
+  });
   return controller;
 }
 
