@@ -73,6 +73,17 @@ export function rankDisks(cands: readonly DiskCandidate[], f: DiskFilter): DiskC
     });
 }
 
+/** UUIDs of the disks that are to be emptied: the disk's own `evictionRequested`, or its node's. */
+export function evictingDisks(nodes: readonly DeepReadonly<Node>[]): Set<string> {
+  const out = new Set<string>();
+  for (const n of nodes) {
+    for (const [disk, st] of Object.entries(n.status?.diskStatus ?? {})) {
+      if (st.diskUUID && (n.spec?.evictionRequested || n.spec?.disks?.[disk]?.evictionRequested)) out.add(st.diskUUID);
+    }
+  }
+  return out;
+}
+
 /** Finds a disk by UUID across nodes (with its node), or undefined. */
 export function findDisk(nodes: readonly DeepReadonly<Node>[], diskUUID: string): { node: DeepReadonly<Node>; diskName: string; path: string } | undefined {
   for (const node of nodes) {

@@ -16,7 +16,7 @@ import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { backingImageManagerName, LABEL_BACKING_IMAGE, LABEL_DISK_UUID, LABEL_NODE, LABEL_COMPONENT, LONGHORN_FINALIZER } from '../../api/labels.js';
 import { settingsFrom } from '../common/settings.js';
-import { findDisk, rankDisks, schedulableDisks } from '../scheduling.js';
+import { evictingDisks, findDisk, rankDisks, schedulableDisks } from '../scheduling.js';
 import { decideCopies } from './copies.js';
 import { computeStatus } from './status.js';
 
@@ -91,14 +91,7 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
       if (disk && r.metadata.namespace === ns) usedDisks.add(disk);
     }
     const nodeOfDisk = new Map<string, string>();
-    const evictingDisks = new Set<string>();
-    for (const n of nodeList) {
-      for (const [disk, st] of Object.entries(n.status?.diskStatus ?? {})) {
-        if (!st.diskUUID) continue;
-        nodeOfDisk.set(st.diskUUID, n.metadata.name ?? '');
-        if (n.spec?.evictionRequested || n.spec?.disks?.[disk]?.evictionRequested) evictingDisks.add(st.diskUUID);
-      }
-    }
+    for (const n of nodeList) for (const st of Object.values(n.status?.diskStatus ?? {})) if (st.diskUUID) nodeOfDisk.set(st.diskUUID, n.metadata.name ?? '');
 
     const copies = decideCopies({
       bi,
@@ -107,7 +100,7 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
       usedDisks,
       candidates: schedulableDisks(nodeList),
       nodeOfDisk,
-      evictingDisks,
+      evictingDisks: evictingDisks(nodeList),
       minCopies: bi.spec?.minNumberOfCopies ?? settings.int('default-min-number-of-backing-image-copies'),
       replenishEnabled: settings.int('concurrent-backing-image-replenish-per-node-limit') > 0,
       cleanupWaitMs: settings.int('backing-image-cleanup-wait-interval') * 60_000,

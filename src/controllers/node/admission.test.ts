@@ -44,11 +44,11 @@ test('a disk holding a replica and a copy cannot be removed; the refusal names b
     assert.ok(isInvalid(err));
     assert.equal(
       err.message,
-      'Node "n1" is invalid: spec.disks.a: Forbidden: disk a (uuid-a) still holds replica v1-r-1 and a copy of backing image img: copies move to other disks by themselves once spec.disks.a.evictionRequested is true; a replica moves when it is deleted while its volume has another healthy replica (a new one is built on another disk); remove the disk once it holds nothing',
+      'Node "n1" is invalid: spec.disks.a: Forbidden: disk a (uuid-a) still holds replica v1-r-1 and a copy of backing image img: they move to other disks by themselves once spec.disks.a.evictionRequested is true (a replica once its replacement holds the data: for a detached volume, at its next attach); remove the disk once it holds nothing',
     );
     return true;
   });
-  await assert.rejects(removeDisk('b'), /disk b \(uuid-b\) still holds a copy of backing image img: copies move/);
+  await assert.rejects(removeDisk('b'), /disk b \(uuid-b\) still holds a copy of backing image img: they move to other disks by themselves once spec\.disks\.b\.evictionRequested is true; remove/);
 });
 
 test('an empty disk, a disk never registered, and writes that keep every disk pass', async () => {

@@ -36,11 +36,8 @@ export const nodeAdmission: AdmissionPlugin = {
       if (onIt.length === 0 && copies.length === 0) continue;
       const copyList = copies.length === 1 ? `a copy of backing image ${copies[0]}` : `copies of ${list('backing image', copies)}`;
       const holds = [...(onIt.length ? [list('replica', onIt)] : []), ...(copies.length ? [copyList] : [])].join(' and ');
-      const moves = [
-        ...(copies.length ? ['copies move to other disks by themselves once spec.disks.' + disk + '.evictionRequested is true'] : []),
-        ...(onIt.length ? ['a replica moves when it is deleted while its volume has another healthy replica (a new one is built on another disk)'] : []),
-      ].join('; ');
-      causes.push(forbidden(`spec.disks.${disk}`, `disk ${disk} (${uuid}) still holds ${holds}: ${moves}; remove the disk once it holds nothing`));
+      const later = onIt.length ? ' (a replica once its replacement holds the data: for a detached volume, at its next attach)' : '';
+      causes.push(forbidden(`spec.disks.${disk}`, `disk ${disk} (${uuid}) still holds ${holds}: they move to other disks by themselves once spec.disks.${disk}.evictionRequested is true${later}; remove the disk once it holds nothing`));
     }
     if (causes.length > 0) refuse(obj, causes);
   },

@@ -30,7 +30,7 @@ import { engineNameFor, LONGHORN_FINALIZER } from '../../api/labels.js';
 import { getCondition, setCondition } from '../../api/node-contract.js';
 import { settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
-import { nodeIsReady } from '../scheduling.js';
+import { evictingDisks, nodeIsReady } from '../scheduling.js';
 import { Expectations } from './expectations.js';
 import { buildEngine, buildReplica } from './objects.js';
 import { placeReplica } from './placement.js';
@@ -216,6 +216,18 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const wanted = v.spec?.numberOfReplicas ?? 3;
     const modes = e.status?.replicaModeMap ?? {};
     const rw = live(mine).filter((r) => engineRunning(e) && modes[r.metadata.name ?? ''] === 'RW');
+    // Replicas on a disk or node being evicted go once the others suffice without them: numberOfReplicas RW in the
+    // running engine, or (detached) that many that held data. Until then they serve like any other.
+    const evicting = evictingDisks(nodes.list());
+    const leaving = live(mine).filter((r) => evicting.has(r.spec?.diskID ?? ''));
+    const staying = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
+    if (leaving.length > 0) {
+      const enough = v.spec?.nodeID ? staying.filter((r) => rw.includes(r)).length >= wanted : staying.length >= wanted && staying.every((r) => r.spec?.healthyAt);
+      for (const r of enough ? leaving : []) {
+        await remove(r);
+        events.event(v as never, 'Normal', 'ReplicaEvicted', `deleted replica ${r.metadata.name} on node ${r.spec?.nodeID}: its disk is being evicted and ${wanted} other replica(s) hold the data`);
+      }
+    }
     const haveAll = rw.length >= wanted || (!v.spec?.nodeID && live(mine).length >= wanted && live(mine).every((r) => r.spec?.healthyAt));
     for (const r of mine) {
       if (!r.spec?.failedAt || r.metadata.deletionTimestamp) continue;
@@ -223,11 +235,12 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       await remove(r);
       events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted failed replica ${r.metadata.name}: ${r.spec.healthyAt ? `${rw.length} healthy replicas again` : 'it never held data'}`);
     }
-    // Extras after numberOfReplicas went down: the ones not RW go first, then the ones that never held data.
-    const extra = live(mine).length - wanted;
+    // Extras after numberOfReplicas went down: the ones not RW go first, then the ones that never held data. Replicas
+    // being evicted are not counted: their replacements are not extras.
+    const extra = staying.length - wanted;
     if (extra > 0 && (!v.spec?.nodeID || rw.length >= wanted)) {
       const worth = (r: RO<Replica>) => (modes[r.metadata.name ?? ''] === 'RW' ? 2 : 0) + (r.spec?.healthyAt ? 1 : 0);
-      const order = [...live(mine)].sort((a, b) => worth(a) - worth(b));
+      const order = [...staying].sort((a, b) => worth(a) - worth(b));
       for (const r of order.slice(0, extra)) {
         await remove(r);
         events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted replica ${r.metadata.name}: the volume wants ${wanted}`);
@@ -238,7 +251,9 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   /** Creates the replicas the volume lacks, one placement at a time. */
   async function scheduleReplicas(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<Outcome['scheduled']> {
     const wanted = v.spec?.numberOfReplicas ?? 3;
-    const siblings = [...live(mine)];
+    // A replica on a disk being evicted is replaced (and goes once its replacement holds the data, cleanupReplicas).
+    const evicting = evictingDisks(nodes.list());
+    const siblings = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
     const size = Number(v.spec?.size ?? '0');
     const bi = v.spec?.backingImage ? images.get(v.metadata.namespace ?? '', v.spec.backingImage) : undefined;
     // Allocated bytes of a ready copy (a sparse image takes less than its size); unknown until the first copy is ready.
@@ -429,7 +444,18 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const retryShort = (image?: string) => {
     for (const v of volumes.byIndex(SHORT_OF_REPLICAS, 'short')) if (image === undefined || v.spec?.backingImage === image) controller.enqueueObject(v);
   };
-  nodes.addEventHandler({ onAdd: () => retryShort(), onUpdate: () => retryShort() });
+  // An eviction asked for or called off on a node or disk: the volumes with replicas there.
+  const evictionChanged = (a: RO<Node>, b: RO<Node>) => {
+    if ([...evictingDisks([a])].join() === [...evictingDisks([b])].join()) return;
+    for (const r of replicas.list()) if (r.spec?.nodeID === b.metadata.name) byVolume(r);
+  };
+  nodes.addEventHandler({
+    onAdd: () => retryShort(),
+    onUpdate: (a, b) => {
+      retryShort();
+      evictionChanged(a, b);
+    },
+  });
   images.addEventHandler({ onUpdate: (_a, b) => retryShort(b.metadata.name ?? '') });
   settingsInformer.addEventHandler({ onUpdate: (_a, b) => b.metadata.name === 'replica-soft-anti-affinity' && retryShort() });
   return controller;

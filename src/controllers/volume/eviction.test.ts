@@ -1,0 +1,88 @@
+// The volume controller over the in-memory store, with no data plane: a replica on a disk whose eviction is asked for
+// gets a replacement on another node at once, and is deleted only once the replacement holds the data (here, a
+// detached volume: once it has been healthy, as after the next attach's rebuild). Nothing is lost meanwhile.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { Engine } from '../../api/engine.js';
+import { engineNameFor, LONGHORN_FINALIZER } from '../../api/labels.js';
+import type { Node } from '../../api/node.js';
+import type { Replica } from '../../api/replica.js';
+import type { Volume } from '../../api/volume.js';
+import { EventRecorder } from '../../controller-kit/events.js';
+import { InformerFactory } from '../../controller-kit/informer-factory.js';
+import { silentLogger } from '../../controller-kit/log.js';
+import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
+import { volumeController } from './index.js';
+
+const NS = 'longhorn-system';
+const GiB = 2 ** 30;
+const store = new MemoryStore();
+let stop: () => Promise<void>;
+const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
+
+async function node(name: string): Promise<void> {
+  const { object } = await store.create<Node>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'Node',
+    metadata: { name, namespace: NS },
+    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: `/${name}`, allowScheduling: true, evictionRequested: false, tags: [] } } },
+  } as Node);
+  object.status = {
+    conditions: [ok('Ready'), ok('Schedulable')],
+    diskStatus: { 'disk-1': { diskUUID: `uuid-${name}`, diskPath: `/${name}`, storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
+  } as NonNullable<Node['status']>;
+  await store.update(object, { subresource: 'status' });
+}
+
+async function replica(name: string, nodeName: string): Promise<void> {
+  await store.create<Replica>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'Replica',
+    metadata: { name, namespace: NS },
+    spec: { volumeName: 'v', nodeID: nodeName, diskID: `uuid-${nodeName}`, volumeSize: String(GiB), healthyAt: '2026-01-01T00:00:00Z', desireState: 'stopped' },
+  } as Replica);
+}
+
+const mine = async () => (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'v' && !r.metadata.deletionTimestamp);
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}: ${JSON.stringify((await mine()).map((r) => [r.metadata.name, r.spec?.nodeID, r.spec?.healthyAt]))}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+before(async () => {
+  for (const n of ['node-1', 'node-2', 'node-3']) await node(n);
+  await store.create<Volume>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Volume', metadata: { name: 'v', namespace: NS, finalizers: [LONGHORN_FINALIZER] }, spec: { size: String(GiB), numberOfReplicas: 2 } });
+  await store.create<Engine>({ apiVersion: 'longhorn.io/v1beta2', kind: 'Engine', metadata: { name: engineNameFor('v'), namespace: NS }, spec: { volumeName: 'v', desireState: 'stopped' } });
+  await replica('v-r-1', 'node-1');
+  await replica('v-r-2', 'node-2');
+  const informers = new InformerFactory({ store, logger: silentLogger });
+  const events = new EventRecorder({ store, component: 'volume-controller', logger: silentLogger, registry: new Registry() });
+  stop = await runControllers(informers, volumeController({ store, informers, events }));
+});
+
+after(() => stop());
+
+test("a replica on an evicted disk is replaced on another node, and goes only once the replacement holds the data", async () => {
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await mine()).length, 2, 'nothing moves before an eviction');
+  await store.patch<Node>('Node', NS, 'node-1', 'merge', { spec: { disks: { 'disk-1': { evictionRequested: true } } } });
+
+  const added = await until('a replacement on node-3', async () => (await mine()).find((r) => r.spec?.nodeID === 'node-3'));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual((await mine()).map((r) => r.metadata.name).sort(), ['v-r-1', 'v-r-2', added.metadata.name].sort(), 'the evicted replica stays while its replacement holds nothing');
+
+  // The next attach rebuilt it: it has held the data.
+  await store.patch<Replica>('Replica', NS, added.metadata.name ?? '', 'merge', { spec: { healthyAt: '2026-01-02T00:00:00Z' } });
+  await until('the evicted replica to go', async () => ((await mine()).some((r) => r.metadata.name === 'v-r-1') ? undefined : true));
+  assert.deepEqual((await mine()).map((r) => r.spec?.nodeID).sort(), ['node-2', 'node-3']);
+  const events = (await store.list('Event', { namespace: NS })).items.map((e) => e as { reason?: string; message?: string });
+  assert.ok(events.some((e) => e.reason === 'ReplicaEvicted' && /v-r-1 on node node-1: its disk is being evicted/.test(e.message ?? '')));
+});
