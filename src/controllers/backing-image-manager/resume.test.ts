@@ -6,11 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { BackingImage } from '../../api/backing-image.js';
-import type { BackingImageManager } from '../../api/backing-image-manager.js';
-import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { FileInfo } from '../../bim/table.js';
 import { MemoryStore } from '../../controller-kit/testing.js';
-import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
+import { bimOnNode, runBimController, type FakeBimPod } from './testing.js';
 
 const NS = 'longhorn-system';
 const store = new MemoryStore();
@@ -18,16 +16,8 @@ const pods: FakeBimPod[] = [];
 let stop: (() => Promise<void>) | undefined;
 
 async function manager(name: string, node: string, files: Partial<FileInfo>[], images: Record<string, string>): Promise<FakeBimPod> {
-  const pod = await fakeBimPod(files);
+  const pod = await bimOnNode(store, NS, name, node, files, images);
   pods.push(pod);
-  await readyNode(store, NS, node);
-  await runningPod(store, NS, bimPodName(name), node, pod.url);
-  await store.create<BackingImageManager>({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'BackingImageManager',
-    metadata: { name, namespace: NS, finalizers: [LONGHORN_FINALIZER] },
-    spec: { image: 'stratum-bim:v1', nodeID: node, diskUUID: `disk-${node}`, diskPath: '/d', backingImages: images },
-  } as BackingImageManager);
   return pod;
 }
 

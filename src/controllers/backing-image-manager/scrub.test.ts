@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { BackingImage } from '../../api/backing-image.js';
 import type { BackingImageManager } from '../../api/backing-image-manager.js';
-import { ANNOTATION_SCRUB_REQUESTED, bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
+import { ANNOTATION_SCRUB_REQUESTED } from '../../api/labels.js';
 import type { Setting } from '../../api/setting-resource.js';
 import { MemoryStore } from '../../controller-kit/testing.js';
-import { fakeBimPod, readyNode, runBimController, runningPod, type FakeBimPod } from './testing.js';
+import { bimOnNode, runBimController, type FakeBimPod } from './testing.js';
 
 const NS = 'longhorn-system';
 const DAY = 24 * 3_600_000;
@@ -23,16 +23,8 @@ const file = (verifiedAgoMs: number, state = 'ready') => ({ name: 'img', uuid: '
 
 /** A manager on node `node` whose pod reports `files`. */
 async function manager(name: string, node: string, files: ReturnType<typeof file>[]): Promise<FakeBimPod> {
-  const pod = await fakeBimPod(files);
+  const pod = await bimOnNode(store, NS, name, node, files, { img: 'u1' });
   pods.push(pod);
-  await readyNode(store, NS, node);
-  await runningPod(store, NS, bimPodName(name), node, pod.url);
-  await store.create<BackingImageManager>({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'BackingImageManager',
-    metadata: { name, namespace: NS, finalizers: [LONGHORN_FINALIZER] },
-    spec: { image: 'stratum-bim:v1', nodeID: node, diskUUID: `disk-${node}`, diskPath: '/d', backingImages: { img: 'u1' } },
-  } as BackingImageManager);
   return pod;
 }
 

@@ -4,6 +4,8 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { BackingImageManager } from '../../api/backing-image-manager.js';
+import { bimPodName, LONGHORN_FINALIZER } from '../../api/labels.js';
 import type { Node } from '../../api/node.js';
 import type { Pod } from '../../api/pod.js';
 import { HTTP_PORT_NAME, PORTS_ANNOTATION } from '../../api/pods.js';
@@ -71,6 +73,20 @@ export async function runningPod(store: MemoryStore, namespace: string, name: st
     spec: { nodeName: node, containers: [] },
   } as unknown as Pod);
   await store.update({ ...object, status: { phase: 'Running', podIP: '127.0.0.1', conditions: [ready('Ready')] } } as Pod, { subresource: 'status' });
+}
+
+/** A BackingImageManager on `node` (a Ready node, a Running pod) whose fake pod reports `files`; `images` its spec. */
+export async function bimOnNode(store: MemoryStore, namespace: string, name: string, node: string, files: Partial<FileInfo>[], images: Record<string, string>): Promise<FakeBimPod> {
+  const pod = await fakeBimPod(files);
+  await readyNode(store, namespace, node);
+  await runningPod(store, namespace, bimPodName(name), node, pod.url);
+  await store.create<BackingImageManager>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'BackingImageManager',
+    metadata: { name, namespace, finalizers: [LONGHORN_FINALIZER] },
+    spec: { image: 'stratum-bim:v1', nodeID: node, diskUUID: `disk-${node}`, diskPath: '/d', backingImages: images },
+  } as BackingImageManager);
+  return pod;
 }
 
 /** Runs the controller over `store` (its informers and events too); resolves with what stops it all. */

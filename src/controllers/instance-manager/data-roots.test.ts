@@ -7,21 +7,16 @@ import { createServer, type ServerResponse } from 'node:http';
 import { after, before, test } from 'node:test';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
-import { FIXTURE, seedNodeWithManager } from './fixtures.js';
-import { dataRootsOf, instanceManagerController, type InstanceManagers } from './index.js';
+import { FIXTURE, runWithManagers, seedNodeWithManager } from './fixtures.js';
+import { dataRootsOf } from './index.js';
 import { waitFor } from '../../../test/helpers/processes.js';
 
 const NS = DEFAULT_NAMESPACE;
 let store: ResourceStore;
 let closeStore: () => Promise<void>;
-let managers: InstanceManagers;
-const ac = new AbortController();
-let running: Promise<unknown>;
+let stop: (() => Promise<void>) | undefined;
 
 const told: string[][] = [];
 const watchers = new Set<ServerResponse>();
@@ -63,18 +58,11 @@ before(async () => {
   ({ store, close: closeStore } = await openStore({ path: ':memory:' }));
   await seedNodeWithManager(store, (server.address() as { port: number }).port, {});
   await addDisk('disk-1', '/disks/one', true);
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
-  managers = instanceManagerController({ store, informers, events, namespace: NS });
-  void informers.run(ac.signal);
-  await informers.waitForSync(ac.signal);
-  running = managers.controller.run(ac.signal);
+  ({ stop } = await runWithManagers(store));
 });
 
 after(async () => {
-  ac.abort();
-  await running?.catch(() => undefined);
-  await managers?.stop();
+  await stop?.();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
   await closeStore();

@@ -7,22 +7,16 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { InstanceManager } from '../../api/instance-manager.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
 import type { Instance } from '../../instance-manager/instance.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
-import { FIXTURE, seedNodeWithManager } from './fixtures.js';
-import { instanceManagerController, type InstanceManagers } from './index.js';
+import { FIXTURE, runWithManagers, seedNodeWithManager } from './fixtures.js';
 import { waitFor } from '../../../test/helpers/processes.js';
 
 const { namespace: NS, im: IM } = FIXTURE;
 let store: ResourceStore;
 let closeStore: () => Promise<void>;
-let managers: InstanceManagers;
-const ac = new AbortController();
-let running: Promise<unknown>;
+let stop: (() => Promise<void>) | undefined;
 
 /**
  * The fake instance manager: replica r1 is starting; 400 ms after a watch connects it is running (a MODIFIED line);
@@ -63,18 +57,11 @@ before(async () => {
   // The manager and its pod as a previous leader left them: running, with r1 starting.
   await seedNodeWithManager(store, port, { r1: { spec: { name: 'r1' }, status: { ...r1 } } });
 
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
-  managers = instanceManagerController({ store, informers, events, namespace: NS });
-  void informers.run(ac.signal);
-  await informers.waitForSync(ac.signal);
-  running = managers.controller.run(ac.signal);
+  ({ stop } = await runWithManagers(store));
 });
 
 after(async () => {
-  ac.abort();
-  await running?.catch(() => undefined);
-  await managers?.stop();
+  await stop?.();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
   await closeStore();

@@ -8,23 +8,17 @@ import { after, before, test } from 'node:test';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
 import { LONGHORN_API_VERSION } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
 import { waitFor } from '../../../test/helpers/processes.js';
-import { FIXTURE, seedNodeWithManager } from '../instance-manager/fixtures.js';
-import { instanceManagerController, type InstanceManagers } from '../instance-manager/index.js';
+import { FIXTURE, runWithManagers, seedNodeWithManager } from '../instance-manager/fixtures.js';
 import { replicaController } from './index.js';
 
 const { namespace: NS, node: NODE, im: IM } = FIXTURE;
 const REFUSAL = 'replica.dir "/late-disk/replicas/v-1" is not inside the data roots of this instance manager (/disk-1)';
 let store: ResourceStore;
 let closeStore: () => Promise<void>;
-let managers: InstanceManagers | undefined;
-const ac = new AbortController();
-const running: Promise<unknown>[] = [];
+let stop: (() => Promise<void>) | undefined;
 const watchers = new Set<ServerResponse>();
 
 const server = createServer((req, res) => {
@@ -47,22 +41,14 @@ before(async () => {
 });
 
 after(async () => {
-  ac.abort();
-  await Promise.allSettled(running);
-  await managers?.stop();
+  await stop?.();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
   await closeStore();
 });
 
 test("the instance manager's refusal to start a replica is in the Replica's InstanceReady condition", async () => {
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
-  managers = instanceManagerController({ store, informers, events, namespace: NS });
-  const replicas = replicaController({ store, informers, events, managers });
-  void informers.run(ac.signal);
-  await informers.waitForSync(ac.signal);
-  running.push(managers.controller.run(ac.signal), replicas.run(ac.signal));
+  ({ stop } = await runWithManagers(store, (deps) => [replicaController({ store, ...deps })]));
   const cond = await waitFor('the refusal in the condition', async () => {
     const c = (await store.get<Replica>('Replica', NS, 'r1')).status?.conditions?.find((x) => x.type === 'InstanceReady');
     return c?.message?.includes('refused') ? c : undefined;

@@ -11,15 +11,11 @@ import type { InstanceManager } from '../../api/instance-manager.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
 import { LONGHORN_API_VERSION } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
-import { EventRecorder } from '../../controller-kit/events.js';
-import { InformerFactory } from '../../controller-kit/informer-factory.js';
-import { silentLogger } from '../../controller-kit/log.js';
 import type { Instance } from '../../instance-manager/instance.js';
 import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
 import { waitFor } from '../../../test/helpers/processes.js';
-import { FIXTURE, seedNodeWithManager } from '../instance-manager/fixtures.js';
-import { instanceManagerController, type InstanceManagers } from '../instance-manager/index.js';
+import { FIXTURE, runWithManagers, seedNodeWithManager } from '../instance-manager/fixtures.js';
 import { replicaController } from './index.js';
 
 const { namespace: NS, node: NODE, im: IM } = FIXTURE;
@@ -27,9 +23,8 @@ const UID = '7d0c1c52-0000-4000-8000-000000000001';
 const r1 = { name: 'r1', type: 'replica', state: 'running', address: '127.0.0.1:7000', pid: 1, startedAt: '', uid: UID } as Instance;
 let store: ResourceStore;
 let closeStore: () => Promise<void>;
-let managers: InstanceManagers | undefined;
+let stop: (() => Promise<void>) | undefined;
 const ac = new AbortController();
-const running: Promise<unknown>[] = [];
 const watchers = new Set<ServerResponse>();
 let creates = 0;
 
@@ -62,8 +57,7 @@ before(async () => {
 
 after(async () => {
   ac.abort();
-  await Promise.allSettled(running);
-  await managers?.stop();
+  await stop?.();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
   await closeStore();
@@ -75,13 +69,7 @@ test('an older report of the incarnation a Replica recorded does not set it back
   const watching = (async () => {
     for await (const ev of store.watch<Replica>('Replica', { namespace: NS, resourceVersion, signal: ac.signal })) seen.push(ev.object.status?.currentState ?? '');
   })().catch(() => undefined);
-  const informers = new InformerFactory({ store, logger: silentLogger });
-  const events = new EventRecorder({ store, component: 'test', logger: silentLogger });
-  managers = instanceManagerController({ store, informers, events, namespace: NS });
-  const replicas = replicaController({ store, informers, events, managers });
-  void informers.run(ac.signal);
-  await informers.waitForSync(ac.signal);
-  running.push(managers.controller.run(ac.signal), replicas.run(ac.signal));
+  ({ stop } = await runWithManagers(store, (deps) => [replicaController({ store, ...deps })]));
   await waitFor('the stream to report r1 running', async () => {
     const im = await store.get<InstanceManager>('InstanceManager', NS, IM);
     return (im.status?.instanceReplicas?.['r1']?.status as { state?: string } | undefined)?.state === 'running';

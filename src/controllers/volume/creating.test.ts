@@ -20,19 +20,24 @@ const GiB = 2 ** 30;
 const store = new MemoryStore();
 let stop: () => Promise<void>;
 
-before(async () => {
+/** A Ready node with one schedulable 100 GiB disk (`uuid`); the status write is what makes it schedulable. */
+async function readyNode(name: string, uuid: string): Promise<void> {
   const { object: node } = await store.create<Node>({
     apiVersion: 'longhorn.io/v1beta2',
     kind: 'Node',
-    metadata: { name: 'node-1', namespace: NS },
+    metadata: { name, namespace: NS },
     spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: '/d1', allowScheduling: true, tags: [] } } },
   } as Node);
   const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
   node.status = {
     conditions: [ok('Ready'), ok('Schedulable')],
-    diskStatus: { 'disk-1': { diskUUID: 'uuid-1', diskPath: '/d1', storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
+    diskStatus: { 'disk-1': { diskUUID: uuid, diskPath: '/d1', storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
   } as NonNullable<Node['status']>;
   await store.update(node, { subresource: 'status' });
+}
+
+before(async () => {
+  await readyNode('node-1', 'uuid-1');
   const informers = new InformerFactory({ store, logger: silentLogger });
   const events = new EventRecorder({ store, component: 'volume-controller', logger: silentLogger, registry: new Registry() });
   stop = await runControllers(informers, volumeController({ store, informers, events }));
@@ -72,19 +77,8 @@ test('a volume no replica of which can be placed stays creating, and says why', 
 test('a volume short of replicas gets them when a node with room joins', async () => {
   const before = (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'three');
   assert.equal(before.length, 1);
-  const { object: node } = await store.create<Node>({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'Node',
-    metadata: { name: 'node-2', namespace: NS },
-    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: '/d1', allowScheduling: true, tags: [] } } },
-  } as Node);
-  const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
-  node.status = {
-    conditions: [ok('Ready'), ok('Schedulable')],
-    diskStatus: { 'disk-1': { diskUUID: 'uuid-2', diskPath: '/d1', storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
-  } as NonNullable<Node['status']>;
   // Only the status write makes the node schedulable: the retry comes from the node's update, not from the volume.
-  await store.update(node, { subresource: 'status' });
+  await readyNode('node-2', 'uuid-2');
   const deadline = Date.now() + 5000;
   for (;;) {
     const mine = (await store.list<Replica>('Replica', { namespace: NS })).items.filter((r) => r.spec?.volumeName === 'three');
