@@ -44,7 +44,7 @@ test('a disk holding a replica and a copy cannot be removed; the refusal names b
     assert.ok(isInvalid(err));
     assert.equal(
       err.message,
-      'Node "n1" is invalid: spec.disks.a: Forbidden: disk a (uuid-a) still holds replica v1-r-1 and a copy of backing image img: they move to other disks by themselves once spec.disks.a.evictionRequested is true (a replica once its replacement holds the data: for a detached volume, at its next attach); remove the disk once it holds nothing',
+      'Node "n1" is invalid: spec.disks.a: Forbidden: disk a (uuid-a) still holds replica v1-r-1 and a copy of backing image img: they move to other disks by themselves once spec.disks.a.evictionRequested is true (a replica once its replacement holds the data); remove the disk once it holds nothing',
     );
     return true;
   });

@@ -36,7 +36,7 @@ export const nodeAdmission: AdmissionPlugin = {
       if (onIt.length === 0 && copies.length === 0) continue;
       const copyList = copies.length === 1 ? `a copy of backing image ${copies[0]}` : `copies of ${list('backing image', copies)}`;
       const holds = [...(onIt.length ? [list('replica', onIt)] : []), ...(copies.length ? [copyList] : [])].join(' and ');
-      const later = onIt.length ? ' (a replica once its replacement holds the data: for a detached volume, at its next attach)' : '';
+      const later = onIt.length ? ' (a replica once its replacement holds the data)' : '';
       causes.push(forbidden(`spec.disks.${disk}`, `disk ${disk} (${uuid}) still holds ${holds}: they move to other disks by themselves once spec.disks.${disk}.evictionRequested is true${later}; remove the disk once it holds nothing`));
     }
     if (causes.length > 0) refuse(obj, causes);

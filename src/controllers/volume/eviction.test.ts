@@ -1,6 +1,7 @@
 // The volume controller over the in-memory store, with no data plane: a replica on a disk whose eviction is asked for
-// gets a replacement on another node at once, and is deleted only once the replacement holds the data (here, a
-// detached volume: once it has been healthy, as after the next attach's rebuild). Nothing is lost meanwhile.
+// gets a replacement on another node at once, and is deleted only once the replacement holds the data. The volume is
+// detached: it is attached without a frontend on the node of a replica that stays (the engine's status is written
+// here as the data plane would), and released once the evicted replica is gone. Nothing is lost meanwhile.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -79,9 +80,22 @@ test("a replica on an evicted disk is replaced on another node, and goes only on
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual((await mine()).map((r) => r.metadata.name).sort(), ['v-r-1', 'v-r-2', added.metadata.name].sort(), 'the evicted replica stays while its replacement holds nothing');
 
-  // The next attach rebuilt it: it has held the data.
-  await store.patch<Replica>('Replica', NS, added.metadata.name ?? '', 'merge', { spec: { healthyAt: '2026-01-02T00:00:00Z' } });
+  const vol = await store.get<Volume>('Volume', NS, 'v');
+  assert.equal(vol.metadata.annotations?.['stratum.io/maintenance-attach.eviction'], 'node-2', 'attached for the move on the node of the replica that stays');
+
+  // The engine runs and has rebuilt the replacement: both staying replicas are RW. The replica processes start as
+  // their instance managers would start them.
+  const engine = await until('the engine to be started', async () => {
+    for (const r of await mine()) {
+      if (r.spec?.desireState !== 'running' || r.status?.currentState === 'running') continue;
+      await store.update<Replica>({ ...r, status: { ...r.status, currentState: 'running', ip: '127.0.0.1', storageIP: '127.0.0.1', port: 7000 } } as Replica, { subresource: 'status' });
+    }
+    const e = await store.get<Engine>('Engine', NS, engineNameFor('v'));
+    return e.spec?.desireState === 'running' ? e : undefined;
+  });
+  await store.update<Engine>({ ...engine, status: { ...engine.status, currentState: 'running', replicaModeMap: { 'v-r-2': 'RW', [added.metadata.name ?? '']: 'RW' } } } as Engine, { subresource: 'status' });
   await until('the evicted replica to go', async () => ((await mine()).some((r) => r.metadata.name === 'v-r-1') ? undefined : true));
+  await until('the volume to be released', async () => ((await store.get<Volume>('Volume', NS, 'v')).metadata.annotations?.['stratum.io/maintenance-attach.eviction'] === undefined ? true : undefined));
   assert.deepEqual((await mine()).map((r) => r.spec?.nodeID).sort(), ['node-2', 'node-3']);
   const events = (await store.list('Event', { namespace: NS })).items.map((e) => e as { reason?: string; message?: string });
   assert.ok(events.some((e) => e.reason === 'ReplicaEvicted' && /v-r-1 on node node-1: its disk is being evicted/.test(e.message ?? '')));

@@ -20,7 +20,7 @@ import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import type { Setting } from '../../api/setting-resource.js';
-import { clonePending, maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
+import { clonePending, MAINTENANCE_ATTACH_PREFIX, maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -39,6 +39,8 @@ import { failureOf, robustnessOf } from './robustness.js';
 type RO<T> = DeepReadonly<T>;
 
 export const REPLICA_BY_VOLUME = 'replicaByVolume';
+/** This controller's maintenance attach of a detached volume whose replicas are being evicted. */
+const EVICTION_ATTACH = `${MAINTENANCE_ATTACH_PREFIX}eviction`;
 /** Volumes whose `Scheduled` condition is False (short of replicas), indexed under the value 'short'. */
 const SHORT_OF_REPLICAS = 'shortOfReplicas';
 /** After this long in `attaching`, the Attached condition says so (the controller keeps trying). */
@@ -131,6 +133,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     if (salvaged !== false) return salvaged === true ? undefined : salvaged;
     if (await markHealthy(key, engine, mine)) return;
     await cleanupReplicas(v, engine, mine);
+    if (stored && (await attachForEviction(stored, mine))) return;
     const scheduled = await scheduleReplicas(v, mine);
     let outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
     if (stored?.spec?.nodeID && v.spec?.nodeID !== stored.spec.nodeID) {
@@ -223,7 +226,9 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const staying = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
     if (leaving.length > 0) {
       const enough = v.spec?.nodeID ? staying.filter((r) => rw.includes(r)).length >= wanted : staying.length >= wanted && staying.every((r) => r.spec?.healthyAt);
-      for (const r of enough ? leaving : []) {
+      // One that never held data (a volume never attached) waits for nothing but its replacement.
+      const empty = !v.spec?.nodeID && !mine.some((r) => r.spec?.healthyAt) && staying.length >= wanted;
+      for (const r of enough || empty ? leaving : []) {
         await remove(r);
         events.event(v as never, 'Normal', 'ReplicaEvicted', `deleted replica ${r.metadata.name} on node ${r.spec?.nodeID}: its disk is being evicted and ${wanted} other replica(s) hold the data`);
       }
@@ -246,6 +251,29 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         events.event(v as never, 'Normal', 'ReplicaDeleted', `deleted replica ${r.metadata.name}: the volume wants ${wanted}`);
       }
     }
+  }
+
+  /**
+   * A detached volume with replicas on a disk being evicted, and a replacement waiting for their data, is attached
+   * without a frontend (a maintenance attach, src/api/volume.ts) on the node of a replica that stays, so that the
+   * engine rebuilds the replacement and they can go; released when none is left, or no replacement is (one that
+   * cannot be placed holds nothing attached). True when the annotation changed (the write brings the volume back).
+   */
+  async function attachForEviction(stored: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean> {
+    const evicting = evictingDisks(nodes.list());
+    const leaving = live(mine).filter((r) => evicting.has(r.spec?.diskID ?? ''));
+    const staying = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
+    const current = stored.metadata.annotations?.[EVICTION_ATTACH];
+    let node: string | undefined;
+    const waiting = staying.some((r) => !r.spec?.healthyAt);
+    if (!stored.spec?.nodeID && leaving.some((r) => r.spec?.healthyAt) && waiting && !clonePending(stored)) {
+      const candidates = [...staying.filter((r) => r.spec?.healthyAt), ...staying].map((r) => r.spec?.nodeID ?? '').filter((n) => n && nodeReady(n));
+      node = current && candidates.includes(current) ? current : candidates[0];
+    }
+    if (node === current) return false;
+    await store.patch('Volume', stored.metadata.namespace ?? '', stored.metadata.name ?? '', 'merge', { metadata: { annotations: { [EVICTION_ATTACH]: node ?? null } } }).catch(ignoreNotFound);
+    if (node) events.event(stored as never, 'Normal', 'EvictionAttach', `attaching without a frontend on node ${node} to move ${leaving.map((r) => r.metadata.name).join(', ')} off the disk being evicted`);
+    return true;
   }
 
   /** Creates the replicas the volume lacks, one placement at a time. */
