@@ -1,12 +1,14 @@
 // A copy must not fill the disk it lands on: the volumes on that disk write into what is left. Real `stratum bim`
 // processes; the receivers' disks are small tmpfs mounts (root). A sync that cannot fit is refused before a byte is
-// written; a disk that fills up during a sync (another writer) gets its space back, the partial data removed.
+// written; a disk that fills up during a sync (another writer) gets its space back, the partial data removed. A data
+// source's download or upload keeps the same reserve.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { ensureSpace } from '../src/datasource/workfile.js';
 import { BimProcess, exec, makeDisk, randomFile, sha512sum, stagedPath, type FileInfo } from './helpers/bim.js';
 import { skipWithoutRootAnd, tempDir, waitFor } from './helpers/processes.js';
 
@@ -88,4 +90,11 @@ test('a disk that fills up during a sync gets its space back: the partial data i
   assert.equal(existsSync(join(disk.path, 'backing-images', 'img-u1', 'backing.partial')), false);
   rmSync(filler);
   assert.ok(used(disk.path) < 2 * MiB, `the disk is empty again: ${used(disk.path)} bytes in use`);
+});
+
+test("a data source's upload or download that would leave less than the disk's reserve is refused", { skip }, async () => {
+  const disk = smallDisk('source-reserve', 48);
+  // 48 MiB keeps 2.4 MiB free for the volumes: 40 MiB fits, 46.5 MiB does not.
+  await ensureSpace(disk.path, 40 * MiB);
+  await assert.rejects(ensureSpace(disk.path, 46.5 * MiB), /^DataSourceError: the file needs 48758784 more bytes and 2516582 must stay free for the volumes on this disk, but the disk has 5\d{7} free$/);
 });

@@ -11,6 +11,14 @@ export const DISK_CONFIG_FILE = 'longhorn-disk.cfg';
 export const REPLICAS_DIR = 'replicas';
 export const BACKING_IMAGES_DIR = 'backing-images';
 
+/**
+ * What a backing-image file being written (a download, an upload, a sync) leaves free on its disk: the volumes whose
+ * replicas live there write into it, and a full disk fails their writes. The smaller of 64 MiB and 5% of the disk.
+ */
+export function reserveFor(diskBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.floor(diskBytes * 0.05));
+}
+
 export function replicaDirOf(diskPath: string, dataDirectoryName: string): string {
   return join(diskPath, REPLICAS_DIR, dataDirectoryName);
 }

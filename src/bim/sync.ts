@@ -17,6 +17,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseManifestAnchor, type ManifestAnchor } from '../api/backing-image.js';
+import { reserveFor } from '../api/disk-layout.js';
 import { writeChunkMap, type ChunkMap } from './chunkmap.js';
 import { commitFile, type CommitContext } from './commit.js';
 import { BimError, messageOf } from './errors.js';
@@ -156,22 +157,18 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
 }
 
 /**
- * A copy never takes a disk's last RESERVE bytes: the volumes on the disk write into them. Refused before anything is
+ * A copy never takes a disk's reserve (reserveFor): the volumes on the disk write into it. Refused before anything is
  * written, naming what is needed and what is free; `needed` counts only the non-zero chunks still to come.
  */
 async function ensureRoom(ctx: SyncContext, rec: FileRecord, req: SyncRequest, needed: number): Promise<void> {
   const { free, total } = await diskSpace(ctx.layout.dirOf(rec.key));
-  const reserve = Math.min(RESERVE_BYTES, Math.floor(total * RESERVE_SHARE));
+  const reserve = reserveFor(total);
   if (needed + reserve <= free) return;
   throw new BimError(
     'InsufficientStorage',
     `${req.name} needs ${humanBytes(needed)} more on this disk and ${humanBytes(reserve)} must stay free for the volumes on it, but only ${humanBytes(free)} is free; free space or put the copy on another disk`,
   );
 }
-
-/** What a copy leaves free on its disk: the smaller of these. */
-const RESERVE_BYTES = 64 * 1024 * 1024;
-const RESERVE_SHARE = 0.05;
 
 /**
  * The marked non-zero chunks whose bytes in the file do not match the manifest (checked on the checker's thread);

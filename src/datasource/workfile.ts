@@ -15,6 +15,7 @@
 //   checkpoint.json               { offset, source fingerprint, validator, declared size, completion, transfer }
 
 import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
+import { reserveFor } from '../api/disk-layout.js';
 import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
@@ -346,12 +347,16 @@ export async function identityOf(path: string): Promise<FileIdentity> {
   return identityFromStat(await stat(path, { bigint: true }));
 }
 
-/** Refuses a transfer that cannot fit: better now than ENOSPC at 90%. */
+/**
+ * Refuses a transfer that cannot fit with the disk's reserve left free for the volumes on it (reserveFor): better
+ * now than ENOSPC at 90%, or a disk full under live replicas.
+ */
 export async function ensureSpace(dir: string, needed: number): Promise<void> {
   const st = await statfs(dir);
   const free = st.bavail * st.bsize;
-  if (needed > free) {
-    throw new DataSourceError('InsufficientStorage', `the file needs ${needed} more bytes but the disk has ${free} free`);
+  const reserve = reserveFor(st.blocks * st.bsize);
+  if (needed + reserve > free) {
+    throw new DataSourceError('InsufficientStorage', `the file needs ${needed} more bytes and ${reserve} must stay free for the volumes on this disk, but the disk has ${free} free`);
   }
 }
 
