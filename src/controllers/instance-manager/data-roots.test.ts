@@ -87,10 +87,11 @@ test('the manager is told the registered disks, a disk added later, and again af
   assert.equal(last(), JSON.stringify(['/disks/one', '/disks/two']));
 });
 
-test('dataRootsOf: registered disks only, sorted', () => {
+test('dataRootsOf: registered, Ready disks only, sorted', () => {
+  const ready = [{ type: 'Ready', status: 'True' }];
   const node = {
-    spec: { disks: { b: { path: '/b' }, a: { path: '/a' }, c: { path: '/c' } } },
-    status: { diskStatus: { a: { diskUUID: 'x' }, b: { diskUUID: 'y' }, c: {} } },
+    spec: { disks: { b: { path: '/b' }, a: { path: '/a' }, c: { path: '/c' }, d: { path: '/d' } } },
+    status: { diskStatus: { a: { diskUUID: 'x', conditions: ready }, b: { diskUUID: 'y', conditions: ready }, c: { conditions: ready }, d: { diskUUID: 'z', conditions: [{ type: 'Ready', status: 'False' }] } } },
   } as unknown as Node;
   assert.deepEqual(dataRootsOf(node), ['/a', '/b']);
 });

@@ -359,8 +359,14 @@ function ignoreNotFound(err: unknown): void {
   if (!isNotFound(err)) throw err;
 }
 
-/** The paths of the node's disks its agent registered (a disk it could not register holds no replicas), sorted. */
+/**
+ * The paths of the node's disks its agent registered and reports Ready, sorted. A disk that is not (its identity file
+ * gone, a mount missing) takes no new replica; the instance manager would refuse the whole list with it anyway.
+ */
 export function dataRootsOf(node: RO<Node>): string[] {
-  const registered = Object.entries(node.spec?.disks ?? {}).filter(([disk, d]) => d.path && node.status?.diskStatus?.[disk]?.diskUUID);
-  return registered.map(([, d]) => d.path ?? '').sort();
+  const usable = Object.entries(node.spec?.disks ?? {}).filter(([disk, d]) => {
+    const st = node.status?.diskStatus?.[disk];
+    return d.path && st?.diskUUID && (st.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  });
+  return usable.map(([, d]) => d.path ?? '').sort();
 }
