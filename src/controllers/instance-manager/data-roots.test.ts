@@ -87,11 +87,11 @@ test('the manager is told the registered disks, a disk added later, and again af
   assert.equal(last(), JSON.stringify(['/disks/one', '/disks/two']));
 });
 
-test('dataRootsOf: registered, Ready disks only, sorted', () => {
+test('dataRootsOf: registered disks not reported broken, sorted', () => {
   const ready = [{ type: 'Ready', status: 'True' }];
   const node = {
-    spec: { disks: { b: { path: '/b' }, a: { path: '/a' }, c: { path: '/c' }, d: { path: '/d' } } },
-    status: { diskStatus: { a: { diskUUID: 'x', conditions: ready }, b: { diskUUID: 'y', conditions: ready }, c: { conditions: ready }, d: { diskUUID: 'z', conditions: [{ type: 'Ready', status: 'False' }] } } },
+    spec: { disks: { b: { path: '/b' }, a: { path: '/a' }, c: { path: '/c' }, d: { path: '/d' }, e: { path: '/e' } } },
+    status: { diskStatus: { a: { diskUUID: 'x', conditions: ready }, b: { diskUUID: 'y' }, c: { conditions: ready }, d: { diskUUID: 'z', conditions: [{ type: 'Ready', status: 'False' }] }, e: { diskUUID: 'w', conditions: [] } } },
   } as unknown as Node;
-  assert.deepEqual(dataRootsOf(node), ['/a', '/b']);
+  assert.deepEqual(dataRootsOf(node), ['/a', '/b', '/e'], 'a: Ready; b, e: not reported yet; c: not registered; d: not Ready');
 });

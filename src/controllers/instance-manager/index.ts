@@ -360,13 +360,14 @@ function ignoreNotFound(err: unknown): void {
 }
 
 /**
- * The paths of the node's disks its agent registered and reports Ready, sorted. A disk that is not (its identity file
- * gone, a mount missing) takes no new replica; the instance manager would refuse the whole list with it anyway.
+ * The paths of the node's disks its agent registered, sorted, less those it reports not Ready (an identity file gone,
+ * a mount missing): such a disk takes no new replica, and the instance manager would refuse the whole list with it.
+ * A disk whose readiness is not reported yet counts: a manager starting with the node must not start with no disk.
  */
 export function dataRootsOf(node: RO<Node>): string[] {
   const usable = Object.entries(node.spec?.disks ?? {}).filter(([disk, d]) => {
     const st = node.status?.diskStatus?.[disk];
-    return d.path && st?.diskUUID && (st.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+    return d.path && st?.diskUUID && !(st.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'False');
   });
   return usable.map(([, d]) => d.path ?? '').sort();
 }
