@@ -40,6 +40,11 @@ before(async () => {
     const http = p ? podPorts(p)['http'] : undefined;
     return http ? `http://127.0.0.1:${http}` : undefined;
   }, 60_000);
+  // The pod can be Ready before its agent registered the disk: the controller tells the manager its data roots then.
+  await waitFor('the instance manager to have the disk as a data root', async () => {
+    const res = await imCall('GET', '/v1/data-roots');
+    return res.status === 200 && (JSON.parse(res.text) as { dataRoots: string[] }).dataRoots.includes(disk);
+  }, 60_000);
   const version = (await (await fetch(`${im}/v1/version`, { headers: clusterAuthHeaders(secret) })).json()) as { listeners: { replica: string } };
   replicaAddress = version.listeners.replica;
   // A replica the attacks aim at (created as the controllers would, with the cluster credential).
