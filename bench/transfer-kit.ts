@@ -21,8 +21,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 // The data-plane processes a bench starts accept only the cluster credential: one secret per bench run, handed to
 // them as a node agent would (STRATUM_CLUSTER_SECRET_FILE) and sent by the bench's own requests.
 const BENCH_SECRET = newSecret();
-const secretFile = join(mkdtempSync(join(tmpdir(), 'stratum-bench-')), 'cluster-secret');
+const secretDir = mkdtempSync(join(tmpdir(), 'stratum-bench-'));
+const secretFile = join(secretDir, 'cluster-secret');
 writeFileSync(secretFile, `${BENCH_SECRET}\n`, { mode: 0o600 });
+process.on('exit', () => rmSync(secretDir, { recursive: true, force: true }));
 process.env[CLUSTER_SECRET_ENV] = secretFile;
 export const BENCH_AUTH = clusterAuthHeaders(BENCH_SECRET);
 /** The same credential as curl arguments. */

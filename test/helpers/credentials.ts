@@ -2,7 +2,7 @@
 // `stratum up` wrote, as a user would), and a cluster secret for data-plane processes a test starts on its own
 // (a stand-alone `stratum bim` or data source gets it through STRATUM_CLUSTER_SECRET_FILE, as from a node agent).
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AUTH_FILE, CLUSTER_SECRET_ENV, clusterAuthHeaders, ensureAuthFile, issueToken, KUBECONFIG_FILE, newSecret, readKubeconfig, writeNodeCredentials } from '../../src/auth/index.js';
@@ -12,6 +12,8 @@ export const TEST_CLUSTER_SECRET = newSecret();
 const secretDir = mkdtempSync(join(tmpdir(), 'stratum-test-secret-'));
 export const TEST_CLUSTER_SECRET_FILE = join(secretDir, 'cluster-secret');
 writeFileSync(TEST_CLUSTER_SECRET_FILE, `${TEST_CLUSTER_SECRET}\n`, { mode: 0o600 });
+// Gone with the test process: a secret left in /tmp would outlive every cluster it was for.
+process.on('exit', () => rmSync(secretDir, { recursive: true, force: true }));
 
 /** Environment for a data-plane process started by a test. */
 export const DATA_PLANE_ENV = { [CLUSTER_SECRET_ENV]: TEST_CLUSTER_SECRET_FILE };
