@@ -10,8 +10,12 @@ export interface DiskCandidate {
   diskName: string;
   diskUUID: string;
   diskPath: string;
-  /** Bytes free for new data: available minus reserved minus what is already scheduled. */
+  /** Bytes free for new data now: available minus reserved (what replicas will still write is not counted). */
   free: number;
+  /** The filesystem's size. */
+  maximum: number;
+  /** The disk's `storageReserved`: bytes kept for others, counted against what may be scheduled. */
+  reserved: number;
   diskTags: readonly string[];
   nodeTags: readonly string[];
 }
@@ -48,7 +52,9 @@ export function schedulableDisks(nodes: readonly DeepReadonly<Node>[]): DiskCand
         diskName,
         diskUUID: st.diskUUID,
         diskPath: st.diskPath ?? spec.path ?? '',
-        free: (st.storageAvailable ?? 0) - (spec.storageReserved ?? 0) - (st.storageScheduled ?? 0),
+        free: (st.storageAvailable ?? 0) - (spec.storageReserved ?? 0),
+        maximum: st.storageMaximum ?? 0,
+        reserved: spec.storageReserved ?? 0,
         diskTags: spec.tags ?? [],
         nodeTags: node.spec?.tags ?? [],
       });
@@ -57,8 +63,26 @@ export function schedulableDisks(nodes: readonly DeepReadonly<Node>[]): DiskCand
   return out;
 }
 
+/** The settings that bound what is scheduled on a disk (Longhorn's, with its meaning). */
+export interface ProvisioningLimits {
+  /** `storage-over-provisioning-percentage`: the volume sizes a disk may hold, as a share of its size less reserved. */
+  overProvisioningPercent: number;
+  /** `storage-minimal-available-percentage`: free space, as a share of the disk's size, nothing scheduled may take. */
+  minimalAvailablePercent: number;
+}
+
+/** The volume bytes a disk may be promised in all: (size - reserved) x over-provisioning percentage. */
+export function schedulableBytes(c: DiskCandidate, limits: ProvisioningLimits): number {
+  return Math.floor((Math.max(c.maximum - c.reserved, 0) * limits.overProvisioningPercent) / 100);
+}
+
+/** The free space that must stay on a disk whatever is scheduled on it. */
+export function minimalAvailableBytes(c: DiskCandidate, limits: ProvisioningLimits): number {
+  return Math.ceil((c.maximum * limits.minimalAvailablePercent) / 100);
+}
+
 /** Disks passing the filter, best first: nodes not avoided first, then most free space, then name for stability. */
-export function rankDisks(cands: readonly DiskCandidate[], f: DiskFilter): DiskCandidate[] {
+export function rankDisks<T extends DiskCandidate>(cands: readonly T[], f: DiskFilter): T[] {
   const hasAll = (have: readonly string[], want: readonly string[] | undefined) => (want ?? []).every((t) => have.includes(t));
   return cands
     .filter((c) => !f.excludeDisks?.has(c.diskUUID))

@@ -24,7 +24,7 @@ function bi(disks: string[], extra: Partial<BackingImage['spec']> = {}, lastRef:
 const transferred: BackingImageDataSource = { apiVersion: 'longhorn.io/v1beta2', kind: 'BackingImageDataSource', metadata: { name: 'bi' }, spec: { diskUUID: 'd1', fileTransferred: true } };
 
 function cand(node: string, disk: string, free: number, tags: string[] = []): DiskCandidate {
-  return { nodeName: node, diskName: disk, diskUUID: disk, diskPath: `/${disk}`, free, diskTags: tags, nodeTags: [] };
+  return { nodeName: node, diskName: disk, diskUUID: disk, diskPath: `/${disk}`, free, maximum: free, reserved: 0, diskTags: tags, nodeTags: [] };
 }
 
 function inputs(over: Partial<CopyInputs>): CopyInputs {

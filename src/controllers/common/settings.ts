@@ -4,6 +4,7 @@
 import { settingDefault } from '../../api/settings.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
+import type { ProvisioningLimits } from '../scheduling.js';
 
 export interface Settings {
   string(name: string): string;
@@ -25,4 +26,9 @@ export function settingsFrom(informers: InformerFactory): Settings {
     },
     bool: (name) => raw(name) === 'true',
   };
+}
+
+/** The space settings placement applies (read at each placement, so a change applies to the next one). */
+export function provisioningLimits(s: Settings): ProvisioningLimits {
+  return { overProvisioningPercent: s.int('storage-over-provisioning-percentage'), minimalAvailablePercent: s.int('storage-minimal-available-percentage') };
 }

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
+import type { BackingImage } from '../../api/backing-image.js';
 import type { Lease } from '../../api/lease.js';
+import type { Replica } from '../../api/replica.js';
 import type { Node } from '../../api/node.js';
 import { FakeClock, settle } from '../../controller-kit/clock.js';
 import { EventRecorder } from '../../controller-kit/events.js';
@@ -123,4 +125,27 @@ test('computeReadiness: a node that never heartbeated gets one timeout of grace,
   assert.equal(late.status, 'False');
   assert.equal(late.reason, 'NoHeartbeat');
   assert.match(late.message, /never sent a heartbeat/);
+});
+
+test('each disk shows what is scheduled on it: replicas by volume size, backing-image copies by bytes', async () => {
+  const GiB = 2 ** 30;
+  const n = await store.get<Node>('Node', NS, 'node-1');
+  n.status = { ...n.status, diskStatus: { 'disk-1': { diskUUID: 'uuid-1', storageMaximum: 10 * GiB, storageAvailable: 9 * GiB, conditions: [] }, 'disk-2': { diskUUID: 'uuid-2', conditions: [] } } };
+  await store.update(n, { subresource: 'status' });
+  const disk = async (d: string) => (await store.get<Node>('Node', NS, 'node-1')).status?.diskStatus?.[d];
+  const replica = (name: string, diskID: string, size: number) =>
+    ({ apiVersion: 'longhorn.io/v1beta2', kind: 'Replica', metadata: { name, namespace: NS }, spec: { nodeID: 'node-1', diskID, volumeName: 'v', volumeSize: String(size) } }) as Replica;
+  await store.create<Replica>(replica('r1', 'uuid-1', 2 * GiB));
+  await store.create<Replica>(replica('r2', 'uuid-1', 3 * GiB));
+  await store.create<Replica>({ ...replica('r3', 'uuid-x', GiB), spec: { nodeID: 'node-2', diskID: 'uuid-x', volumeSize: String(GiB) } });
+  await store.create<BackingImage>({ apiVersion: 'longhorn.io/v1beta2', kind: 'BackingImage', metadata: { name: 'bi', namespace: NS }, spec: { diskFileSpecMap: { 'uuid-2': {} } }, status: { size: 600, realSize: 400 } } as BackingImage);
+  await until('disk-1 scheduled 5 GiB', async () => (await disk('disk-1'))?.storageScheduled === 5 * GiB);
+  assert.deepEqual((await disk('disk-1'))?.scheduledReplica, { r1: 2 * GiB, r2: 3 * GiB });
+  await until('disk-2 lists the copy', async () => (await disk('disk-2'))?.scheduledBackingImage?.['bi'] === 400);
+  assert.equal((await disk('disk-2'))?.storageScheduled, 0);
+  await store.delete('Replica', NS, 'r1');
+  await until('r1 gone from disk-1', async () => (await disk('disk-1'))?.storageScheduled === 3 * GiB);
+  assert.deepEqual((await disk('disk-1'))?.scheduledReplica, { r2: 3 * GiB });
+  await store.delete('BackingImage', NS, 'bi');
+  await until('the copy gone from disk-2', async () => Object.keys((await disk('disk-2'))?.scheduledBackingImage ?? {}).length === 0);
 });

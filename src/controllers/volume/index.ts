@@ -28,7 +28,7 @@ import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { engineNameFor, LONGHORN_FINALIZER } from '../../api/labels.js';
 import { getCondition, setCondition } from '../../api/node-contract.js';
-import { settingsFrom } from '../common/settings.js';
+import { provisioningLimits, settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { evictingDisks, nodeIsReady } from '../scheduling.js';
 import { Expectations } from './expectations.js';
@@ -297,6 +297,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         nodeSelector: v.spec?.nodeSelector,
         diskSelector: v.spec?.diskSelector,
         softAntiAffinity: settings.bool('replica-soft-anti-affinity'),
+        limits: provisioningLimits(settings),
         backingImage,
       });
       if ('reason' in p) {
@@ -485,7 +486,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     },
   });
   images.addEventHandler({ onUpdate: (_a, b) => retryShort(b.metadata.name ?? '') });
-  settingsInformer.addEventHandler({ onUpdate: (_a, b) => b.metadata.name === 'replica-soft-anti-affinity' && retryShort() });
+  const placementSettings = new Set(['replica-soft-anti-affinity', 'storage-over-provisioning-percentage', 'storage-minimal-available-percentage']);
+  settingsInformer.addEventHandler({ onUpdate: (_a, b) => placementSettings.has(b.metadata.name ?? '') && retryShort() });
   return controller;
 }
 

@@ -7,13 +7,14 @@ import { placeReplica } from './placement.js';
 import { failureOf, robustnessOf } from './robustness.js';
 
 const ready = [{ type: 'Ready', status: 'True' }, { type: 'Schedulable', status: 'True' }];
-function node(name: string, disks: Record<string, { free: number; tags?: string[] }>, tags: string[] = []): DeepReadonly<Node> {
+/** A node whose disks have `max` bytes, `free` of them available (all of it unless said). */
+function node(name: string, disks: Record<string, { max: number; free?: number; tags?: string[] }>, tags: string[] = []): DeepReadonly<Node> {
   return {
     metadata: { name },
     spec: { allowScheduling: true, tags, disks: Object.fromEntries(Object.entries(disks).map(([d, x]) => [d, { path: `/${name}/${d}`, allowScheduling: true, tags: x.tags ?? [] }])) },
     status: {
       conditions: [{ type: 'Ready', status: 'True' }],
-      diskStatus: Object.fromEntries(Object.entries(disks).map(([d, x]) => [d, { diskUUID: `${name}-${d}`, diskPath: `/${name}/${d}`, storageAvailable: x.free, conditions: ready }])),
+      diskStatus: Object.fromEntries(Object.entries(disks).map(([d, x]) => [d, { diskUUID: `${name}-${d}`, diskPath: `/${name}/${d}`, storageMaximum: x.max, storageAvailable: x.free ?? x.max, conditions: ready }])),
     },
   } as unknown as DeepReadonly<Node>;
 }
@@ -21,24 +22,49 @@ const replica = (nodeID: string, diskID: string, size = 0, extra: Record<string,
   ({ metadata: { name: `r-${diskID}` }, spec: { nodeID, diskID, volumeSize: String(size), ...extra }, status: {} }) as unknown as DeepReadonly<Replica>;
 
 const GiB = 2 ** 30;
-const base = { allReplicas: [], siblings: [], size: GiB, softAntiAffinity: false };
+const limits = { overProvisioningPercent: 100, minimalAvailablePercent: 25 };
+const base = { allReplicas: [], siblings: [], size: GiB, softAntiAffinity: false, limits };
 
-test('a replica goes to a node that holds none of the volume, the one with most free space', () => {
-  const nodes = [node('n1', { d1: { free: 10 * GiB } }), node('n2', { d1: { free: 20 * GiB } }), node('n3', { d1: { free: 5 * GiB } })];
+test('a replica goes to a node that holds none of the volume, the one with most room', () => {
+  const nodes = [node('n1', { d1: { max: 10 * GiB } }), node('n2', { d1: { max: 20 * GiB } }), node('n3', { d1: { max: 5 * GiB } })];
   const p = placeReplica({ ...base, nodes, siblings: [replica('n2', 'n2-d1')] });
   assert.ok('disk' in p);
   assert.equal(p.disk.nodeName, 'n1');
 });
 
-test('space promised to other replicas counts against a disk', () => {
-  const nodes = [node('n1', { d1: { free: 3 * GiB } }), node('n2', { d1: { free: 2 * GiB } })];
-  const p = placeReplica({ ...base, nodes, allReplicas: [replica('n1', 'n1-d1', 2.5 * GiB)] });
+test('volume sizes promised to a disk count against it, up to storage-over-provisioning-percentage of its size', () => {
+  const nodes = [node('n1', { d1: { max: 3 * GiB } }), node('n2', { d1: { max: 2 * GiB } })];
+  const promised = [replica('n1', 'n1-d1', 2.5 * GiB)];
+  const p = placeReplica({ ...base, nodes, allReplicas: promised });
   assert.ok('disk' in p);
-  assert.equal(p.disk.nodeName, 'n2');
+  assert.equal(p.disk.nodeName, 'n2', 'n1 can take only 0.5 GiB more');
+  const full = placeReplica({ ...base, nodes, allReplicas: [...promised, replica('n2', 'n2-d1', 1.5 * GiB)] });
+  assert.ok('reason' in full);
+  assert.match(full.reason, /n1\/d1 can take 512\.0 MiB more of volume sizes \(storage-over-provisioning-percentage 100% of 3\.0 GiB, 2\.5 GiB promised to replicas\), needs 1\.0 GiB/);
+  const over = placeReplica({ ...base, nodes, allReplicas: promised, limits: { ...limits, overProvisioningPercent: 200 } });
+  assert.ok('disk' in over);
+  assert.equal(over.disk.nodeName, 'n1', 'at 200% n1 can take 3.5 GiB more');
+  assert.ok('reason' in placeReplica({ ...base, nodes, limits: { ...limits, overProvisioningPercent: 0 } }), '0% takes nothing');
+});
+
+test('what replicas wrote is not charged twice: a disk their data filled still takes volumes up to its limit', () => {
+  // A 10 GiB disk whose 6 GiB volume wrote all of it: 4 GiB available, 4 GiB of volume sizes left to promise.
+  const nodes = [node('n1', { d1: { max: 10 * GiB, free: 4 * GiB } })];
+  const p = placeReplica({ ...base, nodes, size: 4 * GiB, allReplicas: [replica('n1', 'n1-d1', 6 * GiB)] });
+  assert.ok('disk' in p);
+  assert.ok('reason' in placeReplica({ ...base, nodes, size: 4 * GiB + 1, allReplicas: [replica('n1', 'n1-d1', 6 * GiB)] }));
+});
+
+test('storageReserved is taken off the size before over-provisioning applies', () => {
+  const n = node('n1', { d1: { max: 10 * GiB } }) as unknown as Node;
+  n.spec!.disks!['d1']!.storageReserved = 8 * GiB;
+  const p = placeReplica({ ...base, nodes: [n as DeepReadonly<Node>], size: 3 * GiB });
+  assert.ok('reason' in p);
+  assert.match(p.reason, /can take 2\.0 GiB more of volume sizes \(storage-over-provisioning-percentage 100% of 2\.0 GiB/);
 });
 
 test('no second replica on a node without soft anti-affinity; the reason says why', () => {
-  const nodes = [node('n1', { d1: { free: 10 * GiB }, d2: { free: 10 * GiB } })];
+  const nodes = [node('n1', { d1: { max: 10 * GiB }, d2: { max: 10 * GiB } })];
   const siblings = [replica('n1', 'n1-d1')];
   const hard = placeReplica({ ...base, nodes, siblings });
   assert.ok('reason' in hard);
@@ -49,35 +75,38 @@ test('no second replica on a node without soft anti-affinity; the reason says wh
 });
 
 test('selectors and space failures are named', () => {
-  const nodes = [node('n1', { d1: { free: 10 * GiB, tags: ['ssd'] } }, ['fast'])];
+  const nodes = [node('n1', { d1: { max: 10 * GiB, tags: ['ssd'] } }, ['fast'])];
   const sel = placeReplica({ ...base, nodes, diskSelector: ['nvme'] });
   assert.ok('reason' in sel);
   assert.match(sel.reason, /disk selector \[nvme\]/);
   const big = placeReplica({ ...base, nodes, size: 20 * GiB, nodeSelector: ['fast'], diskSelector: ['ssd'] });
   assert.ok('reason' in big);
-  assert.match(big.reason, /^no disk has room: n1\/d1 has 10\.0 GiB available, needs 20\.0 GiB for the replica/);
+  assert.match(big.reason, /^no disk has room: n1\/d1 can take 10\.0 GiB more of volume sizes .*needs 20\.0 GiB$/);
 });
 
-test('a disk without a copy of the backing image needs room for one too; the reason names the image', () => {
-  const nodes = [node('n1', { d1: { free: 3 * GiB } }), node('n2', { d1: { free: 4 * GiB } }), node('n3', { d1: { free: 2.5 * GiB } })];
+test('a disk without a copy of the backing image needs free space for one above the minimal available share; the reason names the image', () => {
+  const nodes = [node('n1', { d1: { max: 8 * GiB, free: 3 * GiB } }), node('n2', { d1: { max: 8 * GiB, free: 5 * GiB } }), node('n3', { d1: { max: 8 * GiB, free: 4 * GiB } })];
   const image = { name: 'ubuntu', bytes: 2 * GiB, disks: new Set(['n1-d1']) };
-  // n2 has the most free space, but a copy would take 2 GiB of it: n1, which holds one, has more room left.
+  // n2 has the most free space, but a copy would take 2 GiB of it: n1, which holds one, has more left.
   const first = placeReplica({ ...base, nodes, backingImage: image });
   assert.ok('disk' in first);
   assert.equal(first.disk.nodeName, 'n1');
   const without = placeReplica({ ...base, nodes });
   assert.ok('disk' in without);
   assert.equal(without.disk.nodeName, 'n2', 'without the image n2 would be chosen');
-  const third = placeReplica({ ...base, nodes, size: 1.5 * GiB, backingImage: image, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
-  assert.ok('reason' in third, 'n3: 2.5 GiB free is short of 1.5 GiB + a 2 GiB copy');
+  // n3: 4 GiB free less a 2 GiB copy leaves 2 GiB, not above 25% of 8 GiB.
+  const third = placeReplica({ ...base, nodes, backingImage: image, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
+  assert.ok('reason' in third);
   assert.equal(
     third.reason,
-    'no disk has room: n3/d1 has 2.5 GiB available, needs 1.5 GiB for the replica + 2.0 GiB for a copy of backing image ubuntu (available: free space less the sizes of the replicas already on the disk); n1, n2 already hold a replica of this volume',
+    'no disk has room: n3/d1 has 4.0 GiB free, and a 2.0 GiB copy of backing image ubuntu would leave less than the 2.0 GiB that must stay free (storage-minimal-available-percentage 25%); n1, n2 already hold a replica of this volume',
   );
-  // Where the copy is already (being) made, only the replica's own size counts.
-  const there = placeReplica({ ...base, nodes, size: 1.5 * GiB, backingImage: { ...image, disks: new Set(['n3-d1']) }, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
+  // Where the copy is already (being) made, only the volume's size counts.
+  const there = placeReplica({ ...base, nodes, backingImage: { ...image, disks: new Set(['n3-d1']) }, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')] });
   assert.ok('disk' in there);
   assert.equal(there.disk.nodeName, 'n3');
+  const lower = placeReplica({ ...base, nodes, backingImage: image, siblings: [replica('n1', 'n1-d1'), replica('n2', 'n2-d1')], limits: { ...limits, minimalAvailablePercent: 10 } });
+  assert.ok('disk' in lower, 'at 10% the copy fits');
 });
 
 test('robustness: healthy, degraded, faulted while attached; unknown or faulted detached', () => {

@@ -1,15 +1,19 @@
-// Where a new replica of a volume goes: a schedulable disk with room for the whole volume, and for a copy of its
-// backing image when the disk holds none yet (the replica cannot start without one), on a node that holds no other
-// live replica of it (Longhorn's hard node anti-affinity), respecting the volume's node and disk selectors. With
-// `replica-soft-anti-affinity` a node may take a second replica on another disk when nothing else fits. When nothing
-// fits, the reason names the disks that came closest and what each lacks. Pure: callers pass the nodes, the replicas
-// already placed and where the image has copies.
+// Where a new replica of a volume goes: a schedulable disk on a node that holds no other live replica of it
+// (Longhorn's hard node anti-affinity), respecting the volume's node and disk selectors. With
+// `replica-soft-anti-affinity` a node may take a second replica on another disk when nothing else fits.
+//
+// Room is Longhorn's: the sizes of the volumes whose replicas a disk holds, this one included, stay within
+// (size - reserved) x `storage-over-provisioning-percentage` (volumes are thin: what they wrote already left the
+// free space, so free space is not charged for them again), and a copy of the backing image the disk lacks (the
+// replica cannot start without one) must leave more than `storage-minimal-available-percentage` of the disk free.
+// When nothing fits, the reason names the disks that came closest and what each lacks. Pure: callers pass the
+// nodes, the replicas already placed, the limits and where the image has copies.
 
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import { humanBytes } from '../../util/bytes.js';
-import { rankDisks, schedulableDisks, type DiskCandidate } from '../scheduling.js';
+import { minimalAvailableBytes, rankDisks, schedulableBytes, schedulableDisks, type DiskCandidate, type ProvisioningLimits } from '../scheduling.js';
 
 export interface PlacementInput {
   nodes: readonly DeepReadonly<Node>[];
@@ -21,6 +25,7 @@ export interface PlacementInput {
   nodeSelector?: readonly string[] | undefined;
   diskSelector?: readonly string[] | undefined;
   softAntiAffinity: boolean;
+  limits: ProvisioningLimits;
   /** The volume's backing image: a disk without a copy of it needs room for one as well. */
   backingImage?: { name: string; bytes: number; disks: ReadonlySet<string> } | undefined;
 }
@@ -30,6 +35,11 @@ const NAMED_DISKS = 3;
 
 export type Placement = { disk: DiskCandidate } | { reason: string };
 
+/** A disk as placement sees it: `free` ranks it (the tighter of its two limits), `lacks` says why it cannot take this replica. */
+interface Room extends DiskCandidate {
+  lacks: string | undefined;
+}
+
 export function placeReplica(p: PlacementInput): Placement {
   const scheduled = new Map<string, number>();
   for (const r of p.allReplicas) {
@@ -37,17 +47,33 @@ export function placeReplica(p: PlacementInput): Placement {
     scheduled.set(d, (scheduled.get(d) ?? 0) + Number(r.spec?.volumeSize ?? 0));
   }
   const bi = p.backingImage;
-  const imageBytes = (c: DiskCandidate) => (bi && !bi.disks.has(c.diskUUID) ? bi.bytes : 0);
-  // `free` is what stays for the replica once the image's copy is counted: the filters below compare it with its size.
-  const all = schedulableDisks(p.nodes).map((c) => ({ ...c, free: c.free - (scheduled.get(c.diskUUID) ?? 0) - imageBytes(c) }));
+  const room = (c: DiskCandidate): Room => {
+    const promised = scheduled.get(c.diskUUID) ?? 0;
+    const limit = schedulableBytes(c, p.limits);
+    const left = limit - promised;
+    const image = bi && !bi.disks.has(c.diskUUID) ? bi.bytes : 0;
+    const minimum = minimalAvailableBytes(c, p.limits);
+    const spare = c.free - image - minimum;
+    let lacks: string | undefined;
+    if (left < p.size) {
+      lacks = `${c.nodeName}/${c.diskName} can take ${humanBytes(Math.max(left, 0))} more of volume sizes ` +
+        `(storage-over-provisioning-percentage ${p.limits.overProvisioningPercent}% of ${humanBytes(Math.max(c.maximum - c.reserved, 0))}, ${humanBytes(promised)} promised to replicas), needs ${humanBytes(p.size)}`;
+    } else if (image > 0 && bi && spare <= 0) {
+      lacks = `${c.nodeName}/${c.diskName} has ${humanBytes(Math.max(c.free, 0))} free, and a ${humanBytes(image)} copy of backing image ${bi.name} ` +
+        `would leave less than the ${humanBytes(minimum)} that must stay free (storage-minimal-available-percentage ${p.limits.minimalAvailablePercent}%)`;
+    }
+    return { ...c, free: Math.min(left - p.size, spare), lacks };
+  };
+  const all = schedulableDisks(p.nodes).map(room);
   if (all.length === 0) return { reason: 'no node is Ready with a schedulable disk' };
   const usedNodes = new Set(p.siblings.map((r) => r.spec?.nodeID ?? ''));
   const usedDisks = new Set(p.siblings.map((r) => r.spec?.diskID ?? ''));
-  const filter = { nodeSelector: p.nodeSelector, diskSelector: p.diskSelector, excludeDisks: usedDisks, needBytes: p.size };
-  const fresh = rankDisks(all.filter((c) => !usedNodes.has(c.nodeName)), filter);
+  const filter = { nodeSelector: p.nodeSelector, diskSelector: p.diskSelector, excludeDisks: usedDisks };
+  const fits = all.filter((c) => !c.lacks);
+  const fresh = rankDisks(fits.filter((c) => !usedNodes.has(c.nodeName)), filter);
   if (fresh[0]) return { disk: fresh[0] };
   if (p.softAntiAffinity) {
-    const shared = rankDisks(all, filter);
+    const shared = rankDisks(fits, filter);
     if (shared[0]) return { disk: shared[0] };
   }
   const selected = rankDisks(all, { nodeSelector: p.nodeSelector, diskSelector: p.diskSelector });
@@ -59,13 +85,8 @@ export function placeReplica(p: PlacementInput): Placement {
   if (open.length === 0) {
     return { reason: `every node with a suitable disk already holds a replica of this volume (${[...usedNodes].sort().join(', ')}); enable replica-soft-anti-affinity or add nodes` };
   }
-  const lacking = open.slice(0, NAMED_DISKS).map((c) => {
-    const image = imageBytes(c);
-    const need = image > 0 && bi ? `${humanBytes(p.size)} for the replica + ${humanBytes(image)} for a copy of backing image ${bi.name}` : `${humanBytes(p.size)} for the replica`;
-    return `${c.nodeName}/${c.diskName} has ${humanBytes(Math.max(c.free + image, 0))} available, needs ${need}`;
-  });
+  const lacking = open.slice(0, NAMED_DISKS).map((c) => c.lacks);
   const more = open.length > NAMED_DISKS ? ` (and ${open.length - NAMED_DISKS} more)` : '';
   const taken = usedNodes.size > 0 && !p.softAntiAffinity ? `; ${[...usedNodes].sort().join(', ')} already hold a replica of this volume` : '';
-  return { reason: `no disk has room: ${lacking.join('; ')}${more} (available: free space less the sizes of the replicas already on the disk)${taken}` };
+  return { reason: `no disk has room: ${lacking.join('; ')}${more}${taken}` };
 }
-
