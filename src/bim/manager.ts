@@ -11,7 +11,6 @@ import { BimError, isBimError, messageOf } from './errors.js';
 import { allocatedBytes, fsyncDir, identityOf, sameIdentity } from './fsutil.js';
 import { runFetch, type FetchRequest } from './fetch.js';
 import { DEFAULT_CHUNK_SIZE } from './manifest.js';
-import { readMeta } from './meta.js';
 import { DiskLayout, FILES, OWNER_FILE, fileDirName } from './names.js';
 import { runVerify, scanDisk } from './scan.js';
 import { runScrub, type ScrubRequest } from './scrub.js';
@@ -20,6 +19,10 @@ import { DEFAULT_TIMEOUTS, systemClock, type Clock, type Timeouts } from './stat
 import { BimStats } from './stats.js';
 import { removePartial, runSync, type SyncContext, type SyncRequest } from './sync.js';
 import { FileRecord, FileTable, type FileInfo, type Job } from './table.js';
+import { abandonOnAbort } from '../util/abandon.js';
+
+/** How long GET /v1/files waits for a file's allocated size before answering with the last known one. */
+const REAL_SIZE_WAIT_MS = 1000;
 
 export interface ManagerOptions {
   disk: string;
@@ -180,10 +183,15 @@ export class BackingImageManager {
     return rec.info();
   }
 
+  /** The file's allocated bytes, as of now; the last known value when the disk does not answer at once (hung). */
   async #refreshRealSize(rec: FileRecord): Promise<void> {
     if (!rec.uuid) return;
     const file = rec.state === 'ready' ? FILES.backing : FILES.partial;
-    rec.realSize = await allocatedBytes(join(this.layout.images, rec.key, file));
+    try {
+      rec.realSize = await abandonOnAbort(allocatedBytes(join(this.layout.images, rec.key, file)), AbortSignal.timeout(REAL_SIZE_WAIT_MS));
+    } catch {
+      // A request about the file is answered all the same: what it says of the state matters more.
+    }
   }
 
   /** Starts (or joins) receiving a copy from peers. `started` is false when nothing new had to be done. */
@@ -282,6 +290,11 @@ export class BackingImageManager {
   #checkDeadlines(): void {
     for (const [rec, msg] of this.table.expired(this.#timeouts)) {
       rec.job?.abort.abort(new BimError('Timeout', msg));
+      // A scrub stalls on a ready file: the state machine leaves `ready` only through `unknown`.
+      if (rec.state === 'ready') {
+        rec.identity = undefined;
+        this.table.transition(rec, 'unknown', msg);
+      }
       this.table.transition(rec, 'failed', msg);
     }
     this.sender.sweep();
@@ -320,11 +333,7 @@ export class BackingImageManager {
     if (rec.state !== 'ready' || rec.job || this.#closing) return;
     this.table.transition(rec, 'unknown', `${rec.name} is being re-verified: ${why}`);
     rec.identity = undefined;
-    this.#startJob(rec, 'verify', async (signal) => {
-      const meta = await readMeta(this.layout.path(rec.key, FILES.meta));
-      if (!meta) throw new BimError('Internal', `the metadata of ${rec.name} is gone; delete the file and sync it again`);
-      await runVerify(this.#ctx, rec, meta, signal);
-    });
+    this.#startJob(rec, 'verify', (signal) => runVerify(this.#ctx, rec, undefined, signal));
   }
 
   /** Stops any job on the file and removes its directory with everything in it. */

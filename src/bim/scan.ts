@@ -6,6 +6,7 @@
 
 import { readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { abandonOnAbort } from '../util/abandon.js';
 import { readChunkMap } from './chunkmap.js';
 import { applyMeta, commitFile, setAsideBacking, type CommitContext } from './commit.js';
 import { BimError } from './errors.js';
@@ -126,21 +127,30 @@ export interface VerifyContext extends CommitContext {
   stats: BimStats;
 }
 
-/** Re-hashes a `backing` whose identity changed; ready again only if the bytes still hash to the recorded SHA-512. */
-export async function runVerify(ctx: VerifyContext, rec: FileRecord, meta: BackingMeta, signal: AbortSignal): Promise<void> {
+/**
+ * Re-hashes a `backing` whose identity changed; ready again only if the bytes still hash to the recorded SHA-512.
+ * Without `meta`, it is read here, under the stall deadline like the rest.
+ */
+export async function runVerify(ctx: VerifyContext, rec: FileRecord, known: BackingMeta | undefined, signal: AbortSignal): Promise<void> {
   const backing = ctx.layout.path(rec.key, FILES.backing);
-  const size = (await stat(backing)).size;
-  rec.size = size;
   rec.processedSize = 0;
+  // In progress (with its stall deadline) from the first read on.
   ctx.table.transition(rec, 'in-progress', `re-verifying ${rec.name}: its backing file changed since it was verified`);
   rec.activity = `re-verification of ${rec.name}`;
-  const r = await hashFile(backing, {
-    signal,
-    chunkSize: DEFAULT_CHUNK_SIZE,
-    ids: { name: rec.name, uuid: rec.uuid },
-    onRead: (n) => (ctx.stats.hashedBytes += n),
-    onProgress: (n) => ctx.table.progress(rec, n),
-  });
+  // Not waited for past an abort (the stall deadline): a read from a hung disk may never return.
+  const { meta, r } = await abandonOnAbort((async () => {
+    const meta = known ?? (await readMeta(ctx.layout.path(rec.key, FILES.meta)));
+    if (!meta) throw new BimError('Internal', `the metadata of ${rec.name} is gone; delete the file and sync it again`);
+    rec.size = (await stat(backing)).size;
+    const r = await hashFile(backing, {
+      signal,
+      chunkSize: DEFAULT_CHUNK_SIZE,
+      ids: { name: rec.name, uuid: rec.uuid },
+      onRead: (n) => (ctx.stats.hashedBytes += n),
+      onProgress: (n) => ctx.table.progress(rec, n),
+    });
+    return { meta, r };
+  })(), signal);
   if (r.sha512 !== meta.sha512) {
     await setAsideBacking(ctx, rec);
     rec.currentChecksum = r.sha512;

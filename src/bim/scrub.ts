@@ -16,12 +16,13 @@
 import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { SCRUB_REPAIRED as REPAIRED } from '../api/backing-image-manager.js';
+import { abandonOnAbort } from '../util/abandon.js';
 import { commitFile, setAsideBacking } from './commit.js';
 import { BimError, messageOf } from './errors.js';
-import { identityOf, sameIdentity } from './fsutil.js';
-import { chunksNotMatching, hashFile } from './hashing.js';
+import { identityOf, sameIdentity, type FileIdentity } from './fsutil.js';
+import { chunksNotMatching, hashFile, type HashResult } from './hashing.js';
 import type { ChunkManifest } from './manifest.js';
-import { readMeta, writeMeta } from './meta.js';
+import { readMeta, writeMeta, type BackingMeta } from './meta.js';
 import { FILES } from './names.js';
 import { Peer } from './peers.js';
 import { loadManifest, saveManifest } from './sender.js';
@@ -42,39 +43,24 @@ export interface ScrubRequest {
   request?: string;
 }
 
+/** What the reading half of a scrub found: nothing to judge, an unreadable file, or its hashes (and damaged chunks). */
+type Examined =
+  | { kind: 'changed' }
+  | { kind: 'unreadable'; message: string }
+  | { kind: 'read'; meta: BackingMeta; identity: FileIdentity; trusted: ChunkManifest | undefined; r: HashResult; bad: number[] | undefined };
+
 export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequest, signal: AbortSignal): Promise<void> {
-  const backing = ctx.layout.path(rec.key, FILES.backing);
-  const metaPath = ctx.layout.path(rec.key, FILES.meta);
-  const meta = await readMeta(metaPath);
-  if (!meta || !rec.identity) throw new BimError('Internal', `the metadata of ${rec.name} is gone; delete the file and sync it again`);
-  const identity = rec.identity;
-  const trusted = await loadManifest(ctx.layout, rec, ctx.chunkSize, identity);
-  rec.scrubbedSize = 0;
-  let r;
-  try {
-    r = await hashFile(backing, {
-      signal,
-      // Chunk hashes only to save a manifest where none vouches for the chunks yet; with one, damage is located in a
-      // second pass, when there is damage.
-      chunkSize: trusted ? undefined : ctx.chunkSize,
-      ids: { name: rec.name, uuid: rec.uuid },
-      maxBytesPerSecond: req.maxBytesPerSecond,
-      onRead: (n) => (ctx.stats.hashedBytes += n),
-      // Shown by GET /v1/files, not pushed: a background read is no state change worth a status write.
-      onProgress: (n) => (rec.scrubbedSize = n),
-    });
-  } catch (err) {
-    if (signal.aborted) throw err;
-    // The disk cannot read the file back: neither can the volumes over it.
-    throw await setAside(ctx, rec, `the scrub of ${rec.name} could not read it back: ${messageOf(err)}`);
-  } finally {
-    rec.scrubbedSize = undefined;
-  }
-  // Written while it was read (an identity change): not the scrub's to judge; the identity check re-verifies it.
-  if (!sameIdentity(await identityOf(backing), identity)) return;
+  // The stall deadline (states.ts) counts from here, and from each buffer read.
+  ctx.table.touch(rec);
+  // The reading half is not waited for past an abort: a read from a hung disk may never return.
+  const seen = await abandonOnAbort(examine(ctx, rec, req, signal), signal);
+  if (seen.kind === 'changed') return;
+  // The disk cannot read the file back: neither can the volumes over it.
+  if (seen.kind === 'unreadable') throw await setAside(ctx, rec, seen.message);
+  const { meta, identity, trusted, r, bad } = seen;
   if (r.sha512 === meta.sha512) {
     const now = new Date().toISOString();
-    await writeMeta(metaPath, { ...meta, verifiedAt: now, ...(req.request === undefined ? {} : { scrubRequest: req.request }) });
+    await writeMeta(ctx.layout.path(rec.key, FILES.meta), { ...meta, verifiedAt: now, ...(req.request === undefined ? {} : { scrubRequest: req.request }) });
     rec.verifiedAt = now;
     if (req.request !== undefined) rec.scrubRequest = req.request;
     // The news of an earlier repair is old now: the copy is as verified as any.
@@ -83,8 +69,7 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
     ctx.table.changedNow(rec);
     return;
   }
-
-  const bad = trusted ? await damagedChunks(ctx, backing, trusted, signal) : undefined;
+  const backing = ctx.layout.path(rec.key, FILES.backing);
   const found = `the scrub found that ${rec.name} no longer hashes to its SHA-512 (now ${r.sha512}, recorded ${meta.sha512})`;
   const where = bad && trusted ? `: ${bad.length} of ${trusted.chunks.length} chunks of ${trusted.chunkSize} bytes changed, the first at offset ${trusted.chunks[bad[0]!]?.offset}` : '';
   if (!bad || !trusted || bad.length === 0 || req.sources.length === 0) {
@@ -102,18 +87,58 @@ export async function runScrub(ctx: SyncContext, rec: FileRecord, req: ScrubRequ
     if (signal.aborted) throw err;
     throw await setAside(ctx, rec, `${found}${where}; repairing failed: ${messageOf(err)}`);
   }
-  const again = await hashFile(backing, { signal, chunkSize: ctx.chunkSize, ids: { name: rec.name, uuid: rec.uuid }, onRead: (n) => (ctx.stats.hashedBytes += n), onProgress: () => ctx.table.touch(rec) });
+  const again = await abandonOnAbort(hashFile(backing, { signal, chunkSize: ctx.chunkSize, ids: { name: rec.name, uuid: rec.uuid }, onRead: (n) => (ctx.stats.hashedBytes += n), onProgress: () => ctx.table.touch(rec) }), signal);
   if (again.sha512 !== meta.sha512) throw await setAside(ctx, rec, `${found}${where}; after ${bad.length} chunks were repaired it hashes to ${again.sha512}, still not the recorded SHA-512`);
   const one = bad.length === 1;
   const repaired = `${REPAIRED}: ${bad.length} chunk${one ? '' : 's'} had changed on disk (the first at offset ${trusted.chunks[bad[0]!]?.offset}) and ${one ? 'was' : 'were'} fetched again from peers`;
   await commitFile(ctx, rec, { from: backing, sha512: again.sha512, manifest: again.manifest, signal, readyMessage: repaired, scrubRequest: req.request });
 }
 
+/** Reads the file once (and its damaged chunks when its SHA-512 is not the recorded one); writes nothing. */
+async function examine(ctx: SyncContext, rec: FileRecord, req: ScrubRequest, signal: AbortSignal): Promise<Examined> {
+  const backing = ctx.layout.path(rec.key, FILES.backing);
+  const meta = await readMeta(ctx.layout.path(rec.key, FILES.meta));
+  if (!meta || !rec.identity) throw new BimError('Internal', `the metadata of ${rec.name} is gone; delete the file and sync it again`);
+  const identity = rec.identity;
+  const trusted = await loadManifest(ctx.layout, rec, ctx.chunkSize, identity);
+  rec.scrubbedSize = 0;
+  let r: HashResult;
+  try {
+    r = await hashFile(backing, {
+      signal,
+      // Chunk hashes only to save a manifest where none vouches for the chunks yet; with one, damage is located in a
+      // second pass, when there is damage.
+      chunkSize: trusted ? undefined : ctx.chunkSize,
+      ids: { name: rec.name, uuid: rec.uuid },
+      maxBytesPerSecond: req.maxBytesPerSecond,
+      onRead: (n) => (ctx.stats.hashedBytes += n),
+      // Shown by GET /v1/files, not pushed: a background read is no state change worth a status write.
+      onProgress: (n) => {
+        rec.scrubbedSize = n;
+        ctx.table.touch(rec);
+      },
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return { kind: 'unreadable', message: `the scrub of ${rec.name} could not read it back: ${messageOf(err)}` };
+  } finally {
+    rec.scrubbedSize = undefined;
+  }
+  // Written while it was read (an identity change): not the scrub's to judge; the identity check re-verifies it.
+  if (!sameIdentity(await identityOf(backing), identity)) return { kind: 'changed' };
+  const bad = r.sha512 !== meta.sha512 && trusted ? await damagedChunks(ctx, rec, backing, trusted, signal) : undefined;
+  return { kind: 'read', meta, identity, trusted, r, bad };
+}
+
 /** The chunks of the file at `path` that no longer hash as the manifest says (all-zero ones included). */
-async function damagedChunks(ctx: SyncContext, path: string, manifest: ChunkManifest, signal: AbortSignal): Promise<number[]> {
+async function damagedChunks(ctx: SyncContext, rec: FileRecord, path: string, manifest: ChunkManifest, signal: AbortSignal): Promise<number[]> {
   const fh = await open(path, 'r');
   try {
-    return await chunksNotMatching(fh, manifest, signal, (n) => (ctx.stats.hashedBytes += n), { includeZero: true });
+    const onRead = (n: number) => {
+      ctx.stats.hashedBytes += n;
+      ctx.table.touch(rec);
+    };
+    return await chunksNotMatching(fh, manifest, signal, onRead, { includeZero: true });
   } finally {
     await fh.close();
   }

@@ -41,6 +41,13 @@ test('pending: a running request and a partial file left by a restart both time 
 
 test('terminal states and unknown never expire', () => {
   for (const state of ['ready', 'failed', 'unknown'] as const) assert.equal(expiredMessage(view({ state }), 1e12, T), undefined);
+  assert.equal(expiredMessage(view({ state: 'ready', jobKind: 'verify' }), 1e12, T), undefined);
+});
+
+test('a scrub of a ready file that reads nothing for the stall time expires, saying the disk may be hung', () => {
+  const v = view({ state: 'ready', enteredAt: 0, lastProgressAt: 100_000, jobKind: 'scrub', activity: 'scrub of bi-1' });
+  assert.equal(expiredMessage(v, 159_999, T), undefined);
+  assert.equal(expiredMessage(v, 160_000, T), 'scrub of bi-1 stalled: nothing read for 60 s; the disk may be hung, and the volumes reading this copy with it');
 });
 
 test('FileTable.expired uses the injected clock and pushes transitions to watchers at once', () => {

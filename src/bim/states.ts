@@ -51,6 +51,8 @@ export interface DeadlineView {
   waitingFor: string | undefined;
   /** Whether a job works on the file; false for a partial file a restart left waiting for a new request. */
   running: boolean;
+  /** The kind of job working on the file, if any. */
+  jobKind?: string | undefined;
 }
 
 function seconds(ms: number): string {
@@ -78,6 +80,10 @@ export function expiredMessage(v: DeadlineView, now: number, t: Timeouts): strin
     case 'in-progress':
       if (!v.running || now - v.lastProgressAt < t.stallMs) return undefined;
       return `${what} stalled: no bytes for ${seconds(t.stallMs)}${last}`;
+    case 'ready':
+      // A scrub reads a ready file in the background: a disk that stops answering must not leave it reading for ever.
+      if (v.jobKind !== 'scrub' || now - v.lastProgressAt < t.stallMs) return undefined;
+      return `${what} stalled: nothing read for ${seconds(t.stallMs)}; the disk may be hung, and the volumes reading this copy with it`;
     default:
       return undefined;
   }

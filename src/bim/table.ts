@@ -243,7 +243,7 @@ export class FileTable {
     const now = this.#clock.now();
     const out: Array<[FileRecord, string]> = [];
     for (const rec of this.#records.values()) {
-      const msg = expiredMessage({ ...rec, running: rec.job !== undefined }, now, t);
+      const msg = expiredMessage({ ...rec, running: rec.job !== undefined, jobKind: rec.job?.kind }, now, t);
       if (msg !== undefined) out.push([rec, msg]);
     }
     return out;

@@ -10,6 +10,7 @@
 //   bytes                                                byte counts as people read them (1.5 KiB)
 //   table, prng                                          kubectl-style tables; the tests' seeded PRNG
 
+export * from './abandon.js';
 export * from './address-policy.js';
 export * from './buffer-pool.js';
 export * from './bytes.js';
