@@ -2,8 +2,7 @@
 // mtime in ns, inode) that lets a restart trust a file without reading it, and allocated size.
 
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 
@@ -12,6 +11,8 @@ export interface SignalOptions {
 }
 
 export { parseIdentity, sameIdentity, type FileIdentity } from '../api/file-identity.js';
+import { fsyncDir } from '../util/disk.js';
+export { diskSpace, fsyncDir } from '../util/disk.js';
 
 export async function identityOf(path: string, { signal }: SignalOptions = {}): Promise<FileIdentity> {
   signal?.throwIfAborted();
@@ -28,25 +29,10 @@ export async function allocatedBytes(path: string): Promise<number> {
   }
 }
 
-/** Free bytes of the file system holding `path` (for unprivileged writers), and its size. */
-export async function diskSpace(path: string): Promise<{ free: number; total: number }> {
-  const st = await statfs(path);
-  return { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
-}
-
 /** The error is, or was caused by, a full disk. */
 export function isNoSpace(err: unknown): boolean {
   for (let e = err; e; e = (e as { cause?: unknown }).cause) if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
   return false;
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Suffix of temporary files of atomic writes; the start-up scan removes leftovers of a crash. */

@@ -18,9 +18,10 @@ import { DATA_SOURCE_FINISHED_FILE } from '../api/backing-image-data-source.js';
 import { reserveFor } from '../api/disk-layout.js';
 import { identityFromStat, type FileIdentity } from '../api/file-identity.js';
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, rmdir, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, rmdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_CHUNK_SIZE, manifestSidecarPath, type ChunkManifest } from '../bim/index.js';
+import { diskSpace, fsyncDir } from '../util/disk.js';
 import { writeSparse } from '../util/sparse-write.js';
 import { DataSourceError } from './errors.js';
 import { StreamHasher } from './stream-hasher.js';
@@ -287,7 +288,7 @@ export class WorkFile {
     this.#handle = undefined;
     signal?.throwIfAborted();
     await rename(this.partPath, this.filePath);
-    await syncDir(this.dir);
+    await fsyncDir(this.dir);
     return identityOf(this.filePath);
   }
 
@@ -352,9 +353,8 @@ export async function identityOf(path: string): Promise<FileIdentity> {
  * now than ENOSPC at 90%, or a disk full under live replicas.
  */
 export async function ensureSpace(dir: string, needed: number): Promise<void> {
-  const st = await statfs(dir);
-  const free = st.bavail * st.bsize;
-  const reserve = reserveFor(st.blocks * st.bsize);
+  const { free, total } = await diskSpace(dir);
+  const reserve = reserveFor(total);
   if (needed + reserve > free) {
     throw new DataSourceError('InsufficientStorage', `the file needs ${needed} more bytes and ${reserve} must stay free for the volumes on this disk, but the disk has ${free} free`);
   }
@@ -362,16 +362,5 @@ export async function ensureSpace(dir: string, needed: number): Promise<void> {
 
 /** Bytes free for this file system's non-root users: a download of unknown length must stay below it. */
 export async function freeSpace(dir: string): Promise<number> {
-  const st = await statfs(dir);
-  return st.bavail * st.bsize;
-}
-
-/** fsync a directory so a rename in it survives a crash. */
-export async function syncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
+  return (await diskSpace(dir)).free;
 }

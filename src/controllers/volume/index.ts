@@ -132,9 +132,11 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const salvaged = await salvage(key, v, mine);
     if (salvaged !== false) return salvaged === true ? undefined : salvaged;
     if (await markHealthy(key, engine, mine)) return;
-    await cleanupReplicas(v, engine, mine);
-    if (stored && (await attachForEviction(stored, mine))) return;
-    const scheduled = await scheduleReplicas(v, mine);
+    // The disks being emptied, once per reconcile: cleanup, the attach for an eviction and placement all ask.
+    const evicting = evictingDisks(nodes.list());
+    await cleanupReplicas(v, engine, mine, evicting);
+    if (stored && (await attachForEviction(stored, mine, evicting))) return;
+    const scheduled = await scheduleReplicas(v, mine, evicting);
     let outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
     if (stored?.spec?.nodeID && v.spec?.nodeID !== stored.spec.nodeID) {
       // A user's attach held back until the clone is completed: say so (it is retried on the clone's status change).
@@ -210,7 +212,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     return changed;
   }
 
-  async function cleanupReplicas(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]) {
+  async function cleanupReplicas(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], evicting: ReadonlySet<string>) {
     const key = `${v.metadata.namespace ?? ''}/${v.metadata.name ?? ''}`;
     const remove = async (r: RO<Replica>) => {
       deleted.expect(key, r.metadata.name ?? '');
@@ -221,7 +223,6 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const rw = live(mine).filter((r) => engineRunning(e) && modes[r.metadata.name ?? ''] === 'RW');
     // Replicas on a disk or node being evicted go once the others suffice without them: numberOfReplicas RW in the
     // running engine, or (detached) that many that held data. Until then they serve like any other.
-    const evicting = evictingDisks(nodes.list());
     const leaving = live(mine).filter((r) => evicting.has(r.spec?.diskID ?? ''));
     const staying = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
     if (leaving.length > 0) {
@@ -259,8 +260,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
    * engine rebuilds the replacement and they can go; released when none is left, or no replacement is (one that
    * cannot be placed holds nothing attached). True when the annotation changed (the write brings the volume back).
    */
-  async function attachForEviction(stored: RO<Volume>, mine: readonly RO<Replica>[]): Promise<boolean> {
-    const evicting = evictingDisks(nodes.list());
+  async function attachForEviction(stored: RO<Volume>, mine: readonly RO<Replica>[], evicting: ReadonlySet<string>): Promise<boolean> {
     const leaving = live(mine).filter((r) => evicting.has(r.spec?.diskID ?? ''));
     const staying = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
     const current = stored.metadata.annotations?.[EVICTION_ATTACH];
@@ -277,10 +277,9 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   }
 
   /** Creates the replicas the volume lacks, one placement at a time. */
-  async function scheduleReplicas(v: RO<Volume>, mine: readonly RO<Replica>[]): Promise<Outcome['scheduled']> {
+  async function scheduleReplicas(v: RO<Volume>, mine: readonly RO<Replica>[], evicting: ReadonlySet<string>): Promise<Outcome['scheduled']> {
     const wanted = v.spec?.numberOfReplicas ?? 3;
     // A replica on a disk being evicted is replaced (and goes once its replacement holds the data, cleanupReplicas).
-    const evicting = evictingDisks(nodes.list());
     const siblings = live(mine).filter((r) => !evicting.has(r.spec?.diskID ?? ''));
     const size = Number(v.spec?.size ?? '0');
     const bi = v.spec?.backingImage ? images.get(v.metadata.namespace ?? '', v.spec.backingImage) : undefined;
