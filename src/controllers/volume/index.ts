@@ -128,9 +128,14 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     // Until the cache shows the replicas this controller created or deleted, counting them would be wrong.
     const names = new Set(mine.filter((r) => !r.metadata.deletionTimestamp).map((r) => r.metadata.name ?? ''));
     if (!created.satisfied(key, (n) => names.has(n)) || !deleted.satisfied(key, (n) => !names.has(n))) return { requeueAfter: 500 };
-    if (await markFailures(v, engine, mine)) return;
+    // A replica just failed, or a salvage waits out its backoff: the reconcile ends early, but the volume's
+    // robustness must say so now (a volume whose only replica failed is faulted, not "healthy" for minutes).
+    if (await markFailures(v, engine, mine)) return writeRobustness(v, engine, mine);
     const salvaged = await salvage(key, v, mine);
-    if (salvaged !== false) return salvaged === true ? undefined : salvaged;
+    if (salvaged !== false) {
+      if (salvaged !== true) await writeRobustness(v, engine, mine);
+      return salvaged === true ? undefined : salvaged;
+    }
     if (await markHealthy(key, engine, mine)) return;
     // The disks being emptied, once per reconcile: cleanup, the attach for an eviction and placement all ask.
     const evicting = evictingDisks(nodes.list());
@@ -401,14 +406,27 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     return { state: !wasAttached && !created && v.status?.state !== 'detached' ? 'creating' : 'detached', waiting: '', scheduled };
   }
 
-  async function updateStatus(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], o: Outcome) {
-    const attached = o.state === 'attached';
-    const robustness = robustnessOf({
+  const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) =>
+    robustnessOf({
       attached,
       wanted: v.spec?.numberOfReplicas ?? 3,
       modes: e.status?.replicaModeMap ?? {},
       liveReplicas: live(mine).map((r) => r.metadata.name ?? ''),
     });
+
+  /** Only the robustness, for a reconcile that ends before the whole status is worked out. */
+  async function writeRobustness(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<void> {
+    const robustness = robustnessNow(v, e, mine, v.status?.state === 'attached');
+    if (v.status?.robustness === robustness) return;
+    await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
+      if (robustness === 'degraded' && st.robustness !== 'degraded') st.lastDegradedAt = now();
+      st.robustness = robustness;
+    });
+  }
+
+  async function updateStatus(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], o: Outcome) {
+    const attached = o.state === 'attached';
+    const robustness = robustnessNow(v, e, mine, attached);
     await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
       const t = now();
       if (st.state !== o.state) events.event(v as never, 'Normal', stateReason(o.state), `volume is ${o.state}${o.waiting ? `: ${o.waiting}` : ''}`);

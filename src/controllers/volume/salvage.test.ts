@@ -1,6 +1,6 @@
 // The volume controller over the in-memory store, with no data plane: a volume whose only replica with data keeps
 // failing on its instance manager (a disk that went read-only) is salvaged once, then waits out a backoff, instead
-// of marking the replica failed and taking it back in a tight loop of store writes.
+// of marking the replica failed and taking it back in a tight loop of store writes; meanwhile it is faulted.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -63,4 +63,6 @@ test('a replica that keeps failing is salvaged once, then waits: no storm of sto
   const list = await store.list('Event', { namespace: NS });
   const salvaged = list.items.filter((e) => (e as { reason?: string }).reason === 'AutoSalvaged');
   assert.equal(salvaged.length, 1, 'one AutoSalvaged event');
+  const v = await store.get<Volume>('Volume', NS, 'v');
+  assert.equal(v.status?.robustness, 'faulted', 'while the salvage waits, the volume says it is faulted');
 });
