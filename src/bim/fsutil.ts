@@ -12,7 +12,7 @@ export interface SignalOptions {
 
 export { parseIdentity, sameIdentity, type FileIdentity } from '../api/file-identity.js';
 import { fsyncDir } from '../util/disk.js';
-export { diskSpace, fsyncDir } from '../util/disk.js';
+export { diskSpace, fsyncDir, isNoSpace } from '../util/disk.js';
 
 export async function identityOf(path: string, { signal }: SignalOptions = {}): Promise<FileIdentity> {
   signal?.throwIfAborted();
@@ -27,12 +27,6 @@ export async function allocatedBytes(path: string): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-/** The error is, or was caused by, a full disk. */
-export function isNoSpace(err: unknown): boolean {
-  for (let e = err; e; e = (e as { cause?: unknown }).cause) if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
-  return false;
 }
 
 /** Suffix of temporary files of atomic writes; the start-up scan removes leftovers of a crash. */

@@ -355,3 +355,26 @@ test('PUT /v1/data-roots: a disk added after the start takes replicas; bad lists
     await rm(other, { recursive: true, force: true });
   }
 });
+
+test('a replica on a full disk cannot start, and its error says the disk is full and what to do', { skip: process.getuid?.() === 0 ? false : 'needs root (tmpfs)' }, async () => {
+  const small = await mkdtemp(join(tmpdir(), 'stratum-im-full-'));
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+  try {
+    await writeFile(join(small, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'small', diskUUID: 'd3' }));
+    assert.equal((await call('PUT', '/v1/data-roots', { dataRoots: [disk, small] })).status, 200);
+    const body = { name: 'r-full', type: 'replica', replica: { dir: join(small, 'replicas', 'r-full'), size: SIZE } };
+    assert.equal((await call('POST', '/v1/instances', body)).status, 201);
+    await inState('r-full', 'running');
+    assert.equal((await call('DELETE', '/v1/instances/r-full')).json.state, 'stopped');
+    // Others fill the disk while the replica is stopped: opening it again has to write its block map.
+    await run('sh', ['-c', `head -c 4M /dev/zero > ${join(small, 'filler')} || true`]);
+    assert.equal((await call('POST', '/v1/instances', body)).status, 201);
+    const full = await inState('r-full', 'error');
+    assert.match(full.errorMsg ?? '', new RegExp(`^replica r-full could not start: .*ENOSPC.*; the disk holding ${join(small, 'replicas', 'r-full')} is full: free space on it`));
+    assert.equal((await call('DELETE', '/v1/instances/r-full')).status, 200);
+  } finally {
+    await call('PUT', '/v1/data-roots', { dataRoots: [disk] });
+    await run('umount', [small]).catch(() => undefined);
+    await rm(small, { recursive: true, force: true });
+  }
+});

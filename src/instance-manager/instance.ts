@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { NbdServer } from '../frontend/nbd/index.js';
 import type { SharedBackingReaders } from '../replica/shared-backing.js';
+import { isNoSpace } from '../util/disk.js';
 import { describeHolder, FileLock } from '../util/file-lock.js';
 import { ImError } from './errors.js';
 import { LineRing } from './line-ring.js';
@@ -115,7 +116,11 @@ export abstract class HostedInstance {
     } catch (err) {
       if (this.#abort.signal.aborted) return; // stopped while starting: stop() reports it
       const why = deadline.aborted ? `did not start within ${this.ctx.startTimeoutMs / 1000} s` : messageOf(err);
-      this.fail(`${this.spec.type} ${this.name} could not start: ${why}`);
+      // Opening writes (the block map's checkpoint): a full disk keeps even a replica whose data is whole from starting.
+      const full = isNoSpace(err) && this.spec.type === 'replica'
+        ? `; the disk holding ${this.spec.replica.dir} is full: free space on it (delete or move a volume off it), and the replica is taken back`
+        : '';
+      this.fail(`${this.spec.type} ${this.name} could not start: ${why}${full}`);
     }
   }
 

@@ -1,4 +1,5 @@
-// File-system helpers the data-plane components share: a disk's free space, and making a rename durable.
+// File-system helpers the data-plane components share: a disk's free space, whether an error means it is full, and
+// making a rename durable.
 
 import { constants } from 'node:fs';
 import { open, statfs } from 'node:fs/promises';
@@ -17,4 +18,10 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** The error is, or was caused by, a full disk. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err; e; e = (e as { cause?: unknown }).cause) if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
+  return false;
 }
