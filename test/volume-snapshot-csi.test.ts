@@ -183,6 +183,18 @@ test('VolumeSnapshots of type bi and snap: take, restore a claim from one, pre-p
     c = await nbdOf(vol);
     const cloned = await readAll(c);
     await c.disconnect();
+    if (!cloned.equals(data)) {
+      // Say what differs and what the clone, its replicas and its Events said: a clone read early (before its copy
+      // completed) reads zeros where the source has data.
+      const bad: string[] = [];
+      for (let at = 0; at < SIZE; at += 4096) if (!cloned.subarray(at, at + 4096).equals(data.subarray(at, at + 4096))) bad.push(`${at / 4096}${cloned.subarray(at, at + 4096).every((b) => b === 0) ? 'z' : ''}`);
+      console.error(`${name}: ${bad.length} 4 KiB blocks differ (z: reads zeros): ${bad.slice(0, 20).join(',')} … ${bad.slice(-5).join(',')}`);
+      console.error(`${name}: cloneStatus ${JSON.stringify((lv.json as { status?: { cloneStatus?: unknown } }).status?.cloneStatus)}`);
+      const reps = await vols.req<{ items: { metadata: { name: string }; spec: Record<string, unknown>; status?: Record<string, unknown> }[] }>('GET', `${LH}/replicas`);
+      for (const r of reps.json.items.filter((x) => x.spec['volumeName'] === vol)) console.error(`${name}: replica ${r.metadata.name} ${JSON.stringify({ node: r.spec['nodeID'], healthyAt: r.spec['healthyAt'], failedAt: r.spec['failedAt'], state: r.status?.['currentState'] })}`);
+      const evs = await vols.req<{ items: { involvedObject?: { name?: string }; reason?: string; message?: string }[] }>('GET', '/api/v1/namespaces/longhorn-system/events');
+      for (const e of evs.json.items.filter((x) => x.involvedObject?.name === vol)) console.error(`${name}: event ${e.reason}: ${e.message}`);
+    }
     assert.equal(createHash('sha512').update(cloned).digest('hex'), createHash('sha512').update(data).digest('hex'), `${name} reads the source's data`);
     await vols.detach(vol);
   }

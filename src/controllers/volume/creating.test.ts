@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
-import type { Volume } from '../../api/volume.js';
+import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import { EventRecorder } from '../../controller-kit/events.js';
 import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
@@ -91,4 +91,27 @@ test('a volume short of replicas gets them when a node with room joins', async (
   }
   const v = await store.get<Volume>('Volume', NS, 'three');
   assert.match(v.status?.conditions?.find((c) => c.type === 'Scheduled')?.message ?? '', /^1 of 3 replicas cannot be scheduled/);
+});
+
+test("a user's attach of a clone that is not completed waits, also on the node the copy's own attach is on", async () => {
+  const { object: v } = await store.create<Volume>({
+    apiVersion: 'longhorn.io/v1beta2',
+    kind: 'Volume',
+    metadata: { name: 'clone', namespace: NS, annotations: { [`${MAINTENANCE_ATTACH_PREFIX}clone`]: 'node-1' } },
+    spec: { size: String(GiB), numberOfReplicas: 1, dataSource: 'vol://src', nodeID: 'node-1' },
+  });
+  v.status = { ...v.status, cloneStatus: { sourceVolume: 'src', snapshot: 's', state: 'failed', message: 'the source replica is not running', attemptCount: 1, nextAllowedAttemptAt: '' } } as NonNullable<Volume['status']>;
+  await store.update(v, { subresource: 'status' });
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const got = await store.get<Volume>('Volume', NS, 'clone');
+    const attached = got.status?.conditions?.find((c) => c.type === 'Attached');
+    if (/is a clone of vol:\/\/src that is not completed \(failed: the source replica is not running\)/.test(attached?.message ?? '')) {
+      assert.equal(got.status?.state, 'attaching');
+      assert.equal((got.status as Record<string, unknown>)['nbdEndpoint'] ?? '', '', 'no endpoint is handed out for it');
+      break;
+    }
+    if (Date.now() > deadline) assert.fail(`the attach was not held back for the clone: ${JSON.stringify(got.status)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 });

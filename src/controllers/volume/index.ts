@@ -106,7 +106,10 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const reconcile = async (key: string) => {
     const [ns = '', name = ''] = key.split('/');
     const stored = volumes.get(ns, name);
-    const v = maintenanceView(cloneView(stored));
+    // A user's attach of a clone that is not completed is held back (cloneView hides it), whatever the node: the
+    // copy's own attach may be on that very node, and must not pass for the user's.
+    const cloning = cloneView(stored);
+    const v = maintenanceView(cloning);
     if (!v) {
       salvages.delete(key);
       return;
@@ -143,7 +146,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     if (stored && (await attachForEviction(stored, mine, evicting))) return;
     const scheduled = await scheduleReplicas(v, mine, evicting);
     let outcome = v.spec?.nodeID ? await attach(v, engine, mine, scheduled) : await detach(v, engine, mine, scheduled);
-    if (stored?.spec?.nodeID && v.spec?.nodeID !== stored.spec.nodeID) {
+    if (stored?.spec?.nodeID && cloning !== stored) {
       // A user's attach held back until the clone is completed: say so (it is retried on the clone's status change).
       const cs = stored.status?.cloneStatus;
       outcome = { ...outcome, state: 'attaching', waiting: `the volume is a clone of ${stored.spec.dataSource} that is not completed (${cs?.state || 'not started'}${cs?.message ? `: ${cs.message}` : ''}); it attaches to node ${stored.spec.nodeID} with its frontend once it is` };
