@@ -6,7 +6,8 @@
 import { rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { inspectImage, isImageFormatError } from '../imagefmt/index.js';
-import { allocatedBytes, fsyncDir, identityOf } from './fsutil.js';
+import { allocatedBytes, identityOf } from './fsutil.js';
+import { fsyncDir } from '../util/disk.js';
 import type { ChunkManifest } from './manifest.js';
 import { writeMeta, type BackingMeta, type ImageFormatName } from './meta.js';
 import { FILES, type DiskLayout } from './names.js';

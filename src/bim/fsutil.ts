@@ -12,7 +12,6 @@ export interface SignalOptions {
 
 export { parseIdentity, sameIdentity, type FileIdentity } from '../api/file-identity.js';
 import { fsyncDir } from '../util/disk.js';
-export { diskSpace, fsyncDir, isNoSpace } from '../util/disk.js';
 
 export async function identityOf(path: string, { signal }: SignalOptions = {}): Promise<FileIdentity> {
   signal?.throwIfAborted();

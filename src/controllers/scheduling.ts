@@ -4,6 +4,7 @@
 
 import type { DeepReadonly } from '../api/meta.js';
 import type { Node } from '../api/node.js';
+import type { Replica } from '../api/replica.js';
 
 export interface DiskCandidate {
   nodeName: string;
@@ -71,14 +72,29 @@ export interface ProvisioningLimits {
   minimalAvailablePercent: number;
 }
 
+/** The volume size a replica promises its disk: what `storageScheduled` sums and over-provisioning bounds. */
+export function promisedBytes(r: DeepReadonly<Replica>): number {
+  return Number(r.spec?.volumeSize ?? 0) || 0;
+}
+
+/** The volume sizes promised to each disk (by UUID) by these replicas. */
+export function promisedByDisk(replicas: readonly DeepReadonly<Replica>[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of replicas) {
+    const d = r.spec?.diskID ?? '';
+    if (d) out.set(d, (out.get(d) ?? 0) + promisedBytes(r));
+  }
+  return out;
+}
+
 /** The volume bytes a disk may be promised in all: (size - reserved) x over-provisioning percentage. */
 export function schedulableBytes(c: DiskCandidate, limits: ProvisioningLimits): number {
   return Math.floor((Math.max(c.maximum - c.reserved, 0) * limits.overProvisioningPercent) / 100);
 }
 
 /** The free space that must stay on a disk whatever is scheduled on it. */
-export function minimalAvailableBytes(c: DiskCandidate, limits: ProvisioningLimits): number {
-  return Math.ceil((c.maximum * limits.minimalAvailablePercent) / 100);
+export function minimalAvailableBytes(c: DiskCandidate, minimalAvailablePercent: number): number {
+  return Math.ceil((c.maximum * minimalAvailablePercent) / 100);
 }
 
 /** Disks passing the filter, best first: nodes not avoided first, then most free space, then name for stability. */

@@ -14,7 +14,8 @@ import type { ProxyEnv } from './proxy.js';
 import type { RequestHeaders } from './request-headers.js';
 import { backoffMs, judgeResponse, resumeHeaders } from './resume.js';
 import { redactUrl } from './source-url.js';
-import { ensureSpace, freeSpace, type WorkFile } from './workfile.js';
+import { ensureSpace, type WorkFile } from './workfile.js';
+import { diskSpace } from '../util/disk.js';
 
 export interface DownloadOptions {
   url: URL;
@@ -139,7 +140,7 @@ async function attempt(o: DownloadOptions, signal: AbortSignal): Promise<string 
     if (total !== undefined) await ensureSpace(file.dir, total - file.offset);
     // Without a length the server could send forever: the disk's free space (less a margin for everyone else) is
     // the bound, checked as the bytes arrive.
-    const limit = total === undefined ? file.offset + Math.max(0, (await freeSpace(file.dir)) - UNKNOWN_LENGTH_RESERVE) : undefined;
+    const limit = total === undefined ? file.offset + Math.max(0, (await diskSpace(file.dir)).free - UNKNOWN_LENGTH_RESERVE) : undefined;
     o.onBytes();
     await receive(o, res, kick, reqSignal, limit);
     if (total !== undefined && file.offset !== total) {

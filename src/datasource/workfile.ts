@@ -359,8 +359,3 @@ export async function ensureSpace(dir: string, needed: number): Promise<void> {
     throw new DataSourceError('InsufficientStorage', `the file needs ${needed} more bytes and ${reserve} must stay free for the volumes on this disk, but the disk has ${free} free`);
   }
 }
-
-/** Bytes free for this file system's non-root users: a download of unknown length must stay below it. */
-export async function freeSpace(dir: string): Promise<number> {
-  return (await diskSpace(dir)).free;
-}

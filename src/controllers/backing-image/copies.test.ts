@@ -50,6 +50,17 @@ test('replenishing adds one disk per pass, on a node without a copy, with the mo
   assert.deepEqual(d2.added.map((a) => a.disk), ['d2']);
 });
 
+test('a new copy must leave more than storage-minimal-available-percentage of its disk free', () => {
+  // Size 10. d3 (free 500 of 1000) would keep 490 free, below 50 %: refused. d2 (free 50 of 50) would keep 40 of
+  // 50, above 50 %: chosen though it has less free space. At 0 % the disk with most free space wins again.
+  const full = (c: DiskCandidate, maximum: number): DiskCandidate => ({ ...c, maximum });
+  const candidates = [cand('n1', 'd1', 100), cand('n2', 'd2', 50), full(cand('n3', 'd3', 500), 1000)];
+  assert.deepEqual(decideCopies(inputs({ minCopies: 2, candidates, minimalAvailablePercent: 50 })).added.map((a) => a.disk), ['d2']);
+  assert.deepEqual(decideCopies(inputs({ minCopies: 2, candidates, minimalAvailablePercent: 0 })).added.map((a) => a.disk), ['d3']);
+  // No disk keeps enough free: no copy is added (the image stays short of copies rather than fill a disk).
+  assert.deepEqual(decideCopies(inputs({ minCopies: 2, candidates, minimalAvailablePercent: 90 })).added, []);
+});
+
 test('no replenishing before the first file is handed over, or when every copy is unhealthy', () => {
   const pending = { ...transferred, spec: { ...transferred.spec, fileTransferred: false } };
   assert.deepEqual(decideCopies(inputs({ minCopies: 3, bids: pending })).added, []);

@@ -2,7 +2,7 @@
 //   1. the data source's disk while the first file is being prepared;
 //   2. every disk where a replica uses the image;
 //   3. one more healthy copy per pass while fewer than minNumberOfCopies are healthy (best disk by failure domain,
-//      then free space);
+//      then free space; the copy must leave more than storage-minimal-available-percentage of its disk free);
 //   4. minus copies no replica has used for `backing-image-cleanup-wait-interval`, never going below
 //      minNumberOfCopies (Longhorn's ready / in-progress / failed floor);
 //   5. minus evicted copies (the copy's own evictionRequested, its disk's or node's, or a disk no node has): they do not count as healthy,
@@ -13,7 +13,7 @@
 import type { BackingImage, BackingImageDiskFileSpec, BackingImageDiskFileStatus } from '../../api/backing-image.js';
 import type { BackingImageDataSource } from '../../api/backing-image-data-source.js';
 import type { DeepReadonly } from '../../api/meta.js';
-import { rankDisks, type DiskCandidate } from '../scheduling.js';
+import { minimalAvailableBytes, rankDisks, type DiskCandidate } from '../scheduling.js';
 import { isUnhealthy } from './status.js';
 
 export interface CopyInputs {
@@ -29,6 +29,8 @@ export interface CopyInputs {
   /** Disks whose disk or node asks for eviction (`evictionRequested`). */
   evictingDisks?: ReadonlySet<string>;
   minCopies: number;
+  /** `storage-minimal-available-percentage`: a new copy must leave more than this share of its disk free. */
+  minimalAvailablePercent?: number;
   replenishEnabled: boolean;
   cleanupWaitMs: number;
   now: Date;
@@ -72,12 +74,13 @@ export function decideCopies(inp: CopyInputs): CopyDecision {
     const source = healthy.length > 0 || Object.keys(map).some((d) => fileStatus[d]?.state === 'ready');
     if (source && healthy.length < min) {
       const nodesWithCopy = new Set(Object.keys(map).map((d) => inp.nodeOfDisk.get(d) ?? ''));
-      const best = rankDisks(inp.candidates, {
+      const size = bi.status?.size ?? 0;
+      const roomy = inp.candidates.filter((c) => c.free - size > minimalAvailableBytes(c, inp.minimalAvailablePercent ?? 0));
+      const best = rankDisks(roomy, {
         nodeSelector: bi.spec?.nodeSelector,
         diskSelector: bi.spec?.diskSelector,
         excludeDisks: new Set(Object.keys(map)),
         avoidNodes: nodesWithCopy,
-        needBytes: bi.status?.size ?? 0,
       })[0];
       if (best) add(best.diskUUID, `${healthy.length} healthy of minNumberOfCopies ${min}`);
     }

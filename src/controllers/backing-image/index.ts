@@ -102,6 +102,7 @@ export function backingImageController(opts: BackingImageControllerOptions): Con
       nodeOfDisk,
       evictingDisks: evictingDisks(nodeList),
       minCopies: bi.spec?.minNumberOfCopies ?? settings.int('default-min-number-of-backing-image-copies'),
+      minimalAvailablePercent: settings.int('storage-minimal-available-percentage'),
       replenishEnabled: settings.int('concurrent-backing-image-replenish-per-node-limit') > 0,
       cleanupWaitMs: settings.int('backing-image-cleanup-wait-interval') * 60_000,
       now: now(),

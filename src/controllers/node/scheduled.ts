@@ -7,6 +7,7 @@ import type { BackingImage } from '../../api/backing-image.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
+import { promisedBytes } from '../scheduling.js';
 
 export interface DiskScheduled {
   storageScheduled: number;
@@ -23,7 +24,7 @@ export function scheduledOnDisks(
   for (const [diskName, st] of Object.entries(node.status?.diskStatus ?? {})) {
     const uuid = st.diskUUID ?? '';
     const scheduledReplica: Record<string, number> = {};
-    if (uuid) for (const r of replicas) if (r.spec?.diskID === uuid) scheduledReplica[r.metadata.name ?? ''] = Number(r.spec.volumeSize ?? 0) || 0;
+    if (uuid) for (const r of replicas) if (r.spec?.diskID === uuid) scheduledReplica[r.metadata.name ?? ''] = promisedBytes(r);
     const scheduledBackingImage: Record<string, number> = {};
     if (uuid) for (const bi of imagesOnDisk(uuid)) scheduledBackingImage[bi.metadata.name ?? ''] = bi.status?.realSize || bi.status?.size || 0;
     const storageScheduled = Object.values(scheduledReplica).reduce((a, b) => a + b, 0);

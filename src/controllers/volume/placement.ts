@@ -13,7 +13,7 @@ import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import { humanBytes } from '../../util/bytes.js';
-import { minimalAvailableBytes, rankDisks, schedulableBytes, schedulableDisks, type DiskCandidate, type ProvisioningLimits } from '../scheduling.js';
+import { minimalAvailableBytes, promisedByDisk, rankDisks, schedulableBytes, schedulableDisks, type DiskCandidate, type ProvisioningLimits } from '../scheduling.js';
 
 export interface PlacementInput {
   nodes: readonly DeepReadonly<Node>[];
@@ -41,18 +41,14 @@ interface Room extends DiskCandidate {
 }
 
 export function placeReplica(p: PlacementInput): Placement {
-  const scheduled = new Map<string, number>();
-  for (const r of p.allReplicas) {
-    const d = r.spec?.diskID ?? '';
-    scheduled.set(d, (scheduled.get(d) ?? 0) + Number(r.spec?.volumeSize ?? 0));
-  }
+  const scheduled = promisedByDisk(p.allReplicas);
   const bi = p.backingImage;
   const room = (c: DiskCandidate): Room => {
     const promised = scheduled.get(c.diskUUID) ?? 0;
     const limit = schedulableBytes(c, p.limits);
     const left = limit - promised;
     const image = bi && !bi.disks.has(c.diskUUID) ? bi.bytes : 0;
-    const minimum = minimalAvailableBytes(c, p.limits);
+    const minimum = minimalAvailableBytes(c, p.limits.minimalAvailablePercent);
     const spare = c.free - image - minimum;
     let lacks: string | undefined;
     if (left < p.size) {
