@@ -139,3 +139,48 @@ test('a scrub reads at the rate asked for, and one file at a time per disk', asy
   assert.ok(took >= 2, `24 MiB at 8 MiB/s took ${took} s`);
   assert.equal((await a.file('img')).state, 'ready');
 });
+
+test('a failed copy synced again keeps the chunks of its set-aside file that still match: only the damaged one is fetched', async () => {
+  // The scrub without a peer (above) set b's copy aside: chunk 0 of 6 changed.
+  const dir = join(b.disk.path, 'backing-images', 'img-u1');
+  assert.ok(existsSync(join(dir, 'backing.rejected')), 'the copy is set aside');
+  const s0 = await b.stats();
+  const r = await b.api('POST', '/v1/files/img/sync', { uuid: 'u1', size: SIZE, expectedChecksum: sha, sources: [a.url] });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const f = await b.waitState('img', ['ready', 'failed']);
+  assert.equal(f.state, 'ready', f.message);
+  assert.equal(await sha512sum(backingOf(b)), sha);
+  const s1 = await b.stats();
+  assert.equal(s1.received.bytes - s0.received.bytes, 4 * MiB, 'one chunk fetched, not the file');
+  assert.equal(s1.received.reusedChunks - s0.received.reusedChunks, 5, 'the 5 good chunks kept');
+  assert.ok(!existsSync(join(dir, 'backing.rejected')), 'the set-aside file became the copy');
+});
+
+test('a reused set-aside file: a chunk that should be zero but is not is zeroed, a damaged data chunk fetched', async () => {
+  // 12 MiB: random, zeros (a hole on the receiver), random.
+  const src = stagedPath(a.disk, 'zimg');
+  await randomFile(src, 12 * MiB);
+  const fd = openSync(src, 'r+');
+  writeSync(fd, Buffer.alloc(4 * MiB), 0, 4 * MiB, 4 * MiB);
+  closeSync(fd);
+  const zsha = await sha512sum(src);
+  await a.fetchReady('zimg', 'z1', src, 12 * MiB, { expectedChecksum: zsha });
+  const sync = () => b.api('POST', '/v1/files/zimg/sync', { uuid: 'z1', size: 12 * MiB, expectedChecksum: zsha, sources: [a.url] });
+  assert.equal((await sync()).status, 202);
+  await b.waitState('zimg', ['ready']);
+  const path = join(b.disk.path, 'backing-images', 'zimg-z1', 'backing');
+  rot(path, 5 * MiB, 300); // the zero chunk
+  rot(path, 9 * MiB, 300); // the last data chunk
+  const failed = await b.api('POST', '/v1/files/zimg/scrub', { uuid: 'z1', sources: [] });
+  assert.equal(failed.status, 202, JSON.stringify(failed.body));
+  await b.waitState('zimg', ['failed'], 30_000);
+
+  const s0 = await b.stats();
+  assert.equal((await sync()).status, 202);
+  const f = await b.waitState('zimg', ['ready', 'failed']);
+  assert.equal(f.state, 'ready', f.message);
+  assert.equal(await sha512sum(path), zsha, 'the zero chunk reads zeros again, the data chunk was fetched');
+  const s1 = await b.stats();
+  assert.equal(s1.received.bytes - s0.received.bytes, 4 * MiB, 'only the damaged data chunk fetched');
+  assert.equal(s1.received.reusedChunks - s0.received.reusedChunks, 1, 'the first data chunk kept');
+});

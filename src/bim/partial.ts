@@ -13,24 +13,28 @@ export interface CheckpointPolicy {
   checkpointMs: number;
 }
 
+/** The persisted chunk map when the partial file and it were made for this manifest (a sync can resume), else undefined. */
+export async function resumablePartial(partial: string, mapPath: string, manifest: ChunkManifest): Promise<ChunkMap | undefined> {
+  const old = await readChunkMap(mapPath);
+  const size = await stat(partial).then((s) => s.size, () => -1);
+  const same = old?.matches({ chunkSize: manifest.chunkSize, fileSize: manifest.size, digest: manifestDigest(manifest) }) === true && size === manifest.size;
+  return same ? old : undefined;
+}
+
 export async function openPartial(
   partial: string,
   mapPath: string,
   manifest: ChunkManifest,
 ): Promise<{ fh: FileHandle; map: ChunkMap; resumed: boolean }> {
-  const digest = manifestDigest(manifest);
-  const old = await readChunkMap(mapPath);
-  const size = await stat(partial).then((s) => s.size, () => -1);
-  if (old && old.matches({ chunkSize: manifest.chunkSize, fileSize: manifest.size, digest }) && size === manifest.size) {
-    return { fh: await open(partial, 'r+'), map: old, resumed: true };
-  }
+  const old = await resumablePartial(partial, mapPath, manifest);
+  if (old) return { fh: await open(partial, 'r+'), map: old, resumed: true };
   // Start over: an empty file extended to full size is all hole; zero chunks are never written.
   await removeIfExists(mapPath);
   const fh = await open(partial, 'w+', 0o644);
   try {
     await fh.truncate(manifest.size);
     await fh.datasync();
-    const map = new ChunkMap({ chunkSize: manifest.chunkSize, fileSize: manifest.size, count: chunkCount(manifest.size, manifest.chunkSize), digest });
+    const map = new ChunkMap({ chunkSize: manifest.chunkSize, fileSize: manifest.size, count: chunkCount(manifest.size, manifest.chunkSize), digest: manifestDigest(manifest) });
     await writeChunkMap(mapPath, map);
     return { fh, map, resumed: false };
   } catch (err) {

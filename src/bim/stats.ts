@@ -22,6 +22,8 @@ export class BimStats {
     chunksRejected: 0,
     /** Chunks skipped because the manifest says they are all zero. */
     zeroChunks: 0,
+    /** Chunks of a set-aside copy kept by a sync because they matched the manifest (reuse.ts): not fetched. */
+    reusedChunks: 0,
   };
   /** Bytes read to compute checksums and manifests (whole-file SHA-512, chunk SHA-256). */
   hashedBytes = 0;

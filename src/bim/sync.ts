@@ -12,6 +12,8 @@
 //   SHA-512 is the expected one. When it is not, every chunk is checked against the manifest's SHA-256, the wrong
 //   ones are fetched again (each checked as it arrives, never from the peer that sent it wrong), and the whole file
 //   is hashed again.
+// A copy set aside after failing verification (`backing.rejected`) is the starting point of its next sync: its chunks
+// that match the manifest are kept and only the others are fetched (reuse.ts).
 // A connection closing never completes anything.
 
 import { mkdir, rm } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import { Checkpointer, openPartial, type CheckpointPolicy } from './partial.js';
 import { readIntent, writeIntent, type PartialIntent } from './meta.js';
 import { FILES } from './names.js';
 import { Peer } from './peers.js';
+import { reuseRejected } from './reuse.js';
 import type { FileRecord } from './table.js';
 import { blame, transferChunks, type TransferContext, type TransferPlan } from './transfer.js';
 
@@ -64,7 +67,6 @@ export async function runSync(ctx: SyncContext, rec: FileRecord, req: SyncReques
   const dir = ctx.layout.dirOf(rec.key);
   await mkdir(dir, { recursive: true });
   await removeTempFiles(dir);
-  await removeIfExists(ctx.layout.path(rec.key, FILES.rejected));
   await ensureIntent(ctx, rec, req);
 
   const peers = req.sources.map((url) => new Peer(url, { name: req.name, uuid: req.uuid, session: `${ctx.diskUUID}/${rec.key}`, receiver: ctx.diskUUID, headers: ctx.peerHeaders }));
@@ -89,6 +91,7 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
 
   const partial = ctx.layout.path(rec.key, FILES.partial);
   const mapPath = ctx.layout.path(rec.key, FILES.chunkMap);
+  const reused = await reuseRejected(ctx, rec, manifest, signal);
   const { fh, map, resumed } = await openPartial(partial, mapPath, manifest);
   const checkpoint = new Checkpointer(fh, map, mapPath, ctx);
   const onRead = (n: number) => (ctx.stats.hashedBytes += n);
@@ -97,7 +100,8 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
   let sha512: string;
   try {
     // Chunks an earlier attempt marked were not necessarily checked one by one (it may have had no anchor): check them.
-    const recheck = checker && resumed ? await unmatched(checker, manifest, map, () => ctx.table.touch(rec)) : [];
+    // (A reused set-aside file's chunks were each checked just now.)
+    const recheck = checker && resumed && !reused ? await unmatched(checker, manifest, map, () => ctx.table.touch(rec)) : [];
     for (const i of recheck) map.clear(i);
     const done = (i: number) => map.has(i) || manifest.chunks[i]?.zero === true;
     let processed = 0;
@@ -110,7 +114,9 @@ async function receive(ctx: SyncContext, rec: FileRecord, req: SyncRequest, peer
     ctx.table.transition(
       rec,
       'in-progress',
-      resumed ? `resuming: ${map.done} chunks received earlier, ${todo.length} to go` : `${todo.length} chunks to transfer`,
+      reused
+        ? `${reused.kept} of ${reused.dataChunks} data chunks of the set-aside copy match the manifest and are kept${reused.zeroed ? ` (${reused.zeroed} zero chunks that were not zero were zeroed)` : ''}; ${todo.length} to transfer`
+        : resumed ? `resuming: ${map.done} chunks received earlier, ${todo.length} to go` : `${todo.length} chunks to transfer`,
     );
     const plan: TransferPlan = {
       peers,

@@ -28,7 +28,7 @@ import type { FileInfo } from '../../src/bim/table.js';
 
 export interface Stats {
   sent: { dataBytes: number; dataRequests: number; downloadBytes: number; manifestRequests: number; busyRejections: number };
-  received: { bytes: number; chunks: number; chunksRejected: number; zeroChunks: number };
+  received: { bytes: number; chunks: number; chunksRejected: number; zeroChunks: number; reusedChunks: number };
   hashedBytes: number;
 }
 
