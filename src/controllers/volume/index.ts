@@ -20,7 +20,7 @@ import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import type { Setting } from '../../api/setting-resource.js';
-import { clonePending, MAINTENANCE_ATTACH_PREFIX, maintenanceNode, type Volume, type VolumeState } from '../../api/volume.js';
+import { clonePending, MAINTENANCE_ATTACH_PREFIX, maintenanceNode, type Volume, type VolumeRobustness, type VolumeState } from '../../api/volume.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -34,7 +34,7 @@ import { evictingDisks, nodeIsReady } from '../scheduling.js';
 import { Expectations } from './expectations.js';
 import { buildEngine, buildReplica } from './objects.js';
 import { placeReplica } from './placement.js';
-import { failureOf, robustnessOf } from './robustness.js';
+import { failureOf, robustnessEvent, robustnessOf } from './robustness.js';
 
 type RO<T> = DeepReadonly<T>;
 
@@ -409,13 +409,17 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     return { state: !wasAttached && !created && v.status?.state !== 'detached' ? 'creating' : 'detached', waiting: '', scheduled };
   }
 
-  const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) =>
-    robustnessOf({
-      attached,
-      wanted: v.spec?.numberOfReplicas ?? 3,
-      modes: e.status?.replicaModeMap ?? {},
-      liveReplicas: live(mine).map((r) => r.metadata.name ?? ''),
-    });
+  const robustnessInputs = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]) => ({
+    wanted: v.spec?.numberOfReplicas ?? 3,
+    modes: e.status?.replicaModeMap ?? {},
+    liveReplicas: live(mine).map((r) => r.metadata.name ?? ''),
+  });
+  const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) => robustnessOf({ attached, ...robustnessInputs(v, e, mine) });
+  /** Records a change of robustness (degraded, faulted, healthy again) as an event of the volume. */
+  const noteRobustness = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], from: VolumeRobustness | '' | undefined, to: VolumeRobustness) => {
+    const ev = robustnessEvent({ from, to, ...robustnessInputs(v, e, mine) });
+    if (ev) events.event(v as never, ev.type, ev.reason, ev.message);
+  };
 
   /** Only the robustness, for a reconcile that ends before the whole status is worked out. */
   async function writeRobustness(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<void> {
@@ -423,6 +427,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     if (v.status?.robustness === robustness) return;
     await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
       if (robustness === 'degraded' && st.robustness !== 'degraded') st.lastDegradedAt = now();
+      noteRobustness(v, e, mine, st.robustness, robustness);
       st.robustness = robustness;
     });
   }
@@ -435,6 +440,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       if (st.state !== o.state) events.event(v as never, 'Normal', stateReason(o.state), `volume is ${o.state}${o.waiting ? `: ${o.waiting}` : ''}`);
       const since = st.state === o.state ? Date.parse(getCondition(st.conditions, 'Attached')?.lastTransitionTime ?? t) : Date.parse(t);
       st.state = o.state;
+      noteRobustness(v, e, mine, st.robustness, robustness);
       st.robustness = robustness;
       if (robustness === 'degraded' && v.status?.robustness !== 'degraded') st.lastDegradedAt = t;
       st.currentNodeID = attached ? (v.spec?.nodeID ?? '') : o.state === 'detached' || o.state === 'creating' ? '' : (st.currentNodeID ?? '');

@@ -4,7 +4,7 @@ import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import { placeReplica } from './placement.js';
-import { failureOf, robustnessOf } from './robustness.js';
+import { failureOf, robustnessEvent, robustnessOf } from './robustness.js';
 
 const ready = [{ type: 'Ready', status: 'True' }, { type: 'Schedulable', status: 'True' }];
 /** A node whose disks have `max` bytes, `free` of them available (all of it unless said). */
@@ -116,6 +116,25 @@ test('robustness: healthy, degraded, faulted while attached; unknown or faulted 
   assert.equal(robustnessOf({ attached: true, wanted: 3, modes: { a: 'ERR' }, liveReplicas: live }), 'faulted');
   assert.equal(robustnessOf({ attached: false, wanted: 3, modes: {}, liveReplicas: live }), 'unknown');
   assert.equal(robustnessOf({ attached: false, wanted: 3, modes: {}, liveReplicas: [] }), 'faulted');
+});
+
+test('robustness events: degraded and faulted name the replicas that are not RW; healthy only after either', () => {
+  const live = ['v-r-a', 'v-r-b', 'v-r-c'];
+  const ev = (from: Parameters<typeof robustnessEvent>[0]['from'], to: Parameters<typeof robustnessEvent>[0]['to'], modes: Record<string, string>, liveReplicas = live) =>
+    robustnessEvent({ from, to, wanted: 3, modes, liveReplicas });
+  assert.deepEqual(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'WO', 'v-r-c': 'ERR' }), {
+    type: 'Warning',
+    reason: 'Degraded',
+    message: 'volume is degraded: 1 of 3 replicas RW; v-r-b WO (rebuilding), v-r-c ERR',
+  });
+  assert.equal(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'RW' })?.message, 'volume is degraded: 2 of 3 replicas RW; v-r-c not in the engine');
+  assert.equal(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'RW' }, ['v-r-a', 'v-r-b'])?.message, 'volume is degraded: 2 of 3 replicas RW; the others are failed or not yet scheduled');
+  assert.deepEqual(ev('degraded', 'faulted', { 'v-r-a': 'ERR' }, ['v-r-a']), { type: 'Warning', reason: 'Faulted', message: 'volume is faulted: no replica is RW; v-r-a ERR' });
+  assert.equal(ev('unknown', 'faulted', {}, [])?.message, 'volume is faulted: no usable replica is left');
+  assert.deepEqual(ev('degraded', 'healthy', { 'v-r-a': 'RW', 'v-r-b': 'RW', 'v-r-c': 'RW' }), { type: 'Normal', reason: 'Healthy', message: 'volume is healthy again: 3 of 3 replicas RW' });
+  assert.equal(ev('unknown', 'healthy', { 'v-r-a': 'RW', 'v-r-b': 'RW', 'v-r-c': 'RW' }), undefined, 'an attach is no news');
+  assert.equal(ev('', 'unknown', {}), undefined);
+  assert.equal(ev('degraded', 'degraded', {}), undefined);
 });
 
 test('a replica fails on ERR in a running engine, a failed process, or a down node it is needed on', () => {

@@ -44,3 +44,46 @@ export function failureOf(opts: {
   if (opts.needed && !opts.nodeReady) return `its node ${r.spec?.nodeID} is down`;
   return undefined;
 }
+
+export interface RobustnessEvent {
+  type: 'Normal' | 'Warning';
+  reason: 'Degraded' | 'Faulted' | 'Healthy';
+  message: string;
+}
+
+/**
+ * The event for a change of robustness, or undefined: a volume that turns degraded or faulted (a Warning naming the
+ * replicas that are not RW and what they are), and one that is healthy again after either. Attaching a volume whose
+ * replicas are all RW (unknown to healthy) is no news.
+ */
+export function robustnessEvent(opts: {
+  /** The stored robustness ('' or undefined before the first status). */
+  from: VolumeRobustness | '' | undefined;
+  to: VolumeRobustness;
+  wanted: number;
+  modes: Readonly<Record<string, string>>;
+  liveReplicas: readonly string[];
+}): RobustnessEvent | undefined {
+  const { from, to } = opts;
+  if (from === to) return undefined;
+  const rw = opts.liveReplicas.filter((n) => opts.modes[n] === 'RW');
+  const others = opts.liveReplicas
+    .filter((n) => opts.modes[n] !== 'RW')
+    .sort()
+    .map((n) => `${n} ${describeMode(opts.modes[n])}`);
+  const count = `${rw.length} of ${opts.wanted} replica${opts.wanted === 1 ? '' : 's'} RW`;
+  const rest = others.length > 0 ? `; ${others.join(', ')}` : opts.liveReplicas.length < opts.wanted ? '; the others are failed or not yet scheduled' : '';
+  if (to === 'degraded') return { type: 'Warning', reason: 'Degraded', message: `volume is degraded: ${count}${rest}` };
+  if (to === 'faulted') {
+    const why = opts.liveReplicas.length === 0 ? 'no usable replica is left' : `no replica is RW${rest}`;
+    return { type: 'Warning', reason: 'Faulted', message: `volume is faulted: ${why}` };
+  }
+  if (to === 'healthy' && (from === 'degraded' || from === 'faulted')) return { type: 'Normal', reason: 'Healthy', message: `volume is healthy again: ${count}` };
+  return undefined;
+}
+
+function describeMode(mode: string | undefined): string {
+  if (mode === 'WO') return 'WO (rebuilding)';
+  if (mode === 'ERR') return 'ERR';
+  return 'not in the engine';
+}
