@@ -30,6 +30,23 @@ export interface EngineSpec extends InstanceSpec {
   ublkQueueDepth?: number;
 }
 
+/** One snapshot in Engine.status.snapshots, as Longhorn has it. */
+export interface EngineSnapshotStatus {
+  name: string;
+  /** '' for the oldest. */
+  parent: string;
+  /** Names of its children (`volume-head` when the live data sits on it) → true. */
+  children: Record<string, boolean>;
+  /** Deleted while it had children: kept until a purge merges it into its child. */
+  removed: boolean;
+  usercreated: boolean;
+  /** RFC 3339; '' for volume-head. */
+  created: string;
+  /** Data bytes of its layer, a decimal string. */
+  size: string;
+  labels: Record<string, string>;
+}
+
 export interface EngineStatus extends InstanceStatus {
   currentSize?: string;
   currentReplicaAddressMap?: Record<string, string> | null;
@@ -42,7 +59,8 @@ export interface EngineStatus extends InstanceStatus {
   purgeStatus?: Record<string, Record<string, unknown>> | null;
   rebuildStatus?: Record<string, Record<string, unknown>> | null;
   cloneStatus?: Record<string, Record<string, unknown>> | null;
-  snapshots?: Record<string, Record<string, unknown>> | null;
+  /** The engine's snapshots by name, `volume-head` included (Longhorn's shape; the engine controller writes them). */
+  snapshots?: Record<string, EngineSnapshotStatus> | null;
   snapshotsError?: string;
   isExpanding?: boolean;
   lastExpansionError?: string;

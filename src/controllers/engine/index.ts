@@ -8,7 +8,7 @@
 // A running engine's change stream (its control API's watch) enqueues the engine on every replica mode change
 // and rebuild step; ENGINE_RESYNC_MS is only a safety net. The volume controller reacts to what this writes.
 
-import type { Engine } from '../../api/engine.js';
+import type { Engine, EngineSnapshotStatus } from '../../api/engine.js';
 import type { InstanceManager } from '../../api/instance-manager.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import { Controller } from '../../controller-kit/controller.js';
@@ -233,7 +233,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
 }
 
 /** One snapshot as Longhorn's Engine.status.snapshots has it. */
-export function engineSnapshotStatus(x: SnapshotInfo): Record<string, unknown> {
+export function engineSnapshotStatus(x: SnapshotInfo): EngineSnapshotStatus {
   return {
     name: x.name,
     parent: x.parent,

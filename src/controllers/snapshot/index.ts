@@ -7,7 +7,7 @@
 // A detached volume has no engine: while objects need one (to take or delete their snapshot) it is attached without
 // a frontend for them (a maintenance-attach annotation, src/api/volume.ts), and released when none is left.
 
-import type { Engine } from '../../api/engine.js';
+import type { Engine, EngineSnapshotStatus } from '../../api/engine.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
 import { LONGHORN_API_VERSION, type DeepReadonly } from '../../api/meta.js';
 import { SNAPSHOT_VOLUME_LABEL, type Snapshot, type SnapshotStatus } from '../../api/snapshot.js';
@@ -27,18 +27,6 @@ type RO<T> = DeepReadonly<T>;
 const SNAPSHOT_BY_VOLUME = 'snapshotByVolume';
 const MAINTENANCE_KEY = `${MAINTENANCE_ATTACH_PREFIX}snapshot-controller`;
 const VOLUME_HEAD = 'volume-head';
-
-/** A snapshot as the engine controller writes it into Engine.status.snapshots (Longhorn's shape). */
-interface EngineSnap {
-  name: string;
-  parent: string;
-  children: Record<string, boolean>;
-  removed: boolean;
-  usercreated: boolean;
-  created: string;
-  size: string;
-  labels: Record<string, string>;
-}
 
 export interface SnapshotControllerOptions {
   store: Store;
@@ -78,7 +66,7 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
       return { requeueAfter: 5000 };
     }
     const control = new EngineControlClient(`${engine.status!.ip}:${engine.status!.port}`, engine.metadata.name ?? '');
-    const live = (engine.status?.snapshots ?? {}) as unknown as Record<string, EngineSnap>;
+    const live = engine.status?.snapshots ?? {};
     for (const s of objects) {
       const name = s.metadata.name ?? '';
       if (s.metadata.deletionTimestamp) {
@@ -146,7 +134,7 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
   };
 
   /** Whether `s` still needs the engine after this pass (a deletion or creation it has not seen done). */
-  function pendingNow(s: RO<Snapshot>, live: Record<string, EngineSnap>): boolean {
+  function pendingNow(s: RO<Snapshot>, live: Record<string, EngineSnapshotStatus>): boolean {
     const name = s.metadata.name ?? '';
     if (s.metadata.deletionTimestamp) return !!live[name] && !live[name].removed;
     return !!s.spec?.createSnapshot && !s.status?.creationTime && !live[name];
@@ -156,7 +144,7 @@ export function snapshotController(opts: SnapshotControllerOptions): Controller 
     return engines.list().find((e) => e.metadata.namespace === ns && e.spec?.volumeName === volume && e.status?.currentState === 'running' && !!e.status.ip && !!e.status.port);
   }
 
-  async function mirror(s: RO<Snapshot>, l: EngineSnap, vol: RO<Volume>): Promise<void> {
+  async function mirror(s: RO<Snapshot>, l: EngineSnapshotStatus, vol: RO<Volume>): Promise<void> {
     await setStatus(s, (st) => {
       st.parent = l.parent;
       st.children = { ...l.children };

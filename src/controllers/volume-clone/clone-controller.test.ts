@@ -182,7 +182,7 @@ test('a vol:// clone deleted before it completed leaves no snapshot on its sourc
   await store.delete('Volume', NS, 'clone-e');
   // The engine controller mirrors the source's snapshots, labels included, into its status.
   const e = await store.get<Engine>('Engine', NS, 'src-e-e-0');
-  e.status = { ...e.status, snapshots: { [snapshot]: { name: snapshot, removed: false, labels: { [FOR_CLONING_LABEL]: 'clone-e' } } } };
+  e.status = { ...e.status, snapshots: { [snapshot]: { name: snapshot, parent: '', children: { 'volume-head': true }, removed: false, usercreated: false, created: '2026-01-01T00:00:00Z', size: '0', labels: { [FOR_CLONING_LABEL]: 'clone-e' } } } };
   await store.update(e, { subresource: 'status' });
   await until('the orphan snapshot deleted', async () => (fake('10.0.0.1:9006').deleted.includes(snapshot) ? true : undefined));
 });

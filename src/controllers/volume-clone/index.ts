@@ -130,7 +130,7 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
   async function dropOrphanSnapshots(ns: string, clone: string, keep: string | undefined, signal: AbortSignal): Promise<void> {
     for (const e of engines.list()) {
       if (e.metadata.namespace !== ns || e.status?.currentState !== 'running' || !e.status.ip || !e.status.port) continue;
-      const orphans = Object.entries(e.status.snapshots ?? {}).filter(([n, s]) => n !== keep && s['removed'] !== true && (s['labels'] as Record<string, string> | undefined)?.[FOR_CLONING_LABEL] === clone);
+      const orphans = Object.entries(e.status.snapshots ?? {}).filter(([n, s]) => n !== keep && s.removed !== true && s.labels?.[FOR_CLONING_LABEL] === clone);
       for (const [n] of orphans) {
         await engineApi(`${e.status.ip}:${e.status.port}`, e.metadata.name ?? '').deleteSnapshot(n, signal).catch((err: unknown) => {
           if (!isRemoteNotFound(err)) throw err;
@@ -254,8 +254,8 @@ export function volumeCloneController(opts: VolumeCloneControllerOptions): Contr
       if (a.status?.currentState !== e.status?.currentState) related(e.metadata.namespace, e.spec?.volumeName);
       // A fresh snapshot whose clone is gone or completed (deleted then, or the source was detached): cleaned up.
       for (const s of Object.values(e.status?.snapshots ?? {})) {
-        const clone = (s['labels'] as Record<string, string> | undefined)?.[FOR_CLONING_LABEL];
-        if (!clone || s['removed'] === true) continue;
+        const clone = s.labels?.[FOR_CLONING_LABEL];
+        if (!clone || s.removed) continue;
         const c = volumes.get(e.metadata.namespace ?? '', clone);
         if (!c || c.status?.cloneStatus?.state === 'completed') controller.enqueue(`${e.metadata.namespace ?? ''}/${clone}`);
       }

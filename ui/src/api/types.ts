@@ -4,7 +4,7 @@ export type { BackingImage, BackingImageDiskFileStatus } from '../../../src/api/
 export type { BackingImageDataSource } from '../../../src/api/backing-image-data-source.js';
 export type { Volume } from '../../../src/api/volume.js';
 export type { Replica } from '../../../src/api/replica.js';
-export type { Engine } from '../../../src/api/engine.js';
+export type { Engine, EngineSnapshotStatus } from '../../../src/api/engine.js';
 export type { Node, DiskStatus, DiskSpec } from '../../../src/api/node.js';
 export type { CoreEvent } from '../../../src/api/event.js';
 export type { Condition, KubeObject } from '../../../src/api/meta.js';

@@ -1,5 +1,5 @@
-// One volume: state, robustness, endpoint, conditions in words, replicas per node and disk; attach, detach,
-// replica count, delete.
+// One volume: state, robustness, endpoint, conditions in words, replicas per node and disk, snapshots; attach,
+// detach, replica count, delete.
 
 import { Anchor, Badge, Button, Group, List, NumberInput, Select, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
 import { useState } from 'react';
@@ -8,6 +8,7 @@ import { Confirm, ErrorAlert, useDisks, useNow } from '../components/index.js';
 import { age, bytes, conditionWords, robustnessColor, volumeStateColor } from '../format.js';
 import { href } from '../route.js';
 import { EventsTable } from './EventsTable.js';
+import { VolumeSnapshots } from './VolumeSnapshots.js';
 
 function useAction() {
   const [error, setError] = useState<unknown>(undefined);
@@ -117,6 +118,7 @@ export function VolumeDetail({ name }: { name: string }) {
           })}
         </Table.Tbody>
       </Table>
+      <VolumeSnapshots volume={name} engine={engines[0]} now={now} />
       <Title order={2} size="h3">Events</Title>
       <EventsTable events={events} now={now} />
       <Confirm opened={deleting} title={`Delete volume ${name}?`} confirmLabel="Delete" onClose={() => setDeleting(false)}
