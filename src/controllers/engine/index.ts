@@ -73,7 +73,11 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       return;
     }
     if ('problem' in m) {
-      await setStopped(e, m.problem, e.status?.currentState === 'running' ? 'unknown' : 'stopped');
+      // Not seen, so not stopped: an engine that was up stays unknown for as long as its manager cannot be asked. A
+      // recorded `stopped` would make the report of the same incarnation running again look stale (isBehind), and
+      // the status would never come back once the node does.
+      const wasUp = ['running', 'starting', 'unknown'].includes(e.status?.currentState ?? '');
+      await setStopped(e, m.problem, wasUp ? 'unknown' : 'stopped');
       return { requeueAfter: 2000 };
     }
     if (!inst || inst.state === 'stopped') {

@@ -75,7 +75,9 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       if (g.waiting || !g.path) return setStatus(r, { currentState: 'stopped', message: g.message });
     }
     if ('problem' in m) {
-      const wasUp = r.status?.currentState === 'running' || r.status?.currentState === 'starting';
+      // Unknown stays unknown while the manager cannot be asked (see the engine controller: a recorded `stopped` would
+      // make the report of the same incarnation running again look stale).
+      const wasUp = ['running', 'starting', 'unknown'].includes(r.status?.currentState ?? '');
       await setStatus(r, { currentState: wasUp ? 'unknown' : 'stopped', message: m.problem });
       return { requeueAfter: 2000 };
     }

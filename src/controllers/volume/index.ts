@@ -423,7 +423,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
 
   /** Only the robustness, for a reconcile that ends before the whole status is worked out. */
   async function writeRobustness(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<void> {
-    const robustness = robustnessNow(v, e, mine, v.status?.state === 'attached');
+    // An engine that is not running (its node down, its manager restarting) says nothing about the replicas' modes.
+    const robustness = robustnessNow(v, e, mine, v.status?.state === 'attached' && engineRunning(e));
     if (v.status?.robustness === robustness) return;
     await mutateStatus<Volume>(store, 'Volume', v.metadata.namespace ?? '', v.metadata.name ?? '', (st) => {
       if (robustness === 'degraded' && st.robustness !== 'degraded') st.lastDegradedAt = now();
