@@ -47,6 +47,33 @@ export interface EngineSnapshotStatus {
   labels: Record<string, string>;
 }
 
+/** A snapshot as an engine's control API lists it (`SnapshotInfo` of src/replica/control.ts, which satisfies it). */
+export interface EngineSnapshotReport {
+  name: string;
+  parent: string;
+  children: readonly string[];
+  created: string;
+  removed: boolean;
+  userCreated: boolean;
+  labels: Record<string, string>;
+  /** Data bytes of its layer. */
+  size: number;
+}
+
+/** Longhorn's shape of a snapshot the engine lists: Engine.status.snapshots, and the /v1 snapshot resource's fields. */
+export function snapshotStatusOf(s: EngineSnapshotReport): EngineSnapshotStatus {
+  return {
+    name: s.name,
+    parent: s.parent,
+    children: Object.fromEntries(s.children.map((c) => [c, true])),
+    removed: s.removed,
+    usercreated: s.userCreated,
+    created: s.created,
+    size: String(s.size),
+    labels: s.labels,
+  };
+}
+
 export interface EngineStatus extends InstanceStatus {
   currentSize?: string;
   currentReplicaAddressMap?: Record<string, string> | null;

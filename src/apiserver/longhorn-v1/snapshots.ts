@@ -5,7 +5,7 @@
 // for the action (a maintenance attach, src/api/volume.ts) and detached after. The answers are Longhorn's snapshot
 // resources.
 
-import type { Engine } from '../../api/engine.js';
+import { snapshotStatusOf, type Engine, type EngineSnapshotReport } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE } from '../../api/meta.js';
 import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import type { Replica } from '../../api/replica.js';
@@ -19,31 +19,12 @@ import type { DataPlaneAuth } from './transfer.js';
 export const SNAPSHOT_ACTIONS = ['snapshotCreate', 'snapshotList', 'snapshotGet', 'snapshotDelete', 'snapshotRevert', 'snapshotPurge'] as const;
 export type SnapshotAction = (typeof SNAPSHOT_ACTIONS)[number];
 
-/** One snapshot as the engine reports it (src/replica/control.ts SnapshotInfo). */
-interface EngineSnapshot {
-  name: string;
-  parent: string;
-  children: string[];
-  created: string;
-  removed: boolean;
-  userCreated: boolean;
-  labels: Record<string, string>;
-  size: number;
-}
-
 /** Longhorn's snapshot resource. */
-export function snapshotResource(s: EngineSnapshot, volume: string, base: string) {
+export function snapshotResource(s: EngineSnapshotReport, volume: string, base: string) {
   return {
     id: s.name,
     type: 'snapshot',
-    name: s.name,
-    parent: s.parent,
-    children: Object.fromEntries(s.children.map((c) => [c, true])),
-    removed: s.removed,
-    usercreated: s.userCreated,
-    created: s.created,
-    size: String(s.size),
-    labels: s.labels,
+    ...snapshotStatusOf(s),
     links: { self: `${base}/v1/volumes/${volume}/snapshots/${s.name}` },
   };
 }
@@ -158,23 +139,23 @@ async function untilListed(store: Store, volume: string, name: string): Promise<
 }
 
 async function actionOn(url: string, dataPlane: DataPlaneAuth, volume: string, action: SnapshotAction, body: Record<string, unknown>, base: string): Promise<unknown> {
-  const one = (s: EngineSnapshot) => snapshotResource(s, volume, base);
+  const one = (s: EngineSnapshotReport) => snapshotResource(s, volume, base);
   switch (action) {
     case 'snapshotCreate': {
       const labels = body['labels'];
       if (labels !== undefined && labels !== null && (typeof labels !== 'object' || Object.values(labels).some((x) => typeof x !== 'string'))) {
         throw new StoreError('BadRequest', 'snapshotCreate: labels must be a map of strings');
       }
-      const r = await call<{ name: string; snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'POST', dataPlane, { name: nameOf(body, action, volume, false), ...(labels ? { labels } : {}) });
+      const r = await call<{ name: string; snapshots: EngineSnapshotReport[] }>(`${url}/snapshots`, 'POST', dataPlane, { name: nameOf(body, action, volume, false), ...(labels ? { labels } : {}) });
       return one(r.snapshots.find((s) => s.name === r.name)!);
     }
     case 'snapshotList': {
-      const r = await call<{ snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'GET', dataPlane);
+      const r = await call<{ snapshots: EngineSnapshotReport[] }>(`${url}/snapshots`, 'GET', dataPlane);
       return collection('snapshot', r.snapshots.map(one), `${base}/v1/volumes/${volume}?action=snapshotList`);
     }
     case 'snapshotGet': {
       const name = nameOf(body, action, volume, true)!;
-      const r = await call<{ snapshots: EngineSnapshot[] }>(`${url}/snapshots`, 'GET', dataPlane);
+      const r = await call<{ snapshots: EngineSnapshotReport[] }>(`${url}/snapshots`, 'GET', dataPlane);
       const s = r.snapshots.find((x) => x.name === name);
       if (!s) throw new StoreError('NotFound', `Volume "${volume}" has no snapshot "${name}"`);
       return one(s);

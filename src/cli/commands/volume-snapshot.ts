@@ -2,19 +2,13 @@
 // (src/apiserver/longhorn-v1/snapshots.ts). The volume must be attached; revert needs it attached without a frontend.
 
 import type { Command } from 'commander';
+import type { EngineSnapshotStatus } from '../../api/engine.js';
 import { StoreError } from '../../store/errors.js';
 import { formatTable } from '../../util/table.js';
 import { humanBytes } from '../../util/bytes.js';
 
-interface V1Snapshot {
-  name: string;
-  parent: string;
-  children: Record<string, boolean>;
-  removed: boolean;
-  usercreated: boolean;
-  created: string;
-  size: string;
-}
+/** A snapshot as the /v1 snapshot actions answer it (its Longhorn fields). */
+type V1Snapshot = EngineSnapshotStatus;
 
 export function snapshotTable(snaps: V1Snapshot[]): string {
   const rows = snaps.map((s) => [s.name, s.parent || '-', Object.keys(s.children).join(',') || '-', humanBytes(Number(s.size)), s.removed ? 'yes' : 'no', s.created || '-']);

@@ -8,7 +8,7 @@
 // A running engine's change stream (its control API's watch) enqueues the engine on every replica mode change
 // and rebuild step; ENGINE_RESYNC_MS is only a safety net. The volume controller reacts to what this writes.
 
-import type { Engine, EngineSnapshotStatus } from '../../api/engine.js';
+import { snapshotStatusOf, type Engine } from '../../api/engine.js';
 import type { InstanceManager } from '../../api/instance-manager.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import { Controller } from '../../controller-kit/controller.js';
@@ -194,7 +194,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       if (snapshots instanceof Error) st.snapshotsError = snapshots.message;
       else {
         st.snapshotsError = '';
-        st.snapshots = Object.fromEntries(snapshots.map((x) => [x.name, engineSnapshotStatus(x)]));
+        st.snapshots = Object.fromEntries(snapshots.map((x) => [x.name, snapshotStatusOf(x)]));
       }
     });
   }
@@ -234,20 +234,6 @@ export function engineController(opts: EngineControllerOptions): { controller: C
   };
   ims.addEventHandler({ onAdd: (b) => onManager(undefined, b), onUpdate: onManager });
   return { controller, stop: () => monitors.stopAll() };
-}
-
-/** One snapshot as Longhorn's Engine.status.snapshots has it. */
-export function engineSnapshotStatus(x: SnapshotInfo): EngineSnapshotStatus {
-  return {
-    name: x.name,
-    parent: x.parent,
-    children: Object.fromEntries(x.children.map((c) => [c, true])),
-    removed: x.removed,
-    usercreated: x.userCreated,
-    created: x.created,
-    size: String(x.size),
-    labels: x.labels,
-  };
 }
 
 function splitAddress(address: string): [string, number] {

@@ -6,3 +6,4 @@ export { useDisks, diskLabel, type DiskRef } from './disks.js';
 export { SortHeader, useSort, type SortState } from './SortHeader.js';
 export { Confirm } from './Confirm.js';
 export { useNow } from './now.js';
+export { useAction } from './action.js';

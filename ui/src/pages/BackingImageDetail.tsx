@@ -5,7 +5,7 @@ import { Anchor, Badge, Button, Checkbox, Code, Group, Modal, NumberInput, Progr
 import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
 import { useEvents, useResources, v1, WatchHub, type BackingImage, type BackingImageDataSource, type Replica } from '../api/index.js';
-import { Confirm, ErrorAlert, copyEntries, diskLabel, useDisks, useNow, type DiskRef } from '../components/index.js';
+import { Confirm, ErrorAlert, copyEntries, diskLabel, useAction, useDisks, useNow, type DiskRef } from '../components/index.js';
 import { age, bytes, copyColor, duration, rate } from '../format.js';
 import { href } from '../route.js';
 import { downloadImage } from '../transfer/index.js';
@@ -137,8 +137,7 @@ export function BackingImageDetail({ name }: { name: string }) {
   const [deleting, setDeleting] = useState(false);
   const [downloadError, setDownloadError] = useState<unknown>(undefined);
   const [downloading, setDownloading] = useState(false);
-  const [scrubError, setScrubError] = useState<unknown>(undefined);
-  const [scrubbing, setScrubbing] = useState(false);
+  const scrubbing = useAction();
 
   if (images === undefined) return <Text>Loading…</Text>;
   if (!bi) return <Stack><Title order={1} size="h2">{name}</Title><Text>This backing image does not exist (any more). <Anchor href={href.backingImages}>All backing images</Anchor></Text></Stack>;
@@ -157,17 +156,7 @@ export function BackingImageDetail({ name }: { name: string }) {
   };
 
   // Every ready copy is read again now and checked against the checksum; the copies table shows when it is done.
-  const scrub = async () => {
-    setScrubbing(true);
-    setScrubError(undefined);
-    try {
-      await v1('POST', `/backingimages/${encodeURIComponent(name)}?action=scrub`, {});
-    } catch (err) {
-      setScrubError(err);
-    } finally {
-      setScrubbing(false);
-    }
-  };
+  const scrub = () => scrubbing.run(() => v1('POST', `/backingimages/${encodeURIComponent(name)}?action=scrub`, {}));
 
   return (
     <Stack>
@@ -175,13 +164,13 @@ export function BackingImageDetail({ name }: { name: string }) {
         <Title order={1} size="h2">Backing image {name}</Title>
         <Group>
           <Button variant="default" loading={downloading} onClick={() => void download()}>Download</Button>
-          <Button variant="default" loading={scrubbing} onClick={() => void scrub()} title="Read every ready copy again and check it against the checksum; changed chunks are repaired from another copy">Scrub now</Button>
+          <Button variant="default" loading={scrubbing.busy} onClick={() => void scrub()} title="Read every ready copy again and check it against the checksum; changed chunks are repaired from another copy">Scrub now</Button>
           <Button variant="default" onClick={() => setCleanup(true)}>Clean up copies</Button>
           <Button color="red" onClick={() => setDeleting(true)}>Delete</Button>
         </Group>
       </Group>
       <ErrorAlert error={downloadError} title="Download failed" />
-      <ErrorAlert error={scrubError} title="Scrub not started" />
+      <ErrorAlert error={scrubbing.error} title="Scrub not started" />
       {bi.metadata.deletionTimestamp && <Badge color="red">being deleted</Badge>}
       <SimpleGrid cols={{ base: 1, md: 2 }}>
         <Table variant="vertical" aria-label="properties">

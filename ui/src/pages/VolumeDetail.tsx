@@ -4,28 +4,11 @@
 import { Anchor, Badge, Button, Group, List, NumberInput, Select, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
 import { useState } from 'react';
 import { useEvents, useResources, v1, type Engine, type Node, type Replica, type Volume } from '../api/index.js';
-import { Confirm, ErrorAlert, useDisks, useNow } from '../components/index.js';
+import { Confirm, ErrorAlert, useAction, useDisks, useNow } from '../components/index.js';
 import { age, bytes, conditionWords, robustnessColor, volumeStateColor } from '../format.js';
 import { href } from '../route.js';
 import { EventsTable } from './EventsTable.js';
 import { VolumeSnapshots } from './VolumeSnapshots.js';
-
-function useAction() {
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
-  const run = async (fn: () => Promise<unknown>) => {
-    setBusy(true);
-    setError(undefined);
-    try {
-      await fn();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return { error, busy, run };
-}
 
 export function VolumeDetail({ name }: { name: string }) {
   const volumes = useResources<Volume>('volumes');

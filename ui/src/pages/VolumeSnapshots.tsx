@@ -6,7 +6,7 @@
 import { Badge, Button, Group, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useState } from 'react';
 import { v1, type Engine, type EngineSnapshotStatus } from '../api/index.js';
-import { Confirm, ErrorAlert } from '../components/index.js';
+import { Confirm, ErrorAlert, useAction } from '../components/index.js';
 import { age, bytes } from '../format.js';
 
 const VOLUME_HEAD = 'volume-head';
@@ -23,36 +23,27 @@ type Pending = { kind: 'delete' | 'revert'; name: string } | undefined;
 export function VolumeSnapshots({ volume, engine, now }: { volume: string; engine: Engine | undefined; now: number }) {
   const path = `/volumes/${encodeURIComponent(volume)}`;
   const [name, setName] = useState('');
-  const [busy, setBusy] = useState<'create' | 'purge' | undefined>(undefined);
-  const [error, setError] = useState<unknown>(undefined);
+  const create = useAction();
+  const purge = useAction();
   const [pending, setPending] = useState<Pending>(undefined);
   const snapshots = snapshotsOf(engine);
   const head = engine?.status?.snapshots?.[VOLUME_HEAD];
-
-  const run = async (what: 'create' | 'purge', fn: () => Promise<unknown>) => {
-    setBusy(what);
-    setError(undefined);
-    try {
-      await fn();
-      if (what === 'create') setName('');
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(undefined);
-    }
-  };
 
   return (
     <Stack>
       <Title order={2} size="h3">Snapshots</Title>
       <Group align="flex-end">
         <TextInput label="Snapshot name" description="optional: a name is generated" value={name} onChange={(e) => setName(e.currentTarget.value)} w={260} />
-        <Button loading={busy === 'create'} onClick={() => void run('create', () => v1('POST', `${path}?action=snapshotCreate`, name.trim() ? { name: name.trim() } : {}))}>Take snapshot</Button>
+        <Button loading={create.busy} onClick={() => void create.run(async () => {
+          await v1('POST', `${path}?action=snapshotCreate`, name.trim() ? { name: name.trim() } : {});
+          setName('');
+        })}>Take snapshot</Button>
         {snapshots.some((s) => s.removed) && (
-          <Button variant="default" loading={busy === 'purge'} onClick={() => void run('purge', () => v1('POST', `${path}?action=snapshotPurge`, {}))}>Purge removed</Button>
+          <Button variant="default" loading={purge.busy} onClick={() => void purge.run(() => v1('POST', `${path}?action=snapshotPurge`, {}))}>Purge removed</Button>
         )}
       </Group>
-      <ErrorAlert error={error} />
+      <ErrorAlert error={create.error} title="Snapshot not taken" />
+      <ErrorAlert error={purge.error} title="Purge failed" />
       {snapshots.length === 0 ? (
         <Text size="sm" c="dimmed">No snapshots.</Text>
       ) : (
