@@ -356,21 +356,32 @@ test('PUT /v1/data-roots: a disk added after the start takes replicas; bad lists
   }
 });
 
-test('a replica on a full disk cannot start, and its error says the disk is full and what to do', { skip: process.getuid?.() === 0 ? false : 'needs root (tmpfs)' }, async () => {
+test('a replica on a disk filled while it was stopped opens again from its open reserve; without one its error says the disk is full', { skip: process.getuid?.() === 0 ? false : 'needs root (tmpfs)' }, async () => {
   const small = await mkdtemp(join(tmpdir(), 'stratum-im-full-'));
   await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+  const dir = join(small, 'replicas', 'r-full');
   try {
     await writeFile(join(small, 'longhorn-disk.cfg'), JSON.stringify({ diskName: 'small', diskUUID: 'd3' }));
     assert.equal((await call('PUT', '/v1/data-roots', { dataRoots: [disk, small] })).status, 200);
-    const body = { name: 'r-full', type: 'replica', replica: { dir: join(small, 'replicas', 'r-full'), size: SIZE } };
+    const body = { name: 'r-full', type: 'replica', replica: { dir, size: SIZE } };
     assert.equal((await call('POST', '/v1/instances', body)).status, 201);
     await inState('r-full', 'running');
+    // 8 MiB in 4 KiB blocks: a 512-byte bitmap and 64 KiB of slack, rounded up to 4 KiB.
+    assert.equal((await stat(join(dir, 'space.reserve'))).blocks * 512, 69632, 'the reserve is allocated');
     assert.equal((await call('DELETE', '/v1/instances/r-full')).json.state, 'stopped');
+
     // Others fill the disk while the replica is stopped: opening it again has to write its block map.
     await run('sh', ['-c', `head -c 4M /dev/zero > ${join(small, 'filler')} || true`]);
     assert.equal((await call('POST', '/v1/instances', body)).status, 201);
+    await inState('r-full', 'running');
+    assert.equal((await stat(join(dir, 'space.reserve')).catch(() => undefined))?.size ?? 0, 0, 'the reserve was spent, and the disk has no room for a new one');
+    assert.equal((await call('DELETE', '/v1/instances/r-full')).json.state, 'stopped');
+
+    // No reserve left, and what the open gave back filled too: the error says the disk is full and what to do.
+    await run('sh', ['-c', `head -c 1M /dev/zero > ${join(small, 'filler-2')} || true`]);
+    assert.equal((await call('POST', '/v1/instances', body)).status, 201);
     const full = await inState('r-full', 'error');
-    assert.match(full.errorMsg ?? '', new RegExp(`^replica r-full could not start: .*ENOSPC.*; the disk holding ${join(small, 'replicas', 'r-full')} is full: free space on it`));
+    assert.match(full.errorMsg ?? '', new RegExp(`^replica r-full could not start: .*ENOSPC.*; the disk holding ${dir} is full: free space on it`));
     assert.equal((await call('DELETE', '/v1/instances/r-full')).status, 200);
   } finally {
     await call('PUT', '/v1/data-roots', { dataRoots: [disk] });

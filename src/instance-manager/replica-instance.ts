@@ -104,6 +104,7 @@ export class ReplicaInstance extends HostedInstance {
       this.say(`created in ${r.dir}`);
     }
     this.#store = store;
+    if (store.reserveProblem) this.say(`${store.reserveProblem}: with its disk full it may not open again until space is freed`);
     if (signal.aborted) return;
     this.ctx.hub.add(this.name, new GuardedDevice(store, (err) => this.fail(`replica ${this.name}: storage failed in ${r.dir}: ${messageOf(err)}`)));
     this.#served = true;

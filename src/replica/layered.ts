@@ -29,6 +29,8 @@ import { SyncIoGate } from '../util/sync-io-gate.js';
 import { lockDir, openBacking, ReplicaStore, type CreateReplicaOptions, type ReplicaStoreOptions } from './store.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 import type { FileLock } from '../util/file-lock.js';
+import { isNoSpace } from '../util/disk.js';
+import { dropReserve, keepReserve, reserveBytes } from './open-reserve.js';
 
 type Signal = { signal?: AbortSignal | undefined };
 type HeadOptions = Pick<ReplicaStoreOptions, 'journal' | 'pending' | 'syncIo'>;
@@ -66,6 +68,19 @@ export class LayeredReplica implements ReplicaDevice {
     for (const l of p.layers) this.#layers.set(l.id, l);
   }
 
+  /** Why the directory has no open reserve (open-reserve.ts) after the last create or open; undefined when it has one. */
+  reserveProblem: string | undefined;
+
+  /** Makes the open reserve when the disk has room; best effort: a disk that is full or failing leaves it out. */
+  async #keepReserve(): Promise<void> {
+    const bytes = reserveBytes(this.meta.size / this.meta.blockSize);
+    try {
+      this.reserveProblem = (await keepReserve(this.#storage, bytes)) ? undefined : `the disk has no room for its ${bytes}-byte open reserve`;
+    } catch (err) {
+      this.reserveProblem = `its ${bytes}-byte open reserve could not be written: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+
   static async create(dir: string, opts: CreateReplicaOptions): Promise<LayeredReplica> {
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
@@ -77,7 +92,9 @@ export class LayeredReplica implements ReplicaDevice {
       const blockSize = opts.blockSize ?? 4096;
       const below = new LayerReader([], backing, blockSize);
       const head = await ReplicaStore.create(dir, { ...opts, storage, below });
-      return new LayeredReplica({ dir, meta: head.meta, storage, headOpts: headOptions(opts), backing, below, lock, chain: EMPTY_CHAIN, head, layers: [] });
+      const r = new LayeredReplica({ dir, meta: head.meta, storage, headOpts: headOptions(opts), backing, below, lock, chain: EMPTY_CHAIN, head, layers: [] });
+      await r.#keepReserve();
+      return r;
     } catch (err) {
       await backing?.close();
       await lock?.release();
@@ -85,7 +102,23 @@ export class LayeredReplica implements ReplicaDevice {
     }
   }
 
+  /**
+   * Open the replica in `dir`. An open that fails for want of space gives back the directory's open reserve and tries
+   * once more (open-reserve.ts); the reserve is made again afterwards when the disk has room.
+   */
   static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<LayeredReplica> {
+    let r: LayeredReplica;
+    try {
+      r = await LayeredReplica.#open(dir, opts);
+    } catch (err) {
+      if (!isNoSpace(err) || !(await dropReserve(opts.storage ?? (await fsStorage(dir))))) throw err;
+      r = await LayeredReplica.#open(dir, opts);
+    }
+    await r.#keepReserve();
+    return r;
+  }
+
+  static async #open(dir: string, opts: ReplicaStoreOptions): Promise<LayeredReplica> {
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
     const lock = await lockDir(dir, opts);
