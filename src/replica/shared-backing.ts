@@ -57,17 +57,16 @@ export class SharedBackingReaders {
   async acquire(path: string, open: () => Promise<ImageReader>): Promise<ImageReader> {
     let entry = this.#byPath.get(path);
     if (!entry) {
-      const e: Entry = { opening: open(), current: undefined, identity: undefined, users: 0, checkedAt: Date.now(), checking: false, open };
+      // The identity is taken before the file is opened: taken after, it could be that of a file written over the
+      // opened one meanwhile, which would then never be noticed. (A change in between costs one needless reopen.)
+      const identity = identityOf(path);
+      const e: Entry = { opening: identity.then(() => open()), current: undefined, identity: undefined, users: 0, checkedAt: Date.now(), checking: false, open };
+      void identity.then((id) => void (e.identity ??= id));
       this.#byPath.set(path, e);
       // A failed open is forgotten at once, so the next replica tries again.
-      void e.opening.then(
-        async () => {
-          e.identity ??= await identityOf(path);
-        },
-        () => {
-          if (this.#byPath.get(path) === e) this.#byPath.delete(path);
-        },
-      );
+      e.opening.catch(() => {
+        if (this.#byPath.get(path) === e) this.#byPath.delete(path);
+      });
       entry = e;
     }
     entry.users++;
