@@ -272,6 +272,8 @@ test('stratum bi upload of 1 GiB interrupted at ~50% and re-run completes; downl
   await rm(big, { force: true });
   await rm(out, { force: true });
   assert.equal((await cluster.v1('DELETE', '/v1/backingimages/up1')).status, 204);
+  // Gone before the next test counts the images.
+  await waitFor('up1 to be gone', async () => (await cluster.v1('GET', '/v1/backingimages/up1')).status === 404, 60_000);
 });
 
 test('refused inputs get a clear 4xx and change nothing', async () => {
