@@ -417,7 +417,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
   const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) => robustnessOf({ attached, ...robustnessInputs(v, e, mine) });
   /** Records a change of robustness (degraded, faulted, healthy again) as an event of the volume. */
   const noteRobustness = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], from: VolumeRobustness | '' | undefined, to: VolumeRobustness) => {
-    const ev = robustnessEvent({ from, to, ...robustnessInputs(v, e, mine) });
+    const processStates = Object.fromEntries(mine.map((r) => [r.metadata.name ?? '', r.status?.currentState ?? '']));
+    const ev = robustnessEvent({ from, to, ...robustnessInputs(v, e, mine), processStates });
     if (ev) events.event(v as never, ev.type, ev.reason, ev.message);
   };
 

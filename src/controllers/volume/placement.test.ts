@@ -127,7 +127,9 @@ test('robustness events: degraded and faulted name the replicas that are not RW;
     reason: 'Degraded',
     message: 'volume is degraded: 1 of 3 replicas RW; v-r-b WO (rebuilding), v-r-c ERR',
   });
-  assert.equal(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'RW' })?.message, 'volume is degraded: 2 of 3 replicas RW; v-r-c not in the engine');
+  assert.equal(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'RW' })?.message, 'volume is degraded: 2 of 3 replicas RW; v-r-c not in the engine (its process is not started)');
+  assert.equal(robustnessEvent({ from: 'healthy', to: 'degraded', wanted: 3, modes: { 'v-r-a': 'RW', 'v-r-b': 'RW' }, liveReplicas: live, processStates: { 'v-r-c': 'unknown' } })?.message,
+    'volume is degraded: 2 of 3 replicas RW; v-r-c not in the engine (its process is unknown)');
   assert.equal(ev('healthy', 'degraded', { 'v-r-a': 'RW', 'v-r-b': 'RW' }, ['v-r-a', 'v-r-b'])?.message, 'volume is degraded: 2 of 3 replicas RW; the others are failed or not yet scheduled');
   assert.deepEqual(ev('degraded', 'faulted', { 'v-r-a': 'ERR' }, ['v-r-a']), { type: 'Warning', reason: 'Faulted', message: 'volume is faulted: no replica is RW; v-r-a ERR' });
   assert.equal(ev('unknown', 'faulted', {}, [])?.message, 'volume is faulted: no usable replica is left');

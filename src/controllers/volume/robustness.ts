@@ -63,6 +63,8 @@ export function robustnessEvent(opts: {
   wanted: number;
   modes: Readonly<Record<string, string>>;
   liveReplicas: readonly string[];
+  /** Each live replica's process state (its status' currentState), said of those not in the engine. */
+  processStates?: Readonly<Record<string, string>>;
 }): RobustnessEvent | undefined {
   const { from, to } = opts;
   if (from === to) return undefined;
@@ -70,7 +72,7 @@ export function robustnessEvent(opts: {
   const others = opts.liveReplicas
     .filter((n) => opts.modes[n] !== 'RW')
     .sort()
-    .map((n) => `${n} ${describeMode(opts.modes[n])}`);
+    .map((n) => `${n} ${describeMode(opts.modes[n], opts.processStates?.[n])}`);
   const count = `${rw.length} of ${opts.wanted} replica${opts.wanted === 1 ? '' : 's'} RW`;
   const rest = others.length > 0 ? `; ${others.join(', ')}` : opts.liveReplicas.length < opts.wanted ? '; the others are failed or not yet scheduled' : '';
   if (to === 'degraded') return { type: 'Warning', reason: 'Degraded', message: `volume is degraded: ${count}${rest}` };
@@ -82,8 +84,8 @@ export function robustnessEvent(opts: {
   return undefined;
 }
 
-function describeMode(mode: string | undefined): string {
+function describeMode(mode: string | undefined, process: string | undefined): string {
   if (mode === 'WO') return 'WO (rebuilding)';
   if (mode === 'ERR') return 'ERR';
-  return 'not in the engine';
+  return `not in the engine (its process is ${process || 'not started'})`;
 }
