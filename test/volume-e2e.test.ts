@@ -314,6 +314,36 @@ test('a node outage: its replica fails, the volume runs degraded, and is rebuilt
   await vols.detach('vol-e');
 });
 
+test("a hung node agent on the engine's node (SIGSTOP): the volume waits while the node is down and is attached again once it answers", { skip }, async () => {
+  const c = await vols.create('vol-h', { size: String(FS_SIZE), numberOfReplicas: 3, backingImage: IMAGE, frontend: 'nbd' });
+  assert.equal(c.status, 201, JSON.stringify(c.json));
+  const e = await vols.attach('vol-h', 'node-2');
+  const copy = async (endpoint: string, name: string) => {
+    const out = join(files.path, name);
+    const cp = await run('nbdcopy', [endpoint, out], { timeoutMs: 120_000 });
+    assert.equal(cp.code, 0, cp.stderr);
+    return readFileSync(out);
+  };
+  const before = await copy(e.status?.endpoint ?? '', 'vol-h-before.raw');
+  const agent = readCluster(dir.path).processes?.['node-2'];
+  assert.ok(agent, 'node-2 agent in cluster.json');
+  // Only the agent hangs: its pods (the instance manager hosting the engine) keep running and serving.
+  process.kill(agent.pid, 'SIGSTOP');
+  try {
+    await vols.waitVolume('vol-h', 'the volume waiting for its node', (v) => v.status?.state === 'attaching', 90_000);
+    // Down long enough for several passes of the engine controller (every 2 s while its manager is unknown).
+    await new Promise((r) => setTimeout(r, 10_000));
+  } finally {
+    process.kill(agent.pid, 'SIGCONT');
+  }
+  // Before the fix the Engine stayed `stopped` (a recorded stop made the running report look stale): attaching for ever.
+  await vols.waitVolume('vol-h', 'attached again', (v) => v.status?.state === 'attached', 90_000);
+  await vols.waitVolume('vol-h', 'healthy again', (v) => v.status?.robustness === 'healthy', 120_000);
+  const after = await copy((await vols.engine('vol-h')).status?.endpoint ?? '', 'vol-h-after.raw');
+  assert.ok(after.equals(before), 'the volume reads the same after the node is back');
+  await vols.detach('vol-h');
+});
+
 test('deleting volumes removes their replicas and data directories', { skip }, async () => {
   const dirs: string[] = [];
   for (const v of ['vol-c', 'vol-d', 'vol-e']) for (const r of await vols.replicas(v)) dirs.push(join(r.spec.diskPath, 'replicas', r.spec.dataDirectoryName));
