@@ -15,3 +15,13 @@ export function isBehind(recorded: { currentState?: string; uuid?: string } | un
   const now = ORDER[observed.state];
   return was !== undefined && now !== undefined && now < was;
 }
+
+/**
+ * The state to record for an instance whose instance manager cannot be asked (its node down, the manager restarting):
+ * one that was up is `unknown` for as long as that lasts, since it was not seen to stop. A recorded `stopped` would
+ * make the next report of the same incarnation, `running`, look stale (isBehind), and the status would never come
+ * back once the manager does (a volume stayed attaching after its node's agent answered again).
+ */
+export function stateWhileUnreachable(current: string | undefined): 'unknown' | 'stopped' {
+  return current === 'running' || current === 'starting' || current === 'unknown' ? 'unknown' : 'stopped';
+}

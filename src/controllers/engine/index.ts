@@ -18,7 +18,7 @@ import type { EngineStatus as LiveStatus } from '../../engine/types.js';
 import type { SnapshotInfo } from '../../replica/index.js';
 import type { Store } from '../../store/types.js';
 import { CopyBackoff } from '../backing-image-manager/flow.js';
-import { isBehind } from '../common/instance-state.js';
+import { isBehind, stateWhileUnreachable } from '../common/instance-state.js';
 import { Monitors } from '../common/monitor.js';
 import { mutateStatus } from '../common/status.js';
 import { EngineControlClient, type Instance, type InstanceManagerClient } from '../instance-manager/client.js';
@@ -73,11 +73,7 @@ export function engineController(opts: EngineControllerOptions): { controller: C
       return;
     }
     if ('problem' in m) {
-      // Not seen, so not stopped: an engine that was up stays unknown for as long as its manager cannot be asked. A
-      // recorded `stopped` would make the report of the same incarnation running again look stale (isBehind), and
-      // the status would never come back once the node does.
-      const wasUp = ['running', 'starting', 'unknown'].includes(e.status?.currentState ?? '');
-      await setStopped(e, m.problem, wasUp ? 'unknown' : 'stopped');
+      await setStopped(e, m.problem, stateWhileUnreachable(e.status?.currentState));
       return { requeueAfter: 2000 };
     }
     if (!inst || inst.state === 'stopped') {

@@ -17,7 +17,7 @@ import type { InstanceManager } from '../../api/instance-manager.js';
 import type { Store } from '../../store/types.js';
 import { gateFor } from '../backing-image/replica-gate.js';
 import { LONGHORN_FINALIZER } from '../../api/labels.js';
-import { isBehind } from '../common/instance-state.js';
+import { isBehind, stateWhileUnreachable } from '../common/instance-state.js';
 import { RemoteError } from '../common/http-json.js';
 import { mutateStatus } from '../common/status.js';
 import { setCondition } from '../../api/node-contract.js';
@@ -75,10 +75,7 @@ export function replicaController(opts: ReplicaControllerOptions): Controller {
       if (g.waiting || !g.path) return setStatus(r, { currentState: 'stopped', message: g.message });
     }
     if ('problem' in m) {
-      // Unknown stays unknown while the manager cannot be asked (see the engine controller: a recorded `stopped` would
-      // make the report of the same incarnation running again look stale).
-      const wasUp = ['running', 'starting', 'unknown'].includes(r.status?.currentState ?? '');
-      await setStatus(r, { currentState: wasUp ? 'unknown' : 'stopped', message: m.problem });
+      await setStatus(r, { currentState: stateWhileUnreachable(r.status?.currentState), message: m.problem });
       return { requeueAfter: 2000 };
     }
     if (!inst || inst.state === 'stopped') {
