@@ -8,7 +8,7 @@
 // but the list is refused then (RebuildRunning).
 
 import { randomUUID } from 'node:crypto';
-import { isReplicaError, WireStatus, type ControlRequest, type RangeLock, type SnapshotInfo } from '../replica/index.js';
+import { isReplicaError, VOLUME_HEAD, WireStatus, type ControlRequest, type RangeLock, type SnapshotInfo } from '../replica/index.js';
 import { EngineError } from './errors.js';
 import type { ReplicaBackend, ReplicaMode } from './types.js';
 
@@ -152,11 +152,11 @@ export class SnapshotOps {
   }
 
   #checkExists(list: SnapshotInfo[], name: string): void {
-    if (name === 'volume-head' || !list.some((s) => s.name === name)) throw new EngineError('SnapshotUnknown', `Volume "${this.#ctx.volume}" has no snapshot "${name}"`);
+    if (name === VOLUME_HEAD || !list.some((s) => s.name === name)) throw new EngineError('SnapshotUnknown', `Volume "${this.#ctx.volume}" has no snapshot "${name}"`);
   }
 
   #checkNew(list: SnapshotInfo[], name: string): void {
-    if (name === 'volume-head' || list.some((s) => s.name === name)) throw new EngineError('SnapshotExists', `Volume "${this.#ctx.volume}" already has a snapshot "${name}"`);
+    if (name === VOLUME_HEAD || list.some((s) => s.name === name)) throw new EngineError('SnapshotExists', `Volume "${this.#ctx.volume}" already has a snapshot "${name}"`);
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name)) throw new EngineError('InvalidArgument', `snapshot name ${JSON.stringify(name)} must be 1-253 letters, digits, '.', '_' or '-'`);
   }
 }

@@ -13,6 +13,7 @@ import { LONGHORN_API_VERSION, type DeepReadonly } from '../../api/meta.js';
 import { SNAPSHOT_VOLUME_LABEL, type Snapshot, type SnapshotStatus } from '../../api/snapshot.js';
 import { MAINTENANCE_ATTACH_PREFIX, type Volume } from '../../api/volume.js';
 import type { Replica } from '../../api/replica.js';
+import { VOLUME_HEAD } from '../../replica/chain.js';
 import { Controller } from '../../controller-kit/controller.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
@@ -26,7 +27,6 @@ type RO<T> = DeepReadonly<T>;
 
 const SNAPSHOT_BY_VOLUME = 'snapshotByVolume';
 const MAINTENANCE_KEY = `${MAINTENANCE_ATTACH_PREFIX}snapshot-controller`;
-const VOLUME_HEAD = 'volume-head';
 
 export interface SnapshotControllerOptions {
   store: Store;

@@ -9,6 +9,7 @@ import { v1, type Engine, type EngineSnapshotStatus } from '../api/index.js';
 import { Confirm, ErrorAlert, useAction } from '../components/index.js';
 import { age, bytes } from '../format.js';
 
+/** The live head's entry in the engine's list (src/replica/chain.ts VOLUME_HEAD; the UI imports only types from the server). */
 const VOLUME_HEAD = 'volume-head';
 
 /** Oldest first, as `snapshotList` answers; the live head is not a snapshot. */
