@@ -97,13 +97,15 @@ export class ReplicaInstance extends HostedInstance {
     const common = { holder: `${this.ctx.holder}, replica ${this.name}`, backingReaders: this.ctx.backingReaders, signal };
     let store: LayeredReplica;
     try {
-      store = await LayeredReplica.open(r.dir, common);
+      // A replica smaller than the spec's size grows to it (an offline volume expansion, replica/grow.ts).
+      store = await LayeredReplica.open(r.dir, { ...common, size: r.size });
     } catch (err) {
       if (!isReplicaError(err, 'NotFound')) throw err;
       store = await LayeredReplica.create(r.dir, { ...common, name: this.name, size: r.size, ...(r.blockSize === undefined ? {} : { blockSize: r.blockSize }), ...(r.backing ? { backing: r.backing } : {}) });
       this.say(`created in ${r.dir}`);
     }
     this.#store = store;
+    if (store.grownFrom !== undefined) this.say(`grew from ${store.grownFrom} B to ${store.size} B (volume expansion)`);
     if (store.reserveProblem) this.say(`${store.reserveProblem}: with its disk full it may not open again until space is freed`);
     if (signal.aborted) return;
     this.ctx.hub.add(this.name, new GuardedDevice(store, (err) => this.fail(`replica ${this.name}: storage failed in ${r.dir}: ${messageOf(err)}`)));

@@ -19,6 +19,7 @@ import {
 } from './chain.js';
 import type { ChainView, ControlAnswer, ControlRequest, SnapshotInfo } from './control.js';
 import { ReplicaError } from './errors.js';
+import { finishGrowth, growReplica } from './grow.js';
 import { FrozenLayer, LayerReader } from './layers.js';
 import { decodeCheckpoint, encodeCheckpoint } from './map-format.js';
 import { backingInfo, checkName, decodeMeta, HEAD_FILE, META_FILE, type ReplicaMeta } from './meta.js';
@@ -34,6 +35,11 @@ import { dropReserve, keepReserve, reserveBytes } from './open-reserve.js';
 
 type Signal = { signal?: AbortSignal | undefined };
 type HeadOptions = Pick<ReplicaStoreOptions, 'journal' | 'pending' | 'syncIo'>;
+
+export interface OpenReplicaOptions extends ReplicaStoreOptions {
+  /** The volume's size: a replica smaller than this grows to it first (grow.ts); a larger one is refused. */
+  size?: number;
+}
 
 /** Copy unit of a purge into the head, and of layer copies (as the rebuild's windows). */
 const MERGE_WINDOW = 4 * 1024 * 1024;
@@ -71,6 +77,9 @@ export class LayeredReplica implements ReplicaDevice {
   /** Why the directory has no open reserve (open-reserve.ts) after the last create or open; undefined when it has one. */
   reserveProblem: string | undefined;
 
+  /** The size before this open grew the replica (grow.ts); undefined when it did not. */
+  grownFrom: number | undefined;
+
   /** Makes the open reserve when the disk has room; best effort: a disk that is full or failing leaves it out. */
   async #keepReserve(): Promise<void> {
     const bytes = reserveBytes(this.meta.size / this.meta.blockSize);
@@ -106,7 +115,7 @@ export class LayeredReplica implements ReplicaDevice {
    * Open the replica in `dir`. An open that fails for want of space gives back the directory's open reserve and tries
    * once more (open-reserve.ts); the reserve is made again afterwards when the disk has room.
    */
-  static async open(dir: string, opts: ReplicaStoreOptions = {}): Promise<LayeredReplica> {
+  static async open(dir: string, opts: OpenReplicaOptions = {}): Promise<LayeredReplica> {
     let r: LayeredReplica;
     try {
       r = await LayeredReplica.#open(dir, opts);
@@ -118,7 +127,7 @@ export class LayeredReplica implements ReplicaDevice {
     return r;
   }
 
-  static async #open(dir: string, opts: ReplicaStoreOptions): Promise<LayeredReplica> {
+  static async #open(dir: string, opts: OpenReplicaOptions): Promise<LayeredReplica> {
     const gate = new SyncIoGate(opts.syncIo);
     const storage = opts.storage ?? (await fsStorage(dir, { gate }));
     const lock = await lockDir(dir, opts);
@@ -127,7 +136,7 @@ export class LayeredReplica implements ReplicaDevice {
     try {
       const bytes = await storage.readFile(META_FILE);
       if (bytes === undefined) throw new ReplicaError('NotFound', `No replica in ${dir}: ${META_FILE} is missing`);
-      const meta = decodeMeta(bytes);
+      let meta = decodeMeta(bytes);
       const chainBytes = await storage.readFile(CHAIN_FILE);
       const chain = chainBytes === undefined ? EMPTY_CHAIN : decodeChain(chainBytes);
       if (chain.layers.some((l) => l.building)) {
@@ -140,6 +149,9 @@ export class LayeredReplica implements ReplicaDevice {
           throw new ReplicaError('BackingMismatch', `Cannot open replica "${meta.name}": backing file ${b.path} is ${backing.format} of ${backing.virtualSize} bytes, the replica was created over ${b.format} of ${b.virtualSize} bytes`);
         }
       }
+      const oldSize = meta.size;
+      if (opts.size !== undefined) meta = await growReplica(storage, chain, meta, opts.size);
+      await finishGrowth(storage, chain, meta);
       await sweep(storage, chain);
       const geometry = { blockSize: meta.blockSize, blockCount: meta.size / meta.blockSize };
       for (const l of chain.layers) {
@@ -152,7 +164,9 @@ export class LayeredReplica implements ReplicaDevice {
       const byId = new Map(layers.map((l) => [l.id, l]));
       const below = new LayerReader(ancestry(chain, chain.headParent).map((id) => byId.get(id)!), backing, meta.blockSize);
       const head = await ReplicaStore.open(dir, { ...opts, storage: layerStorage(storage, chain.head), below });
-      return new LayeredReplica({ dir, meta, storage, headOpts: headOptions(opts), backing, below, lock, chain, head, layers });
+      const r = new LayeredReplica({ dir, meta, storage, headOpts: headOptions(opts), backing, below, lock, chain, head, layers });
+      if (meta.size !== oldSize) r.grownFrom = oldSize;
+      return r;
     } catch (err) {
       await Promise.allSettled(layers.map((l) => l.close()));
       await backing?.close();

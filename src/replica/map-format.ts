@@ -2,6 +2,8 @@
 // 2-bit state per block, replaced atomically) and the journal (`map.journal`, a header sector and then append-only
 // batches, one per flush). map-journal.ts does the file work and explains why this is crash-consistent. All
 // integers are little-endian; every structure carries a CRC-32C, and decode errors name the file and byte offset.
+// A checkpoint or journal may cover fewer blocks than the replica has: it was written before the volume grew
+// (store.ts, `grow`), and the blocks past its end are UNWRITTEN. One covering more blocks is corrupt.
 
 import { isBlockState, type StateRun } from './block-map.js';
 import { corrupt } from './errors.js';
@@ -115,19 +117,20 @@ export function decodeCheckpoint(bytes: Uint8Array, expect: MapGeometry): Checkp
   const blockSize = v.getUint32(12, true);
   const blockCount = getU64(v, 16);
   if (blockSize !== expect.blockSize) throw corrupt(file, 12, `block size ${blockSize}, the replica has ${expect.blockSize}`);
-  if (blockCount !== expect.blockCount) throw corrupt(file, 16, `block count ${blockCount}, the replica has ${expect.blockCount}`);
+  if (blockCount > expect.blockCount) throw corrupt(file, 16, `block count ${blockCount}, the replica has ${expect.blockCount}`);
   const bitmapLen = v.getUint32(48, true);
   if (bitmapLen !== Math.ceil(blockCount / 4)) throw corrupt(file, 48, `bitmap length ${bitmapLen} does not fit ${blockCount} blocks`);
   if (bytes.length !== CKPT_HEADER + bitmapLen) throw corrupt(file, bytes.length, `file is ${bytes.length} bytes, expected ${CKPT_HEADER + bitmapLen}`);
   const bitmap = bytes.subarray(CKPT_HEADER);
   if (v.getUint32(60, true) !== crc32c(bitmap)) throw corrupt(file, 60, 'bitmap checksum mismatch');
-  const states = new Uint8Array(blockCount);
+  // A map written before the volume grew covers fewer blocks: the blocks past its end were never written (zeros).
+  const states = new Uint8Array(expect.blockCount);
   for (let i = 0; i < blockCount; i++) {
     const s = (bitmap[i >> 2]! >> ((i & 3) * 2)) & 3;
     if (s === 3) throw corrupt(file, CKPT_HEADER + (i >> 2), `block ${i} has the undefined state 3`);
     states[i] = s;
   }
-  return { blockSize, blockCount, generation: getU64(v, 24), nextSeq: getU64(v, 32), revision: getU64(v, 40), states };
+  return { blockSize, blockCount: expect.blockCount, generation: getU64(v, 24), nextSeq: getU64(v, 32), revision: getU64(v, 40), states };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ export function decodeJournalHeader(bytes: Uint8Array, expect: MapGeometry): Jou
   if (version !== FORMAT_VERSION) throw corrupt(file, 8, `version ${version} is not supported`);
   const blockSize = v.getUint32(12, true);
   const blockCount = getU64(v, 16);
-  if (blockSize !== expect.blockSize || blockCount !== expect.blockCount) {
+  if (blockSize !== expect.blockSize || blockCount > expect.blockCount) {
     throw corrupt(file, 12, `geometry ${blockCount} × ${blockSize} B does not match the replica's ${expect.blockCount} × ${expect.blockSize} B`);
   }
   return { blockSize, blockCount, generation: getU64(v, 24) };

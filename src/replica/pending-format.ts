@@ -79,7 +79,7 @@ export function decodePendingHeader(bytes: Uint8Array, expect: MapGeometry): Pen
   if (v.getUint32(8, true) !== VERSION) return { invalid: `version ${v.getUint32(8, true)} is not supported` };
   const blockSize = v.getUint32(12, true);
   const blockCount = getU64(v, 16);
-  if (blockSize !== expect.blockSize || blockCount !== expect.blockCount) {
+  if (blockSize !== expect.blockSize || blockCount > expect.blockCount) {
     return { invalid: `geometry ${blockCount} × ${blockSize} B does not match the replica's ${expect.blockCount} × ${expect.blockSize} B` };
   }
   const idLen = Math.min(v.getUint32(32, true), BOOT_ID_MAX);

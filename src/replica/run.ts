@@ -29,7 +29,8 @@ export async function runReplica(opts: RunReplicaOptions, signal: AbortSignal): 
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let store: LayeredReplica;
   try {
-    store = await LayeredReplica.open(opts.dir, { signal });
+    // A size given for creation also grows an existing, smaller replica (grow.ts).
+    store = await LayeredReplica.open(opts.dir, { signal, ...(opts.create ? { size: opts.create.size } : {}) });
   } catch (err) {
     if (!isReplicaError(err, 'NotFound') || !opts.create) throw err;
     const c = opts.create;

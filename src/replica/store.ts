@@ -199,7 +199,13 @@ export class ReplicaStore implements ReplicaDevice {
         }
       }
       head = await storage.open(HEAD_FILE, { create: false });
-      const headSize = await head.size();
+      let headSize = await head.size();
+      if (headSize > meta.size) {
+        // A growth cut short before its commit (grow.ts): nothing past the old end was ever addressable.
+        await head.truncate(meta.size);
+        await head.datasync();
+        headSize = meta.size;
+      }
       if (headSize !== meta.size) {
         throw new ReplicaError('Corrupt', `replica ${dir}: ${HEAD_FILE} is ${headSize} bytes, the volume is ${meta.size}`, { file: HEAD_FILE, offset: 0 });
       }
