@@ -5,6 +5,7 @@
 import type { DeepReadonly } from '../api/meta.js';
 import type { Node } from '../api/node.js';
 import type { Replica } from '../api/replica.js';
+import { humanBytes } from '../util/bytes.js';
 
 export interface DiskCandidate {
   nodeName: string;
@@ -39,6 +40,23 @@ export function nodeIsReady(node: DeepReadonly<Node>): boolean {
   return isTrue(node.status?.conditions, 'Ready');
 }
 
+type NodeDisk = DeepReadonly<NonNullable<NonNullable<Node['spec']>['disks']>[string]>;
+type NodeDiskStatus = DeepReadonly<NonNullable<NonNullable<Node['status']>['diskStatus']>[string]>;
+
+function candidate(node: DeepReadonly<Node>, diskName: string, spec: NodeDisk, st: NodeDiskStatus & { diskUUID: string }): DiskCandidate {
+  return {
+    nodeName: node.metadata.name ?? '',
+    diskName,
+    diskUUID: st.diskUUID,
+    diskPath: st.diskPath ?? spec.path ?? '',
+    free: (st.storageAvailable ?? 0) - (spec.storageReserved ?? 0),
+    maximum: st.storageMaximum ?? 0,
+    reserved: spec.storageReserved ?? 0,
+    diskTags: spec.tags ?? [],
+    nodeTags: node.spec?.tags ?? [],
+  };
+}
+
 /** Every disk of a Ready, schedulable node that is itself Ready, schedulable and not being evicted. */
 export function schedulableDisks(nodes: readonly DeepReadonly<Node>[]): DiskCandidate[] {
   const out: DiskCandidate[] = [];
@@ -48,17 +66,19 @@ export function schedulableDisks(nodes: readonly DeepReadonly<Node>[]): DiskCand
       const st = node.status?.diskStatus?.[diskName];
       if (!st?.diskUUID || spec.allowScheduling === false || spec.evictionRequested) continue;
       if (!isTrue(st.conditions, 'Ready') || !isTrue(st.conditions, 'Schedulable')) continue;
-      out.push({
-        nodeName: node.metadata.name ?? '',
-        diskName,
-        diskUUID: st.diskUUID,
-        diskPath: st.diskPath ?? spec.path ?? '',
-        free: (st.storageAvailable ?? 0) - (spec.storageReserved ?? 0),
-        maximum: st.storageMaximum ?? 0,
-        reserved: spec.storageReserved ?? 0,
-        diskTags: spec.tags ?? [],
-        nodeTags: node.spec?.tags ?? [],
-      });
+      out.push(candidate(node, diskName, spec, { ...st, diskUUID: st.diskUUID }));
+    }
+  }
+  return out;
+}
+
+/** Every disk the nodes report, by UUID, whatever its state: the disks replicas already sit on. */
+export function disksByUUID(nodes: readonly DeepReadonly<Node>[]): Map<string, DiskCandidate> {
+  const out = new Map<string, DiskCandidate>();
+  for (const node of nodes) {
+    for (const [diskName, spec] of Object.entries(node.spec?.disks ?? {})) {
+      const st = node.status?.diskStatus?.[diskName];
+      if (st?.diskUUID) out.set(st.diskUUID, candidate(node, diskName, spec, { ...st, diskUUID: st.diskUUID }));
     }
   }
   return out;
@@ -90,6 +110,13 @@ export function promisedByDisk(replicas: readonly DeepReadonly<Replica>[]): Map<
 /** The volume bytes a disk may be promised in all: (size - reserved) x over-provisioning percentage. */
 export function schedulableBytes(c: DiskCandidate, limits: ProvisioningLimits): number {
   return Math.floor((Math.max(c.maximum - c.reserved, 0) * limits.overProvisioningPercent) / 100);
+}
+
+/** Why a disk cannot be promised `need` more bytes of volume sizes, having `promised` already (placement, expansion). */
+export function overProvisioningWords(c: DiskCandidate, limits: ProvisioningLimits, promised: number, need: number): string {
+  const left = schedulableBytes(c, limits) - promised;
+  return `${c.nodeName}/${c.diskName} can take ${humanBytes(Math.max(left, 0))} more of volume sizes ` +
+    `(storage-over-provisioning-percentage ${limits.overProvisioningPercent}% of ${humanBytes(Math.max(c.maximum - c.reserved, 0))}, ${humanBytes(promised)} promised to replicas), needs ${humanBytes(need)}`;
 }
 
 /** The free space that must stay on a disk whatever is scheduled on it. */

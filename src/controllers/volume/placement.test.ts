@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
+import { expansionShortfalls } from './expansion-room.js';
 import { placeReplica } from './placement.js';
 import { failureOf, robustnessEvent, robustnessOf } from './robustness.js';
 
@@ -148,4 +149,17 @@ test('a replica fails on ERR in a running engine, a failed process, or a down no
   assert.match(failureOf({ ...base2, nodeReady: false }) ?? '', /node n1 is down/);
   assert.equal(failureOf({ ...base2, nodeReady: false, needed: false }), undefined);
   assert.equal(failureOf({ ...base2, replica: replica('n1', 'd1', 0, { failedAt: 'x' }), engineMode: 'ERR' }), undefined);
+});
+
+test('expansion room: every disk holding a replica must stay within over-provisioning at the new size', () => {
+  const nodes = [node('n1', { d1: { max: 10 * GiB } }), node('n2', { d1: { max: 4 * GiB } })];
+  const mine = [replica('n1', 'n1-d1', 2 * GiB), replica('n2', 'n2-d1', 2 * GiB)];
+  const other = { ...replica('n2', 'n2-d1', GiB), metadata: { name: 'other' } } as DeepReadonly<Replica>;
+  const input = { replicas: mine, allReplicas: [...mine, other], nodes, limits };
+  assert.deepEqual(expansionShortfalls({ ...input, growBy: GiB }), [], 'n2 holds 3 GiB of 4 GiB: one more fits');
+  const short = expansionShortfalls({ ...input, growBy: 2 * GiB });
+  assert.equal(short.length, 1);
+  assert.match(short[0]!, /^n2\/d1 can take 1.0 GiB more of volume sizes \(storage-over-provisioning-percentage 100% of 4.0 GiB, 3.0 GiB promised to replicas\), needs 2.0 GiB$/);
+  assert.deepEqual(expansionShortfalls({ ...input, growBy: 2 * GiB, limits: { ...limits, overProvisioningPercent: 200 } }), [], 'over-provisioning 200% makes room');
+  assert.deepEqual(expansionShortfalls({ ...input, growBy: 0 }), []);
 });

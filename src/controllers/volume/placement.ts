@@ -13,7 +13,7 @@ import type { DeepReadonly } from '../../api/meta.js';
 import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import { humanBytes } from '../../util/bytes.js';
-import { minimalAvailableBytes, promisedByDisk, rankDisks, schedulableBytes, schedulableDisks, type DiskCandidate, type ProvisioningLimits } from '../scheduling.js';
+import { minimalAvailableBytes, overProvisioningWords, promisedByDisk, rankDisks, schedulableBytes, schedulableDisks, type DiskCandidate, type ProvisioningLimits } from '../scheduling.js';
 
 export interface PlacementInput {
   nodes: readonly DeepReadonly<Node>[];
@@ -52,8 +52,7 @@ export function placeReplica(p: PlacementInput): Placement {
     const spare = c.free - image - minimum;
     let lacks: string | undefined;
     if (left < p.size) {
-      lacks = `${c.nodeName}/${c.diskName} can take ${humanBytes(Math.max(left, 0))} more of volume sizes ` +
-        `(storage-over-provisioning-percentage ${p.limits.overProvisioningPercent}% of ${humanBytes(Math.max(c.maximum - c.reserved, 0))}, ${humanBytes(promised)} promised to replicas), needs ${humanBytes(p.size)}`;
+      lacks = overProvisioningWords(c, p.limits, promised, p.size);
     } else if (image > 0 && bi && spare <= 0) {
       lacks = `${c.nodeName}/${c.diskName} has ${humanBytes(Math.max(c.free, 0))} free, and a ${humanBytes(image)} copy of backing image ${bi.name} ` +
         `would leave less than the ${humanBytes(minimum)} that must stay free (storage-minimal-available-percentage ${p.limits.minimalAvailablePercent}%)`;
