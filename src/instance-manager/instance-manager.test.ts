@@ -297,6 +297,22 @@ test('an engine with frontend blockdev reports its device; DELETE removes it', {
   assert.equal((await call('DELETE', '/v1/instances/r3?cleanup=true')).status, 200);
 });
 
+test('a replica started again with a larger size grows and says so; with a smaller one it is an error that says why', async () => {
+  assert.equal((await call('POST', '/v1/instances', replicaBody('r-grow'))).status, 201);
+  await inState('r-grow', 'running');
+  assert.equal((await call('DELETE', '/v1/instances/r-grow')).status, 200);
+  assert.equal((await call('POST', '/v1/instances', replicaBody('r-grow', 2 * SIZE))).status, 201);
+  await inState('r-grow', 'running');
+  const log = String((await call('GET', '/v1/instances/r-grow/log?lines=50')).json.text);
+  assert.match(log, new RegExp(`grew from ${SIZE} B to ${2 * SIZE} B \\(volume expansion\\)`));
+  assert.match(log, new RegExp(`serving .* as "r-grow" .*: ${2 * SIZE} B in`));
+  assert.equal((await call('DELETE', '/v1/instances/r-grow')).status, 200);
+  assert.equal((await call('POST', '/v1/instances', replicaBody('r-grow'))).status, 201);
+  const bad = await inState('r-grow', 'error');
+  assert.match(bad.errorMsg ?? '', new RegExp(`replica r-grow could not start: .*it holds ${2 * SIZE} bytes, and a replica never shrinks`));
+  assert.equal((await call('DELETE', '/v1/instances/r-grow')).status, 200);
+});
+
 test('the data directory of a replica that no longer runs is removed on request, and only such a directory', async () => {
   const dir = join(disk, 'replicas', 'r-data');
   assert.equal((await call('POST', '/v1/instances', replicaBody('r-data'))).status, 201);
