@@ -1,7 +1,8 @@
 // A pod's volumes on this node, as the kubelet and a CSI node plugin provide them: for each
 // `volumes[].persistentVolumeClaim`, the claim's PV names a Longhorn Volume (`csi.volumeHandle`); the agent
 // attaches it here (Volume `spec.nodeID`), waits for its block device, makes a filesystem only when the device
-// holds none (a backing image's filesystem is used as it is), and mounts it at
+// holds none (a backing image's filesystem is used as it is), grows the filesystem to the device after the volume
+// was expanded (fs-grow.ts), and mounts it at
 //
 //   <data-dir>/volumes/<ns>_<pod>_<uid>/<volume name>/        one mount per pod volume
 //   <data-dir>/volumes/<ns>_<pod>_<uid>/attached.json         the Volumes this pod attached (for release)
@@ -26,6 +27,7 @@ import type { Logger } from '../controller-kit/log.js';
 import { isConflict, isNotFound } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 import { AgentError } from './errors.js';
+import { growExtFilesystem } from './fs-grow.js';
 
 /** The environment variable with a pod's mounts: JSON `{"<mountPath>": "<host path>"}`. */
 export const MOUNTS_ENV = 'STRATUM_MOUNTS';
@@ -187,8 +189,19 @@ export class PodVolumes {
     } else if (probe.code !== 0) {
       throw new AgentError('VolumeMountFailed', `Cannot probe ${device} for a filesystem: blkid exited with ${probe.code}: ${probe.stderr.trim()}`);
     }
+    const found = probe.stdout.trim();
+    // An expanded volume: its device is larger than its filesystem (ext*: grown before the mount, see fs-grow.ts).
+    if (/^ext[234]$/.test(found)) {
+      const grew = await growExtFilesystem(exec, device, signal);
+      if (grew) this.#o.logger.info(grew);
+    }
     const r = await exec('mount', [device, target], signal);
     if (r.code !== 0) throw new AgentError('VolumeMountFailed', `Cannot mount ${device} at ${target}: ${r.stderr.trim()}`);
+    if (found === 'xfs') {
+      // xfs grows only mounted; a no-op when it already fills the device.
+      const g = await exec('xfs_growfs', [target], signal);
+      if (g.code !== 0) this.#o.logger.warn(`cannot grow the xfs filesystem at ${target} to its device ${device}: xfs_growfs exited with ${g.code}: ${g.stderr.trim()}`);
+    }
   }
 
   async #attached(dir: string): Promise<string[]> {

@@ -54,6 +54,8 @@ export interface KindInfo {
   schema: Record<string, unknown>;
   /** Apply defaults on create (mutates). */
   defaultOnCreate?(obj: KubeObject, ctx: DefaultingContext): void;
+  /** Apply defaults to a changed object on update (mutates; `old` is the stored one). Not on status writes. */
+  defaultOnUpdate?(obj: KubeObject, old: KubeObject): void;
   /** Extra semantic validation beyond the schema (immutability on update gets `old`). */
   validate?(obj: KubeObject, old: KubeObject | undefined): FieldError[];
   /**

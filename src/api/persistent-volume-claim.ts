@@ -4,7 +4,7 @@
 // claim deleted under a running pod stays until the pod is gone.
 
 import { ageColumn, immutableField, immutableOnceSet, record, specOf, stringField } from './common.js';
-import { invalid, required } from './field-errors.js';
+import { forbidden, invalid, required } from './field-errors.js';
 import type { DefaultingContext, FieldError, KindInfo } from './kind.js';
 import type { Condition, KubeObject } from './meta.js';
 import { parseQuantity } from './quantity.js';
@@ -104,6 +104,12 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
       errs.push(...immutableField(`spec.${f}`, spec[f], before[f]));
     }
     errs.push(...immutableOnceSet('spec.volumeName', stringField(spec, 'volumeName'), stringField(before, 'volumeName')));
+    // A bound claim may grow (the provisioner resizes its volume; src/controllers/provisioner/resize.ts), not shrink.
+    const want = requestedBytes(o as PersistentVolumeClaim);
+    const had = requestedBytes(old as PersistentVolumeClaim);
+    if (stringField(before, 'volumeName') !== '' && want !== undefined && had !== undefined && want < had) {
+      errs.push(forbidden('spec.resources.requests.storage', 'field can not be less than previous value'));
+    }
   }
   return errs;
 }

@@ -175,7 +175,7 @@ describe('semantic rules of other kinds', () => {
     const dup = only(errorsOf('Node', (o) => (o.spec.disks.foo = { path: '/var/lib/longhorn' })), 'spec.disks.foo.path');
     assert.equal(dup.reason, 'FieldValueDuplicate');
   });
-  it('Volume: backingImage, encrypted and dataEngine are immutable; size can neither shrink nor (yet) grow', () => {
+  it('Volume: backingImage, encrypted and dataEngine are immutable; size grows only while detached, never shrinks', () => {
     const old = manifest('Volume');
     assert.deepEqual(errorsOf('Volume', () => undefined, old), []);
     assert.equal(only(errorsOf('Volume', (o) => (o.spec.backingImage = 'other'), old), 'spec.backingImage').reason,
@@ -183,7 +183,17 @@ describe('semantic rules of other kinds', () => {
     assert.match(only(errorsOf('Volume', (o) => delete o.spec.backingImage, old), 'spec.backingImage').message, /immutable/);
     assert.ok(errorsOf('Volume', (o) => (o.spec.encrypted = true), old).some((e) => e.field === 'spec.encrypted'));
     assert.match(only(errorsOf('Volume', (o) => (o.spec.size = '1048576'), old), 'spec.size').message, /shrinking/);
-    assert.match(only(errorsOf('Volume', (o) => (o.spec.size = '4294967296'), old), 'spec.size').message, /expanding a volume is not supported yet/);
+    assert.match(only(errorsOf('Volume', (o) => (o.spec.size = '1048576'), old), 'spec.size').message, /^Invalid value: "1048576": shrinking a volume is not supported \(current size \d+\)$/);
+    const detached = { ...old, spec: { ...(old.spec as object), nodeID: '' }, status: { state: 'detached' } } as KubeObject;
+    assert.deepEqual(errorsOf('Volume', (o) => {
+      o.spec.size = '4294967296';
+      o.spec.nodeID = '';
+    }, detached), []);
+    const attached = { ...old, spec: { ...(old.spec as object), nodeID: 'node-1' }, status: { state: 'attached', currentNodeID: 'node-1' } } as KubeObject;
+    assert.equal(only(errorsOf('Volume', (o) => (o.spec.size = '4294967296'), attached), 'spec.size').message,
+      'Invalid value: "4294967296": a volume is expanded offline: detach it first (it is attached to node-1)');
+    const asked = { ...old, spec: { ...(old.spec as object), nodeID: 'node-2' }, status: { state: 'detached' } } as KubeObject;
+    assert.match(only(errorsOf('Volume', (o) => (o.spec.size = '4294967296'), asked), 'spec.size').message, /detach it first \(an attach to node-2 is asked for\)/);
   });
   it('Volume: replica count 1..20, strict-local needs one replica, v2 refused on create only', () => {
     assert.equal(only(errorsOf('Volume', (o) => (o.spec.numberOfReplicas = 21)), 'spec.numberOfReplicas').reason,

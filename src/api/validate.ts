@@ -3,8 +3,8 @@
 // `validate` hook. Errors are FieldErrors with Kubernetes reasons, so the API server can return them as a 422
 // Status with causes unchanged.
 //
-// Expected order on write: convert to the storage version, pruneUnknownFields, defaultOnCreate (create only),
-// then validateObject. Pruning first matters: it also drops Go-style `null`s that the schema would refuse.
+// Expected order on write: convert to the storage version, pruneUnknownFields, defaultOnCreate (create only) or
+// defaultOnUpdate (update only), then validateObject. Pruning first matters: it also drops Go-style `null`s that the schema would refuse.
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 

@@ -262,11 +262,34 @@ function defaultOnCreate(o: KubeObject, ctx: DefaultingContext): void {
   ] as const) {
     if (spec[k] === undefined || spec[k] === '') spec[k] = 'ignored';
   }
-  if (typeof spec.size === 'string' && /^[0-9]+$/.test(spec.size)) {
-    const size = BigInt(spec.size);
-    const align = BigInt(VOLUME_SIZE_ALIGNMENT);
-    spec.size = (((size + align - 1n) / align) * align).toString();
-  }
+  if (typeof spec.size === 'string') spec.size = roundVolumeSize(spec.size);
+}
+
+/** A size in bytes (decimal string) rounded up to VOLUME_SIZE_ALIGNMENT, as on create; anything else unchanged. */
+export function roundVolumeSize(size: string): string {
+  if (!/^[0-9]+$/.test(size)) return size;
+  const align = BigInt(VOLUME_SIZE_ALIGNMENT);
+  return (((BigInt(size) + align - 1n) / align) * align).toString();
+}
+
+/** A changed `spec.size` is rounded as on create, so growing by any number of bytes gives an aligned volume. */
+function defaultOnUpdate(o: KubeObject, old: KubeObject): void {
+  const spec = (o as Volume).spec;
+  if (typeof spec?.size === 'string' && spec.size !== (old as Volume).spec?.size) spec.size = roundVolumeSize(spec.size);
+}
+
+/**
+ * Why a volume cannot be expanded now, or undefined: expansion is offline (the replicas grow when they next start),
+ * so the volume must be detached, with no attach asked for. `it is attached to node-1`.
+ */
+export function expansionBlocker(v: { readonly spec?: { readonly nodeID?: string } | undefined; readonly status?: { readonly state?: string; readonly currentNodeID?: string } | undefined }): string | undefined {
+  const state = v.status?.state ?? '';
+  const node = v.status?.currentNodeID || v.spec?.nodeID || '';
+  if (state === 'attached' || state === 'attaching') return `it is ${state} to ${node || 'a node'}`;
+  if (state === 'detaching') return `it is detaching from ${node || 'a node'}`;
+  if (state === 'deleting') return 'it is being deleted';
+  if (v.spec?.nodeID) return `an attach to ${v.spec.nodeID} is asked for`;
+  return undefined;
 }
 
 function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
@@ -309,8 +332,9 @@ function validate(o: KubeObject, old: KubeObject | undefined): FieldError[] {
     if (/^[0-9]+$/.test(size) && /^[0-9]+$/.test(oldSize) && BigInt(size) < BigInt(oldSize)) {
       errs.push(invalid('spec.size', size, `shrinking a volume is not supported (current size ${oldSize})`));
     } else if (/^[0-9]+$/.test(size) && /^[0-9]+$/.test(oldSize) && BigInt(size) > BigInt(oldSize)) {
-      // Refused rather than accepted and ignored: the replicas and the engine keep their size.
-      errs.push(invalid('spec.size', size, `expanding a volume is not supported yet (current size ${oldSize})`));
+      // The volume controller changes the replicas' and the engine's size only while they are stopped.
+      const busy = expansionBlocker(old as Volume);
+      if (busy) errs.push(invalid('spec.size', size, `a volume is expanded offline: detach it first (${busy})`));
     }
   }
   return errs;
@@ -364,6 +388,7 @@ export const volumeInfo: KindInfo = {
   ],
   schema,
   defaultOnCreate,
+  defaultOnUpdate,
   validate,
 };
 

@@ -19,6 +19,7 @@ import { registerLonghornV1 } from '../apiserver/longhorn-v1/index.js';
 import { registerUiRoutes } from '../apiserver/ui/index.js';
 import { backingImageAdmission } from '../controllers/backing-image/admission.js';
 import { volumeAdmission } from '../controllers/volume/admission.js';
+import { claimAdmission } from '../controllers/provisioner/admission.js';
 import { nodeAdmission } from '../controllers/node/admission.js';
 import { defaultIdentity, openEtcdControlPlane } from './etcd-mode.js';
 import { useDataPlaneCredential } from '../controllers/common/http-json.js';
@@ -119,7 +120,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const startedOn = active.file ? readFileSync(active.file, 'utf8') : undefined;
   const imagesFiles = [...(opts.imagesFiles ?? []), ...(active.file ? [active.file] : [])];
   const catalog = loadCatalog(imagesFiles);
-  const admission = [backingImageAdmission, volumeAdmission, nodeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
+  const admission = [backingImageAdmission, volumeAdmission, claimAdmission, nodeAdmission, podAdmission(catalog), backingImageDataSourceAdmission];
   const port = opts.port ?? 9500;
   const cp = opts.etcd
     ? await openEtcdControlPlane({

@@ -276,6 +276,7 @@ export class ResourceStore implements Store {
     } else {
       next = input;
       this.#prune(info, next, opts, warnings);
+      info.defaultOnUpdate?.(next, old);
       if (info.hasStatusSubresource) {
         if (old.status === undefined) delete next.status;
         else next.status = structuredClone(old.status);

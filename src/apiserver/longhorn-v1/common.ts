@@ -19,3 +19,12 @@ export function requireObject(body: unknown): Record<string, unknown> {
 export function v1Error(st: KubeStatus) {
   return { type: 'error', status: st.code, code: st.reason, message: st.message, detail: st.details ?? {} };
 }
+
+/** A 422 naming a field of a /v1 volume body, in the store's message format (`Volume "v" is invalid: size: …`). */
+export function invalidField(volume: string, field: string, value: unknown, detail: string): StoreError {
+  const message = `Invalid value: ${JSON.stringify(value) ?? String(value)}: ${detail}`;
+  return new StoreError('Invalid', `Volume "${volume}" is invalid: ${field}: ${message}`, {
+    causes: [{ field, reason: 'FieldValueInvalid', message }],
+    details: { kind: 'volumes.longhorn.io', name: volume },
+  });
+}

@@ -9,7 +9,7 @@
 import type { Engine } from '../../api/engine.js';
 import type { Condition } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
-import type { Volume } from '../../api/volume.js';
+import { expansionBlocker, type Volume } from '../../api/volume.js';
 
 export interface VolumeParts {
   engines: Engine[];
@@ -39,6 +39,8 @@ function actionsFor(v: Volume): string[] {
   if (v.metadata.deletionTimestamp) return [];
   if (v.spec?.nodeID) actions.unshift('detach');
   else actions.unshift('attach');
+  // Expansion is offline: offered while the volume is detached (src/api/volume.ts expansionBlocker).
+  if (!expansionBlocker(v)) actions.push('expand');
   return actions;
 }
 

@@ -1,5 +1,5 @@
 // Longhorn's `/v1/volumes` REST API: list, get, create, delete, and the actions `attach`, `detach`,
-// `updateReplicaCount` and the snapshot actions (snapshots.ts). The objects behind it are the store's Volumes (plus their Engines and Replicas for the
+// `updateReplicaCount`, `expand` (volume-expand.ts), `engineUpgrade` and the snapshot actions (snapshots.ts). The objects behind it are the store's Volumes (plus their Engines and Replicas for the
 // read side), so this API and the Kubernetes one always agree; every rule about volumes (schema, the backing-image
 // checks of src/controllers/volume/admission.ts) is enforced by the store, not here.
 //
@@ -13,14 +13,15 @@ import type { Replica } from '../../api/replica.js';
 import { clonePending, type Volume } from '../../api/volume.js';
 import { isConflict, isNotFound, StoreError } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
-import { collection, requireObject } from './common.js';
+import { collection, invalidField, requireObject } from './common.js';
 import { parseSize } from './quantity.js';
 import { volumeResource, type VolumeParts } from './volume-resource.js';
 import { SNAPSHOT_ACTIONS, snapshotAction, type SnapshotAction } from './snapshots.js';
 import type { DataPlaneAuth } from './transfer.js';
+import { expandVolume } from './volume-expand.js';
 import { engineUpgrade } from './volume-upgrade.js';
 
-const ACTIONS = ['attach', 'detach', 'updateReplicaCount', 'engineUpgrade', ...SNAPSHOT_ACTIONS];
+const ACTIONS = ['attach', 'detach', 'updateReplicaCount', 'expand', 'engineUpgrade', ...SNAPSHOT_ACTIONS];
 const MAX_CONFLICT_RETRIES = 8;
 
 /** Create-body fields whose /v1 name is the spec field's name; empty values mean "the default". */
@@ -34,14 +35,6 @@ const PASSTHROUGH = [
 ] as const;
 /** Accepted by Longhorn, not implemented by Stratum: refused when set rather than silently ignored. */
 const UNSUPPORTED = ['fromBackup'] as const;
-
-function invalidField(volume: string, field: string, value: unknown, detail: string): StoreError {
-  const message = `Invalid value: ${JSON.stringify(value) ?? String(value)}: ${detail}`;
-  return new StoreError('Invalid', `Volume "${volume}" is invalid: ${field}: ${message}`, {
-    causes: [{ field, reason: 'FieldValueInvalid', message }],
-    details: { kind: 'volumes.longhorn.io', name: volume },
-  });
-}
 
 /** Maps the /v1 create body onto a Volume; type and range errors are left to the schema, which names the field. */
 export function volumeFromCreateBody(body: Record<string, unknown>): Volume {
@@ -225,6 +218,8 @@ export function registerVolumeRoutes(app: FastifyInstance, store: Store, dataPla
         const { object } = await store.patch<Volume>('Volume', DEFAULT_NAMESPACE, name, 'merge', { spec: { numberOfReplicas: body['replicaCount'] } });
         return one(req, object);
       }
+      case 'expand':
+        return one(req, await expandVolume(store, name, body));
       case 'engineUpgrade':
         return one(req, await engineUpgrade(store, name, body));
       default:

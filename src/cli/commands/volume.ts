@@ -1,4 +1,4 @@
-// `stratum volume create|attach|detach|delete|get|snapshot …`: volumes through Longhorn's /v1 API (its attach/detach actions
+// `stratum volume create|attach|detach|expand|delete|get|snapshot …`: volumes through Longhorn's /v1 API (its attach/detach actions
 // say what is meant better than raw spec edits, and its volume JSON already joins the engine's endpoint and the
 // replicas). `attach --wait` prints the frontend endpoint — a device path or an NBD URI — alone on stdout, so
 //   dev=$(stratum volume attach v1 --node node-1 --wait)
@@ -108,7 +108,7 @@ export function addVolumeCommand(program: Command): void {
       fail(err instanceof Error ? err.message : String(err));
     }
   };
-  const vol = program.command('volume').alias('vol').description('volumes: create, attach, detach, delete, list');
+  const vol = program.command('volume').alias('vol').description('volumes: create, attach, detach, expand, delete, list');
 
   vol.command('create')
     .description('create a volume, optionally from a backing image')
@@ -159,6 +159,15 @@ export function addVolumeCommand(program: Command): void {
       await request('POST', `${volumeUrl(server(), name)}?action=detach`, { body: {} });
       if (o.wait) await waitForVolume(name, () => getVolume(server(), name), isDetached, { what: 'detached', timeoutMs, report });
       process.stdout.write(`volume.longhorn.io/${name} ${o.wait ? 'detached' : 'detaching'}\n`);
+    }));
+
+  vol.command('expand')
+    .description('grow a detached volume (offline: its replicas grow when it is next attached); never shrinks')
+    .argument('<name>')
+    .requiredOption('--size <size>', 'the new size: bytes or a quantity such as 4Gi (rounded up to 2 MiB)')
+    .action(action(async (name: string, o: { size: string }) => {
+      await request('POST', `${volumeUrl(server(), name)}?action=expand`, { body: { size: o.size } });
+      process.stdout.write(`volume.longhorn.io/${name} expanded\n`);
     }));
 
   vol.command('upgrade')

@@ -3,7 +3,8 @@
 // protection finalizers are removed once nothing uses the claim or volume.
 //
 // Per claim (`PersistentVolumeClaim/<ns>/<name>`):
-//   protectClaim (deleting and no pod uses it → drop pvc-protection) → bound? syncClaimStatus → classFor (our
+//   protectClaim (deleting and no pod uses it → drop pvc-protection) → bound? syncClaimStatus, resize (a request
+//   above the claim's capacity grows its Volume, offline: resize.ts) → classFor (our
 //   class? WaitForFirstConsumer waits for the scheduler's selected-node) → restoreSource (a VolumeSnapshot dataSource
 //   of type bi: its backing image, ready first; of type snap, or a PersistentVolumeClaim: a volume clone, the
 //   Volume's `dataSource` snap:// or vol:// on the source's backing image, checked by cloneProblem) →
@@ -15,6 +16,7 @@
 // its image or a pod using it changes, never on a timer over all claims.
 
 import type { BackingImage } from '../../api/backing-image.js';
+import type { Engine } from '../../api/engine.js';
 import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Pod } from '../../api/pod.js';
 import {
@@ -41,6 +43,7 @@ import { isAlreadyExists, isInvalid, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { mutateStatus } from '../common/status.js';
 import { LONGHORN_PROVISIONER, backingImageFor, parseClassParameters, sourceMismatch, volumeSpecFor } from './parameters.js';
+import { claimResizer } from './resize.js';
 
 export { LONGHORN_PROVISIONER, parseClassParameters, sourceMismatch } from './parameters.js';
 
@@ -69,6 +72,7 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
   const classes = informers.informerFor<StorageClass>('StorageClass');
   const images = informers.informerFor<BackingImage>('BackingImage');
   const volumes = informers.informerFor<Volume>('Volume');
+  const engines = informers.informerFor<Engine>('Engine');
   const pods = informers.informerFor<Pod>('Pod');
   const volumeSnapshots = informers.informerFor<VolumeSnapshot>('VolumeSnapshot');
   const snapshotContents = informers.informerFor<VolumeSnapshotContent>('VolumeSnapshotContent');
@@ -84,6 +88,8 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     lastRefusal.set(key, message);
     events.event(pvc, type, reason, message);
   };
+
+  const resize = claimResizer({ store, events, namespace: ns, volumes, engines, classes, note: refuse });
 
   async function dropFinalizer(kind: string, o: RO<PersistentVolumeClaim | PersistentVolume>, finalizer: string): Promise<void> {
     const finalizers = (o.metadata.finalizers ?? []).filter((f) => f !== finalizer);
@@ -261,8 +267,11 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     const boundTo = pvc.spec?.volumeName ?? '';
     if (boundTo) {
       const pv = pvs.get('', boundTo);
-      if (pv && pvc.status?.phase !== 'Bound') await syncClaimStatus(pvc, pv);
-      return undefined;
+      if (pv && pvc.status?.phase !== 'Bound') {
+        await syncClaimStatus(pvc, pv);
+        return undefined; // the status write brings the claim back, with its capacity
+      }
+      return pv ? resize(pvc, pv) : undefined;
     }
     const sc = classes.get('', pvc.spec?.storageClassName ?? '');
     if (!sc) return undefined; // Pending until its class exists; the class's creation enqueues it.
@@ -363,7 +372,14 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
     onAdd: (v) => controller.enqueue(pvKey(v.metadata.name ?? '')),
     onUpdate: (_o, v) => controller.enqueue(pvKey(v.metadata.name ?? '')),
   });
+  // A volume's or its engine's change may let a resize go on (detached; the new size taken): its claim.
+  const claimOfVolume = (v: RO<Volume> | undefined) => {
+    const name = v?.metadata.labels?.['longhorn.io/pvc'];
+    if (name) controller.enqueue(`${PVC}/${v.metadata.labels?.['longhorn.io/pvc-namespace'] ?? ''}/${name}`);
+  };
+  engines.addEventHandler({ onUpdate: (_o, e) => claimOfVolume(volumes.get(e.metadata.namespace ?? '', e.spec?.volumeName ?? '')) });
   volumes.addEventHandler({
+    onUpdate: (_o, v) => claimOfVolume(v),
     onDelete: (v) => {
       const pv = pvs.get('', v.metadata.name ?? '');
       if (pv) controller.enqueue(pvKey(pv.metadata.name ?? ''));

@@ -104,14 +104,46 @@ test('a volume at least the virtual size is created; one on an image of unknown 
   await store.create(volume('v-plain', 2 * 1024 * 1024));
 });
 
-test('updates that keep the size are not checked; growing is refused until expansion exists', async () => {
+test('updates that keep the size are not checked; a detached volume grows (rounded as on create), within its image', async () => {
   await store.create(volume('v-grow', 2 * GiB, 'bi-unknown-size'));
   await setVirtualSize(await store.get('BackingImage', DEFAULT_NAMESPACE, 'bi-unknown-size'), 4 * GiB);
   // The size does not change: the volume was admitted before the size was known, and must stay writable.
   await store.patch('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { numberOfReplicas: 2 } });
-  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { size: String(4 * GiB) } }), (err: unknown) => {
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { size: String(3 * GiB) } }), (err: unknown) => {
     assert.ok(isInvalid(err));
-    assert.match((err as Error).message, /"4294967296": expanding a volume is not supported yet \(current size 2147483648\)/);
+    assert.match((err as Error).message, /"3221225472": must be at least the virtual size of backing image "bi-unknown-size" \(4294967296 bytes\)/);
     return true;
   });
+  await setState('v-grow', 'detached');
+  const { object } = await store.patch<Volume>('Volume', DEFAULT_NAMESPACE, 'v-grow', 'merge', { spec: { size: String(4 * GiB + 1) } });
+  assert.equal(object.spec?.size, String(4 * GiB + 2 * 1024 * 1024), 'rounded up to 2 MiB as on create');
 });
+
+test('growing is refused while the volume is attached, or its engine still runs; shrinking always', async () => {
+  await store.create(volume('v-busy', 2 * GiB));
+  await store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { nodeID: 'node-1' } });
+  await setState('v-busy', 'attached', 'node-1');
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { size: String(4 * GiB) } }), (err: unknown) => {
+    assert.ok(isInvalid(err));
+    assert.equal((err as Error).message, 'Volume "v-busy" is invalid: spec.size: Invalid value: "4294967296": a volume is expanded offline: detach it first (it is attached to node-1)');
+    return true;
+  });
+  // Detached as far as the volume's status says, but the engine has not stopped yet.
+  await store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { nodeID: '' } });
+  await setState('v-busy', 'detached');
+  const { object: e } = await store.create({
+    apiVersion: LONGHORN_API_VERSION,
+    kind: 'Engine',
+    metadata: { name: 'v-busy-e-0', namespace: DEFAULT_NAMESPACE },
+    spec: { volumeName: 'v-busy', volumeSize: String(2 * GiB), nodeID: 'node-1', desireState: 'stopped' },
+  });
+  await store.update({ ...e, status: { currentState: 'stopping', currentTargetNodeID: 'node-1' } }, { subresource: 'status' });
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { size: String(4 * GiB) } }), /a volume is expanded offline: detach it first \(its engine is stopping on node-1\)/);
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { size: String(GiB) } }), /shrinking a volume is not supported \(current size 2147483648\)/);
+});
+
+async function setState(name: string, state: 'attached' | 'detached', node = ''): Promise<void> {
+  const v = structuredClone(await store.get<Volume>('Volume', DEFAULT_NAMESPACE, name));
+  v.status = { ...(v.status ?? {}), state, currentNodeID: node };
+  await store.update(v, { subresource: 'status' });
+}

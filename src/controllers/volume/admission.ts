@@ -1,7 +1,8 @@
 // Admission checks for Volumes that need other objects: a volume on a backing image may be created only when that
 // image exists, is not being deleted, has the volume's data engine, and — once its virtual size is known — fits in
-// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume will be checked the same way (today
-// validation refuses any size change first). Longhorn makes the same checks in its volume validator; without them a
+// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume is checked the same way, and refused
+// while its engine still runs (validation in src/api/volume.ts has already refused it unless the volume is detached;
+// this catches an engine the volume's status has not caught up with). Longhorn makes the same checks in its volume validator; without them a
 // too-small volume would only fail at attach time, deep inside the replica, with a message about neither the volume
 // nor the image.
 // A clone (`spec.dataSource` vol:// or snap://) is refused when its source volume or snapshot does not exist, when
@@ -15,6 +16,7 @@ import { invalid } from '../../api/field-errors.js';
 import type { FieldError } from '../../api/kind.js';
 import { DEFAULT_NAMESPACE, type KubeObject } from '../../api/meta.js';
 import type { Engine } from '../../api/engine.js';
+import { engineNameFor } from '../../api/labels.js';
 import type { Snapshot } from '../../api/snapshot.js';
 import { parseVolumeDataSource, type Volume, type VolumeSpec } from '../../api/volume.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
@@ -107,6 +109,18 @@ export function sizeProblems(size: string | undefined, biName: string, virtualSi
   return [invalid('spec.size', size, `must be at least the virtual size of backing image "${biName}" (${virtualSize} bytes)`)];
 }
 
+/** A volume that grows while its engine is not stopped yet: refused, expansion is offline. */
+async function engineRunningProblems(store: Store, obj: KubeObject, old: KubeObject): Promise<FieldError[]> {
+  const size = specOf(obj).size ?? '';
+  const oldSize = specOf(old).size ?? '';
+  if (!/^[0-9]+$/.test(size) || !/^[0-9]+$/.test(oldSize) || BigInt(size) <= BigInt(oldSize)) return [];
+  const e = await getOrUndefined<Engine>(store, 'Engine', obj.metadata.namespace ?? DEFAULT_NAMESPACE, engineNameFor(obj.metadata.name ?? ''));
+  const state = e?.status?.currentState ?? '';
+  if (!e || (e.spec?.desireState !== 'running' && (state === '' || state === 'stopped' || state === 'error'))) return [];
+  const node = e.status?.currentTargetNodeID || e.spec?.nodeID || 'its node';
+  return [invalid('spec.size', size, `a volume is expanded offline: detach it first (its engine is ${state || 'starting'} on ${node})`)];
+}
+
 export const volumeAdmission: AdmissionPlugin = {
   kinds: ['Volume'],
   async validateCreate(obj, store) {
@@ -133,10 +147,13 @@ export const volumeAdmission: AdmissionPlugin = {
   },
   async validateUpdate(obj, old, store) {
     const spec = specOf(obj);
+    if (spec.size === specOf(old).size) return;
+    const errs = await engineRunningProblems(store, obj, old);
     const biName = spec.backingImage ?? '';
-    if (biName === '' || spec.size === specOf(old).size) return;
-    const bi = await backingImageOf(store, obj, biName);
-    const errs = sizeProblems(spec.size, biName, bi?.status?.virtualSize);
+    if (biName !== '') {
+      const bi = await backingImageOf(store, obj, biName);
+      errs.push(...sizeProblems(spec.size, biName, bi?.status?.virtualSize));
+    }
     if (errs.length > 0) refuse(obj, errs);
   },
 };

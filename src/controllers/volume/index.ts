@@ -2,8 +2,10 @@
 //   ensureFinalizer → (deleting? delete engine and replicas, then let go) → ensureEngine (its spec.image follows
 //   the volume's: this controller is the one writer of the Engine's spec) → markFailures →
 //   salvage (all replicas with data failed: take them back, the engine's revision check picks the current ones) →
-//   cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas → attach or detach →
-//   updateStatus (state, robustness, conditions Scheduled, Attached and WaitForBackingImage).
+//   growStopped (offline expansion, expansion.ts: the volume's size goes to the stopped engine and replicas before
+//   anything starts them) → cleanupReplicas (failed ones once enough are healthy again, extras) → scheduleReplicas →
+//   attach or detach → updateStatus (state, robustness, expansionRequired, conditions Scheduled, Attached and
+//   WaitForBackingImage).
 //
 // A detached volume with a maintenance-attach annotation is attached without a frontend to the node it names
 // (snapshot operations and exports of detached volumes), and detached again when the annotation goes. A clone that is
@@ -28,10 +30,12 @@ import { isAlreadyExists, isNotFound } from '../../store/errors.js';
 import type { Store } from '../../store/types.js';
 import { engineNameFor, LONGHORN_FINALIZER } from '../../api/labels.js';
 import { getCondition, setCondition } from '../../api/node-contract.js';
+import { formatQuantity } from '../../api/quantity.js';
 import { provisioningLimits, settingsFrom } from '../common/settings.js';
 import { mutateStatus } from '../common/status.js';
 import { evictingDisks, nodeIsReady } from '../scheduling.js';
 import { Expectations } from './expectations.js';
+import { expansionRequired, idle, larger, replicaSizeFor } from './expansion.js';
 import { buildEngine, buildReplica } from './objects.js';
 import { placeReplica } from './placement.js';
 import { failureOf, robustnessEvent, robustnessOf } from './robustness.js';
@@ -140,6 +144,8 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       return salvaged === true ? undefined : salvaged;
     }
     if (await markHealthy(key, engine, mine)) return;
+    // Before anything below starts an instance: the writes bring the volume back with the new sizes in the cache.
+    if (await growStopped(v, engine, mine)) return;
     // The disks being emptied, once per reconcile: cleanup, the attach for an eviction and placement all ask.
     const evicting = evictingDisks(nodes.list());
     await cleanupReplicas(v, engine, mine, evicting);
@@ -203,6 +209,29 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     const again = backoff ? ` (again; the next try waits ${Math.round(delay / 1000)} s)` : '';
     events.event(v as never, 'Warning', 'AutoSalvaged', `every replica with data had failed; taking back the last to fail: ${last.map((r) => r.metadata.name).join(', ')}${again}`);
     return true;
+  }
+
+  /**
+   * Offline expansion (expansion.ts): while the engine is idle, the volume's `spec.size` goes to the engine and to
+   * every idle replica; while it is not, idle replicas get the engine's size (they can only join it at that size).
+   * Only ever grows a size. True when something was written.
+   */
+  async function growStopped(v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[]): Promise<boolean> {
+    const size = v.spec?.size ?? '0';
+    const target = replicaSizeFor(size, e);
+    let changed = false;
+    const from = e.spec?.volumeSize ?? '0';
+    if (idle(e) && larger(size, from)) {
+      await patchEngine(e, { volumeSize: size });
+      events.event(v as never, 'Normal', 'Expanding', `volume ${v.metadata.name} grows from ${formatQuantity(Number(from))} to ${formatQuantity(Number(size))}; its replicas grow when they next start`);
+      changed = true;
+    }
+    for (const r of mine) {
+      if (r.metadata.deletionTimestamp || !idle(r) || !larger(target, r.spec?.volumeSize)) continue;
+      await patchReplica(r, { volumeSize: target });
+      changed = true;
+    }
+    return changed;
   }
 
   /** Records when replicas are RW in the running engine: from then on they hold the volume's data. */
@@ -311,7 +340,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
         const message = `${wanted - siblings.length} of ${wanted} replicas cannot be scheduled: ${p.reason}`;
         return { ok: false, message };
       }
-      const r = buildReplica(v, p.disk, v.spec?.nodeID ? 'running' : 'stopped');
+      const r = buildReplica(v, p.disk, v.spec?.nodeID ? 'running' : 'stopped', replicaSizeFor(v.spec?.size ?? '0', engines.get(v.metadata.namespace ?? '', engineNameFor(v.metadata.name ?? ''))));
       created.expect(`${v.metadata.namespace ?? ''}/${v.metadata.name ?? ''}`, r.metadata.name ?? '');
       const made = await store.create<Replica>(r);
       siblings.push(made.object as RO<Replica>);
@@ -333,7 +362,9 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       return state(`moving the engine to node ${target}`);
     }
     const ok = live(mine);
-    for (const r of ok) if (r.spec?.desireState !== 'running') await patchReplica(r, { desireState: 'running', engineName: e.metadata.name ?? '' });
+    // A replica starts only at the size it must have (growStopped gives it that size once it is stopped).
+    const size = replicaSizeFor(v.spec?.size ?? '0', e);
+    for (const r of ok) if (r.spec?.desireState !== 'running' && r.spec?.volumeSize === size) await patchReplica(r, { desireState: 'running', engineName: e.metadata.name ?? '' });
     for (const r of mine) if (r.spec?.failedAt && r.spec.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
     const addressOf = (r: RO<Replica>) => (r.status?.currentState === 'running' && r.status.ip && r.status.port ? `${r.status.ip}:${r.status.port}` : undefined);
 
@@ -356,6 +387,12 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       if (initial.length === 0) {
         return state(everHealthy ? 'every replica that holds data has failed and none can be taken back: their nodes are down' : 'no replica is scheduled yet');
       }
+      // A replica that went on running at its old size while the volume grew is stopped, grown and started again.
+      const stale = initial.filter((r) => r.spec?.volumeSize !== size);
+      if (stale.length > 0) {
+        for (const r of stale) if (r.spec?.desireState === 'running') await patchReplica(r, { desireState: 'stopped' });
+        return state(`replicas ${stale.map((r) => r.metadata.name).join(', ')} restart at the volume's size ${size} bytes`);
+      }
       const notUp = initial.filter((r) => !addressOf(r));
       if (notUp.length > 0) return state(notUp.map((r) => `replica ${r.metadata.name} on node ${r.spec?.nodeID}: ${replicaProblem(r)}`).join('; '));
       const map = Object.fromEntries(initial.map((r) => [r.metadata.name ?? '', addressOf(r)!]));
@@ -366,7 +403,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
           nodeID: target,
           desireState: 'running',
           replicaAddressMap: { ...map, ...gone } as Record<string, string>,
-          volumeSize: v.spec?.size ?? '0',
+          volumeSize: size,
           frontend: v.spec?.frontend ?? 'blockdev',
           disableFrontend: v.spec?.disableFrontend ?? false,
         });
@@ -448,6 +485,12 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
       st.currentNodeID = attached ? (v.spec?.nodeID ?? '') : o.state === 'detached' || o.state === 'creating' ? '' : (st.currentNodeID ?? '');
       st.currentEngineNodeID = attached ? (e.spec?.nodeID ?? '') : '';
       st.frontendDisabled = v.spec?.disableFrontend ?? false;
+      const expanding = expansionRequired(v.spec?.size ?? '0', e, live(mine));
+      if (st.expansionRequired && !expanding) {
+        const size = formatQuantity(Number(v.spec?.size ?? '0'));
+        events.event(v as never, 'Normal', 'Expanded', engineRunning(e) ? `volume ${v.metadata.name} runs at its new size ${size}` : `volume ${v.metadata.name} is ${size}: it has never held data, its replicas start at that size`);
+      }
+      st.expansionRequired = expanding;
       // Stratum additions: where the attached volume is served (the device path or NBD URI, and the NBD URI).
       const ext = st as Record<string, unknown>;
       const engineExt = (e.status ?? {}) as Record<string, unknown>;

@@ -39,7 +39,8 @@ export function buildEngine(v: RO<Volume>): Engine {
   } as Engine;
 }
 
-export function buildReplica(v: RO<Volume>, disk: DiskCandidate, desireState: 'running' | 'stopped'): Replica {
+/** `size`: the running engine's while one runs (a rebuild joins it at its size), else the volume's (expansion.ts). */
+export function buildReplica(v: RO<Volume>, disk: DiskCandidate, desireState: 'running' | 'stopped', size: string): Replica {
   const volume = v.metadata.name ?? '';
   const suffix = randomBytes(4).toString('hex');
   const name = replicaNameFor(volume, suffix);
@@ -60,7 +61,7 @@ export function buildReplica(v: RO<Volume>, disk: DiskCandidate, desireState: 'r
     },
     spec: {
       volumeName: volume,
-      volumeSize: v.spec?.size ?? '0',
+      volumeSize: size,
       nodeID: disk.nodeName,
       diskID: disk.diskUUID,
       diskPath: disk.diskPath,
