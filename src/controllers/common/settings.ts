@@ -2,7 +2,7 @@
 // default, parsed once per read. Controllers never cache a value across reconciles, so a change applies at once.
 
 import { settingDefault } from '../../api/settings.js';
-import { DEFAULT_NAMESPACE } from '../../api/meta.js';
+import { DEFAULT_NAMESPACE, type DeepReadonly, type KubeObject } from '../../api/meta.js';
 import type { InformerFactory } from '../../controller-kit/informer-factory.js';
 import type { ProvisioningLimits } from '../scheduling.js';
 
@@ -14,8 +14,18 @@ export interface Settings {
 
 export function settingsFrom(informers: InformerFactory): Settings {
   const inf = informers.informerFor('Setting');
+  return settingsBy((name) => inf.get(DEFAULT_NAMESPACE, name)?.['value']);
+}
+
+/** Settings from Setting objects read from the store (admission, which has no informers). */
+export function settingsOf(objects: readonly DeepReadonly<KubeObject>[]): Settings {
+  const values = new Map(objects.map((o) => [o.metadata.name ?? '', (o as Record<string, unknown>)['value']]));
+  return settingsBy((name) => values.get(name));
+}
+
+function settingsBy(value: (name: string) => unknown): Settings {
   const raw = (name: string): string => {
-    const v = inf.get(DEFAULT_NAMESPACE, name)?.['value'];
+    const v = value(name);
     return typeof v === 'string' ? v : (settingDefault(name) ?? '');
   };
   return {

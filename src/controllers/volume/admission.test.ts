@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { BackingImage } from '../../api/backing-image.js';
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
+import { settingDefault } from '../../api/settings.js';
 import type { Volume } from '../../api/volume.js';
 import { registerLonghornV1 } from '../../apiserver/longhorn-v1/index.js';
 import { startApiServer, type ApiServer } from '../../apiserver/server.js';
@@ -140,6 +141,30 @@ test('growing is refused while the volume is attached, or its engine still runs;
   await store.update({ ...e, status: { currentState: 'stopping', currentTargetNodeID: 'node-1' } }, { subresource: 'status' });
   await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { size: String(4 * GiB) } }), /a volume is expanded offline: detach it first \(its engine is stopping on node-1\)/);
   await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-busy', 'merge', { spec: { size: String(GiB) } }), /shrinking a volume is not supported \(current size 2147483648\)/);
+});
+
+test('growing is refused when a disk holding a replica could not be promised the larger size, naming the disk', async () => {
+  const { object: n } = await store.create({
+    apiVersion: LONGHORN_API_VERSION,
+    kind: 'Node',
+    metadata: { name: 'node-9', namespace: DEFAULT_NAMESPACE },
+    spec: { allowScheduling: true, disks: { 'disk-1': { path: '/data/disk-1', allowScheduling: true, storageReserved: 0, tags: [] } } },
+  });
+  await store.update({ ...n, status: { diskStatus: { 'disk-1': { diskUUID: 'uuid-9', storageMaximum: 5 * GiB, storageAvailable: 5 * GiB } } } }, { subresource: 'status' });
+  await store.create(volume('v-room', 2 * GiB));
+  for (const [name, vol, size] of [['v-room-r-1', 'v-room', 2 * GiB], ['other-r-1', 'other', GiB]] as const) {
+    await store.create({ apiVersion: LONGHORN_API_VERSION, kind: 'Replica', metadata: { name, namespace: DEFAULT_NAMESPACE }, spec: { volumeName: vol, volumeSize: String(size), nodeID: 'node-9', diskID: 'uuid-9' } });
+  }
+  // 3 GiB promised to a 5 GiB disk, which may be promised storage-over-provisioning-percentage of its size.
+  const over = Number(settingDefault('storage-over-provisioning-percentage'));
+  const room = Math.floor((5 * GiB * over) / 100) - 3 * GiB;
+  await assert.rejects(store.patch('Volume', DEFAULT_NAMESPACE, 'v-room', 'merge', { spec: { size: String(2 * GiB + room + 2 * 1024 * 1024) } }), (err: unknown) => {
+    assert.ok(isInvalid(err));
+    assert.match((err as Error).message, /spec\.size: .*the disks of its replicas have no room for \d+ more bytes: node-9\/disk-1 can take .* more of volume sizes \(storage-over-provisioning-percentage \d+% of 5\.0 GiB, 3\.0 GiB promised to replicas\)/);
+    return true;
+  });
+  await store.patch('Volume', DEFAULT_NAMESPACE, 'v-room', 'merge', { spec: { size: String(2 * GiB + room) } });
+  assert.equal((await store.get<Volume>('Volume', DEFAULT_NAMESPACE, 'v-room')).spec?.size, String(2 * GiB + room));
 });
 
 async function setState(name: string, state: 'attached' | 'detached', node = ''): Promise<void> {

@@ -1,10 +1,11 @@
 // Admission checks for Volumes that need other objects: a volume on a backing image may be created only when that
 // image exists, is not being deleted, has the volume's data engine, and — once its virtual size is known — fits in
-// the volume (`spec.size` ≥ the image's `status.virtualSize`). Growing a volume is checked the same way, and refused
-// while its engine still runs (validation in src/api/volume.ts has already refused it unless the volume is detached;
-// this catches an engine the volume's status has not caught up with). Longhorn makes the same checks in its volume validator; without them a
-// too-small volume would only fail at attach time, deep inside the replica, with a message about neither the volume
-// nor the image.
+// the volume (`spec.size` ≥ the image's `status.virtualSize`). Longhorn makes the same checks in its volume
+// validator; without them a too-small volume would only fail at attach time, deep inside the replica, with a message
+// about neither the volume nor the image. Growing a volume is checked the same way, and refused while its engine
+// still runs (validation in src/api/volume.ts has already refused it unless the volume is detached; this catches an
+// engine the volume's status has not caught up with) and when a disk holding one of its replicas could not be
+// promised the larger size (expansion-room.ts).
 // A clone (`spec.dataSource` vol:// or snap://) is refused when its source volume or snapshot does not exist, when
 // it is not on its source's backing image and data engine, or when it is smaller than its source.
 //
@@ -17,11 +18,16 @@ import type { FieldError } from '../../api/kind.js';
 import { DEFAULT_NAMESPACE, type KubeObject } from '../../api/meta.js';
 import type { Engine } from '../../api/engine.js';
 import { engineNameFor } from '../../api/labels.js';
+import type { Node } from '../../api/node.js';
+import type { Replica } from '../../api/replica.js';
+import type { Setting } from '../../api/setting-resource.js';
 import type { Snapshot } from '../../api/snapshot.js';
 import { parseVolumeDataSource, type Volume, type VolumeSpec } from '../../api/volume.js';
 import { isNotFound, StoreError } from '../../store/errors.js';
 import type { AdmissionPlugin } from '../../store/resource-store.js';
 import type { Store } from '../../store/types.js';
+import { provisioningLimits, settingsOf } from '../common/settings.js';
+import { expansionShortfalls } from './expansion-room.js';
 
 const VOLUME_RESOURCE = 'volumes.longhorn.io';
 
@@ -109,6 +115,26 @@ export function sizeProblems(size: string | undefined, biName: string, virtualSi
   return [invalid('spec.size', size, `must be at least the virtual size of backing image "${biName}" (${virtualSize} bytes)`)];
 }
 
+/** Growth beyond what the disks holding the volume's replicas may be promised (expansion-room.ts): refused. */
+async function roomProblems(store: Store, obj: KubeObject, old: KubeObject): Promise<FieldError[]> {
+  const size = specOf(obj).size ?? '';
+  const oldSize = specOf(old).size ?? '';
+  if (!/^[0-9]+$/.test(size) || !/^[0-9]+$/.test(oldSize)) return [];
+  const growBy = Number(BigInt(size) - BigInt(oldSize));
+  if (growBy <= 0) return [];
+  const ns = obj.metadata.namespace ?? DEFAULT_NAMESPACE;
+  const [replicas, nodes, settings] = await Promise.all([
+    store.list<Replica>('Replica', { namespace: ns }),
+    store.list<Node>('Node', { namespace: ns }),
+    store.list<Setting>('Setting', { namespace: ns }),
+  ]);
+  const live = replicas.items.filter((r) => !r.metadata.deletionTimestamp);
+  const mine = live.filter((r) => r.spec?.volumeName === obj.metadata.name);
+  const short = expansionShortfalls({ replicas: mine, allReplicas: live, nodes: nodes.items, limits: provisioningLimits(settingsOf(settings.items)), growBy });
+  if (short.length === 0) return [];
+  return [invalid('spec.size', size, `the disks of its replicas have no room for ${growBy} more bytes: ${short.join('; ')}`)];
+}
+
 /** A volume that grows while its engine is not stopped yet: refused, expansion is offline. */
 async function engineRunningProblems(store: Store, obj: KubeObject, old: KubeObject): Promise<FieldError[]> {
   const size = specOf(obj).size ?? '';
@@ -149,6 +175,7 @@ export const volumeAdmission: AdmissionPlugin = {
     const spec = specOf(obj);
     if (spec.size === specOf(old).size) return;
     const errs = await engineRunningProblems(store, obj, old);
+    if (errs.length === 0) errs.push(...(await roomProblems(store, obj, old)));
     const biName = spec.backingImage ?? '';
     if (biName !== '') {
       const bi = await backingImageOf(store, obj, biName);
