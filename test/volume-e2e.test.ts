@@ -29,6 +29,8 @@ let restarted: Proc | undefined;
 let web: { url: string; close(): Promise<void> } | undefined;
 let vols: Volumes;
 let url = '';
+/** vol-d's content after the random-write test, for the expansion test. */
+let volD: Buffer | undefined;
 /** name → sha512 of the files in the image. */
 const original = new Map<string, string>();
 
@@ -256,6 +258,56 @@ test('10,000 random writes through NBD, detach and attach, then a full read equa
   const got = readFileSync(out);
   const firstDiff = got.findIndex((b, i) => b !== model[i]);
   assert.equal(firstDiff, -1, `seed ${seed}: first difference at byte ${firstDiff}`);
+  await vols.detach('vol-d');
+  volD = model;
+});
+
+test('offline expansion: refused while attached and to shrink; grown, the old bytes stay, the new ones read zeros and take writes', { skip }, async () => {
+  assert.ok(volD, 'the random-write test left vol-d and its model');
+  const path = `/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/vol-d`;
+  const resize = (size: number) => vols.req<{ message?: string }>('PATCH', path, { spec: { size: String(size) } }, 'application/merge-patch+json');
+  await vols.attach('vol-d', 'node-1');
+  const attached = await resize(2 * FS_SIZE);
+  assert.equal(attached.status, 422, JSON.stringify(attached.json));
+  assert.match(attached.json.message ?? '', /detach/);
+  await vols.detach('vol-d');
+  const grown = await resize(2 * FS_SIZE);
+  assert.equal(grown.status, 200, JSON.stringify(grown.json));
+  const shrink = await resize(FS_SIZE);
+  assert.equal(shrink.status, 422, JSON.stringify(shrink.json));
+  assert.match(shrink.json.message ?? '', /shrink/);
+
+  const model = Buffer.alloc(2 * FS_SIZE);
+  volD.copy(model);
+  let e = await vols.attach('vol-d', 'node-2');
+  const readAll = async (name: string): Promise<Buffer> => {
+    const out = join(files.path, name);
+    const cp = await run('nbdcopy', [e.status?.endpoint ?? '', out], { timeoutMs: 120_000 });
+    assert.equal(cp.code, 0, cp.stderr);
+    return readFileSync(out);
+  };
+  let got = await readAll('vol-d-grown.raw');
+  assert.equal(got.length, 2 * FS_SIZE, 'the NBD export has the new size');
+  assert.equal(got.findIndex((b, i) => b !== model[i]), -1, 'the old bytes are there and the new ones read zeros');
+  // Writes past the old end and across it.
+  const ep = parseNbdUri(e.status?.endpoint ?? '');
+  const client = await NbdClient.connect({ host: ep.host, port: ep.port }, { exportName: ep.exportName });
+  try {
+    for (const [off, len, fill] of [[FS_SIZE - 5000, 12_345, 0x5a], [FS_SIZE + 3 * MiB, MiB, 0xa5], [2 * FS_SIZE - 4096, 4096, 0x3c]] as const) {
+      const data = Buffer.alloc(len, fill);
+      await client.write(off, data);
+      data.copy(model, off);
+    }
+    await client.flush();
+  } finally {
+    await client.disconnect().catch(() => undefined);
+  }
+  for (const r of await vols.replicas('vol-d')) assert.equal((r.spec as { volumeSize?: string }).volumeSize, String(2 * FS_SIZE), `replica ${r.metadata.name} has the new size`);
+  await vols.detach('vol-d');
+  e = await vols.attach('vol-d', 'node-3');
+  got = await readAll('vol-d-after.raw');
+  const firstDiff = got.findIndex((b, i) => b !== model[i]);
+  assert.equal(firstDiff, -1, `first difference at byte ${firstDiff}`);
   await vols.detach('vol-d');
 });
 
