@@ -377,6 +377,13 @@ test('detach, then delete the volume and the images', { skip }, async (t) => {
   await page.getByRole('button', { name: 'Detach' }).click();
   await waitFor('the volume detached', async () => (await page.getByTestId('volume-state').innerText()).toLowerCase() === 'detached', 120_000);
   phase('volume detached');
+  // Offline expansion from the page: the field takes bytes (or a quantity), the API rounds and applies it.
+  const sizeOf = async () => Number((await api<{ spec?: { size?: string } }>(`${LH}/volumes/vol-ui`)).json.spec?.size ?? 0);
+  const before = await sizeOf();
+  await page.getByLabel('New size').fill(String(before + 64 * 1024 * 1024));
+  await page.getByRole('button', { name: 'Expand' }).click();
+  await waitFor('the volume grown by 64 MiB', async () => (await sizeOf()) === before + 64 * 1024 * 1024, 30_000);
+  phase('volume expanded');
   await page.getByRole('button', { name: 'Delete', exact: true }).click();
   await page.getByRole('dialog', { name: 'Delete volume vol-ui?' }).getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('heading', { name: 'Volumes' }).waitFor();

@@ -1,7 +1,7 @@
 // One volume: state, robustness, endpoint, conditions in words, replicas per node and disk, snapshots; attach,
-// detach, replica count, delete.
+// detach, replica count, expand (offline: while detached), delete.
 
-import { Anchor, Badge, Button, Group, List, NumberInput, Select, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
+import { Anchor, Badge, Button, Group, List, NumberInput, Select, SimpleGrid, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useState } from 'react';
 import { useEvents, useResources, v1, type Engine, type Node, type Replica, type Volume } from '../api/index.js';
 import { Confirm, ErrorAlert, useAction, useDisks, useNow } from '../components/index.js';
@@ -20,9 +20,11 @@ export function VolumeDetail({ name }: { name: string }) {
   const now = useNow();
   const [node, setNode] = useState<string | null>(null);
   const [count, setCount] = useState<number | string>('');
+  const [newSize, setNewSize] = useState('');
   const [deleting, setDeleting] = useState(false);
   const attach = useAction();
   const scale = useAction();
+  const expand = useAction();
   const v = volumes?.find((x) => x.metadata.name === name);
   if (volumes === undefined) return <Text>Loading…</Text>;
   if (!v) return <Stack><Title order={1} size="h2">{name}</Title><Text>This volume does not exist (any more). <Anchor href={href.volumes}>All volumes</Anchor></Text></Stack>;
@@ -69,6 +71,13 @@ export function VolumeDetail({ name }: { name: string }) {
             <Button variant="default" loading={scale.busy} onClick={() => void scale.run(() => v1('POST', `${path}?action=updateReplicaCount`, { replicaCount: Number(count === '' ? v.spec?.numberOfReplicas : count) }))}>Apply</Button>
           </Group>
           <ErrorAlert error={scale.error} />
+          <Group align="flex-end">
+            <TextInput label="New size" placeholder="e.g. 4Gi" value={newSize} onChange={(e) => setNewSize(e.currentTarget.value)} w={200}
+              description={attachedTo ? 'detach the volume to expand it' : 'bytes, or a quantity such as 4Gi'} />
+            <Button variant="default" disabled={!!attachedTo || newSize.trim() === ''} loading={expand.busy}
+              onClick={() => void expand.run(async () => { await v1('POST', `${path}?action=expand`, { size: newSize.trim() }); setNewSize(''); })}>Expand</Button>
+          </Group>
+          <ErrorAlert error={expand.error} />
         </Stack>
       </SimpleGrid>
       <Title order={2} size="h3">Conditions</Title>
