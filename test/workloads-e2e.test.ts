@@ -168,6 +168,49 @@ test('a class for a missing image creates it; a class whose source differs keeps
   }
 });
 
+test('a claim of a class with allowVolumeExpansion grows: Resizing while its pod runs, then the volume and its ext4 filesystem', { skip, timeout: 600_000 }, async () => {
+  const MiB = 1024 * 1024;
+  await k(['apply', '-f', '-'], `apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: growable}\nprovisioner: driver.longhorn.io\nallowVolumeExpansion: true\nparameters:\n  numberOfReplicas: "2"\n  backingImage: bi-on-demand\n`);
+  const claimAndPod = `apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: grow, namespace: default}\nspec: {accessModes: [ReadWriteOnce], storageClassName: growable, resources: {requests: {storage: 32Mi}}}\n---\n` +
+    `apiVersion: v1\nkind: Pod\nmetadata: {name: grow, namespace: default}\nspec:\n  containers: [{name: web, image: "registry.k8s.io/nginx-slim:0.8", ports: [{containerPort: 80, name: web}], volumeMounts: [{name: www, mountPath: /usr/share/nginx/html}]}]\n  volumes: [{name: www, persistentVolumeClaim: {claimName: grow}}]\n`;
+  const podOnly = claimAndPod.split('---\n')[1] ?? '';
+  /** The filesystem size seen by the pod's mount (statfs through df: the kernel's view, not ours). */
+  const fsBytes = async (p: PodJson): Promise<number> => {
+    const mount = (await mountsUnder(dir.path)).find((m) => m.includes(p.metadata.uid));
+    assert.ok(mount, `pod ${p.metadata.name} has its volume mounted`);
+    const df = await run('df', ['-B1', '--output=size', mount]);
+    return Number(df.stdout.trim().split('\n').pop());
+  };
+  await k(['apply', '-f', '-'], claimAndPod);
+  const first = await waitFor('pod grow Running', async () => ((await pod('grow')).status?.phase === 'Running' ? pod('grow') : undefined), 300_000);
+  const small = await fsBytes(first);
+  assert.ok(small < 32 * MiB, `the filesystem starts within the 32 MiB claim (${small} bytes)`);
+  seenVolumes.add(await k(['get', 'pvc', 'grow', '-n', 'default', '-o', 'jsonpath={.spec.volumeName}']));
+
+  // The pod holds the volume: the claim waits, saying why.
+  await k(['patch', 'pvc', 'grow', '-n', 'default', '--type', 'merge', '-p', JSON.stringify({ spec: { resources: { requests: { storage: '96Mi' } } } })]);
+  const waiting = await waitFor('the claim Resizing while its pod runs', async () => {
+    const c = await getJson<{ status?: { conditions?: { type: string; status: string; message?: string }[] } }>('/api/v1/namespaces/default/persistentvolumeclaims/grow');
+    return c.status?.conditions?.find((x) => x.type === 'Resizing' && x.status === 'True');
+  }, 60_000);
+  assert.match(waiting.message ?? '', /detach/);
+  await k(['delete', 'pod', 'grow', '-n', 'default', '--timeout=120s']);
+  await waitFor('the claim has the new capacity', async () => (await k(['get', 'pvc', 'grow', '-n', 'default', '-o', 'jsonpath={.status.capacity.storage}'])) === '96Mi' || undefined, 120_000);
+
+  // A new pod: the volume is attached at its new size and the filesystem grown to it, with the image's files.
+  await k(['apply', '-f', '-'], podOnly);
+  const second = await waitFor('pod grow Running again', async () => {
+    const p = await pod('grow');
+    return p.status?.phase === 'Running' && p.metadata.uid !== first.metadata.uid ? p : undefined;
+  }, 300_000);
+  const big = await fsBytes(second);
+  assert.ok(big > 80 * MiB && big <= 96 * MiB, `the filesystem grew to the volume (${small} → ${big} bytes)`);
+  assert.equal(await (await podFetch(podPort(second), '/')).text(), PAGE, 'the image files are still there');
+  const conditions = await k(['get', 'pvc', 'grow', '-n', 'default', '-o', 'jsonpath={.status.conditions}']);
+  assert.doesNotMatch(conditions, /Resizing/, 'the condition is cleared');
+  await k(['delete', 'pod', 'grow', '-n', 'default', '--timeout=120s']);
+});
+
 test('deleting the StatefulSet and the claims removes every volume, replica directory and unused image copy; nothing stays mounted or looped', { skip, timeout: 600_000 }, async () => {
   await fetch(`${url}/v1/settings/backing-image-cleanup-wait-interval`, { method: 'PUT', headers: { 'content-type': 'application/json', ...authFor(url) }, body: JSON.stringify({ value: '0' }) });
   await k(['delete', 'statefulset', 'bi-scalability-test', '-n', 'default', '--timeout=300s']);
