@@ -451,7 +451,7 @@ export function volumeController(opts: VolumeControllerOptions): Controller {
     modes: e.status?.replicaModeMap ?? {},
     liveReplicas: live(mine).map((r) => r.metadata.name ?? ''),
   });
-  const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) => robustnessOf({ attached, ...robustnessInputs(v, e, mine) });
+  const robustnessNow = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], attached: boolean) => robustnessOf({ attached, madeReplicas: mine.length, ...robustnessInputs(v, e, mine) });
   /** Records a change of robustness (degraded, faulted, healthy again) as an event of the volume. */
   const noteRobustness = (v: RO<Volume>, e: RO<Engine>, mine: readonly RO<Replica>[], from: VolumeRobustness | '' | undefined, to: VolumeRobustness) => {
     const processStates = Object.fromEntries(mine.map((r) => [r.metadata.name ?? '', r.status?.currentState ?? '']));

@@ -110,13 +110,16 @@ test('a disk without a copy of the backing image needs free space for one above 
   assert.ok('disk' in lower, 'at 10% the copy fits');
 });
 
-test('robustness: healthy, degraded, faulted while attached; unknown or faulted detached', () => {
+test('robustness: healthy, degraded, faulted while attached; unknown detached, faulted once every replica made failed', () => {
   const live = ['a', 'b', 'c'];
-  assert.equal(robustnessOf({ attached: true, wanted: 3, modes: { a: 'RW', b: 'RW', c: 'RW' }, liveReplicas: live }), 'healthy');
-  assert.equal(robustnessOf({ attached: true, wanted: 3, modes: { a: 'RW', b: 'WO', c: 'ERR' }, liveReplicas: live }), 'degraded');
-  assert.equal(robustnessOf({ attached: true, wanted: 3, modes: { a: 'ERR' }, liveReplicas: live }), 'faulted');
-  assert.equal(robustnessOf({ attached: false, wanted: 3, modes: {}, liveReplicas: live }), 'unknown');
-  assert.equal(robustnessOf({ attached: false, wanted: 3, modes: {}, liveReplicas: [] }), 'faulted');
+  const base = { wanted: 3, liveReplicas: live, madeReplicas: 3 };
+  assert.equal(robustnessOf({ ...base, attached: true, modes: { a: 'RW', b: 'RW', c: 'RW' } }), 'healthy');
+  assert.equal(robustnessOf({ ...base, attached: true, modes: { a: 'RW', b: 'WO', c: 'ERR' } }), 'degraded');
+  assert.equal(robustnessOf({ ...base, attached: true, modes: { a: 'ERR' } }), 'faulted');
+  assert.equal(robustnessOf({ ...base, attached: false, modes: {} }), 'unknown');
+  assert.equal(robustnessOf({ ...base, attached: false, modes: {}, liveReplicas: [] }), 'faulted');
+  // A new volume, whose replicas are not made yet, is not faulted (nor does it get a Faulted warning).
+  assert.equal(robustnessOf({ ...base, attached: false, modes: {}, liveReplicas: [], madeReplicas: 0 }), 'unknown');
 });
 
 test('robustness events: degraded and faulted name the replicas that are not RW; healthy only after either', () => {

@@ -4,7 +4,8 @@
 //   attached:  healthy  = at least numberOfReplicas replicas RW in the engine
 //              degraded = at least one RW, fewer than wanted (the rest rebuilding, failed or not yet scheduled)
 //              faulted  = no RW replica: I/O fails until one comes back
-//   detached:  unknown (nothing has checked the replicas), or faulted when no usable replica is left
+//   detached:  unknown (nothing has checked the replicas, or none was made yet: a new volume), or faulted when
+//              replicas were made and none of them is usable any more
 
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
@@ -15,8 +16,10 @@ export function robustnessOf(opts: {
   wanted: number;
   modes: Readonly<Record<string, string>>;
   liveReplicas: readonly string[];
+  /** Replicas that exist, failed ones included. */
+  madeReplicas: number;
 }): VolumeRobustness {
-  if (!opts.attached) return opts.liveReplicas.length === 0 ? 'faulted' : 'unknown';
+  if (!opts.attached) return opts.liveReplicas.length === 0 && opts.madeReplicas > 0 ? 'faulted' : 'unknown';
   const rw = opts.liveReplicas.filter((n) => opts.modes[n] === 'RW').length;
   if (rw === 0) return 'faulted';
   return rw >= opts.wanted ? 'healthy' : 'degraded';
