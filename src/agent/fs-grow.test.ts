@@ -3,27 +3,19 @@
 // e2fsprogs is not installed.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ext4Bytes, growExtFilesystem, type Exec } from './fs-grow.js';
+import { runTool } from './run-tool.js';
 
 const MiB = 2 ** 20;
 const missing = ['mkfs.ext4', 'dumpe2fs', 'e2fsck', 'resize2fs'].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
 const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
 
-const exec: Exec = (cmd, args, signal) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], signal });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
+const exec: Exec = runTool;
 
 test('the size of an ext filesystem from dumpe2fs -h', () => {
   assert.equal(ext4Bytes('Filesystem volume name:   <none>\nBlock count:              16384\nBlock size:               4096\n'), 64 * MiB);

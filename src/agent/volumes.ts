@@ -14,7 +14,6 @@
 // Volume this pod attached. Mounts live outside the pod's record directory so that removing a record can never
 // delete a volume's files.
 
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeepReadonly } from '../api/meta.js';
@@ -28,6 +27,7 @@ import { isConflict, isNotFound } from '../store/errors.js';
 import type { Store } from '../store/types.js';
 import { AgentError } from './errors.js';
 import { growExtFilesystem } from './fs-grow.js';
+import { runTool } from './run-tool.js';
 
 /** The environment variable with a pod's mounts: JSON `{"<mountPath>": "<host path>"}`. */
 export const MOUNTS_ENV = 'STRATUM_MOUNTS';
@@ -49,17 +49,6 @@ export interface PodVolumesOptions {
   namespace?: string;
 }
 
-async function exec(cmd: string, args: string[], signal: AbortSignal): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], signal });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
 
 /** Mount points (decoded) from /proc/self/mountinfo. */
 async function mountPoints(): Promise<Set<string>> {
@@ -164,7 +153,7 @@ export class PodVolumes {
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const target = join(dir, name);
       if (!mounted.has(target)) continue;
-      const r = await exec('umount', [target], signal);
+      const r = await runTool('umount', [target], signal);
       if (r.code !== 0) throw new AgentError('VolumeMountFailed', `Cannot unmount ${target} of pod ${ref.namespace}/${ref.name}: ${r.stderr.trim()}`);
     }
     for (const handle of await this.#attached(dir)) {
@@ -181,9 +170,9 @@ export class PodVolumes {
     if ((await mountPoints()).has(target)) return;
     await mkdir(target, { recursive: true });
     // blkid exits 2 when the device holds no recognisable filesystem: only then is one made.
-    const probe = await exec('blkid', ['-p', '-o', 'value', '-s', 'TYPE', device], signal);
+    const probe = await runTool('blkid', ['-p', '-o', 'value', '-s', 'TYPE', device], signal);
     if (probe.code === 2) {
-      const mk = await exec(`mkfs.${fsType}`, fsType === 'ext4' ? ['-q', '-F', device] : ['-q', device], signal);
+      const mk = await runTool(`mkfs.${fsType}`, fsType === 'ext4' ? ['-q', '-F', device] : ['-q', device], signal);
       if (mk.code !== 0) throw new AgentError('VolumeMountFailed', `Cannot make a ${fsType} filesystem on ${device}: ${mk.stderr.trim()}`);
       this.#o.logger.info(`made a ${fsType} filesystem on ${device}`);
     } else if (probe.code !== 0) {
@@ -192,14 +181,14 @@ export class PodVolumes {
     const found = probe.stdout.trim();
     // An expanded volume: its device is larger than its filesystem (ext*: grown before the mount, see fs-grow.ts).
     if (/^ext[234]$/.test(found)) {
-      const grew = await growExtFilesystem(exec, device, signal);
+      const grew = await growExtFilesystem(runTool, device, signal);
       if (grew) this.#o.logger.info(grew);
     }
-    const r = await exec('mount', [device, target], signal);
+    const r = await runTool('mount', [device, target], signal);
     if (r.code !== 0) throw new AgentError('VolumeMountFailed', `Cannot mount ${device} at ${target}: ${r.stderr.trim()}`);
     if (found === 'xfs') {
       // xfs grows only mounted; a no-op when it already fills the device.
-      const g = await exec('xfs_growfs', [target], signal);
+      const g = await runTool('xfs_growfs', [target], signal);
       if (g.code !== 0) this.#o.logger.warn(`cannot grow the xfs filesystem at ${target} to its device ${device}: xfs_growfs exited with ${g.code}: ${g.stderr.trim()}`);
     }
   }

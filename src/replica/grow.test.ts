@@ -6,12 +6,10 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { LayeredReplica } from './layered.js';
 import { decodeCheckpoint, decodeJournalHeader, encodeCheckpoint, encodeJournalHeader } from './map-format.js';
-import { CrashDir, Rng, testSeed } from './testing.js';
+import { CrashDir, randomBackingFile, randomMutation, Rng, testSeed } from './testing.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -24,32 +22,13 @@ const BIG = 3 * SIZE;
 const BS = 4096;
 const BOOT = 'boot-of-the-test';
 
-async function backingFile(seed: number): Promise<{ backing: Uint8Array; path: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'stratum-grow-'));
-  dirs.push(dir);
-  const backing = new Rng(seed ^ 0x5eed).bytes(SIZE - 12 * KiB);
-  const path = join(dir, 'backing.raw');
-  await writeFile(path, backing);
-  return { backing, path };
-}
+const backingFile = (seed: number) => randomBackingFile(seed, SIZE - 12 * KiB, dirs);
 
 function open(dir: CrashDir, size?: number, bootId = BOOT): Promise<LayeredReplica> {
   return LayeredReplica.open(dir.location, { storage: dir, pending: { bootId }, ...(size === undefined ? {} : { size }) });
 }
 
-/** A random write or write-zeroes inside [0, end), applied to the replica and the model. */
-async function mutate(r: LayeredReplica, model: Uint8Array, rng: Rng, end: number): Promise<void> {
-  const offset = rng.int(end - 1);
-  const length = 1 + rng.int(Math.min(3 * BS, end - offset - 1));
-  if (rng.int(5) === 0) {
-    await r.writeZeroes(offset, length, { fua: false });
-    model.fill(0, offset, offset + length);
-    return;
-  }
-  const data = rng.bytes(length);
-  await r.write(offset, data, { fua: false });
-  model.set(data, offset);
-}
+const mutate = randomMutation;
 
 async function content(r: LayeredReplica): Promise<Uint8Array> {
   return new Uint8Array(await r.read(0, r.size));

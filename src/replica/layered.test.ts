@@ -6,11 +6,9 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { LayeredReplica } from './layered.js';
-import { CrashDir, Rng, testSeed } from './testing.js';
+import { CrashDir, randomBackingFile, randomMutation, Rng, testSeed } from './testing.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -22,14 +20,7 @@ const SIZE = 256 * KiB;
 const BS = 4096;
 const BOOT = 'boot-of-the-test';
 
-async function backingFile(seed: number): Promise<{ backing: Uint8Array; path: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'stratum-layered-'));
-  dirs.push(dir);
-  const backing = new Rng(seed ^ 0x5eed).bytes(SIZE - 16 * KiB);
-  const path = join(dir, 'backing.raw');
-  await writeFile(path, backing);
-  return { backing, path };
-}
+const backingFile = (seed: number) => randomBackingFile(seed, SIZE - 16 * KiB, dirs);
 
 function create(dir: CrashDir, path: string): Promise<LayeredReplica> {
   return LayeredReplica.create(dir.location, { name: 'r', size: SIZE, blockSize: BS, backing: { name: 'bi', uuid: 'u', path }, storage: dir, pending: { bootId: BOOT } });
@@ -40,21 +31,7 @@ function open(dir: CrashDir, bootId = BOOT): Promise<LayeredReplica> {
   return LayeredReplica.open(dir.location, { storage: dir, pending: { bootId } });
 }
 
-/** A random mutation applied to the replica and the model (writes of any alignment, trims, write-zeroes). */
-async function mutate(r: LayeredReplica, model: Uint8Array, rng: Rng): Promise<void> {
-  const offset = rng.int(SIZE - 1);
-  const length = 1 + rng.int(Math.min(3 * BS, SIZE - offset - 1));
-  const kind = rng.int(6);
-  if (kind === 0) {
-    // Only whole blocks of a trim read as zeros for certain; the model zeroes the edges as the store does.
-    await r.writeZeroes(offset, length, { fua: false });
-    model.fill(0, offset, offset + length);
-    return;
-  }
-  const data = rng.bytes(length);
-  await r.write(offset, data, { fua: false });
-  model.set(data, offset);
-}
+const mutate = (r: LayeredReplica, model: Uint8Array, rng: Rng) => randomMutation(r, model, rng, SIZE);
 
 async function content(r: LayeredReplica): Promise<Uint8Array> {
   return new Uint8Array(await r.read(0, SIZE));

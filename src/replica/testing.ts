@@ -3,13 +3,44 @@
 // writes since; a crash image keeps, for every 512-byte sector independently, the durable bytes plus any prefix of
 // the writes to that sector (crashImage explains why). Atomic replacement is durable when it returns, as the real
 // one is after its directory fsync. A process crash keeps every completed write (the page cache survives it):
-// that is processCrashImage.
+// that is processCrashImage. Also: a raw backing file of seeded random bytes in a temp directory.
 
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { StorageDir, StorageFile } from './storage.js';
 import type { ExtentData, ReplicaDevice, ReplicaInfo, WrittenExtents } from './types.js';
 import { mulberry32 } from '../util/prng.js';
 import type { ControlAnswer, ControlRequest } from './control.js';
 import { ReplicaError } from './errors.js';
+
+/** A raw backing file of `bytes` random bytes from `seed`, in a new temp directory pushed on `dirs` (for removal). */
+export async function randomBackingFile(seed: number, bytes: number, dirs: string[]): Promise<{ backing: Uint8Array; path: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'stratum-backing-'));
+  dirs.push(dir);
+  const backing = new Rng(seed ^ 0x5eed).bytes(bytes);
+  const path = join(dir, 'backing.raw');
+  await writeFile(path, backing);
+  return { backing, path };
+}
+
+/**
+ * A random write (any alignment, up to 3 blocks of 4 KiB) or, one time in six, a write-zeroes inside [0, end), applied
+ * to the replica and to the model. Only whole blocks of a write-zeroes read as zeros for certain; the model zeroes the
+ * edges as the store does.
+ */
+export async function randomMutation(r: Pick<ReplicaDevice, 'write' | 'writeZeroes'>, model: Uint8Array, rng: Rng, end: number): Promise<void> {
+  const offset = rng.int(end - 1);
+  const length = 1 + rng.int(Math.min(3 * 4096, end - offset - 1));
+  if (rng.int(6) === 0) {
+    await r.writeZeroes(offset, length, { fua: false });
+    model.fill(0, offset, offset + length);
+    return;
+  }
+  const data = rng.bytes(length);
+  await r.write(offset, data, { fua: false });
+  model.set(data, offset);
+}
 
 /** mulberry32: small, fast, seedable; good enough for test workloads. */
 export class Rng {

@@ -15,6 +15,7 @@ import { openStore } from '../../store/index.js';
 import type { ResourceStore } from '../../store/resource-store.js';
 import { backingImageAdmission } from '../backing-image/admission.js';
 import { volumeAdmission } from './admission.js';
+import { readyNode } from './testing.js';
 
 const GiB = 1024 ** 3;
 const VOLUMES = `/apis/longhorn.io/v1beta2/namespaces/${DEFAULT_NAMESPACE}/volumes`;
@@ -144,16 +145,10 @@ test('growing is refused while the volume is attached, or its engine still runs;
 });
 
 test('growing is refused when a disk holding a replica could not be promised the larger size, naming the disk', async () => {
-  const { object: n } = await store.create({
-    apiVersion: LONGHORN_API_VERSION,
-    kind: 'Node',
-    metadata: { name: 'node-9', namespace: DEFAULT_NAMESPACE },
-    spec: { allowScheduling: true, disks: { 'disk-1': { path: '/data/disk-1', allowScheduling: true, storageReserved: 0, tags: [] } } },
-  });
-  await store.update({ ...n, status: { diskStatus: { 'disk-1': { diskUUID: 'uuid-9', storageMaximum: 5 * GiB, storageAvailable: 5 * GiB } } } }, { subresource: 'status' });
+  await readyNode(store, DEFAULT_NAMESPACE, 'node-9', 5 * GiB);
   await store.create(volume('v-room', 2 * GiB));
   for (const [name, vol, size] of [['v-room-r-1', 'v-room', 2 * GiB], ['other-r-1', 'other', GiB]] as const) {
-    await store.create({ apiVersion: LONGHORN_API_VERSION, kind: 'Replica', metadata: { name, namespace: DEFAULT_NAMESPACE }, spec: { volumeName: vol, volumeSize: String(size), nodeID: 'node-9', diskID: 'uuid-9' } });
+    await store.create({ apiVersion: LONGHORN_API_VERSION, kind: 'Replica', metadata: { name, namespace: DEFAULT_NAMESPACE }, spec: { volumeName: vol, volumeSize: String(size), nodeID: 'node-9', diskID: 'uuid-node-9' } });
   }
   // 3 GiB promised to a 5 GiB disk, which may be promised storage-over-provisioning-percentage of its size.
   const over = Number(settingDefault('storage-over-provisioning-percentage'));

@@ -16,26 +16,14 @@ import { InformerFactory } from '../../controller-kit/informer-factory.js';
 import { silentLogger } from '../../controller-kit/log.js';
 import { MemoryStore, runControllers } from '../../controller-kit/testing.js';
 import { volumeController } from './index.js';
+import { readyNode } from './testing.js';
 
 const NS = 'longhorn-system';
 const GiB = 2 ** 30;
 const store = new MemoryStore();
 let stop: () => Promise<void>;
-const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
 
-async function node(name: string): Promise<void> {
-  const { object } = await store.create<Node>({
-    apiVersion: 'longhorn.io/v1beta2',
-    kind: 'Node',
-    metadata: { name, namespace: NS },
-    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: `/${name}`, allowScheduling: true, evictionRequested: false, tags: [] } } },
-  } as Node);
-  object.status = {
-    conditions: [ok('Ready'), ok('Schedulable')],
-    diskStatus: { 'disk-1': { diskUUID: `uuid-${name}`, diskPath: `/${name}`, storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
-  } as NonNullable<Node['status']>;
-  await store.update(object, { subresource: 'status' });
-}
+const node = (name: string) => readyNode(store, NS, name);
 
 async function replica(name: string, nodeName: string): Promise<void> {
   await store.create<Replica>({

@@ -10,7 +10,6 @@ import { after, before, test } from 'node:test';
 import type { Engine } from '../../api/engine.js';
 import { engineNameFor } from '../../api/labels.js';
 import { DEFAULT_NAMESPACE, LONGHORN_API_VERSION } from '../../api/meta.js';
-import type { Node } from '../../api/node.js';
 import type { Replica } from '../../api/replica.js';
 import type { Volume } from '../../api/volume.js';
 import { EventRecorder } from '../../controller-kit/events.js';
@@ -22,6 +21,7 @@ import type { ResourceStore } from '../../store/resource-store.js';
 import { volumeAdmission } from './admission.js';
 import { idle, replicaSizeFor } from './expansion.js';
 import { volumeController } from './index.js';
+import { readyNode } from './testing.js';
 
 const NS = DEFAULT_NAMESPACE;
 const GiB = 2 ** 30;
@@ -29,24 +29,11 @@ let store: ResourceStore;
 let closeStore: () => Promise<void>;
 let stop: () => Promise<void>;
 let dataPlane: NodeJS.Timeout;
-const ok = (type: string) => ({ type, status: 'True', reason: '', message: '', lastProbeTime: '', lastTransitionTime: '' });
 
 /** What the fake data plane saw: sizes instances started with, the size each replica directory has, violations. */
 const seen = { engineStarts: [] as string[], replicaStarts: new Map<string, string[]>(), dirSize: new Map<string, bigint>(), violations: [] as string[] };
 
-async function node(name: string): Promise<void> {
-  const { object } = await store.create<Node>({
-    apiVersion: LONGHORN_API_VERSION,
-    kind: 'Node',
-    metadata: { name, namespace: NS },
-    spec: { allowScheduling: true, tags: [], disks: { 'disk-1': { path: `/${name}`, allowScheduling: true, tags: [] } } },
-  } as Node);
-  object.status = {
-    conditions: [ok('Ready'), ok('Schedulable')],
-    diskStatus: { 'disk-1': { diskUUID: `uuid-${name}`, diskPath: `/${name}`, storageAvailable: 100 * GiB, storageMaximum: 100 * GiB, storageScheduled: 0, conditions: [ok('Ready'), ok('Schedulable')] } },
-  } as NonNullable<Node['status']>;
-  await store.update(object, { subresource: 'status' });
-}
+const node = (name: string) => readyNode(store, NS, name);
 
 /** One step of the fake data plane: instances follow their desireState. */
 async function step(): Promise<void> {
