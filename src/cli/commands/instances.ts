@@ -160,7 +160,7 @@ export function instanceCommands(): Command[] {
     .requiredOption('--listen <host:port>', 'where to serve (port 0: any free port)')
     .option('--create', 'create the replica when the directory holds none')
     .option('--name <name>', 'replica name (with --create)')
-    .option('--size <bytes>', 'volume size (with --create)')
+    .option('--size <bytes>', 'volume size (with --create; an existing smaller replica grows to it, a larger one is refused)')
     .option('--block-size <bytes>', 'block size (with --create)')
     .option('--backing-file <path>', 'backing image file (with --create)')
     .option('--backing-name <name>', 'backing image name')
