@@ -19,6 +19,9 @@ export const LABEL_DISK_UUID = 'longhorn.io/disk-uuid';
 export const LABEL_BACKING_IMAGE = 'longhorn.io/backing-image';
 export const LABEL_BIM = 'longhorn.io/backing-image-manager';
 export const LABEL_BIDS = 'longhorn.io/backing-image-data-source';
+/** On a Volume the provisioner made for a claim: the claim's name and namespace. */
+export const LABEL_PVC = 'longhorn.io/pvc';
+export const LABEL_PVC_NAMESPACE = 'longhorn.io/pvc-namespace';
 
 /** The finalizer Longhorn puts on its objects. */
 export const LONGHORN_FINALIZER = 'longhorn.io';

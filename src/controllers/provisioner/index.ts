@@ -17,6 +17,7 @@
 
 import type { BackingImage } from '../../api/backing-image.js';
 import type { Engine } from '../../api/engine.js';
+import { LABEL_PVC, LABEL_PVC_NAMESPACE } from '../../api/labels.js';
 import { DEFAULT_NAMESPACE, type DeepReadonly } from '../../api/meta.js';
 import type { Pod } from '../../api/pod.js';
 import {
@@ -151,7 +152,7 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
       const volume: Volume = {
         apiVersion: 'longhorn.io/v1beta2',
         kind: 'Volume',
-        metadata: { name, namespace: ns, labels: { 'longhorn.io/pvc': pvc.metadata.name ?? '', 'longhorn.io/pvc-namespace': pvc.metadata.namespace ?? '' } },
+        metadata: { name, namespace: ns, labels: { [LABEL_PVC]: pvc.metadata.name ?? '', [LABEL_PVC_NAMESPACE]: pvc.metadata.namespace ?? '' } },
         spec: { ...volumeSpecFor(params, bytes), ...(dataSource ? { dataSource } : {}) },
       };
       try {
@@ -374,8 +375,8 @@ export function provisionerController(opts: ProvisionerOptions): Controller {
   });
   // A volume's or its engine's change may let a resize go on (detached; the new size taken): its claim.
   const claimOfVolume = (v: RO<Volume> | undefined) => {
-    const name = v?.metadata.labels?.['longhorn.io/pvc'];
-    if (name) controller.enqueue(`${PVC}/${v.metadata.labels?.['longhorn.io/pvc-namespace'] ?? ''}/${name}`);
+    const name = v?.metadata.labels?.[LABEL_PVC];
+    if (name) controller.enqueue(`${PVC}/${v.metadata.labels?.[LABEL_PVC_NAMESPACE] ?? ''}/${name}`);
   };
   engines.addEventHandler({ onUpdate: (_o, e) => claimOfVolume(volumes.get(e.metadata.namespace ?? '', e.spec?.volumeName ?? '')) });
   volumes.addEventHandler({
