@@ -112,6 +112,8 @@ export class Engine implements BlockDevice {
       members: () => [...this.#members.values()],
       fail: (m, err, what) => this.#fail(m as Member, err, what),
       rebuilding: () => (this.#rebuild?.state === 'running' ? this.#rebuild.replica : [...this.#members.values()].find((m) => m.mode === 'WO')?.name),
+      changed: () => this.#changed(),
+      log: (line) => this.#log(line),
     });
     const every = opts.pingIntervalMs ?? 2000;
     if (every > 0) this.#timer = setInterval(() => this.#pingAll(), every).unref();

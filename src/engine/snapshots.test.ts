@@ -106,3 +106,40 @@ async function readSnapshot(r: TestReplica, name: string, size: number): Promise
   await r.store.snapshotReader(name).read(buf, 0);
   return buf;
 }
+
+test('snapshots taken and deleted again and again (exports, clones) keep a short chain: a removed one is merged into the next snapshot', async () => {
+  const seed = testSeed();
+  const fx = await Fixture.create(4 * MiB, 3 * MiB, seed);
+  fixtures.push(fx);
+  const rng = new Rng(seed);
+  const reps = [await fx.replica('r1'), await fx.replica('r2')];
+  const lines: string[] = [];
+  const engine = await Engine.start({ volume: 'vol', replicas: await Promise.all(reps.map(async (r) => ({ name: r.name, backend: await r.connect(5000) }))), pingIntervalMs: 0, log: (l) => lines.push(l) });
+  const model = fx.initialModel();
+  for (let i = 1; i <= 5; i++) {
+    await writes(engine, model, rng, 20);
+    await engine.snapshotCreate({ name: `sys-${i}`, userCreated: false });
+    await writes(engine, model, rng, 20);
+    // Deleted under the head: only marked removed. The next snapshot gives it a child it can be merged into.
+    await engine.snapshotDelete(`sys-${i}`);
+    const names = await waitForChain(engine, [`sys-${i}`, 'volume-head']);
+    assert.deepEqual(names, [`sys-${i}`, 'volume-head'], `after round ${i}`);
+    for (const r of reps) assert.equal(firstDifference(await r.store.read(0, fx.size), model), -1, `seed ${seed}: ${r.name} after round ${i}`);
+  }
+  for (const r of reps) assert.deepEqual(r.store.listSnapshots().map((s) => [s.name, s.removed]), [['sys-5', true], ['volume-head', false]], r.name);
+  assert.ok(lines.some((l) => /merged removed snapshot sys-4 into their child snapshots/.test(l)), lines.join('\n'));
+  // A user's explicit purge still merges into the head.
+  assert.deepEqual(await engine.snapshotPurge(), ['sys-5']);
+  for (const r of reps) assert.equal(firstDifference(await r.store.read(0, fx.size), model), -1, `seed ${seed}: ${r.name} after the purge`);
+  await engine.close();
+});
+
+/** The chain's names once the tidy-up queued behind the last operation has run (it is never waited for). */
+async function waitForChain(engine: Engine, want: string[]): Promise<string[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const names = (await engine.snapshotList()).map((s) => s.name);
+    if (JSON.stringify(names) === JSON.stringify(want) || Date.now() > deadline) return names;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -6,6 +6,11 @@
 //
 // While a replica is WO (being rebuilt) the chain must not change under the rebuild's copy: every operation here
 // but the list is refused then (RebuildRunning).
+//
+// Tidy-up: after a snapshot is taken or deleted, removed snapshots whose one child is a snapshot are merged into it,
+// queued behind the operation (never into the live head: that would copy their data into it). Without it every
+// export from a volume and every vol:// clone, which take a system snapshot and delete it, left one more layer in
+// the chain for every later read to pass through. Longhorn's UI purges after each delete the same way.
 
 import { randomUUID } from 'node:crypto';
 import { isReplicaError, VOLUME_HEAD, WireStatus, type ControlRequest, type RangeLock, type SnapshotInfo } from '../replica/index.js';
@@ -28,6 +33,9 @@ export interface SnapshotContext {
   fail(member: SnapshotMember, err: unknown, what: string): void;
   /** The rebuild running, if any. */
   rebuilding(): string | undefined;
+  /** The chain changed outside a caller's operation (the tidy-up): watchers should hear of it. */
+  changed(): void;
+  log(line: string): void;
 }
 
 export interface CreateSnapshotOptions {
@@ -61,6 +69,7 @@ export class SnapshotOps {
     return this.#serial(`create snapshot "${name}"`, async () => {
       this.#checkNew(await this.list(), name);
       await this.#barrier(() => this.#everyRW(`snapshot "${name}"`, req, CHAIN_TIMEOUT_MS));
+      this.#tidy(await this.list());
       return name;
     });
   }
@@ -83,6 +92,7 @@ export class SnapshotOps {
     return this.#serial(`delete snapshot "${name}"`, async () => {
       this.#checkExists(await this.list(), name);
       await this.#everyRW(`delete snapshot "${name}"`, { op: 'deleteSnapshot', name }, CHAIN_TIMEOUT_MS);
+      this.#tidy(await this.list());
     });
   }
 
@@ -102,6 +112,23 @@ export class SnapshotOps {
       const results = await this.#everyRW('purge snapshots', { op: 'purgeSnapshots' }, PURGE_TIMEOUT_MS);
       return ((results[0] as { merged?: string[] } | undefined)?.merged ?? []);
     });
+  }
+
+  /** Queues the tidy-up (top of file) when `list` has a removed snapshot with one child snapshot; never waited for. */
+  #tidy(list: SnapshotInfo[]): void {
+    const names = list.filter((s) => s.removed && s.children.length === 1 && s.children[0] !== VOLUME_HEAD).map((s) => s.name);
+    if (names.length === 0) return;
+    const what = 'merge removed snapshots into their child snapshots';
+    void this.#serial(what, () => this.#everyRW(what, { op: 'purgeSnapshots', intoHead: false }, PURGE_TIMEOUT_MS)).then(
+      (results) => {
+        const merged = (results[0] as { merged?: string[] } | undefined)?.merged ?? [];
+        if (merged.length === 0) return;
+        this.#ctx.log(`engine ${this.#ctx.volume}: merged removed snapshot${merged.length === 1 ? '' : 's'} ${merged.join(', ')} into their child snapshots`);
+        this.#ctx.changed();
+      },
+      // Tried again after the next snapshot change (a rebuild running refuses it, for one).
+      (err: unknown) => this.#ctx.log(`engine ${this.#ctx.volume}: could not ${what} (${names.join(', ')}): ${err instanceof Error ? err.message : String(err)}`),
+    );
   }
 
   #serial<T>(what: string, op: () => Promise<T>): Promise<T> {

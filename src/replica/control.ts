@@ -36,7 +36,8 @@ export type ControlRequest =
   | { op: 'listSnapshots' }
   | { op: 'deleteSnapshot'; name: string }
   | { op: 'revertSnapshot'; name: string }
-  | { op: 'purgeSnapshots' }
+  /** `intoHead: false` merges only into child snapshots, never into the live head (the engine's tidy-up). */
+  | { op: 'purgeSnapshots'; intoHead?: boolean }
   | { op: 'chain' }
   | { op: 'layerExtents'; layer: number; offset: number; maxExtents: number }
   | { op: 'layerRead'; layer: number; offset: number; length: number }

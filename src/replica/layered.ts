@@ -263,7 +263,7 @@ export class LayeredReplica implements ReplicaDevice {
       case 'revertSnapshot':
         return this.revert(req.name).then(() => ({ result: null }));
       case 'purgeSnapshots':
-        return this.purge(opts).then((merged) => ({ result: { merged } }));
+        return this.purge({ ...opts, intoHead: req.intoHead !== false }).then((merged) => ({ result: { merged } }));
       case 'chain':
         return Promise.resolve({ result: this.chainView() });
       case 'layerExtents':
@@ -335,15 +335,17 @@ export class LayeredReplica implements ReplicaDevice {
 
   /**
    * Merge every removed snapshot that has one child into that child (blocks the child does not have are copied up,
-   * the child's own win), and drop removed snapshots left with none. Returns the names merged or dropped.
+   * the child's own win), and drop removed snapshots left with none. Returns the names merged or dropped. Without
+   * `intoHead`, a removed snapshot whose child is the live head stays: merging it copies its data into the head,
+   * which the engine's automatic tidy-up does not do (engine/snapshots.ts).
    */
-  purge({ signal }: Signal = {}): Promise<string[]> {
+  purge({ signal, intoHead = true }: Signal & { intoHead?: boolean } = {}): Promise<string[]> {
     return this.#exclusive(async () => {
       const done: string[] = [];
       for (;;) {
         signal?.throwIfAborted();
         const c = this.#chain;
-        const s = c.layers.find((l) => l.removed && childrenOf(c, l.id).length <= 1);
+        const s = c.layers.find((l) => l.removed && purgeable(childrenOf(c, l.id), intoHead));
         if (!s) return done;
         const children = childrenOf(c, s.id);
         if (children.length === 0) {
@@ -560,6 +562,11 @@ export class LayeredReplica implements ReplicaDevice {
     if (name === VOLUME_HEAD) throw new ReplicaError('InvalidArgument', `"${VOLUME_HEAD}" is the head's name, not a snapshot's`);
     if (this.#chain.layers.some((l) => l.name === name)) throw new ReplicaError('AlreadyExists', `Replica "${this.meta.name}" already has a snapshot "${name}"`);
   }
+}
+
+/** Whether a removed snapshot with these children can be purged: none or one, and the head only when allowed. */
+function purgeable(children: readonly string[], intoHead: boolean): boolean {
+  return children.length === 0 || (children.length === 1 && (intoHead || children[0] !== VOLUME_HEAD));
 }
 
 function headOptions(o: ReplicaStoreOptions): HeadOptions {
