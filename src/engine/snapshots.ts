@@ -132,7 +132,8 @@ export class SnapshotOps {
       (results) => {
         const merged = (results[0] as { merged?: string[] } | undefined)?.merged ?? [];
         if (merged.length === 0) return;
-        this.#ctx.log(`engine ${this.#ctx.volume}: merged removed snapshot${merged.length === 1 ? '' : 's'} ${merged.join(', ')} into their child snapshots`);
+        const one = merged.length === 1;
+        this.#ctx.log(`engine ${this.#ctx.volume}: merged removed snapshot${one ? '' : 's'} ${merged.join(', ')} into ${one ? 'its child snapshot' : 'their child snapshots'}`);
         this.#ctx.changed();
       },
       // Tried again after the next snapshot change (a rebuild running refuses it, for one).
