@@ -265,6 +265,11 @@ function defaultOnCreate(o: KubeObject, ctx: DefaultingContext): void {
   if (typeof spec.size === 'string') spec.size = roundVolumeSize(spec.size);
 }
 
+/** A size in bytes (decimal string) as a bigint; 0 for anything that is not one (unset, a quantity not yet rounded). */
+export function sizeBytes(s: string | undefined): bigint {
+  return s && /^[0-9]+$/.test(s) ? BigInt(s) : 0n;
+}
+
 /** A size in bytes (decimal string) rounded up to VOLUME_SIZE_ALIGNMENT, as on create; anything else unchanged. */
 export function roundVolumeSize(size: string): string {
   if (!/^[0-9]+$/.test(size)) return size;

@@ -14,7 +14,7 @@ import type { PersistentVolume } from '../../api/persistent-volume.js';
 import { requestedBytes, type PersistentVolumeClaim } from '../../api/persistent-volume-claim.js';
 import { formatQuantity, parseQuantity } from '../../api/quantity.js';
 import type { StorageClass } from '../../api/storage-class.js';
-import { roundVolumeSize, type Volume } from '../../api/volume.js';
+import { roundVolumeSize, sizeBytes as bytes, type Volume } from '../../api/volume.js';
 import type { EventRecorder } from '../../controller-kit/events.js';
 import type { Informer } from '../../controller-kit/informer.js';
 import { errorMessage } from '../../controller-kit/log.js';
@@ -41,8 +41,6 @@ export interface ResizerDeps {
   /** A Warning or Normal event on the claim, not repeated while the message stays the same. */
   note(pvc: RO<PersistentVolumeClaim>, reason: string, message: string, type?: 'Warning' | 'Normal'): void;
 }
-
-const bytes = (s: string | undefined): bigint => (s && /^[0-9]+$/.test(s) ? BigInt(s) : 0n);
 
 export function claimResizer(d: ResizerDeps): (pvc: RO<PersistentVolumeClaim>, pv: RO<PersistentVolume>) => Promise<{ requeueAfter: number } | undefined> {
   const { store, namespace: ns } = d;

@@ -9,10 +9,9 @@
 import type { Engine } from '../../api/engine.js';
 import type { DeepReadonly } from '../../api/meta.js';
 import type { Replica } from '../../api/replica.js';
+import { sizeBytes as bytes } from '../../api/volume.js';
 
 type RO<T> = DeepReadonly<T>;
-
-const bytes = (s: string | undefined): bigint => (s && /^[0-9]+$/.test(s) ? BigInt(s) : 0n);
 
 const IDLE = new Set(['', 'stopped', 'error']);
 
